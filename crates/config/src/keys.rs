@@ -1,0 +1,224 @@
+//! Every leaf key of the configuration, with its type and a description.
+//! The table drives environment mapping, per-leaf type checking (so that all
+//! errors are reported together), unknown-key suggestions, redaction and
+//! `oj config env`.
+
+/// The type of a leaf, as the user writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Bool,
+    /// Integer with a minimum.
+    Int { min: i64 },
+    Str,
+    Path,
+    /// A humantime duration such as `"25s"` or `"1h 30m"`.
+    Duration,
+    Quantity,
+    /// `host:port`, or `""` for off.
+    HostPort,
+    Url,
+    Enum(&'static [&'static str]),
+    StrArray,
+    EnumArray(&'static [&'static str]),
+    /// A table of strings with free keys (`notify.webhook.headers`).
+    StrTable,
+}
+
+/// One configuration key.
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    pub name: &'static str,
+    pub kind: Kind,
+    /// Unset is a valid value (and an empty string unsets it).
+    pub optional: bool,
+    pub secret: bool,
+    pub description: &'static str,
+}
+
+const fn key(name: &'static str, kind: Kind, description: &'static str) -> Key {
+    Key {
+        name,
+        kind,
+        optional: false,
+        secret: false,
+        description,
+    }
+}
+
+const fn opt(name: &'static str, kind: Kind, description: &'static str) -> Key {
+    Key {
+        name,
+        kind,
+        optional: true,
+        secret: false,
+        description,
+    }
+}
+
+const fn secret(name: &'static str, kind: Kind, description: &'static str) -> Key {
+    Key {
+        name,
+        kind,
+        optional: true,
+        secret: true,
+        description,
+    }
+}
+
+pub const NOTIFY_BACKENDS: &[&str] = &["desktop", "webhook", "log", "none"];
+pub const NOTIFY_EVENTS: &[&str] = &["start", "done", "fail"];
+
+/// All keys, in the order `config show` prints them.
+pub const KEYS: &[Key] = &[
+    key("daemon.state_dir", Kind::Path, "Directory for the lock, WAL, snapshot, job logs, socket and log file"),
+    key("daemon.instance", Kind::Str, "This daemon's name (Lease holder, notifications, status)"),
+    key("jobs.max_concurrent", Kind::Int { min: 1 }, "Jobs running at once; the rest wait queued"),
+    key("jobs.step_timeout", Kind::Duration, "Timeout of a step that sets none"),
+    key("jobs.shell", Kind::StrArray, "Command a step's `run` is appended to"),
+    opt("listen.unix_socket", Kind::Path, "Unix socket path, relative = under state_dir; \"\" = off"),
+    opt("listen.tcp", Kind::HostPort, "TCP listener host:port; \"\" = off"),
+    secret("listen.auth_token", Kind::Str, "Bearer token required on TCP"),
+    opt("listen.auth_token_file", Kind::Path, "File holding the bearer token"),
+    key("listen.insecure_no_auth", Kind::Bool, "Allow TCP without a token"),
+    key("listen.max_request_bytes", Kind::Int { min: 1 }, "Larger request bodies get 413"),
+    key("tls.enabled", Kind::Bool, "Serve TLS on the TCP listener"),
+    opt("tls.cert", Kind::Path, "Server certificate chain (PEM)"),
+    opt("tls.key", Kind::Path, "Server private key (PEM)"),
+    opt("tls.client_ca", Kind::Path, "CA for client certificates; set = mutual TLS"),
+    key("tls.min_version", Kind::Enum(&["1.2", "1.3"]), "Lowest TLS version accepted"),
+    key("tls.reload_interval", Kind::Duration, "How often cert and key are checked for changes"),
+    opt("admin.addr", Kind::HostPort, "host:port for /healthz, /readyz, /metrics; \"\" = off"),
+    key("notify.backend", Kind::Enum(NOTIFY_BACKENDS), "Where notifications go"),
+    key("notify.events", Kind::EnumArray(NOTIFY_EVENTS), "Job events that notify"),
+    secret("notify.webhook.url", Kind::Url, "Webhook endpoint (http or https)"),
+    secret("notify.webhook.secret", Kind::Str, "whsec_… key for webhook signatures"),
+    opt("notify.webhook.secret_file", Kind::Path, "File holding the whsec_… key"),
+    Key {
+        name: "notify.webhook.headers",
+        kind: Kind::StrTable,
+        optional: false,
+        secret: true,
+        description: "Extra webhook request headers (table)",
+    },
+    key("notify.webhook.format", Kind::Enum(&["standard", "slack"]), "Webhook body format"),
+    key("notify.webhook.timeout", Kind::Duration, "Timeout of one delivery attempt"),
+    key("notify.webhook.max_attempts", Kind::Int { min: 1 }, "Delivery attempts before giving up"),
+    key("notify.webhook.backoff", Kind::Duration, "First retry delay, doubling, capped at 5 min"),
+    key("log.level", Kind::Str, "EnvFilter directives, e.g. info,oj_daemon=debug"),
+    key("log.format", Kind::Enum(&["text", "json"]), "Log line format"),
+    key("log.stdout", Kind::Bool, "Log to stdout"),
+    key("log.file.enabled", Kind::Bool, "Log to a file"),
+    key("log.file.path", Kind::Path, "Log file, relative = under state_dir"),
+    key("log.file.rotation", Kind::Enum(&["hourly", "daily", "never"]), "Log file rotation"),
+    key("log.file.max_files", Kind::Int { min: 1 }, "Rotated log files kept"),
+    key("lock.strategy", Kind::Enum(&["file", "none", "lease"]), "Single-instance lock"),
+    key("lock.lease.name", Kind::Str, "Lease object name"),
+    opt("lock.lease.namespace", Kind::Str, "Lease namespace; unset = the pod's namespace"),
+    key("lock.lease.duration", Kind::Duration, "Lease duration"),
+    key("lock.lease.renew_deadline", Kind::Duration, "A leader that cannot renew within this steps down"),
+    key("lock.lease.retry_period", Kind::Duration, "Interval between acquire/renew attempts"),
+    opt("pods.namespace", Kind::Str, "Namespace for step pods; unset = the pod's namespace, else default"),
+    opt("pods.service_account", Kind::Str, "Service account of step pods"),
+    key("pods.image_pull_policy", Kind::Enum(&["Always", "IfNotPresent", "Never"]), "imagePullPolicy of step pods"),
+    key("pods.keep_finished", Kind::Bool, "Keep finished step pods"),
+    key("pods.resources.requests.cpu", Kind::Quantity, "Default CPU request of step pods"),
+    key("pods.resources.requests.memory", Kind::Quantity, "Default memory request of step pods"),
+    key("pods.resources.limits.cpu", Kind::Quantity, "Default CPU limit of step pods"),
+    key("pods.resources.limits.memory", Kind::Quantity, "Default memory limit of step pods"),
+    key("shutdown.drain_timeout", Kind::Duration, "Time running steps get to finish on SIGTERM"),
+    opt("client.url", Kind::Url, "Daemon address for client commands: unix:///path, http://…, https://…"),
+    opt("client.ca", Kind::Path, "CA for the daemon's certificate"),
+    opt("client.cert", Kind::Path, "Client certificate for mTLS"),
+    opt("client.key", Kind::Path, "Client key for mTLS"),
+    secret("client.token", Kind::Str, "Bearer token the client sends"),
+    opt("client.token_file", Kind::Path, "File holding the client's bearer token"),
+];
+
+/// Looks a key up by its dotted name.
+pub fn find(name: &str) -> Option<&'static Key> {
+    KEYS.iter().find(|k| k.name == name)
+}
+
+/// The key a dotted path belongs to: itself, or a free-form table above it
+/// (`notify.webhook.headers.x-team` belongs to `notify.webhook.headers`).
+pub fn owning_key(path: &str) -> Option<&'static Key> {
+    find(path).or_else(|| {
+        KEYS.iter().find(|k| {
+            k.kind == Kind::StrTable
+                && path.len() > k.name.len()
+                && path.starts_with(k.name)
+                && path.as_bytes()[k.name.len()] == b'.'
+        })
+    })
+}
+
+/// Whether `path` is a section (a table of keys), e.g. `notify` or `log.file`.
+pub fn is_section(path: &str) -> bool {
+    KEYS.iter().any(|k| {
+        k.name.len() > path.len() && k.name.starts_with(path) && k.name.as_bytes()[path.len()] == b'.'
+    })
+}
+
+/// Whether a value at `path` is a secret to redact.
+pub fn is_secret(path: &str) -> bool {
+    owning_key(path).is_some_and(|k| k.secret)
+}
+
+/// The valid key closest to `name`, for "did you mean" hints.
+pub fn nearest(name: &str) -> Option<&'static str> {
+    let mut best: Option<(&'static str, f64)> = None;
+    for k in KEYS {
+        let score = strsim::jaro_winkler(name, k.name);
+        if best.is_none_or(|(_, s)| score > s) {
+            best = Some((k.name, score));
+        }
+    }
+    best.filter(|(_, s)| *s > 0.7).map(|(n, _)| n)
+}
+
+/// `OJ_` + the key upper-cased with `.` as `__`.
+pub fn env_var_name(key: &str) -> String {
+    format!("OJ_{}", key.replace('.', "__").to_ascii_uppercase())
+}
+
+/// Describes the valid values of a kind, for error messages.
+pub fn describe(kind: Kind) -> String {
+    match kind {
+        Kind::Bool => "true or false".into(),
+        Kind::Int { min } => format!("an integer ≥ {min}"),
+        Kind::Str => "a string".into(),
+        Kind::Path => "a path".into(),
+        Kind::Duration => "a duration such as \"500ms\", \"25s\", \"1h 30m\"".into(),
+        Kind::Quantity => "a Kubernetes quantity such as \"250m\", \"2\", \"512Mi\", \"4Gi\"".into(),
+        Kind::HostPort => "\"host:port\" (e.g. \"0.0.0.0:7777\") or \"\" for off".into(),
+        Kind::Url => "a URL".into(),
+        Kind::Enum(values) => format!("one of {}", quoted_list(values)),
+        Kind::StrArray => "an array of strings".into(),
+        Kind::EnumArray(values) => format!("an array with values from {}", quoted_list(values)),
+        Kind::StrTable => "a table of strings".into(),
+    }
+}
+
+fn quoted_list(values: &[&str]) -> String {
+    values.iter().map(|v| format!("\"{v}\"")).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_the_nearest_key() {
+        assert_eq!(nearest("log.fromat"), Some("log.format"));
+        assert_eq!(nearest("shutdown.drain_timout"), Some("shutdown.drain_timeout"));
+    }
+
+    #[test]
+    fn header_subkeys_belong_to_the_headers_table() {
+        assert_eq!(owning_key("notify.webhook.headers.x-team").map(|k| k.name), Some("notify.webhook.headers"));
+        assert!(is_secret("notify.webhook.headers.authorization"));
+        assert!(owning_key("notify.webhook.headersx").is_none());
+        assert!(is_section("log.file"));
+        assert!(!is_section("log.format"));
+    }
+}

@@ -1,0 +1,713 @@
+//! The one function that owns precedence: [`load`] merges compiled
+//! defaults < profile < files < environment < `--set` flags, remembers
+//! which layer set every leaf, and reports every problem at once.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+
+use crate::defaults::BuiltinProfile;
+use crate::environment::Environment;
+use crate::error::{ConfigError, ConfigErrors};
+use crate::keys::{self, Kind};
+use crate::model::RuntimeConfig;
+use crate::validate;
+
+/// What the command line adds to the environment.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// `--profile NAME`.
+    pub profile: Option<String>,
+    /// `--config FILE`, in order.
+    pub config_files: Vec<PathBuf>,
+    /// `--set KEY=VALUE`, in order.
+    pub sets: Vec<String>,
+}
+
+/// Where a profile came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileInfo {
+    pub name: String,
+    pub description: String,
+    /// `None` for built-in profiles.
+    pub path: Option<PathBuf>,
+    pub extends: Option<String>,
+}
+
+/// The effective configuration and everything known about how it was made.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: RuntimeConfig,
+    /// The selected profile (built-in or user).
+    pub profile: String,
+    /// The built-in profile at the root of the `extends` chain.
+    pub base: BuiltinProfile,
+    /// How the profile was selected (`--profile`, `env OJ_PROFILE`, …).
+    pub profile_source: String,
+    /// The config files read, in order.
+    pub files: Vec<PathBuf>,
+    /// For every leaf key, the layer its value came from.
+    pub sources: BTreeMap<String, String>,
+}
+
+impl Loaded {
+    /// The layer that set `key` (`default` if unknown).
+    pub fn source(&self, key: &str) -> &str {
+        self.sources.get(key).map(String::as_str).unwrap_or("default")
+    }
+}
+
+/// Names of the environment variables that select things rather than set keys.
+pub const OJ_PROFILE: &str = "OJ_PROFILE";
+pub const OJ_CONFIG: &str = "OJ_CONFIG";
+
+/// Aliases kept for existing deployments: variable, key, description.
+pub const ALIASES: &[(&str, &str, &str)] = &[
+    ("OJ_STATE_DIR", "daemon.state_dir", "alias of OJ_DAEMON__STATE_DIR"),
+    ("OJ_TCP_PORT", "listen.tcp", "N sets listen.tcp = \"0.0.0.0:N\""),
+    ("OJ_AUTH_TOKEN", "listen.auth_token", "alias of OJ_LISTEN__AUTH_TOKEN"),
+    ("OJ_AUTH_TOKEN_FILE", "listen.auth_token_file", "alias of OJ_LISTEN__AUTH_TOKEN_FILE"),
+    (
+        "OJ_NOTIFY_WEBHOOK_URL",
+        "notify.webhook.url",
+        "alias of OJ_NOTIFY__WEBHOOK__URL (and so notify.backend = \"webhook\")",
+    ),
+    ("OJ_LOG_STDOUT", "log.stdout", "1/true sets log.stdout = true"),
+    ("OJ_DRAIN_TIMEOUT_MS", "shutdown.drain_timeout", "N sets shutdown.drain_timeout = N ms"),
+    ("OJ_DAEMON_URL", "client.url", "alias of OJ_CLIENT__URL"),
+];
+
+/// A figment provider for one named layer.
+struct Layer {
+    name: String,
+    dict: Dict,
+}
+
+impl Provider for Layer {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(self.name.clone())
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Ok(Profile::Default.collect(self.dict.clone()))
+    }
+}
+
+/// A parsed TOML source (profile or file) before merging.
+struct Source {
+    layer: String,
+    table: toml::Table,
+}
+
+/// Loads the effective configuration. Reads config and profile files; does
+/// not look at anything else on the machine (that is `check`'s job).
+pub fn load(opts: &LoadOptions, env: &Environment) -> Result<Loaded, ConfigErrors> {
+    let mut errors = Vec::new();
+
+    // Explicit files: OJ_CONFIG (if set) and --config. They may select the profile.
+    let oj_config: Option<Vec<PathBuf>> = env
+        .vars
+        .get(OJ_CONFIG)
+        .map(|v| v.split(':').filter(|p| !p.is_empty()).map(PathBuf::from).collect());
+    let mut explicit: Vec<(PathBuf, String)> = Vec::new();
+    for p in oj_config.iter().flatten() {
+        explicit.push((p.clone(), format!("env {OJ_CONFIG}")));
+    }
+    for p in &opts.config_files {
+        explicit.push((p.clone(), "flag --config".into()));
+    }
+    let mut file_sources: Vec<(PathBuf, Source, Option<String>)> = Vec::new();
+    for (path, how) in &explicit {
+        match read_toml_file(path) {
+            Ok(mut table) => {
+                let profile = take_profile_key(&mut table, path, &mut errors);
+                file_sources.push((path.clone(), Source { layer: file_layer(path), table }, profile));
+            }
+            Err(e) => errors.push(ConfigError::new(None, Some(how), e)),
+        }
+    }
+
+    // Profile selection, first without the default file (whose location
+    // depends on the profile), then with it.
+    let from_flag = opts.profile.clone().filter(|p| !p.is_empty()).map(|p| (p, "flag --profile".to_string()));
+    let from_env = env.get(OJ_PROFILE).map(|p| (p.to_string(), format!("env {OJ_PROFILE}")));
+    let from_files = |files: &[(PathBuf, Source, Option<String>)]| {
+        files
+            .iter()
+            .rev()
+            .find_map(|(path, _, p)| p.clone().map(|p| (p, format!("file {}", path.display()))))
+    };
+    let from_k8s = env
+        .get("KUBERNETES_SERVICE_HOST")
+        .map(|_| ("kubernetes".to_string(), "env KUBERNETES_SERVICE_HOST".to_string()));
+    let fallback = ("desktop".to_string(), "default".to_string());
+    let preliminary = from_flag
+        .clone()
+        .or(from_env.clone())
+        .or_else(|| from_files(&file_sources))
+        .or(from_k8s.clone())
+        .unwrap_or(fallback.clone());
+
+    let mut files_read: Vec<PathBuf> = Vec::new();
+    if oj_config.is_none() {
+        let base_guess = resolve_profile_chain(&preliminary.0, env)
+            .map(|(b, _)| b)
+            .unwrap_or(BuiltinProfile::Desktop);
+        if let Some(path) = default_config_file(env, base_guess) {
+            if path.is_file() {
+                match read_toml_file(&path) {
+                    Ok(mut table) => {
+                        let profile = take_profile_key(&mut table, &path, &mut errors);
+                        file_sources.insert(0, (path.clone(), Source { layer: file_layer(&path), table }, profile));
+                    }
+                    Err(e) => errors.push(ConfigError::new(None, Some(&file_layer(&path)), e)),
+                }
+            }
+        }
+    }
+    files_read.extend(file_sources.iter().map(|(p, _, _)| p.clone()));
+
+    let (profile, profile_source) = from_flag
+        .or(from_env)
+        .or_else(|| from_files(&file_sources))
+        .or(from_k8s)
+        .unwrap_or(fallback);
+
+    let (base, user_profiles) = match resolve_profile_chain(&profile, env) {
+        Ok(chain) => chain,
+        Err(e) => {
+            errors.push(ConfigError::new(Some("profile"), Some(&profile_source), e));
+            return Err(ConfigErrors(errors));
+        }
+    };
+
+    // Layers, lowest first.
+    let mut sources: Vec<Source> = Vec::new();
+    match toml::from_str::<toml::Table>(base.toml()) {
+        Ok(table) => sources.push(Source { layer: format!("profile {}", base.name()), table }),
+        Err(e) => errors.push(ConfigError::new(None, Some(base.name()), format!("built-in profile is broken: {e}"))),
+    }
+    for up in user_profiles {
+        sources.push(up);
+    }
+    for (_, src, _) in file_sources {
+        sources.push(src);
+    }
+
+    let defaults = RuntimeConfig::defaults(env, base);
+    let default_dict = match Value::serialize(&defaults) {
+        Ok(Value::Dict(_, d)) => d,
+        _ => Dict::new(),
+    };
+    let mut figment = Figment::new().merge(Layer { name: "default".into(), dict: default_dict });
+
+    for src in &sources {
+        match Value::serialize(&src.table) {
+            Ok(Value::Dict(_, dict)) => {
+                check_unknown_keys(&dict, "", &src.layer, &mut errors);
+                figment = figment.merge(Layer { name: src.layer.clone(), dict });
+            }
+            _ => errors.push(ConfigError::new(None, Some(&src.layer), "is not a TOML table")),
+        }
+    }
+
+    for layer in env_layers(env, &mut errors) {
+        figment = figment.merge(layer);
+    }
+    for layer in set_layers(&opts.sets, &mut errors) {
+        figment = figment.merge(layer);
+    }
+
+    figment = apply_derived_rules(figment);
+
+    // Per-leaf type checks, so that every bad value is reported, not only the first.
+    let mut leaf_sources = BTreeMap::new();
+    for key in keys::KEYS {
+        let layer = layer_of(&figment, key.name);
+        if let Ok(value) = figment.find_value(key.name) {
+            if let Err(msg) = check_kind(key, &value) {
+                errors.push(ConfigError::new(Some(key.name), Some(&layer), msg));
+            }
+        }
+        leaf_sources.insert(key.name.to_string(), layer);
+    }
+    if let Ok(Value::Dict(_, headers)) = figment.find_value("notify.webhook.headers") {
+        for name in headers.keys() {
+            let k = format!("notify.webhook.headers.{name}");
+            leaf_sources.insert(k.clone(), layer_of(&figment, &k));
+        }
+    }
+
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+
+    let config: RuntimeConfig = match figment.extract() {
+        Ok(c) => c,
+        Err(e) => {
+            for err in e {
+                let key = (!err.path.is_empty()).then(|| err.path.join("."));
+                let layer = err.metadata.as_ref().map(|m| m.name.to_string());
+                // figment's messages can quote the value: never for secrets.
+                let message = match &key {
+                    Some(k) if keys::is_secret(k) => "has an invalid value".to_string(),
+                    _ => err.kind.to_string(),
+                };
+                errors.push(ConfigError::new(key.as_deref(), layer.as_deref(), message));
+            }
+            return Err(ConfigErrors(errors));
+        }
+    };
+
+    let loaded = Loaded {
+        config,
+        profile,
+        base,
+        profile_source,
+        files: files_read,
+        sources: leaf_sources,
+    };
+    validate::validate(&loaded, &mut errors);
+    if errors.is_empty() { Ok(loaded) } else { Err(ConfigErrors(errors)) }
+}
+
+fn file_layer(path: &Path) -> String {
+    format!("file {}", path.display())
+}
+
+/// Reads and parses a TOML file; errors name the file, line and column.
+fn read_toml_file(path: &Path) -> Result<toml::Table, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+    parse_toml(&text).map_err(|e| format!("invalid TOML in {}{e}", path.display()))
+}
+
+/// Parses TOML text; the error starts with `:LINE:COLUMN: ` when known.
+pub fn parse_toml(text: &str) -> Result<toml::Table, String> {
+    toml::from_str::<toml::Table>(text).map_err(|e| {
+        let position = e.span().map(|span| {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+            format!(":{line}:{column}")
+        });
+        format!("{}: {}", position.unwrap_or_default(), e.message())
+    })
+}
+
+/// Removes the top-level `profile = "…"` of a config file and returns it.
+fn take_profile_key(table: &mut toml::Table, path: &Path, errors: &mut Vec<ConfigError>) -> Option<String> {
+    match table.remove("profile") {
+        None => None,
+        Some(toml::Value::String(s)) => Some(s),
+        Some(_) => {
+            errors.push(ConfigError::new(Some("profile"), Some(&file_layer(path)), "must be a string naming a profile"));
+            None
+        }
+    }
+}
+
+/// `$XDG_CONFIG_HOME/oj/config.toml` (or `~/.config/oj/config.toml`);
+/// `/etc/oj/config.toml` in the kubernetes profile.
+pub fn default_config_file(env: &Environment, base: BuiltinProfile) -> Option<PathBuf> {
+    match base {
+        BuiltinProfile::Kubernetes => Some(PathBuf::from("/etc/oj/config.toml")),
+        BuiltinProfile::Desktop => env.config_home().map(|d| d.join("oj/config.toml")),
+    }
+}
+
+/// Directories searched for user profiles, in order.
+pub fn user_profile_dirs(env: &Environment) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(d) = env.config_home() {
+        dirs.push(d.join("oj/profiles"));
+    }
+    dirs.push(PathBuf::from("/etc/oj/profiles"));
+    dirs
+}
+
+/// Finds a user profile file by name.
+fn find_user_profile(name: &str, env: &Environment) -> Option<PathBuf> {
+    user_profile_dirs(env)
+        .into_iter()
+        .map(|d| d.join(format!("{name}.toml")))
+        .find(|p| p.is_file())
+}
+
+/// Follows `extends` from `name` down to a built-in profile. Returns the
+/// built-in base and the user profile layers, lowest first.
+fn resolve_profile_chain(name: &str, env: &Environment) -> Result<(BuiltinProfile, Vec<Source>), String> {
+    let mut chain: Vec<Source> = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
+    let mut current = name.to_string();
+    loop {
+        if let Some(b) = BuiltinProfile::from_name(&current) {
+            chain.reverse();
+            return Ok((b, chain));
+        }
+        if seen.contains(&current) {
+            seen.push(current);
+            return Err(format!("profile `extends` forms a cycle: {}", seen.join(" -> ")));
+        }
+        if !is_valid_profile_name(&current) {
+            return Err(format!("{current:?} is not a valid profile name (letters, digits, '-' and '_')"));
+        }
+        let Some(path) = find_user_profile(&current, env) else {
+            let dirs: Vec<String> = user_profile_dirs(env).iter().map(|d| d.display().to_string()).collect();
+            let mut msg = format!(
+                "unknown profile {current:?}: not built in (desktop, kubernetes) and no {current}.toml in {}",
+                dirs.join(" or ")
+            );
+            if let Some(prev) = seen.last() {
+                msg = format!("profile {prev:?} extends {msg}");
+            }
+            return Err(msg);
+        };
+        let mut table = read_toml_file(&path)?;
+        let extends = match table.remove("extends") {
+            Some(toml::Value::String(s)) => s,
+            Some(_) => return Err(format!("`extends` in {} must be a string", path.display())),
+            None => {
+                return Err(format!(
+                    "user profile {} has no `extends = \"desktop\" | \"kubernetes\" | \"<profile>\"`",
+                    path.display()
+                ));
+            }
+        };
+        table.remove("description");
+        seen.push(current.clone());
+        chain.push(Source { layer: format!("profile {current}"), table });
+        current = extends;
+    }
+}
+
+fn is_valid_profile_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Lists built-in and user profiles (name, description, path, extends).
+pub fn list_profiles(env: &Environment) -> Vec<ProfileInfo> {
+    let mut out: Vec<ProfileInfo> = BuiltinProfile::ALL
+        .iter()
+        .map(|b| ProfileInfo {
+            name: b.name().into(),
+            description: b.description().into(),
+            path: None,
+            extends: None,
+        })
+        .collect();
+    for dir in user_profile_dirs(env) {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        for path in paths {
+            if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+                continue;
+            }
+            let Some(name) = path.file_stem().and_then(|s| s.to_str()) else { continue };
+            if out.iter().any(|p| p.name == name) {
+                continue; // shadowed by a built-in or an earlier directory
+            }
+            let table = read_toml_file(&path).ok();
+            let get = |k: &str| table.as_ref().and_then(|t| t.get(k)).and_then(|v| v.as_str()).map(str::to_string);
+            out.push(ProfileInfo {
+                name: name.into(),
+                description: get("description").unwrap_or_else(|| "user profile".into()),
+                extends: get("extends"),
+                path: Some(path),
+            });
+        }
+    }
+    out
+}
+
+/// Reports keys that are neither a known leaf nor a section.
+fn check_unknown_keys(dict: &Dict, prefix: &str, layer: &str, errors: &mut Vec<ConfigError>) {
+    for (k, v) in dict {
+        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        if keys::owning_key(&path).is_some() {
+            continue;
+        }
+        if keys::is_section(&path) {
+            match v {
+                Value::Dict(_, inner) => check_unknown_keys(inner, &path, layer, errors),
+                _ => errors.push(ConfigError::new(Some(&path), Some(layer), "must be a table of keys")),
+            }
+            continue;
+        }
+        errors.push(unknown_key(&path, layer));
+    }
+}
+
+fn unknown_key(path: &str, layer: &str) -> ConfigError {
+    let hint = match keys::nearest(path) {
+        Some(n) => format!("; did you mean `{n}`?"),
+        None => "; `oj config show` lists every key".into(),
+    };
+    ConfigError::new(Some(path), Some(layer), format!("unknown key{hint}"))
+}
+
+/// Turns a raw string from the environment or `--set` into a value of the
+/// key's kind: strings stay strings; booleans, integers and arrays are
+/// parsed as TOML (or a comma-separated list for arrays).
+fn typed_value(kind: Kind, raw: &str, lenient_bools: bool) -> Value {
+    let as_toml = |s: &str| -> Option<Value> {
+        let doc: toml::Table = toml::from_str(&format!("v = {s}")).ok()?;
+        Value::serialize(doc.get("v")?).ok()
+    };
+    match kind {
+        Kind::Bool => {
+            if lenient_bools {
+                match raw.to_ascii_lowercase().as_str() {
+                    "1" | "yes" | "on" => return Value::from(true),
+                    "0" | "no" | "off" => return Value::from(false),
+                    _ => {}
+                }
+            }
+            as_toml(raw).unwrap_or_else(|| Value::from(raw.to_string()))
+        }
+        Kind::Int { .. } => as_toml(raw).unwrap_or_else(|| Value::from(raw.to_string())),
+        Kind::StrArray | Kind::EnumArray(_) => {
+            if raw.trim_start().starts_with('[') {
+                as_toml(raw).unwrap_or_else(|| Value::from(raw.to_string()))
+            } else if raw.is_empty() {
+                Value::from(Vec::<Value>::new())
+            } else {
+                Value::from(raw.split(',').map(|s| Value::from(s.trim().to_string())).collect::<Vec<_>>())
+            }
+        }
+        _ => {
+            // A quoted TOML string is unquoted; anything else is taken as written.
+            if raw.starts_with('"') || raw.starts_with('\'') {
+                if let Some(v @ Value::String(..)) = as_toml(raw) {
+                    return v;
+                }
+            }
+            Value::from(raw.to_string())
+        }
+    }
+}
+
+fn nest(key: &str, value: Value) -> Dict {
+    figment::util::nest(key, value).into_dict().unwrap_or_default()
+}
+
+/// Environment layers: aliases first, then `OJ_A__B` variables, so that a
+/// `__` variable beats an alias for the same key. One layer per variable so
+/// that provenance names the variable.
+fn env_layers(env: &Environment, errors: &mut Vec<ConfigError>) -> Vec<Layer> {
+    let mut layers = Vec::new();
+    for (var, key, _) in ALIASES {
+        let Some(raw) = env.vars.get(*var) else { continue };
+        let layer = format!("env {var}");
+        let value = match *var {
+            "OJ_TCP_PORT" if !raw.is_empty() => match raw.parse::<u16>() {
+                Ok(port) => Value::from(format!("0.0.0.0:{port}")),
+                Err(_) => {
+                    errors.push(ConfigError::new(Some(key), Some(&layer), "expected a port number 1-65535"));
+                    continue;
+                }
+            },
+            "OJ_DRAIN_TIMEOUT_MS" => match raw.parse::<u64>() {
+                Ok(ms) => Value::from(humantime::format_duration(std::time::Duration::from_millis(ms)).to_string()),
+                Err(_) => {
+                    errors.push(ConfigError::new(Some(key), Some(&layer), "expected a number of milliseconds"));
+                    continue;
+                }
+            },
+            _ => match keys::find(key) {
+                Some(k) => typed_value(k.kind, raw, true),
+                None => continue,
+            },
+        };
+        layers.push(Layer { name: layer, dict: nest(key, value) });
+    }
+    for (var, raw) in &env.vars {
+        let Some(rest) = var.strip_prefix("OJ_") else { continue };
+        if !rest.contains("__") {
+            continue;
+        }
+        let layer = format!("env {var}");
+        let path = rest.replace("__", ".").to_ascii_lowercase();
+        match keys::owning_key(&path) {
+            Some(k) if k.kind == Kind::StrTable && k.name == path => {
+                errors.push(ConfigError::new(
+                    Some(&path),
+                    Some(&layer),
+                    format!("is a table; set one entry, e.g. {var}__X_TEAM=value"),
+                ));
+            }
+            Some(k) => layers.push(Layer {
+                name: layer,
+                dict: nest(&path, typed_value(k.kind, raw, true)),
+            }),
+            None => {
+                let hint = match keys::nearest(&path) {
+                    Some(n) => format!("did you mean {} (key `{n}`)?", keys::env_var_name(n)),
+                    None => "`oj config env` lists every variable".into(),
+                };
+                errors.push(ConfigError::new(
+                    None,
+                    Some(&layer),
+                    format!("matches no configuration key ({path}); {hint}"),
+                ));
+            }
+        }
+    }
+    layers
+}
+
+/// `--set KEY=VALUE` layers.
+fn set_layers(sets: &[String], errors: &mut Vec<ConfigError>) -> Vec<Layer> {
+    let mut layers = Vec::new();
+    for item in sets {
+        let layer = "flag --set";
+        let Some((key, raw)) = item.split_once('=') else {
+            errors.push(ConfigError::new(
+                None,
+                Some(layer),
+                format!("{item:?} is not KEY=VALUE (e.g. --set log.level=debug)"),
+            ));
+            continue;
+        };
+        let key = key.trim();
+        match keys::owning_key(key) {
+            Some(k) if k.kind == Kind::StrTable && k.name == key => {
+                errors.push(ConfigError::new(Some(key), Some(layer), format!("is a table; set one entry, e.g. --set {key}.x-team=value")));
+            }
+            Some(k) => {
+                let value = match k.kind {
+                    Kind::StrTable => Value::from(raw.to_string()),
+                    kind => typed_value(kind, raw, false),
+                };
+                layers.push(Layer { name: layer.into(), dict: nest(key, value) })
+            }
+            None => errors.push(unknown_key(key, layer)),
+        }
+    }
+    layers
+}
+
+/// The layer that set `key`, by figment's metadata.
+fn layer_of(figment: &Figment, key: &str) -> String {
+    figment
+        .find_value(key)
+        .ok()
+        .and_then(|v| figment.get_metadata(v.tag()))
+        .map(|m| m.name.to_string())
+        .unwrap_or_else(|| "default".into())
+}
+
+fn is_user_layer(layer: &str) -> bool {
+    layer.starts_with("file ") || layer.starts_with("env ") || layer.starts_with("flag ")
+}
+
+/// §2.6: a webhook URL set by a file, env or flag switches a backend that
+/// only a profile (or the default) chose to `webhook`.
+fn apply_derived_rules(figment: Figment) -> Figment {
+    let url_layer = layer_of(&figment, "notify.webhook.url");
+    let url_set = matches!(figment.find_value("notify.webhook.url"), Ok(Value::String(_, ref s)) if !s.is_empty());
+    let backend_layer = layer_of(&figment, "notify.backend");
+    if url_set && is_user_layer(&url_layer) && !is_user_layer(&backend_layer) {
+        let layer = Layer {
+            name: format!("derived from notify.webhook.url ({url_layer})"),
+            dict: nest("notify.backend", Value::from("webhook".to_string())),
+        };
+        figment.merge(layer)
+    } else {
+        figment
+    }
+}
+
+/// Checks one leaf's value against its kind; the message says what is valid
+/// and quotes the value only when it is not a secret.
+fn check_kind(key: &keys::Key, value: &Value) -> Result<(), String> {
+    let shown = || {
+        if key.secret {
+            String::new()
+        } else {
+            match value {
+                Value::String(_, s) => format!(" {s:?}"),
+                Value::Bool(_, b) => format!(" {b}"),
+                Value::Num(_, n) => n.to_i128().map(|i| format!(" {i}")).unwrap_or_default(),
+                _ => String::new(),
+            }
+        }
+    };
+    let invalid = |extra: &str| {
+        let extra = if extra.is_empty() { String::new() } else { format!(" ({extra})") };
+        Err(format!("invalid value{}{extra}; expected {}", shown(), keys::describe(key.kind)))
+    };
+    if key.optional {
+        if let Value::String(_, s) = value {
+            if s.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+    match key.kind {
+        Kind::Bool => match value {
+            Value::Bool(..) => Ok(()),
+            _ => invalid(""),
+        },
+        Kind::Int { min } => match value.to_i128() {
+            Some(i) if i >= min as i128 && i <= u32::MAX as i128 * 4096 => Ok(()),
+            _ => invalid(""),
+        },
+        Kind::Str | Kind::Path => match value {
+            Value::String(_, s) if !s.is_empty() => Ok(()),
+            Value::String(..) => invalid("must not be empty"),
+            _ => invalid(""),
+        },
+        Kind::Duration => match value {
+            Value::String(_, s) => match humantime::parse_duration(s) {
+                Ok(_) => Ok(()),
+                Err(e) => invalid(&e.to_string()),
+            },
+            _ => invalid("durations are strings with a unit"),
+        },
+        Kind::Quantity => {
+            let text = match value {
+                Value::String(_, s) => s.clone(),
+                Value::Num(_, n) => n.to_f64().map(|f| f.to_string()).unwrap_or_default(),
+                _ => return invalid(""),
+            };
+            text.parse::<crate::Quantity>().map(|_| ()).or_else(|_| invalid(""))
+        }
+        Kind::HostPort => match value {
+            Value::String(_, s) => validate::host_port(s).or_else(|e| invalid(&e)),
+            _ => invalid(""),
+        },
+        Kind::Url => match value {
+            Value::String(_, s) => validate::url(key.name, s).or_else(|e| invalid(&e)),
+            _ => invalid(""),
+        },
+        Kind::Enum(values) => match value {
+            Value::String(_, s) if values.contains(&s.as_str()) => Ok(()),
+            _ => invalid(""),
+        },
+        Kind::StrArray => match value {
+            Value::Array(_, items) if items.iter().all(|i| matches!(i, Value::String(..))) => Ok(()),
+            _ => invalid(""),
+        },
+        Kind::EnumArray(values) => match value {
+            Value::Array(_, items) => {
+                for i in items {
+                    match i {
+                        Value::String(_, s) if values.contains(&s.as_str()) => {}
+                        Value::String(_, s) => return invalid(&format!("{s:?} is not one of them")),
+                        _ => return invalid(""),
+                    }
+                }
+                Ok(())
+            }
+            _ => invalid(""),
+        },
+        Kind::StrTable => match value {
+            Value::Dict(_, d) if d.values().all(|v| matches!(v, Value::String(..))) => Ok(()),
+            _ => invalid(""),
+        },
+    }
+}

@@ -1,0 +1,352 @@
+//! The typed `RuntimeConfig`: every key of the contract as a real type.
+//! Each subsystem takes its own section (`cfg.notify`, `cfg.log`, …) as a
+//! plain value; nothing here touches the environment.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::quantity::Quantity;
+use crate::secret::Secret;
+
+/// The whole configuration of `oj`, after merging every layer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    pub daemon: DaemonConfig,
+    pub jobs: JobsConfig,
+    pub listen: ListenConfig,
+    pub tls: TlsConfig,
+    pub admin: AdminConfig,
+    pub notify: NotifyConfig,
+    pub log: LogConfig,
+    pub lock: LockConfig,
+    pub pods: PodsConfig,
+    pub shutdown: ShutdownConfig,
+    pub client: ClientConfig,
+}
+
+/// Where the daemon keeps its state and how it names itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// Holds the lock, the WAL and snapshot, job logs, the socket and the log file.
+    pub state_dir: PathBuf,
+    /// This daemon's identity (Lease holder, notifications, status).
+    pub instance: String,
+}
+
+/// How jobs run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobsConfig {
+    /// Jobs running at once; the rest wait `queued`, first in first out.
+    pub max_concurrent: u32,
+    /// Default timeout of a step that sets none.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub step_timeout: Duration,
+    /// A step's `run` is appended to this argv.
+    pub shell: Vec<String>,
+}
+
+/// The API listeners.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListenConfig {
+    /// Unix socket path (relative = under state_dir); unset = no socket.
+    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    pub unix_socket: Option<PathBuf>,
+    /// `host:port` of the TCP listener; unset = no TCP.
+    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<String>,
+    /// Bearer token required on TCP.
+    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    pub auth_token: Option<Secret>,
+    /// File holding the bearer token (trailing newline trimmed).
+    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    pub auth_token_file: Option<PathBuf>,
+    /// Serve TCP without a token (only for trusted networks).
+    pub insecure_no_auth: bool,
+    /// Request bodies above this many bytes get 413.
+    pub max_request_bytes: u64,
+}
+
+/// TLS on the TCP listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub enabled: bool,
+    /// Certificate chain (PEM).
+    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// Private key (PEM).
+    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+    /// When set, clients must present a certificate signed by this CA (mTLS).
+    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    pub client_ca: Option<PathBuf>,
+    pub min_version: TlsVersion,
+    /// How often cert and key are checked for changes on disk.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub reload_interval: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum TlsVersion {
+    #[serde(rename = "1.2")]
+    Tls12,
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+/// Admin endpoints: `/healthz`, `/readyz`, `/metrics`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// `host:port`; unset = off.
+    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
+}
+
+/// Job notifications.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    pub backend: NotifyBackend,
+    /// Which job events notify.
+    pub events: Vec<NotifyEvent>,
+    pub webhook: WebhookConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyBackend {
+    Desktop,
+    Webhook,
+    Log,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyEvent {
+    Start,
+    Done,
+    Fail,
+}
+
+/// Webhook delivery (Standard Webhooks v1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    pub url: Option<Secret>,
+    /// `whsec_…` signing key.
+    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    pub secret: Option<Secret>,
+    /// File holding the `whsec_…` signing key.
+    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    pub secret_file: Option<PathBuf>,
+    /// Extra request headers.
+    pub headers: BTreeMap<String, Secret>,
+    pub format: WebhookFormat,
+    /// Timeout of one attempt.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub timeout: Duration,
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt, capped at 5 minutes.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub backoff: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    Standard,
+    Slack,
+}
+
+/// The daemon's own log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// EnvFilter directives, e.g. `info,oj_daemon=debug`.
+    pub level: String,
+    pub format: LogFormat,
+    pub stdout: bool,
+    pub file: LogFileConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogFileConfig {
+    pub enabled: bool,
+    /// Relative = under state_dir.
+    pub path: PathBuf,
+    pub rotation: LogRotation,
+    pub max_files: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LogRotation {
+    Hourly,
+    Daily,
+    Never,
+}
+
+/// Single-instance guarantee.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LockConfig {
+    pub strategy: LockStrategy,
+    pub lease: LeaseConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LockStrategy {
+    File,
+    None,
+    Lease,
+}
+
+/// A `coordination.k8s.io/v1` Lease, client-go timings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseConfig {
+    pub name: String,
+    /// Unset = the pod's namespace.
+    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub duration: Duration,
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub renew_deadline: Duration,
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub retry_period: Duration,
+}
+
+/// Pods for container steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PodsConfig {
+    /// Unset = the pod's namespace, else `default`.
+    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
+    pub image_pull_policy: ImagePullPolicy,
+    pub keep_finished: bool,
+    pub resources: PodResources,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ImagePullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl ImagePullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImagePullPolicy::Always => "Always",
+            ImagePullPolicy::IfNotPresent => "IfNotPresent",
+            ImagePullPolicy::Never => "Never",
+        }
+    }
+}
+
+/// Default requests and limits of every pod.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PodResources {
+    pub requests: ResourceList,
+    pub limits: ResourceList,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceList {
+    pub cpu: Quantity,
+    pub memory: Quantity,
+}
+
+/// Drain on SIGTERM.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// How long running shell steps may finish before they are terminated.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub drain_timeout: Duration,
+}
+
+/// How client commands reach the daemon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// `unix:///path`, `http://…`, `https://…`; unset = the local socket.
+    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// CA that signed the daemon's certificate.
+    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+    /// Client certificate for mTLS.
+    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// Client key for mTLS.
+    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// For optional keys an empty string means unset, so that an environment
+/// variable can clear what a profile set (`OJ_LISTEN__AUTH_TOKEN_FILE=`).
+fn empty_as_none<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: From<String>,
+{
+    let s: Option<String> = Option::deserialize(d)?;
+    Ok(s.filter(|s| !s.is_empty()).map(T::from))
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Secret::new(s)
+    }
+}
+
+impl RuntimeConfig {
+    /// The Unix socket path, resolved against `daemon.state_dir`.
+    pub fn unix_socket_path(&self) -> Option<PathBuf> {
+        self.listen.unix_socket.as_ref().map(|p| self.daemon.state_dir.join(p))
+    }
+
+    /// The log file path, resolved against `daemon.state_dir`.
+    pub fn log_file_path(&self) -> PathBuf {
+        self.daemon.state_dir.join(&self.log.file.path)
+    }
+}
