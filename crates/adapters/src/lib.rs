@@ -1,1 +1,1 @@
-//! placeholder
+//! Edges of oj: notifications, Kubernetes, logging sinks, TLS.

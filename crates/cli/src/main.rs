@@ -1,1 +1,49 @@
-fn main() {}
+//! The `oj` binary: parses the command line, loads the configuration, and
+//! maps every error to one exit code in one place (`exit`).
+
+mod cli;
+mod client_cmds;
+mod config_cmds;
+mod exit;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command, DaemonCommand};
+use crate::exit::Failure;
+
+fn main() {
+    // One rustls crypto provider for the whole process (ring).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help/version on stdout with exit 0, usage errors with 2.
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() { exit::USAGE } else { exit::OK });
+        }
+    };
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(failure) => failure.report(),
+    };
+    std::process::exit(code);
+}
+
+fn run(cli: Cli) -> Result<i32, Failure> {
+    let env = exit::process_environment();
+    let opts = cli.global.load_options();
+    match cli.command {
+        Command::Config(cmd) => config_cmds::run(cmd, &opts, &env),
+        Command::Daemon(d) => match d.command {
+            None => {
+                let loaded = config_cmds::load_or_fail(&opts, &env)?;
+                Ok(oj_daemon::run(loaded, env))
+            }
+            Some(DaemonCommand::Stop) => client_cmds::daemon_stop(&opts, &env),
+        },
+        Command::Status(args) => client_cmds::status(args, &opts, &env),
+        Command::Run(args) => client_cmds::run(args, &opts, &env),
+        Command::Exec(args) => client_cmds::exec(args, &opts, &env),
+        Command::Job(cmd) => client_cmds::job(cmd, &opts, &env),
+    }
+}

@@ -1,0 +1,157 @@
+//! The command line: every command of `oj`, with help text that helps.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// oj — a job daemon that runs the same way on a laptop and in a Kubernetes cluster.
+#[derive(Debug, Parser)]
+#[command(name = "oj", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command accepts; they pick and adjust the configuration.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Profile to use: desktop, kubernetes or a user profile
+    /// [default: OJ_PROFILE, else `profile` in a config file, else kubernetes
+    /// in a pod, else desktop]
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Config file to read after the default one (repeatable; later files win)
+    #[arg(long = "config", global = true, value_name = "FILE")]
+    pub config: Vec<PathBuf>,
+    /// Set one key, highest precedence (repeatable), e.g. --set log.level=debug
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+impl GlobalArgs {
+    pub fn load_options(&self) -> oj_config::LoadOptions {
+        oj_config::LoadOptions {
+            profile: self.profile.clone(),
+            config_files: self.config.clone(),
+            sets: self.set.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon in the foreground (or stop the running one)
+    Daemon(DaemonArgs),
+    /// Show the daemon's version, profile, leadership, listeners and job counts
+    Status(StatusArgs),
+    /// Inspect and check the configuration
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Submit a job from the project's runbooks (.oj/runbooks/*.toml)
+    Run(RunArgs),
+    /// Submit a one-step job that runs CMD
+    Exec(ExecArgs),
+    /// List, show, follow and cancel jobs
+    #[command(subcommand)]
+    Job(JobCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    #[command(subcommand)]
+    pub command: Option<DaemonCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DaemonCommand {
+    /// Ask the running daemon to drain and exit, and wait until it has
+    Stop,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print the status as JSON (the body of GET /v1/status)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration as TOML (secrets redacted)
+    Show {
+        /// Add, for every key, the layer its value came from
+        #[arg(long)]
+        sources: bool,
+        /// Print JSON instead of TOML
+        #[arg(long)]
+        json: bool,
+        /// Print secrets instead of "<redacted>"
+        #[arg(long)]
+        show_secrets: bool,
+    },
+    /// Validate the configuration and the environment it needs; exit 0 or 78
+    Check,
+    /// List built-in and user profiles
+    Profiles,
+    /// Print the JSON Schema (draft 2020-12) of the config file
+    Schema,
+    /// List every environment variable oj reads and the key it sets
+    Env,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Name of the job in the runbooks ([job.NAME])
+    pub name: String,
+    /// Runbook variable (repeatable), e.g. --var target=x86_64-unknown-linux-gnu
+    #[arg(long = "var", value_name = "K=V")]
+    pub vars: Vec<String>,
+    /// Runbook file to use instead of searching .oj/runbooks/
+    #[arg(long, value_name = "RUNBOOK")]
+    pub file: Option<PathBuf>,
+    /// Wait for the job to end; exit 0 if it is done, 1 otherwise
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Job name [default: the command's first word]
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Wait for the job to end; exit 0 if it is done, 1 otherwise
+    #[arg(long)]
+    pub wait: bool,
+    /// The command and its arguments (after --)
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// List jobs, newest first
+    List {
+        #[arg(long)]
+        json: bool,
+        /// Only jobs in this state (queued, running, done, failed, cancelled, interrupted)
+        #[arg(long, value_name = "S")]
+        status: Option<String>,
+    },
+    /// Show one job with its steps, states, exit codes and times
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a job's output, step by step
+    Logs {
+        id: String,
+        /// Keep streaming until the job ends
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Cancel a queued or running job
+    Cancel { id: String },
+}

@@ -1,0 +1,67 @@
+//! Exit codes, and the one place that turns a failure into a stderr line
+//! and a code.
+
+use std::fmt;
+
+pub const OK: i32 = 0;
+pub const RUNTIME: i32 = 1;
+pub const USAGE: i32 = 2;
+pub const UNREACHABLE: i32 = 69;
+pub const LOCKED: i32 = 75;
+pub const CONFIG: i32 = 78;
+
+/// A failure with its exit code. The first line of `message` is what the
+/// user reads first: what is wrong and what to do.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: i32, message: impl Into<String>) -> Self {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn runtime(message: impl Into<String>) -> Self {
+        Self::new(RUNTIME, message)
+    }
+
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self::new(USAGE, message)
+    }
+
+    pub fn config(message: impl Into<String>) -> Self {
+        Self::new(CONFIG, message)
+    }
+
+    /// Prints the message on stderr and returns the exit code.
+    pub fn report(self) -> i32 {
+        eprintln!("oj: {}", self.message);
+        self.code
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// The process environment and hostname, read once here and injected
+/// everywhere else.
+pub fn process_environment() -> oj_config::Environment {
+    let hostname = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into());
+    oj_config::Environment {
+        vars: std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect(),
+        hostname,
+    }
+}
