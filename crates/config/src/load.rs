@@ -401,7 +401,7 @@ pub fn list_profiles(env: &Environment) -> Vec<ProfileInfo> {
     for dir in user_profile_dirs(env) {
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
         let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        paths.sort();
+        paths.sort_by(|a, b| a.file_stem().cmp(&b.file_stem()));
         for path in paths {
             if path.extension().and_then(|e| e.to_str()) != Some("toml") {
                 continue;
@@ -631,7 +631,12 @@ fn check_kind(key: &keys::Key, value: &Value) -> Result<(), String> {
             match value {
                 Value::String(_, s) => format!(" {s:?}"),
                 Value::Bool(_, b) => format!(" {b}"),
-                Value::Num(_, n) => n.to_i128().map(|i| format!(" {i}")).unwrap_or_default(),
+                Value::Num(..) => value
+                    .to_i128()
+                    .map(|i| format!(" {i}"))
+                    .or_else(|| value.to_u128().map(|u| format!(" {u}")))
+                    .or_else(|| value.to_f64().map(|f| format!(" {f}")))
+                    .unwrap_or_default(),
                 _ => String::new(),
             }
         }
@@ -652,7 +657,7 @@ fn check_kind(key: &keys::Key, value: &Value) -> Result<(), String> {
             Value::Bool(..) => Ok(()),
             _ => invalid(""),
         },
-        Kind::Int { min } => match value.to_i128() {
+        Kind::Int { min } => match value.to_i128().or_else(|| value.to_u128().and_then(|u| i128::try_from(u).ok())) {
             Some(i) if i >= min as i128 && i <= u32::MAX as i128 * 4096 => Ok(()),
             _ => invalid(""),
         },

@@ -1,0 +1,138 @@
+//! What the machine must provide for what the configuration enables: run by
+//! `oj config check` and at every daemon start (the "build" step of parse,
+//! build, run). Only enabled features are checked: no certificate is needed
+//! while `tls.enabled = false`.
+
+use std::path::Path;
+
+use oj_config::{Environment, Loaded, LockStrategy, NotifyBackend};
+
+/// Whether a missing Kubernetes API is a warning (`config check`) or an
+/// error (daemon start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Check,
+    Start,
+}
+
+/// Problems found, each naming the key, its layer and what to do.
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// Checks the environment the configuration needs.
+pub fn check(loaded: &Loaded, env: &Environment, mode: Mode) -> Report {
+    let c = &loaded.config;
+    let mut r = Report::default();
+    let src = |k: &str| format!("{k} (from {})", loaded.source(k));
+
+    if let Err(e) = check_dir_writable(&c.daemon.state_dir) {
+        r.errors.push(format!(
+            "{}: state directory {} {e}; choose a writable directory (OJ_STATE_DIR) or fix its permissions",
+            src("daemon.state_dir"),
+            c.daemon.state_dir.display()
+        ));
+    }
+
+    if c.listen.tcp.is_some() && c.listen.auth_token.is_none() {
+        if let Some(path) = &c.listen.auth_token_file {
+            match std::fs::read_to_string(path) {
+                Ok(t) if t.trim_end_matches(['\n', '\r']).is_empty() => r.errors.push(format!(
+                    "{}: token file {} is empty; write the token into it",
+                    src("listen.auth_token_file"),
+                    path.display()
+                )),
+                Ok(_) => {}
+                Err(e) => r.errors.push(format!(
+                    "{}: cannot read token file {}: {e}; create it (kubectl create secret generic oj-token --from-file=token=…) or set listen.auth_token_file to the right path",
+                    src("listen.auth_token_file"),
+                    path.display()
+                )),
+            }
+        }
+    }
+
+    // (TLS_CHECK)
+
+    if c.notify.backend == NotifyBackend::Webhook {
+        if let Some(path) = &c.notify.webhook.secret_file {
+            if let Err(e) = std::fs::read_to_string(path) {
+                r.errors.push(format!(
+                    "{}: cannot read {}: {e}; create the file or unset notify.webhook.secret_file",
+                    src("notify.webhook.secret_file"),
+                    path.display()
+                ));
+            }
+        }
+    }
+
+    if c.notify.backend == NotifyBackend::Desktop
+        && cfg!(target_os = "linux")
+        && !session_bus_available(env)
+    {
+        r.warnings.push(format!(
+            "{}: \"desktop\" but no D-Bus session bus is reachable (DBUS_SESSION_BUS_ADDRESS / $XDG_RUNTIME_DIR/bus); notifications will fail — use notify.backend = \"log\" or \"webhook\" on a headless machine",
+            src("notify.backend")
+        ));
+    }
+
+    if c.lock.strategy == LockStrategy::Lease && !kubernetes_api_configured(env) {
+        let msg = format!(
+            "{}: \"lease\" needs the Kubernetes API, but neither KUBERNETES_SERVICE_HOST (in a pod) nor a kubeconfig (KUBECONFIG, ~/.kube/config) is present; use lock.strategy = \"file\" outside a cluster",
+            src("lock.strategy")
+        );
+        match mode {
+            Mode::Check => r.warnings.push(msg),
+            Mode::Start => r.errors.push(msg),
+        }
+    }
+    r
+}
+
+/// In-cluster config or a kubeconfig file.
+pub fn kubernetes_api_configured(env: &Environment) -> bool {
+    if env.get("KUBERNETES_SERVICE_HOST").is_some() {
+        return true;
+    }
+    if let Some(k) = env.get("KUBECONFIG") {
+        return k.split(':').any(|p| !p.is_empty() && Path::new(p).is_file());
+    }
+    env.get("HOME").is_some_and(|h| Path::new(h).join(".kube/config").is_file())
+}
+
+/// The directory exists (or can be created) and accepts a new file.
+fn check_dir_writable(dir: &Path) -> Result<(), String> {
+    if !dir.exists() {
+        // Not created here (check has no side effects): the nearest existing
+        // ancestor must accept a new directory.
+        let mut ancestor = dir.parent();
+        while let Some(a) = ancestor {
+            if a.exists() {
+                return probe_write(a).map_err(|e| format!("cannot be created ({} is not writable: {e})", a.display()));
+            }
+            ancestor = a.parent();
+        }
+        return Err("cannot be created".into());
+    }
+    if !dir.is_dir() {
+        return Err("is not a directory".into());
+    }
+    probe_write(dir).map_err(|e| format!("is not writable: {e}"))
+}
+
+fn probe_write(dir: &Path) -> std::io::Result<()> {
+    tempfile_in(dir).map(|_| ())
+}
+
+fn tempfile_in(dir: &Path) -> std::io::Result<()> {
+    let probe = dir.join(format!(".oj-write-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"")?;
+    std::fs::remove_file(&probe)
+}
+
+/// (placeholder until the notify module lands)
+fn session_bus_available(env: &Environment) -> bool {
+    env.get("DBUS_SESSION_BUS_ADDRESS").is_some()
+}
