@@ -1,1 +1,24 @@
-//! placeholder
+//! The pure model of `oj`: job specs, runbooks, templates, the job record,
+//! the write-ahead-log events and the state machine that applies them.
+//!
+//! Nothing here performs I/O, reads a clock or spawns a task: the daemon
+//! passes times and ids in, so every rule can be tested with plain values.
+
+pub mod events;
+pub mod job;
+pub mod notification;
+pub mod runbook;
+pub mod spec;
+pub mod state;
+pub mod template;
+
+pub use events::Event;
+pub use job::{IdGen, Job, JobId, JobState, StepState, StepStatus, Timestamp};
+pub use notification::{Notification, NotificationKind};
+pub use runbook::{Runbook, RunbookError};
+pub use spec::{
+    ContainerResources, ContainerSpec, JobSpec, NotifyTemplates, ResourceAmounts, SpecError,
+    StepSpec,
+};
+pub use state::{ApplyError, JobCounts, State};
+pub use template::{RuntimeVars, TemplateError};

@@ -1,0 +1,96 @@
+//! The events of the write-ahead log. Every state change of the daemon is
+//! one of these, written (and fsynced) before it is acknowledged, and
+//! [`crate::State::apply`] is the only code that interprets them, so
+//! replaying the log rebuilds exactly the state that was acknowledged.
+
+use serde::{Deserialize, Serialize};
+
+use crate::job::{Job, JobId, JobState, StepState, Timestamp};
+use crate::notification::{Notification, NotificationKind};
+
+/// One state change. Serialized as JSON with a `type` tag, one per WAL line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A job was accepted (queued).
+    JobSubmitted { job: Box<Job> },
+    /// A queued job began running.
+    JobStarted { id: JobId, at: Timestamp },
+    /// Step `step` (index into the spec) began; `pod` for container steps.
+    StepStarted {
+        id: JobId,
+        step: usize,
+        at: Timestamp,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pod: Option<String>,
+    },
+    /// Step `step` ended.
+    StepFinished {
+        id: JobId,
+        step: usize,
+        at: Timestamp,
+        state: StepState,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i32>,
+    },
+    /// The job ended (done, failed, cancelled, interrupted).
+    JobFinished {
+        id: JobId,
+        at: Timestamp,
+        state: JobState,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// A notification waits for delivery.
+    NotificationQueued { notification: Box<Notification> },
+    /// A notification was delivered (or given up on) and will not be retried.
+    NotificationAcked { id: String },
+}
+
+impl Event {
+    /// The job this event is about, if any.
+    pub fn job_id(&self) -> Option<&JobId> {
+        match self {
+            Event::JobSubmitted { job } => Some(&job.id),
+            Event::JobStarted { id, .. }
+            | Event::StepStarted { id, .. }
+            | Event::StepFinished { id, .. }
+            | Event::JobFinished { id, .. } => Some(id),
+            Event::NotificationQueued { .. } | Event::NotificationAcked { .. } => None,
+        }
+    }
+
+    /// The notification this event calls for (start, done, fail), if any.
+    /// The one place that maps job events to notifications.
+    pub fn notification_kind(&self) -> Option<(NotificationKind, &JobId)> {
+        match self {
+            Event::JobStarted { id, .. } => Some((NotificationKind::Start, id)),
+            Event::JobFinished { id, state, .. } => {
+                NotificationKind::for_end(*state).map(|k| (k, id))
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_tagged_json() {
+        let e = Event::JobFinished {
+            id: JobId::from_parts(5, 1),
+            at: Timestamp(std::time::UNIX_EPOCH),
+            state: JobState::Failed,
+            error: None,
+        };
+        let json = serde_json::to_string(&e).unwrap();
+        assert!(json.starts_with("{\"type\":\"job_finished\""), "{json}");
+        assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), e);
+        assert_eq!(
+            e.notification_kind().map(|(k, _)| k),
+            Some(NotificationKind::Fail)
+        );
+    }
+}

@@ -1,0 +1,353 @@
+//! The job record the daemon keeps and the API returns: its id, states,
+//! times and per-step status, next to the spec it was submitted with.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::spec::JobSpec;
+
+/// A job id: lowercase base36, DNS-1123 safe, sortable by creation
+/// (12 characters: 9 for the millisecond, 3 for a counter).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(String);
+
+const MS_WIDTH: usize = 9;
+const SEQ_WIDTH: usize = 3;
+const SEQ_MAX: u64 = 36u64.pow(SEQ_WIDTH as u32) - 1;
+
+impl JobId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The id from the parts; `seq` wraps at 36³.
+    pub fn from_parts(unix_ms: u64, seq: u64) -> JobId {
+        let mut s = base36(unix_ms, MS_WIDTH);
+        s.push_str(&base36(seq % (SEQ_MAX + 1), SEQ_WIDTH));
+        JobId(s)
+    }
+
+    /// The millisecond part, if the id has the generated shape.
+    fn unix_ms(&self) -> Option<u64> {
+        if self.0.len() != MS_WIDTH + SEQ_WIDTH {
+            return None;
+        }
+        u64::from_str_radix(&self.0[..MS_WIDTH], 36).ok()
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why a string is not a job id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a job id (expected 1–20 characters of a-z and 0-9, as printed by `oj run`)")]
+pub struct BadJobId(pub String);
+
+impl FromStr for JobId {
+    type Err = BadJobId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty()
+            || s.len() > 20
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
+            return Err(BadJobId(s.to_string()));
+        }
+        Ok(JobId(s.to_string()))
+    }
+}
+
+fn base36(mut n: u64, width: usize) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut buf = Vec::with_capacity(width);
+    while n > 0 {
+        buf.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+    }
+    while buf.len() < width {
+        buf.push(b'0');
+    }
+    buf.reverse();
+    String::from_utf8(buf).unwrap_or_default()
+}
+
+/// Hands out increasing job ids. Seeded with the newest id already stored,
+/// so ids stay unique across restarts even when the clock steps back.
+#[derive(Debug, Clone, Default)]
+pub struct IdGen {
+    last_ms: u64,
+    seq: u64,
+}
+
+impl IdGen {
+    /// A generator whose ids all sort after `newest`.
+    pub fn after(newest: Option<&JobId>) -> IdGen {
+        match newest.and_then(JobId::unix_ms) {
+            Some(ms) => IdGen {
+                last_ms: ms,
+                seq: SEQ_MAX,
+            },
+            None => IdGen::default(),
+        }
+    }
+
+    /// The next id for a job created at `now`.
+    pub fn next(&mut self, now: SystemTime) -> JobId {
+        let ms = now
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
+        if ms > self.last_ms {
+            self.last_ms = ms;
+            self.seq = 0;
+        } else if self.seq >= SEQ_MAX {
+            // Counter exhausted within one millisecond: borrow the next one.
+            self.last_ms += 1;
+            self.seq = 0;
+        } else {
+            self.seq += 1;
+        }
+        JobId::from_parts(self.last_ms, self.seq)
+    }
+}
+
+/// A point in time, serialized as RFC 3339 with milliseconds (UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub SystemTime);
+
+impl Timestamp {
+    pub fn rfc3339(&self) -> String {
+        humantime::format_rfc3339_millis(self.0).to_string()
+    }
+
+    /// Time elapsed from `earlier` to `self` (zero if negative).
+    pub fn since(&self, earlier: Timestamp) -> Duration {
+        self.0.duration_since(earlier.0).unwrap_or_default()
+    }
+}
+
+impl From<SystemTime> for Timestamp {
+    fn from(t: SystemTime) -> Self {
+        Timestamp(t)
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.rfc3339())
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.rfc3339())
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_rfc3339_weak(&s)
+            .map(Timestamp)
+            .map_err(|e| serde::de::Error::custom(format!("{s:?} is not an RFC 3339 time: {e}")))
+    }
+}
+
+/// The state of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Queued,
+    Running,
+    Done,
+    Failed,
+    Cancelled,
+    /// The daemon stopped (drain timeout, crash) while the job ran.
+    Interrupted,
+}
+
+/// The state of a step; same words as a job. A step that never started
+/// (an earlier one failed) stays `queued`.
+pub type StepState = JobState;
+
+impl JobState {
+    pub const ALL: [JobState; 6] = [
+        JobState::Queued,
+        JobState::Running,
+        JobState::Done,
+        JobState::Failed,
+        JobState::Cancelled,
+        JobState::Interrupted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Done => "done",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+            JobState::Interrupted => "interrupted",
+        }
+    }
+
+    /// Done, failed, cancelled or interrupted: nothing more will happen.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, JobState::Queued | JobState::Running)
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a string is not a job state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0:?} is not a job state; use one of queued, running, done, failed, cancelled, interrupted"
+)]
+pub struct BadJobState(pub String);
+
+impl FromStr for JobState {
+    type Err = BadJobState;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        JobState::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| BadJobState(s.to_string()))
+    }
+}
+
+/// The status of one step of a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepStatus {
+    pub name: String,
+    pub state: StepState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// The pod of a container step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<Timestamp>,
+}
+
+/// A job: the API's JSON shape (SPEC §3.2) plus the spec it runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: JobId,
+    pub name: String,
+    pub state: JobState,
+    pub created_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub steps: Vec<StepStatus>,
+    pub spec: JobSpec,
+}
+
+impl Job {
+    /// A freshly submitted job: queued, every step queued.
+    pub fn new(id: JobId, spec: JobSpec, created_at: Timestamp) -> Job {
+        Job {
+            id,
+            name: spec.name.clone(),
+            state: JobState::Queued,
+            created_at,
+            started_at: None,
+            ended_at: None,
+            error: None,
+            steps: spec
+                .steps
+                .iter()
+                .map(|s| StepStatus {
+                    name: s.name.clone(),
+                    state: JobState::Queued,
+                    exit_code: None,
+                    pod: None,
+                    started_at: None,
+                    ended_at: None,
+                })
+                .collect(),
+            spec,
+        }
+    }
+
+    /// The step currently running, if any.
+    pub fn running_step(&self) -> Option<usize> {
+        self.steps.iter().position(|s| s.state == JobState::Running)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_short_safe_and_increasing() {
+        let mut g = IdGen::default();
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_000_000_000);
+        let a = g.next(t);
+        let b = g.next(t);
+        let c = g.next(t + Duration::from_millis(1));
+        assert!(a < b && b < c, "{a} {b} {c}");
+        for id in [&a, &b, &c] {
+            assert!(id.as_str().len() <= 20);
+            assert!(
+                id.as_str()
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            );
+            assert_eq!(id.as_str().parse::<JobId>().unwrap(), *id);
+        }
+    }
+
+    #[test]
+    fn ids_stay_unique_after_restart_with_a_clock_behind() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_000_000_000);
+        let mut g = IdGen::default();
+        let last = g.next(t);
+        let mut after = IdGen::after(Some(&last));
+        let next = after.next(t - Duration::from_secs(5));
+        assert!(next > last, "{next} should sort after {last}");
+    }
+
+    #[test]
+    fn times_are_rfc3339_millis() {
+        let t = Timestamp(UNIX_EPOCH + Duration::from_millis(1_500));
+        let json = serde_json::to_string(&t).unwrap();
+        assert_eq!(json, "\"1970-01-01T00:00:01.500Z\"");
+        assert_eq!(serde_json::from_str::<Timestamp>(&json).unwrap(), t);
+    }
+
+    #[test]
+    fn states_are_lowercase_words() {
+        assert_eq!(
+            serde_json::to_string(&JobState::Interrupted).unwrap(),
+            "\"interrupted\""
+        );
+        assert_eq!(
+            "cancelled".parse::<JobState>().unwrap(),
+            JobState::Cancelled
+        );
+        assert!("Done".parse::<JobState>().is_err());
+    }
+}

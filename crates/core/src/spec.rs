@@ -1,0 +1,385 @@
+//! The job spec: what a client submits (`POST /v1/jobs`) and what a runbook
+//! job becomes after `${var.…}` substitution. Validation lives here so that
+//! the client refuses a bad runbook before sending it and the daemon
+//! answers 400 with the same reason.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::time::Duration;
+
+use oj_config::Quantity;
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Longest step name: it becomes a file name and part of a pod label value.
+pub const MAX_STEP_NAME: usize = 63;
+
+/// A job as submitted: a name and an ordered list of steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    pub name: String,
+    /// Extra environment of every step.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Notification message templates; unset ones use the default message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<NotifyTemplates>,
+    /// Default container of the steps (a step's own `container` wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerSpec>,
+    pub steps: Vec<StepSpec>,
+}
+
+/// Per-job notification messages; `${name}`, `${job_id}`, `${error}` are filled in.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyTemplates {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_start: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_done: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_fail: Option<String>,
+}
+
+/// One step: a shell command, optionally inside a container.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    pub name: String,
+    pub run: String,
+    /// Overrides `jobs.step_timeout`.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerSpec>,
+}
+
+/// A container: written either as the image string or as
+/// `{image, resources?}`; always serialized in the table form.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContainerSpec {
+    pub image: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ContainerResources>,
+}
+
+/// Requests and limits of a container, overlaid on `pods.resources`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerResources {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<ResourceAmounts>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<ResourceAmounts>,
+}
+
+/// CPU and memory amounts; each optional.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceAmounts {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<Quantity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Quantity>,
+}
+
+impl<'de> Deserialize<'de> for ContainerSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Table {
+            image: String,
+            #[serde(default)]
+            resources: Option<ContainerResources>,
+        }
+
+        struct ContainerVisitor;
+
+        impl<'de> Visitor<'de> for ContainerVisitor {
+            type Value = ContainerSpec;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an image name or a table {image, resources}")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ContainerSpec, E> {
+                Ok(ContainerSpec {
+                    image: v.to_string(),
+                    resources: None,
+                })
+            }
+
+            fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<ContainerSpec, M::Error> {
+                let t = Table::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(ContainerSpec {
+                    image: t.image,
+                    resources: t.resources,
+                })
+            }
+        }
+
+        d.deserialize_any(ContainerVisitor)
+    }
+}
+
+/// Why a job spec is refused. Each message names the step where there is one.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SpecError {
+    #[error("the job has no name; set \"name\"")]
+    EmptyName,
+    #[error("job {job:?} has no steps; add at least one step with a name and a run command")]
+    NoSteps { job: String },
+    #[error("step #{index} has no name; every step needs a unique \"name\"")]
+    EmptyStepName { index: usize },
+    #[error(
+        "step {step:?}: the name must be at most {MAX_STEP_NAME} characters of A-Z a-z 0-9 . _ - and not \".\" or \"..\" (it names the step's log file)"
+    )]
+    BadStepName { step: String },
+    #[error("step {step:?} appears twice; step names must be unique within a job")]
+    DuplicateStep { step: String },
+    #[error("step {step:?} has an empty \"run\"; give it the command to run")]
+    EmptyRun { step: String },
+    #[error("{place}: the container has an empty \"image\"")]
+    EmptyImage { place: String },
+    #[error(
+        "{place}: resources.requests.{resource} ({request}) is above resources.limits.{resource} ({limit}); lower the request or raise the limit"
+    )]
+    RequestAboveLimit {
+        place: String,
+        resource: &'static str,
+        request: String,
+        limit: String,
+    },
+    #[error("env {key:?}: environment variable names must be non-empty and contain no '=' or NUL")]
+    BadEnvName { key: String },
+    #[error(
+        "{place}: a timeout of 0 would kill the step at once; leave it unset or give a positive duration"
+    )]
+    ZeroTimeout { place: String },
+}
+
+impl JobSpec {
+    /// Checks what serde cannot: names, uniqueness, non-empty commands,
+    /// requests within limits.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        if self.name.trim().is_empty() {
+            return Err(SpecError::EmptyName);
+        }
+        if self.steps.is_empty() {
+            return Err(SpecError::NoSteps {
+                job: self.name.clone(),
+            });
+        }
+        for key in self.env.keys() {
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                return Err(SpecError::BadEnvName { key: key.clone() });
+            }
+        }
+        if let Some(c) = &self.container {
+            c.validate("job container")?;
+        }
+        let mut seen = BTreeSet::new();
+        for (i, step) in self.steps.iter().enumerate() {
+            if step.name.is_empty() {
+                return Err(SpecError::EmptyStepName { index: i + 1 });
+            }
+            if !is_safe_step_name(&step.name) {
+                return Err(SpecError::BadStepName {
+                    step: step.name.clone(),
+                });
+            }
+            if !seen.insert(step.name.as_str()) {
+                return Err(SpecError::DuplicateStep {
+                    step: step.name.clone(),
+                });
+            }
+            if step.run.trim().is_empty() {
+                return Err(SpecError::EmptyRun {
+                    step: step.name.clone(),
+                });
+            }
+            if step.timeout == Some(Duration::ZERO) {
+                return Err(SpecError::ZeroTimeout {
+                    place: format!("step {:?}", step.name),
+                });
+            }
+            if let Some(c) = &step.container {
+                c.validate(&format!("step {:?}", step.name))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The container a step runs in: its own, else the job's, else none (shell).
+    pub fn step_container(&self, index: usize) -> Option<&ContainerSpec> {
+        self.steps
+            .get(index)
+            .and_then(|s| s.container.as_ref())
+            .or(self.container.as_ref())
+    }
+}
+
+impl ContainerSpec {
+    fn validate(&self, place: &str) -> Result<(), SpecError> {
+        if self.image.trim().is_empty() {
+            return Err(SpecError::EmptyImage {
+                place: place.to_string(),
+            });
+        }
+        let Some(res) = &self.resources else {
+            return Ok(());
+        };
+        let (Some(req), Some(lim)) = (&res.requests, &res.limits) else {
+            return Ok(());
+        };
+        let pairs = [
+            ("cpu", &req.cpu, &lim.cpu),
+            ("memory", &req.memory, &lim.memory),
+        ];
+        for (resource, r, l) in pairs {
+            if let (Some(r), Some(l)) = (r, l)
+                && r > l
+            {
+                return Err(SpecError::RequestAboveLimit {
+                    place: place.to_string(),
+                    resource,
+                    request: r.to_string(),
+                    limit: l.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `[A-Za-z0-9._-]{1,63}`, not `.` or `..`.
+pub fn is_safe_step_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_STEP_NAME
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<JobSpec, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    #[test]
+    fn parses_the_documented_shape() {
+        let spec = parse(
+            r#"{"name":"build","env":{"A":"1"},"notify":{"on_fail":"x ${error}"},
+                "container":"alpine:3",
+                "steps":[{"name":"compile","run":"make","timeout":"20m"},
+                         {"name":"test","run":"make test","container":{"image":"rust:1","resources":{"limits":{"memory":"4Gi"}}}}]}"#,
+        )
+        .unwrap();
+        spec.validate().unwrap();
+        assert_eq!(spec.steps[0].timeout, Some(Duration::from_secs(1200)));
+        assert_eq!(spec.container.as_ref().unwrap().image, "alpine:3");
+        let c = spec.steps[1].container.as_ref().unwrap();
+        assert_eq!(
+            c.resources
+                .as_ref()
+                .unwrap()
+                .limits
+                .as_ref()
+                .unwrap()
+                .memory
+                .as_ref()
+                .unwrap()
+                .as_str(),
+            "4Gi"
+        );
+        assert_eq!(spec.step_container(0).unwrap().image, "alpine:3");
+        assert_eq!(spec.step_container(1).unwrap().image, "rust:1");
+        // Round trip.
+        let again: JobSpec = serde_json::from_value(serde_json::to_value(&spec).unwrap()).unwrap();
+        assert_eq!(again, spec);
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err =
+            parse(r#"{"name":"a","steps":[{"name":"s","run":"x","tiemout":"1s"}]}"#).unwrap_err();
+        assert!(err.to_string().contains("tiemout"), "{err}");
+        let err = parse(r#"{"name":"a","steps":[],"container":{"image":"x","resource":{}}}"#)
+            .unwrap_err();
+        assert!(err.to_string().contains("resource"), "{err}");
+    }
+
+    fn step(name: &str, run: &str) -> StepSpec {
+        StepSpec {
+            name: name.into(),
+            run: run.into(),
+            timeout: None,
+            container: None,
+        }
+    }
+
+    fn job(steps: Vec<StepSpec>) -> JobSpec {
+        JobSpec {
+            name: "j".into(),
+            env: BTreeMap::new(),
+            notify: None,
+            container: None,
+            steps,
+        }
+    }
+
+    #[test]
+    fn validation_names_the_step() {
+        assert_eq!(
+            job(vec![]).validate(),
+            Err(SpecError::NoSteps { job: "j".into() })
+        );
+        let dup = job(vec![step("a", "x"), step("a", "y")])
+            .validate()
+            .unwrap_err();
+        assert!(dup.to_string().contains("\"a\""));
+        for bad in ["..", ".", "a/b", "a b", &"x".repeat(64)] {
+            let err = job(vec![step(bad, "x")]).validate().unwrap_err();
+            assert_eq!(
+                err,
+                SpecError::BadStepName {
+                    step: bad.to_string()
+                }
+            );
+        }
+        assert_eq!(
+            job(vec![step("ok", " ")]).validate(),
+            Err(SpecError::EmptyRun { step: "ok".into() })
+        );
+        job(vec![step("a.b_c-D9", "x")]).validate().unwrap();
+        let mut no_name = job(vec![step("a", "x")]);
+        no_name.name = "".into();
+        assert_eq!(no_name.validate(), Err(SpecError::EmptyName));
+    }
+
+    #[test]
+    fn requests_above_limits_are_refused() {
+        let spec = parse(
+            r#"{"name":"a","steps":[{"name":"s","run":"x","container":{"image":"i",
+               "resources":{"requests":{"memory":"2Gi"},"limits":{"memory":"1Gi"}}}}]}"#,
+        )
+        .unwrap();
+        let err = spec.validate().unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("step \"s\"") && text.contains("memory") && text.contains("2Gi"),
+            "{text}"
+        );
+    }
+}

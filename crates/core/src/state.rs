@@ -1,0 +1,508 @@
+//! The daemon's state as a pure value: jobs and pending notifications,
+//! changed only by [`State::apply`] of an [`Event`], with the queries the
+//! API needs and the scheduling decision (which queued jobs start next).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::events::Event;
+use crate::job::{Job, JobId, JobState, Timestamp};
+use crate::notification::Notification;
+
+/// Why an event does not fit the state (a corrupt or reordered log).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    #[error("event for unknown job {0}")]
+    UnknownJob(JobId),
+    #[error("job {0} is submitted twice")]
+    DuplicateJob(JobId),
+    #[error("job {id}: step index {step} is out of range")]
+    UnknownStep { id: JobId, step: usize },
+    #[error("job {id}: cannot go from {from} to {to}")]
+    BadTransition {
+        id: JobId,
+        from: JobState,
+        to: JobState,
+    },
+}
+
+/// Number of jobs per state (the `jobs` object of `GET /v1/status`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobCounts {
+    pub queued: usize,
+    pub running: usize,
+    pub done: usize,
+    pub failed: usize,
+    pub cancelled: usize,
+    pub interrupted: usize,
+}
+
+impl JobCounts {
+    pub fn get(&self, s: JobState) -> usize {
+        match s {
+            JobState::Queued => self.queued,
+            JobState::Running => self.running,
+            JobState::Done => self.done,
+            JobState::Failed => self.failed,
+            JobState::Cancelled => self.cancelled,
+            JobState::Interrupted => self.interrupted,
+        }
+    }
+
+    fn slot(&mut self, s: JobState) -> &mut usize {
+        match s {
+            JobState::Queued => &mut self.queued,
+            JobState::Running => &mut self.running,
+            JobState::Done => &mut self.done,
+            JobState::Failed => &mut self.failed,
+            JobState::Cancelled => &mut self.cancelled,
+            JobState::Interrupted => &mut self.interrupted,
+        }
+    }
+}
+
+/// Everything the daemon knows, rebuilt from snapshot + WAL on start.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct State {
+    jobs: BTreeMap<JobId, Job>,
+    notifications: BTreeMap<String, Notification>,
+    // Indexes kept in step with `jobs` so scheduling does not scan history.
+    queued: BTreeSet<JobId>,
+    running: BTreeSet<JobId>,
+    counts: JobCounts,
+}
+
+/// The serialized form of a [`State`] (the snapshot file's content).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub jobs: Vec<Job>,
+    #[serde(default)]
+    pub notifications: Vec<Notification>,
+}
+
+impl State {
+    pub fn new() -> State {
+        State::default()
+    }
+
+    /// Rebuilds a state from a snapshot.
+    pub fn from_snapshot(snapshot: Snapshot) -> State {
+        let mut state = State::new();
+        for job in snapshot.jobs {
+            state.insert(job);
+        }
+        for n in snapshot.notifications {
+            state.notifications.insert(n.id.clone(), n);
+        }
+        state
+    }
+
+    /// The state as a snapshot value.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            jobs: self.jobs.values().cloned().collect(),
+            notifications: self.notifications.values().cloned().collect(),
+        }
+    }
+
+    fn insert(&mut self, job: Job) {
+        *self.counts.slot(job.state) += 1;
+        match job.state {
+            JobState::Queued => {
+                self.queued.insert(job.id.clone());
+            }
+            JobState::Running => {
+                self.running.insert(job.id.clone());
+            }
+            _ => {}
+        }
+        self.jobs.insert(job.id.clone(), job);
+    }
+
+    fn set_state(&mut self, id: &JobId, to: JobState) {
+        let Some(job) = self.jobs.get_mut(id) else {
+            return;
+        };
+        let from = job.state;
+        job.state = to;
+        *self.counts.slot(from) -= 1;
+        *self.counts.slot(to) += 1;
+        match from {
+            JobState::Queued => {
+                self.queued.remove(id);
+            }
+            JobState::Running => {
+                self.running.remove(id);
+            }
+            _ => {}
+        }
+        match to {
+            JobState::Queued => {
+                self.queued.insert(id.clone());
+            }
+            JobState::Running => {
+                self.running.insert(id.clone());
+            }
+            _ => {}
+        }
+    }
+
+    /// Applies one event. An error leaves the state unchanged.
+    pub fn apply(&mut self, event: &Event) -> Result<(), ApplyError> {
+        match event {
+            Event::JobSubmitted { job } => {
+                if self.jobs.contains_key(&job.id) {
+                    return Err(ApplyError::DuplicateJob(job.id.clone()));
+                }
+                self.insert((**job).clone());
+            }
+            Event::JobStarted { id, at } => {
+                let job = self.job_mut(id)?;
+                check(id, job.state, JobState::Running, &[JobState::Queued])?;
+                job.started_at = Some(*at);
+                self.set_state(id, JobState::Running);
+            }
+            Event::StepStarted { id, step, at, pod } => {
+                let job = self.job_mut(id)?;
+                check(id, job.state, JobState::Running, &[JobState::Running])?;
+                let s = job.steps.get_mut(*step).ok_or(ApplyError::UnknownStep {
+                    id: id.clone(),
+                    step: *step,
+                })?;
+                s.state = JobState::Running;
+                s.started_at = Some(*at);
+                s.pod = pod.clone();
+            }
+            Event::StepFinished {
+                id,
+                step,
+                at,
+                state,
+                exit_code,
+            } => {
+                let job = self.job_mut(id)?;
+                check(id, job.state, *state, &[JobState::Running])?;
+                let s = job.steps.get_mut(*step).ok_or(ApplyError::UnknownStep {
+                    id: id.clone(),
+                    step: *step,
+                })?;
+                s.state = *state;
+                s.ended_at = Some(*at);
+                s.exit_code = *exit_code;
+            }
+            Event::JobFinished {
+                id,
+                at,
+                state,
+                error,
+            } => {
+                let job = self.job_mut(id)?;
+                if !state.is_terminal() {
+                    return Err(ApplyError::BadTransition {
+                        id: id.clone(),
+                        from: job.state,
+                        to: *state,
+                    });
+                }
+                check(
+                    id,
+                    job.state,
+                    *state,
+                    &[JobState::Queued, JobState::Running],
+                )?;
+                job.ended_at = Some(*at);
+                job.error = error.clone();
+                for s in &mut job.steps {
+                    // A step still marked running ends the way the job did;
+                    // a cancelled job's unstarted steps are cancelled too.
+                    if s.state == JobState::Running
+                        || (s.state == JobState::Queued && *state == JobState::Cancelled)
+                    {
+                        s.state = *state;
+                        if s.started_at.is_some() {
+                            s.ended_at = Some(*at);
+                        }
+                    }
+                }
+                self.set_state(id, *state);
+            }
+            Event::NotificationQueued { notification } => {
+                self.notifications
+                    .insert(notification.id.clone(), (**notification).clone());
+            }
+            Event::NotificationAcked { id } => {
+                self.notifications.remove(id);
+            }
+        }
+        Ok(())
+    }
+
+    fn job_mut(&mut self, id: &JobId) -> Result<&mut Job, ApplyError> {
+        self.jobs
+            .get_mut(id)
+            .ok_or_else(|| ApplyError::UnknownJob(id.clone()))
+    }
+
+    pub fn job(&self, id: &JobId) -> Option<&Job> {
+        self.jobs.get(id)
+    }
+
+    /// All jobs, oldest first.
+    pub fn jobs(&self) -> impl DoubleEndedIterator<Item = &Job> {
+        self.jobs.values()
+    }
+
+    /// Jobs newest first, optionally only those in `status`, at most `limit`.
+    pub fn list(&self, status: Option<JobState>, limit: Option<usize>) -> Vec<&Job> {
+        self.jobs
+            .values()
+            .rev()
+            .filter(|j| status.is_none_or(|s| j.state == s))
+            .take(limit.unwrap_or(usize::MAX))
+            .collect()
+    }
+
+    pub fn counts(&self) -> JobCounts {
+        self.counts
+    }
+
+    /// Ids of running jobs.
+    pub fn running(&self) -> impl Iterator<Item = &JobId> {
+        self.running.iter()
+    }
+
+    /// Ids of queued jobs, first submitted first.
+    pub fn queued(&self) -> impl Iterator<Item = &JobId> {
+        self.queued.iter()
+    }
+
+    /// The newest job id (to seed the id generator after a restart).
+    pub fn newest_id(&self) -> Option<&JobId> {
+        self.jobs.keys().next_back()
+    }
+
+    /// The queued jobs to start now so that at most `max_concurrent` run,
+    /// in submission order.
+    pub fn next_to_start(&self, max_concurrent: usize) -> Vec<JobId> {
+        let free = max_concurrent.saturating_sub(self.running.len());
+        self.queued.iter().take(free).cloned().collect()
+    }
+
+    /// Events that end every job left `running` by a process that died:
+    /// such jobs become `interrupted` (their shell steps are gone).
+    pub fn recover(&self, at: Timestamp) -> Vec<Event> {
+        self.running
+            .iter()
+            .map(|id| Event::JobFinished {
+                id: id.clone(),
+                at,
+                state: JobState::Interrupted,
+                error: Some("the daemon stopped while the job was running".into()),
+            })
+            .collect()
+    }
+
+    /// Notifications queued and not yet acknowledged, oldest first.
+    pub fn pending_notifications(&self) -> Vec<Notification> {
+        let mut v: Vec<Notification> = self.notifications.values().cloned().collect();
+        v.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        v
+    }
+}
+
+fn check(
+    id: &JobId,
+    from: JobState,
+    to: JobState,
+    allowed_from: &[JobState],
+) -> Result<(), ApplyError> {
+    if allowed_from.contains(&from) {
+        Ok(())
+    } else {
+        Err(ApplyError::BadTransition {
+            id: id.clone(),
+            from,
+            to,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notification::NotificationKind;
+    use crate::spec::{JobSpec, StepSpec};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn t(s: u64) -> Timestamp {
+        Timestamp(UNIX_EPOCH + Duration::from_secs(1_795_000_000 + s))
+    }
+
+    fn spec(steps: &[&str]) -> JobSpec {
+        JobSpec {
+            name: "j".into(),
+            env: Default::default(),
+            notify: None,
+            container: None,
+            steps: steps
+                .iter()
+                .map(|s| StepSpec {
+                    name: s.to_string(),
+                    run: "true".into(),
+                    timeout: None,
+                    container: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn submit(state: &mut State, n: u64, steps: &[&str]) -> JobId {
+        let id = JobId::from_parts(1_795_000_000_000 + n, 0);
+        let job = Job::new(id.clone(), spec(steps), t(n));
+        state
+            .apply(&Event::JobSubmitted { job: Box::new(job) })
+            .unwrap();
+        id
+    }
+
+    #[test]
+    fn fifo_scheduling_respects_the_limit() {
+        let mut s = State::new();
+        let a = submit(&mut s, 1, &["x"]);
+        let b = submit(&mut s, 2, &["x"]);
+        let c = submit(&mut s, 3, &["x"]);
+        assert_eq!(s.next_to_start(2), vec![a.clone(), b.clone()]);
+        s.apply(&Event::JobStarted {
+            id: a.clone(),
+            at: t(4),
+        })
+        .unwrap();
+        assert_eq!(s.next_to_start(1), Vec::<JobId>::new());
+        assert_eq!(s.next_to_start(2), vec![b.clone()]);
+        s.apply(&Event::JobFinished {
+            id: a,
+            at: t(5),
+            state: JobState::Done,
+            error: None,
+        })
+        .unwrap();
+        assert_eq!(s.next_to_start(1), vec![b]);
+        assert_eq!(s.counts().done, 1);
+        assert_eq!(s.counts().queued, 2);
+        assert_eq!(s.list(None, Some(1))[0].id, c);
+    }
+
+    #[test]
+    fn a_full_run_records_steps_and_times() {
+        let mut s = State::new();
+        let id = submit(&mut s, 1, &["a", "b"]);
+        s.apply(&Event::JobStarted {
+            id: id.clone(),
+            at: t(2),
+        })
+        .unwrap();
+        s.apply(&Event::StepStarted {
+            id: id.clone(),
+            step: 0,
+            at: t(2),
+            pod: None,
+        })
+        .unwrap();
+        s.apply(&Event::StepFinished {
+            id: id.clone(),
+            step: 0,
+            at: t(3),
+            state: JobState::Failed,
+            exit_code: Some(3),
+        })
+        .unwrap();
+        s.apply(&Event::JobFinished {
+            id: id.clone(),
+            at: t(3),
+            state: JobState::Failed,
+            error: Some("step a exited with code 3".into()),
+        })
+        .unwrap();
+        let job = s.job(&id).unwrap();
+        assert_eq!(job.state, JobState::Failed);
+        assert_eq!(job.steps[0].exit_code, Some(3));
+        assert_eq!(job.steps[1].state, JobState::Queued);
+        assert_eq!(job.ended_at, Some(t(3)));
+        // Nothing happens to a finished job.
+        assert!(s.apply(&Event::JobStarted { id, at: t(4) }).is_err());
+    }
+
+    #[test]
+    fn cancel_of_a_queued_job_cancels_its_steps() {
+        let mut s = State::new();
+        let id = submit(&mut s, 1, &["a", "b"]);
+        s.apply(&Event::JobFinished {
+            id: id.clone(),
+            at: t(2),
+            state: JobState::Cancelled,
+            error: None,
+        })
+        .unwrap();
+        let job = s.job(&id).unwrap();
+        assert!(job.steps.iter().all(|st| st.state == JobState::Cancelled));
+        assert!(s.next_to_start(4).is_empty());
+    }
+
+    #[test]
+    fn recovery_interrupts_running_jobs_and_keeps_queued_ones() {
+        let mut s = State::new();
+        let a = submit(&mut s, 1, &["a"]);
+        let b = submit(&mut s, 2, &["a"]);
+        s.apply(&Event::JobStarted {
+            id: a.clone(),
+            at: t(3),
+        })
+        .unwrap();
+        s.apply(&Event::StepStarted {
+            id: a.clone(),
+            step: 0,
+            at: t(3),
+            pod: None,
+        })
+        .unwrap();
+        let restored = State::from_snapshot(s.snapshot());
+        assert_eq!(restored, s);
+        let mut r = restored;
+        for e in r.recover(t(9)) {
+            r.apply(&e).unwrap();
+        }
+        assert_eq!(r.job(&a).unwrap().state, JobState::Interrupted);
+        assert_eq!(r.job(&a).unwrap().steps[0].state, JobState::Interrupted);
+        assert_eq!(r.next_to_start(4), vec![b]);
+    }
+
+    #[test]
+    fn notifications_stay_pending_until_acked() {
+        let mut s = State::new();
+        let id = submit(&mut s, 1, &["a"]);
+        let n = Notification::for_job(NotificationKind::Start, s.job(&id).unwrap(), t(2));
+        s.apply(&Event::NotificationQueued {
+            notification: Box::new(n.clone()),
+        })
+        .unwrap();
+        let restored = State::from_snapshot(s.snapshot());
+        assert_eq!(restored.pending_notifications(), vec![n.clone()]);
+        s.apply(&Event::NotificationAcked { id: n.id }).unwrap();
+        assert!(s.pending_notifications().is_empty());
+    }
+
+    #[test]
+    fn unknown_jobs_are_rejected() {
+        let mut s = State::new();
+        let e = Event::JobStarted {
+            id: JobId::from_parts(1, 1),
+            at: t(1),
+        };
+        assert!(matches!(s.apply(&e), Err(ApplyError::UnknownJob(_))));
+    }
+}
