@@ -1,1 +1,3 @@
 //! Edges of oj: notifications, Kubernetes, logging sinks, TLS.
+pub mod logging;
+pub mod tls;
