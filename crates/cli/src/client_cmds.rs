@@ -1,30 +1,885 @@
-//! Client commands: talk to the daemon over its API.
+//! Client commands (`oj run`, `exec`, `job …`, `status`, `daemon stop`):
+//! each builds what it needs from the configuration, talks to the daemon
+//! over its API (SPEC §3.2) and turns the answer into output and an exit
+//! code (SPEC §1).
 
-use oj_config::{Environment, LoadOptions};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
 
+use oj_config::{Environment, LoadOptions, Loaded};
+use oj_core::{JobSpec, StepSpec};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::api_client::{ApiClient, ApiError, Endpoint};
 use crate::cli::{ExecArgs, JobCommand, RunArgs, StatusArgs};
-use crate::exit::Failure;
+use crate::config_cmds;
+use crate::exit::{self, Failure};
+use crate::runbooks;
+use crate::table;
 
-fn not_yet() -> Failure {
-    Failure::runtime("this command is not built yet")
+/// The job and step states of SPEC §3.2.
+pub const STATES: [&str; 6] = [
+    "queued",
+    "running",
+    "done",
+    "failed",
+    "cancelled",
+    "interrupted",
+];
+
+/// How often `--wait` and `daemon stop` look again.
+const POLL: Duration = Duration::from_millis(100);
+
+fn is_terminal(state: &str) -> bool {
+    matches!(state, "done" | "failed" | "cancelled" | "interrupted")
 }
 
-pub fn daemon_stop(_opts: &LoadOptions, _env: &Environment) -> Result<i32, Failure> {
-    Err(not_yet())
+/// A small single-threaded runtime: a client command does one thing at a time.
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::runtime(format!("cannot start the async runtime: {e}")))
 }
 
-pub fn status(_args: StatusArgs, _opts: &LoadOptions, _env: &Environment) -> Result<i32, Failure> {
-    Err(not_yet())
+fn connect(opts: &LoadOptions, env: &Environment) -> Result<(Loaded, ApiClient), Failure> {
+    let loaded = config_cmds::load_or_fail(opts, env)?;
+    let client = ApiClient::from_loaded(&loaded)?;
+    Ok((loaded, client))
 }
 
-pub fn run(_args: RunArgs, _opts: &LoadOptions, _env: &Environment) -> Result<i32, Failure> {
-    Err(not_yet())
+/// Writes to stdout; a closed pipe (`oj job logs ID | head`) ends the
+/// command quietly, as for any Unix filter.
+fn emit(bytes: &[u8]) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(bytes).and_then(|()| out.flush())
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(exit::OK);
+    }
 }
 
-pub fn exec(_args: ExecArgs, _opts: &LoadOptions, _env: &Environment) -> Result<i32, Failure> {
-    Err(not_yet())
+fn emit_line(s: &str) {
+    let mut line = String::with_capacity(s.len() + 1);
+    line.push_str(s);
+    if !s.ends_with('\n') {
+        line.push('\n');
+    }
+    emit(line.as_bytes());
 }
 
-pub fn job(_cmd: JobCommand, _opts: &LoadOptions, _env: &Environment) -> Result<i32, Failure> {
-    Err(not_yet())
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+}
+
+/// Escapes a job id for use as one URL path segment.
+fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+/// Maps a failed call about one job: 404 is "no job <id>".
+fn job_failure(client: &ApiClient, id: &str, e: ApiError) -> Failure {
+    match e {
+        ApiError::Status {
+            status: StatusCode::NOT_FOUND,
+            ..
+        } => Failure::runtime(format!(
+            "no job {id} on the daemon at {}; `oj job list` shows the jobs it knows",
+            client.endpoint().display()
+        )),
+        other => other.into_failure(client),
+    }
+}
+
+// ---------------------------------------------------------------- status
+
+pub fn status(args: StatusArgs, opts: &LoadOptions, env: &Environment) -> Result<i32, Failure> {
+    let (_loaded, client) = connect(opts, env)?;
+    runtime()?.block_on(async {
+        if args.json {
+            // Exactly the body of GET /v1/status.
+            let resp = client
+                .get_stream("/v1/status")
+                .await
+                .map_err(|e| e.into_failure(&client))?;
+            let body = resp
+                .text()
+                .await
+                .map_err(|e| client.transport_error(&e).into_failure(&client))?;
+            emit_line(&body);
+            return Ok(exit::OK);
+        }
+        let v = client
+            .get_json("/v1/status")
+            .await
+            .map_err(|e| e.into_failure(&client))?;
+        emit(render_status(&v, client.endpoint()).as_bytes());
+        Ok(exit::OK)
+    })
+}
+
+fn render_status(v: &Value, endpoint: &Endpoint) -> String {
+    let s = |k: &str| match v.get(k) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => "-".into(),
+        Some(other) => other.to_string(),
+    };
+    let uptime = v
+        .get("uptime_s")
+        .and_then(Value::as_f64)
+        .map(|u| table::human_duration(Duration::from_secs_f64(u.max(0.0))))
+        .unwrap_or_else(|| "-".into());
+    let leader = match v.get("leader").and_then(Value::as_bool) {
+        Some(true) => "leader",
+        Some(false) => "standby (another instance holds the lock; no job runs here)",
+        None => "-",
+    };
+    let draining = match v.get("draining").and_then(Value::as_bool) {
+        Some(true) => "yes (no new jobs are accepted)",
+        Some(false) => "no",
+        None => "-",
+    };
+    let listeners = match v.get("listeners") {
+        Some(Value::Array(items)) if !items.is_empty() => items
+            .iter()
+            .map(|l| match l {
+                Value::String(s) => s.clone(),
+                Value::Object(o) => {
+                    // Objects are shown as their fields, `kind addr (tls)`-style.
+                    o.values()
+                        .map(|x| match x {
+                            Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                }
+                other => other.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => "-".into(),
+    };
+    let jobs = match v.get("jobs") {
+        Some(Value::Object(counts)) => {
+            let mut parts: Vec<String> = Vec::new();
+            for state in STATES {
+                if let Some(n) = counts.get(state) {
+                    parts.push(format!("{state} {n}"));
+                }
+            }
+            for (k, n) in counts {
+                if !STATES.contains(&k.as_str()) {
+                    parts.push(format!("{k} {n}"));
+                }
+            }
+            parts.join(", ")
+        }
+        _ => "-".into(),
+    };
+    let rows = [
+        ("daemon", endpoint.display()),
+        ("version", s("version")),
+        ("profile", s("profile")),
+        ("instance", s("instance")),
+        ("uptime", uptime),
+        ("role", leader.to_string()),
+        ("draining", draining.to_string()),
+        ("listeners", listeners),
+        ("jobs", jobs),
+    ];
+    let mut out = String::new();
+    for (k, val) in rows {
+        out.push_str(&format!("{k:<10} {val}\n"));
+    }
+    out
+}
+
+// ---------------------------------------------------------------- daemon stop
+
+pub fn daemon_stop(opts: &LoadOptions, env: &Environment) -> Result<i32, Failure> {
+    let loaded = config_cmds::load_or_fail(opts, env)?;
+    let client = ApiClient::fresh_connections(&loaded)?;
+    let addr = client.endpoint().display();
+    // The pid in daemon.lock lets us wait for the process itself, not only
+    // for its socket, when the daemon is the local one.
+    let local_pid = match client.endpoint() {
+        Endpoint::Unix(p) if Some(p) == loaded.config.unix_socket_path().as_ref() => {
+            read_lock_pid(&loaded.config.daemon.state_dir.join("daemon.lock"))
+        }
+        _ => None,
+    };
+    let drain = loaded.config.shutdown.drain_timeout;
+    // The drain may take drain_timeout, then 2 s of SIGTERM grace, then the
+    // snapshot; a daemon elsewhere may have a longer timeout than ours.
+    let bound = drain.max(Duration::from_secs(25)) + Duration::from_secs(30);
+    runtime()?.block_on(async {
+        let before = client
+            .get_json("/v1/status")
+            .await
+            .map_err(|e| e.into_failure(&client))?;
+        let running = before
+            .pointer("/jobs/running")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        client
+            .post_json("/v1/shutdown", &Value::Object(Default::default()))
+            .await
+            .map_err(|e| e.into_failure(&client))?;
+        let started = Instant::now();
+        if running > 0 {
+            eprintln!(
+                "oj: the daemon at {addr} is draining: {running} running job{} may finish \
+                 (up to its shutdown.drain_timeout), then they are interrupted",
+                if running == 1 { "" } else { "s" }
+            );
+        }
+        // Poll with fresh connections until nothing answers any more.
+        let mut last_running = running;
+        loop {
+            match client.get_json("/v1/status").await {
+                Ok(v) => {
+                    last_running = v
+                        .pointer("/jobs/running")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(0);
+                }
+                Err(ApiError::Status { .. }) => {}
+                Err(ApiError::Failure(_)) => break,
+            }
+            if started.elapsed() > bound {
+                return Err(Failure::runtime(format!(
+                    "the daemon at {addr} still answers {}s after the stop request \
+                     ({last_running} job(s) running); check its log, or stop it with SIGTERM",
+                    bound.as_secs()
+                )));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        if let Some(pid) = local_pid {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while process_alive(pid) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if process_alive(pid) {
+                return Err(Failure::runtime(format!(
+                    "the daemon (pid {pid}) closed its socket but has not exited after 15s; \
+                     check its log"
+                )));
+            }
+        }
+        let took = table::human_duration(started.elapsed());
+        match local_pid {
+            Some(pid) => eprintln!("oj: daemon stopped (pid {pid}, {addr}) after {took}"),
+            None => eprintln!("oj: daemon at {addr} stopped after {took}"),
+        }
+        Ok(exit::OK)
+    })
+}
+
+/// The pid the `file` lock strategy writes into `daemon.lock`.
+fn read_lock_pid(path: &Path) -> Option<i32> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let pid: i32 = text.split_whitespace().next()?.parse().ok()?;
+    (pid > 0 && pid != std::process::id() as i32).then_some(pid)
+}
+
+/// Whether `pid` is a live process (a zombie awaiting its parent counts
+/// as gone: it has finished).
+fn process_alive(pid: i32) -> bool {
+    let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+    if !alive {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            // Field 3 follows the parenthesised command name.
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next());
+            state != Some("Z") && state != Some("X")
+        }
+        Err(_) => true,
+    }
+}
+
+// ---------------------------------------------------------------- run / exec
+
+/// Parses `--var K=V` flags; a later value for the same name wins.
+pub fn parse_vars(raw: &[String]) -> Result<BTreeMap<String, String>, Failure> {
+    let mut vars = BTreeMap::new();
+    for item in raw {
+        match item.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                vars.insert(k.trim().to_string(), v.to_string());
+            }
+            _ => {
+                return Err(Failure::usage(format!(
+                    "--var {item:?} is not NAME=VALUE; write e.g. --var target=x86_64-unknown-linux-gnu"
+                )));
+            }
+        }
+    }
+    Ok(vars)
+}
+
+pub fn run(args: RunArgs, opts: &LoadOptions, env: &Environment) -> Result<i32, Failure> {
+    let vars = parse_vars(&args.vars)?;
+    let cwd = std::env::current_dir()
+        .map_err(|e| Failure::runtime(format!("cannot read the current directory: {e}")))?;
+    // Everything about the runbook is checked before the daemon is contacted.
+    let spec = runbooks::resolve(&args.name, &vars, args.file.as_deref(), &cwd)?;
+    let (_loaded, client) = connect(opts, env)?;
+    runtime()?.block_on(submit(&client, &spec, args.wait))
+}
+
+/// Quotes one word for `/bin/sh` so it reaches the command unchanged.
+pub fn shell_quote(word: &str) -> String {
+    let safe = !word.is_empty()
+        && word.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'_' | b'-' | b'.' | b'/' | b':' | b',' | b'+' | b'=' | b'@' | b'%'
+                )
+        });
+    if safe {
+        return word.to_string();
+    }
+    let mut out = String::with_capacity(word.len() + 2);
+    out.push('\'');
+    for c in word.chars() {
+        if c == '\'' {
+            out.push_str("'\\''");
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// A command line as one `/bin/sh` string.
+pub fn shell_join(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|w| shell_quote(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `/usr/bin/make` → `make`.
+fn basename(cmd: &str) -> &str {
+    cmd.trim_end_matches('/').rsplit('/').next().unwrap_or(cmd)
+}
+
+/// A step name safe as a file name (SPEC §3.2), from any job name.
+fn step_name_for(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(oj_core::spec::MAX_STEP_NAME)
+        .collect();
+    if oj_core::spec::is_safe_step_name(&cleaned)
+        && cleaned.chars().any(|c| c.is_ascii_alphanumeric())
+    {
+        cleaned
+    } else {
+        "main".into()
+    }
+}
+
+/// The one-step job spec of `oj exec`.
+pub fn exec_spec(name: Option<&str>, command: &[String]) -> Result<JobSpec, Failure> {
+    let Some(first) = command.first() else {
+        return Err(Failure::usage(
+            "oj exec needs a command after --, e.g. oj exec -- make test",
+        ));
+    };
+    let name = match name {
+        Some(n) if !n.trim().is_empty() => n.to_string(),
+        Some(_) => return Err(Failure::usage("--name must not be empty")),
+        None => {
+            let b = basename(first);
+            if b.is_empty() {
+                first.clone()
+            } else {
+                b.to_string()
+            }
+        }
+    };
+    let spec = JobSpec {
+        name: name.clone(),
+        env: BTreeMap::new(),
+        notify: None,
+        container: None,
+        steps: vec![StepSpec {
+            name: step_name_for(&name),
+            run: shell_join(command),
+            timeout: None,
+            container: None,
+        }],
+    };
+    spec.validate()
+        .map_err(|e| Failure::usage(format!("cannot submit this command: {e}")))?;
+    Ok(spec)
+}
+
+pub fn exec(args: ExecArgs, opts: &LoadOptions, env: &Environment) -> Result<i32, Failure> {
+    let spec = exec_spec(args.name.as_deref(), &args.command)?;
+    let (_loaded, client) = connect(opts, env)?;
+    runtime()?.block_on(submit(&client, &spec, args.wait))
+}
+
+/// Submits a job, prints its id, and with `wait` follows it to the end.
+async fn submit(client: &ApiClient, spec: &JobSpec, wait: bool) -> Result<i32, Failure> {
+    let body = serde_json::to_value(spec)
+        .map_err(|e| Failure::runtime(format!("cannot encode the job spec: {e}")))?;
+    let job = client
+        .post_json("/v1/jobs", &body)
+        .await
+        .map_err(|e| match e {
+            ApiError::Status {
+                status: StatusCode::BAD_REQUEST,
+                message,
+            } => Failure::usage(format!("the daemon refused job {:?}: {message}", spec.name)),
+            other => other.into_failure(client),
+        })?;
+    let Some(id) = str_field(&job, "id").map(str::to_string) else {
+        return Err(Failure::runtime(format!(
+            "the daemon at {} accepted the job but sent no job id; is it an oj daemon of the same version?",
+            client.endpoint().display()
+        )));
+    };
+    emit_line(&id);
+    if !wait {
+        return Ok(exit::OK);
+    }
+    let job = follow(client, &id).await?;
+    finish(&id, &job)
+}
+
+/// Streams the job's logs to stdout until it ends, then returns the final job.
+async fn follow(client: &ApiClient, id: &str) -> Result<Value, Failure> {
+    let path = format!("/v1/jobs/{}/logs?follow=true", path_segment(id));
+    match client.get_stream(&path).await {
+        Ok(mut resp) => {
+            // A broken stream is not the job's end: the state decides below.
+            while let Ok(Some(chunk)) = resp.chunk().await {
+                emit(&chunk);
+            }
+        }
+        Err(ApiError::Status {
+            status: StatusCode::NOT_FOUND,
+            ..
+        }) => {
+            return Err(job_failure(
+                client,
+                id,
+                ApiError::Status {
+                    status: StatusCode::NOT_FOUND,
+                    message: String::new(),
+                },
+            ));
+        }
+        // Logs are a nicety; the state is what `--wait` reports.
+        Err(ApiError::Status { .. }) => {}
+        Err(e @ ApiError::Failure(_)) => return Err(e.into_failure(client)),
+    }
+    wait_terminal(client, id).await
+}
+
+async fn wait_terminal(client: &ApiClient, id: &str) -> Result<Value, Failure> {
+    let path = format!("/v1/jobs/{}", path_segment(id));
+    loop {
+        let job = client
+            .get_json(&path)
+            .await
+            .map_err(|e| job_failure(client, id, e))?;
+        if str_field(&job, "state").is_some_and(is_terminal) {
+            return Ok(job);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The exit of `--wait`: 0 when done, 1 with the state and error otherwise.
+fn finish(id: &str, job: &Value) -> Result<i32, Failure> {
+    let state = str_field(job, "state").unwrap_or("unknown");
+    if state == "done" {
+        return Ok(exit::OK);
+    }
+    let name = str_field(job, "name").unwrap_or("?");
+    let error = str_field(job, "error")
+        .map(str::to_string)
+        .or_else(|| failed_step(job))
+        .unwrap_or_else(|| "no error recorded".into());
+    Err(Failure::runtime(format!(
+        "job {id} ({name}) ended {state}: {error}; `oj job logs {id}` shows its output"
+    )))
+}
+
+fn failed_step(job: &Value) -> Option<String> {
+    let steps = job.get("steps")?.as_array()?;
+    let step = steps
+        .iter()
+        .find(|s| str_field(s, "state") == Some("failed"))?;
+    let name = str_field(step, "name")?;
+    Some(match step.get("exit_code").and_then(Value::as_i64) {
+        Some(code) => format!("step {name} exited with code {code}"),
+        None => format!("step {name} failed"),
+    })
+}
+
+// ---------------------------------------------------------------- job …
+
+pub fn job(cmd: JobCommand, opts: &LoadOptions, env: &Environment) -> Result<i32, Failure> {
+    // A bad --status is a usage error before anything else happens.
+    if let JobCommand::List {
+        status: Some(s), ..
+    } = &cmd
+        && !STATES.contains(&s.as_str())
+    {
+        return Err(Failure::usage(format!(
+            "--status {s:?} is not a job state; use one of: {}",
+            STATES.join(", ")
+        )));
+    }
+    let (_loaded, client) = connect(opts, env)?;
+    let rt = runtime()?;
+    match cmd {
+        JobCommand::List { json, status } => {
+            rt.block_on(job_list(&client, json, status.as_deref()))
+        }
+        JobCommand::Show { id, json } => rt.block_on(job_show(&client, &id, json)),
+        JobCommand::Logs { id, follow } => rt.block_on(job_logs(&client, &id, follow)),
+        JobCommand::Cancel { id } => rt.block_on(job_cancel(&client, &id)),
+    }
+}
+
+/// Newest first, whatever order the daemon used.
+fn sort_newest_first(jobs: &mut [Value]) {
+    let key = |j: &Value| str_field(j, "created_at").and_then(table::parse_time);
+    jobs.sort_by(|a, b| key(b).cmp(&key(a)));
+}
+
+async fn job_list(client: &ApiClient, json: bool, status: Option<&str>) -> Result<i32, Failure> {
+    let path = match status {
+        Some(s) => format!("/v1/jobs?status={s}"),
+        None => "/v1/jobs".to_string(),
+    };
+    let v = client
+        .get_json(&path)
+        .await
+        .map_err(|e| e.into_failure(client))?;
+    let mut jobs = v
+        .get("jobs")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    sort_newest_first(&mut jobs);
+    if json {
+        emit_line(&pretty(&serde_json::json!({ "jobs": jobs })));
+        return Ok(exit::OK);
+    }
+    if jobs.is_empty() {
+        match status {
+            Some(s) => eprintln!("no {s} jobs"),
+            None => eprintln!("no jobs yet; submit one with `oj run NAME` or `oj exec -- CMD`"),
+        }
+        return Ok(exit::OK);
+    }
+    emit(render_job_list(&jobs, SystemTime::now()).as_bytes());
+    Ok(exit::OK)
+}
+
+fn render_job_list(jobs: &[Value], now: SystemTime) -> String {
+    let rows: Vec<Vec<String>> = jobs
+        .iter()
+        .map(|j| {
+            vec![
+                str_field(j, "id").unwrap_or("?").to_string(),
+                str_field(j, "name").unwrap_or("?").to_string(),
+                str_field(j, "state").unwrap_or("?").to_string(),
+                str_field(j, "created_at")
+                    .map(table::short_time)
+                    .unwrap_or_else(|| "-".into()),
+                table::run_time(str_field(j, "started_at"), str_field(j, "ended_at"), now),
+            ]
+        })
+        .collect();
+    table::render(&["ID", "NAME", "STATE", "CREATED", "DURATION"], &rows)
+}
+
+async fn job_show(client: &ApiClient, id: &str, json: bool) -> Result<i32, Failure> {
+    let path = format!("/v1/jobs/{}", path_segment(id));
+    let job = client
+        .get_json(&path)
+        .await
+        .map_err(|e| job_failure(client, id, e))?;
+    if json {
+        emit_line(&pretty(&job));
+    } else {
+        emit(render_job(&job, SystemTime::now()).as_bytes());
+    }
+    Ok(exit::OK)
+}
+
+fn render_job(job: &Value, now: SystemTime) -> String {
+    let f = |k: &str| str_field(job, k);
+    let mut out = String::new();
+    let mut field = |k: &str, v: String| out.push_str(&format!("{k:<9} {v}\n"));
+    field("id", f("id").unwrap_or("?").into());
+    field("name", f("name").unwrap_or("?").into());
+    field("state", f("state").unwrap_or("?").into());
+    if let Some(e) = f("error") {
+        field("error", e.into());
+    }
+    field(
+        "created",
+        f("created_at")
+            .map(table::short_time)
+            .unwrap_or_else(|| "-".into()),
+    );
+    if let Some(t) = f("started_at") {
+        field("started", table::short_time(t));
+    }
+    if let Some(t) = f("ended_at") {
+        field("ended", table::short_time(t));
+    }
+    field(
+        "duration",
+        table::run_time(f("started_at"), f("ended_at"), now),
+    );
+    let steps = job
+        .get("steps")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if !steps.is_empty() {
+        let has_pod = steps.iter().any(|s| str_field(s, "pod").is_some());
+        let rows: Vec<Vec<String>> = steps
+            .iter()
+            .map(|s| {
+                let mut row = vec![
+                    str_field(s, "name").unwrap_or("?").to_string(),
+                    str_field(s, "state").unwrap_or("?").to_string(),
+                    s.get("exit_code")
+                        .filter(|c| !c.is_null())
+                        .map(|c| c.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    str_field(s, "started_at")
+                        .map(table::short_time)
+                        .unwrap_or_else(|| "-".into()),
+                    table::run_time(str_field(s, "started_at"), str_field(s, "ended_at"), now),
+                ];
+                if has_pod {
+                    row.push(str_field(s, "pod").unwrap_or("-").to_string());
+                }
+                row
+            })
+            .collect();
+        let mut header = vec!["STEP", "STATE", "EXIT", "STARTED", "DURATION"];
+        if has_pod {
+            header.push("POD");
+        }
+        out.push('\n');
+        out.push_str(&table::render(&header, &rows));
+    }
+    out
+}
+
+async fn job_logs(client: &ApiClient, id: &str, follow: bool) -> Result<i32, Failure> {
+    let path = format!(
+        "/v1/jobs/{}/logs{}",
+        path_segment(id),
+        if follow { "?follow=true" } else { "" }
+    );
+    let mut resp = client
+        .get_stream(&path)
+        .await
+        .map_err(|e| job_failure(client, id, e))?;
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => emit(&chunk),
+            Ok(None) => break,
+            Err(e) => {
+                return Err(Failure::new(
+                    exit::UNREACHABLE,
+                    format!(
+                        "the log stream of job {id} broke: {}",
+                        client.transport_error(&e).into_failure(client)
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
+async fn job_cancel(client: &ApiClient, id: &str) -> Result<i32, Failure> {
+    let path = format!("/v1/jobs/{}/cancel", path_segment(id));
+    client
+        .post_json(&path, &Value::Object(Default::default()))
+        .await
+        .map_err(|e| match e {
+            ApiError::Status {
+                status: StatusCode::CONFLICT,
+                message,
+            } => Failure::runtime(format!(
+                "job {id} cannot be cancelled: {}",
+                if message.is_empty() {
+                    "it has already ended".into()
+                } else {
+                    message
+                }
+            )),
+            other => job_failure(client, id, other),
+        })?;
+    eprintln!("oj: cancel requested for job {id}; `oj job show {id}` shows its state");
+    Ok(exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    use super::*;
+
+    /// What /bin/sh makes of a quoted command line: one argument per line.
+    fn through_sh(words: &[&str]) -> Vec<String> {
+        let words: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+        let script = format!("printf '%s\\n' {}", shell_join(&words));
+        let out = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .expect("sh runs");
+        assert!(out.status.success(), "{script}");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn shell_quoting_keeps_every_word_intact() {
+        let words = [
+            "plain",
+            "two words",
+            "it's",
+            "$HOME",
+            "`id`",
+            "a;b|c&d",
+            "*",
+            "back\\slash",
+            "\"dq\"",
+            "tab\there",
+            "ünï",
+            "--flag=x",
+        ];
+        assert_eq!(through_sh(&words), words);
+    }
+
+    #[test]
+    fn shell_quoting_leaves_plain_words_alone() {
+        assert_eq!(shell_quote("cargo"), "cargo");
+        assert_eq!(shell_quote("/usr/bin/make"), "/usr/bin/make");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+    }
+
+    #[test]
+    fn exec_spec_names_the_job_after_the_command() {
+        let spec = exec_spec(None, &["/usr/bin/env".into(), "A=1".into(), "sh".into()]).unwrap();
+        assert_eq!(spec.name, "env");
+        assert_eq!(spec.steps.len(), 1);
+        assert_eq!(spec.steps[0].run, "/usr/bin/env A=1 sh");
+        let spec = exec_spec(Some("my job!"), &["true".into()]).unwrap();
+        assert_eq!(spec.name, "my job!");
+        assert!(oj_core::spec::is_safe_step_name(&spec.steps[0].name));
+        assert_eq!(exec_spec(None, &[]).unwrap_err().code, exit::USAGE);
+    }
+
+    #[test]
+    fn vars_need_an_equals_sign() {
+        let v = parse_vars(&["a=1".into(), "b=x=y".into(), "a=2".into()]).unwrap();
+        assert_eq!(v.get("a").map(String::as_str), Some("2"));
+        assert_eq!(v.get("b").map(String::as_str), Some("x=y"));
+        assert_eq!(
+            parse_vars(&["novalue".into()]).unwrap_err().code,
+            exit::USAGE
+        );
+        assert_eq!(parse_vars(&["=v".into()]).unwrap_err().code, exit::USAGE);
+    }
+
+    #[test]
+    fn job_list_is_newest_first_with_readable_columns() {
+        let mut jobs = vec![
+            serde_json::json!({"id": "old", "name": "a", "state": "done",
+                "created_at": "2026-11-26T08:00:00.000Z",
+                "started_at": "2026-11-26T08:00:00.000Z", "ended_at": "2026-11-26T08:00:02.000Z"}),
+            serde_json::json!({"id": "new", "name": "b", "state": "queued",
+                "created_at": "2026-11-26T09:00:00.000Z"}),
+        ];
+        sort_newest_first(&mut jobs);
+        let out = render_job_list(&jobs, SystemTime::now());
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].starts_with("ID"), "{out}");
+        assert!(lines[1].starts_with("new"), "{out}");
+        assert!(
+            lines[2].starts_with("old") && lines[2].contains("2.0s"),
+            "{out}"
+        );
+        assert!(lines[1].contains("2026-11-26 09:00:00"), "{out}");
+    }
+
+    #[test]
+    fn wait_reports_state_and_error() {
+        assert_eq!(
+            finish("x", &serde_json::json!({"state": "done"})).unwrap(),
+            0
+        );
+        let f = finish(
+            "x",
+            &serde_json::json!({"state": "failed", "name": "b",
+                "steps": [{"name": "t", "state": "failed", "exit_code": 3}]}),
+        )
+        .unwrap_err();
+        assert_eq!(f.code, exit::RUNTIME);
+        assert!(
+            f.message.contains("failed") && f.message.contains("code 3"),
+            "{}",
+            f.message
+        );
+    }
+
+    #[test]
+    fn path_segments_are_escaped() {
+        assert_eq!(path_segment("abc-123"), "abc-123");
+        assert_eq!(path_segment("a/b?c"), "a%2Fb%3Fc");
+    }
 }

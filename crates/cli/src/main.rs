@@ -1,10 +1,13 @@
 //! The `oj` binary: parses the command line, loads the configuration, and
 //! maps every error to one exit code in one place (`exit`).
 
+mod api_client;
 mod cli;
 mod client_cmds;
 mod config_cmds;
 mod exit;
+mod runbooks;
+mod table;
 
 use clap::Parser;
 

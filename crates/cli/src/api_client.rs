@@ -1,0 +1,774 @@
+//! The client side of the daemon's API (SPEC §3.2).
+//!
+//! Client commands find the daemon from the same configuration the daemon
+//! reads: `client.url` (or `OJ_DAEMON_URL`), else the daemon's own Unix
+//! socket under `daemon.state_dir`. One reqwest client serves every
+//! transport (Unix socket, plain HTTP, HTTPS with optional mTLS), and every
+//! transport failure is turned here into one line a user can act on.
+
+use std::error::Error as StdError;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use oj_config::{Loaded, Secret};
+use reqwest::{Method, StatusCode};
+
+use crate::exit::{self, Failure};
+
+/// How long a TCP connect (and TLS handshake) may take before the daemon
+/// counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound of a plain request/response exchange; streams have no bound.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where the daemon is, parsed from `client.url` or the socket path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// The daemon's Unix socket; no token is sent.
+    Unix(PathBuf),
+    /// `http://host:port[/prefix]`; a bearer token is sent.
+    Http(String),
+    /// `https://host:port[/prefix]`; TLS, then a bearer token.
+    Https(String),
+}
+
+impl Endpoint {
+    /// Parses a `client.url` value. `layer` names where it was set, for errors.
+    pub fn parse_url(url: &str, layer: &str) -> Result<Endpoint, Failure> {
+        let bad = |why: &str| {
+            Failure::config(format!(
+                "client.url ({layer}) = {url:?} {why}; use unix:///path/to/daemon.sock, \
+                 http://host:port or https://host:port"
+            ))
+        };
+        let url = url.trim();
+        if let Some(path) = url.strip_prefix("unix://") {
+            if !path.starts_with('/') {
+                return Err(bad("needs an absolute socket path after unix://"));
+            }
+            return Ok(Endpoint::Unix(PathBuf::from(path)));
+        }
+        let (scheme_https, rest) = if let Some(rest) = url.strip_prefix("https://") {
+            (true, rest)
+        } else if let Some(rest) = url.strip_prefix("http://") {
+            (false, rest)
+        } else {
+            return Err(bad("has an unknown scheme"));
+        };
+        let host = rest.split('/').next().unwrap_or("");
+        if host.is_empty() {
+            return Err(bad("has no host"));
+        }
+        if reqwest::Url::parse(url).is_err() {
+            return Err(bad("is not a valid URL"));
+        }
+        let base = url.trim_end_matches('/').to_string();
+        Ok(if scheme_https {
+            Endpoint::Https(base)
+        } else {
+            Endpoint::Http(base)
+        })
+    }
+
+    /// The address as a user would type it back (`client.url` form).
+    pub fn display(&self) -> String {
+        match self {
+            Endpoint::Unix(p) => format!("unix://{}", p.display()),
+            Endpoint::Http(u) | Endpoint::Https(u) => u.clone(),
+        }
+    }
+
+    fn is_tcp(&self) -> bool {
+        !matches!(self, Endpoint::Unix(_))
+    }
+
+    /// The URL of an API path (`/v1/...`) on this endpoint.
+    fn url(&self, path: &str) -> String {
+        match self {
+            // The host part is ignored on a Unix socket; reqwest needs one.
+            Endpoint::Unix(_) => format!("http://localhost{path}"),
+            Endpoint::Http(base) | Endpoint::Https(base) => format!("{base}{path}"),
+        }
+    }
+}
+
+/// Where the daemon is for this configuration: `client.url`, else the
+/// daemon's Unix socket.
+pub fn endpoint(loaded: &Loaded) -> Result<Endpoint, Failure> {
+    let cfg = &loaded.config;
+    if let Some(url) = &cfg.client.url {
+        return Endpoint::parse_url(url, loaded.source("client.url"));
+    }
+    match cfg.unix_socket_path() {
+        Some(path) => Ok(Endpoint::Unix(path)),
+        None => Err(Failure::config(format!(
+            "no daemon address: client.url is unset and listen.unix_socket is off ({}); \
+             set client.url or OJ_DAEMON_URL (e.g. https://host:7777)",
+            loaded.source("listen.unix_socket")
+        ))),
+    }
+}
+
+/// Which setting a token came from, so a 401 can say which one to fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenOrigin {
+    /// The config key (`client.token`, `listen.auth_token_file`, …).
+    pub key: &'static str,
+    /// The layer that set it (`env OJ_AUTH_TOKEN`, `file /x.toml`, …).
+    pub layer: String,
+}
+
+impl std::fmt::Display for TokenOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.key, self.layer)
+    }
+}
+
+/// The bearer token for TCP: `client.token`, else `client.token_file`, else
+/// `listen.auth_token`, else `listen.auth_token_file` (file contents
+/// trimmed). `read` reads a token file (injected so tests need no files).
+pub fn resolve_token(
+    loaded: &Loaded,
+    read: impl Fn(&Path) -> io::Result<String>,
+) -> Result<Option<(Secret, TokenOrigin)>, Failure> {
+    let cfg = &loaded.config;
+    let origin = |key: &'static str| TokenOrigin {
+        key,
+        layer: loaded.source(key).to_string(),
+    };
+    let from_file = |key: &'static str, path: &Path| -> Result<(Secret, TokenOrigin), Failure> {
+        let o = origin(key);
+        let text = read(path).map_err(|e| {
+            Failure::config(format!(
+                "cannot read the token file {} set by {o}: {e}; fix the path, or set \
+                 client.token / OJ_AUTH_TOKEN",
+                path.display()
+            ))
+        })?;
+        let token = text.trim();
+        if token.is_empty() {
+            return Err(Failure::config(format!(
+                "the token file {} set by {o} is empty; write the daemon's token into it",
+                path.display()
+            )));
+        }
+        Ok((Secret::new(token), o))
+    };
+    if let Some(t) = &cfg.client.token {
+        return Ok(Some((
+            Secret::new(t.expose().trim()),
+            origin("client.token"),
+        )));
+    }
+    if let Some(p) = &cfg.client.token_file {
+        return from_file("client.token_file", p).map(Some);
+    }
+    if let Some(t) = &cfg.listen.auth_token {
+        return Ok(Some((
+            Secret::new(t.expose().trim()),
+            origin("listen.auth_token"),
+        )));
+    }
+    if let Some(p) = &cfg.listen.auth_token_file {
+        return from_file("listen.auth_token_file", p).map(Some);
+    }
+    Ok(None)
+}
+
+/// The TLS settings of the client, as a rustls config for reqwest.
+/// `None` = reqwest's defaults (the platform's trust store, no client cert).
+fn tls_config(cfg: &oj_config::ClientConfig) -> Result<Option<rustls::ClientConfig>, Failure> {
+    if cfg.ca.is_none() && cfg.cert.is_none() && cfg.key.is_none() {
+        return Ok(None);
+    }
+    tls_seam::client_config(cfg).map(Some)
+}
+
+/// Builds the rustls client config from `client.ca` / `client.cert` /
+/// `client.key`. This seam is where the shared builder of the adapters
+/// crate plugs in, so client and daemon read PEM files the same way.
+mod tls_seam {
+    use oj_config::ClientConfig;
+
+    use crate::exit::Failure;
+
+    pub fn client_config(cfg: &ClientConfig) -> Result<rustls::ClientConfig, Failure> {
+        local::client_config(cfg)
+    }
+
+    mod local {
+        use std::path::Path;
+        use std::sync::Arc;
+
+        use oj_config::ClientConfig;
+        use rustls::RootCertStore;
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+        use crate::exit::Failure;
+
+        fn certs(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, Failure> {
+            let certs: Vec<_> = CertificateDer::pem_file_iter(path)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| {
+                    Failure::config(format!(
+                        "cannot read {key} = {}: {e}; give a PEM certificate file",
+                        path.display()
+                    ))
+                })?;
+            if certs.is_empty() {
+                return Err(Failure::config(format!(
+                    "{key} = {} holds no PEM certificate",
+                    path.display()
+                )));
+            }
+            Ok(certs)
+        }
+
+        pub fn client_config(cfg: &ClientConfig) -> Result<rustls::ClientConfig, Failure> {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let builder = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| Failure::runtime(format!("TLS setup failed: {e}")))?;
+            let builder = match &cfg.ca {
+                Some(ca) => {
+                    let mut roots = RootCertStore::empty();
+                    for c in certs("client.ca", ca)? {
+                        roots.add(c).map_err(|e| {
+                            Failure::config(format!(
+                                "client.ca = {} is not a usable CA certificate: {e}",
+                                ca.display()
+                            ))
+                        })?;
+                    }
+                    builder.with_root_certificates(roots)
+                }
+                None => {
+                    return Err(Failure::config(
+                        "client.cert/client.key are set but client.ca is not; set client.ca to \
+                         the CA that signed the daemon's certificate",
+                    ));
+                }
+            };
+            match (&cfg.cert, &cfg.key) {
+                (None, None) => Ok(builder.with_no_client_auth()),
+                (Some(cert), Some(key)) => {
+                    let chain = certs("client.cert", cert)?;
+                    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+                        Failure::config(format!(
+                            "cannot read client.key = {}: {e}; give a PEM private key",
+                            key.display()
+                        ))
+                    })?;
+                    builder.with_client_auth_cert(chain, key_der).map_err(|e| {
+                        Failure::config(format!(
+                            "client.cert = {} and client.key = {} do not form a usable pair: {e}",
+                            cert.display(),
+                            key.display()
+                        ))
+                    })
+                }
+                _ => Err(Failure::config(
+                    "client.cert and client.key must be set together (mTLS)",
+                )),
+            }
+        }
+    }
+}
+
+/// A connection to the daemon's API.
+pub struct ApiClient {
+    http: reqwest::Client,
+    endpoint: Endpoint,
+    token: Option<(Secret, TokenOrigin)>,
+}
+
+/// A failed API call, before it becomes a [`Failure`].
+#[derive(Debug)]
+pub enum ApiError {
+    /// The daemon answered with a non-success status.
+    Status { status: StatusCode, message: String },
+    /// Anything that is already a user-facing failure (unreachable, TLS, …).
+    Failure(Failure),
+}
+
+impl From<Failure> for ApiError {
+    fn from(f: Failure) -> Self {
+        ApiError::Failure(f)
+    }
+}
+
+impl ApiClient {
+    /// Connects (lazily) to the daemon named by the configuration.
+    pub fn from_loaded(loaded: &Loaded) -> Result<ApiClient, Failure> {
+        Self::build(loaded, false)
+    }
+
+    /// Like [`from_loaded`](Self::from_loaded), but every request opens a
+    /// new connection: a kept-alive one can outlive the listener it came
+    /// from, which would hide that a stopping daemon has gone.
+    pub fn fresh_connections(loaded: &Loaded) -> Result<ApiClient, Failure> {
+        Self::build(loaded, true)
+    }
+
+    fn build(loaded: &Loaded, fresh: bool) -> Result<ApiClient, Failure> {
+        let endpoint = endpoint(loaded)?;
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("oj/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(CONNECT_TIMEOUT);
+        if fresh {
+            builder = builder.pool_max_idle_per_host(0);
+        }
+        let mut token = None;
+        match &endpoint {
+            Endpoint::Unix(path) => builder = builder.unix_socket(path.clone()),
+            Endpoint::Http(_) => token = resolve_token(loaded, read_token_file)?,
+            Endpoint::Https(_) => {
+                token = resolve_token(loaded, read_token_file)?;
+                if let Some(tls) = tls_config(&loaded.config.client)? {
+                    builder = builder.tls_backend_preconfigured(tls);
+                }
+            }
+        }
+        let http = builder.build().map_err(|e| {
+            Failure::runtime(format!("cannot set up the API client: {}", chain(&e)))
+        })?;
+        Ok(ApiClient {
+            http,
+            endpoint,
+            token,
+        })
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Sends one request; a non-2xx answer becomes [`ApiError::Status`].
+    /// `timeout = false` for streams that last as long as a job.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        timeout: bool,
+    ) -> Result<reqwest::Response, ApiError> {
+        let mut req = self.http.request(method, self.endpoint.url(path));
+        if timeout {
+            req = req.timeout(REQUEST_TIMEOUT);
+        }
+        if self.endpoint.is_tcp()
+            && let Some((token, _)) = &self.token
+        {
+            req = req.bearer_auth(token.expose());
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req.send().await.map_err(|e| self.transport_error(&e))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let text = resp.text().await.unwrap_or_default();
+        Err(ApiError::Status {
+            status,
+            message: error_message(&text),
+        })
+    }
+
+    /// GET a JSON document.
+    pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, ApiError> {
+        let resp = self.send(Method::GET, path, None, true).await?;
+        self.json(resp).await
+    }
+
+    /// POST a JSON body and read the JSON answer (an empty answer is `null`).
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, ApiError> {
+        let resp = self.send(Method::POST, path, Some(body), true).await?;
+        self.json(resp).await
+    }
+
+    /// GET a body to be streamed chunk by chunk (logs).
+    pub async fn get_stream(&self, path: &str) -> Result<reqwest::Response, ApiError> {
+        self.send(Method::GET, path, None, false).await
+    }
+
+    async fn json(&self, resp: reqwest::Response) -> Result<serde_json::Value, ApiError> {
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ApiError::Failure(self.transport_error(&e).into_failure(self)))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::Failure(Failure::runtime(format!(
+                "the daemon at {} sent an answer that is not JSON ({e}); is this an oj daemon?",
+                self.endpoint.display()
+            )))
+        })
+    }
+
+    /// A transport failure (no answer at all) as a user-facing failure.
+    pub fn transport_error(&self, e: &reqwest::Error) -> ApiError {
+        ApiError::Failure(classify_transport(&self.endpoint, e))
+    }
+
+    /// The line for a status the caller did not handle itself.
+    pub fn status_failure(&self, status: StatusCode, message: &str) -> Failure {
+        let addr = self.endpoint.display();
+        match status {
+            StatusCode::UNAUTHORIZED => Failure::runtime(match &self.token {
+                Some((_, origin)) => format!(
+                    "the daemon at {addr} rejected the token from {origin} (401 Unauthorized); \
+                     set client.token or OJ_AUTH_TOKEN to the daemon's listen.auth_token"
+                ),
+                None => format!(
+                    "the daemon at {addr} requires a token (401 Unauthorized) and none is set; \
+                     set OJ_AUTH_TOKEN, client.token or client.token_file"
+                ),
+            }),
+            StatusCode::SERVICE_UNAVAILABLE => {
+                let lower = message.to_ascii_lowercase();
+                let what = if lower.contains("standby") || lower.contains("leader") {
+                    "is on standby (another instance holds the lock); retry, or reach the leader"
+                } else if lower.contains("drain") {
+                    "is draining and accepts no new work; retry once it has restarted"
+                } else {
+                    "is not accepting work right now"
+                };
+                Failure::runtime(format!(
+                    "the daemon at {addr} {what} (503{})",
+                    if message.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {message}")
+                    }
+                ))
+            }
+            StatusCode::PAYLOAD_TOO_LARGE => Failure::runtime(format!(
+                "the daemon at {addr} refused the request as too large (413); \
+                 its limit is listen.max_request_bytes"
+            )),
+            _ => Failure::runtime(format!(
+                "the daemon at {addr} answered {}{}",
+                status_text(status),
+                if message.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {message}")
+                }
+            )),
+        }
+    }
+}
+
+impl ApiError {
+    /// The failure to report, for errors the caller does not handle itself.
+    pub fn into_failure(self, client: &ApiClient) -> Failure {
+        match self {
+            ApiError::Status { status, message } => client.status_failure(status, &message),
+            ApiError::Failure(f) => f,
+        }
+    }
+}
+
+fn status_text(status: StatusCode) -> String {
+    match status.canonical_reason() {
+        Some(r) => format!("{} {r}", status.as_u16()),
+        None => status.as_u16().to_string(),
+    }
+}
+
+/// The daemon's error bodies are `{"error": "..."}`; anything else is shown
+/// as text (first line, bounded).
+pub fn error_message(body: &str) -> String {
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(body) {
+        for key in ["error", "message", "reason"] {
+            if let Some(s) = v.get(key).and_then(|s| s.as_str()) {
+                return s.to_string();
+            }
+        }
+    }
+    let line = body.trim().lines().next().unwrap_or("").trim();
+    line.chars().take(300).collect()
+}
+
+fn read_token_file(path: &Path) -> io::Result<String> {
+    std::fs::read_to_string(path)
+}
+
+/// Every message in an error's chain, joined (io::Error hides its inner
+/// error from `source()`, so it is unwrapped by hand).
+fn chain(e: &(dyn StdError + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    walk(e, &mut |err| {
+        let s = err.to_string();
+        if !s.is_empty() && !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    });
+    parts.join(": ")
+}
+
+fn walk<'a>(e: &'a (dyn StdError + 'static), f: &mut dyn FnMut(&'a (dyn StdError + 'static))) {
+    let mut cur: Option<&'a (dyn StdError + 'static)> = Some(e);
+    while let Some(err) = cur {
+        f(err);
+        if let Some(io) = err.downcast_ref::<io::Error>()
+            && let Some(inner) = io.get_ref()
+        {
+            walk(inner, f);
+            return;
+        }
+        cur = err.source();
+    }
+}
+
+fn find_rustls(e: &(dyn StdError + 'static)) -> Option<rustls::Error> {
+    let mut found = None;
+    walk(e, &mut |err| {
+        if found.is_none()
+            && let Some(r) = err.downcast_ref::<rustls::Error>()
+        {
+            found = Some(r.clone());
+        }
+    });
+    found
+}
+
+fn find_io_kind(e: &(dyn StdError + 'static)) -> Option<io::ErrorKind> {
+    let mut found = None;
+    walk(e, &mut |err| {
+        if found.is_none()
+            && let Some(io) = err.downcast_ref::<io::Error>()
+        {
+            found = Some(io.kind());
+        }
+    });
+    found
+}
+
+/// Turns "no answer from the daemon" into one line: what failed, at which
+/// address, and what to do.
+pub fn classify_transport(endpoint: &Endpoint, e: &reqwest::Error) -> Failure {
+    let addr = endpoint.display();
+    if let Some(tls) = find_rustls(e) {
+        return tls_failure(&addr, &tls);
+    }
+    let kind = find_io_kind(e);
+    let unreachable = |why: &str| {
+        let hint = match endpoint {
+            Endpoint::Unix(_) => {
+                "start it with `oj daemon`, or set client.url / OJ_DAEMON_URL to reach a remote one"
+            }
+            _ => {
+                "check that the daemon runs and listens there (listen.tcp), or fix client.url / OJ_DAEMON_URL"
+            }
+        };
+        Failure::new(
+            exit::UNREACHABLE,
+            format!("cannot reach the oj daemon at {addr}: {why}; {hint}"),
+        )
+    };
+    match kind {
+        Some(io::ErrorKind::NotFound) => return unreachable("no socket there"),
+        Some(io::ErrorKind::ConnectionRefused) => return unreachable("connection refused"),
+        Some(io::ErrorKind::PermissionDenied) => {
+            return Failure::new(
+                exit::UNREACHABLE,
+                format!(
+                    "cannot reach the oj daemon at {addr}: permission denied; \
+                     the socket belongs to another user (run oj as that user)"
+                ),
+            );
+        }
+        _ => {}
+    }
+    if e.is_timeout() {
+        return unreachable("timed out");
+    }
+    if e.is_connect() {
+        return unreachable(&chain(e));
+    }
+    // The connection was made but the exchange broke: e.g. plain HTTP sent
+    // to a TLS port, or the daemon went away mid-request.
+    let detail = chain(e);
+    let hint = match endpoint {
+        Endpoint::Http(_) => "; if the daemon serves TLS (tls.enabled), use an https:// URL",
+        _ => "",
+    };
+    Failure::new(
+        exit::UNREACHABLE,
+        format!("lost the connection to the oj daemon at {addr}: {detail}{hint}"),
+    )
+}
+
+fn tls_failure(addr: &str, e: &rustls::Error) -> Failure {
+    use rustls::AlertDescription as A;
+    let msg = match e {
+        rustls::Error::InvalidCertificate(c) => format!(
+            "the daemon at {addr} presented a certificate this client does not trust ({c:?}); \
+             set client.ca to the CA that signed it, and check the host name in client.url"
+        ),
+        rustls::Error::AlertReceived(
+            A::CertificateRequired | A::BadCertificate | A::UnknownCA | A::HandshakeFailure,
+        ) => format!(
+            "the daemon at {addr} rejected this client's certificate ({e}); it requires mTLS: \
+             set client.cert and client.key to a pair signed by its tls.client_ca"
+        ),
+        rustls::Error::AlertReceived(A::CertificateExpired | A::CertificateRevoked) => format!(
+            "the daemon at {addr} rejected this client's certificate ({e}); renew client.cert"
+        ),
+        rustls::Error::InvalidMessage(_) => format!(
+            "the daemon at {addr} does not speak TLS ({e}); use an http:// URL, or enable \
+             tls on the daemon"
+        ),
+        other => format!("TLS with the daemon at {addr} failed: {other}"),
+    };
+    Failure::new(exit::UNREACHABLE, msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loaded(setup: impl FnOnce(&mut oj_config::RuntimeConfig)) -> Loaded {
+        let env = oj_config::Environment::new([("HOME", "/nonexistent-home")], "h");
+        let mut loaded =
+            oj_config::load(&oj_config::LoadOptions::default(), &env).expect("defaults load");
+        setup(&mut loaded.config);
+        loaded
+    }
+
+    fn reader(path: &Path) -> io::Result<String> {
+        match path.to_str() {
+            Some("/client.tok") => Ok("from-client-file\n".into()),
+            Some("/listen.tok") => Ok("  from-listen-file\n".into()),
+            Some("/empty.tok") => Ok("\n".into()),
+            _ => Err(io::Error::new(io::ErrorKind::NotFound, "No such file")),
+        }
+    }
+
+    fn token(l: &Loaded) -> Option<(String, &'static str)> {
+        resolve_token(l, reader)
+            .expect("resolves")
+            .map(|(s, o)| (s.expose().to_string(), o.key))
+    }
+
+    #[test]
+    fn token_order_client_token_first() {
+        let l = loaded(|c| {
+            c.client.token = Some(Secret::new("ct"));
+            c.client.token_file = Some("/client.tok".into());
+            c.listen.auth_token = Some(Secret::new("lt"));
+            c.listen.auth_token_file = Some("/listen.tok".into());
+        });
+        assert_eq!(token(&l), Some(("ct".into(), "client.token")));
+    }
+
+    #[test]
+    fn token_order_client_file_before_listen() {
+        let l = loaded(|c| {
+            c.client.token_file = Some("/client.tok".into());
+            c.listen.auth_token = Some(Secret::new("lt"));
+            c.listen.auth_token_file = Some("/listen.tok".into());
+        });
+        assert_eq!(
+            token(&l),
+            Some(("from-client-file".into(), "client.token_file"))
+        );
+    }
+
+    #[test]
+    fn token_order_listen_token_before_listen_file() {
+        let l = loaded(|c| {
+            c.listen.auth_token = Some(Secret::new("lt"));
+            c.listen.auth_token_file = Some("/listen.tok".into());
+        });
+        assert_eq!(token(&l), Some(("lt".into(), "listen.auth_token")));
+        let l = loaded(|c| c.listen.auth_token_file = Some("/listen.tok".into()));
+        assert_eq!(
+            token(&l),
+            Some(("from-listen-file".into(), "listen.auth_token_file"))
+        );
+    }
+
+    #[test]
+    fn no_token_anywhere() {
+        let l = loaded(|c| {
+            c.client.token = None;
+            c.listen.auth_token_file = None;
+        });
+        assert_eq!(token(&l), None);
+    }
+
+    #[test]
+    fn unreadable_or_empty_token_file_names_key_and_path() {
+        let l = loaded(|c| c.client.token_file = Some("/missing.tok".into()));
+        let err = resolve_token(&l, reader).expect_err("missing file");
+        assert_eq!(err.code, exit::CONFIG);
+        assert!(err.message.contains("/missing.tok"), "{}", err.message);
+        assert!(err.message.contains("client.token_file"), "{}", err.message);
+        let l = loaded(|c| c.listen.auth_token_file = Some("/empty.tok".into()));
+        let err = resolve_token(&l, reader).expect_err("empty file");
+        assert!(err.message.contains("empty"), "{}", err.message);
+    }
+
+    #[test]
+    fn urls_parse_into_endpoints() {
+        assert_eq!(
+            Endpoint::parse_url("unix:///run/oj.sock", "flag --set").unwrap(),
+            Endpoint::Unix("/run/oj.sock".into())
+        );
+        assert_eq!(
+            Endpoint::parse_url("http://127.0.0.1:7777/", "x").unwrap(),
+            Endpoint::Http("http://127.0.0.1:7777".into())
+        );
+        assert_eq!(
+            Endpoint::parse_url("https://oj.example:7777", "x").unwrap(),
+            Endpoint::Https("https://oj.example:7777".into())
+        );
+        for bad in [
+            "ftp://x",
+            "unix://relative.sock",
+            "http://",
+            "127.0.0.1:7777",
+        ] {
+            let e = Endpoint::parse_url(bad, "env OJ_DAEMON_URL").expect_err(bad);
+            assert_eq!(e.code, exit::CONFIG);
+            assert!(e.message.contains("env OJ_DAEMON_URL"), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn endpoint_defaults_to_the_socket_in_state_dir() {
+        let l = loaded(|c| {
+            c.client.url = None;
+            c.daemon.state_dir = "/s".into();
+            c.listen.unix_socket = Some("daemon.sock".into());
+        });
+        assert_eq!(
+            endpoint(&l).unwrap(),
+            Endpoint::Unix("/s/daemon.sock".into())
+        );
+        let l = loaded(|c| c.client.url = Some("http://127.0.0.1:1".into()));
+        assert_eq!(
+            endpoint(&l).unwrap(),
+            Endpoint::Http("http://127.0.0.1:1".into())
+        );
+    }
+
+    #[test]
+    fn error_bodies_become_one_line() {
+        assert_eq!(error_message(r#"{"error":"no job abc"}"#), "no job abc");
+        assert_eq!(error_message("plain\nsecond"), "plain");
+        assert_eq!(error_message(""), "");
+    }
+}

@@ -1,0 +1,132 @@
+//! Human-readable output of client commands: aligned tables, times and
+//! durations. Kept apart from the commands so the formatting is tested
+//! with plain values.
+
+use std::time::{Duration, SystemTime};
+
+/// Renders rows under a header, each column as wide as its widest cell,
+/// two spaces apart; the last column is not padded.
+pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
+    let cols = header.len();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate().take(cols) {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let mut l = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(cell);
+            } else {
+                l.push_str(cell);
+                let pad = widths[i] - cell.chars().count() + 2;
+                l.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+/// Parses an RFC 3339 time as the daemon writes it.
+pub fn parse_time(s: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339_weak(s).ok()
+}
+
+/// `2026-11-26 08:24:08` (UTC, seconds): short enough for a table column.
+pub fn short_time(s: &str) -> String {
+    match parse_time(s) {
+        Some(t) => {
+            let full = humantime::format_rfc3339_seconds(t).to_string();
+            full.trim_end_matches('Z').replacen('T', " ", 1)
+        }
+        None => s.to_string(),
+    }
+}
+
+/// `850ms`, `4.2s`, `3m12s`, `2h05m`, `3d04h`: precise when short, coarse when long.
+pub fn human_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    let s = d.as_secs();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if s < 60 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else if s < 3600 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else if s < 86400 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else {
+        format!("{}d{:02}h", s / 86400, (s % 86400) / 3600)
+    }
+}
+
+/// How long something with these times has run: start to end, or start to
+/// `now` while it still runs; `-` if it never started.
+pub fn run_time(started: Option<&str>, ended: Option<&str>, now: SystemTime) -> String {
+    let Some(start) = started.and_then(parse_time) else {
+        return "-".into();
+    };
+    let end = ended.and_then(parse_time).unwrap_or(now);
+    human_duration(end.duration_since(start).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_align_to_the_widest_cell() {
+        let out = render(
+            &["ID", "NAME", "STATE"],
+            &[
+                vec!["a1".into(), "build-everything".into(), "done".into()],
+                vec!["b22222".into(), "t".into(), "running".into()],
+            ],
+        );
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "ID      NAME              STATE");
+        assert_eq!(lines[1], "a1      build-everything  done");
+        assert_eq!(lines[2], "b22222  t                 running");
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(human_duration(Duration::from_millis(850)), "850ms");
+        assert_eq!(human_duration(Duration::from_millis(4210)), "4.2s");
+        assert_eq!(human_duration(Duration::from_secs(192)), "3m12s");
+        assert_eq!(human_duration(Duration::from_secs(7500)), "2h05m");
+        assert_eq!(
+            human_duration(Duration::from_secs(3 * 86400 + 4 * 3600)),
+            "3d04h"
+        );
+    }
+
+    #[test]
+    fn times_are_shortened_and_run_times_computed() {
+        assert_eq!(
+            short_time("2026-11-26T08:24:08.123Z"),
+            "2026-11-26 08:24:08"
+        );
+        assert_eq!(short_time("not a time"), "not a time");
+        let now = parse_time("2026-11-26T08:30:00Z").unwrap();
+        assert_eq!(
+            run_time(
+                Some("2026-11-26T08:24:08.000Z"),
+                Some("2026-11-26T08:24:10.500Z"),
+                now
+            ),
+            "2.5s"
+        );
+        assert_eq!(run_time(Some("2026-11-26T08:29:00Z"), None, now), "1m00s");
+        assert_eq!(run_time(None, None, now), "-");
+    }
+}
