@@ -1,3 +1,4 @@
 //! Edges of oj: notifications, Kubernetes, logging sinks, TLS.
 pub mod logging;
 pub mod tls;
+pub mod notify;

@@ -1,0 +1,513 @@
+//! Job notifications (SPEC §3.5), delivered off the engine's path.
+//!
+//! The engine hands a [`Notification`] to [`Notifier::enqueue`], which never
+//! blocks: it puts it on a bounded queue (capacity [`QUEUE_CAPACITY`]) and
+//! returns. One worker task delivers the queue in order through the backend
+//! chosen by `notify.backend` (`desktop`, `webhook`, `log`, `none`) and calls
+//! the daemon's `on_ack(id)` once a notification is finished — delivered, or
+//! given up on — so the daemon can drop it from its WAL. Whatever was not
+//! acknowledged before a restart is handed back to [`Notifier::start`] as
+//! `pending` and delivered first, with the same id (at-least-once; the id is
+//! the `webhook-id` receivers deduplicate on).
+//!
+//! Decisions the API leaves open, fixed here:
+//! - `notify.events` filtering is done here, in [`Notifier::enqueue`] (and for
+//!   `pending` at start): an event not in the list is not delivered, not
+//!   counted, and acknowledged at once (from the worker task) so it does not
+//!   linger in the WAL. [`Notifier::wants`] lets the daemon skip persisting it.
+//! - A notification refused because the queue is full ([`QueueFull`]) is NOT
+//!   acknowledged: if the daemon persisted it, it is re-delivered after the
+//!   next restart. It is counted as `dropped` and logged (one warning per
+//!   episode of a full queue, not one per notification).
+//! - `on_ack` runs on the worker task, never inside `enqueue`, so it may take
+//!   locks the caller of `enqueue` holds; keep it cheap (e.g. send to a channel).
+//! - Secrets (the webhook URL, signing key, headers) never appear in a log
+//!   line or an error: only the URL's host and port are ever printed.
+
+mod desktop;
+mod log;
+mod queue;
+mod webhook;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use oj_config::{Environment, NotifyBackend, NotifyConfig, NotifyEvent};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+pub use webhook::{
+    MAX_BACKOFF, parse_retry_after, retry_delay, sign, signing_key, slack_body, standard_body,
+};
+
+/// How many notifications may wait for delivery before `enqueue` refuses more.
+pub const QUEUE_CAPACITY: usize = 1024;
+
+/// One notification about a job event. Serialized into the daemon's WAL, so
+/// its shape is stable; `timestamp` is RFC 3339.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    /// Stable id, reused on every retry and after a restart (`webhook-id`).
+    pub id: String,
+    pub event: NotifyEvent,
+    pub job_id: String,
+    pub job_name: String,
+    pub title: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(with = "rfc3339")]
+    pub timestamp: SystemTime,
+}
+
+impl Notification {
+    /// The stable id of the notification of `event` for `job_id`:
+    /// `msg_<job-id>_<event>` (a job has at most one of each event).
+    pub fn id_for(job_id: &str, event: NotifyEvent) -> String {
+        format!("msg_{job_id}_{}", event_name(event))
+    }
+
+    /// A notification as SPEC §3.5 describes it: the title is the job name,
+    /// the message is the runbook's rendered template when it has one, else
+    /// [`default_message`].
+    pub fn for_job(
+        event: NotifyEvent,
+        job_id: &str,
+        job_name: &str,
+        template_message: Option<String>,
+        error: Option<String>,
+        timestamp: SystemTime,
+    ) -> Notification {
+        let message = template_message
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| default_message(event, job_name, error.as_deref()));
+        Notification {
+            id: Notification::id_for(job_id, event),
+            event,
+            job_id: job_id.to_string(),
+            job_name: job_name.to_string(),
+            title: job_name.to_string(),
+            message,
+            error,
+            timestamp,
+        }
+    }
+}
+
+/// Who sends: goes into every webhook payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyContext {
+    /// `daemon.instance`.
+    pub instance: String,
+    /// The selected profile's name.
+    pub profile: String,
+}
+
+/// The default message of SPEC §3.5.
+pub fn default_message(event: NotifyEvent, job_name: &str, error: Option<&str>) -> String {
+    match (event, error) {
+        (NotifyEvent::Start, _) => format!("Job {job_name} started"),
+        (NotifyEvent::Done, _) => format!("Job {job_name} done"),
+        (NotifyEvent::Fail, Some(e)) if !e.is_empty() => format!("Job {job_name} failed: {e}"),
+        (NotifyEvent::Fail, _) => format!("Job {job_name} failed"),
+    }
+}
+
+/// `start` / `done` / `fail`, as in `notify.events`.
+pub fn event_name(event: NotifyEvent) -> &'static str {
+    match event {
+        NotifyEvent::Start => "start",
+        NotifyEvent::Done => "done",
+        NotifyEvent::Fail => "fail",
+    }
+}
+
+/// The Standard Webhooks event type: `job.started` / `job.done` / `job.failed`.
+pub fn event_type(event: NotifyEvent) -> &'static str {
+    match event {
+        NotifyEvent::Start => "job.started",
+        NotifyEvent::Done => "job.done",
+        NotifyEvent::Fail => "job.failed",
+    }
+}
+
+/// The `backend` label of `oj_notifications_total`.
+pub fn backend_name(backend: NotifyBackend) -> &'static str {
+    match backend {
+        NotifyBackend::Desktop => "desktop",
+        NotifyBackend::Webhook => "webhook",
+        NotifyBackend::Log => "log",
+        NotifyBackend::None => "none",
+    }
+}
+
+/// Why the notifier could not be built. Never contains a secret value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotifyError {
+    #[error(
+        "notify.backend is \"webhook\" but notify.webhook.url is unset; set notify.webhook.url (or OJ_NOTIFY_WEBHOOK_URL) or choose another backend"
+    )]
+    WebhookUrlMissing,
+    #[error(
+        "notify.webhook.url is not a usable URL ({reason}); it must be an absolute http:// or https:// URL"
+    )]
+    WebhookUrlInvalid { reason: String },
+    #[error("cannot read notify.webhook.secret_file {}: {source}; check the path and its permissions", path.display())]
+    SecretFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{key}{} is not a Standard Webhooks signing key: expected \"whsec_\" followed by base64 ({reason})", path.as_ref().map(|p| format!(" ({})", p.display())).unwrap_or_default())]
+    SecretInvalid {
+        key: &'static str,
+        path: Option<PathBuf>,
+        reason: &'static str,
+    },
+    #[error("notify.webhook.headers.{name}: {reason}")]
+    Header { name: String, reason: &'static str },
+    #[error("cannot build the HTTP client for notify.webhook: {reason}")]
+    HttpClient { reason: String },
+    #[error("the notifier must be started inside a Tokio runtime")]
+    NoRuntime,
+}
+
+/// `enqueue` refused a notification: the queue is full, or the notifier was
+/// shut down. The notification was not acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", if *.stopped { format!("notification {id} not queued: the notifier is shut down") } else { format!("notification {id} dropped: the notification queue is full ({capacity} waiting)") })]
+pub struct QueueFull {
+    pub id: String,
+    pub capacity: usize,
+    pub stopped: bool,
+}
+
+/// Delivery results, read by `/metrics` as `oj_notifications_total`.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub delivered: AtomicU64,
+    pub failed: AtomicU64,
+    pub dropped: AtomicU64,
+    pub retried: AtomicU64,
+}
+
+pub(crate) type AckFn = Arc<dyn Fn(&str) + Send + Sync>;
+
+struct Shared {
+    backend: &'static str,
+    events: BTreeSet<NotifyEvent>,
+    tx: mpsc::Sender<Notification>,
+    skip_tx: mpsc::UnboundedSender<String>,
+    shutdown_tx: watch::Sender<bool>,
+    counters: Arc<Counters>,
+    depth: Arc<AtomicUsize>,
+    stopped: AtomicBool,
+    /// Set while enqueues are being refused because the queue is full, so
+    /// that one warning is logged per episode, not one per notification.
+    full: AtomicBool,
+    full_drops: AtomicU64,
+    worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The handle the daemon keeps. Cheap to clone; all clones share one queue.
+#[derive(Clone)]
+pub struct Notifier {
+    inner: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notifier")
+            .field("backend", &self.inner.backend)
+            .field("depth", &self.depth())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Notifier {
+    /// Starts the delivery worker for `cfg.backend`. `pending` are
+    /// notifications persisted but not acknowledged before a restart; they
+    /// are delivered first, in the given order. `on_ack(id)` is called once a
+    /// notification is finished (delivered, or given up on). Reads
+    /// `notify.webhook.secret_file` now. Must run inside a Tokio runtime.
+    pub fn start(
+        cfg: NotifyConfig,
+        ctx: NotifyContext,
+        pending: Vec<Notification>,
+        on_ack: Box<dyn Fn(&str) + Send + Sync>,
+    ) -> Result<Notifier, NotifyError> {
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| NotifyError::NoRuntime)?;
+        let backend = queue::Backend::build(&cfg, ctx)?;
+        let name = backend_name(cfg.backend);
+        let events: BTreeSet<NotifyEvent> = cfg.events.iter().copied().collect();
+
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let (skip_tx, skip_rx) = mpsc::unbounded_channel();
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let counters = Arc::new(Counters::default());
+        let depth = Arc::new(AtomicUsize::new(0));
+
+        let mut backlog = std::collections::VecDeque::with_capacity(pending.len());
+        for n in pending {
+            if events.contains(&n.event) {
+                backlog.push_back(n);
+            } else {
+                // Config changed since it was persisted: finish it without delivery.
+                let _ = skip_tx.send(n.id);
+            }
+        }
+        depth.store(backlog.len(), Ordering::SeqCst);
+        if !backlog.is_empty() {
+            tracing::info!(
+                backend = name,
+                count = backlog.len(),
+                "re-delivering notifications not acknowledged before the restart"
+            );
+        }
+
+        let worker = queue::Worker {
+            backend,
+            backlog,
+            rx,
+            skip_rx,
+            shutdown: shutdown_rx,
+            counters: counters.clone(),
+            depth: depth.clone(),
+            on_ack: Arc::from(on_ack),
+        };
+        let join = handle.spawn(worker.run());
+
+        Ok(Notifier {
+            inner: Arc::new(Shared {
+                backend: name,
+                events,
+                tx,
+                skip_tx,
+                shutdown_tx,
+                counters,
+                depth,
+                stopped: AtomicBool::new(false),
+                full: AtomicBool::new(false),
+                full_drops: AtomicU64::new(0),
+                worker: Mutex::new(Some(join)),
+            }),
+        })
+    }
+
+    /// Whether `event` is in `notify.events` (others are ignored by `enqueue`).
+    pub fn wants(&self, event: NotifyEvent) -> bool {
+        self.inner.events.contains(&event)
+    }
+
+    /// Queues `n` for delivery. Never blocks and never awaits. An event not in
+    /// `notify.events` is ignored (acknowledged, not delivered) and returns
+    /// `Ok`. A full queue returns [`QueueFull`], counts the notification as
+    /// `dropped` and logs a warning (once per episode).
+    pub fn enqueue(&self, n: Notification) -> Result<(), QueueFull> {
+        let s = &self.inner;
+        if s.stopped.load(Ordering::SeqCst) {
+            s.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            return Err(QueueFull {
+                id: n.id,
+                capacity: QUEUE_CAPACITY,
+                stopped: true,
+            });
+        }
+        if !s.events.contains(&n.event) {
+            let _ = s.skip_tx.send(n.id);
+            return Ok(());
+        }
+        // Count before sending so the worker's decrement never runs first.
+        s.depth.fetch_add(1, Ordering::SeqCst);
+        match s.tx.try_send(n) {
+            Ok(()) => {
+                if s.full.swap(false, Ordering::SeqCst) {
+                    let dropped = s.full_drops.swap(0, Ordering::SeqCst);
+                    tracing::info!(
+                        backend = s.backend,
+                        dropped,
+                        "notification queue accepts notifications again"
+                    );
+                }
+                Ok(())
+            }
+            Err(e) => {
+                s.depth.fetch_sub(1, Ordering::SeqCst);
+                let stopped = matches!(e, mpsc::error::TrySendError::Closed(_));
+                let n = e.into_inner();
+                s.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                s.full_drops.fetch_add(1, Ordering::SeqCst);
+                if !s.full.swap(true, Ordering::SeqCst) {
+                    tracing::warn!(
+                        backend = s.backend,
+                        capacity = QUEUE_CAPACITY,
+                        job_id = %n.job_id,
+                        notification_id = %n.id,
+                        "notification queue is full: dropping notifications until the backend catches up \
+                         (counted in oj_notifications_total{{result=\"dropped\"}}); jobs are not slowed"
+                    );
+                } else {
+                    tracing::debug!(job_id = %n.job_id, notification_id = %n.id, "notification queue full: dropped");
+                }
+                Err(QueueFull {
+                    id: n.id,
+                    capacity: QUEUE_CAPACITY,
+                    stopped,
+                })
+            }
+        }
+    }
+
+    /// Notifications accepted but not finished yet (`oj_notify_queue_depth`),
+    /// including the one being delivered.
+    pub fn depth(&self) -> usize {
+        self.inner.depth.load(Ordering::SeqCst)
+    }
+
+    /// `(backend, result, count)` for every result, zeros included, for
+    /// `oj_notifications_total{backend,result}`.
+    pub fn counts(&self) -> Vec<(&'static str, &'static str, u64)> {
+        let c = &self.inner.counters;
+        let b = self.inner.backend;
+        vec![
+            (b, "delivered", c.delivered.load(Ordering::Relaxed)),
+            (b, "failed", c.failed.load(Ordering::Relaxed)),
+            (b, "dropped", c.dropped.load(Ordering::Relaxed)),
+            (b, "retried", c.retried.load(Ordering::Relaxed)),
+        ]
+    }
+
+    /// The `backend` label: `desktop`, `webhook`, `log` or `none`.
+    pub fn backend(&self) -> &'static str {
+        self.inner.backend
+    }
+
+    /// Drain step 4: refuses new notifications, delivers what is queued until
+    /// `deadline`, then stops. What is left is not acknowledged, so the daemon
+    /// re-delivers it after the next start.
+    pub async fn shutdown(self, deadline: tokio::time::Instant) {
+        let s = &self.inner;
+        s.stopped.store(true, Ordering::SeqCst);
+        let _ = s.shutdown_tx.send(true);
+        let join = s.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(mut join) = join else { return };
+        if tokio::time::timeout_at(deadline, &mut join).await.is_err() {
+            join.abort();
+            let _ = join.await;
+            let left = self.depth();
+            if left > 0 {
+                tracing::warn!(
+                    backend = s.backend,
+                    undelivered = left,
+                    "shutdown deadline reached with notifications undelivered; they are delivered after the next start"
+                );
+            }
+        }
+    }
+}
+
+/// Whether a D-Bus session bus is reachable, for `oj config check` (desktop
+/// notifications on Linux). Looks at `DBUS_SESSION_BUS_ADDRESS` (every
+/// `unix:path=`, `unix:abstract=` or `tcp:` address in it is tried), else
+/// `$XDG_RUNTIME_DIR/bus`, as the D-Bus library does; connects to the socket
+/// (a stale socket file left by a dead bus does not count).
+pub fn session_bus_available(env: &Environment) -> bool {
+    desktop::session_bus_available(env)
+}
+
+/// Builds everything `start` would (URL, signing key, secret file, headers,
+/// HTTP client) without starting anything, for `oj config check`. Only the
+/// selected backend is checked.
+pub fn check(cfg: &NotifyConfig) -> Result<(), NotifyError> {
+    if cfg.backend == NotifyBackend::Webhook {
+        webhook::WebhookBackend::build(
+            cfg,
+            NotifyContext {
+                instance: String::new(),
+                profile: String::new(),
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// RFC 3339 (UTC, nanoseconds) for `Notification::timestamp`.
+mod rfc3339 {
+    use std::time::SystemTime;
+
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_rfc3339_nanos(*t))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_rfc3339_weak(&s)
+            .map_err(|e| D::Error::custom(format!("timestamp {s:?}: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_messages() {
+        assert_eq!(
+            default_message(NotifyEvent::Start, "build", None),
+            "Job build started"
+        );
+        assert_eq!(
+            default_message(NotifyEvent::Done, "build", None),
+            "Job build done"
+        );
+        assert_eq!(
+            default_message(NotifyEvent::Fail, "build", Some("step test exited 1")),
+            "Job build failed: step test exited 1"
+        );
+        assert_eq!(
+            default_message(NotifyEvent::Fail, "build", None),
+            "Job build failed"
+        );
+    }
+
+    #[test]
+    fn notification_round_trips_through_json() {
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::new(1_700_000_000, 123_456_789);
+        let n = Notification::for_job(
+            NotifyEvent::Fail,
+            "j1",
+            "build",
+            None,
+            Some("boom".into()),
+            t,
+        );
+        assert_eq!(n.id, "msg_j1_fail");
+        assert_eq!(n.message, "Job build failed: boom");
+        let json = serde_json::to_value(&n).unwrap();
+        assert_eq!(json["timestamp"], "2023-11-14T22:13:20.123456789Z");
+        assert_eq!(json["event"], "fail");
+        let back: Notification = serde_json::from_value(json).unwrap();
+        assert_eq!(back, n);
+    }
+
+    #[test]
+    fn template_message_wins_over_default() {
+        let n = Notification::for_job(
+            NotifyEvent::Start,
+            "j2",
+            "deploy",
+            Some("deploy v2 started".into()),
+            None,
+            SystemTime::UNIX_EPOCH,
+        );
+        assert_eq!(n.message, "deploy v2 started");
+        assert_eq!(n.title, "deploy");
+    }
+}
