@@ -54,7 +54,11 @@ pub fn check(loaded: &Loaded, env: &Environment, mode: Mode) -> Report {
         }
     }
 
-    // (TLS_CHECK)
+    if c.tls.enabled && c.listen.tcp.is_some() {
+        let tls = crate::tls::check_files(&c.tls, std::time::SystemTime::now());
+        r.errors.extend(tls.errors.iter().map(|m| with_layer(m, loaded)));
+        r.warnings.extend(tls.warnings.iter().map(|m| with_layer(m, loaded)));
+    }
 
     if c.notify.backend == NotifyBackend::Webhook {
         if let Some(path) = &c.notify.webhook.secret_file {
@@ -70,7 +74,7 @@ pub fn check(loaded: &Loaded, env: &Environment, mode: Mode) -> Report {
 
     if c.notify.backend == NotifyBackend::Desktop
         && cfg!(target_os = "linux")
-        && !session_bus_available(env)
+        && !crate::notify::session_bus_available(env)
     {
         r.warnings.push(format!(
             "{}: \"desktop\" but no D-Bus session bus is reachable (DBUS_SESSION_BUS_ADDRESS / $XDG_RUNTIME_DIR/bus); notifications will fail — use notify.backend = \"log\" or \"webhook\" on a headless machine",
@@ -132,7 +136,16 @@ fn tempfile_in(dir: &Path) -> std::io::Result<()> {
     std::fs::remove_file(&probe)
 }
 
-/// (placeholder until the notify module lands)
-fn session_bus_available(env: &Environment) -> bool {
-    env.get("DBUS_SESSION_BUS_ADDRESS").is_some()
+
+/// Adds the layer after a message's leading key (`tls.cert = …` becomes
+/// `tls.cert (from profile kubernetes) = …`), so every problem names where
+/// the value came from.
+fn with_layer(message: &str, loaded: &Loaded) -> String {
+    let end = message.find([' ', ':']).unwrap_or(message.len());
+    let key = &message[..end];
+    if oj_config::keys::find(key).is_some() && !message[end..].starts_with(" (from ") {
+        format!("{key} (from {}){}", loaded.source(key), &message[end..])
+    } else {
+        message.to_string()
+    }
 }
