@@ -176,105 +176,11 @@ pub fn resolve_token(
     Ok(None)
 }
 
-/// The TLS settings of the client, as a rustls config for reqwest.
-/// `None` = reqwest's defaults (the platform's trust store, no client cert).
-fn tls_config(cfg: &oj_config::ClientConfig) -> Result<Option<rustls::ClientConfig>, Failure> {
-    if cfg.ca.is_none() && cfg.cert.is_none() && cfg.key.is_none() {
-        return Ok(None);
-    }
-    tls_seam::client_config(cfg).map(Some)
-}
-
-/// Builds the rustls client config from `client.ca` / `client.cert` /
-/// `client.key`. This seam is where the shared builder of the adapters
-/// crate plugs in, so client and daemon read PEM files the same way.
-mod tls_seam {
-    use oj_config::ClientConfig;
-
-    use crate::exit::Failure;
-
-    pub fn client_config(cfg: &ClientConfig) -> Result<rustls::ClientConfig, Failure> {
-        local::client_config(cfg)
-    }
-
-    mod local {
-        use std::path::Path;
-        use std::sync::Arc;
-
-        use oj_config::ClientConfig;
-        use rustls::RootCertStore;
-        use rustls_pki_types::pem::PemObject;
-        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-
-        use crate::exit::Failure;
-
-        fn certs(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, Failure> {
-            let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| {
-                    Failure::config(format!(
-                        "cannot read {key} = {}: {e}; give a PEM certificate file",
-                        path.display()
-                    ))
-                })?;
-            if certs.is_empty() {
-                return Err(Failure::config(format!(
-                    "{key} = {} holds no PEM certificate",
-                    path.display()
-                )));
-            }
-            Ok(certs)
-        }
-
-        pub fn client_config(cfg: &ClientConfig) -> Result<rustls::ClientConfig, Failure> {
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let builder = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map_err(|e| Failure::runtime(format!("TLS setup failed: {e}")))?;
-            let builder = match &cfg.ca {
-                Some(ca) => {
-                    let mut roots = RootCertStore::empty();
-                    for c in certs("client.ca", ca)? {
-                        roots.add(c).map_err(|e| {
-                            Failure::config(format!(
-                                "client.ca = {} is not a usable CA certificate: {e}",
-                                ca.display()
-                            ))
-                        })?;
-                    }
-                    builder.with_root_certificates(roots)
-                }
-                None => {
-                    return Err(Failure::config(
-                        "client.cert/client.key are set but client.ca is not; set client.ca to \
-                         the CA that signed the daemon's certificate",
-                    ));
-                }
-            };
-            match (&cfg.cert, &cfg.key) {
-                (None, None) => Ok(builder.with_no_client_auth()),
-                (Some(cert), Some(key)) => {
-                    let chain = certs("client.cert", cert)?;
-                    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-                        Failure::config(format!(
-                            "cannot read client.key = {}: {e}; give a PEM private key",
-                            key.display()
-                        ))
-                    })?;
-                    builder.with_client_auth_cert(chain, key_der).map_err(|e| {
-                        Failure::config(format!(
-                            "client.cert = {} and client.key = {} do not form a usable pair: {e}",
-                            cert.display(),
-                            key.display()
-                        ))
-                    })
-                }
-                _ => Err(Failure::config(
-                    "client.cert and client.key must be set together (mTLS)",
-                )),
-            }
-        }
-    }
+/// The rustls config for `https://` URLs, built by the adapters crate so
+/// client and daemon read PEM files the same way: `client.ca` (only those
+/// roots) or the platform verifier, plus `client.cert`/`client.key` for mTLS.
+fn tls_config(cfg: &oj_config::ClientConfig) -> Result<rustls::ClientConfig, Failure> {
+    oj_adapters::tls::client_config(cfg).map_err(|e| Failure::config(e.to_string()))
 }
 
 /// A connection to the daemon's API.
@@ -326,9 +232,7 @@ impl ApiClient {
             Endpoint::Http(_) => token = resolve_token(loaded, read_token_file)?,
             Endpoint::Https(_) => {
                 token = resolve_token(loaded, read_token_file)?;
-                if let Some(tls) = tls_config(&loaded.config.client)? {
-                    builder = builder.tls_backend_preconfigured(tls);
-                }
+                builder = builder.tls_backend_preconfigured(tls_config(&loaded.config.client)?);
             }
         }
         let http = builder.build().map_err(|e| {
