@@ -280,7 +280,7 @@ pub fn emit_startup_line(input: &LoggingInput) {
         version = %input.version,
         profile = %input.profile,
         sinks = %sinks,
-        level = %level,
+        log_level = %level,
         "oj starting"
     );
 }
