@@ -552,3 +552,234 @@ fn tcp_with_a_token_and_a_wrong_token() {
         "{none:?}"
     );
 }
+
+// ------------------------------------------------------------------ TLS
+//
+// The client's TLS messages, against a minimal TLS server in the test (the
+// daemon's own TLS listener is covered by e2e_tls): it answers every
+// request with a fixed status body and records the Authorization header.
+
+mod tls_server {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    pub struct Pki {
+        pub ca_pem: String,
+        pub server_cert_pem: String,
+        pub server_key_pem: String,
+        pub client_cert_pem: String,
+        pub client_key_pem: String,
+    }
+
+    pub fn pki() -> Pki {
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let server_key = KeyPair::generate().unwrap();
+        let server = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&server_key, &ca)
+            .unwrap();
+        let client_key = KeyPair::generate().unwrap();
+        let client = CertificateParams::new(vec!["client".to_string()])
+            .unwrap()
+            .signed_by(&client_key, &ca)
+            .unwrap();
+        Pki {
+            ca_pem: ca.pem(),
+            server_cert_pem: server.pem(),
+            server_key_pem: server_key.serialize_pem(),
+            client_cert_pem: client.pem(),
+            client_key_pem: client_key.serialize_pem(),
+        }
+    }
+
+    pub struct Server {
+        pub port: u16,
+        /// Authorization headers seen, one per request.
+        pub auth: Arc<Mutex<Vec<String>>>,
+    }
+
+    /// Serves TLS on 127.0.0.1 in a background thread until the test ends.
+    pub fn start(pki: &Pki, require_client_cert: bool) -> Server {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap();
+        let builder = if require_client_cert {
+            let mut roots = rustls::RootCertStore::empty();
+            roots
+                .add(CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap())
+                .unwrap();
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let config = Arc::new(
+            builder
+                .with_single_cert(
+                    vec![CertificateDer::from_pem_slice(pki.server_cert_pem.as_bytes()).unwrap()],
+                    PrivateKeyDer::from_pem_slice(pki.server_key_pem.as_bytes()).unwrap(),
+                )
+                .unwrap(),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let auth = Arc::new(Mutex::new(Vec::new()));
+        let seen = auth.clone();
+        std::thread::spawn(move || {
+            for tcp in listener.incoming().flatten() {
+                let config = config.clone();
+                let seen = seen.clone();
+                std::thread::spawn(move || {
+                    let _ = tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+                    let Ok(conn) = rustls::ServerConnection::new(config) else {
+                        return;
+                    };
+                    let mut tls = rustls::StreamOwned::new(conn, tcp);
+                    let mut reader = BufReader::new(&mut tls);
+                    let mut authz = String::new();
+                    loop {
+                        let mut line = String::new();
+                        match reader.read_line(&mut line) {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) => {}
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some((k, v)) = line.split_once(':')
+                            && k.eq_ignore_ascii_case("authorization")
+                        {
+                            authz = v.trim().to_string();
+                        }
+                    }
+                    seen.lock().unwrap().push(authz);
+                    let body = r#"{"version":"test","profile":"kubernetes","instance":"tls-fake","uptime_s":1,"leader":true,"draining":false,"listeners":[],"jobs":{}}"#;
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = tls.write_all(resp.as_bytes());
+                    let _ = tls.flush();
+                    tls.conn.send_close_notify();
+                    let _ = tls.flush();
+                });
+            }
+        });
+        Server { port, auth }
+    }
+}
+
+fn tls_files(env: &TestEnv, pki: &tls_server::Pki) -> [String; 3] {
+    [
+        env.write("pki/ca.pem", &pki.ca_pem),
+        env.write("pki/client.pem", &pki.client_cert_pem),
+        env.write("pki/client.key", &pki.client_key_pem),
+    ]
+    .map(|p| p.to_string_lossy().into_owned())
+}
+
+#[test]
+fn https_with_a_trusted_ca_sends_the_token() {
+    let env = TestEnv::new();
+    let pki = tls_server::pki();
+    let [ca, _, _] = tls_files(&env, &pki);
+    let server = tls_server::start(&pki, false);
+    let url = format!("https://localhost:{}", server.port);
+    let out = oj_with(
+        &env,
+        &[
+            ("OJ_DAEMON_URL", &url),
+            ("OJ_CLIENT__CA", &ca),
+            ("OJ_AUTH_TOKEN", "tls-token"),
+        ],
+        &["status", "--json"],
+    );
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(json(&out)["instance"], "tls-fake");
+    assert_eq!(server.auth.lock().unwrap().as_slice(), ["Bearer tls-token"]);
+}
+
+#[test]
+fn https_with_an_untrusted_certificate_says_to_set_client_ca() {
+    let env = TestEnv::new();
+    let pki = tls_server::pki();
+    let other = tls_server::pki();
+    // A CA that did not sign the server's certificate.
+    let wrong_ca = env.write("pki/other-ca.pem", &other.ca_pem);
+    let server = tls_server::start(&pki, false);
+    let url = format!("https://localhost:{}", server.port);
+    let out = oj_with(
+        &env,
+        &[
+            ("OJ_DAEMON_URL", &url),
+            ("OJ_CLIENT__CA", wrong_ca.to_str().unwrap()),
+            ("OJ_AUTH_TOKEN", "t"),
+        ],
+        &["status"],
+    );
+    assert_eq!(out.code, Some(69), "{out:?}");
+    assert!(
+        out.stderr.contains("does not trust") && out.stderr.contains("client.ca"),
+        "{out:?}"
+    );
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{out:?}");
+    assert!(
+        server.auth.lock().unwrap().is_empty(),
+        "no request (and no token) before trust"
+    );
+}
+
+#[test]
+fn mtls_without_a_client_certificate_says_which_keys_to_set() {
+    let env = TestEnv::new();
+    let pki = tls_server::pki();
+    let [ca, cert, key] = tls_files(&env, &pki);
+    let server = tls_server::start(&pki, true);
+    let url = format!("https://localhost:{}", server.port);
+    let base = [
+        ("OJ_DAEMON_URL", url.as_str()),
+        ("OJ_CLIENT__CA", ca.as_str()),
+        ("OJ_AUTH_TOKEN", "t"),
+    ];
+
+    let out = oj_with(&env, &base, &["status"]);
+    assert_eq!(out.code, Some(69), "{out:?}");
+    assert!(
+        out.stderr.contains("client.cert") && out.stderr.contains("client.key"),
+        "{out:?}"
+    );
+
+    let mut with_cert = base.to_vec();
+    with_cert.push(("OJ_CLIENT__CERT", &cert));
+    with_cert.push(("OJ_CLIENT__KEY", &key));
+    let ok = oj_with(&env, &with_cert, &["status", "--json"]);
+    assert_eq!(ok.code, Some(0), "{ok:?}");
+}
+
+#[test]
+fn plain_http_to_a_tls_port_suggests_https() {
+    let env = TestEnv::new();
+    let pki = tls_server::pki();
+    let server = tls_server::start(&pki, false);
+    let url = format!("http://127.0.0.1:{}", server.port);
+    let out = oj_with(
+        &env,
+        &[("OJ_DAEMON_URL", &url), ("OJ_AUTH_TOKEN", "t")],
+        &["status"],
+    );
+    assert_eq!(out.code, Some(69), "{out:?}");
+    assert!(out.stderr.contains("https://"), "{out:?}");
+}

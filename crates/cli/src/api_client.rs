@@ -435,6 +435,18 @@ fn walk<'a>(e: &'a (dyn StdError + 'static), f: &mut dyn FnMut(&'a (dyn StdError
     }
 }
 
+/// The innermost message of an error chain: the part that says what happened.
+fn root_cause(e: &(dyn StdError + 'static)) -> String {
+    let mut last = e.to_string();
+    walk(e, &mut |err| {
+        let s = err.to_string();
+        if !s.is_empty() {
+            last = s;
+        }
+    });
+    last
+}
+
 fn find_rustls(e: &(dyn StdError + 'static)) -> Option<rustls::Error> {
     let mut found = None;
     walk(e, &mut |err| {
@@ -499,11 +511,11 @@ pub fn classify_transport(endpoint: &Endpoint, e: &reqwest::Error) -> Failure {
         return unreachable("timed out");
     }
     if e.is_connect() {
-        return unreachable(&chain(e));
+        return unreachable(&root_cause(e));
     }
     // The connection was made but the exchange broke: e.g. plain HTTP sent
     // to a TLS port, or the daemon went away mid-request.
-    let detail = chain(e);
+    let detail = root_cause(e);
     let hint = match endpoint {
         Endpoint::Http(_) => "; if the daemon serves TLS (tls.enabled), use an https:// URL",
         _ => "",
@@ -514,13 +526,47 @@ pub fn classify_transport(endpoint: &Endpoint, e: &reqwest::Error) -> Failure {
     )
 }
 
+/// A short name for a certificate problem (rustls only has Debug names).
+fn cert_problem(c: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as C;
+    match c {
+        C::UnknownIssuer => "issued by an unknown CA".into(),
+        C::BadSignature => "signature does not verify against the trusted CA".into(),
+        C::Revoked => "revoked".into(),
+        C::BadEncoding => "badly encoded".into(),
+        other => {
+            let s = format!("{other:?}");
+            s.split([' ', '{', '(']).next().unwrap_or("").to_string()
+        }
+    }
+}
+
 fn tls_failure(addr: &str, e: &rustls::Error) -> Failure {
     use rustls::AlertDescription as A;
     let msg = match e {
-        rustls::Error::InvalidCertificate(c) => format!(
-            "the daemon at {addr} presented a certificate this client does not trust ({c:?}); \
-             set client.ca to the CA that signed it, and check the host name in client.url"
-        ),
+        rustls::Error::InvalidCertificate(c) => {
+            use rustls::CertificateError as C;
+            match c {
+                C::NotValidForName | C::NotValidForNameContext { .. } => format!(
+                    "the daemon at {addr} presented a certificate that is not valid for that \
+                     host name; put a name the certificate holds in client.url (or reissue the \
+                     certificate with this name)"
+                ),
+                C::Expired | C::ExpiredContext { .. } => format!(
+                    "the daemon at {addr} presented an expired certificate; renew the daemon's \
+                     tls.cert (it is picked up without a restart)"
+                ),
+                C::NotValidYet | C::NotValidYetContext { .. } => format!(
+                    "the daemon at {addr} presented a certificate that is not valid yet; check \
+                     the clocks of both machines"
+                ),
+                _ => format!(
+                    "the daemon at {addr} presented a certificate this client does not trust \
+                     ({}); set client.ca to the CA that signed it",
+                    cert_problem(c)
+                ),
+            }
+        }
         rustls::Error::AlertReceived(
             A::CertificateRequired | A::BadCertificate | A::UnknownCA | A::HandshakeFailure,
         ) => format!(

@@ -581,7 +581,7 @@ pub fn job(cmd: JobCommand, opts: &LoadOptions, env: &Environment) -> Result<i32
 /// Newest first, whatever order the daemon used.
 fn sort_newest_first(jobs: &mut [Value]) {
     let key = |j: &Value| str_field(j, "created_at").and_then(table::parse_time);
-    jobs.sort_by(|a, b| key(b).cmp(&key(a)));
+    jobs.sort_by_key(|j| std::cmp::Reverse(key(j)));
 }
 
 async fn job_list(client: &ApiClient, json: bool, status: Option<&str>) -> Result<i32, Failure> {
