@@ -133,6 +133,30 @@ pub fn status(args: StatusArgs, opts: &LoadOptions, env: &Environment) -> Result
     })
 }
 
+/// One listener of `/v1/status` as `tcp 0.0.0.0:7777 (tls)`, whatever
+/// field names the daemon uses for kind and address.
+fn listener_text(l: &Value) -> String {
+    let pick = |keys: &[&str]| {
+        keys.iter()
+            .find_map(|k| str_field(l, k))
+            .map(str::to_string)
+    };
+    let kind = pick(&["kind", "type", "scheme", "transport", "name"]);
+    let addr = pick(&["addr", "address", "path", "url", "socket", "bind"]);
+    if kind.is_none() && addr.is_none() {
+        return l.to_string();
+    }
+    let mut out = [kind, addr]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
+    if l.get("tls").and_then(Value::as_bool) == Some(true) {
+        out.push_str(" (tls)");
+    }
+    out
+}
+
 fn render_status(v: &Value, endpoint: &Endpoint) -> String {
     let s = |k: &str| match v.get(k) {
         Some(Value::String(s)) => s.clone(),
@@ -159,16 +183,7 @@ fn render_status(v: &Value, endpoint: &Endpoint) -> String {
             .iter()
             .map(|l| match l {
                 Value::String(s) => s.clone(),
-                Value::Object(o) => {
-                    // Objects are shown as their fields, `kind addr (tls)`-style.
-                    o.values()
-                        .map(|x| match x {
-                            Value::String(s) => s.clone(),
-                            other => other.to_string(),
-                        })
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                }
+                Value::Object(_) => listener_text(l),
                 other => other.to_string(),
             })
             .collect::<Vec<_>>()
