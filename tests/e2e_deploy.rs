@@ -687,28 +687,6 @@ fn string_literals(code: &str) -> Vec<String> {
     out
 }
 
-/// What the daemon calls when the Kubernetes code does not (yet) export
-/// `RBAC_RULES`: pods (create a step pod, get/watch it, list by label after a
-/// restart, delete it when finished), pods/log (the step output), and the
-/// coordination.k8s.io Lease (client-go leader election: get, create, update).
-fn fallback_rbac_rules() -> BTreeMap<(String, String), BTreeSet<String>> {
-    let rule = |g: &str, r: &str, verbs: &[&str]| {
-        (
-            (g.to_string(), r.to_string()),
-            verbs.iter().map(|v| v.to_string()).collect::<BTreeSet<_>>(),
-        )
-    };
-    BTreeMap::from([
-        rule("", "pods", &["create", "get", "list", "watch", "delete"]),
-        rule("", "pods/log", &["get"]),
-        rule(
-            "coordination.k8s.io",
-            "leases",
-            &["get", "create", "update"],
-        ),
-    ])
-}
-
 // ---------------------------------------------------------------------------
 // Tests
 
@@ -1142,7 +1120,9 @@ fn role_grants_exactly_what_the_kubernetes_code_calls() {
             }
         }
     }
-    let wanted = code_rbac_rules().unwrap_or_else(fallback_rbac_rules);
+    let wanted = code_rbac_rules().expect(
+        "no `const RBAC_RULES` under crates/adapters/src/k8s: the Kubernetes code must declare the API calls it makes",
+    );
     assert_eq!(
         granted, wanted,
         "the Role (deploy/base/role.yaml) must grant exactly RBAC_RULES of crates/adapters/src/k8s"
