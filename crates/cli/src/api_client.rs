@@ -535,8 +535,9 @@ fn cert_problem(c: &rustls::CertificateError) -> String {
         C::Revoked => "revoked".into(),
         C::BadEncoding => "badly encoded".into(),
         other => {
-            let s = format!("{other:?}");
-            s.split([' ', '{', '(']).next().unwrap_or("").to_string()
+            let s = rustls::Error::InvalidCertificate(other.clone()).to_string();
+            s.trim_start_matches("invalid peer certificate: ")
+                .to_string()
         }
     }
 }

@@ -49,9 +49,14 @@ pub enum Command {
     /// Inspect and check the configuration
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Submit a job from the project's runbooks (.oj/runbooks/*.toml)
+    /// Submit a job from the project's runbooks (.oj/runbooks/*.toml); prints the job id
+    #[command(after_help = "Examples:\n  oj run build --var target=x86_64-unknown-linux-gnu\n  \
+                            id=$(oj run deploy --var env=staging) && oj job logs \"$id\" --follow\n  \
+                            oj run test --file ci/runbook.toml --wait")]
     Run(RunArgs),
-    /// Submit a one-step job that runs CMD
+    /// Submit a one-step job that runs CMD; prints the job id
+    #[command(after_help = "Examples:\n  oj exec --wait -- make test\n  \
+                            oj exec --name nightly -- sh -c 'make && make install'")]
     Exec(ExecArgs),
     /// List, show, follow and cancel jobs
     #[command(subcommand)]
@@ -111,17 +116,17 @@ pub struct RunArgs {
     /// Runbook file to use instead of searching .oj/runbooks/
     #[arg(long, value_name = "RUNBOOK")]
     pub file: Option<PathBuf>,
-    /// Wait for the job to end; exit 0 if it is done, 1 otherwise
+    /// Wait for the job to end, streaming its output; exit 0 if it is done, 1 otherwise
     #[arg(long)]
     pub wait: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct ExecArgs {
-    /// Job name [default: the command's first word]
+    /// Job name [default: the command's file name, e.g. make for /usr/bin/make]
     #[arg(long)]
     pub name: Option<String>,
-    /// Wait for the job to end; exit 0 if it is done, 1 otherwise
+    /// Wait for the job to end, streaming its output; exit 0 if it is done, 1 otherwise
     #[arg(long)]
     pub wait: bool,
     /// The command and its arguments (after --)
@@ -133,6 +138,7 @@ pub struct ExecArgs {
 pub enum JobCommand {
     /// List jobs, newest first
     List {
+        /// Print {"jobs": [...]} as JSON instead of a table
         #[arg(long)]
         json: bool,
         /// Only jobs in this state (queued, running, done, failed, cancelled, interrupted)
@@ -141,17 +147,23 @@ pub enum JobCommand {
     },
     /// Show one job with its steps, states, exit codes and times
     Show {
+        /// The job id (as printed by oj run / oj exec / oj job list)
         id: String,
+        /// Print the job as JSON (the body of GET /v1/jobs/ID)
         #[arg(long)]
         json: bool,
     },
     /// Print a job's output, step by step
     Logs {
+        /// The job id
         id: String,
         /// Keep streaming until the job ends
         #[arg(long)]
         follow: bool,
     },
     /// Cancel a queued or running job
-    Cancel { id: String },
+    Cancel {
+        /// The job id
+        id: String,
+    },
 }

@@ -255,7 +255,18 @@ pub fn daemon_stop(opts: &LoadOptions, env: &Environment) -> Result<i32, Failure
         client
             .post_json("/v1/shutdown", &Value::Object(Default::default()))
             .await
-            .map_err(|e| e.into_failure(&client))?;
+            .map_err(|e| match e {
+                ApiError::Status {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    message,
+                } if before.get("leader").and_then(Value::as_bool) == Some(false) => {
+                    Failure::runtime(format!(
+                        "the daemon at {addr} is on standby and refused the stop request \
+                         ({message}); send it SIGTERM instead (kill, or delete its pod)"
+                    ))
+                }
+                other => other.into_failure(&client),
+            })?;
         let started = Instant::now();
         if running > 0 {
             eprintln!(
