@@ -2,3 +2,4 @@
 pub mod logging;
 pub mod tls;
 pub mod notify;
+pub mod k8s;

@@ -1,0 +1,13 @@
+//! Kubernetes for oj: container steps as pods (builder and runner), the
+//! API client from in-cluster config or a kubeconfig, and the `lease` lock
+//! strategy. See `docs/kubernetes.md` for the behaviour end to end.
+
+pub mod client;
+pub mod lease;
+pub mod pods;
+pub mod runner;
+
+pub use client::{ClientError, ClientSource, connect, resolve_namespace};
+pub use lease::{LeaseLock, LeaseLost, LeaseTimings};
+pub use pods::{PodBuildError, PodInput, RBAC_RULES, build_pod};
+pub use runner::{PodRunner, StepResult};
