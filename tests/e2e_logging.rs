@@ -1,1 +1,390 @@
-//! End-to-end tests (being written).
+//! End to end: the real daemon's own log. Every sink × format combination,
+//! JSON lines that parse with the required keys after jobs ran, the startup
+//! line, `OJ_LOG_STDOUT=1`, an invalid directive (78), no secret at `trace`,
+//! and the last lines present after SIGTERM.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use common::{Daemon, TestEnv, free_port, wait_until};
+use serde_json::{Value, json};
+
+fn run_a_job(d: &Daemon) {
+    let id = d.submit(&json!({"name": "hello", "steps": [{"name": "greet", "run": "echo hello"}]}));
+    d.wait_job(&id, &["done"], Duration::from_secs(20));
+}
+
+/// Stops the daemon with SIGTERM and waits for a clean exit.
+fn stop(d: &mut Daemon) {
+    d.sigterm();
+    let st = d.wait_exit(Duration::from_secs(15));
+    assert!(
+        st.is_some_and(|s| s.success()),
+        "daemon did not exit cleanly: {st:?}\nstderr:\n{}",
+        d.stderr()
+    );
+}
+
+/// Every log file the daemon wrote in its state dir (any rotation).
+fn log_files(state: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(state)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    let n = p.file_name().unwrap().to_string_lossy().into_owned();
+                    n.starts_with("daemon") && n.ends_with(".log") && p.is_file()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn file_log(state: &Path) -> String {
+    log_files(state)
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect()
+}
+
+/// Parses every line as a JSON object with the four required keys.
+fn json_lines(text: &str) -> Vec<serde_json::Map<String, Value>> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let Ok(Value::Object(m)) = serde_json::from_str::<Value>(l) else {
+                panic!("not a JSON object: {l:?}");
+            };
+            for k in ["timestamp", "level", "target", "message"] {
+                assert!(m.contains_key(k), "missing {k}: {l}");
+            }
+            let ts = m["timestamp"].as_str().expect("timestamp is a string");
+            humantime::parse_rfc3339(ts).unwrap_or_else(|e| panic!("{ts}: not RFC 3339 ({e})"));
+            m
+        })
+        .collect()
+}
+
+fn assert_startup_line_json(first: &serde_json::Map<String, Value>, profile: &str) {
+    assert_eq!(first["message"], "oj starting", "{first:?}");
+    assert_eq!(first["profile"], profile);
+    assert!(first["version"].as_str().is_some_and(|v| !v.is_empty()));
+    assert!(
+        first["sinks"].as_str().unwrap().contains("log.format from"),
+        "{first:?}"
+    );
+}
+
+struct Case {
+    stdout: bool,
+    file: bool,
+    json: bool,
+}
+
+fn run_case(c: &Case) {
+    let env = TestEnv::new();
+    let args = [
+        "--set".to_string(),
+        format!("log.stdout={}", c.stdout),
+        "--set".into(),
+        format!("log.file.enabled={}", c.file),
+        "--set".into(),
+        format!("log.format={}", if c.json { "json" } else { "text" }),
+        "--set".into(),
+        "notify.backend=log".into(),
+    ];
+    let mut d = env.start_daemon(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    run_a_job(&d);
+    stop(&mut d);
+    let stdout = d.stdout();
+    let file = file_log(&env.state_dir());
+    let what = format!("stdout={} file={} json={}", c.stdout, c.file, c.json);
+
+    for (on, text, sink) in [(c.stdout, &stdout, "stdout"), (c.file, &file, "file")] {
+        if !on {
+            assert!(
+                !text.contains("oj starting"),
+                "{what}: {sink} is off but has the log:\n{text}"
+            );
+            continue;
+        }
+        assert!(
+            text.lines().count() >= 2,
+            "{what}: {sink} has too little:\n{text}"
+        );
+        if c.json {
+            let lines = json_lines(text);
+            assert_startup_line_json(&lines[0], "desktop");
+            let sinks = lines[0]["sinks"].as_str().unwrap();
+            assert_eq!(sinks.contains("stdout"), c.stdout, "{sinks}");
+            assert_eq!(sinks.contains("file "), c.file, "{sinks}");
+            // The notification of the job (backend log) is one of the lines.
+            assert!(
+                lines.iter().any(|l| l
+                    .values()
+                    .any(|v| v.as_str().is_some_and(|s| s.contains("hello")))),
+                "{what}: no line about the job:\n{text}"
+            );
+        } else {
+            let first = text.lines().next().unwrap();
+            assert!(first.contains("oj starting"), "{what}: first line: {first}");
+            assert!(first.contains("desktop"), "{first}");
+            assert!(
+                text.lines()
+                    .all(|l| serde_json::from_str::<Value>(l).is_err()),
+                "{what}: text lines must not be JSON"
+            );
+        }
+    }
+    if !c.file {
+        assert!(
+            log_files(&env.state_dir())
+                .iter()
+                .all(|p| std::fs::metadata(p).unwrap().len() == 0)
+        );
+    }
+}
+
+#[test]
+fn stdout_text() {
+    run_case(&Case {
+        stdout: true,
+        file: false,
+        json: false,
+    });
+}
+
+#[test]
+fn stdout_json() {
+    run_case(&Case {
+        stdout: true,
+        file: false,
+        json: true,
+    });
+}
+
+#[test]
+fn file_text() {
+    run_case(&Case {
+        stdout: false,
+        file: true,
+        json: false,
+    });
+}
+
+#[test]
+fn file_json() {
+    run_case(&Case {
+        stdout: false,
+        file: true,
+        json: true,
+    });
+}
+
+#[test]
+fn both_sinks_json() {
+    run_case(&Case {
+        stdout: true,
+        file: true,
+        json: true,
+    });
+}
+
+#[test]
+fn desktop_default_is_text_to_the_file_and_oj_log_stdout_adds_stdout() {
+    let mut env = TestEnv::new();
+    let mut d = env.start_daemon(&["--set", "notify.backend=none"]);
+    stop(&mut d);
+    assert!(!d.stdout().contains("oj starting"), "{}", d.stdout());
+    let file = file_log(&env.state_dir());
+    let first = file.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("oj starting") && first.contains("profile desktop"),
+        "{file}"
+    );
+    // The daily file carries the date.
+    let names: Vec<String> = log_files(&env.state_dir())
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| n.len() == "daemon.2026-11-26.log".len()),
+        "{names:?}"
+    );
+
+    env.set_var("OJ_LOG_STDOUT", "1");
+    let mut d = env.start_daemon(&["--set", "notify.backend=none"]);
+    stop(&mut d);
+    let out = d.stdout();
+    assert!(
+        out.lines()
+            .next()
+            .unwrap_or_default()
+            .contains("oj starting"),
+        "{out}"
+    );
+    assert!(
+        out.contains("env OJ_LOG_STDOUT"),
+        "the source of log.stdout is named: {out}"
+    );
+}
+
+#[test]
+fn every_json_line_parses_after_jobs_ran() {
+    let env = TestEnv::new();
+    let mut d = env.start_daemon(&[
+        "--set",
+        "log.stdout=true",
+        "--set",
+        "log.format=json",
+        "--set",
+        "log.level=debug",
+        "--set",
+        "notify.backend=log",
+    ]);
+    for _ in 0..3 {
+        run_a_job(&d);
+    }
+    // A failing job logs too.
+    let id = d.submit(&json!({"name": "boom", "steps": [{"name": "fail", "run": "exit 3"}]}));
+    d.wait_job(&id, &["failed"], Duration::from_secs(20));
+    stop(&mut d);
+    let lines = json_lines(&d.stdout());
+    assert!(lines.len() >= 5, "{}", d.stdout());
+    assert_startup_line_json(&lines[0], "desktop");
+}
+
+#[test]
+fn an_invalid_directive_exits_78_naming_log_level() {
+    let env = TestEnv::new();
+    let mut cmd = env.oj();
+    cmd.args(["daemon", "--set", "log.level=info,[[oops"]);
+    let mut d = Daemon::spawn_raw(cmd, env.path(), env.socket());
+    let st = d.wait_exit(Duration::from_secs(15));
+    assert_eq!(
+        st.and_then(|s| s.code()),
+        Some(78),
+        "stderr:\n{}",
+        d.stderr()
+    );
+    let err = d.stderr();
+    assert!(
+        err.contains("log.level") && err.contains("flag --set"),
+        "{err}"
+    );
+}
+
+#[test]
+fn no_secret_reaches_any_output_at_trace() {
+    let env = TestEnv::new();
+    let token = "tok-e2e-log-4a1f9c3b7d";
+    let whsec = "whsec_c2VjcmV0LXNpZ25pbmcta2V5LWZvci1vai1lMmU=";
+    let hook_secret_path = "T0HOOKSECRETPATH9";
+    let header_secret = "hdr-secret-55aa77";
+    let port = free_port();
+    // A webhook receiver that does not exist: deliveries fail and are
+    // retried, which is exactly when careless code logs a URL.
+    let dead = free_port();
+    env.write_config(&format!(
+        r#"
+[listen]
+tcp = "127.0.0.1:{port}"
+auth_token = "{token}"
+
+[notify]
+backend = "webhook"
+
+[notify.webhook]
+url = "http://127.0.0.1:{dead}/hooks/{hook_secret_path}"
+secret = "{whsec}"
+max_attempts = 2
+backoff = "10ms"
+
+[notify.webhook.headers]
+X-Api-Key = "{header_secret}"
+
+[log]
+level = "trace"
+stdout = true
+format = "json"
+"#
+    ));
+    let mut d = env.start_daemon(&[]);
+    assert!(wait_until(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    }));
+    // Authenticated and unauthenticated requests over TCP.
+    for auth in [
+        format!("Authorization: Bearer {token}"),
+        "Authorization: Bearer wrong-token-zz".into(),
+    ] {
+        let _ = std::process::Command::new("curl")
+            .args(["-s", "-m", "10", "-o", "/dev/null", "-H", &auth])
+            .arg(format!("http://127.0.0.1:{port}/v1/status"))
+            .status();
+    }
+    run_a_job(&d);
+    std::thread::sleep(Duration::from_millis(300));
+    stop(&mut d);
+
+    let all = format!(
+        "{}\n{}\n{}",
+        d.stdout(),
+        d.stderr(),
+        file_log(&env.state_dir())
+    );
+    assert!(
+        all.lines().count() > 10,
+        "trace level should say a lot:\n{all}"
+    );
+    for secret in [
+        token,
+        whsec,
+        "c2VjcmV0LXNpZ25pbmcta2V5LWZvci1vai1lMmU",
+        hook_secret_path,
+        header_secret,
+    ] {
+        assert!(
+            !all.contains(secret),
+            "{secret} leaked:\n{}",
+            all.lines()
+                .filter(|l| l.contains(secret))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    json_lines(&d.stdout());
+}
+
+#[test]
+fn the_last_lines_are_present_after_sigterm() {
+    let env = TestEnv::new();
+    let mut d = env.start_daemon(&[
+        "--set",
+        "log.format=json",
+        "--set",
+        "log.level=debug",
+        "--set",
+        "notify.backend=none",
+    ]);
+    run_a_job(&d);
+    let before = SystemTime::now();
+    stop(&mut d);
+    let text = file_log(&env.state_dir());
+    assert!(text.ends_with('\n'), "the file ends with a whole line");
+    let lines = json_lines(&text);
+    let after_signal = lines
+        .iter()
+        .filter(|l| humantime::parse_rfc3339(l["timestamp"].as_str().unwrap()).unwrap() >= before)
+        .count();
+    assert!(
+        after_signal >= 1,
+        "nothing logged after SIGTERM reached the file:\n{text}"
+    );
+}
