@@ -256,3 +256,48 @@ fn secrets_never_reach_a_line_even_at_trace() {
         }
     }
 }
+
+#[test]
+fn from_loaded_takes_sources_secrets_and_the_resolved_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = oj_config::Environment::new(
+        [
+            ("HOME", dir.path().to_str().unwrap()),
+            ("XDG_CONFIG_HOME", dir.path().join("cfg").to_str().unwrap()),
+            ("OJ_STATE_DIR", dir.path().join("state").to_str().unwrap()),
+            ("OJ_LOG__FORMAT", "json"),
+            ("OJ_LOG_STDOUT", "1"),
+            ("OJ_AUTH_TOKEN", "tok-from-env-123456"),
+            ("OJ_NOTIFY__WEBHOOK__SECRET", "whsec_c2VjcmV0"),
+        ],
+        "host",
+    );
+    let loaded = oj_config::load(&oj_config::LoadOptions::default(), &env).unwrap();
+    let inp = LoggingInput::from_loaded(&loaded, "1.2.3");
+    assert_eq!(inp.profile, "desktop");
+    assert_eq!(inp.file_path, dir.path().join("state/daemon.log"));
+    let exposed: Vec<&str> = inp.secrets.iter().map(|s| s.expose()).collect();
+    assert!(
+        exposed.contains(&"tok-from-env-123456") && exposed.contains(&"whsec_c2VjcmV0"),
+        "{exposed:?}"
+    );
+    let sinks = inp.sinks_summary();
+    assert!(
+        sinks.contains("stdout (log.stdout from env OJ_LOG_STDOUT)"),
+        "{sinks}"
+    );
+    assert!(
+        sinks.contains("(log.file.enabled from profile desktop)"),
+        "{sinks}"
+    );
+    assert!(
+        sinks.contains("json (log.format from env OJ_LOG__FORMAT)"),
+        "{sinks}"
+    );
+
+    let out = capture(&inp, || tracing::info!("token is tok-from-env-123456"));
+    assert!(
+        !out.contains("tok-from-env-123456") && out.contains("<redacted>"),
+        "{out}"
+    );
+}
