@@ -434,14 +434,13 @@ where
         if let Some(scope) = ctx.event_scope() {
             for span in scope {
                 let ext = span.extensions();
-                if let Some(formatted) = ext.get::<FormattedFields<N>>() {
-                    if let Ok(Value::Object(map)) =
+                if let Some(formatted) = ext.get::<FormattedFields<N>>()
+                    && let Ok(Value::Object(map)) =
                         serde_json::from_str::<Value>(formatted.as_str())
-                    {
-                        for (k, v) in map {
-                            if !RESERVED.contains(&k.as_str()) {
-                                obj.entry(k).or_insert(v);
-                            }
+                {
+                    for (k, v) in map {
+                        if !RESERVED.contains(&k.as_str()) {
+                            obj.entry(k).or_insert(v);
                         }
                     }
                 }

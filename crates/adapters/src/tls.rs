@@ -706,10 +706,10 @@ pub fn check_files(cfg: &TlsConfig, now: SystemTime) -> CheckReport {
             }
             Err(e) => report.errors.push(e.to_string()),
         }
-    } else if let Some(cert_bytes) = &cert_bytes {
-        if let Err(e) = parse_certs("tls.cert", cert_path, cert_bytes) {
-            report.errors.push(e.to_string());
-        }
+    } else if let Some(cert_bytes) = &cert_bytes
+        && let Err(e) = parse_certs("tls.cert", cert_path, cert_bytes)
+    {
+        report.errors.push(e.to_string());
     }
     if let Some(path) = &cfg.client_ca {
         match read("tls.client_ca", path).and_then(|b| load_client_ca(path, &b)) {
@@ -813,10 +813,10 @@ pub fn explain_client_error(error: &(dyn std::error::Error + 'static)) -> Option
         if let Some(r) = e.downcast_ref::<rustls::Error>() {
             return Some(explain_rustls(r));
         }
-        if let Some(io) = e.downcast_ref::<io::Error>() {
-            if let Some(r) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                return Some(explain_rustls(r));
-            }
+        if let Some(io) = e.downcast_ref::<io::Error>()
+            && let Some(r) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>())
+        {
+            return Some(explain_rustls(r));
         }
         cur = e.source();
     }
