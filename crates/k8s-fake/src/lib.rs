@@ -73,6 +73,10 @@ pub struct Fault {
     pub status: u16,
     /// Held this long before answering (simulates a slow API server).
     pub delay: Duration,
+    /// Answer normally (after `delay`) instead of with `status`: the request
+    /// is served at once and only its response is held back, so a client
+    /// acts on what it read `delay` ago.
+    pub respond_normally: bool,
 }
 
 impl Fault {
@@ -84,6 +88,17 @@ impl Fault {
             times: Some(1),
             status,
             delay: Duration::ZERO,
+            respond_normally: false,
+        }
+    }
+
+    /// Serves the next matching request normally but holds its response
+    /// back for `delay` (e.g. to make a read stale before the client writes).
+    pub fn slow_response(method: &str, path_contains: &str, delay: Duration) -> Self {
+        Fault {
+            respond_normally: true,
+            delay,
+            ..Fault::new(method, path_contains, 200)
         }
     }
 
@@ -576,6 +591,16 @@ impl FakeKube {
 
     pub fn inject_fault(&self, fault: Fault) {
         self.shared.lock().faults.push(fault);
+    }
+
+    /// Faults that can still fire.
+    pub fn pending_faults(&self) -> usize {
+        self.shared
+            .lock()
+            .faults
+            .iter()
+            .filter(|f| f.times != Some(0))
+            .count()
     }
 
     pub fn clear_faults(&self) {

@@ -45,13 +45,17 @@ async fn handle(
                 if let Some(n) = f.times.as_mut() {
                     *n -= 1;
                 }
-                hit = Some((f.status, f.delay));
+                hit = Some((f.status, f.delay, f.respond_normally));
                 break;
             }
         }
         hit
     };
-    let response = if let Some((status, delay)) = fault {
+    let response = if let Some((_, delay, true)) = fault {
+        let response = route(&shared, &method, &uri, &body).await;
+        tokio::time::sleep(delay).await;
+        response
+    } else if let Some((status, delay, false)) = fault {
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }

@@ -315,7 +315,7 @@ impl PodRunner {
             let phase = phase_of(&pod);
             phase_tx.send_replace(phase.clone());
             if is_terminal(&phase) {
-                return Follow::Ended(pod);
+                return Follow::Ended(Box::new(pod));
             }
             let rv = pod
                 .metadata
@@ -345,13 +345,13 @@ impl PodRunner {
                                 phase_tx.send_replace(phase.clone());
                                 pod = p;
                                 if is_terminal(&phase) {
-                                    return Follow::Ended(pod);
+                                    return Follow::Ended(Box::new(pod));
                                 }
                             }
                             Ok(Some(WatchEvent::Deleted(p))) => {
                                 // A pod deleted after it ended still has its result.
                                 return if is_terminal(&phase_of(&p)) {
-                                    Follow::Ended(p)
+                                    Follow::Ended(Box::new(p))
                                 } else {
                                     Follow::Gone
                                 };
@@ -451,7 +451,7 @@ impl PodRunner {
 }
 
 enum Follow {
-    Ended(Pod),
+    Ended(Box<Pod>),
     Cancelled,
     TimedOut,
     Gone,
