@@ -1,0 +1,82 @@
+//! Admin endpoints on `admin.addr` (plain HTTP, no auth, for probes and
+//! scrapers): `/healthz` (the process serves), `/readyz` (leader and not
+//! draining), `/metrics` (Prometheus text).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use oj_adapters::notify::Notifier;
+use tokio::sync::watch;
+
+use crate::engine::EngineHandle;
+use crate::metrics::{CONTENT_TYPE, Metrics, Observed};
+
+/// What the admin handlers read.
+#[derive(Clone)]
+pub struct AdminState {
+    pub engine: EngineHandle,
+    pub leader: watch::Receiver<bool>,
+    pub draining: watch::Receiver<bool>,
+    pub metrics: Arc<Metrics>,
+    pub notifier: Option<Notifier>,
+}
+
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { (StatusCode::OK, "ok\n") }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// Ready = may take work: leader and not draining.
+pub fn ready(leader: bool, draining: bool) -> Result<(), &'static str> {
+    match (leader, draining) {
+        (_, true) => Err("draining\n"),
+        (false, _) => Err("standby: not the leader\n"),
+        (true, false) => Ok(()),
+    }
+}
+
+async fn readyz(State(s): State<AdminState>) -> Response {
+    match ready(*s.leader.borrow(), *s.draining.borrow()) {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
+    }
+}
+
+async fn metrics(State(s): State<AdminState>) -> Response {
+    let counts = s.engine.counts().await;
+    let observed = Observed {
+        counts,
+        leader: *s.leader.borrow(),
+        draining: *s.draining.borrow(),
+        notify_depth: s.notifier.as_ref().map(Notifier::depth).unwrap_or(0),
+        notify_counts: s
+            .notifier
+            .as_ref()
+            .map(Notifier::counts)
+            .unwrap_or_default(),
+    };
+    (
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        s.metrics.render(&observed),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_only_as_a_leader_that_is_not_draining() {
+        assert!(ready(true, false).is_ok());
+        assert!(ready(false, false).is_err());
+        assert!(ready(true, true).is_err());
+    }
+}

@@ -1,0 +1,179 @@
+//! Lifecycle end: how a shutdown is requested (SIGTERM, SIGINT,
+//! `POST /v1/shutdown`, `oj daemon stop`) and the drain of SPEC §3.9:
+//!
+//! 1. at once: readiness and submissions fail (`draining`), no job starts;
+//! 2. running shell steps may finish until `shutdown.drain_timeout`;
+//! 3. then the rest get SIGTERM (SIGKILL 2 s later) and end `interrupted`;
+//!    container steps are left running in their pods;
+//! 4. pending notifications get what is left of the window;
+//! 5. the final snapshot is written (the caller then releases the lock).
+//!
+//! A second request skips straight to 3. An idle daemon goes through all of
+//! it without waiting.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::engine::{ActiveStep, EngineHandle};
+use crate::runner::shell::KILL_GRACE;
+
+/// Counts shutdown requests; cheap to clone.
+#[derive(Clone)]
+pub struct ShutdownTrigger {
+    tx: Arc<watch::Sender<u32>>,
+}
+
+impl ShutdownTrigger {
+    pub fn new() -> (ShutdownTrigger, watch::Receiver<u32>) {
+        let (tx, rx) = watch::channel(0);
+        (ShutdownTrigger { tx: Arc::new(tx) }, rx)
+    }
+
+    /// Asks for a shutdown (the first starts the drain, the second terminates).
+    pub fn request(&self, why: &str) {
+        let n = *self.tx.borrow() + 1;
+        if n == 1 {
+            tracing::info!(reason = why, "shutdown requested: draining");
+        } else {
+            tracing::warn!(
+                reason = why,
+                "second shutdown request: terminating running steps now"
+            );
+        }
+        self.tx.send_modify(|c| *c += 1);
+    }
+}
+
+/// Turns SIGTERM and SIGINT into shutdown requests. Registered before the
+/// daemon is ready so that an early signal is never fatal.
+pub fn listen_for_signals(trigger: ShutdownTrigger) -> std::io::Result<()> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                Some(()) = term.recv() => trigger.request("SIGTERM"),
+                Some(()) = int.recv() => trigger.request("SIGINT"),
+                else => break,
+            }
+        }
+    });
+    Ok(())
+}
+
+fn describe(steps: &[ActiveStep]) -> String {
+    if steps.is_empty() {
+        return "nothing".into();
+    }
+    steps
+        .iter()
+        .map(|s| {
+            format!(
+                "{} ({}) step {}{}",
+                s.job_id,
+                s.job_name,
+                s.step,
+                if s.container { " [pod]" } else { "" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn shell_steps(active: &[ActiveStep]) -> Vec<ActiveStep> {
+    active.iter().filter(|s| !s.container).cloned().collect()
+}
+
+/// How the drain ended, for the last log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrainReport {
+    /// Steps that finished on their own during the window.
+    pub completed_in_window: bool,
+    /// Steps that were terminated.
+    pub terminated: Vec<ActiveStep>,
+}
+
+/// Runs phases 1–3 (the caller does 4 and 5 with what is left of the window).
+/// Returns the end of the drain window.
+pub async fn drain(
+    engine: &EngineHandle,
+    draining: &watch::Sender<bool>,
+    mut requests: watch::Receiver<u32>,
+    drain_timeout: Duration,
+) -> (Instant, DrainReport) {
+    let started = Instant::now();
+    let deadline = started + drain_timeout;
+    draining.send_replace(true);
+    engine.drain();
+    let mut active = engine.active();
+    let running = shell_steps(&active.borrow_and_update());
+    tracing::info!(
+        phase = "1/5 stop accepting",
+        running = %describe(&running),
+        drain_timeout = %humantime::format_duration(drain_timeout),
+        "drain: readiness and submissions now fail; queued jobs stay queued"
+    );
+    let mut skip = false;
+    if !running.is_empty() {
+        tracing::info!(phase = "2/5 wait", running = %describe(&running), "drain: waiting for running steps to finish");
+        loop {
+            let now_running = shell_steps(&active.borrow_and_update());
+            if now_running.is_empty() {
+                break;
+            }
+            tokio::select! {
+                changed = active.changed() => {
+                    if changed.is_err() { break; }
+                    let left = shell_steps(&active.borrow());
+                    if !left.is_empty() {
+                        tracing::info!(phase = "2/5 wait", running = %describe(&left), "drain: still running");
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => break,
+                _ = requests.wait_for(|n| *n >= 2) => { skip = true; break; }
+            }
+        }
+    }
+    let left = shell_steps(&active.borrow_and_update());
+    let mut report = DrainReport {
+        completed_in_window: left.is_empty() && !skip,
+        terminated: Vec::new(),
+    };
+    if !left.is_empty() {
+        tracing::warn!(
+            phase = "3/5 terminate",
+            steps = %describe(&left),
+            reason = if skip { "second shutdown request" } else { "drain timeout passed" },
+            "drain: sending SIGTERM to the process groups of the steps still running (SIGKILL in 2s); their jobs end interrupted"
+        );
+        engine.terminate();
+        let limit = Instant::now() + KILL_GRACE + Duration::from_secs(2);
+        loop {
+            if shell_steps(&active.borrow_and_update()).is_empty() {
+                break;
+            }
+            tokio::select! {
+                changed = active.changed() => if changed.is_err() { break },
+                () = tokio::time::sleep_until(limit) => {
+                    tracing::error!(steps = %describe(&shell_steps(&active.borrow())), "drain: steps did not end after SIGKILL");
+                    break;
+                }
+            }
+        }
+        report.terminated = left;
+    }
+    let pods = active
+        .borrow()
+        .iter()
+        .filter(|s| s.container)
+        .cloned()
+        .collect::<Vec<_>>();
+    if !pods.is_empty() {
+        tracing::info!(steps = %describe(&pods), "drain: container steps are left running in their pods; the next daemon follows them");
+    }
+    (deadline, report)
+}

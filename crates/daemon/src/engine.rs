@@ -1,0 +1,851 @@
+//! The engine: one task that owns the [`State`] and the WAL, so every state
+//! change is serialized without locks. Clients talk to it through an
+//! [`EngineHandle`] (commands over a channel); runners report step ends on
+//! the same channel.
+//!
+//! Each loop turn handles a batch of commands, appends their events to the
+//! WAL buffer, then commits (write + fsync) once and only then performs the
+//! turn's effects: replies to callers, process spawns, notifications. So
+//! nothing is acknowledged or started before it is durable, and the fsync
+//! cost is shared by every request of the batch (group commit).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use oj_core::{
+    Event, IdGen, Job, JobCounts, JobId, JobSpec, JobState, Notification, NotificationKind,
+    RuntimeVars, SpecError, State, Timestamp,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::metrics::Metrics;
+use crate::runner::{Runners, StepContext, StepOutcome, Stop};
+use crate::storage::Storage;
+
+/// WAL records between two snapshots.
+pub const SNAPSHOT_EVERY: usize = 10_000;
+
+/// Where notifications go (the notifier of `oj_adapters::notify`, or none).
+pub trait NotifySink: Send + Sync + 'static {
+    /// Whether notifications of `kind` are wanted at all (else they are not persisted).
+    fn wants(&self, kind: NotificationKind) -> bool;
+    /// Hands a notification over; never blocks.
+    fn enqueue(&self, n: &Notification);
+}
+
+/// The engine's slice of the configuration.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub max_concurrent: usize,
+    pub step_timeout: Duration,
+    pub logs_dir: PathBuf,
+}
+
+/// Why a submission was refused.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SubmitError {
+    #[error(
+        "the daemon is draining (shutting down) and accepts no new jobs; submit again once it has restarted"
+    )]
+    Draining,
+    #[error("this daemon is a standby (it does not hold the lock); send the job to the leader")]
+    NotLeader,
+    #[error("invalid job spec: {0}")]
+    Invalid(#[from] SpecError),
+    #[error("the job could not be stored: {0}")]
+    Storage(String),
+    #[error("the engine has stopped")]
+    Gone,
+}
+
+/// Why a cancel was refused.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CancelError {
+    #[error("no job with id {0}")]
+    NotFound(JobId),
+    #[error("job {id} has already ended ({state}); nothing to cancel")]
+    Ended { id: JobId, state: JobState },
+    #[error("this daemon is a standby (it does not hold the lock)")]
+    NotLeader,
+    #[error("the cancel could not be stored: {0}")]
+    Storage(String),
+    #[error("the engine has stopped")]
+    Gone,
+}
+
+/// A step being run now, as the drain reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveStep {
+    pub job_id: JobId,
+    pub job_name: String,
+    pub step: String,
+    /// Container steps are left running in their pods by the drain.
+    pub container: bool,
+}
+
+type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
+
+enum Command {
+    Submit {
+        spec: Box<JobSpec>,
+        reply: oneshot::Sender<Result<Job, SubmitError>>,
+    },
+    Get {
+        id: JobId,
+        reply: oneshot::Sender<Option<Job>>,
+    },
+    List {
+        status: Option<JobState>,
+        limit: Option<usize>,
+        reply: oneshot::Sender<Vec<Job>>,
+    },
+    Counts {
+        reply: oneshot::Sender<JobCounts>,
+    },
+    Cancel {
+        id: JobId,
+        reply: oneshot::Sender<Result<Job, CancelError>>,
+    },
+    StepExited {
+        id: JobId,
+        step: usize,
+        outcome: StepOutcome,
+    },
+    NotificationAcked {
+        id: String,
+    },
+    Drain,
+    Terminate,
+    Shutdown {
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+/// A cheap, cloneable handle to the engine task.
+#[derive(Clone)]
+pub struct EngineHandle {
+    tx: mpsc::UnboundedSender<Command>,
+    active: watch::Receiver<Vec<ActiveStep>>,
+}
+
+impl EngineHandle {
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(make(tx)).ok()?;
+        rx.await.ok()
+    }
+
+    pub async fn submit(&self, spec: JobSpec) -> Result<Job, SubmitError> {
+        self.ask(|reply| Command::Submit {
+            spec: Box::new(spec),
+            reply,
+        })
+        .await
+        .unwrap_or(Err(SubmitError::Gone))
+    }
+
+    pub async fn get(&self, id: JobId) -> Option<Job> {
+        self.ask(|reply| Command::Get { id, reply }).await.flatten()
+    }
+
+    pub async fn list(&self, status: Option<JobState>, limit: Option<usize>) -> Vec<Job> {
+        self.ask(|reply| Command::List {
+            status,
+            limit,
+            reply,
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    pub async fn counts(&self) -> JobCounts {
+        self.ask(|reply| Command::Counts { reply })
+            .await
+            .unwrap_or_default()
+    }
+
+    pub async fn cancel(&self, id: JobId) -> Result<Job, CancelError> {
+        self.ask(|reply| Command::Cancel { id, reply })
+            .await
+            .unwrap_or(Err(CancelError::Gone))
+    }
+
+    /// Records that a notification is finished (called from the notifier).
+    pub fn ack_notification(&self, id: &str) {
+        let _ = self
+            .tx
+            .send(Command::NotificationAcked { id: id.to_string() });
+    }
+
+    /// Drain phase 1: start no more jobs, refuse submissions.
+    pub fn drain(&self) {
+        let _ = self.tx.send(Command::Drain);
+    }
+
+    /// Drain phase 3: stop every running shell step (SIGTERM, SIGKILL later).
+    pub fn terminate(&self) {
+        let _ = self.tx.send(Command::Terminate);
+    }
+
+    /// Writes the final snapshot and stops the engine.
+    pub async fn shutdown(&self) -> Result<(), String> {
+        self.ask(|reply| Command::Shutdown { reply })
+            .await
+            .unwrap_or_else(|| Err("the engine had already stopped".into()))
+    }
+
+    /// The steps running now (updated on every change).
+    pub fn active(&self) -> watch::Receiver<Vec<ActiveStep>> {
+        self.active.clone()
+    }
+}
+
+struct Running {
+    step: usize,
+    stop: watch::Sender<Stop>,
+    container: bool,
+    step_name: String,
+    job_name: String,
+}
+
+enum Effect {
+    Reply(Reply),
+    Spawn {
+        ctx: Box<StepContext>,
+        stop: watch::Receiver<Stop>,
+    },
+    Notify(Box<Notification>),
+}
+
+/// The engine task's state.
+pub struct Engine {
+    state: State,
+    storage: Storage,
+    cfg: EngineConfig,
+    runners: Runners,
+    notify: Option<Arc<dyn NotifySink>>,
+    metrics: Arc<Metrics>,
+    rx: mpsc::UnboundedReceiver<Command>,
+    tx: mpsc::UnboundedSender<Command>,
+    leader: watch::Receiver<bool>,
+    is_leader: bool,
+    recovered: bool,
+    draining: bool,
+    terminating: bool,
+    ids: IdGen,
+    running: HashMap<JobId, Running>,
+    cancel_requested: HashSet<JobId>,
+    effects: Vec<Effect>,
+    active_tx: watch::Sender<Vec<ActiveStep>>,
+    active_dirty: bool,
+}
+
+impl Engine {
+    /// Builds the engine around replayed state; run it with [`Engine::run`].
+    pub fn new(
+        state: State,
+        storage: Storage,
+        cfg: EngineConfig,
+        runners: Runners,
+        metrics: Arc<Metrics>,
+        leader: watch::Receiver<bool>,
+    ) -> (Engine, EngineHandle) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (active_tx, active_rx) = watch::channel(Vec::new());
+        let ids = IdGen::after(state.newest_id());
+        let engine = Engine {
+            state,
+            storage,
+            cfg,
+            runners,
+            notify: None,
+            metrics,
+            rx,
+            tx: tx.clone(),
+            leader,
+            is_leader: false,
+            recovered: false,
+            draining: false,
+            terminating: false,
+            ids,
+            running: HashMap::new(),
+            cancel_requested: HashSet::new(),
+            effects: Vec::new(),
+            active_tx,
+            active_dirty: false,
+        };
+        (
+            engine,
+            EngineHandle {
+                tx,
+                active: active_rx,
+            },
+        )
+    }
+
+    /// Notifications not acknowledged before the last stop (to hand to the notifier).
+    pub fn pending_notifications(&self) -> Vec<Notification> {
+        self.state.pending_notifications()
+    }
+
+    /// Plugs in the notifier.
+    pub fn set_notifier(&mut self, sink: Arc<dyn NotifySink>) {
+        self.notify = Some(sink);
+    }
+
+    /// Runs until [`EngineHandle::shutdown`].
+    pub async fn run(mut self) {
+        self.check_leader();
+        self.after_turn();
+        loop {
+            let cmd = tokio::select! {
+                biased;
+                cmd = self.rx.recv() => cmd,
+                changed = self.leader.changed() => {
+                    if changed.is_err() {
+                        // The lock strategy is gone: keep the last value.
+                        self.leader = watch::channel(self.is_leader).1;
+                    }
+                    self.check_leader();
+                    self.after_turn();
+                    continue;
+                }
+            };
+            let Some(cmd) = cmd else { break };
+            let mut stop = self.handle(cmd);
+            // Take whatever else is waiting into the same commit.
+            let mut n = 0;
+            while stop.is_none() && n < 512 {
+                match self.rx.try_recv() {
+                    Ok(cmd) => stop = self.handle(cmd),
+                    Err(_) => break,
+                }
+                n += 1;
+            }
+            self.after_turn();
+            if let Some(reply) = stop {
+                let result = tokio::task::block_in_place(|| self.storage.snapshot(&self.state))
+                    .map_err(|e| e.to_string());
+                match &result {
+                    Ok(()) => {
+                        tracing::info!(jobs = self.state.jobs().count(), "final snapshot written")
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot write the final snapshot; the WAL still has every change")
+                    }
+                }
+                let _ = reply.send(result);
+                break;
+            }
+        }
+    }
+
+    fn check_leader(&mut self) {
+        let leader = *self.leader.borrow_and_update();
+        if leader != self.is_leader {
+            self.is_leader = leader;
+            if leader {
+                tracing::info!("leader: jobs may run");
+            } else {
+                tracing::warn!("not the leader: no job starts");
+            }
+        }
+        if leader && !self.recovered {
+            self.recovered = true;
+            self.recover();
+        }
+    }
+
+    /// Jobs left `running` by a process that died: follow container steps
+    /// again when the container runner can, end the rest `interrupted`.
+    fn recover(&mut self) {
+        let now = now();
+        let running: Vec<JobId> = self.state.running().cloned().collect();
+        for id in running {
+            let Some(job) = self.state.job(&id) else {
+                continue;
+            };
+            let step = job.running_step();
+            let reattach = step.and_then(|i| {
+                job.spec.step_container(i)?;
+                let ctx = self.step_context(job, i);
+                let (stop_tx, stop_rx) = watch::channel(Stop::Run);
+                let fut = self.runners.container.reattach(ctx.clone(), stop_rx)?;
+                Some((i, ctx, stop_tx, fut))
+            });
+            match reattach {
+                Some((i, ctx, stop_tx, fut)) => {
+                    tracing::info!(job_id = %id, step = %ctx.step_name, "following a container step started before the restart");
+                    self.running.insert(
+                        id.clone(),
+                        Running {
+                            step: i,
+                            stop: stop_tx,
+                            container: true,
+                            step_name: ctx.step_name.clone(),
+                            job_name: ctx.job_name.clone(),
+                        },
+                    );
+                    self.active_dirty = true;
+                    let tx = self.tx.clone();
+                    tokio::spawn(async move {
+                        let outcome = fut.await;
+                        let _ = tx.send(Command::StepExited {
+                            id: ctx.job_id.clone(),
+                            step: ctx.index,
+                            outcome,
+                        });
+                    });
+                }
+                None => {
+                    let what = match step.map(|i| job.steps[i].name.clone()) {
+                        Some(s) => format!("the daemon stopped while step {s} was running"),
+                        None => "the daemon stopped while the job was running".to_string(),
+                    };
+                    tracing::warn!(job_id = %id, "job was running when the daemon stopped; marking it interrupted");
+                    self.record(Event::JobFinished {
+                        id,
+                        at: now,
+                        state: JobState::Interrupted,
+                        error: Some(what),
+                    });
+                }
+            }
+        }
+        let queued = self.state.counts().queued;
+        if queued > 0 {
+            tracing::info!(queued, "queued jobs from before the restart will start");
+        }
+    }
+
+    fn handle(&mut self, cmd: Command) -> Option<oneshot::Sender<Result<(), String>>> {
+        match cmd {
+            Command::Submit { spec, reply } => self.submit(spec, reply),
+            Command::Get { id, reply } => {
+                let _ = reply.send(self.state.job(&id).cloned());
+            }
+            Command::List {
+                status,
+                limit,
+                reply,
+            } => {
+                let _ = reply.send(
+                    self.state
+                        .list(status, limit)
+                        .into_iter()
+                        .cloned()
+                        .collect(),
+                );
+            }
+            Command::Counts { reply } => {
+                let _ = reply.send(self.state.counts());
+            }
+            Command::Cancel { id, reply } => self.cancel(id, reply),
+            Command::StepExited { id, step, outcome } => self.step_exited(id, step, outcome),
+            Command::NotificationAcked { id } => {
+                if self
+                    .state
+                    .pending_notifications()
+                    .iter()
+                    .any(|n| n.id == id)
+                {
+                    self.record(Event::NotificationAcked { id });
+                }
+            }
+            Command::Drain => {
+                if !self.draining {
+                    self.draining = true;
+                    tracing::info!(
+                        queued = self.state.counts().queued,
+                        "draining: no new jobs start; queued jobs stay queued"
+                    );
+                }
+            }
+            Command::Terminate => {
+                self.draining = true;
+                self.terminating = true;
+                for (id, r) in &self.running {
+                    if r.container {
+                        continue; // left running in its pod
+                    }
+                    tracing::warn!(job_id = %id, step = %r.step_name, "terminating step: SIGTERM to its process group");
+                    r.stop.send_if_modified(|s| {
+                        if *s == Stop::Run {
+                            *s = Stop::Terminate;
+                            true
+                        } else {
+                            false
+                        }
+                    });
+                }
+            }
+            Command::Shutdown { reply } => return Some(reply),
+        }
+        None
+    }
+
+    fn submit(&mut self, spec: Box<JobSpec>, reply: oneshot::Sender<Result<Job, SubmitError>>) {
+        let refuse = if !self.is_leader {
+            Some(SubmitError::NotLeader)
+        } else if self.draining {
+            Some(SubmitError::Draining)
+        } else {
+            spec.validate().err().map(SubmitError::Invalid)
+        };
+        if let Some(e) = refuse {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        let at = now();
+        let id = self.ids.next(at.0);
+        let job = Job::new(id.clone(), *spec, at);
+        tracing::info!(job_id = %id, name = %job.name, steps = job.steps.len(), "job submitted");
+        self.record(Event::JobSubmitted {
+            job: Box::new(job.clone()),
+        });
+        self.metrics.jobs_submitted.inc();
+        self.effects.push(Effect::Reply(Box::new(move |err| {
+            let _ = reply.send(match err {
+                None => Ok(job),
+                Some(e) => Err(SubmitError::Storage(e.to_string())),
+            });
+        })));
+    }
+
+    fn cancel(&mut self, id: JobId, reply: oneshot::Sender<Result<Job, CancelError>>) {
+        if !self.is_leader {
+            let _ = reply.send(Err(CancelError::NotLeader));
+            return;
+        }
+        let Some(job) = self.state.job(&id) else {
+            let _ = reply.send(Err(CancelError::NotFound(id)));
+            return;
+        };
+        match job.state {
+            JobState::Queued => {
+                tracing::info!(job_id = %id, "cancelling queued job");
+                self.record(Event::JobFinished {
+                    id: id.clone(),
+                    at: now(),
+                    state: JobState::Cancelled,
+                    error: Some("cancelled before it started".into()),
+                });
+            }
+            JobState::Running => {
+                tracing::info!(job_id = %id, "cancelling running job");
+                self.cancel_requested.insert(id.clone());
+                if let Some(r) = self.running.get(&id) {
+                    r.stop.send_if_modified(|s| {
+                        if *s == Stop::Run {
+                            *s = Stop::Cancel;
+                            true
+                        } else {
+                            false
+                        }
+                    });
+                }
+            }
+            state => {
+                let _ = reply.send(Err(CancelError::Ended { id, state }));
+                return;
+            }
+        }
+        let snapshot = self.state.job(&id).cloned();
+        self.effects.push(Effect::Reply(Box::new(move |err| {
+            let _ = reply.send(match (err, snapshot) {
+                (None, Some(job)) => Ok(job),
+                (None, None) => Err(CancelError::NotFound(id)),
+                (Some(e), _) => Err(CancelError::Storage(e.to_string())),
+            });
+        })));
+    }
+
+    fn step_exited(&mut self, id: JobId, step: usize, outcome: StepOutcome) {
+        let Some(run) = self.running.remove(&id) else {
+            tracing::warn!(job_id = %id, step, "a step ended that the engine was not running");
+            return;
+        };
+        self.active_dirty = true;
+        if run.step != step {
+            tracing::warn!(job_id = %id, step, expected = run.step, "step index mismatch");
+        }
+        let stop = *run.stop.borrow();
+        let cancelled = stop == Stop::Cancel || self.cancel_requested.remove(&id);
+        let at = now();
+        let step_name = run.step_name.clone();
+        let (step_state, exit_code, error) = match (&outcome, cancelled, stop) {
+            (StepOutcome::Exited(0), _, _) => (JobState::Done, Some(0), None),
+            (StepOutcome::Exited(c), true, _) => (JobState::Cancelled, Some(*c), None),
+            (StepOutcome::Signaled(_), true, _) => (JobState::Cancelled, None, None),
+            (StepOutcome::Exited(c), false, Stop::Terminate) => (
+                JobState::Interrupted,
+                Some(*c),
+                Some(format!(
+                    "the daemon shut down while step {step_name} ran (shutdown.drain_timeout passed)"
+                )),
+            ),
+            (StepOutcome::Signaled(_), false, Stop::Terminate) => (
+                JobState::Interrupted,
+                None,
+                Some(format!(
+                    "the daemon shut down while step {step_name} ran (shutdown.drain_timeout passed)"
+                )),
+            ),
+            (StepOutcome::Exited(c), _, _) => (
+                JobState::Failed,
+                Some(*c),
+                Some(format!("step {step_name} exited with code {c}")),
+            ),
+            (StepOutcome::Signaled(sig), _, _) => (
+                JobState::Failed,
+                None,
+                Some(format!(
+                    "step {step_name} was killed by signal {}",
+                    signal_name(*sig)
+                )),
+            ),
+            (StepOutcome::TimedOut(d), _, _) => (
+                JobState::Failed,
+                None,
+                Some(format!(
+                    "step {step_name} timed out after {}",
+                    humantime::format_duration(*d)
+                )),
+            ),
+            (StepOutcome::Error(msg), _, _) => (JobState::Failed, None, Some(msg.clone())),
+        };
+        tracing::info!(job_id = %id, step = %step_name, state = %step_state, exit_code, "step ended");
+        self.record(Event::StepFinished {
+            id: id.clone(),
+            step,
+            at,
+            state: step_state,
+            exit_code,
+        });
+        let steps_total = self.state.job(&id).map(|j| j.steps.len()).unwrap_or(0);
+        let job_end = match step_state {
+            JobState::Done if cancelled => {
+                Some((JobState::Cancelled, Some("cancelled".to_string())))
+            }
+            JobState::Done if step + 1 < steps_total => {
+                if self.terminating {
+                    let next = self
+                        .state
+                        .job(&id)
+                        .map(|j| j.steps[step + 1].name.clone())
+                        .unwrap_or_default();
+                    Some((
+                        JobState::Interrupted,
+                        Some(format!(
+                            "the daemon shut down before step {next} could start"
+                        )),
+                    ))
+                } else {
+                    self.start_step(&id, step + 1);
+                    None
+                }
+            }
+            JobState::Done => Some((JobState::Done, None)),
+            JobState::Cancelled => Some((JobState::Cancelled, Some("cancelled".to_string()))),
+            other => Some((other, error)),
+        };
+        if let Some((state, error)) = job_end {
+            self.cancel_requested.remove(&id);
+            tracing::info!(job_id = %id, state = %state, error = error.as_deref().unwrap_or(""), "job ended");
+            self.record(Event::JobFinished {
+                id,
+                at,
+                state,
+                error,
+            });
+        }
+    }
+
+    /// Starts queued jobs while there is room, leader and not draining.
+    fn schedule(&mut self) {
+        if !self.is_leader || self.draining || !self.recovered {
+            return;
+        }
+        for id in self.state.next_to_start(self.cfg.max_concurrent) {
+            let at = now();
+            self.record(Event::JobStarted { id: id.clone(), at });
+            tracing::info!(job_id = %id, "job started");
+            self.start_step(&id, 0);
+        }
+    }
+
+    fn step_context(&self, job: &Job, index: usize) -> StepContext {
+        let step = &job.spec.steps[index];
+        let vars = RuntimeVars {
+            job_id: job.id.as_str(),
+            name: &job.name,
+            step: Some(&step.name),
+            error: None,
+        };
+        let mut env: BTreeMap<String, String> = job
+            .spec
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), vars.apply(v)))
+            .collect();
+        env.insert("OJ_JOB_ID".into(), job.id.to_string());
+        env.insert("OJ_JOB_NAME".into(), job.name.clone());
+        env.insert("OJ_STEP".into(), step.name.clone());
+        StepContext {
+            job_id: job.id.clone(),
+            job_name: job.name.clone(),
+            index,
+            step_name: step.name.clone(),
+            run: vars.apply(&step.run),
+            env,
+            container: job.spec.step_container(index).cloned(),
+            timeout: step.timeout.unwrap_or(self.cfg.step_timeout),
+            log_path: self
+                .cfg
+                .logs_dir
+                .join(job.id.as_str())
+                .join(format!("{}.log", step.name)),
+        }
+    }
+
+    fn start_step(&mut self, id: &JobId, index: usize) {
+        let Some(job) = self.state.job(id) else {
+            return;
+        };
+        let ctx = self.step_context(job, index);
+        let container = ctx.container.is_some();
+        let pod = container.then(|| StepContext::pod_name(id, index));
+        let (stop_tx, stop_rx) = watch::channel(Stop::Run);
+        self.running.insert(
+            id.clone(),
+            Running {
+                step: index,
+                stop: stop_tx,
+                container,
+                step_name: ctx.step_name.clone(),
+                job_name: ctx.job_name.clone(),
+            },
+        );
+        self.active_dirty = true;
+        self.record(Event::StepStarted {
+            id: id.clone(),
+            step: index,
+            at: now(),
+            pod,
+        });
+        self.effects.push(Effect::Spawn {
+            ctx: Box::new(ctx),
+            stop: stop_rx,
+        });
+    }
+
+    /// Applies an event to the state and buffers it for the WAL; queues
+    /// the notification it calls for.
+    fn record(&mut self, event: Event) {
+        if let Err(e) = self.state.apply(&event) {
+            tracing::error!(error = %e, "internal: an event does not fit the state; ignored");
+            return;
+        }
+        self.storage.append(&event);
+        let Some((kind, id)) = event.notification_kind() else {
+            return;
+        };
+        let Some(sink) = &self.notify else { return };
+        if !sink.wants(kind) {
+            return;
+        }
+        let Some(job) = self.state.job(id) else {
+            return;
+        };
+        let at = match &event {
+            Event::JobStarted { at, .. } | Event::JobFinished { at, .. } => *at,
+            _ => now(),
+        };
+        let n = Notification::for_job(kind, job, at);
+        let queued = Event::NotificationQueued {
+            notification: Box::new(n.clone()),
+        };
+        if self.state.apply(&queued).is_ok() {
+            self.storage.append(&queued);
+            self.effects.push(Effect::Notify(Box::new(n)));
+        }
+    }
+
+    /// Schedules, commits the WAL, then performs the effects of the turn.
+    fn after_turn(&mut self) {
+        self.schedule();
+        let commit = if self.storage.has_pending() {
+            tokio::task::block_in_place(|| self.storage.commit()).map_err(|e| e.to_string())
+        } else {
+            Ok(())
+        };
+        if let Err(e) = &commit {
+            tracing::error!(error = %e, "cannot write the WAL; the last changes are not durable");
+        }
+        let err = commit.as_ref().err().map(String::as_str);
+        for effect in std::mem::take(&mut self.effects) {
+            match effect {
+                Effect::Reply(reply) => reply(err),
+                Effect::Spawn { ctx, stop } => {
+                    let runner = if ctx.container.is_some() {
+                        self.runners.container.clone()
+                    } else {
+                        self.runners.shell.clone()
+                    };
+                    let tx = self.tx.clone();
+                    tokio::spawn(async move {
+                        let id = ctx.job_id.clone();
+                        let index = ctx.index;
+                        let outcome = runner.run(*ctx, stop).await;
+                        let _ = tx.send(Command::StepExited {
+                            id,
+                            step: index,
+                            outcome,
+                        });
+                    });
+                }
+                Effect::Notify(n) => {
+                    if let Some(sink) = &self.notify {
+                        sink.enqueue(&n);
+                    }
+                }
+            }
+        }
+        if self.active_dirty {
+            self.active_dirty = false;
+            let mut active: Vec<ActiveStep> = self
+                .running
+                .iter()
+                .map(|(id, r)| ActiveStep {
+                    job_id: id.clone(),
+                    job_name: r.job_name.clone(),
+                    step: r.step_name.clone(),
+                    container: r.container,
+                })
+                .collect();
+            active.sort_by(|a, b| a.job_id.cmp(&b.job_id));
+            self.active_tx.send_replace(active);
+        }
+        if self.storage.wal_len() >= SNAPSHOT_EVERY {
+            match tokio::task::block_in_place(|| self.storage.snapshot(&self.state)) {
+                Ok(()) => tracing::debug!("snapshot written"),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot write a snapshot; the WAL keeps growing")
+                }
+            }
+        }
+    }
+}
+
+fn now() -> Timestamp {
+    Timestamp(SystemTime::now())
+}
+
+fn signal_name(sig: i32) -> String {
+    match nix::sys::signal::Signal::try_from(sig) {
+        Ok(s) => s.as_str().to_string(),
+        Err(_) => format!("{sig}"),
+    }
+}

@@ -1,0 +1,111 @@
+//! How a step runs. The engine decides *what* runs and records what
+//! happened; a [`StepRunner`] only runs one step to its end and reports how
+//! it ended. Shell steps use [`shell::ShellRunner`]; container steps go to
+//! whatever runner is plugged in as `Runners::container` (the Kubernetes pod
+//! runner; until then [`NoContainerRunner`] fails them with a clear reason).
+
+pub mod shell;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use oj_core::{ContainerSpec, JobId};
+use tokio::sync::watch;
+
+/// What the engine asks of a running step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Keep running.
+    Run,
+    /// The user cancelled the job: stop the step (SIGTERM, SIGKILL 2 s later).
+    Cancel,
+    /// The drain timeout passed: stop the step (SIGTERM, SIGKILL 2 s later).
+    Terminate,
+}
+
+/// Everything a runner needs to run one step, templates already filled.
+#[derive(Debug, Clone)]
+pub struct StepContext {
+    pub job_id: JobId,
+    pub job_name: String,
+    /// Index of the step in the job (0-based).
+    pub index: usize,
+    pub step_name: String,
+    /// The command (`jobs.shell + [run]`, or the container's command).
+    pub run: String,
+    /// The step's environment on top of the daemon's base environment.
+    pub env: BTreeMap<String, String>,
+    /// Set for container steps.
+    pub container: Option<ContainerSpec>,
+    pub timeout: Duration,
+    /// `state_dir/logs/<job-id>/<step>.log`; the runner appends the output here.
+    pub log_path: PathBuf,
+}
+
+impl StepContext {
+    /// The pod name of a container step: `oj-<job-id>-<step-index>`.
+    pub fn pod_name(job_id: &JobId, index: usize) -> String {
+        format!("oj-{job_id}-{index}")
+    }
+}
+
+/// How a step ended, as the runner saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// The process exited with this code.
+    Exited(i32),
+    /// The process was killed by this signal.
+    Signaled(i32),
+    /// The step ran past its timeout and was killed.
+    TimedOut(Duration),
+    /// The step could not run at all (spawn failure, no container runner, …).
+    Error(String),
+}
+
+/// Runs steps of one kind.
+pub trait StepRunner: Send + Sync + 'static {
+    /// Runs the step to its end. `stop` changes when the engine wants the
+    /// step stopped; the runner then stops it and still reports how it ended.
+    fn run(&self, ctx: StepContext, stop: watch::Receiver<Stop>)
+    -> BoxFuture<'static, StepOutcome>;
+
+    /// Follows a step an earlier daemon process started (pods outlive the
+    /// daemon). `None` = this runner cannot; the step ends `interrupted`.
+    fn reattach(
+        &self,
+        ctx: StepContext,
+        stop: watch::Receiver<Stop>,
+    ) -> Option<BoxFuture<'static, StepOutcome>> {
+        let _ = (ctx, stop);
+        None
+    }
+}
+
+/// The runners the engine uses.
+#[derive(Clone)]
+pub struct Runners {
+    pub shell: Arc<dyn StepRunner>,
+    pub container: Arc<dyn StepRunner>,
+}
+
+/// The container runner used until a Kubernetes runner is plugged in.
+pub struct NoContainerRunner;
+
+/// The reason a container step fails without a Kubernetes runner.
+pub const NO_CONTAINER_RUNNER: &str = "container steps need the Kubernetes runner, which is not available in this daemon; remove `container` from the step (and the job) to run it as a shell step";
+
+impl StepRunner for NoContainerRunner {
+    fn run(
+        &self,
+        ctx: StepContext,
+        _stop: watch::Receiver<Stop>,
+    ) -> BoxFuture<'static, StepOutcome> {
+        Box::pin(async move {
+            shell::append_note(&ctx.log_path, NO_CONTAINER_RUNNER);
+            StepOutcome::Error(format!("step {}: {NO_CONTAINER_RUNNER}", ctx.step_name))
+        })
+    }
+}

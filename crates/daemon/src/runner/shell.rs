@@ -1,0 +1,284 @@
+//! Shell steps: `jobs.shell + [run]` as a child of the daemon, in its own
+//! process group so that a timeout, a cancel or the drain can signal the
+//! whole tree (SIGTERM, then SIGKILL after a grace period). Output goes
+//! straight into the step's log file (no copy through the daemon).
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+
+use super::{StepContext, StepOutcome, StepRunner, Stop};
+
+/// Time between SIGTERM and SIGKILL.
+pub const KILL_GRACE: Duration = Duration::from_secs(2);
+
+/// Runs shell steps.
+pub struct ShellRunner {
+    /// `jobs.shell`: the step's `run` is appended as the last argument.
+    pub shell: Vec<String>,
+    /// The environment every step starts from (the daemon's, without `OJ_*`).
+    pub base_env: BTreeMap<String, String>,
+    pub kill_grace: Duration,
+}
+
+impl StepRunner for ShellRunner {
+    fn run(
+        &self,
+        ctx: StepContext,
+        stop: watch::Receiver<Stop>,
+    ) -> BoxFuture<'static, StepOutcome> {
+        let shell = self.shell.clone();
+        let base_env = self.base_env.clone();
+        let grace = self.kill_grace;
+        Box::pin(run_shell(shell, base_env, grace, ctx, stop))
+    }
+}
+
+async fn run_shell(
+    shell: Vec<String>,
+    base_env: BTreeMap<String, String>,
+    grace: Duration,
+    ctx: StepContext,
+    mut stop: watch::Receiver<Stop>,
+) -> StepOutcome {
+    let Some((program, args)) = shell.split_first() else {
+        return StepOutcome::Error(
+            "jobs.shell is empty; set it to e.g. [\"/bin/sh\", \"-c\"]".into(),
+        );
+    };
+    if let Some(dir) = ctx.log_path.parent()
+        && let Err(e) = std::fs::create_dir_all(dir)
+    {
+        return StepOutcome::Error(format!(
+            "cannot create the log directory {}: {e}",
+            dir.display()
+        ));
+    }
+    let log = match OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&ctx.log_path)
+    {
+        Ok(f) => f,
+        Err(e) => {
+            return StepOutcome::Error(format!(
+                "cannot open the step log {}: {e}",
+                ctx.log_path.display()
+            ));
+        }
+    };
+    let log_err = match log.try_clone() {
+        Ok(f) => f,
+        Err(e) => {
+            return StepOutcome::Error(format!(
+                "cannot open the step log {}: {e}",
+                ctx.log_path.display()
+            ));
+        }
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .arg(&ctx.run)
+        .env_clear()
+        .envs(&base_env)
+        .envs(&ctx.env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log_err))
+        .process_group(0)
+        .kill_on_drop(false);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            let msg = format!("cannot start {program:?} (jobs.shell): {e}");
+            append_note(&ctx.log_path, &msg);
+            return StepOutcome::Error(format!("step {}: {msg}", ctx.step_name));
+        }
+    };
+    let Some(pid) = child.id() else {
+        return StepOutcome::Error(format!(
+            "step {}: the process ended before it could be watched",
+            ctx.step_name
+        ));
+    };
+    let pgid = Pid::from_raw(pid as i32);
+    tracing::debug!(job_id = %ctx.job_id, step = %ctx.step_name, pid, "step started");
+
+    let deadline = tokio::time::sleep(ctx.timeout);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            status = child.wait() => return outcome(status),
+            () = &mut deadline => {
+                append_note(
+                    &ctx.log_path,
+                    &format!("step timed out after {}; stopping its process group", humantime::format_duration(ctx.timeout)),
+                );
+                tracing::warn!(job_id = %ctx.job_id, step = %ctx.step_name, timeout = %humantime::format_duration(ctx.timeout), "step timed out; terminating its process group");
+                let _ = terminate_group(pgid, &mut child, grace).await;
+                return StepOutcome::TimedOut(ctx.timeout);
+            }
+            changed = stop.changed() => {
+                let request = *stop.borrow_and_update();
+                if changed.is_err() || request == Stop::Run {
+                    if changed.is_err() {
+                        // The engine is gone; keep waiting for the process only.
+                        return outcome(child.wait().await);
+                    }
+                    continue;
+                }
+                let why = match request {
+                    Stop::Cancel => "the job was cancelled",
+                    _ => "the daemon is shutting down (drain timeout passed)",
+                };
+                append_note(&ctx.log_path, &format!("{why}; sending SIGTERM to the step's process group"));
+                return outcome(terminate_group(pgid, &mut child, grace).await);
+            }
+        }
+    }
+}
+
+fn outcome(status: std::io::Result<ExitStatus>) -> StepOutcome {
+    match status {
+        Ok(s) => match (s.code(), s.signal()) {
+            (Some(code), _) => StepOutcome::Exited(code),
+            (None, Some(sig)) => StepOutcome::Signaled(sig),
+            (None, None) => StepOutcome::Error("the step ended with an unknown status".into()),
+        },
+        Err(e) => StepOutcome::Error(format!("cannot wait for the step's process: {e}")),
+    }
+}
+
+/// SIGTERM to the group, SIGKILL after `grace` if the leader still runs.
+async fn terminate_group(
+    pgid: Pid,
+    child: &mut Child,
+    grace: Duration,
+) -> std::io::Result<ExitStatus> {
+    let _ = killpg(pgid, Signal::SIGTERM);
+    match tokio::time::timeout(grace, child.wait()).await {
+        Ok(status) => {
+            // The leader is gone; anything left in its group gets no more time.
+            let _ = killpg(pgid, Signal::SIGKILL);
+            status
+        }
+        Err(_) => {
+            let _ = killpg(pgid, Signal::SIGKILL);
+            child.wait().await
+        }
+    }
+}
+
+/// Appends a line from the daemon to a step log (`[oj] …`), best effort.
+pub fn append_note(path: &Path, note: &str) {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
+        let _ = writeln!(f, "[oj] {note}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oj_core::JobId;
+
+    fn ctx(dir: &Path, run: &str, timeout: Duration) -> StepContext {
+        StepContext {
+            job_id: JobId::from_parts(1, 1),
+            job_name: "j".into(),
+            index: 0,
+            step_name: "s".into(),
+            run: run.into(),
+            env: [("GREETING".to_string(), "hi".to_string())].into(),
+            container: None,
+            timeout,
+            log_path: dir.join("logs/x/s.log"),
+        }
+    }
+
+    fn runner() -> ShellRunner {
+        ShellRunner {
+            shell: vec!["/bin/sh".into(), "-c".into()],
+            base_env: [("PATH".to_string(), "/usr/bin:/bin".to_string())].into(),
+            kill_grace: Duration::from_millis(300),
+        }
+    }
+
+    #[tokio::test]
+    async fn output_and_exit_code_are_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_tx, rx) = watch::channel(Stop::Run);
+        let c = ctx(
+            dir.path(),
+            "echo $GREETING; echo oops >&2; exit 3",
+            Duration::from_secs(10),
+        );
+        let out = runner().run(c.clone(), rx).await;
+        assert_eq!(out, StepOutcome::Exited(3));
+        assert_eq!(std::fs::read_to_string(&c.log_path).unwrap(), "hi\noops\n");
+    }
+
+    #[tokio::test]
+    async fn a_timeout_kills_the_process_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_tx, rx) = watch::channel(Stop::Run);
+        let c = ctx(
+            dir.path(),
+            "sleep 30 & sleep 30; echo never",
+            Duration::from_millis(200),
+        );
+        let out = runner().run(c.clone(), rx).await;
+        assert_eq!(out, StepOutcome::TimedOut(Duration::from_millis(200)));
+        let log = std::fs::read_to_string(&c.log_path).unwrap();
+        assert!(log.contains("timed out"), "{log}");
+        assert!(!log.contains("never"));
+    }
+
+    #[tokio::test]
+    async fn a_stop_request_sends_sigterm_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, rx) = watch::channel(Stop::Run);
+        let marker = dir.path().join("marker");
+        let run = format!(
+            "trap 'echo term > {}; exit 7' TERM; while true; do sleep 0.05; done",
+            marker.display()
+        );
+        let c = ctx(dir.path(), &run, Duration::from_secs(30));
+        let task = tokio::spawn(runner().run(c, rx));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        tx.send(Stop::Terminate).unwrap();
+        let out = task.await.unwrap();
+        assert_eq!(out, StepOutcome::Exited(7));
+        assert_eq!(std::fs::read_to_string(marker).unwrap(), "term\n");
+    }
+
+    #[tokio::test]
+    async fn a_missing_shell_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_tx, rx) = watch::channel(Stop::Run);
+        let mut r = runner();
+        r.shell = vec!["/no/such/shell".into()];
+        let out = r
+            .run(ctx(dir.path(), "true", Duration::from_secs(1)), rx)
+            .await;
+        let StepOutcome::Error(msg) = out else {
+            panic!("{out:?}")
+        };
+        assert!(
+            msg.contains("/no/such/shell") && msg.contains("jobs.shell"),
+            "{msg}"
+        );
+    }
+}

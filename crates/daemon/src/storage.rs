@@ -1,0 +1,439 @@
+//! Persistence: an append-only write-ahead log of [`Event`]s plus a periodic
+//! snapshot of the whole [`State`].
+//!
+//! Files in `state_dir`: `wal.jsonl` (one `{"seq":N,"event":{…}}` a line)
+//! and `snapshot.json` (`{"format":1,"seq":N,"state":{…}}`). A batch of
+//! events is written and fsynced before the engine acknowledges any of them
+//! (group commit). A snapshot is written to a temporary file, fsynced and
+//! renamed over the old one (then the directory is fsynced), and only then
+//! is the WAL truncated; replay skips WAL records at or below the snapshot's
+//! `seq`, so a crash between those steps replays nothing twice. A torn last
+//! line (a crash in the middle of a write) is dropped, not fatal.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use oj_core::Event;
+use oj_core::state::{Snapshot, State};
+use serde::{Deserialize, Serialize};
+
+pub const WAL_FILE: &str = "wal.jsonl";
+pub const SNAPSHOT_FILE: &str = "snapshot.json";
+const SNAPSHOT_FORMAT: u32 = 1;
+
+/// What can stop the storage from opening or writing.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error(
+        "{} is not a snapshot this version of oj can read ({reason}); move it away to start from the WAL alone",
+        path.display()
+    )]
+    BadSnapshot { path: PathBuf, reason: String },
+}
+
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StorageError + 'a {
+    move |source| StorageError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+#[derive(Serialize)]
+struct RecordOut<'a> {
+    seq: u64,
+    event: &'a Event,
+}
+
+#[derive(Deserialize)]
+struct RecordIn {
+    seq: u64,
+    event: Event,
+}
+
+#[derive(Serialize)]
+struct SnapshotOut<'a> {
+    format: u32,
+    seq: u64,
+    state: &'a Snapshot,
+}
+
+#[derive(Deserialize)]
+struct SnapshotIn {
+    format: u32,
+    seq: u64,
+    state: Snapshot,
+}
+
+/// What replay found, for the startup log line.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReplayReport {
+    pub snapshot_seq: u64,
+    pub wal_records: usize,
+    /// Records that did not parse or apply (logged, skipped).
+    pub skipped: Vec<String>,
+    /// A torn last line was cut off.
+    pub torn_tail: bool,
+}
+
+/// The open WAL; the engine owns it.
+pub struct Storage {
+    dir: PathBuf,
+    wal: File,
+    wal_path: PathBuf,
+    buf: Vec<u8>,
+    next_seq: u64,
+    /// Records in the WAL since the last snapshot.
+    wal_len: usize,
+}
+
+impl Storage {
+    /// Opens (creating if needed) the WAL and snapshot in `dir` and rebuilds
+    /// the state they hold.
+    pub fn open(dir: &Path) -> Result<(Storage, State, ReplayReport), StorageError> {
+        let mut report = ReplayReport::default();
+        let snap_path = dir.join(SNAPSHOT_FILE);
+        let (mut state, snap_seq) = match std::fs::read(&snap_path) {
+            Ok(bytes) => {
+                let snap: SnapshotIn =
+                    serde_json::from_slice(&bytes).map_err(|e| StorageError::BadSnapshot {
+                        path: snap_path.clone(),
+                        reason: e.to_string(),
+                    })?;
+                if snap.format != SNAPSHOT_FORMAT {
+                    return Err(StorageError::BadSnapshot {
+                        path: snap_path,
+                        reason: format!("format {} (expected {SNAPSHOT_FORMAT})", snap.format),
+                    });
+                }
+                (State::from_snapshot(snap.state), snap.seq)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (State::new(), 0),
+            Err(e) => return Err(io_err("read the snapshot", &snap_path)(e)),
+        };
+        report.snapshot_seq = snap_seq;
+
+        let wal_path = dir.join(WAL_FILE);
+        let mut wal = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&wal_path)
+            .map_err(io_err("open the WAL", &wal_path))?;
+        let mut last_seq = snap_seq;
+        let mut good_len: u64 = 0;
+        let mut wal_len = 0;
+        {
+            let mut reader = BufReader::new(&mut wal);
+            reader
+                .seek(SeekFrom::Start(0))
+                .map_err(io_err("read the WAL", &wal_path))?;
+            let mut line = Vec::new();
+            let mut offset: u64 = 0;
+            let mut pending_bad: Option<(u64, String)> = None;
+            loop {
+                line.clear();
+                let n = reader
+                    .read_until(b'\n', &mut line)
+                    .map_err(io_err("read the WAL", &wal_path))?;
+                if n == 0 {
+                    break;
+                }
+                let start = offset;
+                offset += n as u64;
+                if let Some((at, why)) = pending_bad.take() {
+                    // A bad line followed by more lines is corruption, not a torn write.
+                    report.skipped.push(format!("WAL byte {at}: {why}"));
+                }
+                let complete = line.last() == Some(&b'\n');
+                let text = if complete { &line[..n - 1] } else { &line[..] };
+                if text.iter().all(u8::is_ascii_whitespace) {
+                    if complete {
+                        good_len = offset;
+                    }
+                    continue;
+                }
+                match serde_json::from_slice::<RecordIn>(text) {
+                    Ok(rec) if complete => {
+                        good_len = offset;
+                        wal_len += 1;
+                        if rec.seq <= last_seq {
+                            continue; // already in the snapshot
+                        }
+                        last_seq = rec.seq;
+                        report.wal_records += 1;
+                        if let Err(e) = state.apply(&rec.event) {
+                            report.skipped.push(format!("WAL record {}: {e}", rec.seq));
+                        }
+                    }
+                    Ok(_) => pending_bad = Some((start, "incomplete last line".into())),
+                    Err(e) => pending_bad = Some((start, e.to_string())),
+                }
+            }
+            if pending_bad.is_some() {
+                report.torn_tail = true;
+            }
+        }
+        if report.torn_tail {
+            // Cut the torn tail so the next append starts on a fresh line.
+            wal.set_len(good_len)
+                .map_err(io_err("truncate the torn end of the WAL", &wal_path))?;
+            wal.sync_all().map_err(io_err("sync the WAL", &wal_path))?;
+        }
+        Ok((
+            Storage {
+                dir: dir.to_path_buf(),
+                wal,
+                wal_path,
+                buf: Vec::with_capacity(64 * 1024),
+                next_seq: last_seq + 1,
+                wal_len,
+            },
+            state,
+            report,
+        ))
+    }
+
+    /// Buffers one event; nothing is durable until [`Storage::commit`].
+    pub fn append(&mut self, event: &Event) {
+        let rec = RecordOut {
+            seq: self.next_seq,
+            event,
+        };
+        match serde_json::to_writer(&mut self.buf, &rec) {
+            Ok(()) => {
+                self.buf.push(b'\n');
+                self.next_seq += 1;
+                self.wal_len += 1;
+            }
+            Err(e) => tracing::error!(error = %e, "cannot encode a WAL event; it is lost"),
+        }
+    }
+
+    /// Whether events wait in the buffer.
+    pub fn has_pending(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
+    /// Writes and fsyncs every buffered event.
+    pub fn commit(&mut self) -> Result<(), StorageError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let result = self
+            .wal
+            .write_all(&self.buf)
+            .and_then(|()| self.wal.sync_data())
+            .map_err(io_err("write the WAL", &self.wal_path));
+        self.buf.clear();
+        result
+    }
+
+    /// Records in the WAL since the last snapshot.
+    pub fn wal_len(&self) -> usize {
+        self.wal_len
+    }
+
+    /// Writes `state` as the new snapshot (crash-safe) and empties the WAL.
+    /// Buffered events are committed first.
+    pub fn snapshot(&mut self, state: &State) -> Result<(), StorageError> {
+        self.commit()?;
+        let seq = self.next_seq - 1;
+        let snap = state.snapshot();
+        let path = self.dir.join(SNAPSHOT_FILE);
+        let tmp = self.dir.join(format!("{SNAPSHOT_FILE}.tmp"));
+        let bytes = serde_json::to_vec(&SnapshotOut {
+            format: SNAPSHOT_FORMAT,
+            seq,
+            state: &snap,
+        })
+        .map_err(|e| StorageError::Io {
+            action: "encode the snapshot",
+            path: path.clone(),
+            source: io::Error::other(e),
+        })?;
+        {
+            let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
+            f.write_all(&bytes).map_err(io_err("write", &tmp))?;
+            f.sync_all().map_err(io_err("sync", &tmp))?;
+        }
+        std::fs::rename(&tmp, &path).map_err(io_err("rename the snapshot into", &path))?;
+        sync_dir(&self.dir)?;
+        // Every record is now in the snapshot; the WAL can start over.
+        self.wal
+            .set_len(0)
+            .map_err(io_err("truncate the WAL", &self.wal_path))?;
+        self.wal
+            .sync_all()
+            .map_err(io_err("sync the WAL", &self.wal_path))?;
+        self.wal_len = 0;
+        Ok(())
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("sync the directory", dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oj_core::{Job, JobId, JobSpec, JobState, StepSpec, Timestamp};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn t(s: u64) -> Timestamp {
+        Timestamp(UNIX_EPOCH + Duration::from_secs(1_795_000_000 + s))
+    }
+
+    fn submitted(n: u64) -> (JobId, Event) {
+        let id = JobId::from_parts(1_795_000_000_000 + n, 0);
+        let spec = JobSpec {
+            name: format!("job{n}"),
+            env: Default::default(),
+            notify: None,
+            container: None,
+            steps: vec![StepSpec {
+                name: "s".into(),
+                run: "true".into(),
+                timeout: None,
+                container: None,
+            }],
+        };
+        (
+            id.clone(),
+            Event::JobSubmitted {
+                job: Box::new(Job::new(id, spec, t(n))),
+            },
+        )
+    }
+
+    #[test]
+    fn committed_events_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut st, mut state, _) = Storage::open(dir.path()).unwrap();
+        let (a, ev) = submitted(1);
+        state.apply(&ev).unwrap();
+        st.append(&ev);
+        let started = Event::JobStarted {
+            id: a.clone(),
+            at: t(2),
+        };
+        state.apply(&started).unwrap();
+        st.append(&started);
+        st.commit().unwrap();
+        drop(st);
+        let (_, again, report) = Storage::open(dir.path()).unwrap();
+        assert_eq!(again, state);
+        assert_eq!(report.wal_records, 2);
+        assert_eq!(again.job(&a).unwrap().state, JobState::Running);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_ignored_and_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut st, _, _) = Storage::open(dir.path()).unwrap();
+        let (a, ev) = submitted(1);
+        st.append(&ev);
+        st.commit().unwrap();
+        drop(st);
+        // A crash in the middle of the next write.
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(WAL_FILE))
+            .unwrap();
+        f.write_all(b"{\"seq\":2,\"event\":{\"type\":\"job_sta")
+            .unwrap();
+        drop(f);
+        let (mut st, state, report) = Storage::open(dir.path()).unwrap();
+        assert!(report.torn_tail);
+        assert!(state.job(&a).is_some());
+        // The next append starts on a clean line.
+        let started = Event::JobStarted {
+            id: a.clone(),
+            at: t(2),
+        };
+        st.append(&started);
+        st.commit().unwrap();
+        drop(st);
+        let (_, state, report) = Storage::open(dir.path()).unwrap();
+        assert!(!report.torn_tail, "{report:?}");
+        assert!(report.skipped.is_empty(), "{report:?}");
+        assert_eq!(state.job(&a).unwrap().state, JobState::Running);
+    }
+
+    #[test]
+    fn snapshot_then_wal_replays_everything_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut st, mut state, _) = Storage::open(dir.path()).unwrap();
+        let (a, ev) = submitted(1);
+        state.apply(&ev).unwrap();
+        st.append(&ev);
+        st.snapshot(&state).unwrap();
+        let (b, ev) = submitted(2);
+        state.apply(&ev).unwrap();
+        st.append(&ev);
+        st.commit().unwrap();
+        drop(st);
+        let (_, again, report) = Storage::open(dir.path()).unwrap();
+        assert_eq!(again, state);
+        assert!(again.job(&a).is_some() && again.job(&b).is_some());
+        assert_eq!(report.snapshot_seq, 1);
+        assert!(report.skipped.is_empty());
+    }
+
+    #[test]
+    fn a_crash_between_snapshot_and_truncate_replays_nothing_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut st, mut state, _) = Storage::open(dir.path()).unwrap();
+        let (_, ev) = submitted(1);
+        state.apply(&ev).unwrap();
+        st.append(&ev);
+        st.commit().unwrap();
+        let wal_before = std::fs::read(dir.path().join(WAL_FILE)).unwrap();
+        st.snapshot(&state).unwrap();
+        drop(st);
+        // Put the old WAL back as if truncation never happened.
+        std::fs::write(dir.path().join(WAL_FILE), wal_before).unwrap();
+        let (_, again, report) = Storage::open(dir.path()).unwrap();
+        assert_eq!(again, state);
+        assert!(report.skipped.is_empty(), "{report:?}");
+    }
+
+    #[test]
+    fn a_corrupt_middle_line_is_skipped_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut st, _, _) = Storage::open(dir.path()).unwrap();
+        let (a, ev) = submitted(1);
+        st.append(&ev);
+        st.commit().unwrap();
+        drop(st);
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(WAL_FILE))
+            .unwrap();
+        f.write_all(b"garbage\n").unwrap();
+        let started = Event::JobStarted {
+            id: a.clone(),
+            at: t(2),
+        };
+        let line = serde_json::to_string(&RecordOut {
+            seq: 2,
+            event: &started,
+        })
+        .unwrap();
+        f.write_all(format!("{line}\n").as_bytes()).unwrap();
+        drop(f);
+        let (_, state, report) = Storage::open(dir.path()).unwrap();
+        assert_eq!(report.skipped.len(), 1, "{report:?}");
+        assert_eq!(state.job(&a).unwrap().state, JobState::Running);
+    }
+}
