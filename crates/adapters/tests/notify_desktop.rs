@@ -83,17 +83,34 @@ impl Drop for Bus {
     }
 }
 
+/// A private session bus. Its own config (rather than `--session`) has no
+/// service directories, so no notification daemon installed on the machine
+/// can be auto-activated and change what the test sees.
 fn start_bus() -> Bus {
     let dir = tempfile::tempdir().unwrap();
-    let listen = format!("unix:path={}", dir.path().join("bus").display());
+    let config = dir.path().join("session.conf");
+    std::fs::write(
+        &config,
+        format!(
+            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path={}</listen>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"#,
+            dir.path().join("bus").display()
+        ),
+    )
+    .unwrap();
     let mut child = Command::new("dbus-daemon")
-        .args([
-            "--session",
-            "--nofork",
-            "--print-address",
-            "--address",
-            &listen,
-        ])
+        .arg(format!("--config-file={}", config.display()))
+        .args(["--nofork", "--print-address"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
