@@ -447,3 +447,71 @@ async fn a_pod_deleted_by_someone_else_fails_the_step() {
             .contains("was deleted before it finished")
     );
 }
+
+#[tokio::test]
+async fn attach_never_creates_a_missing_pod() {
+    let fake = FakeKube::start();
+    let dir = tempfile::tempdir().unwrap();
+    let runner = PodRunner::new(fake.client(), NS, pods_config(false));
+    let result = tokio::time::timeout(
+        WAIT,
+        runner.attach(
+            input("gone"),
+            &dir.path().join("l"),
+            CancellationToken::new(),
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(!result.succeeded);
+    let error = result.error.unwrap();
+    assert!(
+        error.contains("no longer exists") && error.contains("not started again"),
+        "{error}"
+    );
+    assert_eq!(fake.pod_creates(NS), 0);
+}
+
+#[tokio::test]
+async fn detach_leaves_the_pod_running_for_the_next_daemon() {
+    let fake = FakeKube::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("l");
+    let detach = CancellationToken::new();
+    let runner = PodRunner::new(fake.client(), NS, pods_config(false));
+    let opts = oj_adapters::k8s::RunOptions {
+        attach_only: false,
+        detach: detach.clone(),
+    };
+    let log2 = log.clone();
+    let handle = tokio::spawn(async move {
+        runner
+            .run_with(input("drain"), &log2, CancellationToken::new(), opts)
+            .await
+    });
+    let name = pod_name("drain", 0);
+    wait_created(&fake, &name).await;
+    fake.set_pod_phase(NS, &name, "Running");
+    detach.cancel();
+    let result = finish(handle).await;
+    assert!(
+        result.detached && !result.succeeded && !result.cancelled,
+        "{result:?}"
+    );
+    assert!(fake.pod(NS, &name).is_some(), "the pod keeps running");
+
+    // The next daemon attaches and gets the result.
+    let runner = PodRunner::new(fake.client(), NS, pods_config(false));
+    let log2 = log.clone();
+    let handle = tokio::spawn(async move {
+        runner
+            .attach(input("drain"), &log2, CancellationToken::new())
+            .await
+    });
+    fake.append_pod_log(NS, &name, "after\n");
+    fake.finish_pod(NS, &name, 0);
+    let result = finish(handle).await;
+    assert!(result.succeeded && result.attached, "{result:?}");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "after\n");
+    assert_eq!(fake.pod_creates(NS), 1);
+}

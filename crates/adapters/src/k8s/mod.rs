@@ -10,4 +10,4 @@ pub mod runner;
 pub use client::{ClientError, ClientSource, connect, resolve_namespace};
 pub use lease::{LeaseLock, LeaseLost, LeaseTimings};
 pub use pods::{PodBuildError, PodInput, RBAC_RULES, build_pod};
-pub use runner::{PodRunner, StepResult};
+pub use runner::{PodRunner, RunOptions, StepResult};

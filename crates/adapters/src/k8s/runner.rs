@@ -36,6 +36,22 @@ pub struct StepResult {
     pub attached: bool,
     /// True when the step was cancelled (its pod deleted).
     pub cancelled: bool,
+    /// True when oj stopped following and left the pod running
+    /// ([`RunOptions::detach`]); the pod's result is not known yet.
+    pub detached: bool,
+}
+
+/// How [`PodRunner::run_with`] treats an existing or missing pod, and when
+/// it stops following without deleting.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Only follow an existing pod, never create one (re-attaching after a
+    /// restart: if the pod is gone its step may already have run, so it must
+    /// not run again).
+    pub attach_only: bool,
+    /// Fires to stop following and leave the pod running (daemon shutdown:
+    /// the next daemon re-attaches).
+    pub detach: CancellationToken,
 }
 
 /// Creates and follows step pods in one namespace.
@@ -155,6 +171,33 @@ impl PodRunner {
         log_path: &Path,
         cancel: CancellationToken,
     ) -> StepResult {
+        self.run_with(input, log_path, cancel, RunOptions::default())
+            .await
+    }
+
+    /// Follows the step's existing pod to its end (after a restart); a
+    /// missing pod is an error, never a new pod.
+    pub async fn attach(
+        &self,
+        input: PodInput,
+        log_path: &Path,
+        cancel: CancellationToken,
+    ) -> StepResult {
+        let opts = RunOptions {
+            attach_only: true,
+            ..Default::default()
+        };
+        self.run_with(input, log_path, cancel, opts).await
+    }
+
+    /// [`Self::run`] with [`RunOptions`].
+    pub async fn run_with(
+        &self,
+        input: PodInput,
+        log_path: &Path,
+        cancel: CancellationToken,
+        opts: RunOptions,
+    ) -> StepResult {
         let name = pods::pod_name(&input.job_id, input.step_index);
         let mut result = StepResult {
             exit_code: None,
@@ -163,6 +206,7 @@ impl PodRunner {
             error: None,
             attached: false,
             cancelled: false,
+            detached: false,
         };
         let fail = |mut r: StepResult, e: String| {
             r.error = Some(e);
@@ -182,6 +226,15 @@ impl PodRunner {
             Ok(Some(p)) => {
                 result.attached = true;
                 p
+            }
+            Ok(None) if opts.attach_only => {
+                return fail(
+                    result,
+                    format!(
+                        "pod {}/{name} of this step no longer exists, so its result is unknown; the step is not started again",
+                        self.namespace
+                    ),
+                );
             }
             Ok(None) => match self.api.create(&PostParams::default(), &pod).await {
                 Ok(p) => p,
@@ -247,7 +300,7 @@ impl PodRunner {
         ));
         let deadline = Instant::now() + input.timeout + self.grace;
         let outcome = self
-            .follow(&name, current, &phase_tx, &cancel, deadline)
+            .follow(&name, current, &phase_tx, &cancel, &opts.detach, deadline)
             .await;
         drop(phase_tx);
 
@@ -288,6 +341,17 @@ impl PodRunner {
                     ),
                 )
             }
+            Follow::Detached => {
+                logs.abort();
+                result.detached = true;
+                fail(
+                    result,
+                    format!(
+                        "stopped following pod {}/{name}; it keeps running",
+                        self.namespace
+                    ),
+                )
+            }
             Follow::Gone => {
                 let _ = tokio::time::timeout(Duration::from_secs(2), logs).await;
                 fail(
@@ -308,6 +372,7 @@ impl PodRunner {
         current: Pod,
         phase_tx: &watch::Sender<String>,
         cancel: &CancellationToken,
+        detach: &CancellationToken,
         deadline: Instant,
     ) -> Follow {
         let mut pod = current;
@@ -327,6 +392,7 @@ impl PodRunner {
                 .timeout(290);
             let stream = tokio::select! {
                 _ = cancel.cancelled() => return Follow::Cancelled,
+                _ = detach.cancelled() => return Follow::Detached,
                 _ = tokio::time::sleep_until(deadline) => return Follow::TimedOut,
                 s = self.api.watch(&wp, &rv) => s,
             };
@@ -335,10 +401,11 @@ impl PodRunner {
                     let mut stream = stream.boxed();
                     loop {
                         let next = tokio::select! {
-                            _ = cancel.cancelled() => return Follow::Cancelled,
-                            _ = tokio::time::sleep_until(deadline) => return Follow::TimedOut,
-                            n = stream.try_next() => n,
-                        };
+                                    _ = cancel.cancelled() => return Follow::Cancelled,
+                        _ = detach.cancelled() => return Follow::Detached,
+                                    _ = tokio::time::sleep_until(deadline) => return Follow::TimedOut,
+                                    n = stream.try_next() => n,
+                                };
                         match next {
                             Ok(Some(WatchEvent::Added(p))) | Ok(Some(WatchEvent::Modified(p))) => {
                                 let phase = phase_of(&p);
@@ -374,9 +441,10 @@ impl PodRunner {
                 Err(e) => {
                     tracing::warn!(pod = %name, error = %e, "could not watch the step pod; retrying");
                     tokio::select! {
-                        _ = cancel.cancelled() => return Follow::Cancelled,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
+                            _ = cancel.cancelled() => return Follow::Cancelled,
+                    _ = detach.cancelled() => return Follow::Detached,
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
                 }
             }
             // Re-read before watching again: the version may be too old (410)
@@ -387,9 +455,10 @@ impl PodRunner {
                 Err(e) => {
                     tracing::warn!(pod = %name, error = %e, "could not read the step pod; retrying");
                     tokio::select! {
-                        _ = cancel.cancelled() => return Follow::Cancelled,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
+                            _ = cancel.cancelled() => return Follow::Cancelled,
+                    _ = detach.cancelled() => return Follow::Detached,
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
                 }
             }
         }
@@ -455,6 +524,7 @@ enum Follow {
     Cancelled,
     TimedOut,
     Gone,
+    Detached,
 }
 
 /// Copies the pod's log into `path` once the container has started. The
