@@ -575,47 +575,8 @@ impl Engine {
         let cancelled = stop == Stop::Cancel || self.cancel_requested.remove(&id);
         let at = now();
         let step_name = run.step_name.clone();
-        let (step_state, exit_code, error) = match (&outcome, cancelled, stop) {
-            (StepOutcome::Exited(0), _, _) => (JobState::Done, Some(0), None),
-            (StepOutcome::Exited(c), true, _) => (JobState::Cancelled, Some(*c), None),
-            (StepOutcome::Signaled(_), true, _) => (JobState::Cancelled, None, None),
-            (StepOutcome::Exited(c), false, Stop::Terminate) => (
-                JobState::Interrupted,
-                Some(*c),
-                Some(format!(
-                    "the daemon shut down while step {step_name} ran (shutdown.drain_timeout passed)"
-                )),
-            ),
-            (StepOutcome::Signaled(_), false, Stop::Terminate) => (
-                JobState::Interrupted,
-                None,
-                Some(format!(
-                    "the daemon shut down while step {step_name} ran (shutdown.drain_timeout passed)"
-                )),
-            ),
-            (StepOutcome::Exited(c), _, _) => (
-                JobState::Failed,
-                Some(*c),
-                Some(format!("step {step_name} exited with code {c}")),
-            ),
-            (StepOutcome::Signaled(sig), _, _) => (
-                JobState::Failed,
-                None,
-                Some(format!(
-                    "step {step_name} was killed by signal {}",
-                    signal_name(*sig)
-                )),
-            ),
-            (StepOutcome::TimedOut(d), _, _) => (
-                JobState::Failed,
-                None,
-                Some(format!(
-                    "step {step_name} timed out after {}",
-                    humantime::format_duration(*d)
-                )),
-            ),
-            (StepOutcome::Error(msg), _, _) => (JobState::Failed, None, Some(msg.clone())),
-        };
+        let (step_state, exit_code, error) =
+            classify(&outcome, cancelled, stop == Stop::Terminate, &step_name);
         tracing::info!(job_id = %id, step = %step_name, state = %step_state, exit_code, "step ended");
         self.record(Event::StepFinished {
             id: id.clone(),
@@ -839,6 +800,54 @@ impl Engine {
     }
 }
 
+/// How a step ended, from what the runner saw and what the engine asked:
+/// a step stopped by a cancel is `cancelled` and one stopped by the drain
+/// `interrupted`, whatever its exit status (a trap may exit 0).
+fn classify(
+    outcome: &StepOutcome,
+    cancelled: bool,
+    terminated: bool,
+    step: &str,
+) -> (JobState, Option<i32>, Option<String>) {
+    let code = match outcome {
+        StepOutcome::Exited(c) => Some(*c),
+        _ => None,
+    };
+    match outcome {
+        StepOutcome::TimedOut(d) => (
+            JobState::Failed,
+            None,
+            Some(format!(
+                "step {step} timed out after {}",
+                humantime::format_duration(*d)
+            )),
+        ),
+        StepOutcome::Error(msg) => (JobState::Failed, None, Some(msg.clone())),
+        _ if cancelled => (JobState::Cancelled, code, None),
+        _ if terminated => (
+            JobState::Interrupted,
+            code,
+            Some(format!(
+                "the daemon shut down while step {step} ran (stopped after shutdown.drain_timeout)"
+            )),
+        ),
+        StepOutcome::Exited(0) => (JobState::Done, Some(0), None),
+        StepOutcome::Exited(c) => (
+            JobState::Failed,
+            Some(*c),
+            Some(format!("step {step} exited with code {c}")),
+        ),
+        StepOutcome::Signaled(sig) => (
+            JobState::Failed,
+            None,
+            Some(format!(
+                "step {step} was killed by signal {}",
+                signal_name(*sig)
+            )),
+        ),
+    }
+}
+
 fn now() -> Timestamp {
     Timestamp(SystemTime::now())
 }
@@ -847,5 +856,44 @@ fn signal_name(sig: i32) -> String {
     match nix::sys::signal::Signal::try_from(sig) {
         Ok(s) => s.as_str().to_string(),
         Err(_) => format!("{sig}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_endings_are_classified_by_cause() {
+        let c = |o: StepOutcome, cancel, term| classify(&o, cancel, term, "s");
+        assert_eq!(c(StepOutcome::Exited(0), false, false).0, JobState::Done);
+        let (st, code, err) = c(StepOutcome::Exited(7), false, false);
+        assert_eq!((st, code), (JobState::Failed, Some(7)));
+        assert_eq!(err.unwrap(), "step s exited with code 7");
+        assert!(
+            c(StepOutcome::Signaled(9), false, false)
+                .2
+                .unwrap()
+                .contains("SIGKILL")
+        );
+        assert_eq!(
+            c(StepOutcome::Exited(0), true, false).0,
+            JobState::Cancelled
+        );
+        assert_eq!(
+            c(StepOutcome::Signaled(15), true, false).0,
+            JobState::Cancelled
+        );
+        assert_eq!(
+            c(StepOutcome::Exited(0), false, true).0,
+            JobState::Interrupted
+        );
+        assert_eq!(
+            c(StepOutcome::Signaled(15), false, true).0,
+            JobState::Interrupted
+        );
+        let (st, _, err) = c(StepOutcome::TimedOut(Duration::from_secs(2)), false, false);
+        assert_eq!(st, JobState::Failed);
+        assert_eq!(err.unwrap(), "step s timed out after 2s");
     }
 }
