@@ -448,3 +448,74 @@ fn a_receiver_that_never_answers_does_not_hold_jobs_back() {
         d.stderr()
     );
 }
+
+/// `oj_notifications_total{backend,result}` from the admin endpoint.
+fn metric(admin: u16, backend: &str, result: &str) -> Option<u64> {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-m",
+            "10",
+            &format!("http://127.0.0.1:{admin}/metrics"),
+        ])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .find(|l| {
+            l.starts_with("oj_notifications_total")
+                && l.contains(&format!("backend=\"{backend}\""))
+                && l.contains(&format!("result=\"{result}\""))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+}
+
+/// The desktop profile on a machine without a D-Bus session bus (the test
+/// environment has none): `config check` warns, jobs run, every notification
+/// fails and is counted, and the log has exactly one warning about it.
+#[test]
+fn desktop_notifications_without_a_session_bus_do_not_affect_jobs_and_warn_once() {
+    let env = TestEnv::new();
+    let check = env.run(&["config", "check"]);
+    assert_eq!(
+        check.code,
+        Some(0),
+        "a warning, not an error:\n{}{}",
+        check.stdout,
+        check.stderr
+    );
+    assert!(
+        format!("{}{}", check.stdout, check.stderr).contains("D-Bus"),
+        "config check warns about the missing session bus:\n{}{}",
+        check.stdout,
+        check.stderr
+    );
+
+    let admin = free_port();
+    let d = env.start_daemon(&[
+        "--set",
+        "log.stdout=true",
+        "--set",
+        &format!("admin.addr=\"127.0.0.1:{admin}\""),
+    ]);
+    let jobs: Vec<String> = (0..3)
+        .map(|i| d.submit(&job_spec(&format!("desk{i}"), "true")))
+        .collect();
+    for id in &jobs {
+        d.wait_job(id, &["done"], WAIT);
+    }
+    assert!(
+        wait_until(WAIT, || metric(admin, "desktop", "failed") == Some(6)),
+        "6 failed desktop notifications counted; got {:?}\nstdout:\n{}",
+        metric(admin, "desktop", "failed"),
+        d.stdout()
+    );
+    let log = format!("{}{}", d.stdout(), d.stderr());
+    let warnings = log.matches("desktop notifications cannot be shown").count();
+    assert_eq!(
+        warnings, 1,
+        "exactly one warning, not one per event:\n{log}"
+    );
+}
