@@ -172,7 +172,7 @@ async fn deadline_exceeded_is_explained() {
     fake.set_pod_phase(NS, &name, "Running");
     fake.fail_pod_deadline(NS, &name);
     let result = finish(handle).await;
-    assert!(!result.succeeded);
+    assert!(!result.succeeded && result.deadline_exceeded);
     let error = result.error.unwrap();
     assert!(
         error.contains("activeDeadlineSeconds") && error.contains("10m"),

@@ -39,6 +39,8 @@ pub struct StepResult {
     /// True when oj stopped following and left the pod running
     /// ([`RunOptions::detach`]); the pod's result is not known yet.
     pub detached: bool,
+    /// True when the pod ran past its `activeDeadlineSeconds` (the step timeout).
+    pub deadline_exceeded: bool,
 }
 
 /// How [`PodRunner::run_with`] treats an existing or missing pod, and when
@@ -207,6 +209,7 @@ impl PodRunner {
             attached: false,
             cancelled: false,
             detached: false,
+            deadline_exceeded: false,
         };
         let fail = |mut r: StepResult, e: String| {
             r.error = Some(e);
@@ -312,6 +315,9 @@ impl PodRunner {
                 result.exit_code = exit_code_of(&pod);
                 result.succeeded = phase == "Succeeded";
                 if !result.succeeded {
+                    result.deadline_exceeded =
+                        pod.status.as_ref().and_then(|s| s.reason.as_deref())
+                            == Some("DeadlineExceeded");
                     result.error = Some(failure_of(&pod, &name, input.timeout));
                 }
                 if !self.cfg.keep_finished {
