@@ -519,3 +519,29 @@ fn desktop_notifications_without_a_session_bus_do_not_affect_jobs_and_warn_once(
         "exactly one warning, not one per event:\n{log}"
     );
 }
+
+/// A webhook setup the notifier cannot use stops the daemon at start (78),
+/// naming the key, never printing the secret.
+#[test]
+fn a_bad_signing_key_stops_the_daemon_at_start_without_printing_it() {
+    let mut env = TestEnv::new();
+    env.set_var(
+        "OJ_NOTIFY_WEBHOOK_URL",
+        "http://127.0.0.1:9/hook?token=url-secret-token",
+    );
+    env.set_var(
+        "OJ_NOTIFY__WEBHOOK__SECRET",
+        "whsec_***not-base64-secretvalue***",
+    );
+    let mut cmd = env.oj();
+    cmd.arg("daemon");
+    let mut d = Daemon::spawn_raw(cmd, env.path(), env.socket());
+    let status = d.wait_exit(Duration::from_secs(15));
+    let out = format!("{}{}", d.stdout(), d.stderr());
+    assert_eq!(status.and_then(|s| s.code()), Some(78), "{out}");
+    assert!(out.contains("notify.webhook.secret"), "{out}");
+    assert!(
+        !out.contains("secretvalue") && !out.contains("url-secret-token"),
+        "a secret was printed:\n{out}"
+    );
+}
