@@ -142,7 +142,7 @@ async fn handle(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
 fn assert_signature_verifies(r: &Received) {
     let key_b64 = SECRET.strip_prefix("whsec_").unwrap();
     let script = format!(
-        "key_hex=$(printf '%s' '{key_b64}' | base64 -d | xxd -p -c 256); \
+        "key_hex=$(printf '%s' '{key_b64}' | base64 -d | od -An -v -tx1 | tr -d ' \\n'); \
          openssl dgst -sha256 -mac HMAC -macopt \"hexkey:$key_hex\" -binary | base64"
     );
     let mut child = Command::new("sh")
@@ -150,7 +150,7 @@ fn assert_signature_verifies(r: &Received) {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
-        .expect("sh, openssl, base64 and xxd");
+        .expect("sh, openssl, base64 and od");
     let mut stdin = child.stdin.take().unwrap();
     stdin
         .write_all(
