@@ -60,16 +60,10 @@ pub fn check(loaded: &Loaded, env: &Environment, mode: Mode) -> Report {
         r.warnings.extend(tls.warnings.iter().map(|m| with_layer(m, loaded)));
     }
 
-    if c.notify.backend == NotifyBackend::Webhook {
-        if let Some(path) = &c.notify.webhook.secret_file {
-            if let Err(e) = std::fs::read_to_string(path) {
-                r.errors.push(format!(
-                    "{}: cannot read {}: {e}; create the file or unset notify.webhook.secret_file",
-                    src("notify.webhook.secret_file"),
-                    path.display()
-                ));
-            }
-        }
+    // Builds the webhook sender as the daemon would (URL, signing key or
+    // its file, headers), so `check` passes only what will start.
+    if let Err(e) = crate::notify::check(&c.notify) {
+        r.errors.push(with_layer(&e.to_string(), loaded));
     }
 
     if c.notify.backend == NotifyBackend::Desktop
@@ -143,7 +137,7 @@ fn tempfile_in(dir: &Path) -> std::io::Result<()> {
 fn with_layer(message: &str, loaded: &Loaded) -> String {
     let end = message.find([' ', ':']).unwrap_or(message.len());
     let key = &message[..end];
-    if oj_config::keys::find(key).is_some() && !message[end..].starts_with(" (from ") {
+    if oj_config::keys::owning_key(key).is_some() && !message[end..].starts_with(" (from ") {
         format!("{key} (from {}){}", loaded.source(key), &message[end..])
     } else {
         message.to_string()
