@@ -187,6 +187,8 @@ fn tls_config(cfg: &oj_config::ClientConfig) -> Result<rustls::ClientConfig, Fai
 pub struct ApiClient {
     http: reqwest::Client,
     endpoint: Endpoint,
+    /// A client certificate is configured (mTLS), for transport hints.
+    client_cert: bool,
     token: Option<(Secret, TokenOrigin)>,
 }
 
@@ -240,6 +242,7 @@ impl ApiClient {
         })?;
         Ok(ApiClient {
             http,
+            client_cert: loaded.config.client.cert.is_some(),
             endpoint,
             token,
         })
@@ -321,7 +324,7 @@ impl ApiClient {
 
     /// A transport failure (no answer at all) as a user-facing failure.
     pub fn transport_error(&self, e: &reqwest::Error) -> ApiError {
-        ApiError::Failure(classify_transport(&self.endpoint, e))
+        ApiError::Failure(classify_transport(&self.endpoint, e, self.client_cert))
     }
 
     /// The line for a status the caller did not handle itself.
@@ -473,7 +476,9 @@ fn find_io_kind(e: &(dyn StdError + 'static)) -> Option<io::ErrorKind> {
 
 /// Turns "no answer from the daemon" into one line: what failed, at which
 /// address, and what to do.
-pub fn classify_transport(endpoint: &Endpoint, e: &reqwest::Error) -> Failure {
+/// `client_cert`: whether a client certificate is configured (a daemon that
+/// requires one may just close the connection on a client without).
+pub fn classify_transport(endpoint: &Endpoint, e: &reqwest::Error, client_cert: bool) -> Failure {
     let addr = endpoint.display();
     if let Some(tls) = find_rustls(e) {
         return tls_failure(&addr, &tls);
@@ -518,6 +523,10 @@ pub fn classify_transport(endpoint: &Endpoint, e: &reqwest::Error) -> Failure {
     let detail = root_cause(e);
     let hint = match endpoint {
         Endpoint::Http(_) => "; if the daemon serves TLS (tls.enabled), use an https:// URL",
+        Endpoint::Https(_) if !client_cert => {
+            "; if the daemon requires client certificates (tls.client_ca), set client.cert and \
+             client.key to a pair signed by that CA"
+        }
         _ => "",
     };
     Failure::new(
