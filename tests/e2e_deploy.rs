@@ -1428,3 +1428,154 @@ fn dockerfile_builds_oj_and_runs_it_as_the_deployment_expects() {
         );
     }
 }
+
+/// `GET path` on 127.0.0.1:port over plain HTTP/1.1 (the admin endpoints);
+/// 0 when nothing answers.
+fn http_status(port: u16, path: &str) -> u16 {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_secs(2),
+    ) else {
+        return 0;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return 0;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A CA and a server certificate for localhost, as cert-manager's CA issuer
+/// or the openssl recipe in docs/deploy.md would make them.
+fn pki() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key"))
+        .expect("CA certificate");
+    let key = KeyPair::generate().expect("server key");
+    let cert = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .expect("server params")
+        .signed_by(&key, &ca)
+        .expect("server certificate");
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+#[test]
+fn a_daemon_from_the_configmap_answers_the_probes_and_a_laptop_client() {
+    let objects = render("deploy/base");
+    let deploy = one(&objects, "Deployment");
+    let c = container(deploy);
+    let grace = deploy
+        .pointer("/spec/template/spec/terminationGracePeriodSeconds")
+        .and_then(Value::as_u64)
+        .expect("terminationGracePeriodSeconds");
+
+    // The pod's files, in a temp dir instead of /etc/oj and /var/lib/oj.
+    let env = TestEnv::new();
+    let config = env.write("etc/oj/config.toml", &mounted_config_toml(&objects));
+    let (ca, cert, key) = pki();
+    let ca_file = env.write("laptop/oj-ca.crt", &ca);
+    let cert_file = env.write("etc/oj/tls/tls.crt", &cert);
+    let key_file = env.write("etc/oj/tls/tls.key", &key);
+    let token = "c2VjcmV0LXRva2VuLWZvci10aGUtZGVwbG95LXRlc3Q";
+    let token_file = env.write("etc/oj/secret/token", &format!("{token}\n"));
+    let state = env.path().join("var/lib/oj");
+    let (api, admin) = (common::free_port(), common::free_port());
+
+    // What differs from the pod, and only that: the mounted paths, loopback
+    // ports, and no Lease (no Kubernetes API here); the profile is given
+    // because KUBERNETES_SERVICE_HOST would make oj look for that API.
+    let mut cmd = env.oj();
+    cmd.env("OJ_CONFIG", &config);
+    for (k, v) in pod_env(deploy, &no_secrets()) {
+        if !k.starts_with("KUBERNETES_") {
+            cmd.env(k, v);
+        }
+    }
+    let set = |k: &str, v: &Path| format!("{k}={}", v.display());
+    cmd.args(["--profile", "kubernetes"])
+        .args(["--set", &set("tls.cert", &cert_file)])
+        .args(["--set", &set("tls.key", &key_file)])
+        .args(["--set", &set("listen.auth_token_file", &token_file)])
+        .args(["--set", &set("daemon.state_dir", &state)])
+        .args(["--set", &format!("listen.tcp=127.0.0.1:{api}")])
+        .args(["--set", &format!("admin.addr=127.0.0.1:{admin}")])
+        .args(["--set", "lock.strategy=none"])
+        .args(strings(c, "/args"));
+    let mut daemon = common::Daemon::spawn_raw(cmd, env.path(), state.join("daemon.sock"));
+
+    // The probes, with the Deployment's own paths.
+    let probe_path = |probe: &str| s(c, &format!("/{probe}/httpGet/path")).to_string();
+    let (live, ready) = (probe_path("livenessProbe"), probe_path("readinessProbe"));
+    let up = common::wait_until(Duration::from_secs(15), || {
+        daemon.exited().is_some() || http_status(admin, &ready) == 200
+    });
+    assert!(
+        up && daemon.exited().is_none(),
+        "the daemon never answered {ready} with 200\nstdout:\n{}\nstderr:\n{}",
+        daemon.stdout(),
+        daemon.stderr()
+    );
+    assert_eq!(http_status(admin, &live), 200, "liveness probe {live}");
+
+    // Logs are JSON lines on stdout, as `kubectl logs` shows them.
+    let first = daemon
+        .stdout()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let line: Value = serde_json::from_str(&first)
+        .unwrap_or_else(|e| panic!("the first log line is not JSON ({e}): {first}"));
+    for field in ["timestamp", "level", "target", "message"] {
+        assert!(
+            line.get(field).is_some(),
+            "log line without {field}: {first}"
+        );
+    }
+
+    // A laptop client as docs/deploy.md sets it up (through port-forward,
+    // the server is localhost).
+    let client = TestEnv::new();
+    let out = client
+        .oj()
+        .env("OJ_DAEMON_URL", format!("https://localhost:{api}"))
+        .env("OJ_CLIENT__CA", &ca_file)
+        .env("OJ_AUTH_TOKEN", token)
+        .args(["status", "--json"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run oj status");
+    assert!(
+        out.status.success(),
+        "oj status from a laptop failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: Value = serde_json::from_slice(&out.stdout).expect("status --json is JSON");
+    assert_eq!(s(&status, "/profile"), "kubernetes");
+    assert_eq!(
+        s(&status, "/instance"),
+        FAKE_POD_NAME,
+        "instance from POD_NAME"
+    );
+
+    // SIGTERM, as the kubelet sends it: the idle daemon drains and exits 0
+    // well inside the grace period.
+    daemon.sigterm();
+    let exit = daemon.wait_exit(Duration::from_secs(grace));
+    assert!(
+        exit.is_some_and(|st| st.success()),
+        "the daemon did not exit 0 within terminationGracePeriodSeconds ({grace} s) of SIGTERM: {exit:?}\n{}",
+        daemon.stderr()
+    );
+}
