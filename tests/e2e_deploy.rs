@@ -1427,6 +1427,61 @@ fn dockerfile_builds_oj_and_runs_it_as_the_deployment_expects() {
             "deploy/Dockerfile.dockerignore must not exclude {needed}: the build needs it"
         );
     }
+    // Nor any file compiled into the binary (include_str!/include_bytes!).
+    let excluded: Vec<&str> = ignore
+        .lines()
+        .map(|l| l.trim().trim_end_matches('/'))
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.contains('*'))
+        .collect();
+    for (file, included) in compiled_in_files() {
+        let top = included
+            .components()
+            .next()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned());
+        assert!(
+            !top.as_deref().is_some_and(|t| excluded.contains(&t)),
+            "{file} compiles in {} but deploy/Dockerfile.dockerignore leaves it out of the build context",
+            included.display()
+        );
+    }
+}
+
+/// (source file, repository-relative path) of every include_str!/include_bytes!
+/// in crates/*/src.
+fn compiled_in_files() -> Vec<(String, PathBuf)> {
+    let root = repo().canonicalize().expect("repository root");
+    let mut out = Vec::new();
+    let mut stack = vec![root.join("crates")];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if p.is_dir() && p.file_name().is_some_and(|n| n != "target") {
+                stack.push(p);
+            } else if p.extension().is_some_and(|e| e == "rs")
+                && p.components().any(|c| c.as_os_str() == "src")
+            {
+                let text = fs::read_to_string(&p).unwrap_or_default();
+                for mac in ["include_str!(\"", "include_bytes!(\""] {
+                    for (at, _) in text.match_indices(mac) {
+                        let rest = &text[at + mac.len()..];
+                        let Some(end) = rest.find('"') else { continue };
+                        let target = p.parent().expect("parent").join(&rest[..end]);
+                        let Ok(target) = target.canonicalize() else {
+                            continue;
+                        };
+                        if let Ok(rel) = target.strip_prefix(&root) {
+                            out.push((p.display().to_string(), rel.to_path_buf()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        out.iter().any(|(_, r)| r.starts_with("profiles")),
+        "the built-in profiles are compiled in; found {out:?}"
+    );
+    out
 }
 
 /// `GET path` on 127.0.0.1:port over plain HTTP/1.1 (the admin endpoints);
