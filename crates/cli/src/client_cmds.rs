@@ -271,7 +271,7 @@ pub fn daemon_stop(opts: &LoadOptions, env: &Environment) -> Result<i32, Failure
         if running > 0 {
             eprintln!(
                 "oj: the daemon at {addr} is draining: {running} running job{} may finish \
-                 (up to its shutdown.drain_timeout), then they are interrupted",
+                 within its shutdown.drain_timeout before being interrupted",
                 if running == 1 { "" } else { "s" }
             );
         }
@@ -539,10 +539,22 @@ async fn follow(client: &ApiClient, id: &str) -> Result<Value, Failure> {
 async fn wait_terminal(client: &ApiClient, id: &str) -> Result<Value, Failure> {
     let path = format!("/v1/jobs/{}", path_segment(id));
     loop {
-        let job = client
-            .get_json(&path)
-            .await
-            .map_err(|e| job_failure(client, id, e))?;
+        let job = client.get_json(&path).await.map_err(|e| {
+            let f = job_failure(client, id, e);
+            if f.code == exit::UNREACHABLE {
+                // The job lives on in the daemon's state; say how to find it again.
+                Failure::new(
+                    f.code,
+                    format!(
+                        "stopped waiting for job {id}: {}; once the daemon runs again, \
+                         `oj job show {id}` tells how the job ended",
+                        f.message
+                    ),
+                )
+            } else {
+                f
+            }
+        })?;
         if str_field(&job, "state").is_some_and(is_terminal) {
             return Ok(job);
         }
