@@ -250,6 +250,8 @@ impl LeaseLock {
         let mut leading = false;
         let mut last_renew = Instant::now();
         let mut last_problem = String::from("no renewal attempt succeeded");
+        // Logged at info only when it changes, not every retry_period.
+        let mut seen_holder: Option<String> = None;
         loop {
             // A leader's attempt may not outlive its renew deadline; a
             // standby's is bounded so a hung API cannot stall it forever.
@@ -280,7 +282,13 @@ impl LeaseLock {
                         leader.send_replace(false);
                         return Err(self.lost(format!("{holder:?} holds it now")));
                     }
-                    tracing::debug!(lease = %self.name, holder = %holder, "lease held by another instance; standby");
+                    if seen_holder.as_deref() != Some(holder.as_str()) {
+                        tracing::info!(
+                            lease = %self.name, namespace = %self.namespace, holder = %holder,
+                            "the lease is held by another instance; standby"
+                        );
+                        seen_holder = Some(holder);
+                    }
                 }
                 Ok(Ok(Attempt::LostRace)) => {
                     last_problem =
@@ -379,5 +387,40 @@ impl LeaseLock {
         )
         .await
         .unwrap_or(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(renewed: Option<Timestamp>, seconds: Option<i32>) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: Some("x".into()),
+            renew_time: renewed.map(MicroTime),
+            lease_duration_seconds: seconds,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn expiry_is_renew_time_plus_duration() {
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let at = |s: i64| t0 + SignedDuration::from_secs(s);
+        let s = spec(Some(t0), Some(15));
+        assert!(!LeaseLock::expired(&s, at(0)));
+        assert!(
+            !LeaseLock::expired(&s, at(15)),
+            "valid up to and including renewTime + duration"
+        );
+        assert!(LeaseLock::expired(&s, at(16)));
+        assert!(
+            LeaseLock::expired(&spec(None, Some(15)), at(0)),
+            "never renewed = free"
+        );
+        assert!(
+            LeaseLock::expired(&spec(Some(t0), None), at(1)),
+            "no duration = expires at once"
+        );
     }
 }
