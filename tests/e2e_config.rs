@@ -41,8 +41,14 @@ fn show_sources_names_the_layer_of_each_value() {
     let out = env.run(&["config", "show", "--sources", "--set", "log.level=debug"]);
     assert_eq!(out.code, Some(0), "{out:?}");
     let s = &out.stdout;
-    assert!(s.contains("drain_timeout = \"30s\"  # env OJ_SHUTDOWN__DRAIN_TIMEOUT"), "{s}");
-    assert!(s.contains(&format!("max_concurrent = 3  # file {}", file.display())), "{s}");
+    assert!(
+        s.contains("drain_timeout = \"30s\"  # env OJ_SHUTDOWN__DRAIN_TIMEOUT"),
+        "{s}"
+    );
+    assert!(
+        s.contains(&format!("max_concurrent = 3  # file {}", file.display())),
+        "{s}"
+    );
     assert!(s.contains("level = \"debug\"  # flag --set"), "{s}");
     assert!(s.contains("format = \"text\"  # profile desktop"), "{s}");
     assert!(s.contains("step_timeout = \"1h\"  # default"), "{s}");
@@ -55,7 +61,11 @@ fn secrets_are_redacted_unless_show_secrets() {
     env.set_var("OJ_NOTIFY_WEBHOOK_URL", "https://hooks.example/secret-path");
     let out = env.run(&["config", "show"]);
     assert_eq!(out.code, Some(0), "{out:?}");
-    assert!(!out.stdout.contains("tok-e2e-42") && !out.stdout.contains("secret-path"), "{}", out.stdout);
+    assert!(
+        !out.stdout.contains("tok-e2e-42") && !out.stdout.contains("secret-path"),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains("<redacted>"));
     let out = env.run(&["config", "show", "--show-secrets"]);
     assert!(out.stdout.contains("tok-e2e-42"), "{}", out.stdout);
@@ -74,9 +84,21 @@ fn bad_configuration_exits_78_with_key_layer_and_fix() {
     let out = env.run(&["config", "show"]);
     assert_eq!(out.code, Some(78), "{out:?}");
     let first = out.stderr.lines().next().unwrap_or_default();
-    assert!(first.starts_with("oj: invalid configuration (2 problems)"), "{}", out.stderr);
-    assert!(out.stderr.contains("log.format (from env OJ_LOG__FORMAT)"), "{}", out.stderr);
-    assert!(out.stderr.contains("OJ_JOBS__MAX_CONCURRENT"), "nearest key suggested: {}", out.stderr);
+    assert!(
+        first.starts_with("oj: invalid configuration (2 problems)"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("log.format (from env OJ_LOG__FORMAT)"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("OJ_JOBS__MAX_CONCURRENT"),
+        "nearest key suggested: {}",
+        out.stderr
+    );
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
 }
 
@@ -86,7 +108,11 @@ fn malformed_toml_reports_file_line_and_column() {
     let file = env.write_config("[log]\nlevel = \"info\"\nformat = json\n");
     let out = env.run(&["config", "show"]);
     assert_eq!(out.code, Some(78), "{out:?}");
-    assert!(out.stderr.contains(&format!("{}:3:", file.display())), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!("{}:3:", file.display())),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -95,9 +121,21 @@ fn unknown_key_in_a_file_suggests_the_nearest() {
     let file = env.write("extra.toml", "[shutdown]\ndrain_timout = \"3s\"\n");
     let out = env.run(&["--config", file.to_str().unwrap(), "config", "show"]);
     assert_eq!(out.code, Some(78), "{out:?}");
-    assert!(out.stderr.contains("shutdown.drain_timout"), "{}", out.stderr);
-    assert!(out.stderr.contains(&format!("file {}", file.display())), "{}", out.stderr);
-    assert!(out.stderr.contains("did you mean `shutdown.drain_timeout`"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("shutdown.drain_timout"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&format!("file {}", file.display())),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("did you mean `shutdown.drain_timeout`"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -105,9 +143,17 @@ fn check_passes_on_a_valid_desktop_config_and_warns_without_dbus() {
     let env = TestEnv::new();
     let out = env.run(&["config", "check"]);
     assert_eq!(out.code, Some(0), "{out:?}");
-    assert!(out.stdout.contains("ok: configuration is valid"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("ok: configuration is valid"),
+        "{}",
+        out.stdout
+    );
     // the test environment has no session bus
-    assert!(out.stdout.contains("warning: notify.backend"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("warning: notify.backend"),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains("D-Bus"), "{}", out.stdout);
 }
 
@@ -120,10 +166,26 @@ fn check_fails_78_listing_every_problem_of_the_environment() {
     env.set_var("OJ_STATE_DIR", state.to_str().unwrap());
     let out = env.run(&["--profile", "kubernetes", "config", "check"]);
     assert_eq!(out.code, Some(78), "{out:?}");
-    assert!(out.stdout.contains("/etc/oj/secret/token"), "{}", out.stdout);
-    assert!(out.stdout.contains("tls.cert") || out.stdout.contains("/etc/oj/tls/tls.crt"), "{}", out.stdout);
-    assert!(out.stdout.contains("warning: lock.strategy"), "lease without an API is a warning in check: {}", out.stdout);
-    assert!(out.stderr.starts_with("oj: configuration check failed"), "{}", out.stderr);
+    assert!(
+        out.stdout.contains("/etc/oj/secret/token"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("tls.cert") || out.stdout.contains("/etc/oj/tls/tls.crt"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("warning: lock.strategy"),
+        "lease without an API is a warning in check: {}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.starts_with("oj: configuration check failed"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -133,8 +195,19 @@ fn check_reports_layer_errors_together() {
     env.set_var("OJ_PODS__RESOURCES__REQUESTS__CPU", "4");
     let out = env.run(&["config", "check"]);
     assert_eq!(out.code, Some(78), "{out:?}");
-    assert!(out.stdout.contains("error: notify.backend (from env OJ_NOTIFY__BACKEND)"), "{}", out.stdout);
-    assert!(out.stdout.contains("error: pods.resources.requests.cpu (from env OJ_PODS__RESOURCES__REQUESTS__CPU)"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("error: notify.backend (from env OJ_NOTIFY__BACKEND)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(
+            "error: pods.resources.requests.cpu (from env OJ_PODS__RESOURCES__REQUESTS__CPU)"
+        ),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -144,19 +217,33 @@ fn check_refuses_an_unwritable_state_dir() {
     env.set_var("OJ_STATE_DIR", file.join("oj").to_str().unwrap());
     let out = env.run(&["config", "check"]);
     assert_eq!(out.code, Some(78), "{out:?}");
-    assert!(out.stdout.contains("daemon.state_dir (from env OJ_STATE_DIR)"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("daemon.state_dir (from env OJ_STATE_DIR)"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
 fn profiles_lists_builtin_and_user_profiles() {
     let env = TestEnv::new();
-    env.write("config/oj/profiles/ci.toml", "extends = \"kubernetes\"\ndescription = \"CI runners\"\n");
+    env.write(
+        "config/oj/profiles/ci.toml",
+        "extends = \"kubernetes\"\ndescription = \"CI runners\"\n",
+    );
     let out = env.run(&["config", "profiles"]);
     assert_eq!(out.code, Some(0), "{out:?}");
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert!(lines[0].starts_with("desktop"), "{}", out.stdout);
     assert!(lines[1].starts_with("kubernetes"), "{}", out.stdout);
-    assert!(lines.iter().any(|l| l.starts_with("ci ") && l.contains("CI runners") && l.contains("extends kubernetes")), "{}", out.stdout);
+    assert!(
+        lines.iter().any(|l| l.starts_with("ci ")
+            && l.contains("CI runners")
+            && l.contains("extends kubernetes")),
+        "{}",
+        out.stdout
+    );
     // and the user profile is usable
     let out = env.run(&["--profile", "ci", "config", "show", "--json"]);
     assert_eq!(out.code, Some(0), "{out:?}");
@@ -189,14 +276,19 @@ fn env_lists_every_variable_with_its_key() {
     assert_eq!(out.code, Some(0), "{out:?}");
     for (var, key) in [
         ("OJ_LOG__FORMAT", "log.format"),
-        ("OJ_PODS__RESOURCES__LIMITS__MEMORY", "pods.resources.limits.memory"),
+        (
+            "OJ_PODS__RESOURCES__LIMITS__MEMORY",
+            "pods.resources.limits.memory",
+        ),
         ("OJ_TCP_PORT", "listen.tcp"),
         ("OJ_DRAIN_TIMEOUT_MS", "shutdown.drain_timeout"),
         ("OJ_DAEMON_URL", "client.url"),
         ("OJ_NOTIFY_WEBHOOK_URL", "notify.webhook.url"),
     ] {
         assert!(
-            out.stdout.lines().any(|l| l.starts_with(var) && l.contains(key)),
+            out.stdout
+                .lines()
+                .any(|l| l.starts_with(var) && l.contains(key)),
             "{var} -> {key} missing:\n{}",
             out.stdout
         );

@@ -44,11 +44,17 @@ pub struct TestEnv {
 
 impl TestEnv {
     pub fn new() -> Self {
-        let dir = tempfile::Builder::new().prefix("oj-e2e-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("oj-e2e-")
+            .tempdir()
+            .expect("tempdir");
         for sub in ["home", "config", "state", "runtime"] {
             fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
         }
-        TestEnv { dir, vars: Vec::new() }
+        TestEnv {
+            dir,
+            vars: Vec::new(),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -91,7 +97,10 @@ impl TestEnv {
     pub fn oj(&self) -> Command {
         let mut cmd = Command::new(oj_bin());
         cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()))
+            .env(
+                "PATH",
+                std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
+            )
             .env("HOME", self.path().join("home"))
             .env("XDG_CONFIG_HOME", self.path().join("config"))
             .env("XDG_STATE_HOME", self.path().join("state"))
@@ -105,7 +114,12 @@ impl TestEnv {
 
     /// Runs `oj ARGS` to completion.
     pub fn run(&self, args: &[&str]) -> Output {
-        let out = self.oj().args(args).stdin(Stdio::null()).output().expect("run oj");
+        let out = self
+            .oj()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run oj");
         Output {
             code: out.status.code(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -192,7 +206,9 @@ impl Daemon {
     }
 
     pub fn signal(&self, sig: &str) {
-        let _ = Command::new("kill").args([&format!("-{sig}"), &self.pid().to_string()]).status();
+        let _ = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status();
     }
 
     pub fn sigterm(&self) {
@@ -211,7 +227,12 @@ impl Daemon {
 
     /// One HTTP request over the Unix socket: (status, JSON body or
     /// `{"text": body}` when it is not JSON). Status 0 = no connection.
-    pub fn request(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> (u16, serde_json::Value) {
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
         curl_unix(&self.socket, method, path, body)
     }
 
@@ -239,7 +260,11 @@ impl Daemon {
             last = job;
             done
         });
-        assert!(ok, "job {id} never reached {states:?}; last: {last}\nstderr:\n{}", self.stderr());
+        assert!(
+            ok,
+            "job {id} never reached {states:?}; last: {last}\nstderr:\n{}",
+            self.stderr()
+        );
         last
     }
 }
@@ -254,13 +279,34 @@ impl Drop for Daemon {
 }
 
 /// HTTP over a Unix socket with curl (installed on the machine).
-pub fn curl_unix(socket: &Path, method: &str, path: &str, body: Option<&serde_json::Value>) -> (u16, serde_json::Value) {
+pub fn curl_unix(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> (u16, serde_json::Value) {
     let mut cmd = Command::new("curl");
-    cmd.args(["-s", "-m", "10", "-o", "-", "-w", "\n%{http_code}", "-X", method, "--unix-socket"])
-        .arg(socket)
-        .arg(format!("http://localhost{path}"));
+    cmd.args([
+        "-s",
+        "-m",
+        "10",
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_code}",
+        "-X",
+        method,
+        "--unix-socket",
+    ])
+    .arg(socket)
+    .arg(format!("http://localhost{path}"));
     if let Some(b) = body {
-        cmd.args(["-H", "Content-Type: application/json", "--data-binary", &b.to_string()]);
+        cmd.args([
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &b.to_string(),
+        ]);
     }
     let out = match cmd.output() {
         Ok(o) => o,

@@ -56,8 +56,10 @@ pub fn check(loaded: &Loaded, env: &Environment, mode: Mode) -> Report {
 
     if c.tls.enabled && c.listen.tcp.is_some() {
         let tls = crate::tls::check_files(&c.tls, std::time::SystemTime::now());
-        r.errors.extend(tls.errors.iter().map(|m| with_layer(m, loaded)));
-        r.warnings.extend(tls.warnings.iter().map(|m| with_layer(m, loaded)));
+        r.errors
+            .extend(tls.errors.iter().map(|m| with_layer(m, loaded)));
+        r.warnings
+            .extend(tls.warnings.iter().map(|m| with_layer(m, loaded)));
     }
 
     // Builds the webhook sender as the daemon would (URL, signing key or
@@ -95,9 +97,12 @@ pub fn kubernetes_api_configured(env: &Environment) -> bool {
         return true;
     }
     if let Some(k) = env.get("KUBECONFIG") {
-        return k.split(':').any(|p| !p.is_empty() && Path::new(p).is_file());
+        return k
+            .split(':')
+            .any(|p| !p.is_empty() && Path::new(p).is_file());
     }
-    env.get("HOME").is_some_and(|h| Path::new(h).join(".kube/config").is_file())
+    env.get("HOME")
+        .is_some_and(|h| Path::new(h).join(".kube/config").is_file())
 }
 
 /// The directory exists (or can be created) and accepts a new file.
@@ -108,7 +113,9 @@ fn check_dir_writable(dir: &Path) -> Result<(), String> {
         let mut ancestor = dir.parent();
         while let Some(a) = ancestor {
             if a.exists() {
-                return probe_write(a).map_err(|e| format!("cannot be created ({} is not writable: {e})", a.display()));
+                return probe_write(a).map_err(|e| {
+                    format!("cannot be created ({} is not writable: {e})", a.display())
+                });
             }
             ancestor = a.parent();
         }
@@ -129,7 +136,6 @@ fn tempfile_in(dir: &Path) -> std::io::Result<()> {
     std::fs::write(&probe, b"")?;
     std::fs::remove_file(&probe)
 }
-
 
 /// Adds the layer after a message's leading key (`tls.cert = …` becomes
 /// `tls.cert (from profile kubernetes) = …`), so every problem names where

@@ -50,9 +50,11 @@ pub enum Command {
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Submit a job from the project's runbooks (.oj/runbooks/*.toml); prints the job id
-    #[command(after_help = "Examples:\n  oj run build --var target=x86_64-unknown-linux-gnu\n  \
+    #[command(
+        after_help = "Examples:\n  oj run build --var target=x86_64-unknown-linux-gnu\n  \
                             id=$(oj run deploy --var env=staging) && oj job logs \"$id\" --follow\n  \
-                            oj run test --file ci/runbook.toml --wait")]
+                            oj run test --file ci/runbook.toml --wait"
+    )]
     Run(RunArgs),
     /// Submit a one-step job that runs CMD; prints the job id
     #[command(after_help = "Examples:\n  oj exec --wait -- make test\n  \

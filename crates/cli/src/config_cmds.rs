@@ -1,10 +1,10 @@
 //! `oj config show|check|profiles|schema|env`, and the config loading that
 //! every command shares.
 
-use oj_config::{keys, render, Environment, LoadOptions, Loaded};
+use oj_config::{Environment, LoadOptions, Loaded, keys, render};
 
 use crate::cli::ConfigCommand;
-use crate::exit::{Failure, CONFIG, OK};
+use crate::exit::{CONFIG, Failure, OK};
 
 /// Loads the effective configuration; every problem becomes one line of a
 /// single exit-78 failure.
@@ -24,9 +24,23 @@ pub fn load_or_fail(opts: &LoadOptions, env: &Environment) -> Result<Loaded, Fai
 
 pub fn run(cmd: ConfigCommand, opts: &LoadOptions, env: &Environment) -> Result<i32, Failure> {
     match cmd {
-        ConfigCommand::Show { sources, json, show_secrets } => {
+        ConfigCommand::Show {
+            sources,
+            json,
+            show_secrets,
+        } => {
             let loaded = load_or_fail(opts, env)?;
-            print!("{}", render::show(&loaded, render::ShowOptions { json, sources, show_secrets }));
+            print!(
+                "{}",
+                render::show(
+                    &loaded,
+                    render::ShowOptions {
+                        json,
+                        sources,
+                        show_secrets
+                    }
+                )
+            );
             Ok(OK)
         }
         ConfigCommand::Check => check(opts, env),
@@ -100,7 +114,11 @@ fn check(opts: &LoadOptions, env: &Environment) -> Result<i32, Failure> {
 /// Every environment variable oj reads, the key it sets and what it does.
 fn env_table() -> String {
     let mut rows: Vec<(String, String, String)> = vec![
-        ("OJ_PROFILE".into(), "(profile)".into(), "Profile to use (below --profile)".into()),
+        (
+            "OJ_PROFILE".into(),
+            "(profile)".into(),
+            "Profile to use (below --profile)".into(),
+        ),
         (
             "OJ_CONFIG".into(),
             "(config files)".into(),
@@ -113,19 +131,41 @@ fn env_table() -> String {
     for k in keys::KEYS {
         let var = keys::env_var_name(k.name);
         if k.kind == keys::Kind::StrTable {
-            rows.push((format!("{var}__<NAME>"), format!("{}.<name>", k.name), k.description.into()));
+            rows.push((
+                format!("{var}__<NAME>"),
+                format!("{}.<name>", k.name),
+                k.description.into(),
+            ));
         } else {
             rows.push((var, k.name.to_string(), k.description.into()));
         }
     }
     let outside: &[(&str, &str)] = &[
-        ("KUBERNETES_SERVICE_HOST", "Set in pods: selects the kubernetes profile and in-cluster API access"),
-        ("POD_NAME", "daemon.instance default in the kubernetes profile (downward API)"),
-        ("XDG_CONFIG_HOME", "Default config file and user profiles: $XDG_CONFIG_HOME/oj/"),
-        ("XDG_STATE_HOME", "Default daemon.state_dir: $XDG_STATE_HOME/oj"),
+        (
+            "KUBERNETES_SERVICE_HOST",
+            "Set in pods: selects the kubernetes profile and in-cluster API access",
+        ),
+        (
+            "POD_NAME",
+            "daemon.instance default in the kubernetes profile (downward API)",
+        ),
+        (
+            "XDG_CONFIG_HOME",
+            "Default config file and user profiles: $XDG_CONFIG_HOME/oj/",
+        ),
+        (
+            "XDG_STATE_HOME",
+            "Default daemon.state_dir: $XDG_STATE_HOME/oj",
+        ),
         ("HOME", "Fallback for ~/.config/oj and ~/.local/state/oj"),
-        ("KUBECONFIG", "Kubernetes client config outside a cluster (else ~/.kube/config)"),
-        ("DBUS_SESSION_BUS_ADDRESS", "Session bus for desktop notifications"),
+        (
+            "KUBECONFIG",
+            "Kubernetes client config outside a cluster (else ~/.kube/config)",
+        ),
+        (
+            "DBUS_SESSION_BUS_ADDRESS",
+            "Session bus for desktop notifications",
+        ),
     ];
     for (var, desc) in outside {
         rows.push((var.to_string(), "-".into(), desc.to_string()));

@@ -2,8 +2,8 @@
 //! profile (user profile extending kubernetes), a config file, environment
 //! variables (keys and aliases) and `--set` flags.
 
-use criterion::{criterion_group, criterion_main, Criterion};
-use oj_config::{load, Environment, LoadOptions};
+use criterion::{Criterion, criterion_group, criterion_main};
+use oj_config::{Environment, LoadOptions, load};
 
 fn resolve(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -36,7 +36,9 @@ fn resolve(c: &mut Criterion) {
         sets: vec!["jobs.step_timeout=2h".into(), "tls.enabled=false".into()],
     };
     load(&opts, &env).expect("bench config is valid");
-    c.bench_function("resolve_full_config_5_layers", |b| b.iter(|| load(&opts, &env)));
+    c.bench_function("resolve_full_config_5_layers", |b| {
+        b.iter(|| load(&opts, &env))
+    });
 }
 
 criterion_group!(benches, resolve);

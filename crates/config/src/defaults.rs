@@ -64,7 +64,10 @@ impl RuntimeConfig {
         };
         let secs = Duration::from_secs;
         RuntimeConfig {
-            daemon: DaemonConfig { state_dir, instance },
+            daemon: DaemonConfig {
+                state_dir,
+                instance,
+            },
             jobs: JobsConfig {
                 max_concurrent: 4,
                 step_timeout: secs(3600),
@@ -155,7 +158,8 @@ impl RuntimeConfig {
 
 fn quantity(s: &str) -> crate::Quantity {
     // Literals above are valid quantities; the unit test below proves it.
-    s.parse().unwrap_or_else(|e| panic!("built-in default {s}: {e}"))
+    s.parse()
+        .unwrap_or_else(|e| panic!("built-in default {s}: {e}"))
 }
 
 #[cfg(test)]

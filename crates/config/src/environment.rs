@@ -19,14 +19,20 @@ impl Environment {
         hostname: impl Into<String>,
     ) -> Self {
         Environment {
-            vars: vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+            vars: vars
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
             hostname: hostname.into(),
         }
     }
 
     /// A variable's value; unset and empty are the same.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.vars.get(name).map(String::as_str).filter(|v| !v.is_empty())
+        self.vars
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     /// `$XDG_CONFIG_HOME`, else `~/.config`.
@@ -38,8 +44,9 @@ impl Environment {
 
     /// `$XDG_STATE_HOME`, else `~/.local/state`.
     pub fn state_home(&self) -> Option<PathBuf> {
-        self.get("XDG_STATE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| self.get("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        self.get("XDG_STATE_HOME").map(PathBuf::from).or_else(|| {
+            self.get("HOME")
+                .map(|h| PathBuf::from(h).join(".local/state"))
+        })
     }
 }

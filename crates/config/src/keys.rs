@@ -8,7 +8,9 @@
 pub enum Kind {
     Bool,
     /// Integer with a minimum.
-    Int { min: i64 },
+    Int {
+        min: i64,
+    },
     Str,
     Path,
     /// A humantime duration such as `"25s"` or `"1h 30m"`.
@@ -70,29 +72,109 @@ pub const NOTIFY_EVENTS: &[&str] = &["start", "done", "fail"];
 
 /// All keys, in the order `config show` prints them.
 pub const KEYS: &[Key] = &[
-    key("daemon.state_dir", Kind::Path, "Directory for the lock, WAL, snapshot, job logs, socket and log file"),
-    key("daemon.instance", Kind::Str, "This daemon's name (Lease holder, notifications, status)"),
-    key("jobs.max_concurrent", Kind::Int { min: 1 }, "Jobs running at once; the rest wait queued"),
-    key("jobs.step_timeout", Kind::Duration, "Timeout of a step that sets none"),
-    key("jobs.shell", Kind::StrArray, "Command a step's `run` is appended to"),
-    opt("listen.unix_socket", Kind::Path, "Unix socket path, relative = under state_dir; \"\" = off"),
-    opt("listen.tcp", Kind::HostPort, "TCP listener host:port; \"\" = off"),
-    secret("listen.auth_token", Kind::Str, "Bearer token required on TCP"),
-    opt("listen.auth_token_file", Kind::Path, "File holding the bearer token"),
-    key("listen.insecure_no_auth", Kind::Bool, "Allow TCP without a token"),
-    key("listen.max_request_bytes", Kind::Int { min: 1 }, "Larger request bodies get 413"),
+    key(
+        "daemon.state_dir",
+        Kind::Path,
+        "Directory for the lock, WAL, snapshot, job logs, socket and log file",
+    ),
+    key(
+        "daemon.instance",
+        Kind::Str,
+        "This daemon's name (Lease holder, notifications, status)",
+    ),
+    key(
+        "jobs.max_concurrent",
+        Kind::Int { min: 1 },
+        "Jobs running at once; the rest wait queued",
+    ),
+    key(
+        "jobs.step_timeout",
+        Kind::Duration,
+        "Timeout of a step that sets none",
+    ),
+    key(
+        "jobs.shell",
+        Kind::StrArray,
+        "Command a step's `run` is appended to",
+    ),
+    opt(
+        "listen.unix_socket",
+        Kind::Path,
+        "Unix socket path, relative = under state_dir; \"\" = off",
+    ),
+    opt(
+        "listen.tcp",
+        Kind::HostPort,
+        "TCP listener host:port; \"\" = off",
+    ),
+    secret(
+        "listen.auth_token",
+        Kind::Str,
+        "Bearer token required on TCP",
+    ),
+    opt(
+        "listen.auth_token_file",
+        Kind::Path,
+        "File holding the bearer token",
+    ),
+    key(
+        "listen.insecure_no_auth",
+        Kind::Bool,
+        "Allow TCP without a token",
+    ),
+    key(
+        "listen.max_request_bytes",
+        Kind::Int { min: 1 },
+        "Larger request bodies get 413",
+    ),
     key("tls.enabled", Kind::Bool, "Serve TLS on the TCP listener"),
     opt("tls.cert", Kind::Path, "Server certificate chain (PEM)"),
     opt("tls.key", Kind::Path, "Server private key (PEM)"),
-    opt("tls.client_ca", Kind::Path, "CA for client certificates; set = mutual TLS"),
-    key("tls.min_version", Kind::Enum(&["1.2", "1.3"]), "Lowest TLS version accepted"),
-    key("tls.reload_interval", Kind::Duration, "How often cert and key are checked for changes"),
-    opt("admin.addr", Kind::HostPort, "host:port for /healthz, /readyz, /metrics; \"\" = off"),
-    key("notify.backend", Kind::Enum(NOTIFY_BACKENDS), "Where notifications go"),
-    key("notify.events", Kind::EnumArray(NOTIFY_EVENTS), "Job events that notify"),
-    secret("notify.webhook.url", Kind::Url, "Webhook endpoint (http or https)"),
-    secret("notify.webhook.secret", Kind::Str, "whsec_… key for webhook signatures"),
-    opt("notify.webhook.secret_file", Kind::Path, "File holding the whsec_… key"),
+    opt(
+        "tls.client_ca",
+        Kind::Path,
+        "CA for client certificates; set = mutual TLS",
+    ),
+    key(
+        "tls.min_version",
+        Kind::Enum(&["1.2", "1.3"]),
+        "Lowest TLS version accepted",
+    ),
+    key(
+        "tls.reload_interval",
+        Kind::Duration,
+        "How often cert and key are checked for changes",
+    ),
+    opt(
+        "admin.addr",
+        Kind::HostPort,
+        "host:port for /healthz, /readyz, /metrics; \"\" = off",
+    ),
+    key(
+        "notify.backend",
+        Kind::Enum(NOTIFY_BACKENDS),
+        "Where notifications go",
+    ),
+    key(
+        "notify.events",
+        Kind::EnumArray(NOTIFY_EVENTS),
+        "Job events that notify",
+    ),
+    secret(
+        "notify.webhook.url",
+        Kind::Url,
+        "Webhook endpoint (http or https)",
+    ),
+    secret(
+        "notify.webhook.secret",
+        Kind::Str,
+        "whsec_… key for webhook signatures",
+    ),
+    opt(
+        "notify.webhook.secret_file",
+        Kind::Path,
+        "File holding the whsec_… key",
+    ),
     Key {
         name: "notify.webhook.headers",
         kind: Kind::StrTable,
@@ -100,38 +182,130 @@ pub const KEYS: &[Key] = &[
         secret: true,
         description: "Extra webhook request headers (table)",
     },
-    key("notify.webhook.format", Kind::Enum(&["standard", "slack"]), "Webhook body format"),
-    key("notify.webhook.timeout", Kind::Duration, "Timeout of one delivery attempt"),
-    key("notify.webhook.max_attempts", Kind::Int { min: 1 }, "Delivery attempts before giving up"),
-    key("notify.webhook.backoff", Kind::Duration, "First retry delay, doubling, capped at 5 min"),
-    key("log.level", Kind::Str, "EnvFilter directives, e.g. info,oj_daemon=debug"),
-    key("log.format", Kind::Enum(&["text", "json"]), "Log line format"),
+    key(
+        "notify.webhook.format",
+        Kind::Enum(&["standard", "slack"]),
+        "Webhook body format",
+    ),
+    key(
+        "notify.webhook.timeout",
+        Kind::Duration,
+        "Timeout of one delivery attempt",
+    ),
+    key(
+        "notify.webhook.max_attempts",
+        Kind::Int { min: 1 },
+        "Delivery attempts before giving up",
+    ),
+    key(
+        "notify.webhook.backoff",
+        Kind::Duration,
+        "First retry delay, doubling, capped at 5 min",
+    ),
+    key(
+        "log.level",
+        Kind::Str,
+        "EnvFilter directives, e.g. info,oj_daemon=debug",
+    ),
+    key(
+        "log.format",
+        Kind::Enum(&["text", "json"]),
+        "Log line format",
+    ),
     key("log.stdout", Kind::Bool, "Log to stdout"),
     key("log.file.enabled", Kind::Bool, "Log to a file"),
-    key("log.file.path", Kind::Path, "Log file, relative = under state_dir"),
-    key("log.file.rotation", Kind::Enum(&["hourly", "daily", "never"]), "Log file rotation"),
-    key("log.file.max_files", Kind::Int { min: 1 }, "Rotated log files kept"),
-    key("lock.strategy", Kind::Enum(&["file", "none", "lease"]), "Single-instance lock"),
+    key(
+        "log.file.path",
+        Kind::Path,
+        "Log file, relative = under state_dir",
+    ),
+    key(
+        "log.file.rotation",
+        Kind::Enum(&["hourly", "daily", "never"]),
+        "Log file rotation",
+    ),
+    key(
+        "log.file.max_files",
+        Kind::Int { min: 1 },
+        "Rotated log files kept",
+    ),
+    key(
+        "lock.strategy",
+        Kind::Enum(&["file", "none", "lease"]),
+        "Single-instance lock",
+    ),
     key("lock.lease.name", Kind::Str, "Lease object name"),
-    opt("lock.lease.namespace", Kind::Str, "Lease namespace; unset = the pod's namespace"),
+    opt(
+        "lock.lease.namespace",
+        Kind::Str,
+        "Lease namespace; unset = the pod's namespace",
+    ),
     key("lock.lease.duration", Kind::Duration, "Lease duration"),
-    key("lock.lease.renew_deadline", Kind::Duration, "A leader that cannot renew within this steps down"),
-    key("lock.lease.retry_period", Kind::Duration, "Interval between acquire/renew attempts"),
-    opt("pods.namespace", Kind::Str, "Namespace for step pods; unset = the pod's namespace, else default"),
-    opt("pods.service_account", Kind::Str, "Service account of step pods"),
-    key("pods.image_pull_policy", Kind::Enum(&["Always", "IfNotPresent", "Never"]), "imagePullPolicy of step pods"),
+    key(
+        "lock.lease.renew_deadline",
+        Kind::Duration,
+        "A leader that cannot renew within this steps down",
+    ),
+    key(
+        "lock.lease.retry_period",
+        Kind::Duration,
+        "Interval between acquire/renew attempts",
+    ),
+    opt(
+        "pods.namespace",
+        Kind::Str,
+        "Namespace for step pods; unset = the pod's namespace, else default",
+    ),
+    opt(
+        "pods.service_account",
+        Kind::Str,
+        "Service account of step pods",
+    ),
+    key(
+        "pods.image_pull_policy",
+        Kind::Enum(&["Always", "IfNotPresent", "Never"]),
+        "imagePullPolicy of step pods",
+    ),
     key("pods.keep_finished", Kind::Bool, "Keep finished step pods"),
-    key("pods.resources.requests.cpu", Kind::Quantity, "Default CPU request of step pods"),
-    key("pods.resources.requests.memory", Kind::Quantity, "Default memory request of step pods"),
-    key("pods.resources.limits.cpu", Kind::Quantity, "Default CPU limit of step pods"),
-    key("pods.resources.limits.memory", Kind::Quantity, "Default memory limit of step pods"),
-    key("shutdown.drain_timeout", Kind::Duration, "Time running steps get to finish on SIGTERM"),
-    opt("client.url", Kind::Url, "Daemon address for client commands: unix:///path, http://…, https://…"),
+    key(
+        "pods.resources.requests.cpu",
+        Kind::Quantity,
+        "Default CPU request of step pods",
+    ),
+    key(
+        "pods.resources.requests.memory",
+        Kind::Quantity,
+        "Default memory request of step pods",
+    ),
+    key(
+        "pods.resources.limits.cpu",
+        Kind::Quantity,
+        "Default CPU limit of step pods",
+    ),
+    key(
+        "pods.resources.limits.memory",
+        Kind::Quantity,
+        "Default memory limit of step pods",
+    ),
+    key(
+        "shutdown.drain_timeout",
+        Kind::Duration,
+        "Time running steps get to finish on SIGTERM",
+    ),
+    opt(
+        "client.url",
+        Kind::Url,
+        "Daemon address for client commands: unix:///path, http://…, https://…",
+    ),
     opt("client.ca", Kind::Path, "CA for the daemon's certificate"),
     opt("client.cert", Kind::Path, "Client certificate for mTLS"),
     opt("client.key", Kind::Path, "Client key for mTLS"),
     secret("client.token", Kind::Str, "Bearer token the client sends"),
-    opt("client.token_file", Kind::Path, "File holding the client's bearer token"),
+    opt(
+        "client.token_file",
+        Kind::Path,
+        "File holding the client's bearer token",
+    ),
 ];
 
 /// Looks a key up by its dotted name.
@@ -155,7 +329,9 @@ pub fn owning_key(path: &str) -> Option<&'static Key> {
 /// Whether `path` is a section (a table of keys), e.g. `notify` or `log.file`.
 pub fn is_section(path: &str) -> bool {
     KEYS.iter().any(|k| {
-        k.name.len() > path.len() && k.name.starts_with(path) && k.name.as_bytes()[path.len()] == b'.'
+        k.name.len() > path.len()
+            && k.name.starts_with(path)
+            && k.name.as_bytes()[path.len()] == b'.'
     })
 }
 
@@ -189,7 +365,9 @@ pub fn describe(kind: Kind) -> String {
         Kind::Str => "a string".into(),
         Kind::Path => "a path".into(),
         Kind::Duration => "a duration such as \"500ms\", \"25s\", \"1h 30m\"".into(),
-        Kind::Quantity => "a Kubernetes quantity such as \"250m\", \"2\", \"512Mi\", \"4Gi\"".into(),
+        Kind::Quantity => {
+            "a Kubernetes quantity such as \"250m\", \"2\", \"512Mi\", \"4Gi\"".into()
+        }
         Kind::HostPort => "\"host:port\" (e.g. \"0.0.0.0:7777\") or \"\" for off".into(),
         Kind::Url => "a URL".into(),
         Kind::Enum(values) => format!("one of {}", quoted_list(values)),
@@ -200,7 +378,11 @@ pub fn describe(kind: Kind) -> String {
 }
 
 fn quoted_list(values: &[&str]) -> String {
-    values.iter().map(|v| format!("\"{v}\"")).collect::<Vec<_>>().join(", ")
+    values
+        .iter()
+        .map(|v| format!("\"{v}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -210,12 +392,18 @@ mod tests {
     #[test]
     fn suggests_the_nearest_key() {
         assert_eq!(nearest("log.fromat"), Some("log.format"));
-        assert_eq!(nearest("shutdown.drain_timout"), Some("shutdown.drain_timeout"));
+        assert_eq!(
+            nearest("shutdown.drain_timout"),
+            Some("shutdown.drain_timeout")
+        );
     }
 
     #[test]
     fn header_subkeys_belong_to_the_headers_table() {
-        assert_eq!(owning_key("notify.webhook.headers.x-team").map(|k| k.name), Some("notify.webhook.headers"));
+        assert_eq!(
+            owning_key("notify.webhook.headers.x-team").map(|k| k.name),
+            Some("notify.webhook.headers")
+        );
         assert!(is_secret("notify.webhook.headers.authorization"));
         assert!(owning_key("notify.webhook.headersx").is_none());
         assert!(is_section("log.file"));

@@ -21,12 +21,12 @@ pub use defaults::BuiltinProfile;
 pub use environment::Environment;
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{
-    default_config_file, list_profiles, load, parse_toml, user_profile_dirs, LoadOptions, Loaded, ProfileInfo,
-    ALIASES, OJ_CONFIG, OJ_PROFILE,
+    ALIASES, LoadOptions, Loaded, OJ_CONFIG, OJ_PROFILE, ProfileInfo, default_config_file,
+    list_profiles, load, parse_toml, user_profile_dirs,
 };
 pub use model::*;
 pub use quantity::{Quantity, QuantityError};
-pub use secret::{Secret, REDACTED};
+pub use secret::{REDACTED, Secret};
 
 /// The JSON Schema (draft 2020-12) of a config file: every section optional,
 /// since a file sets only what it changes; `profile` allowed at the top.

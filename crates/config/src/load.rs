@@ -55,7 +55,10 @@ pub struct Loaded {
 impl Loaded {
     /// The layer that set `key` (`default` if unknown).
     pub fn source(&self, key: &str) -> &str {
-        self.sources.get(key).map(String::as_str).unwrap_or("default")
+        self.sources
+            .get(key)
+            .map(String::as_str)
+            .unwrap_or("default")
     }
 }
 
@@ -65,17 +68,41 @@ pub const OJ_CONFIG: &str = "OJ_CONFIG";
 
 /// Aliases kept for existing deployments: variable, key, description.
 pub const ALIASES: &[(&str, &str, &str)] = &[
-    ("OJ_STATE_DIR", "daemon.state_dir", "alias of OJ_DAEMON__STATE_DIR"),
-    ("OJ_TCP_PORT", "listen.tcp", "N sets listen.tcp = \"0.0.0.0:N\""),
-    ("OJ_AUTH_TOKEN", "listen.auth_token", "alias of OJ_LISTEN__AUTH_TOKEN"),
-    ("OJ_AUTH_TOKEN_FILE", "listen.auth_token_file", "alias of OJ_LISTEN__AUTH_TOKEN_FILE"),
+    (
+        "OJ_STATE_DIR",
+        "daemon.state_dir",
+        "alias of OJ_DAEMON__STATE_DIR",
+    ),
+    (
+        "OJ_TCP_PORT",
+        "listen.tcp",
+        "N sets listen.tcp = \"0.0.0.0:N\"",
+    ),
+    (
+        "OJ_AUTH_TOKEN",
+        "listen.auth_token",
+        "alias of OJ_LISTEN__AUTH_TOKEN",
+    ),
+    (
+        "OJ_AUTH_TOKEN_FILE",
+        "listen.auth_token_file",
+        "alias of OJ_LISTEN__AUTH_TOKEN_FILE",
+    ),
     (
         "OJ_NOTIFY_WEBHOOK_URL",
         "notify.webhook.url",
         "alias of OJ_NOTIFY__WEBHOOK__URL (and so notify.backend = \"webhook\")",
     ),
-    ("OJ_LOG_STDOUT", "log.stdout", "1/true sets log.stdout = true"),
-    ("OJ_DRAIN_TIMEOUT_MS", "shutdown.drain_timeout", "N sets shutdown.drain_timeout = N ms"),
+    (
+        "OJ_LOG_STDOUT",
+        "log.stdout",
+        "1/true sets log.stdout = true",
+    ),
+    (
+        "OJ_DRAIN_TIMEOUT_MS",
+        "shutdown.drain_timeout",
+        "N sets shutdown.drain_timeout = N ms",
+    ),
     ("OJ_DAEMON_URL", "client.url", "alias of OJ_CLIENT__URL"),
 ];
 
@@ -107,10 +134,12 @@ pub fn load(opts: &LoadOptions, env: &Environment) -> Result<Loaded, ConfigError
     let mut errors = Vec::new();
 
     // Explicit files: OJ_CONFIG (if set) and --config. They may select the profile.
-    let oj_config: Option<Vec<PathBuf>> = env
-        .vars
-        .get(OJ_CONFIG)
-        .map(|v| v.split(':').filter(|p| !p.is_empty()).map(PathBuf::from).collect());
+    let oj_config: Option<Vec<PathBuf>> = env.vars.get(OJ_CONFIG).map(|v| {
+        v.split(':')
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .collect()
+    });
     let mut explicit: Vec<(PathBuf, String)> = Vec::new();
     for p in oj_config.iter().flatten() {
         explicit.push((p.clone(), format!("env {OJ_CONFIG}")));
@@ -123,7 +152,14 @@ pub fn load(opts: &LoadOptions, env: &Environment) -> Result<Loaded, ConfigError
         match read_toml_file(path) {
             Ok(mut table) => {
                 let profile = take_profile_key(&mut table, path, &mut errors);
-                file_sources.push((path.clone(), Source { layer: file_layer(path), table }, profile));
+                file_sources.push((
+                    path.clone(),
+                    Source {
+                        layer: file_layer(path),
+                        table,
+                    },
+                    profile,
+                ));
             }
             Err(e) => errors.push(ConfigError::new(None, Some(how), e)),
         }
@@ -131,17 +167,26 @@ pub fn load(opts: &LoadOptions, env: &Environment) -> Result<Loaded, ConfigError
 
     // Profile selection, first without the default file (whose location
     // depends on the profile), then with it.
-    let from_flag = opts.profile.clone().filter(|p| !p.is_empty()).map(|p| (p, "flag --profile".to_string()));
-    let from_env = env.get(OJ_PROFILE).map(|p| (p.to_string(), format!("env {OJ_PROFILE}")));
+    let from_flag = opts
+        .profile
+        .clone()
+        .filter(|p| !p.is_empty())
+        .map(|p| (p, "flag --profile".to_string()));
+    let from_env = env
+        .get(OJ_PROFILE)
+        .map(|p| (p.to_string(), format!("env {OJ_PROFILE}")));
     let from_files = |files: &[(PathBuf, Source, Option<String>)]| {
         files
             .iter()
             .rev()
             .find_map(|(path, _, p)| p.clone().map(|p| (p, format!("file {}", path.display()))))
     };
-    let from_k8s = env
-        .get("KUBERNETES_SERVICE_HOST")
-        .map(|_| ("kubernetes".to_string(), "env KUBERNETES_SERVICE_HOST".to_string()));
+    let from_k8s = env.get("KUBERNETES_SERVICE_HOST").map(|_| {
+        (
+            "kubernetes".to_string(),
+            "env KUBERNETES_SERVICE_HOST".to_string(),
+        )
+    });
     let fallback = ("desktop".to_string(), "default".to_string());
     let preliminary = from_flag
         .clone()
@@ -160,7 +205,17 @@ pub fn load(opts: &LoadOptions, env: &Environment) -> Result<Loaded, ConfigError
                 match read_toml_file(&path) {
                     Ok(mut table) => {
                         let profile = take_profile_key(&mut table, &path, &mut errors);
-                        file_sources.insert(0, (path.clone(), Source { layer: file_layer(&path), table }, profile));
+                        file_sources.insert(
+                            0,
+                            (
+                                path.clone(),
+                                Source {
+                                    layer: file_layer(&path),
+                                    table,
+                                },
+                                profile,
+                            ),
+                        );
                     }
                     Err(e) => errors.push(ConfigError::new(None, Some(&file_layer(&path)), e)),
                 }
@@ -186,8 +241,15 @@ pub fn load(opts: &LoadOptions, env: &Environment) -> Result<Loaded, ConfigError
     // Layers, lowest first.
     let mut sources: Vec<Source> = Vec::new();
     match toml::from_str::<toml::Table>(base.toml()) {
-        Ok(table) => sources.push(Source { layer: format!("profile {}", base.name()), table }),
-        Err(e) => errors.push(ConfigError::new(None, Some(base.name()), format!("built-in profile is broken: {e}"))),
+        Ok(table) => sources.push(Source {
+            layer: format!("profile {}", base.name()),
+            table,
+        }),
+        Err(e) => errors.push(ConfigError::new(
+            None,
+            Some(base.name()),
+            format!("built-in profile is broken: {e}"),
+        )),
     }
     for up in user_profiles {
         sources.push(up);
@@ -201,15 +263,25 @@ pub fn load(opts: &LoadOptions, env: &Environment) -> Result<Loaded, ConfigError
         Ok(Value::Dict(_, d)) => d,
         _ => Dict::new(),
     };
-    let mut figment = Figment::new().merge(Layer { name: "default".into(), dict: default_dict });
+    let mut figment = Figment::new().merge(Layer {
+        name: "default".into(),
+        dict: default_dict,
+    });
 
     for src in &sources {
         match Value::serialize(&src.table) {
             Ok(Value::Dict(_, dict)) => {
                 check_unknown_keys(&dict, "", &src.layer, &mut errors);
-                figment = figment.merge(Layer { name: src.layer.clone(), dict });
+                figment = figment.merge(Layer {
+                    name: src.layer.clone(),
+                    dict,
+                });
             }
-            _ => errors.push(ConfigError::new(None, Some(&src.layer), "is not a TOML table")),
+            _ => errors.push(ConfigError::new(
+                None,
+                Some(&src.layer),
+                "is not a TOML table",
+            )),
         }
     }
 
@@ -270,7 +342,11 @@ pub fn load(opts: &LoadOptions, env: &Environment) -> Result<Loaded, ConfigError
         sources: leaf_sources,
     };
     validate::validate(&loaded, &mut errors);
-    if errors.is_empty() { Ok(loaded) } else { Err(ConfigErrors(errors)) }
+    if errors.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(ConfigErrors(errors))
+    }
 }
 
 fn file_layer(path: &Path) -> String {
@@ -290,7 +366,10 @@ pub fn parse_toml(text: &str) -> Result<toml::Table, String> {
         let position = e.span().map(|span| {
             let before = &text[..span.start.min(text.len())];
             let line = before.matches('\n').count() + 1;
-            let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+            let column = before
+                .rfind('\n')
+                .map_or(before.len(), |nl| before.len() - nl - 1)
+                + 1;
             format!(":{line}:{column}")
         });
         format!("{}: {}", position.unwrap_or_default(), e.message())
@@ -298,12 +377,20 @@ pub fn parse_toml(text: &str) -> Result<toml::Table, String> {
 }
 
 /// Removes the top-level `profile = "…"` of a config file and returns it.
-fn take_profile_key(table: &mut toml::Table, path: &Path, errors: &mut Vec<ConfigError>) -> Option<String> {
+fn take_profile_key(
+    table: &mut toml::Table,
+    path: &Path,
+    errors: &mut Vec<ConfigError>,
+) -> Option<String> {
     match table.remove("profile") {
         None => None,
         Some(toml::Value::String(s)) => Some(s),
         Some(_) => {
-            errors.push(ConfigError::new(Some("profile"), Some(&file_layer(path)), "must be a string naming a profile"));
+            errors.push(ConfigError::new(
+                Some("profile"),
+                Some(&file_layer(path)),
+                "must be a string naming a profile",
+            ));
             None
         }
     }
@@ -338,7 +425,10 @@ fn find_user_profile(name: &str, env: &Environment) -> Option<PathBuf> {
 
 /// Follows `extends` from `name` down to a built-in profile. Returns the
 /// built-in base and the user profile layers, lowest first.
-fn resolve_profile_chain(name: &str, env: &Environment) -> Result<(BuiltinProfile, Vec<Source>), String> {
+fn resolve_profile_chain(
+    name: &str,
+    env: &Environment,
+) -> Result<(BuiltinProfile, Vec<Source>), String> {
     let mut chain: Vec<Source> = Vec::new();
     let mut seen: Vec<String> = Vec::new();
     let mut current = name.to_string();
@@ -349,13 +439,21 @@ fn resolve_profile_chain(name: &str, env: &Environment) -> Result<(BuiltinProfil
         }
         if seen.contains(&current) {
             seen.push(current);
-            return Err(format!("profile `extends` forms a cycle: {}", seen.join(" -> ")));
+            return Err(format!(
+                "profile `extends` forms a cycle: {}",
+                seen.join(" -> ")
+            ));
         }
         if !is_valid_profile_name(&current) {
-            return Err(format!("{current:?} is not a valid profile name (letters, digits, '-' and '_')"));
+            return Err(format!(
+                "{current:?} is not a valid profile name (letters, digits, '-' and '_')"
+            ));
         }
         let Some(path) = find_user_profile(&current, env) else {
-            let dirs: Vec<String> = user_profile_dirs(env).iter().map(|d| d.display().to_string()).collect();
+            let dirs: Vec<String> = user_profile_dirs(env)
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect();
             let mut msg = format!(
                 "unknown profile {current:?}: not built in (desktop, kubernetes) and no {current}.toml in {}",
                 dirs.join(" or ")
@@ -378,13 +476,19 @@ fn resolve_profile_chain(name: &str, env: &Environment) -> Result<(BuiltinProfil
         };
         table.remove("description");
         seen.push(current.clone());
-        chain.push(Source { layer: format!("profile {current}"), table });
+        chain.push(Source {
+            layer: format!("profile {current}"),
+            table,
+        });
         current = extends;
     }
 }
 
 fn is_valid_profile_name(name: &str) -> bool {
-    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// Lists built-in and user profiles (name, description, path, extends).
@@ -399,19 +503,29 @@ pub fn list_profiles(env: &Environment) -> Vec<ProfileInfo> {
         })
         .collect();
     for dir in user_profile_dirs(env) {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
         paths.sort_by(|a, b| a.file_stem().cmp(&b.file_stem()));
         for path in paths {
             if path.extension().and_then(|e| e.to_str()) != Some("toml") {
                 continue;
             }
-            let Some(name) = path.file_stem().and_then(|s| s.to_str()) else { continue };
+            let Some(name) = path.file_stem().and_then(|s| s.to_str()) else {
+                continue;
+            };
             if out.iter().any(|p| p.name == name) {
                 continue; // shadowed by a built-in or an earlier directory
             }
             let table = read_toml_file(&path).ok();
-            let get = |k: &str| table.as_ref().and_then(|t| t.get(k)).and_then(|v| v.as_str()).map(str::to_string);
+            let get = |k: &str| {
+                table
+                    .as_ref()
+                    .and_then(|t| t.get(k))
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+            };
             out.push(ProfileInfo {
                 name: name.into(),
                 description: get("description").unwrap_or_else(|| "user profile".into()),
@@ -426,14 +540,22 @@ pub fn list_profiles(env: &Environment) -> Vec<ProfileInfo> {
 /// Reports keys that are neither a known leaf nor a section.
 fn check_unknown_keys(dict: &Dict, prefix: &str, layer: &str, errors: &mut Vec<ConfigError>) {
     for (k, v) in dict {
-        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
         if keys::owning_key(&path).is_some() {
             continue;
         }
         if keys::is_section(&path) {
             match v {
                 Value::Dict(_, inner) => check_unknown_keys(inner, &path, layer, errors),
-                _ => errors.push(ConfigError::new(Some(&path), Some(layer), "must be a table of keys")),
+                _ => errors.push(ConfigError::new(
+                    Some(&path),
+                    Some(layer),
+                    "must be a table of keys",
+                )),
             }
             continue;
         }
@@ -475,7 +597,11 @@ fn typed_value(kind: Kind, raw: &str, lenient_bools: bool) -> Value {
             } else if raw.is_empty() {
                 Value::from(Vec::<Value>::new())
             } else {
-                Value::from(raw.split(',').map(|s| Value::from(s.trim().to_string())).collect::<Vec<_>>())
+                Value::from(
+                    raw.split(',')
+                        .map(|s| Value::from(s.trim().to_string()))
+                        .collect::<Vec<_>>(),
+                )
             }
         }
         _ => {
@@ -491,7 +617,9 @@ fn typed_value(kind: Kind, raw: &str, lenient_bools: bool) -> Value {
 }
 
 fn nest(key: &str, value: Value) -> Dict {
-    figment::util::nest(key, value).into_dict().unwrap_or_default()
+    figment::util::nest(key, value)
+        .into_dict()
+        .unwrap_or_default()
 }
 
 /// Environment layers: aliases first, then `OJ_A__B` variables, so that a
@@ -500,20 +628,32 @@ fn nest(key: &str, value: Value) -> Dict {
 fn env_layers(env: &Environment, errors: &mut Vec<ConfigError>) -> Vec<Layer> {
     let mut layers = Vec::new();
     for (var, key, _) in ALIASES {
-        let Some(raw) = env.vars.get(*var) else { continue };
+        let Some(raw) = env.vars.get(*var) else {
+            continue;
+        };
         let layer = format!("env {var}");
         let value = match *var {
             "OJ_TCP_PORT" if !raw.is_empty() => match raw.parse::<u16>() {
                 Ok(port) => Value::from(format!("0.0.0.0:{port}")),
                 Err(_) => {
-                    errors.push(ConfigError::new(Some(key), Some(&layer), "expected a port number 1-65535"));
+                    errors.push(ConfigError::new(
+                        Some(key),
+                        Some(&layer),
+                        "expected a port number 1-65535",
+                    ));
                     continue;
                 }
             },
             "OJ_DRAIN_TIMEOUT_MS" => match raw.parse::<u64>() {
-                Ok(ms) => Value::from(humantime::format_duration(std::time::Duration::from_millis(ms)).to_string()),
+                Ok(ms) => Value::from(
+                    humantime::format_duration(std::time::Duration::from_millis(ms)).to_string(),
+                ),
                 Err(_) => {
-                    errors.push(ConfigError::new(Some(key), Some(&layer), "expected a number of milliseconds"));
+                    errors.push(ConfigError::new(
+                        Some(key),
+                        Some(&layer),
+                        "expected a number of milliseconds",
+                    ));
                     continue;
                 }
             },
@@ -522,10 +662,15 @@ fn env_layers(env: &Environment, errors: &mut Vec<ConfigError>) -> Vec<Layer> {
                 None => continue,
             },
         };
-        layers.push(Layer { name: layer, dict: nest(key, value) });
+        layers.push(Layer {
+            name: layer,
+            dict: nest(key, value),
+        });
     }
     for (var, raw) in &env.vars {
-        let Some(rest) = var.strip_prefix("OJ_") else { continue };
+        let Some(rest) = var.strip_prefix("OJ_") else {
+            continue;
+        };
         if !rest.contains("__") {
             continue;
         }
@@ -575,14 +720,21 @@ fn set_layers(sets: &[String], errors: &mut Vec<ConfigError>) -> Vec<Layer> {
         let key = key.trim();
         match keys::owning_key(key) {
             Some(k) if k.kind == Kind::StrTable && k.name == key => {
-                errors.push(ConfigError::new(Some(key), Some(layer), format!("is a table; set one entry, e.g. --set {key}.x-team=value")));
+                errors.push(ConfigError::new(
+                    Some(key),
+                    Some(layer),
+                    format!("is a table; set one entry, e.g. --set {key}.x-team=value"),
+                ));
             }
             Some(k) => {
                 let value = match k.kind {
                     Kind::StrTable => Value::from(raw.to_string()),
                     kind => typed_value(kind, raw, false),
                 };
-                layers.push(Layer { name: layer.into(), dict: nest(key, value) })
+                layers.push(Layer {
+                    name: layer.into(),
+                    dict: nest(key, value),
+                })
             }
             None => errors.push(unknown_key(key, layer)),
         }
@@ -642,8 +794,16 @@ fn check_kind(key: &keys::Key, value: &Value) -> Result<(), String> {
         }
     };
     let invalid = |extra: &str| {
-        let extra = if extra.is_empty() { String::new() } else { format!(" ({extra})") };
-        Err(format!("invalid value{}{extra}; expected {}", shown(), keys::describe(key.kind)))
+        let extra = if extra.is_empty() {
+            String::new()
+        } else {
+            format!(" ({extra})")
+        };
+        Err(format!(
+            "invalid value{}{extra}; expected {}",
+            shown(),
+            keys::describe(key.kind)
+        ))
     };
     if key.optional {
         if let Value::String(_, s) = value {
@@ -657,7 +817,10 @@ fn check_kind(key: &keys::Key, value: &Value) -> Result<(), String> {
             Value::Bool(..) => Ok(()),
             _ => invalid(""),
         },
-        Kind::Int { min } => match value.to_i128().or_else(|| value.to_u128().and_then(|u| i128::try_from(u).ok())) {
+        Kind::Int { min } => match value
+            .to_i128()
+            .or_else(|| value.to_u128().and_then(|u| i128::try_from(u).ok()))
+        {
             Some(i) if i >= min as i128 && i <= u32::MAX as i128 * 4096 => Ok(()),
             _ => invalid(""),
         },
@@ -679,7 +842,9 @@ fn check_kind(key: &keys::Key, value: &Value) -> Result<(), String> {
                 Value::Num(_, n) => n.to_f64().map(|f| f.to_string()).unwrap_or_default(),
                 _ => return invalid(""),
             };
-            text.parse::<crate::Quantity>().map(|_| ()).or_else(|_| invalid(""))
+            text.parse::<crate::Quantity>()
+                .map(|_| ())
+                .or_else(|_| invalid(""))
         }
         Kind::HostPort => match value {
             Value::String(_, s) => validate::host_port(s).or_else(|e| invalid(&e)),
@@ -694,7 +859,9 @@ fn check_kind(key: &keys::Key, value: &Value) -> Result<(), String> {
             _ => invalid(""),
         },
         Kind::StrArray => match value {
-            Value::Array(_, items) if items.iter().all(|i| matches!(i, Value::String(..))) => Ok(()),
+            Value::Array(_, items) if items.iter().all(|i| matches!(i, Value::String(..))) => {
+                Ok(())
+            }
             _ => invalid(""),
         },
         Kind::EnumArray(values) => match value {
@@ -702,7 +869,9 @@ fn check_kind(key: &keys::Key, value: &Value) -> Result<(), String> {
                 for i in items {
                     match i {
                         Value::String(_, s) if values.contains(&s.as_str()) => {}
-                        Value::String(_, s) => return invalid(&format!("{s:?} is not one of them")),
+                        Value::String(_, s) => {
+                            return invalid(&format!("{s:?} is not one of them"));
+                        }
                         _ => return invalid(""),
                     }
                 }

@@ -58,16 +58,32 @@ pub struct JobsConfig {
 #[serde(deny_unknown_fields)]
 pub struct ListenConfig {
     /// Unix socket path (relative = under state_dir); unset = no socket.
-    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "empty_as_none",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub unix_socket: Option<PathBuf>,
     /// `host:port` of the TCP listener; unset = no TCP.
-    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "empty_as_none",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub tcp: Option<String>,
     /// Bearer token required on TCP.
-    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "empty_as_none",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auth_token: Option<Secret>,
     /// File holding the bearer token (trailing newline trimmed).
-    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "empty_as_none",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auth_token_file: Option<PathBuf>,
     /// Serve TCP without a token (only for trusted networks).
     pub insecure_no_auth: bool,
@@ -81,13 +97,25 @@ pub struct ListenConfig {
 pub struct TlsConfig {
     pub enabled: bool,
     /// Certificate chain (PEM).
-    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "empty_as_none",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cert: Option<PathBuf>,
     /// Private key (PEM).
-    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "empty_as_none",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key: Option<PathBuf>,
     /// When set, clients must present a certificate signed by this CA (mTLS).
-    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "empty_as_none",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub client_ca: Option<PathBuf>,
     pub min_version: TlsVersion,
     /// How often cert and key are checked for changes on disk.
@@ -109,7 +137,11 @@ pub enum TlsVersion {
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// `host:port`; unset = off.
-    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "empty_as_none",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub addr: Option<String>,
 }
 
@@ -132,7 +164,9 @@ pub enum NotifyBackend {
     None,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum NotifyEvent {
     Start,
@@ -144,13 +178,25 @@ pub enum NotifyEvent {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
-    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "empty_as_none",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub url: Option<Secret>,
     /// `whsec_…` signing key.
-    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "empty_as_none",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub secret: Option<Secret>,
     /// File holding the `whsec_…` signing key.
-    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "empty_as_none",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub secret_file: Option<PathBuf>,
     /// Extra request headers.
     pub headers: BTreeMap<String, Secret>,
@@ -231,7 +277,11 @@ pub enum LockStrategy {
 pub struct LeaseConfig {
     pub name: String,
     /// Unset = the pod's namespace.
-    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "empty_as_none",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub namespace: Option<String>,
     #[serde(with = "humantime_serde")]
     #[schemars(with = "String")]
@@ -249,9 +299,17 @@ pub struct LeaseConfig {
 #[serde(deny_unknown_fields)]
 pub struct PodsConfig {
     /// Unset = the pod's namespace, else `default`.
-    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "empty_as_none",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub namespace: Option<String>,
-    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "empty_as_none",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_account: Option<String>,
     pub image_pull_policy: ImagePullPolicy,
     pub keep_finished: bool,
@@ -305,20 +363,44 @@ pub struct ShutdownConfig {
 #[serde(deny_unknown_fields)]
 pub struct ClientConfig {
     /// `unix:///path`, `http://…`, `https://…`; unset = the local socket.
-    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "empty_as_none",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub url: Option<String>,
     /// CA that signed the daemon's certificate.
-    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "empty_as_none",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ca: Option<PathBuf>,
     /// Client certificate for mTLS.
-    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "empty_as_none",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cert: Option<PathBuf>,
     /// Client key for mTLS.
-    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "empty_as_none",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key: Option<PathBuf>,
-    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "empty_as_none",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub token: Option<Secret>,
-    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "empty_as_none",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub token_file: Option<PathBuf>,
 }
 
@@ -342,7 +424,10 @@ impl From<String> for Secret {
 impl RuntimeConfig {
     /// The Unix socket path, resolved against `daemon.state_dir`.
     pub fn unix_socket_path(&self) -> Option<PathBuf> {
-        self.listen.unix_socket.as_ref().map(|p| self.daemon.state_dir.join(p))
+        self.listen
+            .unix_socket
+            .as_ref()
+            .map(|p| self.daemon.state_dir.join(p))
     }
 
     /// The log file path, resolved against `daemon.state_dir`.

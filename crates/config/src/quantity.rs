@@ -188,7 +188,10 @@ mod tests {
     #[test]
     fn rejects_what_kubernetes_rejects() {
         for bad in ["", "abc", "1.2.3", "12Q", "Mi", "1 Gi", " 1", "1mi", "-"] {
-            assert!(bad.parse::<Quantity>().is_err(), "{bad:?} should be rejected");
+            assert!(
+                bad.parse::<Quantity>().is_err(),
+                "{bad:?} should be rejected"
+            );
         }
     }
 }

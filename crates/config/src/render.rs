@@ -34,7 +34,10 @@ pub fn show(loaded: &Loaded, opts: ShowOptions) -> String {
     if opts.sources {
         return toml_with_sources(loaded, &tree);
     }
-    let mut out = format!("# profile: {} ({})\n", loaded.profile, loaded.profile_source);
+    let mut out = format!(
+        "# profile: {} ({})\n",
+        loaded.profile, loaded.profile_source
+    );
     match json_to_toml(&tree) {
         Some(toml::Value::Table(t)) => out.push_str(&toml::to_string(&t).unwrap_or_default()),
         _ => out.push_str("# (could not render as TOML)\n"),
@@ -46,7 +49,11 @@ pub fn show(loaded: &Loaded, opts: ShowOptions) -> String {
 fn redact(value: &mut serde_json::Value, prefix: &str) {
     if let serde_json::Value::Object(map) = value {
         for (k, v) in map.iter_mut() {
-            let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            let path = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
             if keys::is_secret(&path) && !v.is_object() {
                 *v = serde_json::Value::String(REDACTED.into());
             } else {
@@ -65,10 +72,14 @@ fn json_to_toml(v: &serde_json::Value) -> Option<toml::Value> {
             None => toml::Value::Float(n.as_f64()?),
         },
         serde_json::Value::String(s) => toml::Value::String(s.clone()),
-        serde_json::Value::Array(a) => toml::Value::Array(a.iter().filter_map(json_to_toml).collect()),
-        serde_json::Value::Object(o) => {
-            toml::Value::Table(o.iter().filter_map(|(k, v)| Some((k.clone(), json_to_toml(v)?))).collect())
+        serde_json::Value::Array(a) => {
+            toml::Value::Array(a.iter().filter_map(json_to_toml).collect())
         }
+        serde_json::Value::Object(o) => toml::Value::Table(
+            o.iter()
+                .filter_map(|(k, v)| Some((k.clone(), json_to_toml(v)?)))
+                .collect(),
+        ),
     })
 }
 
@@ -79,17 +90,29 @@ fn lookup<'a>(tree: &'a serde_json::Value, key: &str) -> Option<&'a serde_json::
 /// One leaf a line, each followed by `# <layer>`; unset optional keys print
 /// as `""`, which is how a user unsets them.
 fn toml_with_sources(loaded: &Loaded, tree: &serde_json::Value) -> String {
-    let mut out = format!("# profile: {} ({})\n", loaded.profile, loaded.profile_source);
+    let mut out = format!(
+        "# profile: {} ({})\n",
+        loaded.profile, loaded.profile_source
+    );
     let mut section = String::new();
     for key in keys::KEYS {
         let (sec, leaf) = key.name.rsplit_once('.').unwrap_or(("", key.name));
         if key.kind == Kind::StrTable {
-            out.push_str(&format!("\n[{}]  # {}\n", key.name, loaded.source(key.name)));
+            out.push_str(&format!(
+                "\n[{}]  # {}\n",
+                key.name,
+                loaded.source(key.name)
+            ));
             section = key.name.to_string();
             if let Some(serde_json::Value::Object(entries)) = lookup(tree, key.name) {
                 for (name, v) in entries {
                     let full = format!("{}.{name}", key.name);
-                    out.push_str(&format!("{} = {}  # {}\n", toml_key(name), render_value(v), loaded.source(&full)));
+                    out.push_str(&format!(
+                        "{} = {}  # {}\n",
+                        toml_key(name),
+                        render_value(v),
+                        loaded.source(&full)
+                    ));
                 }
             }
             continue;
@@ -98,14 +121,22 @@ fn toml_with_sources(loaded: &Loaded, tree: &serde_json::Value) -> String {
             out.push_str(&format!("\n[{sec}]\n"));
             section = sec.to_string();
         }
-        let value = lookup(tree, key.name).map(render_value).unwrap_or_else(|| "\"\"".into());
-        out.push_str(&format!("{leaf} = {value}  # {}\n", loaded.source(key.name)));
+        let value = lookup(tree, key.name)
+            .map(render_value)
+            .unwrap_or_else(|| "\"\"".into());
+        out.push_str(&format!(
+            "{leaf} = {value}  # {}\n",
+            loaded.source(key.name)
+        ));
     }
     out
 }
 
 fn toml_key(k: &str) -> String {
-    if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+    if !k.is_empty()
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
         k.to_string()
     } else {
         toml::Value::String(k.to_string()).to_string()
@@ -113,5 +144,7 @@ fn toml_key(k: &str) -> String {
 }
 
 fn render_value(v: &serde_json::Value) -> String {
-    json_to_toml(v).map(|t| t.to_string()).unwrap_or_else(|| "\"\"".into())
+    json_to_toml(v)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|| "\"\"".into())
 }

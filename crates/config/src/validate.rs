@@ -17,7 +17,9 @@ pub fn host_port(s: &str) -> Result<(), String> {
     if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
         return Err("IPv6 hosts are written in brackets, e.g. [::1]:7777".into());
     }
-    port.parse::<u16>().map(|_| ()).map_err(|_| format!("port {port:?} is not a number 0-65535"))
+    port.parse::<u16>()
+        .map(|_| ())
+        .map_err(|_| format!("port {port:?} is not a number 0-65535"))
 }
 
 /// Validates a URL key by scheme. Never quotes the URL: it may be a secret.
@@ -40,25 +42,44 @@ pub fn url(key: &str, s: &str) -> Result<(), String> {
 pub fn validate(loaded: &Loaded, errors: &mut Vec<ConfigError>) {
     let c = &loaded.config;
     let mut err = |key: &str, message: String| {
-        errors.push(ConfigError::new(Some(key), Some(loaded.source(key)), message));
+        errors.push(ConfigError::new(
+            Some(key),
+            Some(loaded.source(key)),
+            message,
+        ));
     };
 
     if c.jobs.shell.is_empty() || c.jobs.shell[0].is_empty() {
-        err("jobs.shell", "must name a program, e.g. [\"/bin/sh\", \"-c\"]".into());
+        err(
+            "jobs.shell",
+            "must name a program, e.g. [\"/bin/sh\", \"-c\"]".into(),
+        );
     }
     if c.jobs.step_timeout.is_zero() {
-        err("jobs.step_timeout", "must be longer than 0s, e.g. \"1h\"".into());
+        err(
+            "jobs.step_timeout",
+            "must be longer than 0s, e.g. \"1h\"".into(),
+        );
     }
     if c.notify.webhook.timeout.is_zero() {
-        err("notify.webhook.timeout", "must be longer than 0s, e.g. \"10s\"".into());
+        err(
+            "notify.webhook.timeout",
+            "must be longer than 0s, e.g. \"10s\"".into(),
+        );
     }
     if c.tls.reload_interval.is_zero() {
-        err("tls.reload_interval", "must be longer than 0s, e.g. \"30s\"".into());
+        err(
+            "tls.reload_interval",
+            "must be longer than 0s, e.g. \"30s\"".into(),
+        );
     }
     if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&c.log.level) {
         err(
             "log.level",
-            format!("{:?} is not a valid EnvFilter directive ({e}); e.g. \"info\" or \"info,oj_daemon=debug\"", c.log.level),
+            format!(
+                "{:?} is not a valid EnvFilter directive ({e}); e.g. \"info\" or \"info,oj_daemon=debug\"",
+                c.log.level
+            ),
         );
     }
 
@@ -86,7 +107,10 @@ pub fn validate(loaded: &Loaded, errors: &mut Vec<ConfigError>) {
         );
     }
     if c.notify.webhook.secret.is_some() && c.notify.webhook.secret_file.is_some() {
-        err("notify.webhook.secret", "and notify.webhook.secret_file are both set; keep one".into());
+        err(
+            "notify.webhook.secret",
+            "and notify.webhook.secret_file are both set; keep one".into(),
+        );
     }
 
     if c.listen.tcp.is_some()
@@ -110,7 +134,10 @@ pub fn validate(loaded: &Loaded, errors: &mut Vec<ConfigError>) {
     }
 
     if c.client.cert.is_some() != c.client.key.is_some() {
-        err("client.cert", "and client.key go together for mutual TLS; set both or neither".into());
+        err(
+            "client.cert",
+            "and client.key go together for mutual TLS; set both or neither".into(),
+        );
     }
 
     let l = &c.lock.lease;
@@ -137,6 +164,9 @@ pub fn validate(loaded: &Loaded, errors: &mut Vec<ConfigError>) {
         );
     }
     if l.retry_period.is_zero() {
-        err("lock.lease.retry_period", "must be longer than 0s, e.g. \"2s\"".into());
+        err(
+            "lock.lease.retry_period",
+            "must be longer than 0s, e.g. \"2s\"".into(),
+        );
     }
 }

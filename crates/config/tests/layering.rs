@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use oj_config::{load, Environment, LoadOptions, Loaded, LogFormat, NotifyBackend, NotifyEvent};
+use oj_config::{Environment, LoadOptions, Loaded, LogFormat, NotifyBackend, NotifyEvent, load};
 
 struct Sandbox {
     dir: tempfile::TempDir,
@@ -18,7 +18,10 @@ impl Sandbox {
         std::fs::create_dir_all(&home).unwrap();
         let vars = vec![
             ("HOME".to_string(), home.display().to_string()),
-            ("XDG_CONFIG_HOME".to_string(), dir.path().join("cfg").display().to_string()),
+            (
+                "XDG_CONFIG_HOME".to_string(),
+                dir.path().join("cfg").display().to_string(),
+            ),
         ];
         Sandbox { dir, vars }
     }
@@ -46,7 +49,8 @@ impl Sandbox {
         load(&opts, &self.env())
     }
     fn ok(&self, opts: LoadOptions) -> Loaded {
-        self.load(opts).unwrap_or_else(|e| panic!("expected a valid config, got:\n{e}"))
+        self.load(opts)
+            .unwrap_or_else(|e| panic!("expected a valid config, got:\n{e}"))
     }
     fn errors(&self, opts: LoadOptions) -> String {
         match self.load(opts) {
@@ -92,7 +96,10 @@ fn desktop_is_the_default_profile_with_its_values() {
     assert_eq!(l.config.jobs.max_concurrent, 4);
     assert_eq!(l.config.daemon.instance, "testhost");
     assert!(l.config.daemon.state_dir.ends_with("home/.local/state/oj"));
-    assert_eq!(l.config.unix_socket_path().unwrap(), l.config.daemon.state_dir.join("daemon.sock"));
+    assert_eq!(
+        l.config.unix_socket_path().unwrap(),
+        l.config.daemon.state_dir.join("daemon.sock")
+    );
     assert_eq!(l.source("jobs.step_timeout"), "default");
     assert_eq!(l.source("notify.backend"), "profile desktop");
 }
@@ -131,12 +138,18 @@ fn scalar_precedence_at_every_layer() {
     let f = sb.file("a.toml", "[shutdown]\ndrain_timeout = \"9s\"\n");
     let l = sb.ok(with_config(&[&f]));
     assert_eq!(l.config.shutdown.drain_timeout, Duration::from_secs(9));
-    assert_eq!(l.source("shutdown.drain_timeout"), format!("file {}", f.display()));
+    assert_eq!(
+        l.source("shutdown.drain_timeout"),
+        format!("file {}", f.display())
+    );
     // env beats file
     let sb = sb.var("OJ_SHUTDOWN__DRAIN_TIMEOUT", "30s");
     let l = sb.ok(with_config(&[&f]));
     assert_eq!(l.config.shutdown.drain_timeout, Duration::from_secs(30));
-    assert_eq!(l.source("shutdown.drain_timeout"), "env OJ_SHUTDOWN__DRAIN_TIMEOUT");
+    assert_eq!(
+        l.source("shutdown.drain_timeout"),
+        "env OJ_SHUTDOWN__DRAIN_TIMEOUT"
+    );
     // flag beats env
     let mut o = with_config(&[&f]);
     o.sets = vec!["shutdown.drain_timeout=1m".into()];
@@ -180,9 +193,15 @@ fn arrays_are_replaced_whole_at_every_layer() {
     let all = vec![NotifyEvent::Start, NotifyEvent::Done, NotifyEvent::Fail];
     assert_eq!(sb.ok(opts()).config.notify.events, all);
     let f = sb.file("a.toml", "[notify]\nevents = [\"fail\"]\n");
-    assert_eq!(sb.ok(with_config(&[&f])).config.notify.events, vec![NotifyEvent::Fail]);
+    assert_eq!(
+        sb.ok(with_config(&[&f])).config.notify.events,
+        vec![NotifyEvent::Fail]
+    );
     let sb = sb.var("OJ_NOTIFY__EVENTS", "[\"done\", \"fail\"]");
-    assert_eq!(sb.ok(with_config(&[&f])).config.notify.events, vec![NotifyEvent::Done, NotifyEvent::Fail]);
+    assert_eq!(
+        sb.ok(with_config(&[&f])).config.notify.events,
+        vec![NotifyEvent::Done, NotifyEvent::Fail]
+    );
     let mut o = with_config(&[&f]);
     o.sets = vec!["notify.events=[\"start\"]".into()];
     assert_eq!(sb.ok(o).config.notify.events, vec![NotifyEvent::Start]);
@@ -198,7 +217,10 @@ fn later_config_files_win() {
     let b = sb.file("b.toml", "[jobs]\nmax_concurrent = 3\n");
     let l = sb.ok(with_config(&[&a, &b]));
     assert_eq!(l.config.jobs.max_concurrent, 3);
-    assert_eq!(l.source("jobs.max_concurrent"), format!("file {}", b.display()));
+    assert_eq!(
+        l.source("jobs.max_concurrent"),
+        format!("file {}", b.display())
+    );
 }
 
 #[test]
@@ -208,9 +230,15 @@ fn default_file_is_read_and_oj_config_replaces_it() {
     assert_eq!(sb.ok(opts()).config.jobs.max_concurrent, 5);
     let other = sb.file("other.toml", "[jobs]\nmax_concurrent = 6\n");
     let other2 = sb.file("other2.toml", "[log]\nlevel = \"debug\"\n");
-    let sb = sb.var("OJ_CONFIG", &format!("{}:{}", other.display(), other2.display()));
+    let sb = sb.var(
+        "OJ_CONFIG",
+        &format!("{}:{}", other.display(), other2.display()),
+    );
     let l = sb.ok(opts());
-    assert_eq!(l.config.jobs.max_concurrent, 6, "OJ_CONFIG replaces the default file");
+    assert_eq!(
+        l.config.jobs.max_concurrent, 6,
+        "OJ_CONFIG replaces the default file"
+    );
     assert_eq!(l.config.log.level, "debug");
     // --config comes after OJ_CONFIG
     let c = sb.file("c.toml", "[jobs]\nmax_concurrent = 7\n");
@@ -227,10 +255,15 @@ fn a_missing_explicit_file_is_an_error() {
 
 #[test]
 fn empty_env_value_unsets_an_optional_key() {
-    let sb = Sandbox::new().var("OJ_LISTEN__AUTH_TOKEN_FILE", "").var("OJ_LISTEN__INSECURE_NO_AUTH", "true");
+    let sb = Sandbox::new()
+        .var("OJ_LISTEN__AUTH_TOKEN_FILE", "")
+        .var("OJ_LISTEN__INSECURE_NO_AUTH", "true");
     let l = sb.ok(with_profile("kubernetes"));
     assert_eq!(l.config.listen.auth_token_file, None);
-    assert_eq!(l.source("listen.auth_token_file"), "env OJ_LISTEN__AUTH_TOKEN_FILE");
+    assert_eq!(
+        l.source("listen.auth_token_file"),
+        "env OJ_LISTEN__AUTH_TOKEN_FILE"
+    );
     // and "" switches the TCP listener off
     let sb = Sandbox::new().var("OJ_LISTEN__TCP", "");
     assert_eq!(sb.ok(with_profile("kubernetes")).config.listen.tcp, None);
@@ -253,24 +286,40 @@ fn every_alias_sets_its_key() {
     let c = &l.config;
     assert_eq!(c.daemon.state_dir, PathBuf::from("/srv/oj"));
     assert_eq!(c.listen.tcp.as_deref(), Some("0.0.0.0:8800"));
-    assert_eq!(c.listen.auth_token.as_ref().map(|s| s.expose()), Some("tok"));
+    assert_eq!(
+        c.listen.auth_token.as_ref().map(|s| s.expose()),
+        Some("tok")
+    );
     assert_eq!(c.listen.auth_token_file, Some(PathBuf::from("/run/tok")));
-    assert_eq!(c.notify.webhook.url.as_ref().map(|s| s.expose()), Some("https://hooks.example/x"));
+    assert_eq!(
+        c.notify.webhook.url.as_ref().map(|s| s.expose()),
+        Some("https://hooks.example/x")
+    );
     assert!(c.log.stdout);
     assert_eq!(c.shutdown.drain_timeout, Duration::from_millis(1500));
     assert_eq!(c.client.url.as_deref(), Some("https://oj.example:7777"));
     assert_eq!(l.source("listen.tcp"), "env OJ_TCP_PORT");
-    assert_eq!(l.source("shutdown.drain_timeout"), "env OJ_DRAIN_TIMEOUT_MS");
+    assert_eq!(
+        l.source("shutdown.drain_timeout"),
+        "env OJ_DRAIN_TIMEOUT_MS"
+    );
 }
 
 #[test]
 fn double_underscore_variable_beats_an_alias() {
-    let sb = Sandbox::new().var("OJ_STATE_DIR", "/alias").var("OJ_DAEMON__STATE_DIR", "/dunder");
+    let sb = Sandbox::new()
+        .var("OJ_STATE_DIR", "/alias")
+        .var("OJ_DAEMON__STATE_DIR", "/dunder");
     let l = sb.ok(opts());
     assert_eq!(l.config.daemon.state_dir, PathBuf::from("/dunder"));
     assert_eq!(l.source("daemon.state_dir"), "env OJ_DAEMON__STATE_DIR");
-    let sb = Sandbox::new().var("OJ_DRAIN_TIMEOUT_MS", "100").var("OJ_SHUTDOWN__DRAIN_TIMEOUT", "2s");
-    assert_eq!(sb.ok(opts()).config.shutdown.drain_timeout, Duration::from_secs(2));
+    let sb = Sandbox::new()
+        .var("OJ_DRAIN_TIMEOUT_MS", "100")
+        .var("OJ_SHUTDOWN__DRAIN_TIMEOUT", "2s");
+    assert_eq!(
+        sb.ok(opts()).config.shutdown.drain_timeout,
+        Duration::from_secs(2)
+    );
 }
 
 // ---- derived rule ----
@@ -280,7 +329,11 @@ fn webhook_url_from_env_switches_a_profile_backend() {
     let sb = Sandbox::new().var("OJ_NOTIFY_WEBHOOK_URL", "http://127.0.0.1:9/hook");
     let l = sb.ok(with_profile("kubernetes"));
     assert_eq!(l.config.notify.backend, NotifyBackend::Webhook);
-    assert!(l.source("notify.backend").contains("OJ_NOTIFY_WEBHOOK_URL"), "{}", l.source("notify.backend"));
+    assert!(
+        l.source("notify.backend").contains("OJ_NOTIFY_WEBHOOK_URL"),
+        "{}",
+        l.source("notify.backend")
+    );
     // but not a backend the user chose explicitly
     let sb = sb.var("OJ_NOTIFY__BACKEND", "log");
     assert_eq!(sb.ok(opts()).config.notify.backend, NotifyBackend::Log);
@@ -290,7 +343,10 @@ fn webhook_url_from_env_switches_a_profile_backend() {
 fn webhook_backend_without_url_is_an_error_naming_the_layer() {
     let sb = Sandbox::new().var("OJ_NOTIFY__BACKEND", "webhook");
     let err = sb.errors(opts());
-    assert!(err.contains("notify.backend (from env OJ_NOTIFY__BACKEND)"), "{err}");
+    assert!(
+        err.contains("notify.backend (from env OJ_NOTIFY__BACKEND)"),
+        "{err}"
+    );
     assert!(err.contains("notify.webhook.url"), "{err}");
 }
 
@@ -324,16 +380,29 @@ fn profile_selection_by_each_means() {
 #[test]
 fn user_profile_extends_a_builtin_and_another_user_profile() {
     let sb = Sandbox::new();
-    sb.user_profile("ci", "extends = \"kubernetes\"\ndescription = \"CI runners\"\n[jobs]\nmax_concurrent = 2\n");
-    sb.user_profile("ci-big", "extends = \"ci\"\n[jobs]\nstep_timeout = \"3h\"\n");
+    sb.user_profile(
+        "ci",
+        "extends = \"kubernetes\"\ndescription = \"CI runners\"\n[jobs]\nmax_concurrent = 2\n",
+    );
+    sb.user_profile(
+        "ci-big",
+        "extends = \"ci\"\n[jobs]\nstep_timeout = \"3h\"\n",
+    );
     let l = sb.ok(with_profile("ci-big"));
     assert_eq!(l.base, oj_config::BuiltinProfile::Kubernetes);
     assert_eq!(l.config.jobs.max_concurrent, 2);
     assert_eq!(l.config.jobs.step_timeout, Duration::from_secs(3 * 3600));
-    assert_eq!(l.config.log.format, LogFormat::Json, "inherited from kubernetes");
+    assert_eq!(
+        l.config.log.format,
+        LogFormat::Json,
+        "inherited from kubernetes"
+    );
     assert_eq!(l.source("jobs.max_concurrent"), "profile ci");
     assert_eq!(l.source("jobs.step_timeout"), "profile ci-big");
-    let names: Vec<String> = oj_config::list_profiles(&sb.env()).into_iter().map(|p| p.name).collect();
+    let names: Vec<String> = oj_config::list_profiles(&sb.env())
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
     assert_eq!(names, vec!["desktop", "kubernetes", "ci", "ci-big"]);
 }
 
@@ -343,13 +412,19 @@ fn profile_cycles_and_unknown_names_are_errors() {
     sb.user_profile("a", "extends = \"b\"\n");
     sb.user_profile("b", "extends = \"a\"\n");
     let err = sb.errors(with_profile("a"));
-    assert!(err.contains("cycle") && err.contains("a -> b -> a"), "{err}");
+    assert!(
+        err.contains("cycle") && err.contains("a -> b -> a"),
+        "{err}"
+    );
     let err = sb.errors(with_profile("nope"));
     assert!(err.contains("unknown profile \"nope\""), "{err}");
     assert!(err.contains("flag --profile"), "{err}");
     sb.user_profile("c", "extends = \"missing\"\n");
     let err = sb.errors(with_profile("c"));
-    assert!(err.contains("\"c\" extends") && err.contains("\"missing\""), "{err}");
+    assert!(
+        err.contains("\"c\" extends") && err.contains("\"missing\""),
+        "{err}"
+    );
 }
 
 // ---- unknown keys ----
@@ -375,7 +450,10 @@ fn unknown_dunder_env_var_suggests_the_nearest() {
 #[test]
 fn unknown_set_key_is_an_error() {
     let err = Sandbox::new().errors(with_sets(&["jobs.max_concurent=3"]));
-    assert!(err.contains("flag --set") && err.contains("jobs.max_concurrent"), "{err}");
+    assert!(
+        err.contains("flag --set") && err.contains("jobs.max_concurrent"),
+        "{err}"
+    );
     let err = Sandbox::new().errors(with_sets(&["novalue"]));
     assert!(err.contains("KEY=VALUE"), "{err}");
 }
@@ -384,41 +462,82 @@ fn unknown_set_key_is_an_error() {
 
 #[test]
 fn every_problem_is_reported_together() {
-    let sb = Sandbox::new().var("OJ_LOG__FORMAT", "yaml").var("OJ_JOBS__MAX_CONCURRENT", "0");
-    let f = sb.file("x.toml", "[jobs]\nstep_timeout = \"forever\"\n[pods.resources.limits]\ncpu = \"lots\"\n");
+    let sb = Sandbox::new()
+        .var("OJ_LOG__FORMAT", "yaml")
+        .var("OJ_JOBS__MAX_CONCURRENT", "0");
+    let f = sb.file(
+        "x.toml",
+        "[jobs]\nstep_timeout = \"forever\"\n[pods.resources.limits]\ncpu = \"lots\"\n",
+    );
     let err = sb.errors(with_config(&[&f]));
-    assert!(err.contains("log.format (from env OJ_LOG__FORMAT)") && err.contains("\"text\", \"json\""), "{err}");
-    assert!(err.contains("jobs.max_concurrent (from env OJ_JOBS__MAX_CONCURRENT)") && err.contains("≥ 1"), "{err}");
-    assert!(err.contains(&format!("jobs.step_timeout (from file {})", f.display())), "{err}");
-    assert!(err.contains("pods.resources.limits.cpu") && err.contains("Kubernetes quantity"), "{err}");
+    assert!(
+        err.contains("log.format (from env OJ_LOG__FORMAT)") && err.contains("\"text\", \"json\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("jobs.max_concurrent (from env OJ_JOBS__MAX_CONCURRENT)")
+            && err.contains("≥ 1"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("jobs.step_timeout (from file {})", f.display())),
+        "{err}"
+    );
+    assert!(
+        err.contains("pods.resources.limits.cpu") && err.contains("Kubernetes quantity"),
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 4, "{err}");
 }
 
 #[test]
 fn wrong_types_name_key_and_layer() {
     let err = Sandbox::new().errors(with_sets(&["log.stdout=maybe"]));
-    assert!(err.contains("log.stdout (from flag --set)") && err.contains("true or false"), "{err}");
+    assert!(
+        err.contains("log.stdout (from flag --set)") && err.contains("true or false"),
+        "{err}"
+    );
     let sb = Sandbox::new();
     let f = sb.file("t.toml", "[jobs]\nshell = \"/bin/sh\"\n");
     let err = sb.errors(with_config(&[&f]));
-    assert!(err.contains("jobs.shell") && err.contains("array of strings"), "{err}");
+    assert!(
+        err.contains("jobs.shell") && err.contains("array of strings"),
+        "{err}"
+    );
 }
 
 #[test]
 fn requests_above_limits_are_refused() {
     let sb = Sandbox::new().var("OJ_PODS__RESOURCES__REQUESTS__MEMORY", "4Gi");
     let err = sb.errors(opts());
-    assert!(err.contains("pods.resources.requests.memory (from env OJ_PODS__RESOURCES__REQUESTS__MEMORY)"), "{err}");
+    assert!(
+        err.contains(
+            "pods.resources.requests.memory (from env OJ_PODS__RESOURCES__REQUESTS__MEMORY)"
+        ),
+        "{err}"
+    );
     assert!(err.contains("limits.memory = 2Gi"), "{err}");
 }
 
 #[test]
 fn tcp_without_a_token_is_refused_unless_insecure() {
     let err = Sandbox::new().errors(with_sets(&["listen.tcp=127.0.0.1:7777"]));
-    assert!(err.contains("listen.tcp (from flag --set)") && err.contains("insecure_no_auth"), "{err}");
-    Sandbox::new().ok(with_sets(&["listen.tcp=127.0.0.1:7777", "listen.insecure_no_auth=true"]));
-    Sandbox::new().ok(with_sets(&["listen.tcp=127.0.0.1:7777", "listen.auth_token=s3cret"]));
-    let err = Sandbox::new().errors(with_sets(&["listen.tcp=7777", "listen.insecure_no_auth=true"]));
+    assert!(
+        err.contains("listen.tcp (from flag --set)") && err.contains("insecure_no_auth"),
+        "{err}"
+    );
+    Sandbox::new().ok(with_sets(&[
+        "listen.tcp=127.0.0.1:7777",
+        "listen.insecure_no_auth=true",
+    ]));
+    Sandbox::new().ok(with_sets(&[
+        "listen.tcp=127.0.0.1:7777",
+        "listen.auth_token=s3cret",
+    ]));
+    let err = Sandbox::new().errors(with_sets(&[
+        "listen.tcp=7777",
+        "listen.insecure_no_auth=true",
+    ]));
     assert!(err.contains("host:port"), "{err}");
 }
 
@@ -426,22 +545,36 @@ fn tcp_without_a_token_is_refused_unless_insecure() {
 fn lease_timings_must_be_ordered() {
     let sb = Sandbox::new().var("OJ_LOCK__LEASE__RENEW_DEADLINE", "20s");
     let err = sb.errors(opts());
-    assert!(err.contains("lock.lease.duration (from default)") && err.contains("renew_deadline = 20s (from env"), "{err}");
+    assert!(
+        err.contains("lock.lease.duration (from default)")
+            && err.contains("renew_deadline = 20s (from env"),
+        "{err}"
+    );
     let err = Sandbox::new().errors(with_sets(&["lock.lease.retry_period=9s"]));
-    assert!(err.contains("lock.lease.renew_deadline") && err.contains("1.2 × lock.lease.retry_period = 9s (from flag --set)"), "{err}");
+    assert!(
+        err.contains("lock.lease.renew_deadline")
+            && err.contains("1.2 × lock.lease.retry_period = 9s (from flag --set)"),
+        "{err}"
+    );
 }
 
 #[test]
 fn tls_enabled_needs_cert_and_key_configured() {
     let sb = Sandbox::new().var("OJ_TLS__ENABLED", "true");
     let err = sb.errors(opts());
-    assert!(err.contains("tls.cert (from default)") && err.contains("tls.key"), "{err}");
+    assert!(
+        err.contains("tls.cert (from default)") && err.contains("tls.key"),
+        "{err}"
+    );
 }
 
 #[test]
 fn invalid_log_directive_is_refused() {
     let err = Sandbox::new().errors(with_sets(&["log.level=info,oj=loud"]));
-    assert!(err.contains("log.level (from flag --set)") && err.contains("EnvFilter"), "{err}");
+    assert!(
+        err.contains("log.level (from flag --set)") && err.contains("EnvFilter"),
+        "{err}"
+    );
     Sandbox::new().ok(with_sets(&["log.level=info,oj_daemon=debug"]));
 }
 
@@ -462,42 +595,89 @@ fn secrets_are_never_echoed_in_errors() {
     let sb = Sandbox::new();
     let f = sb.file("s.toml", "[listen]\nauth_token = 12345678\n");
     let err = sb.errors(with_config(&[&f]));
-    assert!(err.contains("listen.auth_token") && !err.contains("12345678"), "{err}");
+    assert!(
+        err.contains("listen.auth_token") && !err.contains("12345678"),
+        "{err}"
+    );
 }
 
 #[test]
 fn show_redacts_secrets_unless_asked() {
-    use oj_config::render::{show, ShowOptions};
-    let sb = Sandbox::new().var("OJ_AUTH_TOKEN", "tok-123").var("OJ_NOTIFY__WEBHOOK__HEADERS__AUTHORIZATION", "Bearer abc");
+    use oj_config::render::{ShowOptions, show};
+    let sb = Sandbox::new()
+        .var("OJ_AUTH_TOKEN", "tok-123")
+        .var("OJ_NOTIFY__WEBHOOK__HEADERS__AUTHORIZATION", "Bearer abc");
     let l = sb.ok(opts());
     let toml = show(&l, ShowOptions::default());
-    assert!(!toml.contains("tok-123") && !toml.contains("Bearer abc"), "{toml}");
+    assert!(
+        !toml.contains("tok-123") && !toml.contains("Bearer abc"),
+        "{toml}"
+    );
     assert!(toml.contains("auth_token = \"<redacted>\""), "{toml}");
-    let json = show(&l, ShowOptions { json: true, ..Default::default() });
+    let json = show(
+        &l,
+        ShowOptions {
+            json: true,
+            ..Default::default()
+        },
+    );
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["listen"]["auth_token"], "<redacted>");
-    assert_eq!(v["notify"]["webhook"]["headers"]["authorization"], "<redacted>");
+    assert_eq!(
+        v["notify"]["webhook"]["headers"]["authorization"],
+        "<redacted>"
+    );
     assert_eq!(v["shutdown"]["drain_timeout"], "5s");
     assert_eq!(v["pods"]["resources"]["requests"]["memory"], "256Mi");
-    let shown = show(&l, ShowOptions { show_secrets: true, ..Default::default() });
+    let shown = show(
+        &l,
+        ShowOptions {
+            show_secrets: true,
+            ..Default::default()
+        },
+    );
     assert!(shown.contains("tok-123"), "{shown}");
 }
 
 #[test]
 fn show_sources_names_the_layer_of_each_leaf() {
-    use oj_config::render::{show, ShowOptions};
+    use oj_config::render::{ShowOptions, show};
     let sb = Sandbox::new().var("OJ_SHUTDOWN__DRAIN_TIMEOUT", "30s");
     let f = sb.file("f.toml", "[jobs]\nmax_concurrent = 3\n");
     let mut o = with_config(&[&f]);
     o.sets = vec!["log.level=debug".into()];
-    let out = show(&sb.ok(o), ShowOptions { sources: true, ..Default::default() });
-    assert!(out.contains("drain_timeout = \"30s\"  # env OJ_SHUTDOWN__DRAIN_TIMEOUT"), "{out}");
-    assert!(out.contains(&format!("max_concurrent = 3  # file {}", f.display())), "{out}");
+    let out = show(
+        &sb.ok(o),
+        ShowOptions {
+            sources: true,
+            ..Default::default()
+        },
+    );
+    assert!(
+        out.contains("drain_timeout = \"30s\"  # env OJ_SHUTDOWN__DRAIN_TIMEOUT"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("max_concurrent = 3  # file {}", f.display())),
+        "{out}"
+    );
     assert!(out.contains("level = \"debug\"  # flag --set"), "{out}");
-    assert!(out.contains("backend = \"desktop\"  # profile desktop"), "{out}");
+    assert!(
+        out.contains("backend = \"desktop\"  # profile desktop"),
+        "{out}"
+    );
     assert!(out.contains("step_timeout = \"1h\"  # default"), "{out}");
     // durations render as humantime strings
     let sb = Sandbox::new().var("OJ_DRAIN_TIMEOUT_MS", "1500");
-    let out = show(&sb.ok(opts()), ShowOptions { sources: true, ..Default::default() });
-    assert!(out.contains("drain_timeout = \"1s 500ms\"  # env OJ_DRAIN_TIMEOUT_MS"), "{out}");
+    let out = show(
+        &sb.ok(opts()),
+        ShowOptions {
+            sources: true,
+            ..Default::default()
+        },
+    );
+    assert!(
+        out.contains("drain_timeout = \"1s 500ms\"  # env OJ_DRAIN_TIMEOUT_MS"),
+        "{out}"
+    );
 }
