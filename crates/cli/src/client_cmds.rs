@@ -231,10 +231,15 @@ pub fn daemon_stop(opts: &LoadOptions, env: &Environment) -> Result<i32, Failure
     let loaded = config_cmds::load_or_fail(opts, env)?;
     let client = ApiClient::fresh_connections(&loaded)?;
     let addr = client.endpoint().display();
-    // The pid in daemon.lock lets us wait for the process itself, not only
-    // for its socket, when the daemon is the local one.
-    let local_pid = match client.endpoint() {
-        Endpoint::Unix(p) if Some(p) == loaded.config.unix_socket_path().as_ref() => {
+    // Over a Unix socket the daemon runs on this machine: its pid (from
+    // /v1/status, else daemon.lock) lets us wait for the process itself, not
+    // only for its socket, so a new daemon can start as soon as we return.
+    let is_local = matches!(client.endpoint(), Endpoint::Unix(_));
+    let lock_pid = match client.endpoint() {
+        Endpoint::Unix(p)
+            if Some(p) == loaded.config.unix_socket_path().as_ref()
+                && loaded.config.lock.strategy == oj_config::LockStrategy::File =>
+        {
             read_lock_pid(&loaded.config.daemon.state_dir.join("daemon.lock"))
         }
         _ => None,
@@ -267,6 +272,16 @@ pub fn daemon_stop(opts: &LoadOptions, env: &Environment) -> Result<i32, Failure
                 }
                 other => other.into_failure(&client),
             })?;
+        let status_pid = before
+            .get("pid")
+            .and_then(Value::as_i64)
+            .and_then(|p| i32::try_from(p).ok())
+            .filter(|p| *p > 0);
+        let local_pid = if is_local {
+            status_pid.or(lock_pid)
+        } else {
+            None
+        };
         let started = Instant::now();
         if running > 0 {
             eprintln!(
@@ -328,8 +343,10 @@ fn read_lock_pid(path: &Path) -> Option<i32> {
 /// Whether `pid` is a live process (a zombie awaiting its parent counts
 /// as gone: it has finished).
 fn process_alive(pid: i32) -> bool {
-    let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
-    if !alive {
+    // EPERM: it exists but belongs to someone else; only ESRCH means gone.
+    if let Err(nix::errno::Errno::ESRCH) =
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+    {
         return false;
     }
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
