@@ -487,9 +487,10 @@ fn daemon_stop_waits_for_a_clean_exit() {
         daemon.stderr()
     );
     assert!(out.stderr.contains("stopped"), "{out:?}");
+    // `stop` returns only once the process has exited, not just its socket.
     let status = daemon
-        .wait_exit(Duration::from_secs(15))
-        .expect("daemon exited");
+        .exited()
+        .expect("the daemon has exited when stop returns");
     assert_eq!(
         status.code(),
         Some(0),
@@ -782,4 +783,46 @@ fn plain_http_to_a_tls_port_suggests_https() {
     );
     assert_eq!(out.code, Some(69), "{out:?}");
     assert!(out.stderr.contains("https://"), "{out:?}");
+}
+
+#[test]
+fn daemon_stop_drains_running_jobs_first() {
+    let env = TestEnv::new();
+    let drain = ["--set", "shutdown.drain_timeout=4s"];
+    let mut daemon = env.start_daemon(&drain);
+    let short = job_id(&oj(
+        &env,
+        &["exec", "--", "sh", "-c", "sleep 0.2; echo finished"],
+    ));
+    let long = job_id(&oj(&env, &["exec", "--", "sleep", "60"]));
+    daemon.wait_job(&long, &["running"], Duration::from_secs(30));
+    let mut args = drain.to_vec();
+    args.extend(["daemon", "stop"]);
+    let out = oj(&env, &args);
+    assert_eq!(
+        out.code,
+        Some(0),
+        "{out:?}\ndaemon stderr:\n{}",
+        daemon.stderr()
+    );
+    assert!(
+        out.stderr.contains("draining"),
+        "running jobs announced: {out:?}"
+    );
+    let status = daemon
+        .exited()
+        .expect("the daemon has exited when stop returns");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "daemon stderr:\n{}",
+        daemon.stderr()
+    );
+
+    // After a restart: the job that could finish is done, the other interrupted.
+    let daemon = env.start_daemon(&[]);
+    let (_, a) = daemon.get(&format!("/v1/jobs/{short}"));
+    let (_, b) = daemon.get(&format!("/v1/jobs/{long}"));
+    assert_eq!(a["state"], "done", "{a}");
+    assert_eq!(b["state"], "interrupted", "{b}");
 }
