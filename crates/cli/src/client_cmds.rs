@@ -519,9 +519,21 @@ async fn submit(client: &ApiClient, spec: &JobSpec, wait: bool) -> Result<i32, F
     if !wait {
         return Ok(exit::OK);
     }
-    let job = follow(client, &id).await?;
-    finish(&id, &job)
+    // Ctrl-C stops the waiting, not the job: say so, and how to stop it.
+    tokio::select! {
+        job = follow(client, &id) => finish(&id, &job?),
+        _ = tokio::signal::ctrl_c() => Err(Failure::new(
+            INTERRUPTED,
+            format!(
+                "stopped waiting; job {id} keeps running in the daemon \
+                 (`oj job logs {id} --follow` to watch it, `oj job cancel {id}` to stop it)"
+            ),
+        )),
+    }
 }
+
+/// The conventional exit code of a command ended by Ctrl-C (128 + SIGINT).
+const INTERRUPTED: i32 = 130;
 
 /// Streams the job's logs to stdout until it ends, then returns the final job.
 async fn follow(client: &ApiClient, id: &str) -> Result<Value, Failure> {
