@@ -260,7 +260,7 @@ async fn logs(
         for st in &job.steps {
             let path = log_path(&s.logs_dir, &id, &st.name);
             let content = tokio::fs::read(&path).await;
-            if st.state == JobState::Queued && content.is_err() {
+            if st.started_at.is_none() && content.is_err() {
                 continue; // never started
             }
             out.extend_from_slice(step_header(&st.name).as_bytes());
@@ -296,7 +296,7 @@ async fn follow_logs(engine: EngineHandle, logs_dir: PathBuf, id: JobId, tx: mps
         };
         while step < job.steps.len() {
             let st = &job.steps[step];
-            if st.state == JobState::Queued {
+            if st.started_at.is_none() {
                 if job.state.is_terminal() {
                     step += 1; // will never run
                     continue;
@@ -346,4 +346,148 @@ async fn read_from(path: &Path, offset: u64) -> std::io::Result<Vec<u8>> {
     let mut buf = Vec::new();
     f.read_to_end(&mut buf).await?;
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Engine, EngineConfig};
+    use crate::metrics::Metrics;
+    use crate::runner::shell::ShellRunner;
+    use crate::runner::{NoContainerRunner, Runners};
+    use crate::storage::Storage;
+    use tower::ServiceExt;
+
+    fn shared(dir: &Path, leader: bool) -> (Shared, watch::Sender<bool>, watch::Sender<bool>) {
+        let (storage, state, _) = Storage::open(dir).unwrap();
+        let (leader_tx, leader_rx) = watch::channel(leader);
+        let runners = Runners {
+            shell: Arc::new(ShellRunner {
+                shell: vec!["/bin/sh".into(), "-c".into()],
+                base_env: Default::default(),
+                kill_grace: Duration::from_secs(2),
+            }),
+            container: Arc::new(NoContainerRunner),
+        };
+        let cfg = EngineConfig {
+            max_concurrent: 1,
+            step_timeout: Duration::from_secs(60),
+            logs_dir: dir.join("logs"),
+        };
+        let (engine, handle) = Engine::new(
+            state,
+            storage,
+            cfg,
+            runners,
+            Arc::new(Metrics::new("t", "t")),
+            leader_rx.clone(),
+        );
+        tokio::spawn(engine.run());
+        let (draining_tx, draining_rx) = watch::channel(false);
+        let (trigger, _requests) = ShutdownTrigger::new();
+        let info = DaemonInfo {
+            version: "t".into(),
+            profile: "desktop".into(),
+            instance: "me".into(),
+            started: Instant::now(),
+            listeners: vec![],
+            admin: None,
+            lock: "lease".into(),
+        };
+        let s = Shared {
+            engine: handle,
+            info: Arc::new(info),
+            leader: leader_rx,
+            draining: draining_rx,
+            shutdown: trigger,
+            logs_dir: dir.join("logs"),
+        };
+        (s, leader_tx, draining_tx)
+    }
+
+    async fn call(
+        router: &Router,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> (StatusCode, serde_json::Value) {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let resp = router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    const SPEC: &str = r#"{"name":"x","steps":[{"name":"a","run":"true"}]}"#;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_standby_answers_status_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, leader, _d) = shared(dir.path(), false);
+        let r = router(s);
+        let (st, body) = call(&r, "GET", "/v1/status", "").await;
+        assert_eq!(st, StatusCode::OK);
+        assert_eq!(body["leader"], false);
+        for (m, p) in [
+            ("GET", "/v1/jobs"),
+            ("POST", "/v1/jobs"),
+            ("GET", "/v1/jobs/abc"),
+            ("POST", "/v1/shutdown"),
+        ] {
+            let (st, body) = call(&r, m, p, SPEC).await;
+            assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{m} {p}");
+            assert_eq!(body["code"], "standby");
+        }
+        leader.send(true).unwrap();
+        let (st, _) = call(&r, "POST", "/v1/jobs", SPEC).await;
+        assert_eq!(st, StatusCode::CREATED);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn draining_refuses_submissions_with_503_draining() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _l, draining) = shared(dir.path(), true);
+        let r = router(s);
+        draining.send(true).unwrap();
+        let (st, body) = call(&r, "POST", "/v1/jobs", SPEC).await;
+        assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["code"], "draining");
+        let (st, body) = call(&r, "GET", "/v1/status", "").await;
+        assert_eq!(st, StatusCode::OK);
+        assert_eq!(body["draining"], true);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_bad_spec_is_a_400_naming_the_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _l, _d) = shared(dir.path(), true);
+        let r = router(s);
+        let (st, body) = call(
+            &r,
+            "POST",
+            "/v1/jobs",
+            r#"{"name":"x","steps":[{"name":"a b","run":"true"}]}"#,
+        )
+        .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST);
+        assert!(
+            body["error"].as_str().unwrap().contains("\"a b\""),
+            "{body}"
+        );
+        let (st, _) = call(&r, "POST", "/v1/jobs", "not json").await;
+        assert_eq!(st, StatusCode::BAD_REQUEST);
+        let (st, body) = call(&r, "GET", "/v1/nope", "").await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
+        assert_eq!(body["code"], "not_found");
+    }
 }

@@ -862,6 +862,181 @@ fn signal_name(sig: i32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runner::StepRunner;
+    use futures::future::BoxFuture;
+    use oj_core::StepSpec;
+
+    /// Exits with the code in `run`, or with "block" waits for a stop request.
+    struct FakeRunner;
+
+    impl StepRunner for FakeRunner {
+        fn run(
+            &self,
+            ctx: StepContext,
+            mut stop: watch::Receiver<Stop>,
+        ) -> BoxFuture<'static, StepOutcome> {
+            Box::pin(async move {
+                if ctx.run == "block" {
+                    let _ = stop.wait_for(|s| *s != Stop::Run).await;
+                    return StepOutcome::Signaled(15);
+                }
+                StepOutcome::Exited(ctx.run.parse().unwrap_or(0))
+            })
+        }
+    }
+
+    fn spec(runs: &[&str]) -> JobSpec {
+        JobSpec {
+            name: "t".into(),
+            env: Default::default(),
+            notify: None,
+            container: None,
+            steps: runs
+                .iter()
+                .enumerate()
+                .map(|(i, r)| StepSpec {
+                    name: format!("s{i}"),
+                    run: r.to_string(),
+                    timeout: None,
+                    container: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn start(dir: &std::path::Path, leader: bool) -> (EngineHandle, watch::Sender<bool>) {
+        let (storage, state, _) = Storage::open(dir).unwrap();
+        let (leader_tx, leader_rx) = watch::channel(leader);
+        let runners = Runners {
+            shell: Arc::new(FakeRunner),
+            container: Arc::new(FakeRunner),
+        };
+        let cfg = EngineConfig {
+            max_concurrent: 2,
+            step_timeout: Duration::from_secs(60),
+            logs_dir: dir.join("logs"),
+        };
+        let (engine, handle) = Engine::new(
+            state,
+            storage,
+            cfg,
+            runners,
+            Arc::new(Metrics::new("t", "t")),
+            leader_rx,
+        );
+        tokio::spawn(engine.run());
+        (handle, leader_tx)
+    }
+
+    async fn wait_state(h: &EngineHandle, id: &JobId, want: JobState) -> Job {
+        for _ in 0..500 {
+            if let Some(j) = h.get(id.clone()).await
+                && j.state == want
+            {
+                return j;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!(
+            "job {id} never reached {want}: {:?}",
+            h.get(id.clone()).await
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn jobs_run_step_by_step_and_stop_at_the_first_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let (h, _l) = start(dir.path(), true);
+        let ok = h.submit(spec(&["0", "0"])).await.unwrap();
+        let bad = h.submit(spec(&["0", "3", "0"])).await.unwrap();
+        wait_state(&h, &ok.id, JobState::Done).await;
+        let j = wait_state(&h, &bad.id, JobState::Failed).await;
+        assert_eq!(j.steps[1].exit_code, Some(3));
+        assert_eq!(j.steps[2].state, JobState::Queued);
+        assert_eq!(j.error.as_deref(), Some("step s1 exited with code 3"));
+        h.shutdown().await.unwrap();
+        // Everything acknowledged is on disk.
+        let (_, state, _) = Storage::open(dir.path()).unwrap();
+        assert_eq!(state.job(&bad.id).unwrap().state, JobState::Failed);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_standby_accepts_nothing_and_starts_nothing_until_it_leads() {
+        let dir = tempfile::tempdir().unwrap();
+        // A queued job from an earlier leader.
+        {
+            let (mut storage, _, _) = Storage::open(dir.path()).unwrap();
+            let job = Job::new(JobId::from_parts(1_795_000_000_000, 0), spec(&["0"]), now());
+            storage.append(&Event::JobSubmitted { job: Box::new(job) });
+            storage.commit().unwrap();
+        }
+        let (h, leader) = start(dir.path(), false);
+        assert!(matches!(
+            h.submit(spec(&["0"])).await,
+            Err(SubmitError::NotLeader)
+        ));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(h.counts().await.queued, 1);
+        leader.send(true).unwrap();
+        let id = JobId::from_parts(1_795_000_000_000, 0);
+        wait_state(&h, &id, JobState::Done).await;
+        // New ids sort after the stored one.
+        let next = h.submit(spec(&["0"])).await.unwrap();
+        assert!(next.id > id);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn jobs_running_in_a_dead_process_become_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = JobId::from_parts(1_795_000_000_000, 0);
+        {
+            let (mut storage, _, _) = Storage::open(dir.path()).unwrap();
+            let job = Job::new(id.clone(), spec(&["block"]), now());
+            storage.append(&Event::JobSubmitted { job: Box::new(job) });
+            storage.append(&Event::JobStarted {
+                id: id.clone(),
+                at: now(),
+            });
+            storage.append(&Event::StepStarted {
+                id: id.clone(),
+                step: 0,
+                at: now(),
+                pod: None,
+            });
+            storage.commit().unwrap();
+        }
+        let (h, _l) = start(dir.path(), true);
+        let j = wait_state(&h, &id, JobState::Interrupted).await;
+        assert_eq!(j.steps[0].state, JobState::Interrupted);
+        assert!(j.error.unwrap().contains("s0"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cancel_stops_a_running_step_and_drain_terminates_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let (h, _l) = start(dir.path(), true);
+        let a = h.submit(spec(&["block", "0"])).await.unwrap();
+        let b = h.submit(spec(&["block"])).await.unwrap();
+        wait_state(&h, &a.id, JobState::Running).await;
+        wait_state(&h, &b.id, JobState::Running).await;
+        h.cancel(a.id.clone()).await.unwrap();
+        let j = wait_state(&h, &a.id, JobState::Cancelled).await;
+        assert_eq!(j.steps[1].state, JobState::Cancelled);
+        assert!(matches!(
+            h.cancel(a.id.clone()).await,
+            Err(CancelError::Ended { .. })
+        ));
+
+        h.drain();
+        assert!(matches!(
+            h.submit(spec(&["0"])).await,
+            Err(SubmitError::Draining)
+        ));
+        assert_eq!(h.active().borrow().len(), 1);
+        h.terminate();
+        wait_state(&h, &b.id, JobState::Interrupted).await;
+        assert!(h.active().borrow().is_empty());
+    }
 
     #[test]
     fn step_endings_are_classified_by_cause() {
