@@ -388,3 +388,29 @@ fn the_last_lines_are_present_after_sigterm() {
         "nothing logged after SIGTERM reached the file:\n{text}"
     );
 }
+
+#[test]
+fn the_daemon_keeps_at_most_max_files_log_files() {
+    let env = TestEnv::new();
+    let state = env.state_dir();
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("daemon.notes"), "not a log").unwrap();
+    for day in 10..=20 {
+        std::fs::write(state.join(format!("daemon.2026-10-{day}.log")), "old\n").unwrap();
+    }
+    let mut d = env.start_daemon(&[
+        "--set",
+        "log.file.max_files=3",
+        "--set",
+        "notify.backend=none",
+    ]);
+    stop(&mut d);
+    let files = log_files(&state);
+    assert!(files.len() <= 3, "{files:?}");
+    assert!(
+        file_log(&state).contains("oj starting"),
+        "today's file is one of them"
+    );
+    // Nothing but log files is pruned.
+    assert!(state.join("daemon.notes").exists());
+}

@@ -406,6 +406,18 @@ impl SecretVolume {
     }
 }
 
+/// The daemon's own log (desktop profile: text files in the state dir).
+fn daemon_log(state: &Path) -> String {
+    let mut text = String::new();
+    for e in std::fs::read_dir(state).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("daemon") && name.ends_with(".log") {
+            text.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+        }
+    }
+    text
+}
+
 #[test]
 fn rotation_is_served_without_restart_and_a_broken_pair_keeps_the_old_one() {
     let env = TestEnv::new();
@@ -427,8 +439,16 @@ fn rotation_is_served_without_restart_and_a_broken_pair_keeps_the_old_one() {
     let x = ca.leaf(0xb2, true, None);
     let y = ca.leaf(0xc3, true, None);
     vol.swap(&x.cert, &y.key);
-    // Give the reloader several intervals (100 ms) to look at it.
-    std::thread::sleep(Duration::from_millis(600));
+    // Wait until the reloader has looked at it and said so in the log.
+    let state = env.state_dir();
+    let warned = wait_until(Duration::from_secs(10), || {
+        daemon_log(&state).contains("still serving the previous certificate")
+    });
+    assert!(
+        warned,
+        "no warning about the broken pair:\n{}",
+        daemon_log(&state)
+    );
     assert_eq!(
         served_serial(port, &ca_path).unwrap(),
         "a1",
@@ -451,6 +471,12 @@ fn rotation_is_served_without_restart_and_a_broken_pair_keeps_the_old_one() {
     assert_eq!((code, status), (0, 200));
     assert!(d.exited().is_none());
     assert_eq!(d.pid(), pid);
+    assert!(
+        wait_until(Duration::from_secs(10), || daemon_log(&state)
+            .contains("TLS certificate reloaded")),
+        "the reload is logged:\n{}",
+        daemon_log(&state)
+    );
 }
 
 #[test]
