@@ -489,3 +489,83 @@ fn client_config_errors_name_the_client_keys() {
     let cfg = client_config(&c).unwrap();
     assert!(cfg.client_auth_cert_resolver.has_certs());
 }
+
+#[tokio::test]
+async fn a_new_client_ca_on_disk_takes_effect_for_new_handshakes() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("oj server CA");
+    let old_clients = Ca::new("old client CA");
+    let new_clients = Ca::new("new client CA");
+    let leaf = ca.leaf(0x42, true, None);
+    let ca_path = write(dir.path(), "ca.crt", &ca.cert_pem);
+    let mut cfg = tls_cfg(
+        &write(dir.path(), "tls.crt", &leaf.cert_pem),
+        &write(dir.path(), "tls.key", &leaf.key_pem),
+    );
+    let client_ca = write(dir.path(), "client-ca.crt", &old_clients.cert_pem);
+    cfg.client_ca = Some(client_ca.clone());
+    let tls = ServerTls::build(&cfg).unwrap();
+    let addr = serve(tls.clone()).await;
+
+    let old = old_clients.leaf(1, false, None);
+    let old_id = (
+        write(dir.path(), "old.crt", &old.cert_pem),
+        write(dir.path(), "old.key", &old.key_pem),
+    );
+    let new = new_clients.leaf(2, false, None);
+    let new_id = (
+        write(dir.path(), "new.crt", &new.cert_pem),
+        write(dir.path(), "new.key", &new.key_pem),
+    );
+    assert!(
+        fetch(addr, client(&ca_path, Some((&old_id.0, &old_id.1))))
+            .await
+            .is_ok()
+    );
+    assert!(
+        fetch(addr, client(&ca_path, Some((&new_id.0, &new_id.1))))
+            .await
+            .is_err()
+    );
+
+    std::fs::write(&client_ca, &new_clients.cert_pem).unwrap();
+    assert!(matches!(tls.reload(), ReloadOutcome::Reloaded(_)));
+    assert!(
+        fetch(addr, client(&ca_path, Some((&new_id.0, &new_id.1))))
+            .await
+            .is_ok()
+    );
+    assert!(
+        fetch(addr, client(&ca_path, Some((&old_id.0, &old_id.1))))
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn client_errors_are_explained_in_terms_of_client_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("oj test CA");
+    let leaf = ca.leaf(0x99, true, None);
+    let tls = ServerTls::build(&tls_cfg(
+        &write(dir.path(), "tls.crt", &leaf.cert_pem),
+        &write(dir.path(), "tls.key", &leaf.key_pem),
+    ))
+    .unwrap();
+    let addr = serve(tls).await;
+    let other = write(dir.path(), "other.crt", &Ca::new("someone else").cert_pem);
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client(&other, None)));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let err = tokio::time::timeout(
+        LIMIT,
+        connector.connect(ServerName::try_from("localhost").unwrap(), tcp),
+    )
+    .await
+    .unwrap()
+    .unwrap_err();
+    let advice = oj_adapters::tls::explain_client_error(&err).expect("a rustls error inside");
+    assert!(
+        advice.contains("not trusted") && advice.contains("client.ca"),
+        "{advice}"
+    );
+}
