@@ -56,11 +56,18 @@ async fn metrics(State(s): State<AdminState>) -> Response {
         leader: *s.leader.borrow(),
         draining: *s.draining.borrow(),
         notify_depth: s.notifier.as_ref().map(Notifier::depth).unwrap_or(0),
+        // With `notify.backend = "none"` there is no notifier: report zeros
+        // so the series exist for dashboards and alerts.
         notify_counts: s
             .notifier
             .as_ref()
             .map(Notifier::counts)
-            .unwrap_or_default(),
+            .unwrap_or_else(|| {
+                ["delivered", "failed", "dropped", "retried"]
+                    .into_iter()
+                    .map(|r| ("none", r, 0))
+                    .collect()
+            }),
     };
     (
         [(header::CONTENT_TYPE, CONTENT_TYPE)],

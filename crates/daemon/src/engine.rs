@@ -468,7 +468,16 @@ impl Engine {
                 self.terminating = true;
                 for (id, r) in &self.running {
                     if r.container {
-                        continue; // left running in its pod
+                        // Left running in its pod: stop following it only.
+                        r.stop.send_if_modified(|s| {
+                            if *s == Stop::Run {
+                                *s = Stop::Detach;
+                                true
+                            } else {
+                                false
+                            }
+                        });
+                        continue;
                     }
                     tracing::warn!(job_id = %id, step = %r.step_name, "terminating step: SIGTERM to its process group");
                     r.stop.send_if_modified(|s| {
@@ -563,6 +572,13 @@ impl Engine {
     }
 
     fn step_exited(&mut self, id: JobId, step: usize, outcome: StepOutcome) {
+        if outcome == StepOutcome::Detached {
+            if self.running.remove(&id).is_some() {
+                self.active_dirty = true;
+            }
+            tracing::info!(job_id = %id, step, "step left running in its pod; the next daemon follows it");
+            return;
+        }
         let Some(run) = self.running.remove(&id) else {
             tracing::warn!(job_id = %id, step, "a step ended that the engine was not running");
             return;
@@ -823,6 +839,7 @@ fn classify(
             )),
         ),
         StepOutcome::Error(msg) => (JobState::Failed, None, Some(msg.clone())),
+        StepOutcome::Detached => (JobState::Running, None, None),
         _ if cancelled => (JobState::Cancelled, code, None),
         _ if terminated => (
             JobState::Interrupted,
@@ -885,6 +902,35 @@ mod tests {
         }
     }
 
+    /// A pod runner stand-in: runs until told to detach; re-attaching finishes.
+    struct FakePods;
+
+    impl StepRunner for FakePods {
+        fn run(
+            &self,
+            _ctx: StepContext,
+            mut stop: watch::Receiver<Stop>,
+        ) -> BoxFuture<'static, StepOutcome> {
+            Box::pin(async move {
+                let _ = stop.wait_for(|s| *s != Stop::Run).await;
+                let request = *stop.borrow();
+                if request == Stop::Detach {
+                    StepOutcome::Detached
+                } else {
+                    StepOutcome::Signaled(15)
+                }
+            })
+        }
+
+        fn reattach(
+            &self,
+            _ctx: StepContext,
+            _stop: watch::Receiver<Stop>,
+        ) -> Option<BoxFuture<'static, StepOutcome>> {
+            Some(Box::pin(async { StepOutcome::Exited(0) }))
+        }
+    }
+
     fn spec(runs: &[&str]) -> JobSpec {
         JobSpec {
             name: "t".into(),
@@ -909,7 +955,7 @@ mod tests {
         let (leader_tx, leader_rx) = watch::channel(leader);
         let runners = Runners {
             shell: Arc::new(FakeRunner),
-            container: Arc::new(FakeRunner),
+            container: Arc::new(FakePods),
         };
         let cfg = EngineConfig {
             max_concurrent: 2,
@@ -1009,6 +1055,41 @@ mod tests {
         let j = wait_state(&h, &id, JobState::Interrupted).await;
         assert_eq!(j.steps[0].state, JobState::Interrupted);
         assert!(j.error.unwrap().contains("s0"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn container_steps_are_left_running_by_the_drain_and_followed_after_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (h, _l) = start(dir.path(), true);
+        let mut s = spec(&["0"]);
+        s.container = Some(oj_core::ContainerSpec {
+            image: "alpine".into(),
+            resources: None,
+        });
+        let job = h.submit(s).await.unwrap();
+        let j = wait_state(&h, &job.id, JobState::Running).await;
+        assert_eq!(
+            j.steps[0].pod.as_deref(),
+            Some(format!("oj-{}-0", job.id).as_str())
+        );
+        assert!(h.active().borrow().iter().all(|a| a.container));
+        h.drain();
+        h.terminate();
+        for _ in 0..200 {
+            if h.active().borrow().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(h.active().borrow().is_empty());
+        assert_eq!(
+            h.get(job.id.clone()).await.unwrap().state,
+            JobState::Running
+        );
+        h.shutdown().await.unwrap();
+
+        let (h2, _l2) = start(dir.path(), true);
+        wait_state(&h2, &job.id, JobState::Done).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

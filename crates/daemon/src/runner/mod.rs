@@ -24,6 +24,10 @@ pub enum Stop {
     Cancel,
     /// The drain timeout passed: stop the step (SIGTERM, SIGKILL 2 s later).
     Terminate,
+    /// The daemon is exiting and leaves this (container) step running:
+    /// stop following it and return [`StepOutcome::Detached`]; the next
+    /// daemon follows it again through [`StepRunner::reattach`].
+    Detach,
 }
 
 /// Everything a runner needs to run one step, templates already filled.
@@ -63,6 +67,9 @@ pub enum StepOutcome {
     TimedOut(Duration),
     /// The step could not run at all (spawn failure, no container runner, …).
     Error(String),
+    /// The runner stopped following a step that goes on running (after
+    /// [`Stop::Detach`]); nothing is recorded, the job stays `running`.
+    Detached,
 }
 
 /// Runs steps of one kind.
