@@ -80,7 +80,9 @@ impl LoggingInput {
     /// The input for `loaded`: its `log.*` section, resolved file path,
     /// profile, the layers of the `log.*` keys, and every secret the config
     /// holds (`listen.auth_token`, `notify.webhook.url`/`secret`/`headers.*`,
-    /// `client.token`).
+    /// `client.token`) or points to (the contents of
+    /// `listen.auth_token_file`, `notify.webhook.secret_file`,
+    /// `client.token_file`, when readable).
     pub fn from_loaded(loaded: &oj_config::Loaded, version: impl Into<String>) -> Self {
         let c = &loaded.config;
         let sources = loaded
@@ -95,6 +97,23 @@ impl LoggingInput {
         secrets.extend(c.notify.webhook.secret.iter().cloned());
         secrets.extend(c.notify.webhook.headers.values().cloned());
         secrets.extend(c.client.token.iter().cloned());
+        // Secrets kept in files: scrub their contents too. An unreadable file
+        // is skipped here; the subsystem that needs it reports the error.
+        for path in [
+            &c.listen.auth_token_file,
+            &c.notify.webhook.secret_file,
+            &c.client.token_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if let Ok(text) = std::fs::read_to_string(path) {
+                let value = text.trim_end_matches(['\n', '\r']);
+                if !value.is_empty() {
+                    secrets.push(Secret::new(value));
+                }
+            }
+        }
         LoggingInput {
             log: c.log.clone(),
             file_path: c.log_file_path(),

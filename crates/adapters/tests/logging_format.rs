@@ -269,16 +269,23 @@ fn from_loaded_takes_sources_secrets_and_the_resolved_path() {
             ("OJ_LOG_STDOUT", "1"),
             ("OJ_AUTH_TOKEN", "tok-from-env-123456"),
             ("OJ_NOTIFY__WEBHOOK__SECRET", "whsec_c2VjcmV0"),
+            (
+                "OJ_CLIENT__TOKEN_FILE",
+                dir.path().join("client-token").to_str().unwrap(),
+            ),
         ],
         "host",
     );
+    std::fs::write(dir.path().join("client-token"), "tok-in-a-file-7890\n").unwrap();
     let loaded = oj_config::load(&oj_config::LoadOptions::default(), &env).unwrap();
     let inp = LoggingInput::from_loaded(&loaded, "1.2.3");
     assert_eq!(inp.profile, "desktop");
     assert_eq!(inp.file_path, dir.path().join("state/daemon.log"));
     let exposed: Vec<&str> = inp.secrets.iter().map(|s| s.expose()).collect();
     assert!(
-        exposed.contains(&"tok-from-env-123456") && exposed.contains(&"whsec_c2VjcmV0"),
+        exposed.contains(&"tok-from-env-123456")
+            && exposed.contains(&"whsec_c2VjcmV0")
+            && exposed.contains(&"tok-in-a-file-7890"),
         "{exposed:?}"
     );
     let sinks = inp.sinks_summary();
