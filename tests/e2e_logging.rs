@@ -186,6 +186,15 @@ fn file_json() {
 }
 
 #[test]
+fn both_sinks_text() {
+    run_case(&Case {
+        stdout: true,
+        file: true,
+        json: false,
+    });
+}
+
+#[test]
 fn both_sinks_json() {
     run_case(&Case {
         stdout: true,
