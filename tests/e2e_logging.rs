@@ -423,3 +423,38 @@ fn the_daemon_keeps_at_most_max_files_log_files() {
     // Nothing but log files is pruned.
     assert!(state.join("daemon.notes").exists());
 }
+
+#[test]
+fn kubernetes_profile_logs_json_to_stdout_and_no_file() {
+    let env = TestEnv::new();
+    let state = env.state_dir();
+    let state_set = format!("daemon.state_dir={}", state.display());
+    // Everything that needs a cluster or mounted Secrets is switched off;
+    // the log settings are the profile's own.
+    let mut d = env.start_daemon(&[
+        "--profile",
+        "kubernetes",
+        "--set",
+        &state_set,
+        "--set",
+        "lock.strategy=none",
+        "--set",
+        "tls.enabled=false",
+        "--set",
+        "listen.tcp=",
+        "--set",
+        "listen.auth_token_file=",
+        "--set",
+        "admin.addr=",
+    ]);
+    run_a_job(&d);
+    stop(&mut d);
+    let lines = json_lines(&d.stdout());
+    assert_startup_line_json(&lines[0], "kubernetes");
+    let sinks = lines[0]["sinks"].as_str().unwrap();
+    assert_eq!(
+        sinks,
+        "stdout (log.stdout from profile kubernetes), json (log.format from profile kubernetes)"
+    );
+    assert!(log_files(&state).is_empty(), "{:?}", log_files(&state));
+}
