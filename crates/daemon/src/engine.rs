@@ -231,6 +231,8 @@ pub struct Engine {
     tx: mpsc::UnboundedSender<Command>,
     leader: watch::Receiver<bool>,
     is_leader: bool,
+    /// False once the lock strategy dropped its sender (leadership is then fixed).
+    leader_open: bool,
     recovered: bool,
     draining: bool,
     terminating: bool,
@@ -266,6 +268,7 @@ impl Engine {
             tx: tx.clone(),
             leader,
             is_leader: false,
+            leader_open: true,
             recovered: false,
             draining: false,
             terminating: false,
@@ -301,17 +304,19 @@ impl Engine {
         self.after_turn();
         loop {
             let cmd = tokio::select! {
+                // Leadership first: a request sent after the API saw the
+                // change must see it too.
                 biased;
-                cmd = self.rx.recv() => cmd,
-                changed = self.leader.changed() => {
+                changed = self.leader.changed(), if self.leader_open => {
                     if changed.is_err() {
                         // The lock strategy is gone: keep the last value.
-                        self.leader = watch::channel(self.is_leader).1;
+                        self.leader_open = false;
                     }
                     self.check_leader();
                     self.after_turn();
                     continue;
                 }
+                cmd = self.rx.recv() => cmd,
             };
             let Some(cmd) = cmd else { break };
             let mut stop = self.handle(cmd);

@@ -355,7 +355,7 @@ async fn daemon_main(
         engine.set_notifier(Arc::new(notify::NotifierSink(n.clone())));
         Some(n)
     };
-    let engine_task = tokio::spawn(engine.run());
+    let mut engine_task = tokio::spawn(engine.run());
 
     // Serve.
     let (draining_tx, draining_rx) = watch::channel(false);
@@ -432,13 +432,21 @@ async fn daemon_main(
     let mut requests_rx = requests.clone();
     let mut leader_rx = leader.clone();
     let mut was_leader = *leader_rx.borrow();
+    let mut leader_open = true;
+    let mut engine_failed = false;
     let lost_leadership = loop {
         tokio::select! {
             _ = requests_rx.wait_for(|n| *n >= 1) => break false,
-            changed = leader_rx.changed() => {
+            res = &mut engine_task => {
+                // The engine never stops on its own; if it did, nothing works.
+                tracing::error!(error = ?res.err(), "the engine stopped unexpectedly; exiting");
+                engine_failed = true;
+                break false;
+            }
+            changed = leader_rx.changed(), if leader_open => {
                 if changed.is_err() {
                     // The strategy ended; keep running with the last state.
-                    leader_rx = watch::channel(was_leader).1;
+                    leader_open = false;
                     continue;
                 }
                 let now = *leader_rx.borrow_and_update();
@@ -468,7 +476,9 @@ async fn daemon_main(
     }
     tracing::info!(phase = "5/5 snapshot", "drain: writing the final snapshot");
     let snap = handle.shutdown().await;
-    let _ = engine_task.await;
+    if !engine_failed {
+        let _ = engine_task.await;
+    }
     stop_tx.send_replace(true);
     for s in servers {
         let _ = tokio::time::timeout(Duration::from_millis(300), s).await;
@@ -485,6 +495,12 @@ async fn daemon_main(
         return Err(Failure::new(
             EXIT_RUNTIME,
             format!("the final snapshot failed: {e}"),
+        ));
+    }
+    if engine_failed {
+        return Err(Failure::new(
+            EXIT_RUNTIME,
+            "the engine stopped unexpectedly (see the daemon log)",
         ));
     }
     if lost_leadership {
