@@ -118,6 +118,9 @@ fn start(loaded: Loaded, env: Environment, plugins: Plugins) -> Result<i32, Fail
         )
     })?;
     let guard = setup_logging(&loaded, token.as_ref())?;
+    for w in &report.warnings {
+        tracing::warn!("{w}");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
