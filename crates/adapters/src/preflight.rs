@@ -36,21 +36,22 @@ pub fn check(loaded: &Loaded, env: &Environment, mode: Mode) -> Report {
         ));
     }
 
-    if c.listen.tcp.is_some() && c.listen.auth_token.is_none() {
-        if let Some(path) = &c.listen.auth_token_file {
-            match std::fs::read_to_string(path) {
-                Ok(t) if t.trim_end_matches(['\n', '\r']).is_empty() => r.errors.push(format!(
-                    "{}: token file {} is empty; write the token into it",
-                    src("listen.auth_token_file"),
-                    path.display()
-                )),
-                Ok(_) => {}
-                Err(e) => r.errors.push(format!(
-                    "{}: cannot read token file {}: {e}; create it (kubectl create secret generic oj-token --from-file=token=…) or set listen.auth_token_file to the right path",
-                    src("listen.auth_token_file"),
-                    path.display()
-                )),
-            }
+    if c.listen.tcp.is_some()
+        && c.listen.auth_token.is_none()
+        && let Some(path) = &c.listen.auth_token_file
+    {
+        match std::fs::read_to_string(path) {
+            Ok(t) if t.trim_end_matches(['\n', '\r']).is_empty() => r.errors.push(format!(
+                "{}: token file {} is empty; write the token into it",
+                src("listen.auth_token_file"),
+                path.display()
+            )),
+            Ok(_) => {}
+            Err(e) => r.errors.push(format!(
+                "{}: cannot read token file {}: {e}; create it (kubectl create secret generic oj-token --from-file=token=…) or set listen.auth_token_file to the right path",
+                src("listen.auth_token_file"),
+                path.display()
+            )),
         }
     }
 

@@ -200,8 +200,8 @@ pub fn load(opts: &LoadOptions, env: &Environment) -> Result<Loaded, ConfigError
         let base_guess = resolve_profile_chain(&preliminary.0, env)
             .map(|(b, _)| b)
             .unwrap_or(BuiltinProfile::Desktop);
-        if let Some(path) = default_config_file(env, base_guess) {
-            if path.is_file() {
+        if let Some(path) = default_config_file(env, base_guess)
+            && path.is_file() {
                 match read_toml_file(&path) {
                     Ok(mut table) => {
                         let profile = take_profile_key(&mut table, &path, &mut errors);
@@ -220,7 +220,6 @@ pub fn load(opts: &LoadOptions, env: &Environment) -> Result<Loaded, ConfigError
                     Err(e) => errors.push(ConfigError::new(None, Some(&file_layer(&path)), e)),
                 }
             }
-        }
     }
     files_read.extend(file_sources.iter().map(|(p, _, _)| p.clone()));
 
@@ -298,11 +297,10 @@ pub fn load(opts: &LoadOptions, env: &Environment) -> Result<Loaded, ConfigError
     let mut leaf_sources = BTreeMap::new();
     for key in keys::KEYS {
         let layer = layer_of(&figment, key.name);
-        if let Ok(value) = figment.find_value(key.name) {
-            if let Err(msg) = check_kind(key, &value) {
+        if let Ok(value) = figment.find_value(key.name)
+            && let Err(msg) = check_kind(key, &value) {
                 errors.push(ConfigError::new(Some(key.name), Some(&layer), msg));
             }
-        }
         leaf_sources.insert(key.name.to_string(), layer);
     }
     if let Ok(Value::Dict(_, headers)) = figment.find_value("notify.webhook.headers") {
@@ -606,11 +604,10 @@ fn typed_value(kind: Kind, raw: &str, lenient_bools: bool) -> Value {
         }
         _ => {
             // A quoted TOML string is unquoted; anything else is taken as written.
-            if raw.starts_with('"') || raw.starts_with('\'') {
-                if let Some(v @ Value::String(..)) = as_toml(raw) {
+            if (raw.starts_with('"') || raw.starts_with('\''))
+                && let Some(v @ Value::String(..)) = as_toml(raw) {
                     return v;
                 }
-            }
             Value::from(raw.to_string())
         }
     }
@@ -805,13 +802,11 @@ fn check_kind(key: &keys::Key, value: &Value) -> Result<(), String> {
             keys::describe(key.kind)
         ))
     };
-    if key.optional {
-        if let Value::String(_, s) = value {
-            if s.is_empty() {
+    if key.optional
+        && let Value::String(_, s) = value
+            && s.is_empty() {
                 return Ok(());
             }
-        }
-    }
     match key.kind {
         Kind::Bool => match value {
             Value::Bool(..) => Ok(()),
