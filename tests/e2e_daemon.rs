@@ -450,3 +450,71 @@ fn the_state_dir_and_socket_are_private() {
     assert_eq!(mode(&env.state_dir()), 0o700);
     assert_eq!(mode(&env.socket()), 0o600);
 }
+
+/// Writes a kubeconfig for `fake` and points the daemon at it.
+fn with_fake_cluster(env: &mut TestEnv) -> oj_k8s_fake::FakeKube {
+    let fake = oj_k8s_fake::FakeKube::start();
+    let kubeconfig = env.path().join("kubeconfig");
+    fake.write_kubeconfig(&kubeconfig).unwrap();
+    env.set_var("KUBECONFIG", kubeconfig.to_str().unwrap());
+    fake
+}
+
+#[test]
+fn a_container_step_runs_as_a_pod_when_a_cluster_is_configured() {
+    let mut env = TestEnv::new();
+    let fake = with_fake_cluster(&mut env);
+    config(&env, "");
+    let d = env.start_daemon(&[]);
+    let id = d.submit(&json!({
+        "name": "boxed",
+        "steps": [{ "name": "c", "run": "echo hi", "container": "alpine:3" }]
+    }));
+    let pod = format!("oj-{id}-0");
+    assert!(wait_until(LONG, || fake.pod("default", &pod).is_some()), "pod {pod} was never created");
+    let j = job(&d, &id);
+    assert_eq!(j["steps"][0]["pod"], pod.as_str(), "{j}");
+    fake.set_pod_phase("default", &pod, "Running");
+    fake.append_pod_log("default", &pod, "hello from the pod\n");
+    fake.finish_pod("default", &pod, 0);
+    let j = d.wait_job(&id, &["done", "failed"], LONG);
+    assert_eq!(j["state"], "done", "{j}");
+    let logs = get_text(&d.socket, &format!("/v1/jobs/{id}/logs"));
+    assert!(logs.contains("hello from the pod"), "{logs}");
+}
+
+#[test]
+fn with_the_lease_a_second_daemon_is_a_standby_until_the_leader_exits() {
+    let mut env = TestEnv::new();
+    let _fake = with_fake_cluster(&mut env);
+    let lease = "[lock]\nstrategy = \"lease\"\n\n[lock.lease]\nduration = \"3s\"\nrenew_deadline = \"2s\"\nretry_period = \"200ms\"\n";
+    config(&env, lease);
+    let mut a = env.start_daemon(&["--set", "daemon.instance=a"]);
+    assert!(wait_until(LONG, || a.get("/v1/status").1["leader"] == true), "a never led");
+
+    // The standby has its own state dir and socket (as another pod would).
+    let other = env.path().join("state-b");
+    let admin = free_port();
+    let mut cmd = env.oj();
+    cmd.args(["daemon", "--set", "daemon.instance=b", "--set"])
+        .arg(format!("daemon.state_dir={}", other.display()))
+        .args(["--set", &format!("admin.addr=127.0.0.1:{admin}")]);
+    let mut b = Daemon::spawn_raw(cmd, env.path(), other.join("daemon.sock"));
+    assert!(wait_until(LONG, || b.get("/v1/status").0 == 200), "b did not start: {}", b.stderr());
+    let (_, st) = b.get("/v1/status");
+    assert_eq!(st["leader"], false, "{st}");
+    let (s, body) = b.post("/v1/jobs", &one_step("x", "true"));
+    assert_eq!(s, 503, "{body}");
+    assert_eq!(body["code"], "standby");
+    assert_eq!(curl_tcp(admin, "GET", "/readyz", None, None).0, 503);
+
+    // The leader exits cleanly and releases the lease: b takes over.
+    a.sigterm();
+    assert_eq!(a.wait_exit(LONG).and_then(|s| s.code()), Some(0));
+    assert!(wait_until(LONG, || b.get("/v1/status").1["leader"] == true), "b never led: {}", b.stdout());
+    assert_eq!(curl_tcp(admin, "GET", "/readyz", None, None).0, 200);
+    let id = b.submit(&one_step("after", "true"));
+    b.wait_job(&id, &["done"], LONG);
+    b.sigterm();
+    assert_eq!(b.wait_exit(LONG).and_then(|s| s.code()), Some(0));
+}

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use futures::future::BoxFuture;
 use oj_core::{
     Event, IdGen, Job, JobCounts, JobId, JobSpec, JobState, Notification, NotificationKind,
     RuntimeVars, SpecError, State, Timestamp,
@@ -34,6 +35,11 @@ pub trait NotifySink: Send + Sync + 'static {
     /// Hands a notification over; never blocks.
     fn enqueue(&self, n: &Notification);
 }
+
+/// Runs once when this daemon becomes leader, before any job starts or a
+/// container step is followed again; gets the ids of every known job (the
+/// Kubernetes adapter deletes pods of unknown jobs).
+pub type LeadHook = Arc<dyn Fn(HashSet<String>) -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// The engine's slice of the configuration.
 #[derive(Debug, Clone)]
@@ -118,6 +124,7 @@ enum Command {
     },
     Drain,
     Terminate,
+    LeadReady,
     Shutdown {
         reply: oneshot::Sender<Result<(), String>>,
     },
@@ -234,6 +241,8 @@ pub struct Engine {
     /// False once the lock strategy dropped its sender (leadership is then fixed).
     leader_open: bool,
     recovered: bool,
+    lead_hook: Option<LeadHook>,
+    lead_pending: bool,
     draining: bool,
     terminating: bool,
     ids: IdGen,
@@ -270,6 +279,8 @@ impl Engine {
             is_leader: false,
             leader_open: true,
             recovered: false,
+            lead_hook: None,
+            lead_pending: false,
             draining: false,
             terminating: false,
             ids,
@@ -291,6 +302,11 @@ impl Engine {
     /// Notifications not acknowledged before the last stop (to hand to the notifier).
     pub fn pending_notifications(&self) -> Vec<Notification> {
         self.state.pending_notifications()
+    }
+
+    /// Sets the hook run when this daemon becomes leader.
+    pub fn set_on_lead(&mut self, hook: LeadHook) {
+        self.lead_hook = Some(hook);
     }
 
     /// Plugs in the notifier.
@@ -357,9 +373,23 @@ impl Engine {
                 tracing::warn!("not the leader: no job starts");
             }
         }
-        if leader && !self.recovered {
-            self.recovered = true;
-            self.recover();
+        if leader && !self.recovered && !self.lead_pending {
+            match &self.lead_hook {
+                Some(hook) => {
+                    self.lead_pending = true;
+                    let ids = self.state.jobs().map(|j| j.id.to_string()).collect();
+                    let fut = hook(ids);
+                    let tx = self.tx.clone();
+                    tokio::spawn(async move {
+                        fut.await;
+                        let _ = tx.send(Command::LeadReady);
+                    });
+                }
+                None => {
+                    self.recovered = true;
+                    self.recover();
+                }
+            }
         }
     }
 
@@ -493,6 +523,13 @@ impl Engine {
                             false
                         }
                     });
+                }
+            }
+            Command::LeadReady => {
+                self.lead_pending = false;
+                if self.is_leader && !self.recovered {
+                    self.recovered = true;
+                    self.recover();
                 }
             }
             Command::Shutdown { reply } => return Some(reply),
@@ -683,6 +720,12 @@ impl Engine {
             run: vars.apply(&step.run),
             env,
             container: job.spec.step_container(index).cloned(),
+            job_resources: job
+                .spec
+                .container
+                .as_ref()
+                .and_then(|c| c.resources.clone()),
+            step_resources: step.container.as_ref().and_then(|c| c.resources.clone()),
             timeout: step.timeout.unwrap_or(self.cfg.step_timeout),
             log_path: self
                 .cfg

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod api;
 pub mod drain;
 pub mod engine;
+pub mod k8s;
 pub mod listen;
 pub mod lock;
 pub mod metrics;
@@ -31,7 +32,7 @@ use crate::drain::ShutdownTrigger;
 use crate::engine::{Engine, EngineConfig};
 use crate::lock::LockError;
 use crate::runner::shell::{KILL_GRACE, ShellRunner};
-use crate::runner::{NoContainerRunner, Runners, StepRunner};
+use crate::runner::{Runners, StepRunner};
 use crate::storage::Storage;
 
 /// Exit codes (SPEC §1).
@@ -223,9 +224,16 @@ async fn daemon_main(
         )
     })?;
 
+    // Kubernetes (pods, lease) when configured; a lease that cannot reach
+    // the API is a configuration problem.
+    let kube = k8s::plugins(&cfg, &env)
+        .await
+        .map_err(|e| Failure::new(EXIT_CONFIG, e))?;
+
     // Lock first: nothing below may touch a state_dir another daemon owns.
-    let strategy = match (cfg.lock.strategy, plugins.lease) {
-        (oj_config::LockStrategy::Lease, Some(lease)) => lease,
+    let strategy = match (cfg.lock.strategy, plugins.lease, kube.lease) {
+        (oj_config::LockStrategy::Lease, Some(lease), _)
+        | (oj_config::LockStrategy::Lease, None, Some(lease)) => lease,
         _ => lock::from_config(&cfg).map_err(|e| Failure::new(EXIT_CONFIG, e.to_string()))?,
     };
     let lock_name = strategy.name();
@@ -320,9 +328,7 @@ async fn daemon_main(
             base_env: step_base_env(&env),
             kill_grace: KILL_GRACE,
         }),
-        container: plugins
-            .container_runner
-            .unwrap_or_else(|| Arc::new(NoContainerRunner)),
+        container: plugins.container_runner.unwrap_or(kube.container_runner),
     };
     let logs_dir = state_dir.join("logs");
     let (mut engine, handle) = Engine::new(
@@ -337,6 +343,9 @@ async fn daemon_main(
         metrics.clone(),
         leader.clone(),
     );
+    if let Some(hook) = kube.on_lead {
+        engine.set_on_lead(hook);
+    }
     let notifier = if cfg.notify.backend == NotifyBackend::None {
         None
     } else {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use oj_core::{ContainerSpec, JobId};
+use oj_core::{ContainerResources, ContainerSpec, JobId};
 use tokio::sync::watch;
 
 /// What the engine asks of a running step.
@@ -44,6 +44,10 @@ pub struct StepContext {
     pub env: BTreeMap<String, String>,
     /// Set for container steps.
     pub container: Option<ContainerSpec>,
+    /// The job-level `container.resources` (overlaid on `pods.resources`).
+    pub job_resources: Option<ContainerResources>,
+    /// The step's own `container.resources` (overlaid last).
+    pub step_resources: Option<ContainerResources>,
     pub timeout: Duration,
     /// `state_dir/logs/<job-id>/<step>.log`; the runner appends the output here.
     pub log_path: PathBuf,

@@ -203,6 +203,8 @@ mod tests {
             run: run.into(),
             env: [("GREETING".to_string(), "hi".to_string())].into(),
             container: None,
+            job_resources: None,
+            step_resources: None,
             timeout,
             log_path: dir.join("logs/x/s.log"),
         }

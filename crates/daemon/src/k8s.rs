@@ -1,0 +1,286 @@
+//! The daemon's Kubernetes plug-ins, built on `oj_adapters::k8s`: container
+//! steps as pods behind the [`StepRunner`] seam, and the `lease` lock behind
+//! the [`LockStrategy`] seam. The adapters hold the Kubernetes logic (pod
+//! shape, watch, logs, client-go lease rules); this file only translates
+//! between them and the engine's vocabulary.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use oj_adapters::k8s::{LeaseLock, PodInput, PodRunner, RunOptions, StepResult};
+use oj_config::{Environment, RuntimeConfig};
+use tokio::sync::{oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::LeadHook;
+use crate::lock::{LockError, LockHandle, LockStrategy};
+use crate::runner::{StepContext, StepOutcome, StepRunner, Stop, shell};
+
+/// How long the leader's clean-up of orphan pods may hold back the first jobs.
+const CLEANUP_LIMIT: Duration = Duration::from_secs(30);
+
+/// Container steps as pods.
+pub struct PodStepRunner {
+    runner: PodRunner,
+    shell: Vec<String>,
+}
+
+impl PodStepRunner {
+    pub fn new(runner: PodRunner, shell: Vec<String>) -> PodStepRunner {
+        PodStepRunner { runner, shell }
+    }
+
+    fn input(&self, ctx: &StepContext) -> PodInput {
+        PodInput {
+            job_id: ctx.job_id.to_string(),
+            job_name: ctx.job_name.clone(),
+            step_index: ctx.index,
+            step_name: ctx.step_name.clone(),
+            image: ctx
+                .container
+                .as_ref()
+                .map(|c| c.image.clone())
+                .unwrap_or_default(),
+            shell: self.shell.clone(),
+            command: ctx.run.clone(),
+            env: ctx.env.clone(),
+            timeout: ctx.timeout,
+            job_resources: ctx.job_resources.clone(),
+            step_resources: ctx.step_resources.clone(),
+        }
+    }
+
+    fn follow(
+        &self,
+        ctx: StepContext,
+        stop: watch::Receiver<Stop>,
+        attach_only: bool,
+    ) -> BoxFuture<'static, StepOutcome> {
+        let runner = self.runner.clone();
+        let input = self.input(&ctx);
+        Box::pin(async move {
+            let cancel = CancellationToken::new();
+            let detach = CancellationToken::new();
+            let opts = RunOptions {
+                attach_only,
+                detach: detach.clone(),
+            };
+            let run = runner.run_with(input, &ctx.log_path, cancel.clone(), opts);
+            let result = with_stop(run, stop, cancel, detach).await;
+            outcome(&ctx, result)
+        })
+    }
+}
+
+/// Drives `run` while turning the engine's stop requests into the runner's
+/// tokens: cancel deletes the pod; detach (drain) leaves it running.
+async fn with_stop(
+    run: impl std::future::Future<Output = StepResult>,
+    mut stop: watch::Receiver<Stop>,
+    cancel: CancellationToken,
+    detach: CancellationToken,
+) -> StepResult {
+    tokio::pin!(run);
+    let mut engine_gone = false;
+    loop {
+        tokio::select! {
+            r = &mut run => return r,
+            changed = stop.changed(), if !engine_gone => {
+                if changed.is_err() {
+                    engine_gone = true;
+                    continue;
+                }
+                match *stop.borrow_and_update() {
+                    Stop::Run => {}
+                    Stop::Cancel => cancel.cancel(),
+                    // Container steps are never killed by the drain.
+                    Stop::Terminate | Stop::Detach => detach.cancel(),
+                }
+            }
+        }
+    }
+}
+
+fn outcome(ctx: &StepContext, r: StepResult) -> StepOutcome {
+    if r.detached {
+        return StepOutcome::Detached;
+    }
+    if r.cancelled {
+        return StepOutcome::Signaled(15);
+    }
+    if r.succeeded {
+        return StepOutcome::Exited(0);
+    }
+    if r.deadline_exceeded {
+        return StepOutcome::TimedOut(ctx.timeout);
+    }
+    match (r.exit_code, r.error) {
+        (Some(code), _) if code != 0 => StepOutcome::Exited(code),
+        (_, Some(e)) => StepOutcome::Error(format!("step {}: {e}", ctx.step_name)),
+        (_, None) => StepOutcome::Error(format!(
+            "step {}: pod {} did not succeed",
+            ctx.step_name, r.pod_name
+        )),
+    }
+}
+
+impl StepRunner for PodStepRunner {
+    fn run(
+        &self,
+        ctx: StepContext,
+        stop: watch::Receiver<Stop>,
+    ) -> BoxFuture<'static, StepOutcome> {
+        self.follow(ctx, stop, false)
+    }
+
+    fn reattach(
+        &self,
+        ctx: StepContext,
+        stop: watch::Receiver<Stop>,
+    ) -> Option<BoxFuture<'static, StepOutcome>> {
+        // Only follow the existing pod: if it is gone, the step's result is
+        // unknown and it must not run a second time.
+        Some(self.follow(ctx, stop, true))
+    }
+}
+
+/// Container steps when no Kubernetes API can be reached: they fail with the
+/// reason (which places were tried).
+pub struct UnreachableCluster {
+    pub reason: String,
+}
+
+impl StepRunner for UnreachableCluster {
+    fn run(
+        &self,
+        ctx: StepContext,
+        _stop: watch::Receiver<Stop>,
+    ) -> BoxFuture<'static, StepOutcome> {
+        let reason = self.reason.clone();
+        Box::pin(async move {
+            shell::append_note(&ctx.log_path, &reason);
+            StepOutcome::Error(format!(
+                "step {}: container steps need the Kubernetes API: {reason}",
+                ctx.step_name
+            ))
+        })
+    }
+}
+
+/// `lock.strategy = "lease"`: standby until the Lease is held; leadership
+/// follows it; the lease is released (empty holder) on a clean exit.
+pub struct LeaseStrategy {
+    pub lock: LeaseLock,
+}
+
+impl LockStrategy for LeaseStrategy {
+    fn name(&self) -> &'static str {
+        "lease"
+    }
+
+    fn acquire(self: Box<Self>) -> BoxFuture<'static, Result<LockHandle, LockError>> {
+        Box::pin(async move {
+            let (leader_tx, leader_rx) = watch::channel(false);
+            let (stop_tx, stop_rx) = oneshot::channel::<()>();
+            tracing::info!(
+                lease = %self.lock.name(),
+                namespace = %self.lock.namespace(),
+                identity = %self.lock.identity(),
+                "standby until the lease is held"
+            );
+            let election = tokio::spawn(self.lock.run(leader_tx, async move {
+                let _ = stop_rx.await;
+            }));
+            Ok(LockHandle::driven(
+                leader_rx,
+                Box::new(move || {
+                    Box::pin(async move {
+                        let _ = stop_tx.send(());
+                        match election.await {
+                            Ok(Ok(())) => tracing::info!("lease released"),
+                            Ok(Err(lost)) => {
+                                tracing::warn!(error = %lost, "the lease had been lost")
+                            }
+                            Err(e) => tracing::warn!(error = %e, "the lease task failed"),
+                        }
+                    })
+                }),
+            ))
+        })
+    }
+}
+
+/// What the Kubernetes side contributes to a daemon.
+pub struct KubePlugins {
+    pub container_runner: Arc<dyn StepRunner>,
+    pub lease: Option<Box<dyn LockStrategy>>,
+    /// Deletes pods of unknown jobs once leader (lease strategy only).
+    pub on_lead: Option<LeadHook>,
+}
+
+/// Builds the plug-ins from the config and the environment: a client when
+/// an API is configured (in-cluster or kubeconfig), the pod runner, and the
+/// lease when `lock.strategy = "lease"` (whose failure to connect is fatal).
+pub async fn plugins(cfg: &RuntimeConfig, env: &Environment) -> Result<KubePlugins, String> {
+    let lease_wanted = cfg.lock.strategy == oj_config::LockStrategy::Lease;
+    if !lease_wanted && !oj_adapters::preflight::kubernetes_api_configured(env) {
+        return Ok(KubePlugins {
+            container_runner: Arc::new(crate::runner::NoContainerRunner),
+            lease: None,
+            on_lead: None,
+        });
+    }
+    let client = match oj_adapters::k8s::connect(env).await {
+        Ok((client, source)) => {
+            tracing::info!(source = %source, "Kubernetes API configured");
+            client
+        }
+        Err(e) if lease_wanted => {
+            return Err(format!(
+                "lock.strategy = \"lease\" needs the Kubernetes API: {e}"
+            ));
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no Kubernetes API: container steps will fail");
+            return Ok(KubePlugins {
+                container_runner: Arc::new(UnreachableCluster {
+                    reason: e.to_string(),
+                }),
+                lease: None,
+                on_lead: None,
+            });
+        }
+    };
+    let namespace = oj_adapters::k8s::resolve_namespace(cfg.pods.namespace.as_deref());
+    let pods = PodRunner::new(client.clone(), namespace, cfg.pods.clone());
+    let container_runner: Arc<dyn StepRunner> =
+        Arc::new(PodStepRunner::new(pods.clone(), cfg.jobs.shell.clone()));
+    if !lease_wanted {
+        return Ok(KubePlugins {
+            container_runner,
+            lease: None,
+            on_lead: None,
+        });
+    }
+    let lock = LeaseLock::from_config(client, &cfg.lock.lease, cfg.daemon.instance.clone());
+    let on_lead: LeadHook = Arc::new(move |known: HashSet<String>| {
+        let pods = pods.clone();
+        Box::pin(async move {
+            match tokio::time::timeout(CLEANUP_LIMIT, pods.cleanup_orphans(&known)).await {
+                Ok(Ok(deleted)) if !deleted.is_empty() => {
+                    tracing::info!(count = deleted.len(), pods = %deleted.join(" "), "deleted pods of unknown jobs")
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "could not clean up pods of unknown jobs"),
+                Err(_) => tracing::warn!("cleaning up pods of unknown jobs timed out; continuing"),
+            }
+        })
+    });
+    Ok(KubePlugins {
+        container_runner,
+        lease: Some(Box::new(LeaseStrategy { lock })),
+        on_lead: Some(on_lead),
+    })
+}
