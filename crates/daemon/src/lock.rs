@@ -1,6 +1,7 @@
 //! Single-instance guarantee behind one interface, [`LockStrategy`]:
 //! `file` (an advisory lock on `state_dir/daemon.lock` with the holder's
-//! PID inside), `none`, and — plugged in by the Kubernetes adapter — `lease`.
+//! PID inside), `none`, and `lease` (built in `crate::k8s` over the
+//! Kubernetes adapter).
 //!
 //! Leadership is a `watch<bool>`: `file` and `none` are leader from the
 //! start; a lease strategy starts as standby (`false`), flips to `true` when
