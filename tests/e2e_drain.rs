@@ -181,3 +181,24 @@ fn queued_jobs_stay_queued_through_the_drain_and_run_after_restart() {
     assert_eq!(s["state"], "done");
     assert!(env.state_dir().join("snapshot.json").is_file());
 }
+
+#[test]
+fn a_leader_that_cannot_renew_its_lease_drains_and_exits_non_zero() {
+    let mut env = TestEnv::new();
+    let fake = oj_k8s_fake::FakeKube::start();
+    let kubeconfig = env.path().join("kubeconfig");
+    fake.write_kubeconfig(&kubeconfig).unwrap();
+    env.set_var("KUBECONFIG", kubeconfig.to_str().unwrap());
+    config(
+        &env,
+        "[lock]\nstrategy = \"lease\"\n\n[lock.lease]\nduration = \"3s\"\nrenew_deadline = \"1s\"\nretry_period = \"200ms\"\n",
+    );
+    let mut d = env.start_daemon(&[]);
+    assert!(wait_until(LONG, || d.get("/v1/status").1["leader"] == true));
+    fake.fail_lease_updates("default", "oj-daemon", 500);
+    let status = d.wait_exit(LONG);
+    assert!(status.is_some(), "the daemon kept running without its lease");
+    assert_eq!(status.unwrap().code(), Some(1), "stderr:\n{}", d.stderr());
+    assert!(d.stderr().starts_with("oj: "), "{}", d.stderr());
+    assert!(d.stderr().contains("lost"), "{}", d.stderr());
+}
