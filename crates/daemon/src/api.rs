@@ -373,6 +373,7 @@ mod tests {
             max_concurrent: 1,
             step_timeout: Duration::from_secs(60),
             logs_dir: dir.join("logs"),
+            reload_on_lead: false,
         };
         let (engine, handle) = Engine::new(
             state,

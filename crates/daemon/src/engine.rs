@@ -47,6 +47,9 @@ pub struct EngineConfig {
     pub max_concurrent: usize,
     pub step_timeout: Duration,
     pub logs_dir: PathBuf,
+    /// Re-read the WAL and snapshot when becoming leader: a standby's copy
+    /// may be stale if the state directory is shared (lease strategy).
+    pub reload_on_lead: bool,
 }
 
 /// Why a submission was refused.
@@ -374,6 +377,7 @@ impl Engine {
             }
         }
         if leader && !self.recovered && !self.lead_pending {
+            self.reload();
             match &self.lead_hook {
                 Some(hook) => {
                     self.lead_pending = true;
@@ -389,6 +393,29 @@ impl Engine {
                     self.recovered = true;
                     self.recover();
                 }
+            }
+        }
+    }
+
+    /// Reloads state from disk (first leadership of a lease standby).
+    fn reload(&mut self) {
+        if !self.cfg.reload_on_lead {
+            return;
+        }
+        let dir = self.storage.dir().to_path_buf();
+        match tokio::task::block_in_place(|| Storage::open(&dir)) {
+            Ok((storage, state, report)) => {
+                tracing::info!(
+                    jobs = state.jobs().count(),
+                    wal_records = report.wal_records,
+                    "state reloaded on becoming leader"
+                );
+                self.storage = storage;
+                self.state = state;
+                self.ids = IdGen::after(self.state.newest_id());
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot reload the state on becoming leader; using the copy loaded at start")
             }
         }
     }
@@ -1009,6 +1036,7 @@ mod tests {
             max_concurrent: 2,
             step_timeout: Duration::from_secs(60),
             logs_dir: dir.join("logs"),
+            reload_on_lead: true,
         };
         let (engine, handle) = Engine::new(
             state,

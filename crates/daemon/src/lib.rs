@@ -338,6 +338,7 @@ async fn daemon_main(
             max_concurrent: cfg.jobs.max_concurrent.max(1) as usize,
             step_timeout: cfg.jobs.step_timeout,
             logs_dir: logs_dir.clone(),
+            reload_on_lead: cfg.lock.strategy == oj_config::LockStrategy::Lease,
         },
         runners,
         metrics.clone(),

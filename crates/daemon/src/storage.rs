@@ -236,6 +236,11 @@ impl Storage {
         result
     }
 
+    /// The directory holding the WAL and snapshot.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Records in the WAL since the last snapshot.
     pub fn wal_len(&self) -> usize {
         self.wal_len
