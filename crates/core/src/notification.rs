@@ -48,7 +48,7 @@ impl NotificationKind {
 /// One notification, ready for any backend.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notification {
-    /// Stable across retries and restarts: `<job-id>-<kind>`.
+    /// Stable across retries and restarts: `msg_<job-id>_<kind>` (the webhook-id).
     pub id: String,
     pub kind: NotificationKind,
     pub job_id: JobId,
@@ -96,7 +96,7 @@ impl Notification {
             },
         };
         Notification {
-            id: format!("{}-{}", job.id, kind.as_str()),
+            id: format!("msg_{}_{}", job.id, kind.as_str()),
             kind,
             job_id: job.id.clone(),
             job_name: job.name.clone(),
@@ -150,7 +150,7 @@ mod tests {
         j.error = Some("step s exited with code 2".into());
         let n = Notification::for_job(NotificationKind::Fail, &j, at);
         assert_eq!(n.message, "Job build failed: step s exited with code 2");
-        assert_eq!(n.id, format!("{}-fail", j.id));
+        assert_eq!(n.id, format!("msg_{}_fail", j.id));
         assert_eq!(n.title, "build");
     }
 
