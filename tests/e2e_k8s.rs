@@ -1,1 +1,307 @@
-//! End-to-end tests (being written).
+//! End-to-end: real `oj daemon` processes against the in-process fake
+//! Kubernetes API (`oj_k8s_fake`), reached through `KUBECONFIG` like a
+//! cluster would be. The test plays the kubelet for container-step pods.
+//!
+//! - `lock.strategy = "lease"`: one daemon leads, the other is standby
+//!   (`/v1/status` says `"leader": false`, other routes 503); `kill -9` of the
+//!   leader hands the lease to the standby after expiry; a leader whose
+//!   renewals fail exits non-zero; a clean exit empties the holder.
+//! - container steps run as pods with the merged resources; their log and
+//!   exit code become the step's; a restarted daemon follows its pod again
+//!   instead of creating a second one.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Daemon, TestEnv, wait_until};
+use oj_k8s_fake::FakeKube;
+use serde_json::json;
+
+const NS: &str = "default";
+const LEASE: &str = "oj-daemon";
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A test environment whose `KUBECONFIG` points at `fake`.
+fn env_for(fake: &FakeKube) -> TestEnv {
+    let mut env = TestEnv::new();
+    let kubeconfig = env.path().join("kubeconfig");
+    fake.write_kubeconfig(&kubeconfig)
+        .expect("write kubeconfig");
+    env.set_var("KUBECONFIG", &kubeconfig.display().to_string());
+    env
+}
+
+fn lease_config(instance: &str) -> String {
+    format!(
+        r#"
+[daemon]
+instance = "{instance}"
+
+[notify]
+backend = "none"
+
+[lock]
+strategy = "lease"
+
+[lock.lease]
+duration = "3s"
+renew_deadline = "2s"
+retry_period = "500ms"
+"#
+    )
+}
+
+const NO_LOCK_CONFIG: &str = r#"
+[notify]
+backend = "none"
+
+[lock]
+strategy = "none"
+"#;
+
+fn holder(fake: &FakeKube) -> Option<String> {
+    fake.lease(NS, LEASE)
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
+}
+
+fn is_leader(d: &Daemon) -> bool {
+    let (status, body) = d.get("/v1/status");
+    status == 200 && body["leader"] == true
+}
+
+fn shell_job() -> serde_json::Value {
+    json!({"name": "hello", "steps": [{"name": "say", "run": "echo hello"}]})
+}
+
+fn container_job() -> serde_json::Value {
+    json!({
+        "name": "build",
+        "env": {"MODE": "release"},
+        "container": {"image": "rust:1.95", "resources": {"limits": {"memory": "4Gi"}}},
+        "steps": [
+            {"name": "compile", "run": "cargo build", "container": {"image": "rust:1.95", "resources": {"requests": {"cpu": "1"}}}}
+        ]
+    })
+}
+
+#[test]
+fn one_daemon_leads_the_other_stands_by_and_takes_over_after_kill_9() {
+    let fake = FakeKube::start();
+    let a_env = env_for(&fake);
+    a_env.write_config(&lease_config("oj-a"));
+    let mut a = a_env.start_daemon(&[]);
+    assert!(
+        wait_until(WAIT, || is_leader(&a)),
+        "a never led\n{}",
+        a.stderr()
+    );
+    assert_eq!(holder(&fake).as_deref(), Some("oj-a"));
+
+    let b_env = env_for(&fake);
+    b_env.write_config(&lease_config("oj-b"));
+    let b = b_env.start_daemon(&[]);
+    // b has looked at the lease a few times and stays standby.
+    let gets = fake.count("GET", &FakeKube::lease_path(NS, LEASE));
+    assert!(
+        fake.wait_for_blocking(WAIT, |f| f.count("GET", &FakeKube::lease_path(NS, LEASE))
+            >= gets + 4)
+    );
+    let (status, body) = b.get("/v1/status");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["leader"], false, "{body}");
+    assert_eq!(b.get("/v1/jobs").0, 503, "a standby refuses the API");
+    assert_eq!(
+        b.post("/v1/jobs", &shell_job()).0,
+        503,
+        "a standby takes no jobs"
+    );
+    assert!(is_leader(&a));
+    let id = a.submit(&shell_job());
+    a.wait_job(&id, &["done"], WAIT);
+
+    a.kill9();
+    assert!(
+        wait_until(WAIT, || is_leader(&b)),
+        "the standby never took over\n{}",
+        b.stderr()
+    );
+    assert_eq!(holder(&fake).as_deref(), Some("oj-b"));
+    let id = b.submit(&shell_job());
+    let job = b.wait_job(&id, &["done", "failed"], WAIT);
+    assert_eq!(job["state"], "done", "{job}");
+}
+
+#[test]
+fn a_leader_whose_renewals_fail_stops_and_exits_non_zero() {
+    let fake = FakeKube::start();
+    let env = env_for(&fake);
+    env.write_config(&lease_config("oj-a"));
+    let mut a = env.start_daemon(&[]);
+    assert!(wait_until(WAIT, || is_leader(&a)), "{}", a.stderr());
+    fake.fail_lease_updates(NS, LEASE, 500);
+    let status = a
+        .wait_exit(WAIT)
+        .expect("the daemon exits once it cannot renew");
+    assert!(!status.success(), "exit status {status:?}");
+    assert_eq!(status.code(), Some(1));
+    let stderr = a.stderr();
+    assert!(stderr.contains("lost"), "{stderr}");
+}
+
+#[test]
+fn a_clean_exit_releases_the_lease() {
+    let fake = FakeKube::start();
+    let env = env_for(&fake);
+    env.write_config(&lease_config("oj-a"));
+    let mut a = env.start_daemon(&[]);
+    assert!(wait_until(WAIT, || is_leader(&a)), "{}", a.stderr());
+    a.sigterm();
+    let status = a.wait_exit(WAIT).expect("exits after SIGTERM");
+    assert_eq!(status.code(), Some(0), "{}", a.stderr());
+    assert_eq!(holder(&fake).as_deref(), Some(""), "the holder is emptied");
+}
+
+#[test]
+fn a_container_step_runs_as_a_pod_with_merged_resources() {
+    let fake = FakeKube::start();
+    let env = env_for(&fake);
+    env.write_config(NO_LOCK_CONFIG);
+    let d = env.start_daemon(&[]);
+    let id = d.submit(&container_job());
+    let name = format!("oj-{id}-0");
+    assert!(
+        fake.wait_for_blocking(WAIT, |f| f.pod(NS, &name).is_some()),
+        "no pod {name}\n{}",
+        d.stderr()
+    );
+    let pod = fake.pod(NS, &name).unwrap();
+    let labels = pod.metadata.labels.clone().unwrap();
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "oj");
+    assert_eq!(labels["oj.dev/job-id"], id);
+    assert_eq!(labels["oj.dev/step"], "compile");
+    let spec = pod.spec.clone().unwrap();
+    assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+    assert_eq!(
+        spec.active_deadline_seconds,
+        Some(3600),
+        "jobs.step_timeout = 1h"
+    );
+    let c = &spec.containers[0];
+    assert_eq!(c.image.as_deref(), Some("rust:1.95"));
+    assert_eq!(c.command.clone().unwrap(), ["/bin/sh", "-c", "cargo build"]);
+    assert!(
+        c.env
+            .clone()
+            .unwrap()
+            .iter()
+            .any(|e| e.name == "MODE" && e.value.as_deref() == Some("release"))
+    );
+    let r = c.resources.clone().unwrap();
+    let (requests, limits) = (r.requests.unwrap(), r.limits.unwrap());
+    assert_eq!(requests["cpu"].0, "1", "step-level request");
+    assert_eq!(requests["memory"].0, "256Mi", "default request");
+    assert_eq!(limits["cpu"].0, "2", "default limit");
+    assert_eq!(limits["memory"].0, "4Gi", "job-level limit");
+
+    fake.set_pod_phase(NS, &name, "Running");
+    fake.append_pod_log(NS, &name, "Compiling oj\n");
+    fake.append_pod_log(NS, &name, "Finished\n");
+    fake.finish_pod(NS, &name, 0);
+    let job = d.wait_job(&id, &["done", "failed"], WAIT);
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(job["steps"][0]["exit_code"], 0, "{job}");
+    assert_eq!(job["steps"][0]["pod"], name.as_str(), "{job}");
+    let (_, logs) = d.get(&format!("/v1/jobs/{id}/logs"));
+    let text = logs["text"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("Compiling oj") && text.contains("Finished"),
+        "{logs}"
+    );
+    assert!(
+        fake.wait_for_blocking(WAIT, |f| f.pod(NS, &name).is_none()),
+        "the finished pod is deleted"
+    );
+}
+
+#[test]
+fn a_failing_pod_fails_the_job_with_its_exit_code() {
+    let fake = FakeKube::start();
+    let env = env_for(&fake);
+    env.write_config(NO_LOCK_CONFIG);
+    let d = env.start_daemon(&[]);
+    let id = d.submit(&container_job());
+    let name = format!("oj-{id}-0");
+    assert!(fake.wait_for_blocking(WAIT, |f| f.pod(NS, &name).is_some()));
+    fake.set_pod_phase(NS, &name, "Running");
+    fake.finish_pod(NS, &name, 2);
+    let job = d.wait_job(&id, &["done", "failed"], WAIT);
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(job["steps"][0]["exit_code"], 2, "{job}");
+}
+
+#[test]
+fn cancel_deletes_the_pod() {
+    let fake = FakeKube::start();
+    let env = env_for(&fake);
+    env.write_config(NO_LOCK_CONFIG);
+    let d = env.start_daemon(&[]);
+    let id = d.submit(&container_job());
+    let name = format!("oj-{id}-0");
+    assert!(fake.wait_for_blocking(WAIT, |f| f.pod(NS, &name).is_some()));
+    fake.set_pod_phase(NS, &name, "Running");
+    let (status, _) = d.post(&format!("/v1/jobs/{id}/cancel"), &json!({}));
+    assert_eq!(status, 202);
+    let job = d.wait_job(&id, &["cancelled", "failed", "done"], WAIT);
+    assert_eq!(job["state"], "cancelled", "{job}");
+    assert!(fake.wait_for_blocking(WAIT, |f| f.pod(NS, &name).is_none()));
+}
+
+#[test]
+fn a_restarted_daemon_follows_its_pod_instead_of_creating_another() {
+    let fake = FakeKube::start();
+    let env = env_for(&fake);
+    env.write_config(NO_LOCK_CONFIG);
+    let mut d = env.start_daemon(&[]);
+    let id = d.submit(&container_job());
+    let name = format!("oj-{id}-0");
+    assert!(fake.wait_for_blocking(WAIT, |f| f.pod(NS, &name).is_some()));
+    fake.set_pod_phase(NS, &name, "Running");
+    fake.append_pod_log(NS, &name, "before the crash\n");
+    d.kill9();
+    let log_gets =
+        |f: &FakeKube| f.count("GET", &format!("{}/{name}/log", FakeKube::pods_path(NS)));
+    let before = log_gets(&fake);
+
+    let d = env.start_daemon(&[]);
+    fake.append_pod_log(NS, &name, "after the restart\n");
+    // The new daemon is following the pod's log before the pod ends.
+    assert!(
+        fake.wait_for_blocking(WAIT, |f| log_gets(f) > before),
+        "the restarted daemon never followed the pod: {}",
+        d.get(&format!("/v1/jobs/{id}")).1
+    );
+    fake.finish_pod(NS, &name, 0);
+    let job = d.wait_job(&id, &["done", "failed", "interrupted"], WAIT);
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(fake.pod_creates(NS), 1, "the step's pod was created once");
+    let (_, logs) = d.get(&format!("/v1/jobs/{id}/logs"));
+    let text = logs["text"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("before the crash") && text.contains("after the restart"),
+        "{logs}"
+    );
+}
+
+#[test]
+fn lease_without_a_cluster_fails_at_start() {
+    let env = TestEnv::new();
+    env.write_config(&lease_config("oj-a"));
+    let mut cmd = env.oj();
+    cmd.arg("daemon");
+    let mut d = Daemon::spawn_raw(cmd, env.path(), env.socket());
+    let status = d.wait_exit(WAIT).expect("the daemon refuses to start");
+    assert_eq!(status.code(), Some(78), "{}", d.stderr());
+    assert!(d.stderr().contains("lease"), "{}", d.stderr());
+}
