@@ -165,6 +165,37 @@ pub enum SpecError {
 }
 
 impl JobSpec {
+    /// Decodes a job spec from JSON (the body of `POST /v1/jobs`). serde's
+    /// own error only gives a line and column; when the bad value sits in a
+    /// step or a container, the message is prefixed with which one
+    /// (`step "build": …`), so the caller can tell where to look.
+    pub fn from_json(bytes: &[u8]) -> Result<JobSpec, String> {
+        let err = match serde_json::from_slice::<JobSpec>(bytes) {
+            Ok(spec) => return Ok(spec),
+            Err(e) => e,
+        };
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+            return Err(err.to_string());
+        };
+        if let Some(c) = value.get("container")
+            && let Err(e) = ContainerSpec::deserialize(c)
+        {
+            return Err(format!("job container: {e}"));
+        }
+        if let Some(steps) = value.get("steps").and_then(|s| s.as_array()) {
+            for (i, step) in steps.iter().enumerate() {
+                if let Err(e) = StepSpec::deserialize(step) {
+                    let place = match step.get("name").and_then(|n| n.as_str()) {
+                        Some(name) => format!("step {name:?}"),
+                        None => format!("step #{}", i + 1),
+                    };
+                    return Err(format!("{place}: {e}"));
+                }
+            }
+        }
+        Err(err.to_string())
+    }
+
     /// Checks what serde cannot: names, uniqueness, non-empty commands,
     /// requests within limits.
     pub fn validate(&self) -> Result<(), SpecError> {
@@ -308,6 +339,26 @@ mod tests {
         // Round trip.
         let again: JobSpec = serde_json::from_value(serde_json::to_value(&spec).unwrap()).unwrap();
         assert_eq!(again, spec);
+    }
+
+    #[test]
+    fn decode_errors_inside_a_step_name_the_step() {
+        let err = JobSpec::from_json(
+            br#"{"name":"a","steps":[{"name":"ok","run":"x"},{"name":"big","run":"x","container":{"image":"i","resources":{"limits":{"memory":"4GB"}}}}]}"#,
+        )
+        .unwrap_err();
+        assert!(err.starts_with("step \"big\": "), "{err}");
+        assert!(err.contains("4GB"), "{err}");
+        let err = JobSpec::from_json(br#"{"name":"a","steps":[{"run":"x","timeout":"soon"}]}"#)
+            .unwrap_err();
+        assert!(err.starts_with("step #1: "), "{err}");
+        let err = JobSpec::from_json(
+            br#"{"name":"a","container":{"image":"i","resources":{"requests":{"cpu":"lots"}}},"steps":[]}"#,
+        )
+        .unwrap_err();
+        assert!(err.starts_with("job container: "), "{err}");
+        let err = JobSpec::from_json(b"{").unwrap_err();
+        assert!(err.contains("EOF"), "{err}");
     }
 
     #[test]

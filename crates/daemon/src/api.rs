@@ -120,7 +120,7 @@ async fn submit(State(s): State<Shared>, body: Bytes) -> Response {
             SubmitError::Draining.to_string(),
         );
     }
-    let spec: JobSpec = match serde_json::from_slice(&body) {
+    let spec = match JobSpec::from_json(&body) {
         Ok(spec) => spec,
         Err(e) => {
             return error(
