@@ -41,6 +41,9 @@ pub const EXIT_RUNTIME: i32 = 1;
 pub const EXIT_LOCKED: i32 = 75;
 pub const EXIT_CONFIG: i32 = 78;
 
+/// Longest Unix socket path (`sun_path` is 108 bytes with the NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
 /// The version reported by `/v1/status` and `oj_build_info`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -270,6 +273,16 @@ async fn daemon_main(
     };
     let mut listeners = Vec::new();
     let unix = match cfg.unix_socket_path() {
+        Some(path) if path.as_os_str().len() > MAX_SOCKET_PATH => {
+            return Err(Failure::new(
+                EXIT_CONFIG,
+                format!(
+                    "the Unix socket path {} is {} bytes long, above the system's limit of {MAX_SOCKET_PATH}; set listen.unix_socket to a shorter absolute path or use a shorter daemon.state_dir",
+                    path.display(),
+                    path.as_os_str().len()
+                ),
+            ));
+        }
         Some(path) => {
             let l = listen::bind_unix(&path).map_err(|e| {
                 Failure::new(
