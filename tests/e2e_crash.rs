@@ -1,0 +1,365 @@
+//! End to end, SPEC §5: "`kill -9` at any moment, then restart: no job lost
+//! or run twice (shell steps that were running end `interrupted`), no
+//! notification lost". The real `oj daemon` runs short shell jobs and sends
+//! webhooks to a receiver in this test while it is killed with SIGKILL at
+//! random moments, six times, and restarted each time. Every step appends
+//! "<job-id> <step>" to a file when it starts, so a step run twice shows up
+//! as two lines. The kill points are random; the seed is printed so a
+//! failure can be replayed with `OJ_CRASH_SEED=<seed>`.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use common::*;
+use serde_json::{Value, json};
+
+const ROUNDS: usize = 6;
+const WAIT: Duration = Duration::from_secs(40);
+
+/// A small xorshift generator: the test needs reproducible randomness, not
+/// good randomness.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo)
+    }
+}
+
+/// One webhook request as received: (webhook-id, job id, type).
+type Hit = (String, String, String);
+
+#[derive(Clone, Default)]
+struct Shared {
+    /// Requests answered 2xx.
+    delivered: Arc<Mutex<Vec<Hit>>>,
+    /// Every request, for the "refuse some" decision.
+    count: Arc<AtomicU64>,
+}
+
+/// A webhook receiver on 127.0.0.1 that refuses every fifth request with
+/// 503, so retries (and retries cut short by a kill) are part of the run.
+struct Receiver {
+    addr: SocketAddr,
+    shared: Shared,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let shared = Shared::default();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", 0)))
+            .expect("bind the receiver");
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(shared.clone());
+        rt.spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Receiver {
+            addr,
+            shared,
+            _rt: rt,
+        }
+    }
+
+    fn delivered(&self) -> Vec<Hit> {
+        self.shared.delivered.lock().unwrap().clone()
+    }
+}
+
+async fn handle(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    if s.count.fetch_add(1, Ordering::SeqCst) % 5 == 4 {
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    let id = headers
+        .get("webhook-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let job = v["data"]["job_id"].as_str().unwrap_or("").to_string();
+    let ty = v["type"].as_str().unwrap_or("").to_string();
+    s.delivered.lock().unwrap().push((id, job, ty));
+    StatusCode::NO_CONTENT
+}
+
+/// Three kinds of job: two steps that take a while, one step that fails,
+/// one quick step. Each step records that it started.
+fn spec(n: usize, runs: &str) -> Value {
+    let mark = format!("echo \"$OJ_JOB_ID $OJ_STEP\" >> '{runs}'");
+    match n % 3 {
+        0 => json!({ "name": format!("slow{n}"), "steps": [
+            { "name": "a", "run": format!("{mark}; sleep 0.15") },
+            { "name": "b", "run": format!("{mark}; sleep 0.05") },
+        ]}),
+        1 => json!({ "name": format!("fail{n}"), "steps": [
+            { "name": "a", "run": format!("{mark}; exit 3") },
+        ]}),
+        _ => json!({ "name": format!("quick{n}"), "steps": [
+            { "name": "a", "run": mark },
+        ]}),
+    }
+}
+
+#[test]
+fn kill_9_at_random_moments_loses_nothing_and_runs_nothing_twice() {
+    let seed = std::env::var("OJ_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    eprintln!("e2e_crash seed: {seed} (OJ_CRASH_SEED={seed} replays the kill points)");
+    let mut rng = Rng(seed);
+
+    let rx = Receiver::start();
+    let env = TestEnv::new();
+    let runs = env.path().join("runs.log");
+    let runs_s = runs.to_string_lossy().into_owned();
+    env.write_config(&format!(
+        r#"
+[jobs]
+max_concurrent = 4
+
+[notify]
+backend = "webhook"
+
+[notify.webhook]
+url = "http://{}/hooks"
+backoff = "20ms"
+max_attempts = 1000
+timeout = "2s"
+
+[shutdown]
+drain_timeout = "1s"
+"#,
+        rx.addr
+    ));
+
+    let mut accepted: Vec<String> = Vec::new();
+    let mut n = 0usize;
+    let mut stderrs = String::new();
+    for round in 0..ROUNDS {
+        let mut d = env.start_daemon(&[]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let socket = env.socket();
+        let submitter = {
+            let stop = stop.clone();
+            let runs_s = runs_s.clone();
+            let start = n;
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                let mut i = start;
+                while !stop.load(Ordering::SeqCst) {
+                    let (status, job) =
+                        curl_unix(&socket, "POST", "/v1/jobs", Some(&spec(i, &runs_s)));
+                    i += 1;
+                    match status {
+                        201 => got.push(job["id"].as_str().expect("id").to_string()),
+                        0 => break, // the daemon is gone (killed mid-request)
+                        other => panic!("submission answered {other}: {job}"),
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                (got, i)
+            })
+        };
+        let at = rng.range(20, 900);
+        std::thread::sleep(Duration::from_millis(at));
+        d.kill9();
+        stop.store(true, Ordering::SeqCst);
+        let (got, next) = submitter.join().expect("submitter");
+        eprintln!(
+            "round {round}: killed after {at} ms, {} jobs accepted",
+            got.len()
+        );
+        accepted.extend(got);
+        n = next;
+        stderrs.push_str(&format!("--- round {round}\n{}", d.stderr()));
+    }
+
+    // The last start: everything settles.
+    let d = env.start_daemon(&[]);
+    let ctx = || format!("seed {seed}\n{stderrs}--- final\n{}", d.stderr());
+    let mut jobs: BTreeMap<String, Value> = BTreeMap::new();
+    let settled = wait_until(WAIT, || {
+        let (s, list) = d.get("/v1/jobs");
+        if s != 200 {
+            return false;
+        }
+        jobs = list["jobs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|j| (j["id"].as_str().unwrap_or("").to_string(), j.clone()))
+            .collect();
+        jobs.values()
+            .all(|j| j["state"] != "queued" && j["state"] != "running")
+    });
+    assert!(settled, "jobs never all ended: {jobs:?}\n{}", ctx());
+
+    // No job lost: every 201 is there.
+    assert!(
+        accepted.len() >= ROUNDS,
+        "too few jobs went through: {accepted:?}"
+    );
+    for id in &accepted {
+        assert!(
+            jobs.contains_key(id),
+            "accepted job {id} is lost\n{}",
+            ctx()
+        );
+    }
+
+    // No step ran twice; what ran matches the final states.
+    let text = std::fs::read_to_string(&runs).unwrap_or_default();
+    let mut ran: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for line in text.lines() {
+        let (id, step) = line.split_once(' ').expect("'<id> <step>' lines");
+        *ran.entry((id.to_string(), step.to_string())).or_default() += 1;
+    }
+    for ((id, step), count) in &ran {
+        assert_eq!(
+            *count,
+            1,
+            "step {step} of job {id} ran {count} times\n{}",
+            ctx()
+        );
+        assert!(jobs.contains_key(id), "a step ran for unknown job {id}");
+    }
+    let mut interrupted = 0;
+    for (id, job) in &jobs {
+        let state = job["state"].as_str().unwrap_or("");
+        let steps = job["steps"].as_array().expect("steps");
+        let ran_step = |name: &str| ran.contains_key(&(id.clone(), name.to_string()));
+        match state {
+            "done" => {
+                for st in steps {
+                    assert_eq!(st["state"], "done", "{job}");
+                    assert!(
+                        ran_step(st["name"].as_str().unwrap()),
+                        "done but never ran: {job}"
+                    );
+                }
+            }
+            "failed" => {
+                assert!(
+                    job["name"].as_str().unwrap().starts_with("fail"),
+                    "{job}\n{}",
+                    ctx()
+                );
+                assert_eq!(steps[0]["state"], "failed", "{job}");
+                assert_eq!(steps[0]["exit_code"], 3, "{job}");
+                assert!(ran_step("a"), "{job}");
+            }
+            "interrupted" => {
+                interrupted += 1;
+                // The steps before the running one are done, it is
+                // interrupted, the ones after it never ran.
+                let k = steps
+                    .iter()
+                    .position(|s| s["state"] == "interrupted")
+                    .unwrap_or_else(|| {
+                        panic!("interrupted job without an interrupted step: {job}")
+                    });
+                for st in &steps[..k] {
+                    assert_eq!(st["state"], "done", "{job}");
+                }
+                for st in &steps[k + 1..] {
+                    assert_eq!(st["state"], "queued", "{job}");
+                    assert!(
+                        !ran_step(st["name"].as_str().unwrap()),
+                        "a step after the interrupted one ran: {job}"
+                    );
+                }
+                assert!(
+                    job["error"].as_str().is_some_and(|e| !e.is_empty()),
+                    "{job}"
+                );
+            }
+            other => panic!("job {id} ended {other}: {job}\n{}", ctx()),
+        }
+    }
+    assert!(
+        interrupted > 0,
+        "no kill caught a running step in {ROUNDS} rounds (seed {seed}); jobs: {}",
+        jobs.len()
+    );
+
+    // No notification lost: start for every job that started, done/fail for
+    // every ending (interrupted counts as fail), each with its stable id.
+    let mut expected: BTreeSet<String> = BTreeSet::new();
+    for (id, job) in &jobs {
+        if job.get("started_at").is_some() {
+            expected.insert(format!("msg_{id}_start"));
+        }
+        match job["state"].as_str() {
+            Some("done") => expected.insert(format!("msg_{id}_done")),
+            Some("failed" | "interrupted") => expected.insert(format!("msg_{id}_fail")),
+            _ => false,
+        };
+    }
+    let all_in = wait_until(WAIT, || {
+        let got: BTreeSet<String> = rx.delivered().into_iter().map(|h| h.0).collect();
+        expected.is_subset(&got)
+    });
+    let delivered = rx.delivered();
+    let got: BTreeSet<String> = delivered.iter().map(|h| h.0.clone()).collect();
+    assert!(
+        all_in,
+        "notifications lost: {:?}\n{}",
+        expected.difference(&got).collect::<Vec<_>>(),
+        ctx()
+    );
+    let unexpected: Vec<&String> = got.difference(&expected).collect();
+    assert!(
+        unexpected.is_empty(),
+        "notifications for events that did not happen: {unexpected:?}"
+    );
+    for (wid, job, ty) in &delivered {
+        let event = match ty.as_str() {
+            "job.started" => "start",
+            "job.done" => "done",
+            "job.failed" => "fail",
+            other => panic!("unknown type {other}"),
+        };
+        assert_eq!(
+            wid,
+            &format!("msg_{job}_{event}"),
+            "a webhook-id that is not its notification's"
+        );
+    }
+    eprintln!(
+        "{} jobs, {} accepted with 201, {interrupted} interrupted, {} notifications expected, {} deliveries",
+        jobs.len(),
+        accepted.len(),
+        expected.len(),
+        delivered.len()
+    );
+}
