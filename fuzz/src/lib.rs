@@ -30,7 +30,11 @@ pub fn job_spec(data: &[u8]) {
         )
     });
     assert_eq!(again, spec, "round trip changed the spec");
-    assert_eq!(again.validate(), valid, "validation changed across a round trip");
+    assert_eq!(
+        again.validate(),
+        valid,
+        "validation changed across a round trip"
+    );
 }
 
 struct Dirs {
@@ -74,7 +78,10 @@ pub fn config_loader(data: &[u8]) {
     };
     let mut vars: Vec<(String, String)> = vec![
         ("HOME".into(), d.home.display().to_string()),
-        ("XDG_CONFIG_HOME".into(), d.config_home.display().to_string()),
+        (
+            "XDG_CONFIG_HOME".into(),
+            d.config_home.display().to_string(),
+        ),
     ];
     let mut opts = LoadOptions {
         profile: None,
@@ -113,7 +120,11 @@ pub fn config_loader(data: &[u8]) {
 pub fn replay_main(name: &str, target: fn(&[u8])) {
     let mut args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
     if args.is_empty() {
-        args.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("seeds").join(name));
+        args.push(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("seeds")
+                .join(name),
+        );
     }
     let mut files = Vec::new();
     for a in args {
