@@ -21,7 +21,7 @@ use axum::http::{HeaderMap, StatusCode};
 use common::*;
 use serde_json::{Value, json};
 
-const ROUNDS: usize = 6;
+const ROUNDS: usize = 8;
 const WAIT: Duration = Duration::from_secs(40);
 
 /// A small xorshift generator: the test needs reproducible randomness, not
@@ -166,23 +166,40 @@ drain_timeout = "1s"
     let mut n = 0usize;
     let mut stderrs = String::new();
     for round in 0..ROUNDS {
+        // Odd rounds first kill a daemon while it is still starting
+        // (replaying the WAL, marking jobs interrupted, re-queueing
+        // notifications), before it answers anything.
+        if round % 2 == 1 {
+            let mut cmd = env.oj();
+            cmd.arg("daemon");
+            let mut early = Daemon::spawn_raw(cmd, env.path(), env.socket());
+            let after = rng.range(0, 40);
+            std::thread::sleep(Duration::from_millis(after));
+            early.kill9();
+            eprintln!("round {round}: killed a starting daemon after {after} ms");
+            stderrs.push_str(&format!("--- round {round} (early)\n{}", early.stderr()));
+        }
         let mut d = env.start_daemon(&[]);
         let stop = Arc::new(AtomicBool::new(false));
+        let draining = Arc::new(AtomicBool::new(false));
         let socket = env.socket();
         let submitter = {
             let stop = stop.clone();
+            let draining = draining.clone();
             let runs_s = runs_s.clone();
             let start = n;
             std::thread::spawn(move || {
                 let mut got = Vec::new();
                 let mut i = start;
                 while !stop.load(Ordering::SeqCst) {
+                    let term = draining.load(Ordering::SeqCst);
                     let (status, job) =
                         curl_unix(&socket, "POST", "/v1/jobs", Some(&spec(i, &runs_s)));
                     i += 1;
                     match status {
                         201 => got.push(job["id"].as_str().expect("id").to_string()),
                         0 => break, // the daemon is gone (killed mid-request)
+                        503 if term || draining.load(Ordering::SeqCst) => break,
                         other => panic!("submission answered {other}: {job}"),
                     }
                     std::thread::sleep(Duration::from_millis(10));
@@ -192,11 +209,22 @@ drain_timeout = "1s"
         };
         let at = rng.range(20, 900);
         std::thread::sleep(Duration::from_millis(at));
+        // Every third round kills in the middle of a drain instead: after
+        // SIGTERM, while steps finish and the snapshot is written.
+        let how = if round % 3 == 2 {
+            draining.store(true, Ordering::SeqCst);
+            d.sigterm();
+            let more = rng.range(0, 300);
+            std::thread::sleep(Duration::from_millis(more));
+            format!("SIGTERM, then kill -9 {more} ms into the drain")
+        } else {
+            "kill -9".to_string()
+        };
         d.kill9();
         stop.store(true, Ordering::SeqCst);
         let (got, next) = submitter.join().expect("submitter");
         eprintln!(
-            "round {round}: killed after {at} ms, {} jobs accepted",
+            "round {round}: {how} after {at} ms, {} jobs accepted",
             got.len()
         );
         accepted.extend(got);
