@@ -9,6 +9,7 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,15 +21,54 @@ use serde_json::json;
 /// (bad framing, huge bodies, raw NULs). Returns (status, body); status 0
 /// means the connection gave no parseable answer.
 fn raw(socket: &Path, request: Vec<u8>) -> (u16, String) {
-    let mut s = match UnixStream::connect(socket) {
-        Ok(s) => s,
-        Err(_) => return (0, String::new()),
-    };
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    match UnixStream::connect(socket) {
+        Ok(s) => exchange(s, request),
+        Err(_) => (0, String::new()),
+    }
+}
+
+/// The same over TCP.
+fn raw_tcp(port: u16, request: Vec<u8>) -> (u16, String) {
+    match TcpStream::connect(("127.0.0.1", port)) {
+        Ok(s) => exchange(s, request),
+        Err(_) => (0, String::new()),
+    }
+}
+
+trait Stream: Read + Write + Send + Sized + 'static {
+    fn dup(&self) -> Self;
+    fn timeouts(&self);
+}
+
+impl Stream for UnixStream {
+    fn dup(&self) -> Self {
+        self.try_clone().unwrap()
+    }
+    fn timeouts(&self) {
+        self.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        self.set_write_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+    }
+}
+
+impl Stream for TcpStream {
+    fn dup(&self) -> Self {
+        self.try_clone().unwrap()
+    }
+    fn timeouts(&self) {
+        self.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        self.set_write_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+    }
+}
+
+fn exchange<S: Stream>(mut s: S, request: Vec<u8>) -> (u16, String) {
+    s.timeouts();
     // Write from another thread: the daemon may answer (413) and close
     // before it has read a huge body, and the answer is what matters.
-    let mut w = s.try_clone().unwrap();
+    let mut w = s.dup();
     let writer = std::thread::spawn(move || {
         let _ = w.write_all(&request);
     });
@@ -709,4 +749,173 @@ fn commands_and_env_the_os_refuses_fail_the_job_not_the_daemon() {
         }
         assert_eq!(d.get("/v1/status").0, 200, "after {spec}");
     }
+}
+
+const TOKEN: &str = "hostile-token-5d1c0a77";
+
+/// A request on TCP with an Authorization header (or none).
+fn tcp_req(method: &str, path: &str, auth: Option<&[u8]>, body: &[u8]) -> Vec<u8> {
+    let mut r = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n")
+        .into_bytes();
+    if let Some(a) = auth {
+        r.extend_from_slice(b"Authorization: ");
+        r.extend_from_slice(a);
+        r.extend_from_slice(b"\r\n");
+    }
+    if !body.is_empty() || method == "POST" {
+        r.extend_from_slice(
+            format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
+    }
+    r.extend_from_slice(b"\r\n");
+    r.extend_from_slice(body);
+    r
+}
+
+/// On TCP every `/v1/*` request without exactly the right bearer token gets
+/// 401 `unauthorized` and nothing else — before the body limit, the router
+/// or the spec are looked at — and the daemon keeps serving.
+#[test]
+fn tcp_requests_without_the_right_token_get_401_whatever_else_is_wrong() {
+    let env = TestEnv::new();
+    let port = free_port();
+    env.write_config(&format!(
+        "[listen]\ntcp = \"127.0.0.1:{port}\"\nauth_token = \"{TOKEN}\"\n[notify]\nbackend = \"none\"\n"
+    ));
+    let d = env.start_daemon(&[]);
+    assert!(wait_until(Duration::from_secs(10), || TcpStream::connect(
+        ("127.0.0.1", port)
+    )
+    .is_ok()));
+    let good = format!("Bearer {TOKEN}");
+    let prefix = format!("Bearer {}", &TOKEN[..TOKEN.len() - 1]);
+    let longer = format!("Bearer {TOKEN}x");
+    let lower = format!("Bearer {}", TOKEN.to_uppercase());
+    let basic = format!("Basic {TOKEN}");
+    let huge_token = format!("Bearer {}", "t".repeat(20_000));
+    let mut nul = b"Bearer ".to_vec();
+    nul.extend_from_slice(TOKEN.as_bytes());
+    nul.extend_from_slice(b"\x01");
+    let big_body = vec![b'x'; 2 * 1_048_576];
+    let spec = br#"{"name":"a","steps":[{"name":"s","run":"true"}]}"#;
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("no header", tcp_req("GET", "/v1/status", None, b"")),
+        (
+            "empty Bearer",
+            tcp_req("GET", "/v1/status", Some(b"Bearer "), b""),
+        ),
+        (
+            "Bearer only",
+            tcp_req("GET", "/v1/status", Some(b"Bearer"), b""),
+        ),
+        (
+            "wrong token",
+            tcp_req("GET", "/v1/jobs", Some(b"Bearer nope"), b""),
+        ),
+        (
+            "token minus its last character",
+            tcp_req("GET", "/v1/jobs", Some(prefix.as_bytes()), b""),
+        ),
+        (
+            "token plus one character",
+            tcp_req("GET", "/v1/jobs", Some(longer.as_bytes()), b""),
+        ),
+        (
+            "token in other case",
+            tcp_req("GET", "/v1/jobs", Some(lower.as_bytes()), b""),
+        ),
+        (
+            "Basic scheme",
+            tcp_req("GET", "/v1/jobs", Some(basic.as_bytes()), b""),
+        ),
+        (
+            "token alone, no scheme",
+            tcp_req("GET", "/v1/jobs", Some(TOKEN.as_bytes()), b""),
+        ),
+        (
+            "20 000 character token",
+            tcp_req("GET", "/v1/jobs", Some(huge_token.as_bytes()), b""),
+        ),
+        (
+            "control byte after the token",
+            tcp_req("GET", "/v1/jobs", Some(&nul), b""),
+        ),
+        (
+            "non-UTF-8 header",
+            tcp_req("GET", "/v1/jobs", Some(b"Bearer \xff\xfe"), b""),
+        ),
+        (
+            "submit without token",
+            tcp_req("POST", "/v1/jobs", None, spec),
+        ),
+        (
+            "shutdown without token",
+            tcp_req("POST", "/v1/shutdown", None, b""),
+        ),
+        (
+            "cancel without token",
+            tcp_req("POST", "/v1/jobs/000000000000/cancel", None, b""),
+        ),
+        (
+            "2 MiB body without token",
+            tcp_req("POST", "/v1/jobs", None, &big_body),
+        ),
+        (
+            "bad JSON without token",
+            tcp_req("POST", "/v1/jobs", None, b"{"),
+        ),
+        (
+            "unknown /v1 path without token",
+            tcp_req("GET", "/v1/nothing", None, b""),
+        ),
+        (
+            "wrong method without token",
+            tcp_req("DELETE", "/v1/jobs", None, b""),
+        ),
+        (
+            "logs without token",
+            tcp_req("GET", "/v1/jobs/000000000000/logs?follow=true", None, b""),
+        ),
+    ];
+    for (what, request) in cases {
+        let (status, body) = raw_tcp(port, request);
+        if what == "control byte after the token" {
+            // Not a valid header value at all: refused by the HTTP layer.
+            assert!(matches!(status, 400 | 401), "{what}: {status} {body}");
+        } else {
+            assert_eq!(status, 401, "{what}: {status} {body}");
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            assert_eq!(v["code"], "unauthorized", "{what}: {body}");
+        }
+        assert!(!body.contains(TOKEN), "{what}: the token leaked: {body}");
+        assert_eq!(
+            raw_tcp(
+                port,
+                tcp_req("GET", "/v1/status", Some(good.as_bytes()), b"")
+            )
+            .0,
+            200,
+            "after {what}\n{}",
+            d.stderr()
+        );
+    }
+    // With the token the same mistakes get their own answers.
+    let a = Some(good.as_bytes());
+    assert_eq!(
+        raw_tcp(port, tcp_req("POST", "/v1/jobs", a, &big_body)).0,
+        413
+    );
+    assert_eq!(raw_tcp(port, tcp_req("POST", "/v1/jobs", a, b"{")).0, 400);
+    assert_eq!(raw_tcp(port, tcp_req("GET", "/v1/nothing", a, b"")).0, 404);
+    assert_eq!(raw_tcp(port, tcp_req("DELETE", "/v1/jobs", a, b"")).0, 405);
+    assert_eq!(raw_tcp(port, tcp_req("POST", "/v1/jobs", a, spec)).0, 201);
+    // Nothing without a token was acted on: one job, not draining.
+    let (_, st) = d.get("/v1/status");
+    assert_eq!(st["draining"], false, "{st}");
+    let (_, list) = d.get("/v1/jobs");
+    assert_eq!(list["jobs"].as_array().map(Vec::len), Some(1), "{list}");
 }
