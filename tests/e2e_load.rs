@@ -1,7 +1,8 @@
 //! End to end under load: 16 concurrent clients, each on its own keep-alive
 //! TLS connection to the real `oj daemon` (certificates made here with
-//! rcgen, token auth), submit and read 20 jobs each. Every request must
-//! succeed and every accepted job must complete. Then the same clients keep
+//! rcgen, token auth), submit and read 20 jobs each, cancelling every fourth
+//! at once (202 then `cancelled`, or 409 `ended` when it already finished).
+//! Every request must succeed and every accepted job must complete. Then the same clients keep
 //! submitting while the daemon drains (SIGTERM): each submission must get
 //! 201 or 503 `draining` (a connection error only once the daemon is going
 //! away), and every job that got a 201 — including those still queued when
@@ -123,18 +124,31 @@ fn all_jobs(d: &Daemon) -> BTreeMap<String, Value> {
         .collect()
 }
 
-fn wait_all_done(d: &Daemon, ids: &BTreeSet<String>) -> BTreeMap<String, Value> {
+/// Waits until every job of `ids` is `done`, except those of `cancelled`,
+/// which must be `cancelled`.
+fn wait_all_done(
+    d: &Daemon,
+    ids: &BTreeSet<String>,
+    cancelled: &BTreeSet<String>,
+) -> BTreeMap<String, Value> {
+    let want = |id: &String| {
+        if cancelled.contains(id) {
+            "cancelled"
+        } else {
+            "done"
+        }
+    };
     let mut jobs = BTreeMap::new();
     let ok = wait_until(WAIT, || {
         jobs = all_jobs(d);
         ids.iter()
-            .all(|id| jobs.get(id).is_some_and(|j| j["state"] == "done"))
+            .all(|id| jobs.get(id).is_some_and(|j| j["state"] == want(id)))
     });
     let missing: Vec<_> = ids.iter().filter(|id| !jobs.contains_key(*id)).collect();
     assert!(missing.is_empty(), "accepted jobs lost: {missing:?}");
     let not_done: Vec<_> = ids
         .iter()
-        .filter(|id| jobs[*id]["state"] != "done")
+        .filter(|id| jobs[*id]["state"] != want(id))
         .map(|id| &jobs[id])
         .collect();
     assert!(ok, "jobs never finished: {not_done:?}\n{}", d.stderr());
@@ -185,10 +199,11 @@ drain_timeout = "20s"
         for c in 0..CLIENTS {
             let http = client(&ca);
             let base = base.clone();
-            let run = format!("{mark}; echo out-{c}");
+            let run = format!("{mark}; echo out-{c}; sleep 0.02");
             tasks.push(tokio::spawn(async move {
                 let mut ids = Vec::new();
                 let mut errors = Vec::new();
+                let mut cancelled = Vec::new();
                 for n in 0..JOBS_PER_CLIENT {
                     match call(
                         &http,
@@ -213,6 +228,23 @@ drain_timeout = "20s"
                                 Ok((200, got)) if got["id"] == id.as_str() => {}
                                 other => errors.push(format!("read {id}: {other:?}")),
                             }
+                            // Every fourth job is cancelled at once, whether
+                            // it is still queued, running or already done.
+                            if n % 4 == 3 {
+                                match call(
+                                    &http,
+                                    &base,
+                                    reqwest::Method::POST,
+                                    &format!("/v1/jobs/{id}/cancel"),
+                                    None,
+                                )
+                                .await
+                                {
+                                    Ok((202, _)) => cancelled.push(id.clone()),
+                                    Ok((409, body)) if body["code"] == "ended" => {}
+                                    other => errors.push(format!("cancel {id}: {other:?}")),
+                                }
+                            }
                             ids.push(id);
                         }
                         other => errors.push(format!("submit {c}/{n}: {other:?}")),
@@ -230,7 +262,7 @@ drain_timeout = "20s"
                         }
                     }
                 }
-                (ids, errors)
+                (ids, errors, cancelled)
             }));
         }
         let mut out = Vec::new();
@@ -251,9 +283,10 @@ drain_timeout = "20s"
         CLIENTS * JOBS_PER_CLIENT,
         "every submission got its own id"
     );
-    let jobs = wait_all_done(&d, &ids);
-    // Each job ran its own command once, with its own output.
-    let sample = ids.iter().next().unwrap();
+    let cancelled: BTreeSet<String> = results.iter().flat_map(|r| r.2.clone()).collect();
+    let jobs = wait_all_done(&d, &ids, &cancelled);
+    // Each job ran its own command, with its own output.
+    let sample = ids.iter().find(|id| !cancelled.contains(*id)).unwrap();
     let (_, logs) = rt.block_on(async {
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(
@@ -370,7 +403,7 @@ drain_timeout = "20s"
     // Everything accepted during phase 2 is there after a restart and
     // completes (the ones still queued at the drain start now).
     let d2 = start(&env, port);
-    let jobs = wait_all_done(&d2, &accepted);
+    let jobs = wait_all_done(&d2, &accepted, &BTreeSet::new());
     assert!(jobs.len() >= ids.len() + accepted.len());
 
     // Each accepted job ran exactly once.
@@ -379,7 +412,17 @@ drain_timeout = "20s"
     for l in text.lines() {
         *count.entry(l).or_default() += 1;
     }
-    for id in ids.iter().chain(&accepted) {
+    for id in &cancelled {
+        assert!(
+            count.get(id.as_str()).copied().unwrap_or(0) <= 1,
+            "cancelled job {id} ran twice"
+        );
+    }
+    for id in ids
+        .iter()
+        .filter(|id| !cancelled.contains(*id))
+        .chain(&accepted)
+    {
         assert_eq!(
             count.get(id.as_str()),
             Some(&1),
@@ -388,8 +431,9 @@ drain_timeout = "20s"
         );
     }
     eprintln!(
-        "phase 1: {} jobs; drain: {} accepted, {refused} refused with 503",
+        "phase 1: {} jobs, {} cancelled; drain: {} accepted, {refused} refused with 503",
         ids.len(),
+        cancelled.len(),
         accepted.len()
     );
 }
