@@ -391,3 +391,69 @@ drain_timeout = "1s"
         delivered.len()
     );
 }
+
+/// Processes (by pid) whose environment holds `OJ_JOB_ID=<id>`: the step's
+/// shell and everything it started.
+fn processes_of_job(id: &str) -> Vec<u32> {
+    let needle = format!("OJ_JOB_ID={id}");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// A shell step runs in its own process group, so `kill -9` of the daemon
+/// does not take it along. The restart that marks the job `interrupted`
+/// must also stop what is left of it — otherwise an "interrupted" step goes
+/// on running (and writing) behind the daemon's back.
+#[test]
+fn the_restart_stops_what_is_left_of_a_step_running_at_kill_9() {
+    let env = TestEnv::new();
+    env.write_config("[notify]\nbackend = \"none\"\n");
+    let started = env.path().join("started");
+    let late = env.path().join("late");
+    let mut d = env.start_daemon(&[]);
+    let id = d.submit(
+        &json!({ "name": "orphan", "steps": [{ "name": "s", "run": format!(
+        "touch '{}'; sleep 60 & sleep 60; echo late > '{}'",
+        started.display(),
+        late.display()
+    ) }] }),
+    );
+    assert!(
+        wait_until(WAIT, || started.exists()),
+        "the step never started"
+    );
+    assert!(wait_until(WAIT, || processes_of_job(&id).len() >= 3));
+    d.kill9();
+
+    let d = env.start_daemon(&[]);
+    let job = d.wait_job(&id, &["interrupted"], WAIT);
+    assert_eq!(job["steps"][0]["state"], "interrupted", "{job}");
+    let gone = wait_until(Duration::from_secs(10), || processes_of_job(&id).is_empty());
+    let left = processes_of_job(&id);
+    for pid in &left {
+        // Do not leave them behind when the assertion below fails.
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+    }
+    assert!(
+        gone,
+        "processes of the interrupted step still run after the restart: {left:?}\n{}",
+        d.stderr()
+    );
+    assert!(
+        !late.exists(),
+        "the interrupted step went on to its next command"
+    );
+}

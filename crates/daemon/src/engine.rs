@@ -462,6 +462,12 @@ impl Engine {
                     });
                 }
                 None => {
+                    // Its shell step's processes outlived the dead daemon
+                    // (own process group): stop them before saying so.
+                    let killed = crate::runner::shell::kill_leftovers(id.as_str());
+                    if killed > 0 {
+                        tracing::warn!(job_id = %id, processes = killed, "killed what was left of the job's step from before the restart");
+                    }
                     let what = match step.map(|i| job.steps[i].name.clone()) {
                         Some(s) => format!("the daemon stopped while step {s} was running"),
                         None => "the daemon stopped while the job was running".to_string(),

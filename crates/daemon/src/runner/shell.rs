@@ -179,6 +179,54 @@ async fn terminate_group(
     }
 }
 
+/// Kills what is left of a job's shell steps after the daemon that ran them
+/// died (`kill -9`, a crash, the OOM killer): a step runs in its own process
+/// group, so it outlives the daemon, and the restart that marks the job
+/// `interrupted` must not leave it running behind the daemon's back. The
+/// processes are found by the `OJ_JOB_ID=<id>` that every step process and
+/// its children carry in their environment (`/proc/<pid>/environ`, Linux
+/// only; elsewhere nothing is found). Each gets SIGKILL, and so does the
+/// group it leads (children that cleared their environment). Returns how
+/// many processes were killed.
+pub fn kill_leftovers(job_id: &str) -> usize {
+    #[cfg(target_os = "linux")]
+    {
+        let needle = format!("OJ_JOB_ID={job_id}");
+        let me = std::process::id();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return 0;
+        };
+        let mut killed = 0;
+        for entry in entries.flatten() {
+            let Ok(raw) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            if raw as u32 == me {
+                continue;
+            }
+            let Ok(env) = std::fs::read(entry.path().join("environ")) else {
+                continue;
+            };
+            if !env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) {
+                continue;
+            }
+            let pid = Pid::from_raw(raw);
+            if nix::unistd::getpgid(Some(pid)) == Ok(pid) {
+                let _ = killpg(pid, Signal::SIGKILL);
+            }
+            if nix::sys::signal::kill(pid, Signal::SIGKILL).is_ok() {
+                killed += 1;
+            }
+        }
+        killed
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = job_id;
+        0
+    }
+}
+
 /// Appends a line from the daemon to a step log (`[oj] …`), best effort.
 pub fn append_note(path: &Path, note: &str) {
     if let Some(dir) = path.parent() {
