@@ -22,7 +22,11 @@ fn main() {
         Err(e) => {
             // clap prints help/version on stdout with exit 0, usage errors with 2.
             let _ = e.print();
-            std::process::exit(if e.use_stderr() { exit::USAGE } else { exit::OK });
+            std::process::exit(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
         }
     };
     let code = match run(cli) {

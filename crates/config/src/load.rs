@@ -201,25 +201,26 @@ pub fn load(opts: &LoadOptions, env: &Environment) -> Result<Loaded, ConfigError
             .map(|(b, _)| b)
             .unwrap_or(BuiltinProfile::Desktop);
         if let Some(path) = default_config_file(env, base_guess)
-            && path.is_file() {
-                match read_toml_file(&path) {
-                    Ok(mut table) => {
-                        let profile = take_profile_key(&mut table, &path, &mut errors);
-                        file_sources.insert(
-                            0,
-                            (
-                                path.clone(),
-                                Source {
-                                    layer: file_layer(&path),
-                                    table,
-                                },
-                                profile,
-                            ),
-                        );
-                    }
-                    Err(e) => errors.push(ConfigError::new(None, Some(&file_layer(&path)), e)),
+            && path.is_file()
+        {
+            match read_toml_file(&path) {
+                Ok(mut table) => {
+                    let profile = take_profile_key(&mut table, &path, &mut errors);
+                    file_sources.insert(
+                        0,
+                        (
+                            path.clone(),
+                            Source {
+                                layer: file_layer(&path),
+                                table,
+                            },
+                            profile,
+                        ),
+                    );
                 }
+                Err(e) => errors.push(ConfigError::new(None, Some(&file_layer(&path)), e)),
             }
+        }
     }
     files_read.extend(file_sources.iter().map(|(p, _, _)| p.clone()));
 
@@ -298,9 +299,10 @@ pub fn load(opts: &LoadOptions, env: &Environment) -> Result<Loaded, ConfigError
     for key in keys::KEYS {
         let layer = layer_of(&figment, key.name);
         if let Ok(value) = figment.find_value(key.name)
-            && let Err(msg) = check_kind(key, &value) {
-                errors.push(ConfigError::new(Some(key.name), Some(&layer), msg));
-            }
+            && let Err(msg) = check_kind(key, &value)
+        {
+            errors.push(ConfigError::new(Some(key.name), Some(&layer), msg));
+        }
         leaf_sources.insert(key.name.to_string(), layer);
     }
     if let Ok(Value::Dict(_, headers)) = figment.find_value("notify.webhook.headers") {
@@ -605,9 +607,10 @@ fn typed_value(kind: Kind, raw: &str, lenient_bools: bool) -> Value {
         _ => {
             // A quoted TOML string is unquoted; anything else is taken as written.
             if (raw.starts_with('"') || raw.starts_with('\''))
-                && let Some(v @ Value::String(..)) = as_toml(raw) {
-                    return v;
-                }
+                && let Some(v @ Value::String(..)) = as_toml(raw)
+            {
+                return v;
+            }
             Value::from(raw.to_string())
         }
     }
@@ -804,9 +807,10 @@ fn check_kind(key: &keys::Key, value: &Value) -> Result<(), String> {
     };
     if key.optional
         && let Value::String(_, s) = value
-            && s.is_empty() {
-                return Ok(());
-            }
+        && s.is_empty()
+    {
+        return Ok(());
+    }
     match key.kind {
         Kind::Bool => match value {
             Value::Bool(..) => Ok(()),
