@@ -322,6 +322,7 @@ drain_timeout = "20s"
 
     // --- phase 2: keep submitting through a drain -------------------------------
     let sent_term = Arc::new(AtomicBool::new(false));
+    let quick = env.path().join("quick");
     let drain_results = {
         let sent_term = sent_term.clone();
         let pid = d.pid();
@@ -331,28 +332,31 @@ drain_timeout = "20s"
                 let http = client(&ca);
                 let base = base.clone();
                 let sent_term = sent_term.clone();
-                let run = format!("{mark}; sleep 0.2");
+                // Slow while the drain runs (so it has steps to wait for),
+                // quick after the restart.
+                let run = format!("{mark}; [ -e '{}' ] || sleep 0.2", quick.display());
                 tasks.push(tokio::spawn(async move {
                     let mut accepted = Vec::new();
                     let mut refused = 0usize;
                     let mut bad = Vec::new();
                     for n in 0..10_000 {
-                        let before_term = !sent_term.load(Ordering::SeqCst);
-                        match call(
+                        let answer = call(
                             &http,
                             &base,
                             reqwest::Method::POST,
                             "/v1/jobs",
                             Some(&spec(c, 1000 + n, &run)),
                         )
-                        .await
-                        {
+                        .await;
+                        // Was SIGTERM sent by the time the answer came?
+                        let termed = sent_term.load(Ordering::SeqCst);
+                        match answer {
                             Ok((201, job)) => {
                                 accepted.push(job["id"].as_str().unwrap_or("").to_string())
                             }
                             Ok((503, body)) => {
-                                if body["code"] != "draining" {
-                                    bad.push(format!("503 that is not draining: {body}"));
+                                if body["code"] != "draining" || !termed {
+                                    bad.push(format!("503 before SIGTERM or not draining: {body}"));
                                 }
                                 refused += 1;
                                 if refused >= 3 {
@@ -361,13 +365,13 @@ drain_timeout = "20s"
                             }
                             Ok((status, body)) => bad.push(format!("{status} {body}")),
                             Err(e) => {
-                                if before_term {
+                                if !termed {
                                     bad.push(format!("transport error before SIGTERM: {e}"));
                                 }
                                 break; // the daemon is going away
                             }
                         }
-                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        tokio::time::sleep(Duration::from_millis(15)).await;
                     }
                     (accepted, refused, bad)
                 }));
@@ -402,6 +406,7 @@ drain_timeout = "20s"
 
     // Everything accepted during phase 2 is there after a restart and
     // completes (the ones still queued at the drain start now).
+    std::fs::write(&quick, "").unwrap();
     let d2 = start(&env, port);
     let jobs = wait_all_done(&d2, &accepted, &BTreeSet::new());
     assert!(jobs.len() >= ids.len() + accepted.len());
