@@ -457,3 +457,70 @@ fn the_restart_stops_what_is_left_of_a_step_running_at_kill_9() {
         "the interrupted step went on to its next command"
     );
 }
+
+/// What a crash can leave in the WAL: a torn last line (the process died in
+/// the middle of a write; never acknowledged) and, from a bad disk, a broken
+/// line in the middle. The daemon starts on both, keeps every job whose
+/// events it can read, and goes on writing after them.
+#[test]
+fn a_torn_or_corrupt_wal_line_does_not_stop_the_restart() {
+    let env = TestEnv::new();
+    env.write_config("[notify]\nbackend = \"none\"\n");
+    let wal = env.state_dir().join("wal.jsonl");
+    let spec = |n: &str| json!({ "name": n, "steps": [{ "name": "s", "run": "true" }] });
+
+    let mut d = env.start_daemon(&[]);
+    let a = d.submit(&spec("a"));
+    let b = d.submit(&spec("b"));
+    d.wait_job(&a, &["done"], WAIT);
+    d.wait_job(&b, &["done"], WAIT);
+    d.kill9();
+
+    // 1. A torn tail.
+    let mut text = std::fs::read_to_string(&wal).expect("the WAL exists");
+    assert!(text.ends_with('\n'), "committed lines end with a newline");
+    text.push_str(r#"{"seq":999999,"event":{"type":"job_submitted","job":{"id":"#);
+    std::fs::write(&wal, &text).unwrap();
+    let mut d = env.start_daemon(&[]);
+    for id in [&a, &b] {
+        assert_eq!(d.get(&format!("/v1/jobs/{id}")).1["state"], "done");
+    }
+    let c = d.submit(&spec("c"));
+    d.wait_job(&c, &["done"], WAIT);
+    d.kill9();
+    let text = std::fs::read_to_string(&wal).unwrap();
+    assert!(
+        !text.contains("999999"),
+        "the torn line was cut off before new records were appended"
+    );
+    assert!(
+        text.lines()
+            .all(|l| serde_json::from_str::<Value>(l).is_ok())
+    );
+
+    // 2. A broken line in the middle: job a's last event.
+    let lines: Vec<&str> = text.lines().collect();
+    let victim = lines
+        .iter()
+        .rposition(|l| l.contains(a.as_str()) && l.contains("job_finished"))
+        .expect("job a finished in the WAL");
+    let mut broken: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    broken[victim] = "\u{0}\u{0}garbage from a bad sector".to_string();
+    std::fs::write(&wal, broken.join("\n") + "\n").unwrap();
+    let d = env.start_daemon(&[]);
+    assert_eq!(d.get("/v1/status").0, 200);
+    for id in [&b, &c] {
+        assert_eq!(
+            d.get(&format!("/v1/jobs/{id}")).1["state"],
+            "done",
+            "{}",
+            d.stderr()
+        );
+    }
+    // Job a lost its end: it was running as far as the WAL knows, so it is
+    // interrupted now, not lost and not run again.
+    let job_a = d.wait_job(&a, &["done", "interrupted"], WAIT);
+    assert_eq!(job_a["state"], "interrupted", "{job_a}");
+    let e = d.submit(&spec("e"));
+    d.wait_job(&e, &["done"], WAIT);
+}
