@@ -124,6 +124,16 @@ pub fn validate(loaded: &Loaded, errors: &mut Vec<ConfigError>) {
         );
     }
 
+    if c.listen.unix_socket.is_none() && c.listen.tcp.is_none() {
+        err(
+            "listen.unix_socket",
+            format!(
+                "is off and so is listen.tcp (from {}): the daemon would have no API; set listen.unix_socket = \"daemon.sock\" or listen.tcp = \"host:port\"",
+                loaded.source("listen.tcp")
+            ),
+        );
+    }
+
     if c.tls.enabled {
         if c.tls.cert.is_none() {
             err("tls.cert", "is unset but tls.enabled = true; give the certificate's PEM path or set tls.enabled = false".into());

@@ -681,3 +681,17 @@ fn show_sources_names_the_layer_of_each_leaf() {
         "{out}"
     );
 }
+
+#[test]
+fn a_daemon_without_any_listener_is_refused() {
+    let err = Sandbox::new().errors(with_sets(&["listen.unix_socket="]));
+    assert!(
+        err.contains("listen.unix_socket (from flag --set)") && err.contains("no API"),
+        "{err}"
+    );
+    Sandbox::new().ok(with_sets(&[
+        "listen.unix_socket=",
+        "listen.tcp=127.0.0.1:1",
+        "listen.auth_token=t",
+    ]));
+}
