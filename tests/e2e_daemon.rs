@@ -24,10 +24,26 @@ fn one_step(name: &str, run: &str) -> Value {
 }
 
 /// One HTTP request to 127.0.0.1:port with an optional bearer token.
-fn curl_tcp(port: u16, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, Value) {
+fn curl_tcp(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, Value) {
     let mut cmd = Command::new("curl");
-    cmd.args(["-s", "-m", "10", "-o", "-", "-w", "\n%{http_code}", "-X", method])
-        .arg(format!("http://127.0.0.1:{port}{path}"));
+    cmd.args([
+        "-s",
+        "-m",
+        "10",
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_code}",
+        "-X",
+        method,
+    ])
+    .arg(format!("http://127.0.0.1:{port}{path}"));
     if let Some(t) = token {
         cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
     }
@@ -73,12 +89,16 @@ fn a_job_submitted_over_the_socket_runs_and_its_output_is_readable_while_running
     d.wait_job(&id, &["running"], LONG);
     let logs_path = format!("/v1/jobs/{id}/logs");
     assert!(
-        wait_until(LONG, || get_text(&d.socket, &logs_path).contains("hi from hello")),
+        wait_until(LONG, || get_text(&d.socket, &logs_path)
+            .contains("hi from hello")),
         "output not visible while running: {}",
         get_text(&d.socket, &logs_path)
     );
     let partial = get_text(&d.socket, &logs_path);
-    assert!(partial.contains(&format!("hi from hello {id} first")), "{partial}");
+    assert!(
+        partial.contains(&format!("hi from hello {id} first")),
+        "{partial}"
+    );
     assert!(!partial.contains("after"), "{partial}");
 
     // A follower started now streams until the job ends.
@@ -91,14 +111,29 @@ fn a_job_submitted_over_the_socket_runs_and_its_output_is_readable_while_running
     let done = d.wait_job(&id, &["done", "failed"], LONG);
     assert_eq!(done["state"], "done", "{done}");
     assert_eq!(done["steps"][0]["exit_code"], 0);
-    assert!(done["started_at"].is_string() && done["ended_at"].is_string(), "{done}");
+    assert!(
+        done["started_at"].is_string() && done["ended_at"].is_string(),
+        "{done}"
+    );
     let full = get_text(&d.socket, &logs_path);
     assert!(full.starts_with("==> first <==\n"), "{full}");
-    assert!(full.contains("after\n==> second <==\nsecond step\n"), "{full}");
+    assert!(
+        full.contains("after\n==> second <==\nsecond step\n"),
+        "{full}"
+    );
     let followed = follower.join().unwrap();
-    assert_eq!(followed, full, "the followed stream should end with the job and match the full log");
+    assert_eq!(
+        followed, full,
+        "the followed stream should end with the job and match the full log"
+    );
     // The step logs are files under state_dir/logs/<id>/.
-    assert!(env.state_dir().join("logs").join(&id).join("second.log").is_file());
+    assert!(
+        env.state_dir()
+            .join("logs")
+            .join(&id)
+            .join("second.log")
+            .is_file()
+    );
 }
 
 #[test]
@@ -121,7 +156,10 @@ fn a_failing_step_fails_the_job_with_its_exit_code_and_later_steps_never_run() {
     assert_eq!(j["steps"][1]["state"], "failed");
     assert_eq!(j["steps"][1]["exit_code"], 7);
     assert_eq!(j["steps"][2]["state"], "queued");
-    assert!(j["error"].as_str().unwrap().contains("bad") && j["error"].as_str().unwrap().contains('7'), "{j}");
+    assert!(
+        j["error"].as_str().unwrap().contains("bad") && j["error"].as_str().unwrap().contains('7'),
+        "{j}"
+    );
     assert!(!marker.exists());
 }
 
@@ -164,7 +202,10 @@ fn queued_and_running_jobs_can_be_cancelled() {
     let (s, body) = d.post(&format!("/v1/jobs/{queued}/cancel"), &json!({}));
     assert_eq!(s, 202, "{body}");
     let j = d.wait_job(&queued, &["cancelled"], LONG);
-    assert!(j["started_at"].is_null(), "a cancelled queued job never starts: {j}");
+    assert!(
+        j["started_at"].is_null(),
+        "a cancelled queued job never starts: {j}"
+    );
 
     let (s, body) = d.post(&format!("/v1/jobs/{running}/cancel"), &json!({}));
     assert_eq!(s, 202, "{body}");
@@ -183,7 +224,9 @@ fn no_more_than_max_concurrent_jobs_run_and_they_start_in_order() {
     let env = TestEnv::new();
     config(&env, "[jobs]\nmax_concurrent = 1\n");
     let d = env.start_daemon(&[]);
-    let ids: Vec<String> = (0..3).map(|i| d.submit(&one_step(&format!("j{i}"), "sleep 0.3"))).collect();
+    let ids: Vec<String> = (0..3)
+        .map(|i| d.submit(&one_step(&format!("j{i}"), "sleep 0.3")))
+        .collect();
     let mut max_running = 0;
     let all_done = wait_until(LONG, || {
         let (_, st) = d.get("/v1/status");
@@ -216,7 +259,12 @@ fn the_api_lists_filters_and_reports_status() {
 
     let (s, list) = d.get("/v1/jobs");
     assert_eq!(s, 200);
-    let ids: Vec<&str> = list["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = list["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, vec![bad.as_str(), ok.as_str()], "newest first");
     let (_, failed) = d.get("/v1/jobs?status=failed");
     assert_eq!(failed["jobs"].as_array().unwrap().len(), 1);
@@ -231,7 +279,16 @@ fn the_api_lists_filters_and_reports_status() {
 
     let (s, st) = d.get("/v1/status");
     assert_eq!(s, 200);
-    for key in ["version", "profile", "instance", "uptime_s", "leader", "draining", "listeners", "jobs"] {
+    for key in [
+        "version",
+        "profile",
+        "instance",
+        "uptime_s",
+        "leader",
+        "draining",
+        "listeners",
+        "jobs",
+    ] {
         assert!(st.get(key).is_some(), "status lacks {key}: {st}");
     }
     assert_eq!(st["profile"], "desktop");
@@ -240,7 +297,10 @@ fn the_api_lists_filters_and_reports_status() {
     assert_eq!(st["jobs"]["done"], 1);
     assert_eq!(st["jobs"]["failed"], 1);
     assert_eq!(st["jobs"]["queued"], 0);
-    assert!(st["listeners"][0].as_str().unwrap().starts_with("unix://"), "{st}");
+    assert!(
+        st["listeners"][0].as_str().unwrap().starts_with("unix://"),
+        "{st}"
+    );
 }
 
 #[test]
@@ -254,7 +314,10 @@ fn a_bad_spec_is_refused_with_the_reason() {
     );
     assert_eq!(s, 400);
     assert!(body["error"].as_str().unwrap().contains("\"a\""), "{body}");
-    let (s, body) = d.post("/v1/jobs", &json!({ "name": "x", "steps": [{ "name": "../etc", "run": "true" }] }));
+    let (s, body) = d.post(
+        "/v1/jobs",
+        &json!({ "name": "x", "steps": [{ "name": "../etc", "run": "true" }] }),
+    );
     assert_eq!(s, 400, "{body}");
     let (s, body) = d.post("/v1/jobs", &json!({ "name": "x", "stpes": [] }));
     assert_eq!(s, 400);
@@ -274,24 +337,43 @@ fn a_container_step_fails_with_a_clear_message_without_the_kubernetes_runner() {
     }));
     let j = d.wait_job(&id, &["failed", "done"], LONG);
     assert_eq!(j["state"], "failed");
-    assert!(j["error"].as_str().unwrap().contains("Kubernetes runner"), "{j}");
+    assert!(
+        j["error"].as_str().unwrap().contains("Kubernetes runner"),
+        "{j}"
+    );
 }
 
 #[test]
 fn tcp_needs_the_bearer_token_on_every_v1_route() {
     let env = TestEnv::new();
     let port = free_port();
-    config(&env, &format!("[listen]\ntcp = \"127.0.0.1:{port}\"\nauth_token = \"tcp-secret-token\"\n"));
+    config(
+        &env,
+        &format!("[listen]\ntcp = \"127.0.0.1:{port}\"\nauth_token = \"tcp-secret-token\"\n"),
+    );
     let d = env.start_daemon(&[]);
     let token = Some("tcp-secret-token");
 
-    let (s, job) = curl_tcp(port, "POST", "/v1/jobs", token, Some(&one_step("tcp", "echo over tcp").to_string()));
+    let (s, job) = curl_tcp(
+        port,
+        "POST",
+        "/v1/jobs",
+        token,
+        Some(&one_step("tcp", "echo over tcp").to_string()),
+    );
     assert_eq!(s, 201, "{job}");
     let id = job["id"].as_str().unwrap().to_string();
     d.wait_job(&id, &["done"], LONG);
     let (s, st) = curl_tcp(port, "GET", "/v1/status", token, None);
     assert_eq!(s, 200);
-    assert!(st["listeners"].as_array().unwrap().iter().any(|l| l == &json!(format!("http://127.0.0.1:{port}"))), "{st}");
+    assert!(
+        st["listeners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l == &json!(format!("http://127.0.0.1:{port}"))),
+        "{st}"
+    );
 
     let routes = [
         ("GET", "/v1/status".to_string()),
@@ -308,7 +390,10 @@ fn tcp_needs_the_bearer_token_on_every_v1_route() {
             let (s, resp) = curl_tcp(port, method, path, bad, body.as_deref());
             assert_eq!(s, 401, "{method} {path} with {bad:?}: {resp}");
             let text = resp.to_string();
-            assert!(!text.contains(&id) && !text.contains("tcp"), "401 must not leak anything: {text}");
+            assert!(
+                !text.contains(&id) && !text.contains("tcp"),
+                "401 must not leak anything: {text}"
+            );
         }
     }
     // Nothing above was acted on: one job, and the daemon still runs.
@@ -324,10 +409,22 @@ fn the_token_can_come_from_a_file_with_a_trailing_newline() {
     let env = TestEnv::new();
     let port = free_port();
     let token_file = env.write("secret/token", "file-token-123\n");
-    config(&env, &format!("[listen]\ntcp = \"127.0.0.1:{port}\"\nauth_token_file = \"{}\"\n", token_file.display()));
+    config(
+        &env,
+        &format!(
+            "[listen]\ntcp = \"127.0.0.1:{port}\"\nauth_token_file = \"{}\"\n",
+            token_file.display()
+        ),
+    );
     let _d = env.start_daemon(&[]);
-    assert_eq!(curl_tcp(port, "GET", "/v1/status", Some("file-token-123"), None).0, 200);
-    assert_eq!(curl_tcp(port, "GET", "/v1/status", Some("file-token-12"), None).0, 401);
+    assert_eq!(
+        curl_tcp(port, "GET", "/v1/status", Some("file-token-123"), None).0,
+        200
+    );
+    assert_eq!(
+        curl_tcp(port, "GET", "/v1/status", Some("file-token-12"), None).0,
+        401
+    );
 }
 
 #[test]
@@ -345,7 +442,12 @@ fn tcp_without_a_token_is_refused_at_start_with_78() {
 fn an_unreadable_token_file_is_a_config_error() {
     let env = TestEnv::new();
     let port = free_port();
-    config(&env, &format!("[listen]\ntcp = \"127.0.0.1:{port}\"\nauth_token_file = \"/nonexistent/oj/token\"\n"));
+    config(
+        &env,
+        &format!(
+            "[listen]\ntcp = \"127.0.0.1:{port}\"\nauth_token_file = \"/nonexistent/oj/token\"\n"
+        ),
+    );
     let out = env.run(&["daemon"]);
     assert_eq!(out.code, Some(78), "{out:?}");
     assert!(out.stderr.contains("/nonexistent/oj/token"), "{out:?}");
@@ -357,13 +459,21 @@ fn bodies_over_max_request_bytes_get_413() {
     let port = free_port();
     config(
         &env,
-        &format!("[listen]\nmax_request_bytes = 1024\ntcp = \"127.0.0.1:{port}\"\nauth_token = \"tok-413-test\"\n"),
+        &format!(
+            "[listen]\nmax_request_bytes = 1024\ntcp = \"127.0.0.1:{port}\"\nauth_token = \"tok-413-test\"\n"
+        ),
     );
     let d = env.start_daemon(&[]);
     let big = json!({ "name": "big", "steps": [{ "name": "a", "run": format!("echo {}", "x".repeat(2000)) }] });
     let (s, body) = d.post("/v1/jobs", &big);
     assert_eq!(s, 413, "{body}");
-    let (s, _) = curl_tcp(port, "POST", "/v1/jobs", Some("tok-413-test"), Some(&big.to_string()));
+    let (s, _) = curl_tcp(
+        port,
+        "POST",
+        "/v1/jobs",
+        Some("tok-413-test"),
+        Some(&big.to_string()),
+    );
     assert_eq!(s, 413);
     // Just under the limit is fine.
     let small = json!({ "name": "small", "steps": [{ "name": "a", "run": "true" }] });
@@ -380,7 +490,10 @@ fn a_second_daemon_on_the_same_state_dir_exits_75_naming_the_pid() {
     let out = env.run(&["daemon"]);
     assert_eq!(out.code, Some(75), "{out:?}");
     assert!(out.stderr.starts_with("oj: "), "{out:?}");
-    assert!(out.stderr.contains(&format!("PID {}", first.pid())), "{out:?}");
+    assert!(
+        out.stderr.contains(&format!("PID {}", first.pid())),
+        "{out:?}"
+    );
     // The first one is unharmed (its socket was not removed).
     assert_eq!(first.get("/v1/status").0, 200);
     let lock = std::fs::read_to_string(env.state_dir().join("daemon.lock")).unwrap();
@@ -393,13 +506,19 @@ fn after_kill_9_the_running_job_is_interrupted_and_the_queued_one_runs() {
     config(&env, "[jobs]\nmax_concurrent = 1\n");
     let mut d = env.start_daemon(&[]);
     let pidfile = env.path().join("step.pid");
-    let running = d.submit(&one_step("long", &format!("echo $$ > {}; exec sleep 30", pidfile.display())));
+    let running = d.submit(&one_step(
+        "long",
+        &format!("echo $$ > {}; exec sleep 30", pidfile.display()),
+    ));
     let queued = d.submit(&one_step("next", "echo ran after restart"));
     d.wait_job(&running, &["running"], LONG);
     assert!(wait_until(LONG, || pidfile.exists()));
     d.kill9();
     // The orphaned step is not ours to keep: end it so it does not linger.
-    let step_pid = std::fs::read_to_string(&pidfile).unwrap().trim().to_string();
+    let step_pid = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .to_string();
     let _ = Command::new("kill").args(["-9", &step_pid]).status();
 
     // The stale lock file and socket do not block the next start.
@@ -471,7 +590,10 @@ fn a_container_step_runs_as_a_pod_when_a_cluster_is_configured() {
         "steps": [{ "name": "c", "run": "echo hi", "container": "alpine:3" }]
     }));
     let pod = format!("oj-{id}-0");
-    assert!(wait_until(LONG, || fake.pod("default", &pod).is_some()), "pod {pod} was never created");
+    assert!(
+        wait_until(LONG, || fake.pod("default", &pod).is_some()),
+        "pod {pod} was never created"
+    );
     let j = job(&d, &id);
     assert_eq!(j["steps"][0]["pod"], pod.as_str(), "{j}");
     fake.set_pod_phase("default", &pod, "Running");
@@ -490,7 +612,10 @@ fn with_the_lease_a_second_daemon_is_a_standby_until_the_leader_exits() {
     let lease = "[lock]\nstrategy = \"lease\"\n\n[lock.lease]\nduration = \"3s\"\nrenew_deadline = \"2s\"\nretry_period = \"200ms\"\n";
     config(&env, lease);
     let mut a = env.start_daemon(&["--set", "daemon.instance=a"]);
-    assert!(wait_until(LONG, || a.get("/v1/status").1["leader"] == true), "a never led");
+    assert!(
+        wait_until(LONG, || a.get("/v1/status").1["leader"] == true),
+        "a never led"
+    );
 
     // The standby has its own state dir and socket (as another pod would).
     let other = env.path().join("state-b");
@@ -500,7 +625,11 @@ fn with_the_lease_a_second_daemon_is_a_standby_until_the_leader_exits() {
         .arg(format!("daemon.state_dir={}", other.display()))
         .args(["--set", &format!("admin.addr=127.0.0.1:{admin}")]);
     let mut b = Daemon::spawn_raw(cmd, env.path(), other.join("daemon.sock"));
-    assert!(wait_until(LONG, || b.get("/v1/status").0 == 200), "b did not start: {}", b.stderr());
+    assert!(
+        wait_until(LONG, || b.get("/v1/status").0 == 200),
+        "b did not start: {}",
+        b.stderr()
+    );
     let (_, st) = b.get("/v1/status");
     assert_eq!(st["leader"], false, "{st}");
     let (s, body) = b.post("/v1/jobs", &one_step("x", "true"));
@@ -511,7 +640,11 @@ fn with_the_lease_a_second_daemon_is_a_standby_until_the_leader_exits() {
     // The leader exits cleanly and releases the lease: b takes over.
     a.sigterm();
     assert_eq!(a.wait_exit(LONG).and_then(|s| s.code()), Some(0));
-    assert!(wait_until(LONG, || b.get("/v1/status").1["leader"] == true), "b never led: {}", b.stdout());
+    assert!(
+        wait_until(LONG, || b.get("/v1/status").1["leader"] == true),
+        "b never led: {}",
+        b.stdout()
+    );
     assert_eq!(curl_tcp(admin, "GET", "/readyz", None, None).0, 200);
     let id = b.submit(&one_step("after", "true"));
     b.wait_job(&id, &["done"], LONG);

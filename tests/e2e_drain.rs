@@ -32,13 +32,27 @@ fn http(port: u16, path: &str) -> u16 {
 
 /// A step that waits for `go` to exist, so the test decides when it ends.
 fn wait_for_file(path: &std::path::Path) -> String {
-    format!("while [ ! -f {} ]; do sleep 0.05; done; echo finished", path.display())
+    format!(
+        "while [ ! -f {} ]; do sleep 0.05; done; echo finished",
+        path.display()
+    )
 }
 
 fn exited_ok(d: &mut Daemon, within: Duration) {
     let status = d.wait_exit(within);
-    assert!(status.is_some(), "daemon did not exit\nstdout:\n{}\nstderr:\n{}", d.stdout(), d.stderr());
-    assert_eq!(status.unwrap().code(), Some(0), "stdout:\n{}\nstderr:\n{}", d.stdout(), d.stderr());
+    assert!(
+        status.is_some(),
+        "daemon did not exit\nstdout:\n{}\nstderr:\n{}",
+        d.stdout(),
+        d.stderr()
+    );
+    assert_eq!(
+        status.unwrap().code(),
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        d.stdout(),
+        d.stderr()
+    );
 }
 
 #[test]
@@ -49,7 +63,10 @@ fn an_idle_daemon_exits_0_on_sigterm() {
     d.sigterm();
     // Far below the drain timeout: an idle daemon does not wait for it.
     exited_ok(&mut d, Duration::from_secs(5));
-    assert!(!env.socket().exists(), "the socket is removed on a clean exit");
+    assert!(
+        !env.socket().exists(),
+        "the socket is removed on a clean exit"
+    );
     // The lock is released: a new daemon starts at once.
     let d2 = env.start_daemon(&[]);
     assert_eq!(d2.get("/v1/status").0, 200);
@@ -111,9 +128,16 @@ fn a_step_that_outlives_the_timeout_gets_sigterm_and_ends_interrupted() {
     d.sigterm();
     // Drain timeout + 2 s to SIGKILL + 1 s slack, plus margin for a loaded machine.
     exited_ok(&mut d, Duration::from_secs(1 + 3 + 4));
-    assert_eq!(std::fs::read_to_string(&marker).unwrap_or_default(), "term\n", "the step's trap ran");
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap_or_default(),
+        "term\n",
+        "the step's trap ran"
+    );
     let out = d.stdout();
-    assert!(out.contains(id.as_str()), "the drain names the running job:\n{out}");
+    assert!(
+        out.contains(id.as_str()),
+        "the drain names the running job:\n{out}"
+    );
 
     let d2 = env.start_daemon(&[]);
     let (_, j) = d2.get(&format!("/v1/jobs/{id}"));
@@ -125,11 +149,17 @@ fn a_step_that_outlives_the_timeout_gets_sigterm_and_ends_interrupted() {
 fn during_the_drain_submissions_and_readiness_fail_and_a_second_sigterm_terminates_at_once() {
     let env = TestEnv::new();
     let admin = free_port();
-    config(&env, &format!("[shutdown]\ndrain_timeout = \"60s\"\n\n[admin]\naddr = \"127.0.0.1:{admin}\"\n"));
+    config(
+        &env,
+        &format!("[shutdown]\ndrain_timeout = \"60s\"\n\n[admin]\naddr = \"127.0.0.1:{admin}\"\n"),
+    );
     let mut d = env.start_daemon(&[]);
     assert_eq!(http(admin, "/readyz"), 200);
     let marker = env.path().join("got-term");
-    let run = format!("trap 'echo term > {}; exit 1' TERM; while true; do sleep 0.05; done", marker.display());
+    let run = format!(
+        "trap 'echo term > {}; exit 1' TERM; while true; do sleep 0.05; done",
+        marker.display()
+    );
     let id = d.submit(&one_step("long", &run));
     d.wait_job(&id, &["running"], LONG);
     d.sigterm();
@@ -147,18 +177,28 @@ fn during_the_drain_submissions_and_readiness_fail_and_a_second_sigterm_terminat
     d.sigterm();
     // Well under the 60 s drain timeout: the second signal skips the wait.
     exited_ok(&mut d, Duration::from_secs(10));
-    assert_eq!(std::fs::read_to_string(&marker).unwrap_or_default(), "term\n");
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap_or_default(),
+        "term\n"
+    );
     let d2 = env.start_daemon(&[]);
     let (_, j) = d2.get(&format!("/v1/jobs/{id}"));
     assert_eq!(j["state"], "interrupted", "{j}");
     let (_, list) = d2.get("/v1/jobs");
-    assert_eq!(list["jobs"].as_array().unwrap().len(), 1, "the late submission was not stored: {list}");
+    assert_eq!(
+        list["jobs"].as_array().unwrap().len(),
+        1,
+        "the late submission was not stored: {list}"
+    );
 }
 
 #[test]
 fn queued_jobs_stay_queued_through_the_drain_and_run_after_restart() {
     let env = TestEnv::new();
-    config(&env, "[jobs]\nmax_concurrent = 1\n\n[shutdown]\ndrain_timeout = \"60s\"\n");
+    config(
+        &env,
+        "[jobs]\nmax_concurrent = 1\n\n[shutdown]\ndrain_timeout = \"60s\"\n",
+    );
     let mut d = env.start_daemon(&[]);
     let go = env.path().join("go");
     let first = d.submit(&one_step("first", &wait_for_file(&go)));
@@ -173,7 +213,12 @@ fn queued_jobs_stay_queued_through_the_drain_and_run_after_restart() {
     // queued one did not start during the drain and starts now.
     let d2 = env.start_daemon(&[]);
     let (_, list) = d2.get("/v1/jobs");
-    let ids: Vec<&str> = list["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = list["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, vec![second.as_str(), first.as_str()]);
     let (_, f) = d2.get(&format!("/v1/jobs/{first}"));
     assert_eq!(f["state"], "done", "{f}");
@@ -197,7 +242,10 @@ fn a_leader_that_cannot_renew_its_lease_drains_and_exits_non_zero() {
     assert!(wait_until(LONG, || d.get("/v1/status").1["leader"] == true));
     fake.fail_lease_updates("default", "oj-daemon", 500);
     let status = d.wait_exit(LONG);
-    assert!(status.is_some(), "the daemon kept running without its lease");
+    assert!(
+        status.is_some(),
+        "the daemon kept running without its lease"
+    );
     assert_eq!(status.unwrap().code(), Some(1), "stderr:\n{}", d.stderr());
     assert!(d.stderr().starts_with("oj: "), "{}", d.stderr());
     assert!(d.stderr().contains("lost"), "{}", d.stderr());
