@@ -295,6 +295,21 @@ fn a_restarted_daemon_follows_its_pod_instead_of_creating_another() {
 }
 
 #[test]
+fn without_a_cluster_a_container_step_fails_naming_what_was_tried() {
+    let env = TestEnv::new();
+    env.write_config(NO_LOCK_CONFIG);
+    let d = env.start_daemon(&[]);
+    let id = d.submit(&container_job());
+    let job = d.wait_job(&id, &["failed", "done"], WAIT);
+    assert_eq!(job["state"], "failed", "{job}");
+    let error = job["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("Kubernetes") && error.contains("KUBECONFIG"),
+        "{job}"
+    );
+}
+
+#[test]
 fn lease_without_a_cluster_fails_at_start() {
     let env = TestEnv::new();
     env.write_config(&lease_config("oj-a"));
@@ -304,4 +319,19 @@ fn lease_without_a_cluster_fails_at_start() {
     let status = d.wait_exit(WAIT).expect("the daemon refuses to start");
     assert_eq!(status.code(), Some(78), "{}", d.stderr());
     assert!(d.stderr().contains("lease"), "{}", d.stderr());
+}
+
+#[test]
+fn requests_above_limits_after_the_merge_are_refused_naming_the_step() {
+    let env = TestEnv::new();
+    env.write_config(NO_LOCK_CONFIG);
+    let d = env.start_daemon(&["--set", "pods.resources.limits.memory=1Gi"]);
+    let spec = json!({
+        "name": "big",
+        "steps": [{"name": "link", "run": "ld", "container": {"image": "gcc", "resources": {"requests": {"memory": "3Gi"}}}}]
+    });
+    let (status, body) = d.post("/v1/jobs", &spec);
+    assert_eq!(status, 400, "{body}");
+    let text = body.to_string();
+    assert!(text.contains("link") && text.contains("3Gi") && text.contains("1Gi"), "{text}");
 }

@@ -44,6 +44,8 @@ pub struct Shared {
     pub draining: watch::Receiver<bool>,
     pub shutdown: ShutdownTrigger,
     pub logs_dir: PathBuf,
+    /// `pods.*`: container steps whose merged resources are invalid get 400.
+    pub pods: Option<Arc<oj_config::PodsConfig>>,
 }
 
 /// A JSON error response.
@@ -130,6 +132,11 @@ async fn submit(State(s): State<Shared>, body: Bytes) -> Response {
             );
         }
     };
+    if let Some(pods) = &s.pods
+        && let Err(e) = crate::k8s::validate_spec(&spec, pods)
+    {
+        return error(StatusCode::BAD_REQUEST, "invalid_spec", e);
+    }
     match s.engine.submit(spec).await {
         Ok(job) => (StatusCode::CREATED, axum::Json(job)).into_response(),
         Err(e @ SubmitError::Invalid(_)) => {
@@ -402,6 +409,7 @@ mod tests {
             draining: draining_rx,
             shutdown: trigger,
             logs_dir: dir.join("logs"),
+            pods: None,
         };
         (s, leader_tx, draining_tx)
     }

@@ -146,6 +146,22 @@ impl StepRunner for PodStepRunner {
     }
 }
 
+/// Checks each container step of `spec` as its pod would be built:
+/// `pods.resources`, then the job's, then the step's `container.resources`,
+/// requests never above limits. The message names the step (k8s helper).
+pub fn validate_spec(spec: &oj_core::JobSpec, pods: &oj_config::PodsConfig) -> Result<(), String> {
+    let job = spec.container.as_ref().and_then(|c| c.resources.as_ref());
+    for (index, step) in spec.steps.iter().enumerate() {
+        if spec.step_container(index).is_none() {
+            continue;
+        }
+        let own = step.container.as_ref().and_then(|c| c.resources.as_ref());
+        oj_adapters::k8s::pods::merge_resources(pods, job, own, &step.name)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 /// Container steps when no Kubernetes API can be reached: they fail with the
 /// reason (which places were tried).
 pub struct UnreachableCluster {
@@ -162,7 +178,7 @@ impl StepRunner for UnreachableCluster {
         Box::pin(async move {
             shell::append_note(&ctx.log_path, &reason);
             StepOutcome::Error(format!(
-                "step {}: container steps need the Kubernetes API: {reason}",
+                "step {}: container steps need the Kubernetes runner, but it has no Kubernetes API: {reason}",
                 ctx.step_name
             ))
         })
@@ -225,13 +241,9 @@ pub struct KubePlugins {
 /// lease when `lock.strategy = "lease"` (whose failure to connect is fatal).
 pub async fn plugins(cfg: &RuntimeConfig, env: &Environment) -> Result<KubePlugins, String> {
     let lease_wanted = cfg.lock.strategy == oj_config::LockStrategy::Lease;
-    if !lease_wanted && !oj_adapters::preflight::kubernetes_api_configured(env) {
-        return Ok(KubePlugins {
-            container_runner: Arc::new(crate::runner::NoContainerRunner),
-            lease: None,
-            on_lead: None,
-        });
-    }
+    // Without any configuration `connect` fails at once, without touching
+    // the network; its error lists the places it looked (k8s helper).
+    let configured = oj_adapters::preflight::kubernetes_api_configured(env);
     let client = match oj_adapters::k8s::connect(env).await {
         Ok((client, source)) => {
             tracing::info!(source = %source, "Kubernetes API configured");
@@ -243,7 +255,11 @@ pub async fn plugins(cfg: &RuntimeConfig, env: &Environment) -> Result<KubePlugi
             ));
         }
         Err(e) => {
-            tracing::warn!(error = %e, "no Kubernetes API: container steps will fail");
+            if configured {
+                tracing::warn!(error = %e, "no Kubernetes API: container steps will fail");
+            } else {
+                tracing::debug!(error = %e, "no Kubernetes API configured: container steps will fail");
+            }
             return Ok(KubePlugins {
                 container_runner: Arc::new(UnreachableCluster {
                     reason: e.to_string(),

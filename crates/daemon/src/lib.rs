@@ -402,6 +402,7 @@ async fn daemon_main(
         draining: draining_rx.clone(),
         shutdown: trigger.clone(),
         logs_dir,
+        pods: Some(Arc::new(cfg.pods.clone())),
     };
     let api = api::router(shared);
     let max = cfg.listen.max_request_bytes;
