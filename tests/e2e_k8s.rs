@@ -333,5 +333,8 @@ fn requests_above_limits_after_the_merge_are_refused_naming_the_step() {
     let (status, body) = d.post("/v1/jobs", &spec);
     assert_eq!(status, 400, "{body}");
     let text = body.to_string();
-    assert!(text.contains("link") && text.contains("3Gi") && text.contains("1Gi"), "{text}");
+    assert!(
+        text.contains("link") && text.contains("3Gi") && text.contains("1Gi"),
+        "{text}"
+    );
 }
