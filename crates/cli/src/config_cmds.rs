@@ -146,6 +146,10 @@ fn env_table() -> String {
             "Set in pods: selects the kubernetes profile and in-cluster API access",
         ),
         (
+            "KUBERNETES_SERVICE_PORT",
+            "Set in pods: the in-cluster API port",
+        ),
+        (
             "POD_NAME",
             "daemon.instance default in the kubernetes profile (downward API)",
         ),
