@@ -545,3 +545,55 @@ fn a_bad_signing_key_stops_the_daemon_at_start_without_printing_it() {
         "a secret was printed:\n{out}"
     );
 }
+
+#[test]
+fn switching_to_the_none_backend_finishes_what_an_earlier_backend_left_pending() {
+    let port = reserved_port();
+    let url = format!("http://127.0.0.1:{port}/hooks/oj");
+    let env = TestEnv::new();
+    env.write_config(&webhook_config(&url));
+
+    // The receiver is down: the job's notifications stay pending in the WAL.
+    let mut d = env.start_daemon(&[]);
+    let old = d.submit(&job_spec("old", "true"));
+    d.wait_job(&old, &["done"], WAIT);
+    d.sigterm();
+    assert!(
+        d.wait_exit(WAIT).is_some_and(|s| s.success()),
+        "{}",
+        d.stderr()
+    );
+
+    // With notify.backend = "none" nothing will ever deliver them.
+    let mut d = env.start_daemon(&["--set", "notify.backend=none"]);
+    d.sigterm();
+    assert!(
+        d.wait_exit(WAIT).is_some_and(|s| s.success()),
+        "{}",
+        d.stderr()
+    );
+
+    // Back on webhooks with a live receiver: only the new job is announced.
+    // Pending notifications would be delivered first, so once the new job's
+    // two have arrived, anything left over from `old` would have too.
+    let rx = Receiver::start(port, Mode::Ok);
+    let d = env.start_daemon(&[]);
+    let fresh = d.submit(&job_spec("fresh", "true"));
+    d.wait_job(&fresh, &["done"], WAIT);
+    let got = rx.wait_delivered(2);
+    let ids: Vec<String> = got
+        .iter()
+        .map(|r| {
+            r.json()["data"]["job_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        vec![fresh.clone(), fresh],
+        "daemon stderr:\n{}",
+        d.stderr()
+    );
+}

@@ -361,6 +361,11 @@ async fn daemon_main(
         engine.set_on_lead(hook);
     }
     let notifier = if cfg.notify.backend == NotifyBackend::None {
+        // Nothing will deliver what an earlier backend left pending: finish
+        // it now, so the WAL and snapshot do not carry it forever.
+        for pending in engine.pending_notifications() {
+            handle.ack_notification(&pending.id);
+        }
         None
     } else {
         let ack_handle = handle.clone();
