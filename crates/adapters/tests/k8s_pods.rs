@@ -86,6 +86,11 @@ fn defaults_only() {
     assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
     assert_eq!(spec.active_deadline_seconds, Some(1200));
     assert_eq!(spec.service_account_name, None);
+    assert_eq!(
+        spec.automount_service_account_token,
+        Some(false),
+        "no API token without a chosen service account"
+    );
     let c = &spec.containers[0];
     assert_eq!(c.image.as_deref(), Some("rust:1.95"));
     assert_eq!(c.image_pull_policy.as_deref(), Some("IfNotPresent"));
@@ -112,6 +117,10 @@ fn service_account_pull_policy_and_deadline_come_from_config_and_step() {
     let pod = build_pod(&i, &cfg, "default").unwrap();
     let spec = pod.spec.unwrap();
     assert_eq!(spec.service_account_name.as_deref(), Some("runner"));
+    assert_eq!(
+        spec.automount_service_account_token, None,
+        "the chosen account's token is mounted"
+    );
     assert_eq!(
         spec.containers[0].image_pull_policy.as_deref(),
         Some("Always")

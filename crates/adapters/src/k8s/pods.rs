@@ -209,6 +209,10 @@ pub fn build_pod(
             restart_policy: Some("Never".into()),
             active_deadline_seconds: Some(deadline_seconds(input.timeout)),
             service_account_name: cfg.service_account.clone(),
+            // A step runs whatever the runbook says: without a service
+            // account chosen for it, it gets no API token at all rather
+            // than the namespace's default one.
+            automount_service_account_token: cfg.service_account.is_none().then_some(false),
             containers: vec![Container {
                 name: CONTAINER_NAME.into(),
                 image: Some(input.image.clone()),
