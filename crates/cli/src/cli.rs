@@ -6,7 +6,12 @@ use clap::{Args, Parser, Subcommand};
 
 /// oj — a job daemon that runs the same way on a laptop and in a Kubernetes cluster.
 #[derive(Debug, Parser)]
-#[command(name = "oj", version, about, propagate_version = true)]
+#[command(
+    name = "oj",
+    version,
+    about = "oj — a job daemon that runs the same way on a laptop and in a Kubernetes cluster",
+    propagate_version = true
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
