@@ -19,21 +19,10 @@ N=${1:-2000}
 RUNS=${2:-15}
 MAXC=${MAX_CONCURRENT:-4}
 CLIENTS=${CLIENTS:-4}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 
-if [[ -z "${OJ_BIN:-}" ]]; then
-  (cd "$ROOT" && CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target} cargo build --release -q -p oj-cli)
-  OJ_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/oj
-fi
-
-WORK=$(mktemp -d -t oj-bench.XXXXXX)
-DAEMON_PID=
-cleanup() {
-  [[ -n "$DAEMON_PID" ]] && kill "$DAEMON_PID" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_workdir throughput
 
 export OJ_BIN WORK N RUNS MAXC CLIENTS
 python3 - <<'PY'

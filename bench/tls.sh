@@ -19,21 +19,9 @@ set -euo pipefail
 N=${1:-3000}
 SECS=${2:-5}
 TARGET=0.7
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-
-if [[ -z "${OJ_BIN:-}" ]]; then
-  (cd "$ROOT" && CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target} cargo build --release -q -p oj-cli)
-  OJ_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/oj
-fi
-
-WORK=$(mktemp -d -t oj-bench-tls.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+bench_workdir tls
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

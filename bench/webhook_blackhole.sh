@@ -25,21 +25,9 @@ set -euo pipefail
 N=${1:-500}
 ROUNDS=${2:-3}
 TARGET=0.95
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-
-if [[ -z "${OJ_BIN:-}" ]]; then
-  (cd "$ROOT" && CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target} cargo build --release -q -p oj-cli)
-  OJ_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/oj
-fi
-
-WORK=$(mktemp -d -t oj-bench-hook.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+bench_workdir hook
 
 # --- the black hole: accepts, reads, never answers ---------------------------
 cat > "$WORK/blackhole.py" <<'EOF'

@@ -1,0 +1,22 @@
+# Shared preamble of the bench scripts (sourced, not run):
+#   - ROOT, and OJ_BIN = $OJ_BIN or a freshly built release binary;
+#   - bench_workdir NAME: WORK (a temp dir) and PIDS, both cleaned up on exit
+#     (every pid in PIDS is killed, WORK removed).
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+if [[ -z "${OJ_BIN:-}" ]]; then
+  (cd "$ROOT" && CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target} cargo build --release -q -p oj-cli)
+  OJ_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/oj
+fi
+
+PIDS=()
+bench_cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+
+bench_workdir() {
+  WORK=$(mktemp -d -t "oj-bench-$1.XXXXXX")
+  trap bench_cleanup EXIT
+}
