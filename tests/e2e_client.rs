@@ -554,6 +554,49 @@ fn tcp_with_a_token_and_a_wrong_token() {
     );
 }
 
+#[test]
+fn daemon_and_client_read_the_same_token_from_a_file() {
+    // A Secret mount written on Windows ends in CRLF, a hand-edited one may
+    // carry spaces: daemon and client must agree on the value.
+    let env = TestEnv::new();
+    let file = env.write("secret/token", " s3cret-token \r\n");
+    let port = free_port();
+    let listen = format!("listen.tcp=127.0.0.1:{port}");
+    let token_file = format!("listen.auth_token_file={}", file.display());
+    let _daemon = env.start_daemon(&["--set", &listen, "--set", &token_file]);
+    let url = format!("http://127.0.0.1:{port}");
+    let file_var = file.display().to_string();
+
+    let out = oj_with(
+        &env,
+        &[
+            ("OJ_DAEMON_URL", &url),
+            ("OJ_CLIENT__TOKEN_FILE", &file_var),
+        ],
+        &["status", "--json"],
+    );
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let out = oj_with(
+        &env,
+        &[
+            ("OJ_DAEMON_URL", &url),
+            ("OJ_CLIENT__TOKEN", " s3cret-token "),
+        ],
+        &["status"],
+    );
+    assert_eq!(
+        out.code,
+        Some(0),
+        "the inline token is the file's value: {out:?}"
+    );
+    let out = oj_with(
+        &env,
+        &[("OJ_DAEMON_URL", &url), ("OJ_CLIENT__TOKEN", "s3cret")],
+        &["status"],
+    );
+    assert_eq!(out.code, Some(1), "a different token is refused: {out:?}");
+}
+
 // ------------------------------------------------------------------ TLS
 //
 // The client's TLS messages, against a minimal TLS server in the test (the

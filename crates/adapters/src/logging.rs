@@ -107,11 +107,10 @@ impl LoggingInput {
         .into_iter()
         .flatten()
         {
-            if let Ok(text) = std::fs::read_to_string(path) {
-                let value = text.trim_end_matches(['\n', '\r']);
-                if !value.is_empty() {
-                    secrets.push(Secret::new(value));
-                }
+            if let Ok(secret) = Secret::read_file(path)
+                && !secret.is_empty()
+            {
+                secrets.push(secret);
             }
         }
         LoggingInput {

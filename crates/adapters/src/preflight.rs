@@ -40,8 +40,8 @@ pub fn check(loaded: &Loaded, env: &Environment, mode: Mode) -> Report {
         && c.listen.auth_token.is_none()
         && let Some(path) = &c.listen.auth_token_file
     {
-        match std::fs::read_to_string(path) {
-            Ok(t) if t.trim_end_matches(['\n', '\r']).is_empty() => r.errors.push(format!(
+        match oj_config::Secret::read_file(path) {
+            Ok(t) if t.is_empty() => r.errors.push(format!(
                 "{}: token file {} is empty; write the token into it",
                 src("listen.auth_token_file"),
                 path.display()

@@ -146,29 +146,23 @@ pub fn resolve_token(
                 path.display()
             ))
         })?;
-        let token = text.trim();
+        let token = Secret::from_file_contents(&text);
         if token.is_empty() {
             return Err(Failure::config(format!(
                 "the token file {} set by {o} is empty; write the daemon's token into it",
                 path.display()
             )));
         }
-        Ok((Secret::new(token), o))
+        Ok((token, o))
     };
     if let Some(t) = &cfg.client.token {
-        return Ok(Some((
-            Secret::new(t.expose().trim()),
-            origin("client.token"),
-        )));
+        return Ok(Some((t.trimmed(), origin("client.token"))));
     }
     if let Some(p) = &cfg.client.token_file {
         return from_file("client.token_file", p).map(Some);
     }
     if let Some(t) = &cfg.listen.auth_token {
-        return Ok(Some((
-            Secret::new(t.expose().trim()),
-            origin("listen.auth_token"),
-        )));
+        return Ok(Some((t.trimmed(), origin("listen.auth_token"))));
     }
     if let Some(p) = &cfg.listen.auth_token_file {
         return from_file("listen.auth_token_file", p).map(Some);

@@ -22,6 +22,30 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// A secret kept in a file (a Kubernetes Secret mount, `echo tok > f`):
+    /// the contents without surrounding whitespace — the trailing newline
+    /// above all, and spaces too, since HTTP strips them from a header
+    /// value anyway. The daemon, the client and the log scrubber all read
+    /// token files through this, so they agree on the value.
+    pub fn from_file_contents(text: &str) -> Secret {
+        Secret(text.trim().to_string())
+    }
+
+    /// The same trimming for a token given inline (`listen.auth_token`,
+    /// `client.token`): what can actually travel in `Authorization`.
+    pub fn trimmed(&self) -> Secret {
+        Secret(self.0.trim().to_string())
+    }
+
+    /// Reads a secret file; see [`Secret::from_file_contents`].
+    pub fn read_file(path: &std::path::Path) -> std::io::Result<Secret> {
+        std::fs::read_to_string(path).map(|t| Secret::from_file_contents(&t))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl fmt::Debug for Secret {
@@ -59,5 +83,22 @@ impl schemars::JsonSchema for Secret {
             "description": "A secret string; printed as \"<redacted>\" by `oj config show`.",
             "type": "string"
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_contents_lose_only_the_trailing_newline() {
+        assert_eq!(Secret::from_file_contents("tok\n").expose(), "tok");
+        assert_eq!(Secret::from_file_contents("tok\r\n").expose(), "tok");
+        assert_eq!(Secret::from_file_contents("tok").expose(), "tok");
+        // HTTP drops surrounding whitespace from a header value: so do we.
+        assert_eq!(Secret::from_file_contents(" tok \n").expose(), "tok");
+        assert_eq!(Secret::new(" a b ").trimmed().expose(), "a b");
+        assert!(Secret::from_file_contents("\n").is_empty());
+        assert_eq!(format!("{:?}", Secret::from_file_contents("tok")), REDACTED);
     }
 }

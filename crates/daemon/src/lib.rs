@@ -159,12 +159,12 @@ fn setup_logging(loaded: &Loaded, token: Option<&Secret>) -> Result<Option<LogGu
 fn read_token(loaded: &Loaded) -> Result<Option<Secret>, Failure> {
     let l = &loaded.config.listen;
     if let Some(t) = &l.auth_token {
-        return Ok(Some(t.clone()));
+        return Ok(Some(t.trimmed()));
     }
     let Some(path) = &l.auth_token_file else {
         return Ok(None);
     };
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let token = Secret::read_file(path).map_err(|e| {
         Failure::new(
             EXIT_CONFIG,
             format!(
@@ -174,7 +174,6 @@ fn read_token(loaded: &Loaded) -> Result<Option<Secret>, Failure> {
             ),
         )
     })?;
-    let token = text.trim_end_matches(['\n', '\r']);
     if token.is_empty() {
         return Err(Failure::new(
             EXIT_CONFIG,
@@ -185,7 +184,7 @@ fn read_token(loaded: &Loaded) -> Result<Option<Secret>, Failure> {
             ),
         ));
     }
-    Ok(Some(Secret::new(token)))
+    Ok(Some(token))
 }
 
 /// Creates the state directory with mode 0700 (existing ones are left as they are).
