@@ -651,3 +651,26 @@ fn with_the_lease_a_second_daemon_is_a_standby_until_the_leader_exits() {
     b.sigterm();
     assert_eq!(b.wait_exit(LONG).and_then(|s| s.code()), Some(0));
 }
+
+#[test]
+fn the_kubernetes_profile_with_tcp_off_needs_no_token_file() {
+    // The profile names /etc/oj/secret/token, which does not exist here: only
+    // the TCP listener needs a token, so with TCP off the daemon starts.
+    let env = TestEnv::new();
+    let state = format!("daemon.state_dir={}", env.state_dir().display());
+    let d = env.start_daemon(&[
+        "--profile",
+        "kubernetes",
+        "--set",
+        &state,
+        "--set",
+        "listen.tcp=",
+        "--set",
+        "admin.addr=",
+        "--set",
+        "lock.strategy=none",
+    ]);
+    let (code, status) = d.get("/v1/status");
+    assert_eq!(code, 200, "{status}");
+    assert_eq!(status["profile"], "kubernetes");
+}
