@@ -17,8 +17,8 @@ pub use job::{IdGen, Job, JobId, JobState, StepState, StepStatus, Timestamp};
 pub use notification::{Notification, NotificationKind};
 pub use runbook::{Runbook, RunbookError};
 pub use spec::{
-    ContainerResources, ContainerSpec, JobSpec, NotifyTemplates, ResourceAmounts, SpecError,
-    StepSpec,
+    ContainerResources, ContainerSpec, FilledStep, JobSpec, MAX_NAME_BYTES, NotifyTemplates,
+    ResourceAmounts, SpecError, StepSpec,
 };
-pub use state::{ApplyError, JobCounts, State};
-pub use template::{RuntimeVars, TemplateError};
+pub use state::{ApplyError, JobCounts, State, Undo};
+pub use template::{MAX_FILLED_BYTES, MAX_MESSAGE_BYTES, RuntimeVars, TemplateError};

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::job::{Job, JobId, JobState, Timestamp};
-use crate::template::RuntimeVars;
+use crate::template::{MAX_MESSAGE_BYTES, RuntimeVars};
 
 /// Which job event a notification reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -84,7 +84,7 @@ impl Notification {
                 step: None,
                 error: error.as_deref(),
             }
-            .apply(t),
+            .fill_truncated(t, MAX_MESSAGE_BYTES),
             None => match kind {
                 NotificationKind::Start => format!("Job {} started", job.name),
                 NotificationKind::Done => format!("Job {} done", job.name),

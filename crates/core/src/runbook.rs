@@ -83,6 +83,15 @@ pub enum RunbookError {
         place: String,
         var: String,
     },
+    #[error(
+        "job {job:?} ({origin}), {place}: over {cap} bytes once the --var values are filled in; shorten the text or the values it repeats"
+    )]
+    TooLong {
+        job: String,
+        origin: String,
+        place: String,
+        cap: usize,
+    },
     #[error("job {job:?} ({origin}): {source}")]
     Invalid {
         job: String,
@@ -229,14 +238,20 @@ impl Runbook {
         }
 
         let fill = |text: &str, place: &str| -> Result<String, RunbookError> {
-            template::substitute_vars(text, vars).map_err(
-                |TemplateError::UnknownVar { name: var }| RunbookError::UnknownVar {
+            template::substitute_vars(text, vars, template::MAX_FILLED_BYTES).map_err(|e| match e {
+                TemplateError::UnknownVar { name: var } => RunbookError::UnknownVar {
                     job: name.to_string(),
                     origin: origin.clone(),
                     place: place.to_string(),
                     var,
                 },
-            )
+                TemplateError::TooLong { cap } => RunbookError::TooLong {
+                    job: name.to_string(),
+                    origin: origin.clone(),
+                    place: place.to_string(),
+                    cap,
+                },
+            })
         };
         let fill_container =
             |c: &ContainerSpec, place: &str| -> Result<ContainerSpec, RunbookError> {

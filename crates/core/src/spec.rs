@@ -8,11 +8,22 @@ use std::fmt;
 use std::time::Duration;
 
 use oj_config::Quantity;
+
+use crate::template::{MAX_FILLED_BYTES, RuntimeVars};
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// Longest step name: it becomes a file name and part of a pod label value.
 pub const MAX_STEP_NAME: usize = 63;
+
+/// Longest job name, in bytes (a DNS name's length: it is shown in logs,
+/// terminals and notification titles).
+pub const MAX_NAME_BYTES: usize = 253;
+
+/// The most bytes a step's `run` and environment may fill in to, together:
+/// well under Linux's `ARG_MAX` (2 MiB with the usual 8 MiB stack), so the
+/// daemon never builds more than this to start one step.
+pub const MAX_STEP_START_BYTES: usize = 1 << 20;
 
 /// A job as submitted: a name and an ordered list of steps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -162,6 +173,30 @@ pub enum SpecError {
         "{place}: a timeout of 0 would kill the step at once; leave it unset or give a positive duration"
     )]
     ZeroTimeout { place: String },
+    #[error("\"name\" is {bytes} bytes; a job name may have at most {MAX_NAME_BYTES}")]
+    NameTooLong { bytes: usize },
+    #[error(
+        "\"name\" contains a control character ({found}); names are shown in logs and terminals, use printable text"
+    )]
+    ControlCharInName { found: String },
+    #[error("{place} contains a NUL byte, which no process can be given; remove it")]
+    NulByte { place: String },
+    #[error(
+        "{place} is over {cap} bytes once ${{job_id}}, ${{name}} and ${{step}} are filled in; Linux refuses longer arguments (MAX_ARG_STRLEN), shorten it"
+    )]
+    FilledTooLong { place: String, cap: usize },
+    #[error(
+        "step {step:?}: its run and env are over {MAX_STEP_START_BYTES} bytes together once filled in; a process could not be started with them, shorten them"
+    )]
+    StepTooBig { step: String },
+}
+
+/// A step's `run` and environment with `${job_id}`, `${name}` and `${step}`
+/// filled in: what the runner starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilledStep {
+    pub run: String,
+    pub env: BTreeMap<String, String>,
 }
 
 impl JobSpec {
@@ -202,14 +237,29 @@ impl JobSpec {
         if self.name.trim().is_empty() {
             return Err(SpecError::EmptyName);
         }
+        if self.name.len() > MAX_NAME_BYTES {
+            return Err(SpecError::NameTooLong {
+                bytes: self.name.len(),
+            });
+        }
+        if let Some(c) = self.name.chars().find(|c| c.is_control()) {
+            return Err(SpecError::ControlCharInName {
+                found: c.escape_unicode().to_string(),
+            });
+        }
         if self.steps.is_empty() {
             return Err(SpecError::NoSteps {
                 job: self.name.clone(),
             });
         }
-        for key in self.env.keys() {
+        for (key, value) in &self.env {
             if key.is_empty() || key.contains('=') || key.contains('\0') {
                 return Err(SpecError::BadEnvName { key: key.clone() });
+            }
+            if value.contains('\0') {
+                return Err(SpecError::NulByte {
+                    place: format!("env {key:?}"),
+                });
             }
         }
         if let Some(c) = &self.container {
@@ -235,6 +285,11 @@ impl JobSpec {
                     step: step.name.clone(),
                 });
             }
+            if step.run.contains('\0') {
+                return Err(SpecError::NulByte {
+                    place: format!("step {:?}: run", step.name),
+                });
+            }
             if step.timeout == Some(Duration::ZERO) {
                 return Err(SpecError::ZeroTimeout {
                     place: format!("step {:?}", step.name),
@@ -245,6 +300,83 @@ impl JobSpec {
             }
         }
         Ok(())
+    }
+
+    /// Checks, without building them, that every step's `run` and env fill
+    /// in (with this job id) to sizes a process can be started with. The
+    /// cost is linear in the spec's size, however much it would expand.
+    pub fn check_filled(&self, job_id: &str) -> Result<(), SpecError> {
+        let longest_step = self.steps.iter().map(|s| s.name.as_str()).max_by_key(|n| n.len());
+        let vars = RuntimeVars {
+            job_id,
+            name: &self.name,
+            step: longest_step,
+            error: None,
+        };
+        // With the longest step name, env sizes are an upper bound for every step.
+        let mut env_bytes = 0usize;
+        for (key, value) in &self.env {
+            if vars.filled_len(value) > MAX_FILLED_BYTES {
+                return Err(SpecError::FilledTooLong {
+                    place: format!("env {key:?}"),
+                    cap: MAX_FILLED_BYTES,
+                });
+            }
+            env_bytes = env_bytes.saturating_add(key.len() + 1 + vars.filled_len(value));
+        }
+        for step in &self.steps {
+            let vars = RuntimeVars {
+                step: Some(&step.name),
+                ..vars.clone()
+            };
+            let run = vars.filled_len(&step.run);
+            if run > MAX_FILLED_BYTES {
+                return Err(SpecError::FilledTooLong {
+                    place: format!("step {:?}: run", step.name),
+                    cap: MAX_FILLED_BYTES,
+                });
+            }
+            if run.saturating_add(env_bytes) > MAX_STEP_START_BYTES {
+                return Err(SpecError::StepTooBig {
+                    step: step.name.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Step `index`'s `run` and env, filled in for job `job_id`. Fails (with
+    /// nothing larger than the caps built) when they are too long to start.
+    pub fn fill_step(&self, job_id: &str, index: usize) -> Result<FilledStep, SpecError> {
+        let step = &self.steps[index];
+        let vars = RuntimeVars {
+            job_id,
+            name: &self.name,
+            step: Some(&step.name),
+            error: None,
+        };
+        let too_long = |place: String| SpecError::FilledTooLong {
+            place,
+            cap: MAX_FILLED_BYTES,
+        };
+        let run = vars
+            .fill(&step.run, MAX_FILLED_BYTES)
+            .map_err(|_| too_long(format!("step {:?}: run", step.name)))?;
+        let mut total = run.len();
+        let mut env = BTreeMap::new();
+        for (key, value) in &self.env {
+            let filled = vars
+                .fill(value, MAX_FILLED_BYTES)
+                .map_err(|_| too_long(format!("env {key:?}")))?;
+            total += key.len() + 1 + filled.len();
+            if total > MAX_STEP_START_BYTES {
+                return Err(SpecError::StepTooBig {
+                    step: step.name.clone(),
+                });
+            }
+            env.insert(key.clone(), filled);
+        }
+        Ok(FilledStep { run, env })
     }
 
     /// The container a step runs in: its own, else the job's, else none (shell).
@@ -432,5 +564,64 @@ mod tests {
             text.contains("step \"s\"") && text.contains("memory") && text.contains("2Gi"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn names_are_bounded_and_printable() {
+        let mut spec = job(vec![step("a", "x")]);
+        spec.name = "n".repeat(MAX_NAME_BYTES);
+        assert_eq!(spec.validate(), Ok(()));
+        spec.name.push('n');
+        let err = spec.validate().unwrap_err().to_string();
+        assert!(err.contains("\"name\"") && err.contains("254") && err.contains("253"), "{err}");
+        spec.name = "build\nINFO forged line".into();
+        let err = spec.validate().unwrap_err().to_string();
+        assert!(err.contains("control character") && err.contains("\\u{a}"), "{err}");
+        spec.name = "colour \u{1b}[31m".into();
+        assert!(matches!(spec.validate(), Err(SpecError::ControlCharInName { .. })));
+        let mut nul = job(vec![step("a", "echo \0")]);
+        assert!(matches!(nul.validate(), Err(SpecError::NulByte { .. })));
+        nul.steps[0].run = "true".into();
+        nul.env.insert("K".into(), "v\0".into());
+        assert!(matches!(nul.validate(), Err(SpecError::NulByte { .. })));
+    }
+
+    /// A few hundred KB that would fill to gigabytes is refused at once,
+    /// naming the step, without building the text.
+    #[test]
+    fn template_bombs_are_refused_naming_the_place() {
+        let mut spec = job(vec![step("ok", "true"), step("bomb", &"${name}".repeat(40_000))]);
+        spec.name = "n".repeat(253);
+        let err = spec.check_filled("0mx49xbba000").unwrap_err();
+        assert_eq!(
+            err,
+            SpecError::FilledTooLong {
+                place: "step \"bomb\": run".into(),
+                cap: MAX_FILLED_BYTES
+            }
+        );
+        assert!(spec.fill_step("0mx49xbba000", 1).is_err());
+        assert!(spec.fill_step("0mx49xbba000", 0).is_ok());
+        let mut env_bomb = job(vec![step("s", "true")]);
+        env_bomb.name = "n".repeat(253);
+        for i in 0..10 {
+            env_bomb.env.insert(format!("V{i}"), "${name}".repeat(300));
+        }
+        assert!(env_bomb.check_filled("0mx49xbba000").is_ok());
+        for i in 10..20 {
+            env_bomb.env.insert(format!("V{i}"), "${name}".repeat(300));
+        }
+        assert!(matches!(
+            env_bomb.check_filled("0mx49xbba000"),
+            Err(SpecError::StepTooBig { .. })
+        ));
+        assert!(matches!(
+            env_bomb.fill_step("0mx49xbba000", 0),
+            Err(SpecError::StepTooBig { .. })
+        ));
+        let filled = job(vec![step("s", "echo ${job_id} ${step} ${name}")])
+            .fill_step("0mx49xbba000", 0)
+            .unwrap();
+        assert!(filled.run.starts_with("echo 0mx49xbba000 s "), "{}", filled.run);
     }
 }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::events::Event;
-use crate::job::{Job, JobId, JobState, Timestamp};
+use crate::job::{Job, JobId, JobState, StepStatus, Timestamp};
 use crate::notification::Notification;
 
 /// Why an event does not fit the state (a corrupt or reordered log).
@@ -71,6 +71,44 @@ pub struct State {
     queued: BTreeSet<JobId>,
     running: BTreeSet<JobId>,
     counts: JobCounts,
+}
+
+/// What one applied event changed, so that [`State::undo`] can put it back.
+/// The daemon applies a turn's events before their WAL write; when that
+/// write fails it undoes them, newest first, and memory again equals disk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Undo(UndoKind);
+
+#[derive(Debug, Clone, PartialEq)]
+enum UndoKind {
+    /// The event added this job.
+    Inserted(JobId),
+    /// The event changed this job's progress (never its spec).
+    Progress(JobId, Progress),
+    /// The event set or removed this notification; here is what was there.
+    Notification(String, Option<Notification>),
+}
+
+/// The part of a job that events after its submission change.
+#[derive(Debug, Clone, PartialEq)]
+struct Progress {
+    state: JobState,
+    started_at: Option<Timestamp>,
+    ended_at: Option<Timestamp>,
+    error: Option<String>,
+    steps: Vec<StepStatus>,
+}
+
+impl Progress {
+    fn of(job: &Job) -> Progress {
+        Progress {
+            state: job.state,
+            started_at: job.started_at,
+            ended_at: job.ended_at,
+            error: job.error.clone(),
+            steps: job.steps.clone(),
+        }
+    }
 }
 
 /// The serialized form of a [`State`] (the snapshot file's content).
@@ -238,6 +276,63 @@ impl State {
         Ok(())
     }
 
+    /// Applies one event like [`State::apply`] and returns how to undo it.
+    pub fn apply_undoable(&mut self, event: &Event) -> Result<Undo, ApplyError> {
+        let undo = match event {
+            Event::JobSubmitted { job } => UndoKind::Inserted(job.id.clone()),
+            Event::NotificationQueued { notification } => UndoKind::Notification(
+                notification.id.clone(),
+                self.notifications.get(&notification.id).cloned(),
+            ),
+            Event::NotificationAcked { id } => {
+                UndoKind::Notification(id.clone(), self.notifications.get(id).cloned())
+            }
+            Event::JobStarted { id, .. }
+            | Event::StepStarted { id, .. }
+            | Event::StepFinished { id, .. }
+            | Event::JobFinished { id, .. } => {
+                let job = self
+                    .jobs
+                    .get(id)
+                    .ok_or_else(|| ApplyError::UnknownJob(id.clone()))?;
+                UndoKind::Progress(id.clone(), Progress::of(job))
+            }
+        };
+        self.apply(event)?;
+        Ok(Undo(undo))
+    }
+
+    /// Puts back what [`State::apply_undoable`] changed. Undo a sequence of
+    /// events newest first.
+    pub fn undo(&mut self, undo: Undo) {
+        match undo.0 {
+            UndoKind::Inserted(id) => {
+                if let Some(job) = self.jobs.remove(&id) {
+                    *self.counts.slot(job.state) -= 1;
+                    self.queued.remove(&id);
+                    self.running.remove(&id);
+                }
+            }
+            UndoKind::Progress(id, p) => {
+                self.set_state(&id, p.state);
+                if let Some(job) = self.jobs.get_mut(&id) {
+                    job.started_at = p.started_at;
+                    job.ended_at = p.ended_at;
+                    job.error = p.error;
+                    job.steps = p.steps;
+                }
+            }
+            UndoKind::Notification(id, before) => match before {
+                Some(n) => {
+                    self.notifications.insert(id, n);
+                }
+                None => {
+                    self.notifications.remove(&id);
+                }
+            },
+        }
+    }
+
     fn job_mut(&mut self, id: &JobId) -> Result<&mut Job, ApplyError> {
         self.jobs
             .get_mut(id)
@@ -261,6 +356,28 @@ impl State {
             .filter(|j| status.is_none_or(|s| j.state == s))
             .take(limit.unwrap_or(usize::MAX))
             .collect()
+    }
+
+    /// One page of jobs, newest first: those older than `after` (every job
+    /// when `None`), optionally only those in `status`, at most `limit`; and
+    /// whether more match after the page.
+    pub fn page(
+        &self,
+        status: Option<JobState>,
+        after: Option<&JobId>,
+        limit: usize,
+    ) -> (Vec<&Job>, bool) {
+        let older = match after {
+            Some(id) => self.jobs.range(..id.clone()),
+            None => self.jobs.range(..),
+        };
+        let mut matching = older
+            .rev()
+            .map(|(_, j)| j)
+            .filter(|j| status.is_none_or(|s| j.state == s));
+        let page: Vec<&Job> = matching.by_ref().take(limit).collect();
+        let more = matching.next().is_some();
+        (page, more)
     }
 
     pub fn counts(&self) -> JobCounts {
@@ -494,6 +611,85 @@ mod tests {
         assert_eq!(restored.pending_notifications(), vec![n.clone()]);
         s.apply(&Event::NotificationAcked { id: n.id }).unwrap();
         assert!(s.pending_notifications().is_empty());
+    }
+
+    #[test]
+    fn pages_walk_every_job_once_newest_first() {
+        let mut s = State::new();
+        let ids: Vec<JobId> = (1..=7).map(|n| submit(&mut s, n, &["a"])).collect();
+        let mut seen = Vec::new();
+        let mut after: Option<JobId> = None;
+        loop {
+            let (page, more) = s.page(None, after.as_ref(), 3);
+            seen.extend(page.iter().map(|j| j.id.clone()));
+            if !more {
+                break;
+            }
+            after = Some(page.last().unwrap().id.clone());
+        }
+        let newest_first: Vec<JobId> = ids.iter().rev().cloned().collect();
+        assert_eq!(seen, newest_first);
+        let (page, more) = s.page(Some(JobState::Running), None, 3);
+        assert!(page.is_empty() && !more);
+        let (page, more) = s.page(None, Some(&ids[0]), 3);
+        assert!(page.is_empty() && !more);
+    }
+
+    /// Every event of a job's life, applied then undone newest first, gives
+    /// back the state as it was before each one.
+    #[test]
+    fn undo_puts_back_every_kind_of_event() {
+        let mut s = State::new();
+        let keep = submit(&mut s, 1, &["a"]);
+        let id = JobId::from_parts(1_795_000_000_009, 0);
+        let job = Job::new(id.clone(), spec(&["a", "b"]), t(9));
+        let n = Notification::for_job(NotificationKind::Start, &job, t(10));
+        let events = vec![
+            Event::JobSubmitted { job: Box::new(job) },
+            Event::JobStarted {
+                id: id.clone(),
+                at: t(10),
+            },
+            Event::NotificationQueued {
+                notification: Box::new(n.clone()),
+            },
+            Event::StepStarted {
+                id: id.clone(),
+                step: 0,
+                at: t(10),
+                pod: Some("p".into()),
+            },
+            Event::StepFinished {
+                id: id.clone(),
+                step: 0,
+                at: t(11),
+                state: JobState::Done,
+                exit_code: Some(0),
+            },
+            Event::NotificationAcked { id: n.id.clone() },
+            Event::JobFinished {
+                id: id.clone(),
+                at: t(12),
+                state: JobState::Cancelled,
+                error: Some("cancelled".into()),
+            },
+        ];
+        let mut before = Vec::new();
+        let mut undos = Vec::new();
+        for e in &events {
+            before.push(s.clone());
+            undos.push(s.apply_undoable(e).unwrap());
+        }
+        assert_eq!(s.counts().cancelled, 1);
+        while let Some(u) = undos.pop() {
+            s.undo(u);
+            assert_eq!(s, before.pop().unwrap());
+        }
+        assert_eq!(s.jobs().count(), 1);
+        assert_eq!(s.next_to_start(4), vec![keep]);
+        // An event that does not apply changes nothing and gives no undo.
+        assert!(s.apply_undoable(&events[1]).is_err());
+        assert_eq!(s.jobs().count(), 1);
     }
 
     #[test]

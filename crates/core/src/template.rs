@@ -7,56 +7,105 @@
 
 use std::collections::BTreeMap;
 
+/// The most bytes one filled-in text may have: Linux refuses a single
+/// argument or environment string longer than this (`MAX_ARG_STRLEN`), so a
+/// step's `run` or an env value above it could never start.
+pub const MAX_FILLED_BYTES: usize = 131_072;
+
+/// The most bytes a notification message may have; longer ones are cut
+/// (with `…`), since a title and a line of text is all any backend shows.
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+
 /// Why a template could not be filled.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
     /// `${var.NAME}` names a variable the job does not declare or was not given.
     #[error("unknown variable ${{var.{name}}}")]
     UnknownVar { name: String },
+    /// The filled-in text would pass `cap` bytes.
+    #[error(
+        "the text is over {cap} bytes once its ${{…}} templates are filled in (Linux refuses longer arguments); shorten it or the values it repeats"
+    )]
+    TooLong { cap: usize },
+}
+
+/// Why [`render`] stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RenderError<E> {
+    /// `resolve` failed.
+    Resolve(E),
+    /// The output would pass the cap; `partial` holds what fitted.
+    TooLong { partial: String },
 }
 
 /// Replaces every `${KEY}` for which `resolve` returns `Ok(Some(value))`;
 /// `Ok(None)` keeps `${KEY}` verbatim; an error stops. An unterminated `${`
-/// is kept as text.
+/// is kept as text. The output never grows past `cap` bytes: a short
+/// template that repeats a long value cannot make it allocate more.
 pub fn render<E>(
     text: &str,
+    cap: usize,
     mut resolve: impl FnMut(&str) -> Result<Option<String>, E>,
-) -> Result<String, E> {
-    let mut out = String::with_capacity(text.len());
+) -> Result<String, RenderError<E>> {
+    let mut out = Capped {
+        out: String::with_capacity(text.len().min(cap)),
+        cap,
+    };
     let mut rest = text;
     while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
+        out.push(&rest[..start])?;
         let after = &rest[start + 2..];
         match after.find('}') {
             Some(end) => {
                 let key = &after[..end];
-                match resolve(key)? {
-                    Some(value) => out.push_str(&value),
-                    None => {
-                        out.push_str("${");
-                        out.push_str(key);
-                        out.push('}');
-                    }
+                match resolve(key).map_err(RenderError::Resolve)? {
+                    Some(value) => out.push(&value)?,
+                    None => out.push(&rest[start..start + 2 + end + 1])?,
                 }
                 rest = &after[end + 1..];
             }
             None => {
-                out.push_str(&rest[start..]);
+                out.push(&rest[start..])?;
                 rest = "";
             }
         }
     }
-    out.push_str(rest);
-    Ok(out)
+    out.push(rest)?;
+    Ok(out.out)
+}
+
+/// A string that refuses to grow past `cap` bytes.
+struct Capped {
+    out: String,
+    cap: usize,
+}
+
+impl Capped {
+    fn push<E>(&mut self, piece: &str) -> Result<(), RenderError<E>> {
+        if self.out.len() + piece.len() <= self.cap {
+            self.out.push_str(piece);
+            return Ok(());
+        }
+        let mut fits = self.cap - self.out.len();
+        while !piece.is_char_boundary(fits) {
+            fits -= 1;
+        }
+        self.out.push_str(&piece[..fits]);
+        Err(RenderError::TooLong {
+            partial: std::mem::take(&mut self.out),
+        })
+    }
 }
 
 /// Fills `${var.NAME}` from `vars`; a `${var.X}` with no value is an error.
-/// Other `${…}` stay for the daemon or the shell.
+/// Other `${…}` stay for the daemon or the shell. The result is at most
+/// `cap` bytes.
 pub fn substitute_vars(
     text: &str,
     vars: &BTreeMap<String, String>,
+    cap: usize,
 ) -> Result<String, TemplateError> {
-    render(text, |key| match key.strip_prefix("var.") {
+    let filled = render(text, cap, |key| match key.strip_prefix("var.") {
         Some(name) => match vars.get(name) {
             Some(v) => Ok(Some(v.clone())),
             None => Err(TemplateError::UnknownVar {
@@ -64,13 +113,17 @@ pub fn substitute_vars(
             }),
         },
         None => Ok(None),
+    });
+    filled.map_err(|e| match e {
+        RenderError::Resolve(e) => e,
+        RenderError::TooLong { .. } => TemplateError::TooLong { cap },
     })
 }
 
 /// Every `${var.NAME}` a text refers to, in order of appearance.
 pub fn referenced_vars(text: &str) -> Vec<String> {
     let mut names = Vec::new();
-    let _ = render::<std::convert::Infallible>(text, |key| {
+    let _ = render::<std::convert::Infallible>(text, text.len(), |key| {
         if let Some(name) = key.strip_prefix("var.") {
             names.push(name.to_string());
         }
@@ -89,10 +142,55 @@ pub struct RuntimeVars<'a> {
 }
 
 impl RuntimeVars<'_> {
-    /// Fills `${job_id}`, `${name}`, `${step}` and `${error}`; never fails.
-    /// `${step}` / `${error}` without a value become empty strings.
-    pub fn apply(&self, text: &str) -> String {
-        let filled = render::<std::convert::Infallible>(text, |key| {
+    /// Fills `${job_id}`, `${name}`, `${step}` and `${error}` (`${step}` /
+    /// `${error}` without a value become empty strings); fails when the
+    /// result would pass `cap` bytes.
+    pub fn fill(&self, text: &str, cap: usize) -> Result<String, TemplateError> {
+        self.render(text, cap).map_err(|_| TemplateError::TooLong { cap })
+    }
+
+    /// Like [`RuntimeVars::fill`], but a result over `cap` bytes is cut
+    /// there and ends in `…` (for messages, which must always exist).
+    pub fn fill_truncated(&self, text: &str, cap: usize) -> String {
+        match self.render(text, cap) {
+            Ok(s) => s,
+            Err(mut partial) => {
+                let mut keep = cap.saturating_sub('…'.len_utf8()).min(partial.len());
+                while !partial.is_char_boundary(keep) {
+                    keep -= 1;
+                }
+                partial.truncate(keep);
+                partial.push('…');
+                partial
+            }
+        }
+    }
+
+    /// The length [`RuntimeVars::fill`] would give, counted without
+    /// building the text (so checking a huge expansion costs nothing).
+    pub fn filled_len(&self, text: &str) -> usize {
+        let mut len = 0usize;
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            len = len.saturating_add(start);
+            let after = &rest[start + 2..];
+            let Some(end) = after.find('}') else {
+                return len.saturating_add(rest.len() - start);
+            };
+            len = len.saturating_add(match &after[..end] {
+                "job_id" => self.job_id.len(),
+                "name" => self.name.len(),
+                "step" => self.step.unwrap_or_default().len(),
+                "error" => self.error.unwrap_or_default().len(),
+                _ => end + 3,
+            });
+            rest = &after[end + 1..];
+        }
+        len.saturating_add(rest.len())
+    }
+
+    fn render(&self, text: &str, cap: usize) -> Result<String, String> {
+        let filled = render::<std::convert::Infallible>(text, cap, |key| {
             Ok(match key {
                 "job_id" => Some(self.job_id.to_string()),
                 "name" => Some(self.name.to_string()),
@@ -101,10 +199,10 @@ impl RuntimeVars<'_> {
                 _ => None,
             })
         });
-        match filled {
-            Ok(s) => s,
-            Err(never) => match never {},
-        }
+        filled.map_err(|e| match e {
+            RenderError::TooLong { partial } => partial,
+            RenderError::Resolve(never) => match never {},
+        })
     }
 }
 
@@ -125,6 +223,7 @@ mod tests {
         let out = substitute_vars(
             "build ${var.target} in ${HOME} for ${job_id} ${PATH:-/bin}",
             &v,
+            MAX_FILLED_BYTES,
         )
         .unwrap();
         assert_eq!(out, "build x86_64 in ${HOME} for ${job_id} ${PATH:-/bin}");
@@ -132,7 +231,7 @@ mod tests {
 
     #[test]
     fn unknown_var_is_an_error_naming_it() {
-        let err = substitute_vars("echo ${var.nope}", &BTreeMap::new()).unwrap_err();
+        let err = substitute_vars("echo ${var.nope}", &BTreeMap::new(), 100).unwrap_err();
         assert_eq!(
             err,
             TemplateError::UnknownVar {
@@ -145,7 +244,7 @@ mod tests {
     #[test]
     fn unterminated_brace_is_text() {
         assert_eq!(
-            substitute_vars("a ${var.x", &BTreeMap::new()).unwrap(),
+            substitute_vars("a ${var.x", &BTreeMap::new(), 100).unwrap(),
             "a ${var.x"
         );
     }
@@ -159,9 +258,72 @@ mod tests {
             error: None,
         };
         assert_eq!(
-            rv.apply("${name}/${job_id}/${step}/${error}/${other}"),
+            rv.fill("${name}/${job_id}/${step}/${error}/${other}", 100)
+                .unwrap(),
             "build/abc/compile//${other}"
         );
+    }
+
+    /// A template bomb: a few KB that would fill to gigabytes stops at the
+    /// cap, without allocating more than the cap.
+    #[test]
+    fn filling_stops_at_the_cap() {
+        let name = "n".repeat(250);
+        let rv = RuntimeVars {
+            job_id: "abc",
+            name: &name,
+            step: None,
+            error: None,
+        };
+        let bomb = "${name}".repeat(1_000_000);
+        assert_eq!(
+            rv.fill(&bomb, MAX_FILLED_BYTES),
+            Err(TemplateError::TooLong {
+                cap: MAX_FILLED_BYTES
+            })
+        );
+        let fits = "${name}".repeat(MAX_FILLED_BYTES / 250);
+        assert_eq!(rv.fill(&fits, MAX_FILLED_BYTES).unwrap().len(), 131_000);
+        let msg = rv.fill_truncated(&bomb, 100);
+        assert!(msg.len() <= 100 && msg.ends_with('…'), "{msg}");
+        let vars: BTreeMap<String, String> = [("x".to_string(), "y".repeat(1 << 16))].into();
+        assert_eq!(
+            substitute_vars(&"${var.x}".repeat(1 << 16), &vars, 1 << 20),
+            Err(TemplateError::TooLong { cap: 1 << 20 })
+        );
+    }
+
+    #[test]
+    fn filled_len_matches_fill() {
+        let rv = RuntimeVars {
+            job_id: "0mx49xbba000",
+            name: "build",
+            step: Some("compile"),
+            error: None,
+        };
+        for t in [
+            "",
+            "plain",
+            "${name}/${job_id}/${step}/${error}/${other}",
+            "a ${var.x",
+            "${}${name",
+            "é${name}é",
+        ] {
+            assert_eq!(rv.filled_len(t), rv.fill(t, 1 << 20).unwrap().len(), "{t}");
+        }
+        assert_eq!(rv.filled_len(&"${name}".repeat(1000)), 5000);
+    }
+
+    #[test]
+    fn a_cut_never_splits_a_character() {
+        let rv = RuntimeVars {
+            job_id: "abc",
+            name: "ééééé",
+            step: None,
+            error: None,
+        };
+        assert_eq!(rv.fill_truncated("${name}", 6), "é…");
+        assert!(rv.fill("${name}", 5).is_err());
     }
 
     #[test]
