@@ -258,7 +258,7 @@ fn missing_vars_are_refused_before_submission() {
     let daemon = env.start_daemon(&[]);
     let again = oj_in(&env, &proj, &["run", "build"]);
     assert_eq!(again.code, Some(2), "{again:?}");
-    let (_, list) = daemon.get("/v1/jobs");
+    let (_, list) = daemon.get("/v1/jobs?limit=1000");
     assert_eq!(list["jobs"].as_array().map(Vec::len), Some(0), "{list}");
 }
 

@@ -237,7 +237,7 @@ drain_timeout = "1s"
     let ctx = || format!("seed {seed}\n{stderrs}--- final\n{}", d.stderr());
     let mut jobs: BTreeMap<String, Value> = BTreeMap::new();
     let settled = wait_until(WAIT, || {
-        let (s, list) = d.get("/v1/jobs");
+        let (s, list) = d.get("/v1/jobs?limit=1000");
         if s != 200 {
             return false;
         }

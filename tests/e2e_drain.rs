@@ -184,7 +184,7 @@ fn during_the_drain_submissions_and_readiness_fail_and_a_second_sigterm_terminat
     let d2 = env.start_daemon(&[]);
     let (_, j) = d2.get(&format!("/v1/jobs/{id}"));
     assert_eq!(j["state"], "interrupted", "{j}");
-    let (_, list) = d2.get("/v1/jobs");
+    let (_, list) = d2.get("/v1/jobs?limit=1000");
     assert_eq!(
         list["jobs"].as_array().unwrap().len(),
         1,
@@ -212,7 +212,7 @@ fn queued_jobs_stay_queued_through_the_drain_and_run_after_restart() {
     // The snapshot has the final state: restart shows the same jobs; the
     // queued one did not start during the drain and starts now.
     let d2 = env.start_daemon(&[]);
-    let (_, list) = d2.get("/v1/jobs");
+    let (_, list) = d2.get("/v1/jobs?limit=1000");
     let ids: Vec<&str> = list["jobs"]
         .as_array()
         .unwrap()

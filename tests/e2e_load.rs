@@ -114,7 +114,7 @@ fn start(env: &TestEnv, port: u16) -> Daemon {
 
 /// Every job of the daemon, by id (over the Unix socket).
 fn all_jobs(d: &Daemon) -> BTreeMap<String, Value> {
-    let (s, list) = d.get("/v1/jobs");
+    let (s, list) = d.get("/v1/jobs?limit=1000");
     assert_eq!(s, 200, "{list}");
     list["jobs"]
         .as_array()

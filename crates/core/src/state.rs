@@ -348,6 +348,11 @@ impl State {
         self.jobs.values()
     }
 
+    /// Pending notifications, by id.
+    pub fn notifications(&self) -> impl Iterator<Item = &Notification> {
+        self.notifications.values()
+    }
+
     /// Jobs newest first, optionally only those in `status`, at most `limit`.
     pub fn list(&self, status: Option<JobState>, limit: Option<usize>) -> Vec<&Job> {
         self.jobs

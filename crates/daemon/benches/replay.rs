@@ -65,7 +65,7 @@ fn bench(c: &mut Criterion) {
             state.apply(&e).unwrap();
             wal.append(&e);
         }
-        wal.commit().unwrap();
+        wal.commit(&state).unwrap();
         snap.snapshot(&state).unwrap();
     }
     let start = SystemTime::now();

@@ -43,6 +43,10 @@ pub fn ready(leader: bool, draining: bool) -> Result<(), &'static str> {
 }
 
 async fn readyz(State(s): State<AdminState>) -> Response {
+    if let Some(e) = s.engine.storage_error() {
+        let why = format!("storage failing: {e}\n");
+        return (StatusCode::SERVICE_UNAVAILABLE, why).into_response();
+    }
     match ready(*s.leader.borrow(), *s.draining.borrow()) {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),

@@ -1,9 +1,13 @@
 //! The HTTP API of SPEC §3.2 (`/v1/*`), the same router on the Unix socket
 //! and on TCP (where `listen.rs` adds the bearer-token check). Errors are
 //! JSON `{"error": "<what is wrong and what to do>", "code": "<word>"}`.
+//!
+//! Every answer is bounded in memory: job lists are pages (at most
+//! [`PAGE_MAX`] jobs and about a megabyte), logs are streamed from the file
+//! in chunks, and `/v1/status` reads counts the engine publishes instead of
+//! queueing behind other requests.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,7 +24,10 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
 use crate::drain::ShutdownTrigger;
-use crate::engine::{CancelError, EngineHandle, SubmitError};
+use crate::engine::{CancelError, EngineHandle, PAGE_DEFAULT, PAGE_MAX, SubmitError};
+
+/// Bytes read from a log file at a time.
+const LOG_CHUNK: usize = 64 * 1024;
 
 /// Facts about this daemon for `GET /v1/status`.
 #[derive(Debug, Clone)]
@@ -109,6 +116,7 @@ async fn status(State(s): State<Shared>) -> Response {
         "listeners": info.listeners,
         "admin": info.admin,
         "lock": info.lock,
+        "storage_error": s.engine.storage_error(),
         "jobs": counts,
     }))
     .into_response()
@@ -152,7 +160,7 @@ async fn submit(State(s): State<Shared>, body: Bytes) -> Response {
             error(StatusCode::SERVICE_UNAVAILABLE, "draining", e.to_string())
         }
         Err(e @ SubmitError::Storage(_)) => {
-            error(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
+            error(StatusCode::INSUFFICIENT_STORAGE, "storage", e.to_string())
         }
     }
 }
@@ -166,20 +174,47 @@ async fn list(State(s): State<Shared>, Query(q): Query<HashMap<String, String>>)
         },
     };
     let limit = match q.get("limit").filter(|v| !v.is_empty()) {
-        None => None,
+        None => PAGE_DEFAULT,
         Some(v) => match v.parse::<usize>() {
-            Ok(n) => Some(n),
-            Err(_) => {
+            Ok(n) if n >= 1 => n.min(PAGE_MAX),
+            _ => {
                 return error(
                     StatusCode::BAD_REQUEST,
                     "bad_query",
-                    format!("limit={v:?} is not a number; use e.g. ?limit=20"),
+                    format!(
+                        "limit={v:?} is not a number from 1 to {PAGE_MAX}; use e.g. ?limit=20"
+                    ),
                 );
             }
         },
     };
-    let jobs = s.engine.list(status, limit).await;
-    axum::Json(json!({ "jobs": jobs })).into_response()
+    let after = match q.get("after").filter(|v| !v.is_empty()) {
+        None => None,
+        Some(v) => match v.parse::<JobId>() {
+            Ok(id) => Some(id),
+            Err(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_query",
+                    format!(
+                        "after={v:?} is not a job id; pass the \"next\" value of the previous page"
+                    ),
+                );
+            }
+        },
+    };
+    match s.engine.page(status, after, limit).await {
+        Some(page) => (
+            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            page.body,
+        )
+            .into_response(),
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "the daemon is shutting down",
+        ),
+    }
 }
 
 fn bad_id(id: &str) -> Response {
@@ -223,7 +258,7 @@ async fn cancel(State(s): State<Shared>, UrlPath(id): UrlPath<String>) -> Respon
             error(StatusCode::SERVICE_UNAVAILABLE, "draining", e.to_string())
         }
         Err(e @ CancelError::Storage(_)) => {
-            error(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
+            error(StatusCode::INSUFFICIENT_STORAGE, "storage", e.to_string())
         }
     }
 }
@@ -254,105 +289,134 @@ async fn logs(
     let Ok(id) = id.parse::<JobId>() else {
         return bad_id(&id);
     };
-    let Some(job) = s.engine.get(id.clone()).await else {
+    if s.engine.progress(id.clone()).await.is_none() {
         return unknown(&id);
-    };
+    }
     let follow = matches!(
         q.get("follow").map(String::as_str),
         Some("true" | "1" | "yes")
     );
-    let text_plain = HeaderValue::from_static("text/plain; charset=utf-8");
-    if !follow || job.state.is_terminal() {
-        let mut out = Vec::new();
-        for st in &job.steps {
-            let path = log_path(&s.logs_dir, &id, &st.name);
-            let content = tokio::fs::read(&path).await;
-            if st.started_at.is_none() && content.is_err() {
-                continue; // never started
-            }
-            out.extend_from_slice(step_header(&st.name).as_bytes());
-            if let Ok(bytes) = content {
-                out.extend_from_slice(&bytes);
-            }
-        }
-        return ([(header::CONTENT_TYPE, text_plain)], out).into_response();
-    }
-    let (tx, rx) = mpsc::channel::<Bytes>(16);
-    tokio::spawn(follow_logs(s.engine.clone(), s.logs_dir.clone(), id, tx));
+    // Two chunks in flight at most: memory does not grow with the log.
+    let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(2);
+    tokio::spawn(stream_logs(s.engine.clone(), s.logs_dir.clone(), id, follow, tx));
     let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|chunk| (Ok::<_, Infallible>(chunk), rx))
+        rx.recv().await.map(|chunk| (chunk, rx))
     });
     (
-        [(header::CONTENT_TYPE, text_plain)],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        )],
         Body::from_stream(stream),
     )
         .into_response()
 }
 
-/// Streams each step's log as it grows, step after step, until the job ends.
-async fn follow_logs(engine: EngineHandle, logs_dir: PathBuf, id: JobId, tx: mpsc::Sender<Bytes>) {
-    let poll = Duration::from_millis(100);
+/// Sends the job's logs step after step, each behind its header line, in
+/// chunks; with `follow` it waits for steps to start and files to grow
+/// until the job ends. An I/O error is sent as the stream's error, which
+/// cuts the response off (no clean end), so a client cannot take a partial
+/// log for the whole.
+async fn stream_logs(
+    engine: EngineHandle,
+    logs_dir: PathBuf,
+    id: JobId,
+    follow: bool,
+    tx: mpsc::Sender<std::io::Result<Bytes>>,
+) {
     let mut step = 0usize;
-    let mut offset = 0u64;
-    let mut header_sent = false;
     loop {
-        let Some(job) = engine.get(id.clone()).await else {
+        let Some(job) = engine.progress(id.clone()).await else {
             return;
         };
-        while step < job.steps.len() {
-            let st = &job.steps[step];
-            if st.started_at.is_none() {
-                if job.state.is_terminal() {
-                    step += 1; // will never run
-                    continue;
-                }
-                break; // not started yet
-            }
-            if !header_sent {
-                if tx.send(Bytes::from(step_header(&st.name))).await.is_err() {
-                    return;
-                }
-                header_sent = true;
-            }
-            let path = log_path(&logs_dir, &id, &st.name);
-            match read_from(&path, offset).await {
-                Ok(bytes) if !bytes.is_empty() => {
-                    offset += bytes.len() as u64;
-                    if tx.send(Bytes::from(bytes)).await.is_err() {
-                        return;
-                    }
-                }
-                _ => {}
-            }
-            // The state was read before the file: once it says ended, the
-            // file above held all of the step's output.
-            if st.state.is_terminal() {
-                step += 1;
-                offset = 0;
-                header_sent = false;
+        let Some(st) = job.steps.get(step) else {
+            return;
+        };
+        if st.started_at.is_none() {
+            if job.state.is_terminal() || !follow {
+                step += 1; // never ran
                 continue;
             }
-            break;
+            if wait(&tx).await.is_err() {
+                return;
+            }
+            continue;
         }
-        if step >= job.steps.len() {
+        if tx.send(Ok(Bytes::from(step_header(&st.name)))).await.is_err() {
             return;
         }
-        tokio::select! {
-            () = tokio::time::sleep(poll) => {}
-            () = tx.closed() => return,
+        let path = log_path(&logs_dir, &id, &st.name);
+        let until_end = follow && !st.state.is_terminal();
+        match send_file(&engine, &id, step, &path, until_end, &tx).await {
+            Ok(()) => step += 1,
+            Err(e) => {
+                tracing::warn!(job_id = %id, path = %path.display(), error = %e, "cannot read a step log; the response is cut off");
+                let e = std::io::Error::new(e.kind(), format!("reading {}: {e}", path.display()));
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
         }
     }
 }
 
-async fn read_from(path: &Path, offset: u64) -> std::io::Result<Vec<u8>> {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let mut f = tokio::fs::File::open(path).await?;
-    f.seek(std::io::SeekFrom::Start(offset)).await?;
-    let mut buf = Vec::new();
-    f.read_to_end(&mut buf).await?;
-    Ok(buf)
+/// Sends one step's log file in chunks. With `until_end`, at the end of
+/// the file it waits for more until the step has ended (the step's state
+/// is read before the last read, so that read held all of its output).
+async fn send_file(
+    engine: &EngineHandle,
+    id: &JobId,
+    step: usize,
+    path: &Path,
+    until_end: bool,
+    tx: &mpsc::Sender<std::io::Result<Bytes>>,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let mut file = loop {
+        match tokio::fs::File::open(path).await {
+            Ok(f) => break f,
+            // Started but nothing written yet (or the file was removed).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if !until_end || step_ended(engine, id, step).await {
+                    return Ok(());
+                }
+                wait(tx).await?;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let mut ended = !until_end;
+    loop {
+        let mut buf = bytes::BytesMut::with_capacity(LOG_CHUNK);
+        let n = (&mut file).take(LOG_CHUNK as u64).read_buf(&mut buf).await?;
+        if n > 0 {
+            if tx.send(Ok(buf.freeze())).await.is_err() {
+                return Err(std::io::Error::other("the client went away"));
+            }
+            continue;
+        }
+        if ended {
+            return Ok(());
+        }
+        ended = step_ended(engine, id, step).await;
+        if !ended {
+            wait(tx).await?;
+        }
+    }
+}
+
+async fn step_ended(engine: &EngineHandle, id: &JobId, step: usize) -> bool {
+    match engine.progress(id.clone()).await {
+        Some(p) => p.steps.get(step).is_none_or(|s| s.state.is_terminal()),
+        None => true,
+    }
+}
+
+/// Waits one poll interval, or fails when the client is gone.
+async fn wait(tx: &mpsc::Sender<std::io::Result<Bytes>>) -> std::io::Result<()> {
+    tokio::select! {
+        () = tokio::time::sleep(Duration::from_millis(100)) => Ok(()),
+        () = tx.closed() => Err(std::io::Error::other("the client went away")),
+    }
 }
 
 #[cfg(test)]

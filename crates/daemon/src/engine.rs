@@ -8,8 +8,18 @@
 //! turn's effects: replies to callers, process spawns, notifications. So
 //! nothing is acknowledged or started before it is durable, and the fsync
 //! cost is shared by every request of the batch (group commit).
+//!
+//! Commit, then apply: a turn's events change the in-memory state as they
+//! are made (later commands of the batch must see them), but each one is
+//! recorded with its [`Undo`]. When the commit fails (a full disk) the turn
+//! is undone newest first, so memory equals disk again; its effects are
+//! dropped (nothing spawns, nothing is notified), callers get the storage
+//! error (507), and what the engine itself had to record (a step that ended,
+//! a notification delivered) is kept and written again with backoff. While
+//! storage fails `/readyz` is 503, `oj_storage_errors_total` counts the
+//! failed writes, and one ERROR line is logged per episode.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -17,13 +27,27 @@ use std::time::{Duration, SystemTime};
 use futures::future::BoxFuture;
 use oj_core::{
     Event, IdGen, Job, JobCounts, JobId, JobSpec, JobState, Notification, NotificationKind,
-    RuntimeVars, SpecError, State, Timestamp,
+    SpecError, State, StepStatus, Timestamp, Undo,
 };
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
 
 use crate::metrics::Metrics;
 use crate::runner::{Runners, StepContext, StepOutcome, Stop};
-use crate::storage::Storage;
+use crate::storage::{Committed, Storage};
+
+/// Jobs a list page holds when the client does not say.
+pub const PAGE_DEFAULT: usize = 100;
+/// The most jobs one list page holds.
+pub const PAGE_MAX: usize = 1000;
+/// A page stops early once its JSON passes this many bytes (the rest is on
+/// the next page), so one request's memory does not grow with job sizes.
+const PAGE_BYTES: usize = 1 << 20;
+
+/// First and longest wait before writing again what a failed commit could
+/// not store.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// WAL records between two snapshots.
 pub const SNAPSHOT_EVERY: usize = 10_000;
@@ -63,7 +87,9 @@ pub enum SubmitError {
     NotLeader,
     #[error("invalid job spec: {0}")]
     Invalid(#[from] SpecError),
-    #[error("the job could not be stored: {0}")]
+    #[error(
+        "the job could not be stored durably, so it was not accepted and will not run: {0}; free space on the state volume (or fix the error) and submit again"
+    )]
     Storage(String),
     #[error("the engine has stopped")]
     Gone,
@@ -78,7 +104,9 @@ pub enum CancelError {
     Ended { id: JobId, state: JobState },
     #[error("this daemon is a standby (it does not hold the lock)")]
     NotLeader,
-    #[error("the cancel could not be stored: {0}")]
+    #[error(
+        "the cancel could not be stored durably, so the job goes on: {0}; free space on the state volume (or fix the error) and cancel again"
+    )]
     Storage(String),
     #[error("the engine has stopped")]
     Gone,
@@ -96,6 +124,23 @@ pub struct ActiveStep {
 
 type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
 
+/// One page of `GET /v1/jobs`: the response body, ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobPage {
+    /// `{"jobs": [...], "next": "<id>" | null}`.
+    pub body: Vec<u8>,
+    /// How many jobs the page holds.
+    pub len: usize,
+    pub next: Option<JobId>,
+}
+
+/// A job's progress, without its spec (what a log follower polls).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    pub state: JobState,
+    pub steps: Vec<StepStatus>,
+}
+
 enum Command {
     Submit {
         spec: Box<JobSpec>,
@@ -105,13 +150,15 @@ enum Command {
         id: JobId,
         reply: oneshot::Sender<Option<Job>>,
     },
-    List {
+    Page {
         status: Option<JobState>,
-        limit: Option<usize>,
-        reply: oneshot::Sender<Vec<Job>>,
+        after: Option<JobId>,
+        limit: usize,
+        reply: oneshot::Sender<JobPage>,
     },
-    Counts {
-        reply: oneshot::Sender<JobCounts>,
+    Progress {
+        id: JobId,
+        reply: oneshot::Sender<Option<Progress>>,
     },
     Cancel {
         id: JobId,
@@ -138,6 +185,8 @@ enum Command {
 pub struct EngineHandle {
     tx: mpsc::UnboundedSender<Command>,
     active: watch::Receiver<Vec<ActiveStep>>,
+    counts: watch::Receiver<JobCounts>,
+    storage_error: watch::Receiver<Option<String>>,
 }
 
 impl EngineHandle {
@@ -160,20 +209,39 @@ impl EngineHandle {
         self.ask(|reply| Command::Get { id, reply }).await.flatten()
     }
 
-    pub async fn list(&self, status: Option<JobState>, limit: Option<usize>) -> Vec<Job> {
-        self.ask(|reply| Command::List {
+    /// A page of jobs, newest first, older than `after`; `limit` is capped
+    /// at [`PAGE_MAX`]. `None` once the engine has stopped.
+    pub async fn page(
+        &self,
+        status: Option<JobState>,
+        after: Option<JobId>,
+        limit: usize,
+    ) -> Option<JobPage> {
+        self.ask(|reply| Command::Page {
             status,
-            limit,
+            after,
+            limit: limit.clamp(1, PAGE_MAX),
             reply,
         })
         .await
-        .unwrap_or_default()
     }
 
-    pub async fn counts(&self) -> JobCounts {
-        self.ask(|reply| Command::Counts { reply })
+    /// A job's state and steps (cheaper than [`EngineHandle::get`]).
+    pub async fn progress(&self, id: JobId) -> Option<Progress> {
+        self.ask(|reply| Command::Progress { id, reply })
             .await
-            .unwrap_or_default()
+            .flatten()
+    }
+
+    /// Jobs per state as of the last engine turn; never waits for the
+    /// engine (so `/v1/status` answers while a big request is served).
+    pub async fn counts(&self) -> JobCounts {
+        *self.counts.borrow()
+    }
+
+    /// The last storage error while writes fail; `None` when they work.
+    pub fn storage_error(&self) -> Option<String> {
+        self.storage_error.borrow().clone()
     }
 
     pub async fn cancel(&self, id: JobId) -> Result<Job, CancelError> {
@@ -220,13 +288,37 @@ struct Running {
     job_name: String,
 }
 
+/// What a turn does once its events are durable (and never otherwise).
 enum Effect {
     Reply(Reply),
     Spawn {
         ctx: Box<StepContext>,
+        running: Running,
         stop: watch::Receiver<Stop>,
     },
     Notify(Box<Notification>),
+    /// The engine stops tracking a step that ended (and, when the job
+    /// ended, the job's cancel request).
+    Forget(JobId),
+    Submitted,
+}
+
+/// What the current turn changed, to undo it if its commit fails.
+#[derive(Default)]
+struct Turn {
+    /// Applied events' undos, oldest first.
+    undo: Vec<Undo>,
+    /// Commands from inside the daemon whose events must be written again
+    /// if this turn's commit fails.
+    internal: Vec<Command>,
+    /// The turn ran the recovery after a restart.
+    recovered: bool,
+}
+
+/// A storage episode: writes fail.
+struct StorageTrouble {
+    failures: u64,
+    backoff: Duration,
 }
 
 /// The engine task's state.
@@ -252,8 +344,16 @@ pub struct Engine {
     running: HashMap<JobId, Running>,
     cancel_requested: HashSet<JobId>,
     effects: Vec<Effect>,
+    turn: Turn,
+    /// Internal commands a failed commit could not store, to retry.
+    retry: Vec<Command>,
+    /// When to write again (set while storage fails or retries wait).
+    retry_at: Option<Instant>,
+    trouble: Option<StorageTrouble>,
     active_tx: watch::Sender<Vec<ActiveStep>>,
     active_dirty: bool,
+    counts_tx: watch::Sender<JobCounts>,
+    storage_error_tx: watch::Sender<Option<String>>,
 }
 
 impl Engine {
@@ -268,6 +368,8 @@ impl Engine {
     ) -> (Engine, EngineHandle) {
         let (tx, rx) = mpsc::unbounded_channel();
         let (active_tx, active_rx) = watch::channel(Vec::new());
+        let (counts_tx, counts_rx) = watch::channel(state.counts());
+        let (storage_error_tx, storage_error_rx) = watch::channel(None);
         let ids = IdGen::after(state.newest_id());
         let engine = Engine {
             state,
@@ -290,14 +392,22 @@ impl Engine {
             running: HashMap::new(),
             cancel_requested: HashSet::new(),
             effects: Vec::new(),
+            turn: Turn::default(),
+            retry: Vec::new(),
+            retry_at: None,
+            trouble: None,
             active_tx,
             active_dirty: false,
+            counts_tx,
+            storage_error_tx,
         };
         (
             engine,
             EngineHandle {
                 tx,
                 active: active_rx,
+                counts: counts_rx,
+                storage_error: storage_error_rx,
             },
         )
     }
@@ -333,6 +443,10 @@ impl Engine {
                     }
                     self.check_leader();
                     self.after_turn();
+                    continue;
+                }
+                () = sleep_until(self.retry_at), if self.retry_at.is_some() => {
+                    self.retry_stored();
                     continue;
                 }
                 cmd = self.rx.recv() => cmd,
@@ -423,8 +537,14 @@ impl Engine {
     /// Jobs left `running` by a process that died: follow container steps
     /// again when the container runner can, end the rest `interrupted`.
     fn recover(&mut self) {
+        self.turn.recovered = true;
         let now = now();
-        let running: Vec<JobId> = self.state.running().cloned().collect();
+        let running: Vec<JobId> = self
+            .state
+            .running()
+            .filter(|id| !self.running.contains_key(*id))
+            .cloned()
+            .collect();
         for id in running {
             let Some(job) = self.state.job(&id) else {
                 continue;
@@ -432,7 +552,7 @@ impl Engine {
             let step = job.running_step();
             let reattach = step.and_then(|i| {
                 job.spec.step_container(i)?;
-                let ctx = self.step_context(job, i);
+                let ctx = self.step_context(job, i).ok()?;
                 let (stop_tx, stop_rx) = watch::channel(Stop::Run);
                 let fut = self.runners.container.reattach(ctx.clone(), stop_rx)?;
                 Some((i, ctx, stop_tx, fut))
@@ -494,31 +614,34 @@ impl Engine {
             Command::Get { id, reply } => {
                 let _ = reply.send(self.state.job(&id).cloned());
             }
-            Command::List {
+            Command::Page {
                 status,
+                after,
                 limit,
                 reply,
             } => {
-                let _ = reply.send(
-                    self.state
-                        .list(status, limit)
-                        .into_iter()
-                        .cloned()
-                        .collect(),
-                );
+                let _ = reply.send(self.page(status, after.as_ref(), limit));
             }
-            Command::Counts { reply } => {
-                let _ = reply.send(self.state.counts());
+            Command::Progress { id, reply } => {
+                let _ = reply.send(self.state.job(&id).map(|j| Progress {
+                    state: j.state,
+                    steps: j.steps.clone(),
+                }));
             }
             Command::Cancel { id, reply } => self.cancel(id, reply),
-            Command::StepExited { id, step, outcome } => self.step_exited(id, step, outcome),
+            Command::StepExited { id, step, outcome } => {
+                self.turn.internal.push(Command::StepExited {
+                    id: id.clone(),
+                    step,
+                    outcome: outcome.clone(),
+                });
+                self.step_exited(id, step, outcome)
+            }
             Command::NotificationAcked { id } => {
-                if self
-                    .state
-                    .pending_notifications()
-                    .iter()
-                    .any(|n| n.id == id)
-                {
+                if self.state.notifications().any(|n| n.id == id) {
+                    self.turn
+                        .internal
+                        .push(Command::NotificationAcked { id: id.clone() });
                     self.record(Event::NotificationAcked { id });
                 }
             }
@@ -584,12 +707,16 @@ impl Engine {
         }
         let at = now();
         let id = self.ids.next(at.0);
+        if let Err(e) = spec.check_filled(id.as_str()) {
+            let _ = reply.send(Err(SubmitError::Invalid(e)));
+            return;
+        }
         let job = Job::new(id.clone(), *spec, at);
         tracing::info!(job_id = %id, name = %job.name, steps = job.steps.len(), "job submitted");
         self.record(Event::JobSubmitted {
             job: Box::new(job.clone()),
         });
-        self.metrics.jobs_submitted.inc();
+        self.effects.push(Effect::Submitted);
         self.effects.push(Effect::Reply(Box::new(move |err| {
             let _ = reply.send(match err {
                 None => Ok(job),
@@ -654,16 +781,15 @@ impl Engine {
             tracing::info!(job_id = %id, step, "step left running in its pod; the next daemon follows it");
             return;
         }
-        let Some(run) = self.running.remove(&id) else {
+        let Some(run) = self.running.get(&id) else {
             tracing::warn!(job_id = %id, step, "a step ended that the engine was not running");
             return;
         };
-        self.active_dirty = true;
         if run.step != step {
             tracing::warn!(job_id = %id, step, expected = run.step, "step index mismatch");
         }
         let stop = *run.stop.borrow();
-        let cancelled = stop == Stop::Cancel || self.cancel_requested.remove(&id);
+        let cancelled = stop == Stop::Cancel || self.cancel_requested.contains(&id);
         let at = now();
         let step_name = run.step_name.clone();
         let (step_state, exit_code, error) =
@@ -677,6 +803,7 @@ impl Engine {
             exit_code,
         });
         let steps_total = self.state.job(&id).map(|j| j.steps.len()).unwrap_or(0);
+        self.effects.push(Effect::Forget(id.clone()));
         let job_end = match step_state {
             JobState::Done if cancelled => {
                 Some((JobState::Cancelled, Some("cancelled".to_string())))
@@ -704,7 +831,6 @@ impl Engine {
             other => Some((other, error)),
         };
         if let Some((state, error)) = job_end {
-            self.cancel_requested.remove(&id);
             tracing::info!(job_id = %id, state = %state, error = error.as_deref().unwrap_or(""), "job ended");
             self.record(Event::JobFinished {
                 id,
@@ -728,29 +854,22 @@ impl Engine {
         }
     }
 
-    fn step_context(&self, job: &Job, index: usize) -> StepContext {
+    /// What the runner needs to start step `index`; fails when its `run`
+    /// or env fill in too long to start (checked at submit, but a job
+    /// queued by an older version may not have been).
+    fn step_context(&self, job: &Job, index: usize) -> Result<StepContext, SpecError> {
         let step = &job.spec.steps[index];
-        let vars = RuntimeVars {
-            job_id: job.id.as_str(),
-            name: &job.name,
-            step: Some(&step.name),
-            error: None,
-        };
-        let mut env: BTreeMap<String, String> = job
-            .spec
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), vars.apply(v)))
-            .collect();
+        let filled = job.spec.fill_step(job.id.as_str(), index)?;
+        let mut env = filled.env;
         env.insert("OJ_JOB_ID".into(), job.id.to_string());
         env.insert("OJ_JOB_NAME".into(), job.name.clone());
         env.insert("OJ_STEP".into(), step.name.clone());
-        StepContext {
+        Ok(StepContext {
             job_id: job.id.clone(),
             job_name: job.name.clone(),
             index,
             step_name: step.name.clone(),
-            run: vars.apply(&step.run),
+            run: filled.run,
             env,
             container: job.spec.step_container(index).cloned(),
             job_resources: job
@@ -765,46 +884,75 @@ impl Engine {
                 .logs_dir
                 .join(job.id.as_str())
                 .join(format!("{}.log", step.name)),
-        }
+        })
     }
 
     fn start_step(&mut self, id: &JobId, index: usize) {
         let Some(job) = self.state.job(id) else {
             return;
         };
-        let ctx = self.step_context(job, index);
+        let at = now();
+        let ctx = match self.step_context(job, index) {
+            Ok(ctx) => ctx,
+            Err(e) => return self.fail_unstartable(id, index, at, e.to_string()),
+        };
         let container = ctx.container.is_some();
         let pod = container.then(|| StepContext::pod_name(id, index));
         let (stop_tx, stop_rx) = watch::channel(Stop::Run);
-        self.running.insert(
-            id.clone(),
-            Running {
-                step: index,
-                stop: stop_tx,
-                container,
-                step_name: ctx.step_name.clone(),
-                job_name: ctx.job_name.clone(),
-            },
-        );
-        self.active_dirty = true;
+        let running = Running {
+            step: index,
+            stop: stop_tx,
+            container,
+            step_name: ctx.step_name.clone(),
+            job_name: ctx.job_name.clone(),
+        };
         self.record(Event::StepStarted {
             id: id.clone(),
             step: index,
-            at: now(),
+            at,
             pod,
         });
         self.effects.push(Effect::Spawn {
             ctx: Box::new(ctx),
+            running,
             stop: stop_rx,
         });
     }
 
-    /// Applies an event to the state and buffers it for the WAL; queues
-    /// the notification it calls for.
+    /// A step that cannot be started fails, and its job with it; the
+    /// daemon goes on.
+    fn fail_unstartable(&mut self, id: &JobId, index: usize, at: Timestamp, error: String) {
+        tracing::warn!(job_id = %id, step = index, error = %error, "step cannot start; the job fails");
+        self.record(Event::StepStarted {
+            id: id.clone(),
+            step: index,
+            at,
+            pod: None,
+        });
+        self.record(Event::StepFinished {
+            id: id.clone(),
+            step: index,
+            at,
+            state: JobState::Failed,
+            exit_code: None,
+        });
+        self.record(Event::JobFinished {
+            id: id.clone(),
+            at,
+            state: JobState::Failed,
+            error: Some(error),
+        });
+    }
+
+    /// Applies an event to the state (keeping its undo for this turn) and
+    /// buffers it for the WAL; queues the notification it calls for.
     fn record(&mut self, event: Event) {
-        if let Err(e) = self.state.apply(&event) {
-            tracing::error!(error = %e, "internal: an event does not fit the state; ignored");
-            return;
+        match self.state.apply_undoable(&event) {
+            Ok(undo) => self.turn.undo.push(undo),
+            Err(e) => {
+                tracing::error!(error = %e, "internal: an event does not fit the state; ignored");
+                return;
+            }
         }
         self.storage.append(&event);
         let Some((kind, id)) = event.notification_kind() else {
@@ -825,52 +973,194 @@ impl Engine {
         let queued = Event::NotificationQueued {
             notification: Box::new(n.clone()),
         };
-        if self.state.apply(&queued).is_ok() {
+        if let Ok(undo) = self.state.apply_undoable(&queued) {
+            self.turn.undo.push(undo);
             self.storage.append(&queued);
             self.effects.push(Effect::Notify(Box::new(n)));
         }
     }
 
-    /// Schedules, commits the WAL, then performs the effects of the turn.
+    /// One page of jobs as the JSON body of `GET /v1/jobs`.
+    fn page(&self, status: Option<JobState>, after: Option<&JobId>, limit: usize) -> JobPage {
+        let (jobs, mut more) = self.state.page(status, after, limit);
+        let mut body = b"{\"jobs\":[".to_vec();
+        let mut len = 0;
+        for job in &jobs {
+            if len > 0 && body.len() > PAGE_BYTES {
+                more = true;
+                break;
+            }
+            if len > 0 {
+                body.push(b',');
+            }
+            if let Err(e) = serde_json::to_writer(&mut body, job) {
+                tracing::error!(job_id = %job.id, error = %e, "internal: cannot encode a job");
+            }
+            len += 1;
+        }
+        let next = more.then(|| jobs[len - 1].id.clone());
+        body.extend_from_slice(b"],\"next\":");
+        match &next {
+            Some(id) => body.extend_from_slice(format!("\"{id}\"}}").as_bytes()),
+            None => body.extend_from_slice(b"null}"),
+        }
+        JobPage { body, len, next }
+    }
+
+    /// Writes again what failed commits could not store, and tries what
+    /// else is due (queued jobs), while storage fails or retries wait.
+    fn retry_stored(&mut self) {
+        self.retry_at = None;
+        for cmd in std::mem::take(&mut self.retry) {
+            // Internal commands only: none of them stops the engine.
+            let _ = self.handle(cmd);
+        }
+        if self.is_leader && !self.recovered && !self.lead_pending {
+            self.recovered = true;
+            self.recover();
+        }
+        self.after_turn();
+    }
+
+    /// Schedules, commits the WAL, then performs the effects of the turn —
+    /// or, when the commit fails, undoes the turn.
     fn after_turn(&mut self) {
         self.schedule();
         let commit = if self.storage.has_pending() {
-            tokio::task::block_in_place(|| self.storage.commit()).map_err(|e| e.to_string())
+            tokio::task::block_in_place(|| self.storage.commit(&self.state))
+                .map_err(|e| e.to_string())
         } else {
-            Ok(())
+            Ok(Committed::Appended)
         };
-        if let Err(e) = &commit {
-            tracing::error!(error = %e, "cannot write the WAL; the last changes are not durable");
-        }
-        let err = commit.as_ref().err().map(String::as_str);
-        for effect in std::mem::take(&mut self.effects) {
-            match effect {
-                Effect::Reply(reply) => reply(err),
-                Effect::Spawn { ctx, stop } => {
-                    let runner = if ctx.container.is_some() {
-                        self.runners.container.clone()
-                    } else {
-                        self.runners.shell.clone()
-                    };
-                    let tx = self.tx.clone();
-                    tokio::spawn(async move {
-                        let id = ctx.job_id.clone();
-                        let index = ctx.index;
-                        let outcome = runner.run(*ctx, stop).await;
-                        let _ = tx.send(Command::StepExited {
-                            id,
-                            step: index,
-                            outcome,
-                        });
-                    });
+        match commit {
+            Ok(how) => {
+                if how == Committed::Rewritten {
+                    self.metrics.storage_errors.inc();
                 }
-                Effect::Notify(n) => {
-                    if let Some(sink) = &self.notify {
-                        sink.enqueue(&n);
-                    }
+                self.storage_works();
+                self.turn = Turn::default();
+                for effect in std::mem::take(&mut self.effects) {
+                    self.perform(effect);
+                }
+            }
+            Err(e) => self.undo_turn(e),
+        }
+        self.publish();
+        if self.storage.wal_len() >= SNAPSHOT_EVERY && self.trouble.is_none() {
+            match tokio::task::block_in_place(|| self.storage.snapshot(&self.state)) {
+                Ok(()) => tracing::debug!("snapshot written"),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot write a snapshot; the WAL keeps growing")
                 }
             }
         }
+    }
+
+    fn perform(&mut self, effect: Effect) {
+        match effect {
+            Effect::Reply(reply) => reply(None),
+            Effect::Submitted => {
+                self.metrics.jobs_submitted.inc();
+            }
+            Effect::Forget(id) => {
+                self.running.remove(&id);
+                self.active_dirty = true;
+                if self.state.job(&id).is_none_or(|j| j.state.is_terminal()) {
+                    self.cancel_requested.remove(&id);
+                }
+            }
+            Effect::Spawn {
+                ctx,
+                running,
+                stop,
+            } => {
+                // A cancel or drain that came while the start was written.
+                if self.cancel_requested.contains(&ctx.job_id) {
+                    running.stop.send_replace(Stop::Cancel);
+                } else if self.terminating {
+                    let on_drain = if running.container { Stop::Detach } else { Stop::Terminate };
+                    running.stop.send_replace(on_drain);
+                }
+                self.running.insert(ctx.job_id.clone(), running);
+                self.active_dirty = true;
+                let runner = if ctx.container.is_some() {
+                    self.runners.container.clone()
+                } else {
+                    self.runners.shell.clone()
+                };
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let id = ctx.job_id.clone();
+                    let index = ctx.index;
+                    let outcome = runner.run(*ctx, stop).await;
+                    let _ = tx.send(Command::StepExited {
+                        id,
+                        step: index,
+                        outcome,
+                    });
+                });
+            }
+            Effect::Notify(n) => {
+                if let Some(sink) = &self.notify {
+                    sink.enqueue(&n);
+                }
+            }
+        }
+    }
+
+    /// The turn's commit failed: put memory back as it was, tell callers,
+    /// drop every other effect, keep internal events to write again.
+    fn undo_turn(&mut self, error: String) {
+        let turn = std::mem::take(&mut self.turn);
+        for undo in turn.undo.into_iter().rev() {
+            self.state.undo(undo);
+        }
+        if turn.recovered {
+            self.recovered = false;
+        }
+        for effect in std::mem::take(&mut self.effects) {
+            if let Effect::Reply(reply) = effect {
+                reply(Some(&error));
+            }
+        }
+        self.retry.extend(turn.internal);
+        self.metrics.storage_errors.inc();
+        let trouble = self.trouble.get_or_insert_with(|| {
+            tracing::error!(
+                error = %error,
+                "cannot write the WAL: nothing of this turn is kept; submissions get 507, no step starts, and the engine writes again with backoff until it works"
+            );
+            StorageTrouble {
+                failures: 0,
+                backoff: RETRY_FIRST,
+            }
+        });
+        trouble.failures += 1;
+        tracing::debug!(error = %error, failures = trouble.failures, "WAL write failed again");
+        self.retry_at = Some(Instant::now() + trouble.backoff);
+        trouble.backoff = (trouble.backoff * 2).min(RETRY_MAX);
+        self.storage_error_tx.send_replace(Some(error));
+    }
+
+    /// A commit succeeded: end a storage episode, if one was going on.
+    fn storage_works(&mut self) {
+        if let Some(t) = self.trouble.take() {
+            tracing::info!(failed_writes = t.failures, "the WAL can be written again");
+            self.storage_error_tx.send_replace(None);
+        }
+        if !self.retry.is_empty() {
+            self.retry_at = Some(Instant::now());
+        }
+    }
+
+    /// Publishes what the API reads without asking the engine.
+    fn publish(&mut self) {
+        let counts = self.state.counts();
+        self.counts_tx.send_if_modified(|c| {
+            let changed = *c != counts;
+            *c = counts;
+            changed
+        });
         if self.active_dirty {
             self.active_dirty = false;
             let mut active: Vec<ActiveStep> = self
@@ -886,14 +1176,14 @@ impl Engine {
             active.sort_by(|a, b| a.job_id.cmp(&b.job_id));
             self.active_tx.send_replace(active);
         }
-        if self.storage.wal_len() >= SNAPSHOT_EVERY {
-            match tokio::task::block_in_place(|| self.storage.snapshot(&self.state)) {
-                Ok(()) => tracing::debug!("snapshot written"),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot write a snapshot; the WAL keeps growing")
-                }
-            }
-        }
+    }
+}
+
+/// Sleeps until `at`; for ever when `None`.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -1096,7 +1386,7 @@ mod tests {
             let (mut storage, _, _) = Storage::open(dir.path()).unwrap();
             let job = Job::new(JobId::from_parts(1_795_000_000_000, 0), spec(&["0"]), now());
             storage.append(&Event::JobSubmitted { job: Box::new(job) });
-            storage.commit().unwrap();
+            storage.commit(&State::new()).unwrap();
         }
         let (h, leader) = start(dir.path(), false);
         assert!(matches!(
@@ -1131,7 +1421,7 @@ mod tests {
                 at: now(),
                 pod: None,
             });
-            storage.commit().unwrap();
+            storage.commit(&State::new()).unwrap();
         }
         let (h, _l) = start(dir.path(), true);
         let j = wait_state(&h, &id, JobState::Interrupted).await;

@@ -21,6 +21,8 @@ pub struct Metrics {
     registry: Mutex<Registry>,
     jobs: Family<Labels, Gauge>,
     pub jobs_submitted: Counter,
+    /// WAL writes that failed, plus WALs found deleted or replaced.
+    pub storage_errors: Counter,
     notifications: Family<Labels, Counter>,
     notify_queue_depth: Gauge,
     leader: Gauge,
@@ -42,6 +44,7 @@ impl Metrics {
         let mut registry = Registry::default();
         let jobs = Family::<Labels, Gauge>::default();
         let jobs_submitted = Counter::default();
+        let storage_errors = Counter::default();
         let notifications = Family::<Labels, Counter>::default();
         let notify_queue_depth = Gauge::default();
         let leader = Gauge::default();
@@ -74,6 +77,11 @@ impl Metrics {
             draining.clone(),
         );
         registry.register(
+            "oj_storage_errors",
+            "WAL writes that failed (nothing of them was kept) and WAL files found deleted or replaced",
+            storage_errors.clone(),
+        );
+        registry.register(
             "oj_build_info",
             "Version and profile of this daemon (always 1)",
             build_info.clone(),
@@ -92,6 +100,7 @@ impl Metrics {
             registry: Mutex::new(registry),
             jobs,
             jobs_submitted,
+            storage_errors,
             notifications,
             notify_queue_depth,
             leader,

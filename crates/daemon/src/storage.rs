@@ -9,9 +9,19 @@
 //! is the WAL truncated; replay skips WAL records at or below the snapshot's
 //! `seq`, so a crash between those steps replays nothing twice. A torn last
 //! line (a crash in the middle of a write) is dropped, not fatal.
+//!
+//! A write that fails (a full disk) is cut back: the file is truncated to
+//! its last complete record before anything else is appended, so the next
+//! commit, once there is space again, lands on a clean line. Before every
+//! commit the WAL is checked to still be the file the daemon opened: if it
+//! was deleted, replaced or changed by someone else, the whole state
+//! (including the batch being committed) is written as a fresh snapshot and
+//! a new, empty WAL starts beside it. Both files are created 0600: the WAL
+//! holds job environments.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use oj_core::Event;
@@ -32,8 +42,8 @@ pub enum StorageError {
         source: io::Error,
     },
     #[error(
-        "{} is not a snapshot this version of oj can read ({reason}); move it away to start from the WAL alone",
-        path.display()
+        "{} is not a snapshot this version of oj can read ({reason}). The WAL beside it only holds the changes since that snapshot, so starting without it loses every job it held. Keep a copy of both files first (cp -a {} {}.bad), then restore the snapshot from a backup, or move snapshot.json and wal.jsonl away together to start with no jobs",
+        path.display(), path.display(), path.display()
     )]
     BadSnapshot { path: PathBuf, reason: String },
 }
@@ -62,8 +72,38 @@ struct RecordIn {
 struct SnapshotOut<'a> {
     format: u32,
     seq: u64,
-    state: &'a Snapshot,
+    state: SnapshotRef<'a>,
 }
+
+/// A [`State`] serialized as a [`Snapshot`] without copying it first.
+struct SnapshotRef<'a>(&'a State);
+
+impl Serialize for SnapshotRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Snapshot", 2)?;
+        st.serialize_field("jobs", &Seq(|| self.0.jobs()))?;
+        st.serialize_field("notifications", &Seq(|| self.0.notifications()))?;
+        st.end()
+    }
+}
+
+/// Serializes what an iterator yields as a JSON array.
+struct Seq<F>(F);
+
+impl<F, I> Serialize for Seq<F>
+where
+    F: Fn() -> I,
+    I: Iterator,
+    I::Item: Serialize,
+{
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq((self.0)())
+    }
+}
+
+/// Files of the state directory: readable by the daemon's user only.
+const FILE_MODE: u32 = 0o600;
 
 #[derive(Deserialize)]
 struct SnapshotIn {
@@ -89,9 +129,26 @@ pub struct Storage {
     wal: File,
     wal_path: PathBuf,
     buf: Vec<u8>,
+    /// Events in `buf`.
+    buffered: usize,
     next_seq: u64,
     /// Records in the WAL since the last snapshot.
     wal_len: usize,
+    /// Bytes of the WAL that are complete, committed records.
+    good_len: u64,
+    /// A failed write may have left a fragment past `good_len` that could
+    /// not be cut yet.
+    needs_cut: bool,
+}
+
+/// How a commit went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Committed {
+    /// Appended to the WAL.
+    Appended,
+    /// The WAL had been deleted or replaced under the daemon: the state was
+    /// written as a fresh snapshot and a new WAL started.
+    Rewritten,
 }
 
 impl Storage {
@@ -119,14 +176,14 @@ impl Storage {
             Err(e) => return Err(io_err("read the snapshot", &snap_path)(e)),
         };
         report.snapshot_seq = snap_seq;
+        if snap_seq > 0 {
+            // Written by an older oj under the umask: tighten it.
+            std::fs::set_permissions(&snap_path, std::fs::Permissions::from_mode(FILE_MODE))
+                .map_err(io_err("set the mode of", &snap_path))?;
+        }
 
         let wal_path = dir.join(WAL_FILE);
-        let mut wal = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&wal_path)
-            .map_err(io_err("open the WAL", &wal_path))?;
+        let mut wal = open_wal(&wal_path, false)?;
         let mut last_seq = snap_seq;
         let mut good_len: u64 = 0;
         let mut wal_len = 0;
@@ -187,14 +244,23 @@ impl Storage {
                 .map_err(io_err("truncate the torn end of the WAL", &wal_path))?;
             wal.sync_all().map_err(io_err("sync the WAL", &wal_path))?;
         }
+        if !report.torn_tail {
+            good_len = wal
+                .metadata()
+                .map_err(io_err("read the WAL", &wal_path))?
+                .len();
+        }
         Ok((
             Storage {
                 dir: dir.to_path_buf(),
                 wal,
                 wal_path,
                 buf: Vec::with_capacity(64 * 1024),
+                buffered: 0,
                 next_seq: last_seq + 1,
                 wal_len,
+                good_len,
+                needs_cut: false,
             },
             state,
             report,
@@ -211,7 +277,7 @@ impl Storage {
             Ok(()) => {
                 self.buf.push(b'\n');
                 self.next_seq += 1;
-                self.wal_len += 1;
+                self.buffered += 1;
             }
             Err(e) => tracing::error!(error = %e, "cannot encode a WAL event; it is lost"),
         }
@@ -222,18 +288,94 @@ impl Storage {
         !self.buf.is_empty()
     }
 
-    /// Writes and fsyncs every buffered event.
-    pub fn commit(&mut self) -> Result<(), StorageError> {
+    /// Makes every buffered event durable: writes and fsyncs them, or, when
+    /// the WAL is no longer the file this daemon opened, writes `state`
+    /// (which already holds them) as a new snapshot. On an error nothing of
+    /// the batch is kept: the buffer is dropped and the file cut back to its
+    /// last complete record; the caller must undo the batch in memory.
+    pub fn commit(&mut self, state: &State) -> Result<Committed, StorageError> {
         if self.buf.is_empty() {
-            return Ok(());
+            return Ok(Committed::Appended);
         }
-        let result = self
+        let result = self.write_batch(state);
+        if result.is_err() {
+            self.next_seq -= self.buffered as u64;
+        } else {
+            self.wal_len += self.buffered;
+        }
+        self.buf.clear();
+        self.buffered = 0;
+        result
+    }
+
+    fn write_batch(&mut self, state: &State) -> Result<Committed, StorageError> {
+        if self.needs_cut {
+            self.cut_back()?;
+        }
+        if self.wal_was_replaced()? {
+            tracing::error!(
+                wal = %self.wal_path.display(),
+                "the WAL was deleted, replaced or changed by another program while the daemon ran; writing the whole state as a fresh snapshot and starting a new WAL"
+            );
+            self.rewrite(state)?;
+            return Ok(Committed::Rewritten);
+        }
+        let written = self
             .wal
             .write_all(&self.buf)
+            .and_then(|()| self.wal.sync_data());
+        if let Err(e) = written {
+            self.needs_cut = true;
+            // Best effort now; if it fails too, the next commit cuts first.
+            let _ = self.cut_back();
+            return Err(io_err("write the WAL", &self.wal_path)(e));
+        }
+        self.good_len += self.buf.len() as u64;
+        Ok(Committed::Appended)
+    }
+
+    /// Truncates the WAL to its last complete record.
+    fn cut_back(&mut self) -> Result<(), StorageError> {
+        self.wal
+            .set_len(self.good_len)
             .and_then(|()| self.wal.sync_data())
-            .map_err(io_err("write the WAL", &self.wal_path));
-        self.buf.clear();
-        result
+            .map_err(io_err("cut the WAL back to its last complete record", &self.wal_path))?;
+        self.needs_cut = false;
+        Ok(())
+    }
+
+    /// Whether the file at the WAL's path is no longer the one this daemon
+    /// has open with exactly what it wrote (deleted, renamed over, or
+    /// written by someone else).
+    fn wal_was_replaced(&self) -> Result<bool, StorageError> {
+        let ours = self
+            .wal
+            .metadata()
+            .map_err(io_err("check the WAL", &self.wal_path))?;
+        match std::fs::metadata(&self.wal_path) {
+            Ok(there) => Ok(there.dev() != ours.dev()
+                || there.ino() != ours.ino()
+                || ours.len() != self.good_len),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+            Err(e) => Err(io_err("check the WAL", &self.wal_path)(e)),
+        }
+    }
+
+    /// Writes `state` as the snapshot and starts a new, empty WAL. A file
+    /// someone else put at the WAL's path is kept as `wal.jsonl.foreign`.
+    fn rewrite(&mut self, state: &State) -> Result<(), StorageError> {
+        self.write_snapshot(state, self.next_seq - 1)?;
+        if self.wal_path.exists() {
+            let aside = self.dir.join(format!("{WAL_FILE}.foreign"));
+            std::fs::rename(&self.wal_path, &aside)
+                .map_err(io_err("move aside the replaced WAL", &self.wal_path))?;
+        }
+        self.wal = open_wal(&self.wal_path, true)?;
+        sync_dir(&self.dir)?;
+        self.good_len = 0;
+        self.needs_cut = false;
+        self.wal_len = 0;
+        Ok(())
     }
 
     /// The directory holding the WAL and snapshot.
@@ -249,38 +391,78 @@ impl Storage {
     /// Writes `state` as the new snapshot (crash-safe) and empties the WAL.
     /// Buffered events are committed first.
     pub fn snapshot(&mut self, state: &State) -> Result<(), StorageError> {
-        self.commit()?;
-        let seq = self.next_seq - 1;
-        let snap = state.snapshot();
-        let path = self.dir.join(SNAPSHOT_FILE);
-        let tmp = self.dir.join(format!("{SNAPSHOT_FILE}.tmp"));
-        let bytes = serde_json::to_vec(&SnapshotOut {
-            format: SNAPSHOT_FORMAT,
-            seq,
-            state: &snap,
-        })
-        .map_err(|e| StorageError::Io {
-            action: "encode the snapshot",
-            path: path.clone(),
-            source: io::Error::other(e),
-        })?;
-        {
-            let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
-            f.write_all(&bytes).map_err(io_err("write", &tmp))?;
-            f.sync_all().map_err(io_err("sync", &tmp))?;
+        if self.commit(state)? == Committed::Rewritten {
+            return Ok(());
         }
-        std::fs::rename(&tmp, &path).map_err(io_err("rename the snapshot into", &path))?;
-        sync_dir(&self.dir)?;
+        self.write_snapshot(state, self.next_seq - 1)?;
         // Every record is now in the snapshot; the WAL can start over.
-        self.wal
-            .set_len(0)
-            .map_err(io_err("truncate the WAL", &self.wal_path))?;
-        self.wal
-            .sync_all()
-            .map_err(io_err("sync the WAL", &self.wal_path))?;
+        self.good_len = 0;
+        self.needs_cut = true;
+        self.cut_back()?;
         self.wal_len = 0;
         Ok(())
     }
+
+    /// Writes `state` as `snapshot.json` covering records up to `seq`:
+    /// a temporary file, fsynced, renamed over the old one, directory
+    /// fsynced. A failed attempt leaves the old snapshot and no temporary.
+    fn write_snapshot(&self, state: &State, seq: u64) -> Result<(), StorageError> {
+        let path = self.dir.join(SNAPSHOT_FILE);
+        let tmp = self.dir.join(format!("{SNAPSHOT_FILE}.tmp"));
+        let written = write_snapshot_file(&tmp, state, seq)
+            .and_then(|()| std::fs::rename(&tmp, &path).map_err(io_err("rename the snapshot into", &path)));
+        if written.is_err() {
+            // Do not leave a half-written temporary taking the space.
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written?;
+        sync_dir(&self.dir)
+    }
+}
+
+fn write_snapshot_file(tmp: &Path, state: &State, seq: u64) -> Result<(), StorageError> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(FILE_MODE)
+        .open(tmp)
+        .map_err(io_err("create", tmp))?;
+    // A temporary left by a crash keeps its old mode on open: tighten it.
+    file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))
+        .map_err(io_err("set the mode of", tmp))?;
+    let mut out = BufWriter::with_capacity(256 * 1024, file);
+    serde_json::to_writer(
+        &mut out,
+        &SnapshotOut {
+            format: SNAPSHOT_FORMAT,
+            seq,
+            state: SnapshotRef(state),
+        },
+    )
+    .map_err(|e| io_err("write", tmp)(io::Error::other(e)))?;
+    let file = out
+        .into_inner()
+        .map_err(|e| io_err("write", tmp)(e.into_error()))?;
+    file.sync_all().map_err(io_err("sync", tmp))
+}
+
+/// Opens the WAL for appending (0600), creating it; `fresh` empties it.
+fn open_wal(path: &Path, fresh: bool) -> Result<File, StorageError> {
+    let wal = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(FILE_MODE)
+        .open(path)
+        .map_err(io_err("open the WAL", path))?;
+    if fresh {
+        wal.set_len(0).map_err(io_err("empty the WAL", path))?;
+    }
+    // An existing file keeps its old mode on open: tighten it.
+    wal.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))
+        .map_err(io_err("set the mode of", path))?;
+    Ok(wal)
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StorageError> {
@@ -334,7 +516,7 @@ mod tests {
         };
         state.apply(&started).unwrap();
         st.append(&started);
-        st.commit().unwrap();
+        st.commit(&state).unwrap();
         drop(st);
         let (_, again, report) = Storage::open(dir.path()).unwrap();
         assert_eq!(again, state);
@@ -345,10 +527,10 @@ mod tests {
     #[test]
     fn a_torn_last_line_is_ignored_and_cut() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut st, _, _) = Storage::open(dir.path()).unwrap();
+        let (mut st, state, _) = Storage::open(dir.path()).unwrap();
         let (a, ev) = submitted(1);
         st.append(&ev);
-        st.commit().unwrap();
+        st.commit(&state).unwrap();
         drop(st);
         // A crash in the middle of the next write.
         let mut f = OpenOptions::new()
@@ -367,7 +549,7 @@ mod tests {
             at: t(2),
         };
         st.append(&started);
-        st.commit().unwrap();
+        st.commit(&state).unwrap();
         drop(st);
         let (_, state, report) = Storage::open(dir.path()).unwrap();
         assert!(!report.torn_tail, "{report:?}");
@@ -386,7 +568,7 @@ mod tests {
         let (b, ev) = submitted(2);
         state.apply(&ev).unwrap();
         st.append(&ev);
-        st.commit().unwrap();
+        st.commit(&state).unwrap();
         drop(st);
         let (_, again, report) = Storage::open(dir.path()).unwrap();
         assert_eq!(again, state);
@@ -402,7 +584,7 @@ mod tests {
         let (_, ev) = submitted(1);
         state.apply(&ev).unwrap();
         st.append(&ev);
-        st.commit().unwrap();
+        st.commit(&state).unwrap();
         let wal_before = std::fs::read(dir.path().join(WAL_FILE)).unwrap();
         st.snapshot(&state).unwrap();
         drop(st);
@@ -416,10 +598,10 @@ mod tests {
     #[test]
     fn a_corrupt_middle_line_is_skipped_and_reported() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut st, _, _) = Storage::open(dir.path()).unwrap();
+        let (mut st, state, _) = Storage::open(dir.path()).unwrap();
         let (a, ev) = submitted(1);
         st.append(&ev);
-        st.commit().unwrap();
+        st.commit(&state).unwrap();
         drop(st);
         let mut f = OpenOptions::new()
             .append(true)
