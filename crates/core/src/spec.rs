@@ -306,7 +306,11 @@ impl JobSpec {
     /// in (with this job id) to sizes a process can be started with. The
     /// cost is linear in the spec's size, however much it would expand.
     pub fn check_filled(&self, job_id: &str) -> Result<(), SpecError> {
-        let longest_step = self.steps.iter().map(|s| s.name.as_str()).max_by_key(|n| n.len());
+        let longest_step = self
+            .steps
+            .iter()
+            .map(|s| s.name.as_str())
+            .max_by_key(|n| n.len());
         let vars = RuntimeVars {
             job_id,
             name: &self.name,
@@ -573,12 +577,21 @@ mod tests {
         assert_eq!(spec.validate(), Ok(()));
         spec.name.push('n');
         let err = spec.validate().unwrap_err().to_string();
-        assert!(err.contains("\"name\"") && err.contains("254") && err.contains("253"), "{err}");
+        assert!(
+            err.contains("\"name\"") && err.contains("254") && err.contains("253"),
+            "{err}"
+        );
         spec.name = "build\nINFO forged line".into();
         let err = spec.validate().unwrap_err().to_string();
-        assert!(err.contains("control character") && err.contains("\\u{a}"), "{err}");
+        assert!(
+            err.contains("control character") && err.contains("\\u{a}"),
+            "{err}"
+        );
         spec.name = "colour \u{1b}[31m".into();
-        assert!(matches!(spec.validate(), Err(SpecError::ControlCharInName { .. })));
+        assert!(matches!(
+            spec.validate(),
+            Err(SpecError::ControlCharInName { .. })
+        ));
         let mut nul = job(vec![step("a", "echo \0")]);
         assert!(matches!(nul.validate(), Err(SpecError::NulByte { .. })));
         nul.steps[0].run = "true".into();
@@ -590,7 +603,10 @@ mod tests {
     /// naming the step, without building the text.
     #[test]
     fn template_bombs_are_refused_naming_the_place() {
-        let mut spec = job(vec![step("ok", "true"), step("bomb", &"${name}".repeat(40_000))]);
+        let mut spec = job(vec![
+            step("ok", "true"),
+            step("bomb", &"${name}".repeat(40_000)),
+        ]);
         spec.name = "n".repeat(253);
         let err = spec.check_filled("0mx49xbba000").unwrap_err();
         assert_eq!(
@@ -622,6 +638,10 @@ mod tests {
         let filled = job(vec![step("s", "echo ${job_id} ${step} ${name}")])
             .fill_step("0mx49xbba000", 0)
             .unwrap();
-        assert!(filled.run.starts_with("echo 0mx49xbba000 s "), "{}", filled.run);
+        assert!(
+            filled.run.starts_with("echo 0mx49xbba000 s "),
+            "{}",
+            filled.run
+        );
     }
 }

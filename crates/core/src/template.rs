@@ -146,7 +146,8 @@ impl RuntimeVars<'_> {
     /// `${error}` without a value become empty strings); fails when the
     /// result would pass `cap` bytes.
     pub fn fill(&self, text: &str, cap: usize) -> Result<String, TemplateError> {
-        self.render(text, cap).map_err(|_| TemplateError::TooLong { cap })
+        self.render(text, cap)
+            .map_err(|_| TemplateError::TooLong { cap })
     }
 
     /// Like [`RuntimeVars::fill`], but a result over `cap` bytes is cut

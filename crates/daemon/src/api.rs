@@ -181,9 +181,7 @@ async fn list(State(s): State<Shared>, Query(q): Query<HashMap<String, String>>)
                 return error(
                     StatusCode::BAD_REQUEST,
                     "bad_query",
-                    format!(
-                        "limit={v:?} is not a number from 1 to {PAGE_MAX}; use e.g. ?limit=20"
-                    ),
+                    format!("limit={v:?} is not a number from 1 to {PAGE_MAX}; use e.g. ?limit=20"),
                 );
             }
         },
@@ -205,7 +203,10 @@ async fn list(State(s): State<Shared>, Query(q): Query<HashMap<String, String>>)
     };
     match s.engine.page(status, after, limit).await {
         Some(page) => (
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
             page.body,
         )
             .into_response(),
@@ -298,7 +299,13 @@ async fn logs(
     );
     // Two chunks in flight at most: memory does not grow with the log.
     let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(2);
-    tokio::spawn(stream_logs(s.engine.clone(), s.logs_dir.clone(), id, follow, tx));
+    tokio::spawn(stream_logs(
+        s.engine.clone(),
+        s.logs_dir.clone(),
+        id,
+        follow,
+        tx,
+    ));
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|chunk| (chunk, rx))
     });
@@ -342,7 +349,11 @@ async fn stream_logs(
             }
             continue;
         }
-        if tx.send(Ok(Bytes::from(step_header(&st.name)))).await.is_err() {
+        if tx
+            .send(Ok(Bytes::from(step_header(&st.name))))
+            .await
+            .is_err()
+        {
             return;
         }
         let path = log_path(&logs_dir, &id, &st.name);
@@ -387,7 +398,10 @@ async fn send_file(
     let mut ended = !until_end;
     loop {
         let mut buf = bytes::BytesMut::with_capacity(LOG_CHUNK);
-        let n = (&mut file).take(LOG_CHUNK as u64).read_buf(&mut buf).await?;
+        let n = (&mut file)
+            .take(LOG_CHUNK as u64)
+            .read_buf(&mut buf)
+            .await?;
         if n > 0 {
             if tx.send(Ok(buf.freeze())).await.is_err() {
                 return Err(std::io::Error::other("the client went away"));

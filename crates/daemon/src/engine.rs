@@ -1029,6 +1029,11 @@ impl Engine {
         let commit = if self.storage.has_pending() {
             tokio::task::block_in_place(|| self.storage.commit(&self.state))
                 .map_err(|e| e.to_string())
+        } else if self.trouble.is_some() {
+            // Nothing to write: only a real write may end the episode.
+            tokio::task::block_in_place(|| self.storage.probe(&self.state))
+                .map(|()| Committed::Appended)
+                .map_err(|e| e.to_string())
         } else {
             Ok(Committed::Appended)
         };
@@ -1069,16 +1074,16 @@ impl Engine {
                     self.cancel_requested.remove(&id);
                 }
             }
-            Effect::Spawn {
-                ctx,
-                running,
-                stop,
-            } => {
+            Effect::Spawn { ctx, running, stop } => {
                 // A cancel or drain that came while the start was written.
                 if self.cancel_requested.contains(&ctx.job_id) {
                     running.stop.send_replace(Stop::Cancel);
                 } else if self.terminating {
-                    let on_drain = if running.container { Stop::Detach } else { Stop::Terminate };
+                    let on_drain = if running.container {
+                        Stop::Detach
+                    } else {
+                        Stop::Terminate
+                    };
                     running.stop.send_replace(on_drain);
                 }
                 self.running.insert(ctx.job_id.clone(), running);

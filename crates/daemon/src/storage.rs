@@ -334,12 +334,37 @@ impl Storage {
         Ok(Committed::Appended)
     }
 
+    /// Whether writing works again, while there is nothing to commit: cuts
+    /// back what a failed write left, checks the WAL is still ours, and
+    /// writes (and removes) a page-sized probe file beside it.
+    pub fn probe(&mut self, state: &State) -> Result<(), StorageError> {
+        if self.needs_cut {
+            self.cut_back()?;
+        }
+        if self.wal_was_replaced()? {
+            self.rewrite(state)?;
+        }
+        let path = self.dir.join(".oj-probe");
+        let written = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(FILE_MODE)
+            .open(&path)
+            .and_then(|mut f| f.write_all(&[0u8; 4096]).and_then(|()| f.sync_data()));
+        let _ = std::fs::remove_file(&path);
+        written.map_err(io_err("write", &path))
+    }
+
     /// Truncates the WAL to its last complete record.
     fn cut_back(&mut self) -> Result<(), StorageError> {
         self.wal
             .set_len(self.good_len)
             .and_then(|()| self.wal.sync_data())
-            .map_err(io_err("cut the WAL back to its last complete record", &self.wal_path))?;
+            .map_err(io_err(
+                "cut the WAL back to its last complete record",
+                &self.wal_path,
+            ))?;
         self.needs_cut = false;
         Ok(())
     }
@@ -409,8 +434,9 @@ impl Storage {
     fn write_snapshot(&self, state: &State, seq: u64) -> Result<(), StorageError> {
         let path = self.dir.join(SNAPSHOT_FILE);
         let tmp = self.dir.join(format!("{SNAPSHOT_FILE}.tmp"));
-        let written = write_snapshot_file(&tmp, state, seq)
-            .and_then(|()| std::fs::rename(&tmp, &path).map_err(io_err("rename the snapshot into", &path)));
+        let written = write_snapshot_file(&tmp, state, seq).and_then(|()| {
+            std::fs::rename(&tmp, &path).map_err(io_err("rename the snapshot into", &path))
+        });
         if written.is_err() {
             // Do not leave a half-written temporary taking the space.
             let _ = std::fs::remove_file(&tmp);
