@@ -72,6 +72,7 @@ impl RuntimeConfig {
                 max_concurrent: 4,
                 step_timeout: secs(3600),
                 shell: vec!["/bin/sh".into(), "-c".into()],
+                kill_leftovers: true,
             },
             listen: ListenConfig {
                 unix_socket: Some(PathBuf::from("daemon.sock")),

@@ -97,6 +97,11 @@ pub const KEYS: &[Key] = &[
         Kind::StrArray,
         "Command a step's `run` is appended to",
     ),
+    key(
+        "jobs.kill_leftovers",
+        Kind::Bool,
+        "When a step ends, every process it started is ended too (SIGTERM, SIGKILL after 2 s)",
+    ),
     opt(
         "listen.unix_socket",
         Kind::Path,

@@ -51,6 +51,9 @@ pub struct JobsConfig {
     pub step_timeout: Duration,
     /// A step's `run` is appended to this argv.
     pub shell: Vec<String>,
+    /// When a step ends, every process it started (its group, or escaped
+    /// with `setsid`) gets SIGTERM, then SIGKILL after 2 s.
+    pub kill_leftovers: bool,
 }
 
 /// The API listeners.

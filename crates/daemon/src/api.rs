@@ -451,6 +451,7 @@ mod tests {
                 shell: vec!["/bin/sh".into(), "-c".into()],
                 base_env: Default::default(),
                 kill_grace: Duration::from_secs(2),
+                kill_leftovers: true,
             }),
             container: Arc::new(NoContainerRunner),
         };

@@ -151,7 +151,8 @@ pub async fn drain(
             "drain: sending SIGTERM to the process groups of the steps still running (SIGKILL in 2s); their jobs end interrupted"
         );
         engine.terminate();
-        let limit = Instant::now() + KILL_GRACE + Duration::from_secs(2);
+        // The group's grace, then the grace of what the steps left running.
+        let limit = Instant::now() + KILL_GRACE * 2 + Duration::from_secs(2);
         loop {
             if shell_steps(&active.borrow_and_update()).is_empty() {
                 break;

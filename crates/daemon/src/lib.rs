@@ -242,6 +242,14 @@ async fn daemon_main(
     })?;
     let leader = held.leader.clone();
 
+    // Orphans of steps come to this process (and are reaped), also as PID 1.
+    if !runner::leftovers::become_subreaper() {
+        tracing::warn!(
+            "cannot become a child subreaper; leftovers of steps are found by a scan of /proc"
+        );
+    }
+    tokio::spawn(runner::leftovers::run_reaper());
+
     let (storage, state, replay) = tokio::task::block_in_place(|| Storage::open(&state_dir))
         .map_err(|e| Failure::new(EXIT_RUNTIME, format!("cannot load the daemon's state: {e}")))?;
     for problem in &replay.skipped {
@@ -336,6 +344,7 @@ async fn daemon_main(
             shell: cfg.jobs.shell.clone(),
             base_env: step_base_env(&env),
             kill_grace: KILL_GRACE,
+            kill_leftovers: cfg.jobs.kill_leftovers,
         }),
         container: plugins.container_runner.unwrap_or(kube.container_runner),
     };

@@ -1,7 +1,9 @@
 //! Shell steps: `jobs.shell + [run]` as a child of the daemon, in its own
 //! process group so that a timeout, a cancel or the drain can signal the
 //! whole tree (SIGTERM, then SIGKILL after a grace period). Output goes
-//! straight into the step's log file (no copy through the daemon).
+//! straight into the step's log file (no copy through the daemon). When the
+//! step ends, whatever it left running is ended too (`jobs.kill_leftovers`,
+//! see [`super::leftovers`]).
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
@@ -17,7 +19,7 @@ use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
-use super::{StepContext, StepOutcome, StepRunner, Stop};
+use super::{StepContext, StepOutcome, StepRunner, Stop, leftovers};
 
 /// Time between SIGTERM and SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_secs(2);
@@ -29,6 +31,8 @@ pub struct ShellRunner {
     /// The environment every step starts from (the daemon's, without `OJ_*`).
     pub base_env: BTreeMap<String, String>,
     pub kill_grace: Duration,
+    /// `jobs.kill_leftovers`: end every process the step started when it ends.
+    pub kill_leftovers: bool,
 }
 
 impl StepRunner for ShellRunner {
@@ -40,29 +44,87 @@ impl StepRunner for ShellRunner {
         let shell = self.shell.clone();
         let base_env = self.base_env.clone();
         let grace = self.kill_grace;
-        Box::pin(run_shell(shell, base_env, grace, ctx, stop))
+        let kill_leftovers = self.kill_leftovers;
+        Box::pin(async move {
+            let job_id = ctx.job_id.to_string();
+            let step = ctx.step_name.clone();
+            let log = ctx.log_path.clone();
+            let (outcome, pgid) = run_shell(shell, base_env, grace, ctx, stop).await;
+            if let Some(pgid) = pgid
+                && kill_leftovers
+            {
+                let n = leftovers::end(&job_id, &step, pgid, grace).await;
+                if n > 0 {
+                    append_note(
+                        &log,
+                        &format!("ended {n} process(es) the step left running"),
+                    );
+                    tracing::info!(job_id = %job_id, step = %step, processes = n, "ended what the step left running");
+                }
+            }
+            outcome
+        })
     }
 }
 
+/// Runs the step to its end; also returns its process group once it was
+/// started (for the leftovers).
 async fn run_shell(
     shell: Vec<String>,
     base_env: BTreeMap<String, String>,
     grace: Duration,
     ctx: StepContext,
-    mut stop: watch::Receiver<Stop>,
-) -> StepOutcome {
-    let Some((program, args)) = shell.split_first() else {
-        return StepOutcome::Error(
-            "jobs.shell is empty; set it to e.g. [\"/bin/sh\", \"-c\"]".into(),
+    stop: watch::Receiver<Stop>,
+) -> (StepOutcome, Option<Pid>) {
+    let mut cmd = match prepare(&shell, &base_env, &ctx) {
+        Ok(cmd) => cmd,
+        Err(outcome) => return (outcome, None),
+    };
+    let mut child = match leftovers::spawn_tracked(&mut cmd) {
+        Ok(c) => c,
+        Err(e) => {
+            let msg = format!("cannot start {:?} (jobs.shell): {e}", shell[0]);
+            append_note(&ctx.log_path, &msg);
+            return (
+                StepOutcome::Error(format!("step {}: {msg}", ctx.step_name)),
+                None,
+            );
+        }
+    };
+    let Some(pid) = child.id() else {
+        return (
+            StepOutcome::Error(format!(
+                "step {}: the process ended before it could be watched",
+                ctx.step_name
+            )),
+            None,
         );
+    };
+    let pgid = Pid::from_raw(pid as i32);
+    tracing::debug!(job_id = %ctx.job_id, step = %ctx.step_name, pid, "step started");
+    let outcome = supervise(&ctx, &mut child, pgid, grace, stop).await;
+    leftovers::untrack(pid);
+    (outcome, Some(pgid))
+}
+
+/// The step's command with its log file as stdout and stderr.
+fn prepare(
+    shell: &[String],
+    base_env: &BTreeMap<String, String>,
+    ctx: &StepContext,
+) -> Result<Command, StepOutcome> {
+    let Some((program, args)) = shell.split_first() else {
+        return Err(StepOutcome::Error(
+            "jobs.shell is empty; set it to e.g. [\"/bin/sh\", \"-c\"]".into(),
+        ));
     };
     if let Some(dir) = ctx.log_path.parent()
         && let Err(e) = std::fs::create_dir_all(dir)
     {
-        return StepOutcome::Error(format!(
+        return Err(StepOutcome::Error(format!(
             "cannot create the log directory {}: {e}",
             dir.display()
-        ));
+        )));
     }
     let log = match OpenOptions::new()
         .create(true)
@@ -71,49 +133,43 @@ async fn run_shell(
     {
         Ok(f) => f,
         Err(e) => {
-            return StepOutcome::Error(format!(
+            return Err(StepOutcome::Error(format!(
                 "cannot open the step log {}: {e}",
                 ctx.log_path.display()
-            ));
+            )));
         }
     };
     let log_err = match log.try_clone() {
         Ok(f) => f,
         Err(e) => {
-            return StepOutcome::Error(format!(
+            return Err(StepOutcome::Error(format!(
                 "cannot open the step log {}: {e}",
                 ctx.log_path.display()
-            ));
+            )));
         }
     };
     let mut cmd = Command::new(program);
     cmd.args(args)
         .arg(&ctx.run)
         .env_clear()
-        .envs(&base_env)
+        .envs(base_env)
         .envs(&ctx.env)
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log_err))
         .process_group(0)
         .kill_on_drop(false);
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            let msg = format!("cannot start {program:?} (jobs.shell): {e}");
-            append_note(&ctx.log_path, &msg);
-            return StepOutcome::Error(format!("step {}: {msg}", ctx.step_name));
-        }
-    };
-    let Some(pid) = child.id() else {
-        return StepOutcome::Error(format!(
-            "step {}: the process ended before it could be watched",
-            ctx.step_name
-        ));
-    };
-    let pgid = Pid::from_raw(pid as i32);
-    tracing::debug!(job_id = %ctx.job_id, step = %ctx.step_name, pid, "step started");
+    Ok(cmd)
+}
 
+/// Waits for the step's process: its exit, its timeout, or a stop request.
+async fn supervise(
+    ctx: &StepContext,
+    child: &mut Child,
+    pgid: Pid,
+    grace: Duration,
+    mut stop: watch::Receiver<Stop>,
+) -> StepOutcome {
     let deadline = tokio::time::sleep(ctx.timeout);
     tokio::pin!(deadline);
     loop {
@@ -125,7 +181,7 @@ async fn run_shell(
                     &format!("step timed out after {}; stopping its process group", humantime::format_duration(ctx.timeout)),
                 );
                 tracing::warn!(job_id = %ctx.job_id, step = %ctx.step_name, timeout = %humantime::format_duration(ctx.timeout), "step timed out; terminating its process group");
-                let _ = terminate_group(pgid, &mut child, grace).await;
+                let _ = terminate_group(pgid, child, grace).await;
                 return StepOutcome::TimedOut(ctx.timeout);
             }
             changed = stop.changed() => {
@@ -142,7 +198,7 @@ async fn run_shell(
                     _ => "the daemon is shutting down (drain timeout passed)",
                 };
                 append_note(&ctx.log_path, &format!("{why}; sending SIGTERM to the step's process group"));
-                return outcome(terminate_group(pgid, &mut child, grace).await);
+                return outcome(terminate_group(pgid, child, grace).await);
             }
         }
     }
@@ -263,6 +319,7 @@ mod tests {
             shell: vec!["/bin/sh".into(), "-c".into()],
             base_env: [("PATH".to_string(), "/usr/bin:/bin".to_string())].into(),
             kill_grace: Duration::from_millis(300),
+            kill_leftovers: true,
         }
     }
 
