@@ -62,12 +62,19 @@ impl Drop for Inner {
     }
 }
 
+struct Relist {
+    before: HashSet<String>,
+    seen: HashSet<String>,
+}
+
 #[derive(Default)]
 struct Slots {
     pods: HashMap<String, watch::Sender<PodState>>,
     tombstones: VecDeque<(String, Arc<Pod>)>,
-    /// UIDs listed since the last `Init`, while a re-list is under way.
-    relisting: Option<HashSet<String>>,
+    /// While a re-list is under way: the pods known when it began, and
+    /// those listed so far. Only the first can have vanished: a pod that
+    /// appeared meanwhile may simply be newer than the list.
+    relisting: Option<Relist>,
 }
 
 /// The key of a pod in the slots: its UID, else its name.
@@ -160,28 +167,31 @@ fn lock(slots: &Mutex<Slots>) -> MutexGuard<'_, Slots> {
 /// Applies one watcher event to the slots.
 fn apply(slots: &mut Slots, event: Event<Pod>) {
     match event {
-        Event::Init => slots.relisting = Some(HashSet::new()),
+        Event::Init => {
+            slots.relisting = Some(Relist {
+                before: slots.pods.keys().cloned().collect(),
+                seen: HashSet::new(),
+            })
+        }
         Event::InitApply(pod) => {
-            if let Some(seen) = slots.relisting.as_mut() {
-                seen.insert(key_of(&pod));
+            if let Some(relist) = slots.relisting.as_mut() {
+                relist.seen.insert(key_of(&pod));
             }
             present(slots, pod);
         }
         Event::InitDone => {
-            // Pods that existed before the re-list and are not in it were
+            // Pods known before the re-list and missing from it were
             // deleted while the watch was down.
-            if let Some(seen) = slots.relisting.take() {
-                let vanished: Vec<String> = slots
-                    .pods
-                    .iter()
-                    .filter(|(k, tx)| {
-                        !seen.contains(*k) && matches!(*tx.borrow(), PodState::Present(_))
-                    })
-                    .map(|(k, _)| k.clone())
-                    .collect();
-                for key in vanished {
-                    let last = slots.pods[&key].borrow().pod().clone();
-                    gone(slots, last);
+            if let Some(relist) = slots.relisting.take() {
+                for key in relist.before.difference(&relist.seen) {
+                    let last = match slots.pods.get(key) {
+                        Some(tx) => match &*tx.borrow() {
+                            PodState::Present(p) => p.clone(),
+                            PodState::Gone(_) => continue,
+                        },
+                        None => continue,
+                    };
+                    gone(slots, (*last).clone());
                 }
             }
         }
@@ -218,3 +228,55 @@ fn gone(slots: &mut Slots, pod: Pod) {
 
 /// How often a step re-reads its own pod while the shared watch fails.
 pub const FALLBACK_POLL: Duration = Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::api::ObjectMeta;
+
+    fn pod(uid: &str, phase: &str) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(format!("pod-{uid}")),
+                uid: Some(uid.into()),
+                ..Default::default()
+            },
+            status: Some(k8s_openapi::api::core::v1::PodStatus {
+                phase: Some(phase.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn state(slots: &Slots, uid: &str) -> Option<PodState> {
+        slots.pods.get(uid).map(|tx| tx.borrow().clone())
+    }
+
+    #[test]
+    fn a_relist_ends_pods_that_vanished_but_not_pods_newer_than_the_list() {
+        let mut slots = Slots::default();
+        present(&mut slots, pod("old", "Running"));
+        let (tx, mut rx) = watch::channel(PodState::Present(Arc::new(pod("old", "Running"))));
+        slots.pods.insert("old".into(), tx);
+        apply(&mut slots, Event::Init);
+        // Created (and subscribed to) after the list was taken.
+        present(&mut slots, pod("new", "Pending"));
+        apply(&mut slots, Event::InitDone);
+        assert!(matches!(state(&slots, "new"), Some(PodState::Present(_))));
+        // The follower still reads the last state after the slot closed.
+        assert!(matches!(&*rx.borrow_and_update(), PodState::Gone(_)));
+        assert!(slots.tombstones.iter().any(|(k, _)| k == "old"));
+    }
+
+    #[test]
+    fn a_deleted_pod_is_remembered_by_uid_only() {
+        let mut slots = Slots::default();
+        apply(&mut slots, Event::Apply(pod("a", "Running")));
+        apply(&mut slots, Event::Delete(pod("a", "Succeeded")));
+        assert!(state(&slots, "a").is_none());
+        // The next attempt's pod (same name, new uid) is unaffected.
+        apply(&mut slots, Event::Apply(pod("b", "Pending")));
+        assert!(matches!(state(&slots, "b"), Some(PodState::Present(_))));
+    }
+}
