@@ -194,19 +194,23 @@ async fn copy_stream(
     loop {
         raw.clear();
         match reader.read_until(b'\n', &mut raw).await {
-            Ok(0) => return Copy::Done,
+            Ok(0) => break,
             Ok(_) => {
                 let line = String::from_utf8_lossy(&raw);
                 if let Some(text) = filter.accept(&line, cursor)
                     && file.write_all(text.as_bytes()).await.is_err()
                 {
-                    return Copy::Done;
+                    break;
                 }
             }
             // A broken stream: the caller resumes from the cursor.
-            Err(_) => return Copy::Done,
+            Err(_) => break,
         }
     }
+    // tokio's File writes in the background: the step log is complete
+    // only once this returns.
+    let _ = file.flush().await;
+    Copy::Done
 }
 
 #[cfg(test)]
