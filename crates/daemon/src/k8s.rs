@@ -289,6 +289,8 @@ pub async fn plugins(cfg: &RuntimeConfig, env: &Environment) -> Result<KubePlugi
             });
         }
     };
+    // The in-cluster checks of `oj config check`, as warnings, in the background.
+    oj_adapters::k8s::preflight::spawn_at_start(client.clone(), cfg, env);
     let namespace = oj_adapters::k8s::resolve_namespace(cfg.pods.namespace.as_deref());
     let pods = PodRunner::new(client.clone(), namespace, cfg.pods.clone())
         .with_instance(cfg.daemon.instance.clone());

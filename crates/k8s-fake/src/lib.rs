@@ -789,6 +789,26 @@ impl FakeKube {
             .insert((namespace.to_string(), name), q);
     }
 
+    /// Stores a `Pod`, `LimitRange` or `ResourceQuota` given as JSON (by
+    /// its `kind`), for tests that do not depend on k8s-openapi.
+    pub fn put_json(&self, namespace: &str, object: serde_json::Value) -> Result<(), String> {
+        let kind = object["kind"].as_str().unwrap_or_default().to_string();
+        let bad = |e: serde_json::Error| format!("not a valid {kind}: {e}");
+        match kind.as_str() {
+            "Pod" => {
+                self.insert_pod(namespace, serde_json::from_value(object).map_err(bad)?);
+            }
+            "LimitRange" => {
+                self.put_limit_range(namespace, serde_json::from_value(object).map_err(bad)?)
+            }
+            "ResourceQuota" => {
+                self.put_resource_quota(namespace, serde_json::from_value(object).map_err(bad)?)
+            }
+            other => return Err(format!("put_json does not store kind {other:?}")),
+        }
+        Ok(())
+    }
+
     // ----- connections ----------------------------------------------------------
 
     /// Pod watches open right now.

@@ -6,6 +6,7 @@ pub mod client;
 pub mod lease;
 pub mod logs;
 pub mod pods;
+pub mod preflight;
 pub mod runner;
 pub mod status;
 pub mod watch;
