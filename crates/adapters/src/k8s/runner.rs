@@ -435,6 +435,10 @@ impl PodRunner {
         deadline: Instant,
     ) -> Follow {
         let mut updates = watch.subscribe(&current);
+        // The watch may already know a newer state than `current` (it can
+        // run ahead of the create/read that returned `current`): read it
+        // at the first turn of the loop.
+        updates.mark_changed();
         let mut clock = StuckClock::new(
             Instant::now(),
             status::pod_age(&current),

@@ -127,8 +127,10 @@ impl PodWatch {
         }
     }
 
-    /// The states of `pod` from now on, starting with what the watch knows,
-    /// else `pod` itself (as just created or read).
+    /// The states of `pod`: what the watch knows, else `pod` itself (as
+    /// just created or read), then every change. The receiver starts with
+    /// that value marked as seen; the caller reads it with `borrow` (or
+    /// `mark_changed`) before waiting.
     pub fn subscribe(&self, pod: &Pod) -> watch::Receiver<PodState> {
         let key = key_of(pod);
         let mut slots = lock(&self.inner.slots);
