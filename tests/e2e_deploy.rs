@@ -1634,3 +1634,65 @@ fn a_daemon_from_the_configmap_answers_the_probes_and_a_laptop_client() {
         daemon.stderr()
     );
 }
+
+#[test]
+fn role_lets_oj_check_its_own_permissions_and_the_namespace_limits() {
+    let objects = render("deploy/base");
+    let role = one(&objects, "Role");
+    let grants = |group: &str, resource: &str, verb: &str| {
+        arr(role, "/rules").iter().any(|rule| {
+            strings(rule, "/apiGroups").iter().any(|g| g == group)
+                && strings(rule, "/resources").iter().any(|r| r == resource)
+                && strings(rule, "/verbs").iter().any(|v| v == verb)
+        })
+    };
+    for (group, resource, verb, why) in [
+        (
+            "authorization.k8s.io",
+            "selfsubjectaccessreviews",
+            "create",
+            "`oj config check` asks the API what the service account may do",
+        ),
+        (
+            "",
+            "limitranges",
+            "list",
+            "checks pods.resources against LimitRanges",
+        ),
+        (
+            "",
+            "resourcequotas",
+            "list",
+            "checks pods.resources against ResourceQuotas",
+        ),
+        (
+            "",
+            "pods",
+            "watch",
+            "one shared watch follows every step pod",
+        ),
+        (
+            "",
+            "pods",
+            "patch",
+            "a restarted daemon adopts its predecessor's pods",
+        ),
+    ] {
+        assert!(
+            grants(group, resource, verb),
+            "the Role must grant {verb} on {resource} ({group:?}): {why}"
+        );
+    }
+    // Nothing oj does needs a cluster-wide grant or a write to what it reads.
+    for (group, resource, verb) in [
+        ("", "limitranges", "create"),
+        ("", "resourcequotas", "update"),
+        ("", "pods", "deletecollection"),
+        ("coordination.k8s.io", "leases", "delete"),
+    ] {
+        assert!(
+            !grants(group, resource, verb),
+            "the Role grants {verb} on {resource}, which oj never does"
+        );
+    }
+}

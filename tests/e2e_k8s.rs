@@ -338,3 +338,288 @@ fn requests_above_limits_after_the_merge_are_refused_naming_the_step() {
         "{text}"
     );
 }
+
+// ----- `oj config check` in a cluster --------------------------------------
+
+/// What oj needs in namespace `default`, minus `drop` (`(resource, verb)`).
+fn rbac_without(drop: &[(&str, &str)]) -> Vec<oj_k8s_fake::RbacRule> {
+    let all: &[(&str, &str, &[&str])] = &[
+        (
+            "",
+            "pods",
+            &["create", "get", "list", "watch", "patch", "delete"],
+        ),
+        ("", "pods/log", &["get"]),
+        (
+            "coordination.k8s.io",
+            "leases",
+            &["get", "create", "update"],
+        ),
+        ("", "limitranges", &["list"]),
+        ("", "resourcequotas", &["list"]),
+    ];
+    all.iter()
+        .map(|(group, resource, verbs)| {
+            let verbs: Vec<&str> = verbs
+                .iter()
+                .copied()
+                .filter(|v| !drop.contains(&(resource, v)))
+                .collect();
+            oj_k8s_fake::RbacRule::new(NS, group, resource, &verbs)
+        })
+        .collect()
+}
+
+/// The daemon's own pod as the Deployment makes it.
+fn own_pod(fake: &FakeKube, grace: i64) {
+    fake.put_json(
+        NS,
+        json!({
+            "kind": "Pod",
+            "metadata": {"name": "oj-7d9f-abcde", "labels": {"app.kubernetes.io/name": "oj"}},
+            "spec": {"terminationGracePeriodSeconds": grace,
+                     "containers": [{"name": "oj", "image": "oj:latest"}]}
+        }),
+    )
+    .unwrap();
+}
+
+fn cluster_env(fake: &FakeKube) -> TestEnv {
+    let mut env = env_for(fake);
+    env.set_var("POD_NAME", "oj-7d9f-abcde");
+    env.set_var("POD_NAMESPACE", NS);
+    env
+}
+
+const CLUSTER_CONFIG: &str = r#"
+[notify]
+backend = "log"
+
+[lock]
+strategy = "lease"
+
+[shutdown]
+drain_timeout = "25s"
+"#;
+
+#[test]
+fn config_check_in_a_cluster_names_missing_permissions_the_grace_period_and_the_namespace_limits() {
+    let fake = FakeKube::start();
+    fake.set_rbac(Some(rbac_without(&[
+        ("pods", "watch"),
+        ("pods/log", "get"),
+        ("leases", "update"),
+    ])));
+    own_pod(&fake, 20);
+    fake.put_json(
+        NS,
+        json!({"kind": "LimitRange", "metadata": {"name": "small"},
+               "spec": {"limits": [{"type": "Container", "max": {"memory": "1Gi"}}]}}),
+    )
+    .unwrap();
+    fake.put_json(
+        NS,
+        json!({"kind": "ResourceQuota", "metadata": {"name": "storage"},
+               "spec": {"hard": {"limits.ephemeral-storage": "10Gi", "requests.cpu": "100m"}}}),
+    )
+    .unwrap();
+    let env = cluster_env(&fake);
+    env.write_config(CLUSTER_CONFIG);
+    let out = env.run(&["config", "check"]);
+    assert_eq!(out.code, Some(78), "{}\n{}", out.stdout, out.stderr);
+    let text = &out.stdout;
+    for expected in [
+        // RBAC: what is missing and the rule to add.
+        "may not watch pods in namespace default",
+        r#"{apiGroups: [""], resources: ["pods"], verbs: ["watch"]}"#,
+        "may not get pods/log",
+        r#"{apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["update"]}"#,
+        // The drain does not fit the pod.
+        "terminationGracePeriodSeconds = 20",
+        "shutdown.drain_timeout (from file",
+        "at least 28",
+        // The namespace refuses the default resources.
+        "pods.resources.limits.memory (from default) = 2Gi is above the maximum memory per Container of LimitRange default/small (1Gi)",
+        "requires limits.ephemeral-storage",
+        "pods.resources.requests.cpu (from default) = 250m is above the hard requests.cpu of ResourceQuota default/storage (100m)",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    assert!(
+        !text.contains("may not create pods"),
+        "only what is missing is named:\n{text}"
+    );
+}
+
+#[test]
+fn config_check_in_a_healthy_cluster_passes_and_says_what_it_checked() {
+    let fake = FakeKube::start();
+    fake.set_rbac(Some(rbac_without(&[])));
+    own_pod(&fake, 30);
+    let env = cluster_env(&fake);
+    env.write_config(CLUSTER_CONFIG);
+    let out = env.run(&["config", "check"]);
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("permissions checked with SelfSubjectAccessReview")
+            && out
+                .stdout
+                .contains("terminationGracePeriodSeconds = 30 leaves room"),
+        "{}",
+        out.stdout
+    );
+    let reviews = fake.count(
+        "POST",
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+    );
+    assert_eq!(reviews, 12, "one review per verb and resource");
+}
+
+#[test]
+fn config_check_without_a_cluster_says_the_cluster_checks_were_skipped() {
+    let env = TestEnv::new();
+    env.write_config("[notify]\nbackend = \"log\"\n");
+    let out = env.run(&["config", "check"]);
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("in-cluster checks skipped: no Kubernetes API configured"),
+        "{}",
+        out.stdout
+    );
+}
+
+// ----- pods that cannot run, and the drain ----------------------------------
+
+#[test]
+fn an_oom_killed_pod_fails_the_job_with_the_reason_and_exit_code() {
+    let fake = FakeKube::start();
+    let env = env_for(&fake);
+    env.write_config(NO_LOCK_CONFIG);
+    let d = env.start_daemon(&[]);
+    let id = d.submit(&container_job());
+    let name = format!("oj-{id}-0");
+    assert!(fake.wait_for_blocking(WAIT, |f| f.pod(NS, &name).is_some()));
+    fake.set_pod_phase(NS, &name, "Running");
+    fake.finish_pod_with(NS, &name, 137, "OOMKilled");
+    let job = d.wait_job(&id, &["done", "failed"], WAIT);
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(job["steps"][0]["exit_code"], 137, "{job}");
+    let error = job["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("OOMKilled") && error.contains("137") && error.contains("4Gi"),
+        "{job}"
+    );
+}
+
+#[test]
+fn an_image_that_cannot_be_pulled_fails_the_job_after_the_grace() {
+    let fake = FakeKube::start();
+    let env = env_for(&fake);
+    env.write_config(NO_LOCK_CONFIG);
+    let d = env.start_daemon(&["--set", "pods.image_pull_grace=1s"]);
+    let id = d.submit(&container_job());
+    let name = format!("oj-{id}-0");
+    assert!(fake.wait_for_blocking(WAIT, |f| f.pod(NS, &name).is_some()));
+    fake.set_pod_waiting(
+        NS,
+        &name,
+        "ImagePullBackOff",
+        "Back-off pulling image \"rust:1.95\"",
+    );
+    let job = d.wait_job(&id, &["done", "failed"], WAIT);
+    assert_eq!(job["state"], "failed", "{job}");
+    let error = job["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("ImagePullBackOff") && error.contains("pods.image_pull_grace"),
+        "{job}"
+    );
+    assert!(fake.wait_for_blocking(WAIT, |f| f.pod(NS, &name).is_none()));
+}
+
+#[test]
+fn drain_with_container_steps_cancel_deletes_the_pods_and_interrupts_the_steps() {
+    let fake = FakeKube::start();
+    let env = env_for(&fake);
+    env.write_config(NO_LOCK_CONFIG);
+    let mut d = env.start_daemon(&[
+        "--set",
+        "shutdown.container_steps=cancel",
+        "--set",
+        "shutdown.drain_timeout=200ms",
+    ]);
+    let id = d.submit(&container_job());
+    let name = format!("oj-{id}-0");
+    assert!(fake.wait_for_blocking(WAIT, |f| f.pod(NS, &name).is_some()));
+    fake.set_pod_phase(NS, &name, "Running");
+    d.sigterm();
+    let status = d.wait_exit(WAIT).expect("the daemon exits after the drain");
+    assert_eq!(status.code(), Some(0), "{}", d.stderr());
+    assert!(
+        fake.pod(NS, &name).is_none(),
+        "the step pod is deleted at drain"
+    );
+
+    // The next daemon shows the step interrupted and does not follow a pod.
+    let d = env.start_daemon(&[]);
+    let (_, job) = d.get(&format!("/v1/jobs/{id}"));
+    assert_eq!(job["state"], "interrupted", "{job}");
+    assert_eq!(job["steps"][0]["state"], "interrupted", "{job}");
+}
+
+#[test]
+fn drain_by_default_leaves_container_steps_running() {
+    let fake = FakeKube::start();
+    let env = env_for(&fake);
+    env.write_config(NO_LOCK_CONFIG);
+    let mut d = env.start_daemon(&["--set", "shutdown.drain_timeout=200ms"]);
+    let id = d.submit(&container_job());
+    let name = format!("oj-{id}-0");
+    assert!(fake.wait_for_blocking(WAIT, |f| f.pod(NS, &name).is_some()));
+    fake.set_pod_phase(NS, &name, "Running");
+    d.sigterm();
+    let status = d.wait_exit(WAIT).expect("the daemon exits after the drain");
+    assert_eq!(status.code(), Some(0), "{}", d.stderr());
+    assert!(
+        fake.pod(NS, &name).is_some(),
+        "detach leaves the pod running"
+    );
+}
+
+// ----- scale ------------------------------------------------------------------
+
+#[test]
+fn two_hundred_running_container_steps_share_one_pod_watch() {
+    const STEPS: usize = 200;
+    let fake = FakeKube::start();
+    let env = env_for(&fake);
+    env.write_config(NO_LOCK_CONFIG);
+    let d = env.start_daemon(&["--set", &format!("jobs.max_concurrent={STEPS}")]);
+    let ids: Vec<String> = (0..STEPS).map(|_| d.submit(&container_job())).collect();
+    assert!(
+        fake.wait_for_blocking(Duration::from_secs(120), |f| f.pods(NS).len() == STEPS),
+        "only {} of {STEPS} step pods were created",
+        fake.pods(NS).len()
+    );
+    for id in &ids {
+        let name = format!("oj-{id}-0");
+        fake.set_pod_phase(NS, &name, "Running");
+        fake.append_pod_log(NS, &name, &format!("{id}\n"));
+        fake.finish_pod(NS, &name, 0);
+    }
+    for id in &ids {
+        let job = d.wait_job(id, &["done", "failed"], Duration::from_secs(120));
+        assert_eq!(job["state"], "done", "{job}");
+    }
+    let peak = fake.peak_pod_watches();
+    assert!(
+        peak <= 2,
+        "{STEPS} running container steps held {peak} pod watches at once"
+    );
+    let pod_requests = fake.count_requests(|r| {
+        r.path.starts_with(&FakeKube::pods_path(NS)) && !r.has_query("watch=true")
+    });
+    let per_step = pod_requests as f64 / STEPS as f64;
+    assert!(per_step <= 6.0, "{per_step:.1} API requests per container step");
+}

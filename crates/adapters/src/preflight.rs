@@ -20,6 +20,8 @@ pub enum Mode {
 pub struct Report {
     pub errors: Vec<String>,
     pub warnings: Vec<String>,
+    /// What was checked or skipped (in-cluster checks), for `check` to print.
+    pub notes: Vec<String>,
 }
 
 /// Checks the environment the configuration needs.
@@ -88,6 +90,16 @@ pub fn check(loaded: &Loaded, env: &Environment, mode: Mode) -> Report {
             Mode::Check => r.warnings.push(msg),
             Mode::Start => r.errors.push(msg),
         }
+    }
+
+    // In a cluster: RBAC, the pod's grace period, LimitRange/ResourceQuota
+    // (the daemon runs the same checks in the background after it starts).
+    if mode == Mode::Check {
+        let cluster =
+            crate::k8s::preflight::check_blocking(c, env, &|k| loaded.source(k).to_string());
+        r.errors.extend(cluster.problems);
+        r.warnings.extend(cluster.warnings);
+        r.notes.extend(cluster.notes);
     }
     r
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 use oj_adapters::k8s::pods::{
-    self, ContainerResources, PodBuildError, PodInput, ResourceAmounts, build_pod,
-    is_dns1123_label, is_label_value, pod_name,
+    self, ContainerResources, PodBuildError, PodInput, PodOwner, ResourceAmounts, build_owned_pod,
+    build_pod, is_dns1123_label, is_label_value, pod_name,
 };
 use oj_config::{Environment, LoadOptions, PodsConfig};
 use oj_k8s_fake::FakeKube;
@@ -71,7 +71,11 @@ fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 
 #[test]
 fn defaults_only() {
-    let pod = build_pod(&input(), &defaults(), "jobs").unwrap();
+    let owner = PodOwner {
+        instance: "oj-7d9f-abcde".into(),
+        attempt: 2,
+    };
+    let pod = build_owned_pod(&input(), &defaults(), "jobs", &owner).unwrap();
     assert_eq!(pod.metadata.name.as_deref(), Some("oj-0abc123def456-1"));
     assert_eq!(pod.metadata.namespace.as_deref(), Some("jobs"));
     assert_eq!(
@@ -79,12 +83,18 @@ fn defaults_only() {
         map(&[
             ("app.kubernetes.io/managed-by", "oj"),
             ("oj.dev/job-id", "0abc123def456"),
-            ("oj.dev/step", "test")
+            ("oj.dev/step", "test"),
+            ("oj.dev/instance", "oj-7d9f-abcde"),
+            ("oj.dev/attempt", "2"),
         ])
     );
     let spec = pod.spec.clone().unwrap();
     assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
     assert_eq!(spec.active_deadline_seconds, Some(1200));
+    assert_eq!(
+        spec.termination_grace_period_seconds,
+        Some(pods::STEP_TERMINATION_GRACE_SECONDS)
+    );
     assert_eq!(spec.service_account_name, None);
     assert_eq!(
         spec.automount_service_account_token,
@@ -334,12 +344,18 @@ fn rbac_rules_cover_what_the_code_calls() {
         .collect();
     assert_eq!(
         rules[&("", "pods")],
-        ["create", "get", "list", "watch", "delete"]
+        ["create", "get", "list", "watch", "patch", "delete"]
     );
     assert_eq!(rules[&("", "pods/log")], ["get"]);
     assert_eq!(
         rules[&("coordination.k8s.io", "leases")],
         ["get", "create", "update"]
     );
-    assert_eq!(rules.len(), 3);
+    assert_eq!(
+        rules[&("authorization.k8s.io", "selfsubjectaccessreviews")],
+        ["create"]
+    );
+    assert_eq!(rules[&("", "limitranges")], ["list"]);
+    assert_eq!(rules[&("", "resourcequotas")], ["list"]);
+    assert_eq!(rules.len(), 6);
 }

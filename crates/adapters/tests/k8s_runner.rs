@@ -482,6 +482,7 @@ async fn detach_leaves_the_pod_running_for_the_next_daemon() {
     let opts = oj_adapters::k8s::RunOptions {
         attach_only: false,
         detach: detach.clone(),
+        ..Default::default()
     };
     let log2 = log.clone();
     let handle = tokio::spawn(async move {

@@ -85,6 +85,9 @@ fn check(opts: &LoadOptions, env: &Environment) -> Result<i32, Failure> {
         }
     };
     let report = oj_adapters::preflight::check(&loaded, env, oj_adapters::preflight::Mode::Check);
+    for n in &report.notes {
+        println!("note: {n}");
+    }
     for w in &report.warnings {
         println!("warning: {w}");
     }

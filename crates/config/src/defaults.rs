@@ -141,9 +141,12 @@ impl RuntimeConfig {
                         memory: quantity("2Gi"),
                     },
                 },
+                image_pull_grace: secs(120),
+                pending_timeout: secs(15 * 60),
             },
             shutdown: ShutdownConfig {
                 drain_timeout: secs(5),
+                container_steps: ContainerStepsOnDrain::Detach,
             },
             client: ClientConfig {
                 url: None,

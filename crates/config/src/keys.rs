@@ -293,9 +293,24 @@ pub const KEYS: &[Key] = &[
         "Default memory limit of step pods",
     ),
     key(
+        "pods.image_pull_grace",
+        Kind::Duration,
+        "A step pod that cannot pull its image for this long fails",
+    ),
+    key(
+        "pods.pending_timeout",
+        Kind::Duration,
+        "A step pod still Pending after this fails",
+    ),
+    key(
         "shutdown.drain_timeout",
         Kind::Duration,
         "Time running steps get to finish on SIGTERM",
+    ),
+    key(
+        "shutdown.container_steps",
+        Kind::Enum(&["detach", "cancel"]),
+        "At drain: detach (pods keep running, followed after restart) or cancel (pods deleted, steps interrupted)",
     ),
     opt(
         "client.url",

@@ -317,6 +317,14 @@ pub struct PodsConfig {
     pub image_pull_policy: ImagePullPolicy,
     pub keep_finished: bool,
     pub resources: PodResources,
+    /// A step pod that cannot pull its image for this long fails.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub image_pull_grace: Duration,
+    /// A step pod still `Pending` after this fails.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub pending_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -359,6 +367,17 @@ pub struct ShutdownConfig {
     #[serde(with = "humantime_serde")]
     #[schemars(with = "String")]
     pub drain_timeout: Duration,
+    /// What the drain does with running container steps.
+    pub container_steps: ContainerStepsOnDrain,
+}
+
+/// `shutdown.container_steps`: leave step pods running (the next daemon
+/// follows them) or delete them (steps end `interrupted`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerStepsOnDrain {
+    Detach,
+    Cancel,
 }
 
 /// How client commands reach the daemon.

@@ -4,7 +4,9 @@
 //! 1. at once: readiness and submissions fail (`draining`), no job starts;
 //! 2. running shell steps may finish until `shutdown.drain_timeout`;
 //! 3. then the rest get SIGTERM (SIGKILL 2 s later) and end `interrupted`;
-//!    container steps are left running in their pods;
+//!    container steps are left running in their pods, or, with
+//!    `shutdown.container_steps = "cancel"`, waited for like shell steps
+//!    and then their pods deleted (the steps end `interrupted`);
 //! 4. pending notifications get what is left of the window;
 //! 5. the final snapshot is written (the caller then releases the lock).
 //!
@@ -84,8 +86,14 @@ fn describe(steps: &[ActiveStep]) -> String {
         .join(", ")
 }
 
-fn shell_steps(active: &[ActiveStep]) -> Vec<ActiveStep> {
-    active.iter().filter(|s| !s.container).cloned().collect()
+/// The steps the drain waits for and then stops: shell steps, and
+/// container steps too with `shutdown.container_steps = "cancel"`.
+fn stoppable(active: &[ActiveStep], cancel_pods: bool) -> Vec<ActiveStep> {
+    active
+        .iter()
+        .filter(|s| cancel_pods || !s.container)
+        .cloned()
+        .collect()
 }
 
 /// How the drain ended, for the last log line.
@@ -104,7 +112,10 @@ pub async fn drain(
     draining: &watch::Sender<bool>,
     mut requests: watch::Receiver<u32>,
     drain_timeout: Duration,
+    container_steps: oj_config::ContainerStepsOnDrain,
 ) -> (Instant, DrainReport) {
+    let cancel_pods = container_steps == oj_config::ContainerStepsOnDrain::Cancel;
+    let shell_steps = |active: &[ActiveStep]| stoppable(active, cancel_pods);
     let started = Instant::now();
     let deadline = started + drain_timeout;
     draining.send_replace(true);
@@ -173,7 +184,7 @@ pub async fn drain(
         .filter(|s| s.container)
         .cloned()
         .collect::<Vec<_>>();
-    if !pods.is_empty() {
+    if !pods.is_empty() && !cancel_pods {
         tracing::info!(steps = %describe(&pods), "drain: container steps are left running in their pods; the next daemon follows them");
     }
     (deadline, report)

@@ -658,19 +658,11 @@ impl Engine {
                 self.draining = true;
                 self.terminating = true;
                 for (id, r) in &self.running {
-                    if r.container {
-                        // Left running in its pod: stop following it only.
-                        r.stop.send_if_modified(|s| {
-                            if *s == Stop::Run {
-                                *s = Stop::Detach;
-                                true
-                            } else {
-                                false
-                            }
-                        });
-                        continue;
+                    // A container step's runner applies shutdown.container_steps:
+                    // detach (the pod keeps running) or delete the pod.
+                    if !r.container {
+                        tracing::warn!(job_id = %id, step = %r.step_name, "terminating step: SIGTERM to its process group");
                     }
-                    tracing::warn!(job_id = %id, step = %r.step_name, "terminating step: SIGTERM to its process group");
                     r.stop.send_if_modified(|s| {
                         if *s == Stop::Run {
                             *s = Stop::Terminate;
@@ -1215,6 +1207,9 @@ fn classify(
             )),
         ),
         StepOutcome::Error(msg) => (JobState::Failed, None, Some(msg.clone())),
+        StepOutcome::Failed { exit_code, error } => {
+            (JobState::Failed, Some(*exit_code), Some(error.clone()))
+        }
         StepOutcome::Detached => (JobState::Running, None, None),
         _ if cancelled => (JobState::Cancelled, code, None),
         _ if terminated => (
@@ -1290,7 +1285,7 @@ mod tests {
             Box::pin(async move {
                 let _ = stop.wait_for(|s| *s != Stop::Run).await;
                 let request = *stop.borrow();
-                if request == Stop::Detach {
+                if matches!(request, Stop::Detach | Stop::Terminate) {
                     StepOutcome::Detached
                 } else {
                     StepOutcome::Signaled(15)

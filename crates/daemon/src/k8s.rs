@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use oj_adapters::k8s::{LeaseLock, PodInput, PodRunner, RunOptions, StepResult};
-use oj_config::{Environment, RuntimeConfig};
+use oj_config::{ContainerStepsOnDrain, Environment, RuntimeConfig};
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -25,11 +25,23 @@ const CLEANUP_LIMIT: Duration = Duration::from_secs(30);
 pub struct PodStepRunner {
     runner: PodRunner,
     shell: Vec<String>,
+    /// `shutdown.container_steps`: what the end of the drain does to a pod.
+    on_drain: ContainerStepsOnDrain,
 }
 
 impl PodStepRunner {
     pub fn new(runner: PodRunner, shell: Vec<String>) -> PodStepRunner {
-        PodStepRunner { runner, shell }
+        PodStepRunner {
+            runner,
+            shell,
+            on_drain: ContainerStepsOnDrain::Detach,
+        }
+    }
+
+    /// Sets what the end of the drain does to running step pods.
+    pub fn on_drain(mut self, on_drain: ContainerStepsOnDrain) -> PodStepRunner {
+        self.on_drain = on_drain;
+        self
     }
 
     fn input(&self, ctx: &StepContext) -> PodInput {
@@ -60,27 +72,31 @@ impl PodStepRunner {
     ) -> BoxFuture<'static, StepOutcome> {
         let runner = self.runner.clone();
         let input = self.input(&ctx);
+        let on_drain = self.on_drain;
         Box::pin(async move {
             let cancel = CancellationToken::new();
             let detach = CancellationToken::new();
             let opts = RunOptions {
                 attach_only,
                 detach: detach.clone(),
+                ..Default::default()
             };
             let run = runner.run_with(input, &ctx.log_path, cancel.clone(), opts);
-            let result = with_stop(run, stop, cancel, detach).await;
+            let result = with_stop(run, stop, cancel, detach, on_drain).await;
             outcome(&ctx, result)
         })
     }
 }
 
 /// Drives `run` while turning the engine's stop requests into the runner's
-/// tokens: cancel deletes the pod; detach (drain) leaves it running.
+/// tokens: cancel deletes the pod; detach leaves it running; the end of the
+/// drain does what `shutdown.container_steps` says.
 async fn with_stop(
     run: impl std::future::Future<Output = StepResult>,
     mut stop: watch::Receiver<Stop>,
     cancel: CancellationToken,
     detach: CancellationToken,
+    on_drain: ContainerStepsOnDrain,
 ) -> StepResult {
     tokio::pin!(run);
     let mut engine_gone = false;
@@ -95,7 +111,7 @@ async fn with_stop(
                 match *stop.borrow_and_update() {
                     Stop::Run => {}
                     Stop::Cancel => cancel.cancel(),
-                    // Container steps are never killed by the drain.
+                    Stop::Terminate if on_drain == ContainerStepsOnDrain::Cancel => cancel.cancel(),
                     Stop::Terminate | Stop::Detach => detach.cancel(),
                 }
             }
@@ -117,7 +133,11 @@ fn outcome(ctx: &StepContext, r: StepResult) -> StepOutcome {
         return StepOutcome::TimedOut(ctx.timeout);
     }
     match (r.exit_code, r.error) {
-        (Some(code), _) if code != 0 => StepOutcome::Exited(code),
+        (Some(code), Some(e)) if code != 0 => StepOutcome::Failed {
+            exit_code: code,
+            error: format!("step {}: {e}", ctx.step_name),
+        },
+        (Some(code), None) if code != 0 => StepOutcome::Exited(code),
         (_, Some(e)) => StepOutcome::Error(format!("step {}: {e}", ctx.step_name)),
         (_, None) => StepOutcome::Error(format!(
             "step {}: pod {} did not succeed",
@@ -269,10 +289,15 @@ pub async fn plugins(cfg: &RuntimeConfig, env: &Environment) -> Result<KubePlugi
             });
         }
     };
+    // The in-cluster checks of `oj config check`, as warnings, in the background.
+    oj_adapters::k8s::preflight::spawn_at_start(client.clone(), cfg, env);
     let namespace = oj_adapters::k8s::resolve_namespace(cfg.pods.namespace.as_deref());
-    let pods = PodRunner::new(client.clone(), namespace, cfg.pods.clone());
-    let container_runner: Arc<dyn StepRunner> =
-        Arc::new(PodStepRunner::new(pods.clone(), cfg.jobs.shell.clone()));
+    let pods = PodRunner::new(client.clone(), namespace, cfg.pods.clone())
+        .with_instance(cfg.daemon.instance.clone());
+    let container_runner: Arc<dyn StepRunner> = Arc::new(
+        PodStepRunner::new(pods.clone(), cfg.jobs.shell.clone())
+            .on_drain(cfg.shutdown.container_steps),
+    );
     if !lease_wanted {
         return Ok(KubePlugins {
             container_runner,

@@ -497,8 +497,14 @@ async fn daemon_main(
     };
 
     let drain_started = Instant::now();
-    let (deadline, report) =
-        drain::drain(&handle, &draining_tx, requests, cfg.shutdown.drain_timeout).await;
+    let (deadline, report) = drain::drain(
+        &handle,
+        &draining_tx,
+        requests,
+        cfg.shutdown.drain_timeout,
+        cfg.shutdown.container_steps,
+    )
+    .await;
     if let Some(n) = notifier {
         let left = n.depth();
         tracing::info!(

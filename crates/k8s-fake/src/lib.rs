@@ -14,25 +14,40 @@
 //! prints and how it ends ([`FakeKube::set_pod_phase`],
 //! [`FakeKube::append_pod_log`], [`FakeKube::finish_pod`]), can make requests
 //! fail ([`FakeKube::inject_fault`]) and reads every request that came in
-//! ([`FakeKube::requests`]).
+//! ([`FakeKube::requests`]), and counts the watches and log streams open at
+//! any moment ([`FakeKube::open_pod_watches`], [`FakeKube::peak_pod_watches`]).
+//!
+//! For `oj config check` in a cluster it also answers
+//! `SelfSubjectAccessReview`s from a configurable set of RBAC rules
+//! ([`FakeKube::set_rbac`]; everything is allowed until one is set) and
+//! serves `LimitRange`s and `ResourceQuota`s, which pod creation enforces
+//! like the admission plug-ins do. Pods can be put in the states that stop
+//! them from running: image pull errors ([`FakeKube::set_pod_waiting`]),
+//! unschedulable ([`FakeKube::set_pod_unschedulable`]) and a container
+//! killed with a reason such as `OOMKilled` ([`FakeKube::finish_pod_with`]).
+//! Pod logs keep a timestamp per line (`timestamps=true`, `sinceTime`), and
+//! [`FakeKube::cut_log_streams`] ends open log streams while the container
+//! still runs, as kubelet log rotation does.
 //!
 //! The server runs on its own thread and runtime, so one fake serves async
 //! tests (`fake.client()`) and blocking end-to-end tests that point the real
 //! `oj` binary at it with `KUBECONFIG` ([`FakeKube::write_kubeconfig`]).
 
+mod admission;
 mod selector;
 mod server;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-    ContainerStatus, Pod, PodStatus,
+    ContainerStatus, LimitRange, Pod, PodCondition, PodStatus, ResourceQuota,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -140,9 +155,79 @@ pub(crate) struct Event {
     pub object: serde_json::Value,
 }
 
+/// One line of a container's log, with the time the kubelet stamped on it.
+#[derive(Debug, Clone)]
+pub(crate) struct LogLine {
+    pub at: Timestamp,
+    /// The text, with its `\n` unless it is the unfinished last line.
+    pub text: String,
+}
+
 pub(crate) struct PodEntry {
     pub pod: Pod,
-    pub log: String,
+    pub log: Vec<LogLine>,
+    /// Bumped by [`FakeKube::cut_log_streams`]: open streams of an older
+    /// epoch end.
+    pub log_epoch: u64,
+}
+
+impl PodEntry {
+    pub fn new(pod: Pod) -> Self {
+        PodEntry {
+            pod,
+            log: Vec::new(),
+            log_epoch: 0,
+        }
+    }
+
+    /// Adds `text` line by line; an unfinished last line is continued.
+    pub fn append_log(&mut self, text: &str) {
+        let mut at = Timestamp::now();
+        // Like the kubelet's clock, never backwards within one log.
+        if let Some(last) = self.log.last()
+            && last.at > at
+        {
+            at = last.at;
+        }
+        for piece in text.split_inclusive('\n') {
+            match self.log.last_mut() {
+                Some(last) if !last.text.ends_with('\n') => last.text.push_str(piece),
+                _ => self.log.push(LogLine {
+                    at,
+                    text: piece.to_string(),
+                }),
+            }
+        }
+    }
+}
+
+/// One RBAC rule the fake's `SelfSubjectAccessReview` grants:
+/// `verbs` on `resource` (`"pods"`, `"pods/log"`, `"leases"`…) of `group`
+/// (`""` = core) in `namespace`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RbacRule {
+    pub namespace: String,
+    pub group: String,
+    pub resource: String,
+    pub verbs: Vec<String>,
+}
+
+impl RbacRule {
+    pub fn new(namespace: &str, group: &str, resource: &str, verbs: &[&str]) -> Self {
+        RbacRule {
+            namespace: namespace.to_string(),
+            group: group.to_string(),
+            resource: resource.to_string(),
+            verbs: verbs.iter().map(|v| v.to_string()).collect(),
+        }
+    }
+
+    pub(crate) fn allows(&self, namespace: &str, group: &str, resource: &str, verb: &str) -> bool {
+        self.namespace == namespace
+            && self.group == group
+            && self.resource == resource
+            && self.verbs.iter().any(|v| v == verb || v == "*")
+    }
 }
 
 #[derive(Default)]
@@ -151,6 +236,10 @@ pub(crate) struct State {
     pub uid: u64,
     pub pods: BTreeMap<(String, String), PodEntry>,
     pub leases: BTreeMap<(String, String), Lease>,
+    pub limit_ranges: BTreeMap<(String, String), LimitRange>,
+    pub resource_quotas: BTreeMap<(String, String), ResourceQuota>,
+    /// `None` = every access review is allowed.
+    pub rbac: Option<Vec<RbacRule>>,
     pub history: Vec<Event>,
     pub faults: Vec<Fault>,
     pub requests: Vec<RecordedRequest>,
@@ -173,6 +262,36 @@ pub(crate) struct Shared {
     pub events: broadcast::Sender<Event>,
     /// Bumped on every change (including log appends) so followers wake up.
     pub generation: watch::Sender<u64>,
+    pub watches: WatchCounters,
+}
+
+/// Long-lived connections open right now, and the most seen at once.
+#[derive(Default)]
+pub(crate) struct WatchCounters {
+    pub pod_watches: AtomicUsize,
+    pub pod_watches_peak: AtomicUsize,
+    pub log_streams: AtomicUsize,
+}
+
+/// Counts one open connection in `open` (and `peak`) while it lives.
+pub(crate) struct OpenGuard<'a> {
+    open: &'a AtomicUsize,
+}
+
+impl<'a> OpenGuard<'a> {
+    pub fn new(open: &'a AtomicUsize, peak: Option<&'a AtomicUsize>) -> Self {
+        let now = open.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Some(peak) = peak {
+            peak.fetch_max(now, Ordering::SeqCst);
+        }
+        OpenGuard { open }
+    }
+}
+
+impl Drop for OpenGuard<'_> {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Shared {
@@ -210,13 +329,9 @@ impl Shared {
         match state.pods.get_mut(&(namespace.clone(), name.clone())) {
             Some(entry) => entry.pod = pod.clone(),
             None => {
-                state.pods.insert(
-                    (namespace, name),
-                    PodEntry {
-                        pod: pod.clone(),
-                        log: String::new(),
-                    },
-                );
+                state
+                    .pods
+                    .insert((namespace, name), PodEntry::new(pod.clone()));
             }
         }
         self.emit(state, event);
@@ -274,6 +389,7 @@ impl FakeKube {
             state: Mutex::new(State::default()),
             events,
             generation,
+            watches: WatchCounters::default(),
         });
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let server_shared = shared.clone();
@@ -438,6 +554,19 @@ impl FakeKube {
     /// Ends a pod's containers with `exit_code`: phase `Succeeded` for 0,
     /// `Failed` otherwise, as the kubelet reports a `restartPolicy: Never` pod.
     pub fn finish_pod(&self, namespace: &str, name: &str, exit_code: i32) -> bool {
+        let reason = if exit_code == 0 { "Completed" } else { "Error" };
+        self.finish_pod_with(namespace, name, exit_code, reason)
+    }
+
+    /// Ends a pod's containers with `exit_code` and the kubelet's `reason`
+    /// (`OOMKilled` with 137, `Error`, `Completed`…).
+    pub fn finish_pod_with(
+        &self,
+        namespace: &str,
+        name: &str,
+        exit_code: i32,
+        reason: &str,
+    ) -> bool {
         self.update_pod(namespace, name, |pod| {
             let now = Time(Timestamp::now());
             let containers: Vec<(String, String)> = pod
@@ -472,9 +601,7 @@ impl FakeKube {
                         state: Some(ContainerState {
                             terminated: Some(ContainerStateTerminated {
                                 exit_code,
-                                reason: Some(
-                                    if exit_code == 0 { "Completed" } else { "Error" }.into(),
-                                ),
+                                reason: Some(reason.to_string()),
                                 started_at: Some(now.clone()),
                                 finished_at: Some(now.clone()),
                                 ..Default::default()
@@ -485,6 +612,70 @@ impl FakeKube {
                     })
                     .collect(),
             );
+        })
+    }
+
+    /// Leaves a pod `Pending` with its containers waiting for `reason`
+    /// (`ErrImagePull`, `ImagePullBackOff`, `InvalidImageName`, …), as the
+    /// kubelet reports an image it cannot pull.
+    pub fn set_pod_waiting(
+        &self,
+        namespace: &str,
+        name: &str,
+        reason: &str,
+        message: &str,
+    ) -> bool {
+        self.update_pod(namespace, name, |pod| {
+            let containers: Vec<(String, String)> = pod
+                .spec
+                .as_ref()
+                .map(|s| {
+                    s.containers
+                        .iter()
+                        .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let status = pod.status.get_or_insert_with(Default::default);
+            status.phase = Some("Pending".into());
+            status.container_statuses = Some(
+                containers
+                    .into_iter()
+                    .map(|(name, image)| ContainerStatus {
+                        name,
+                        image,
+                        image_id: String::new(),
+                        ready: false,
+                        restart_count: 0,
+                        state: Some(ContainerState {
+                            waiting: Some(ContainerStateWaiting {
+                                reason: Some(reason.to_string()),
+                                message: Some(message.to_string()),
+                            }),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    })
+                    .collect(),
+            );
+        })
+    }
+
+    /// Leaves a pod `Pending` with the scheduler's verdict: condition
+    /// `PodScheduled=False`, reason `Unschedulable`, and `message`
+    /// (e.g. `0/3 nodes are available: 3 Insufficient memory.`).
+    pub fn set_pod_unschedulable(&self, namespace: &str, name: &str, message: &str) -> bool {
+        self.update_pod(namespace, name, |pod| {
+            let status = pod.status.get_or_insert_with(Default::default);
+            status.phase = Some("Pending".into());
+            status.conditions = Some(vec![PodCondition {
+                type_: "PodScheduled".into(),
+                status: "False".into(),
+                reason: Some("Unschedulable".into()),
+                message: Some(message.to_string()),
+                last_transition_time: Some(Time(Timestamp::now())),
+                ..Default::default()
+            }]);
         })
     }
 
@@ -522,7 +713,7 @@ impl FakeKube {
         else {
             return false;
         };
-        entry.log.push_str(text);
+        entry.append_log(text);
         drop(state);
         self.shared.bump();
         true
@@ -537,10 +728,107 @@ impl FakeKube {
         else {
             return false;
         };
-        entry.log = text.to_string();
+        entry.log.clear();
+        entry.append_log(text);
         drop(state);
         self.shared.bump();
         true
+    }
+
+    /// Ends every open log stream of the pod while its container keeps
+    /// running (what kubelet log rotation or an API server restart does);
+    /// the log itself is kept. False if there is no such pod.
+    pub fn cut_log_streams(&self, namespace: &str, name: &str) -> bool {
+        let mut state = self.shared.lock();
+        let Some(entry) = state
+            .pods
+            .get_mut(&(namespace.to_string(), name.to_string()))
+        else {
+            return false;
+        };
+        entry.log_epoch += 1;
+        drop(state);
+        self.shared.bump();
+        true
+    }
+
+    /// The pod's log as `oj` should have stored it (every line, no timestamps).
+    pub fn pod_log(&self, namespace: &str, name: &str) -> Option<String> {
+        let state = self.shared.lock();
+        state
+            .pods
+            .get(&(namespace.to_string(), name.to_string()))
+            .map(|e| e.log.iter().map(|l| l.text.as_str()).collect())
+    }
+
+    // ----- what `oj config check` reads ---------------------------------------
+
+    /// Answers `SelfSubjectAccessReview`s from `rules` (`None` = allow all,
+    /// the default).
+    pub fn set_rbac(&self, rules: Option<Vec<RbacRule>>) {
+        self.shared.lock().rbac = rules;
+    }
+
+    /// Creates or replaces a LimitRange; pod creation in `namespace` enforces it.
+    pub fn put_limit_range(&self, namespace: &str, mut lr: LimitRange) {
+        let mut state = self.shared.lock();
+        lr.metadata.namespace = Some(namespace.to_string());
+        lr.metadata.resource_version = Some(state.next_rv().to_string());
+        let name = lr.metadata.name.clone().unwrap_or_default();
+        state.limit_ranges.insert((namespace.to_string(), name), lr);
+    }
+
+    /// Creates or replaces a ResourceQuota; pod creation in `namespace` enforces it.
+    pub fn put_resource_quota(&self, namespace: &str, mut q: ResourceQuota) {
+        let mut state = self.shared.lock();
+        q.metadata.namespace = Some(namespace.to_string());
+        q.metadata.resource_version = Some(state.next_rv().to_string());
+        let name = q.metadata.name.clone().unwrap_or_default();
+        state
+            .resource_quotas
+            .insert((namespace.to_string(), name), q);
+    }
+
+    /// Stores a `Pod`, `LimitRange` or `ResourceQuota` given as JSON (by
+    /// its `kind`), for tests that do not depend on k8s-openapi.
+    pub fn put_json(&self, namespace: &str, object: serde_json::Value) -> Result<(), String> {
+        let kind = object["kind"].as_str().unwrap_or_default().to_string();
+        let bad = |e: serde_json::Error| format!("not a valid {kind}: {e}");
+        match kind.as_str() {
+            "Pod" => {
+                self.insert_pod(namespace, serde_json::from_value(object).map_err(bad)?);
+            }
+            "LimitRange" => {
+                self.put_limit_range(namespace, serde_json::from_value(object).map_err(bad)?)
+            }
+            "ResourceQuota" => {
+                self.put_resource_quota(namespace, serde_json::from_value(object).map_err(bad)?)
+            }
+            other => return Err(format!("put_json does not store kind {other:?}")),
+        }
+        Ok(())
+    }
+
+    // ----- connections ----------------------------------------------------------
+
+    /// Pod watches open right now.
+    pub fn open_pod_watches(&self) -> usize {
+        self.shared.watches.pod_watches.load(Ordering::SeqCst)
+    }
+
+    /// The most pod watches that were open at the same time.
+    pub fn peak_pod_watches(&self) -> usize {
+        self.shared.watches.pod_watches_peak.load(Ordering::SeqCst)
+    }
+
+    /// Pod log streams (`follow=true`) open right now.
+    pub fn open_log_streams(&self) -> usize {
+        self.shared.watches.log_streams.load(Ordering::SeqCst)
+    }
+
+    /// How many recorded requests satisfy `f`.
+    pub fn count_requests(&self, f: impl Fn(&RecordedRequest) -> bool) -> usize {
+        self.shared.lock().requests.iter().filter(|r| f(r)).count()
     }
 
     // ----- leases -----------------------------------------------------------

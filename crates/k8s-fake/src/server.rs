@@ -1,6 +1,7 @@
 //! The HTTP side of the fake: one handler that records the request, applies
 //! injected faults, then routes the REST paths kube-rs uses for pods, pod
-//! logs and leases, answering errors with real `Status` bodies.
+//! logs, leases, access reviews, LimitRanges and ResourceQuotas, answering
+//! errors with real `Status` bodies.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -20,7 +21,7 @@ use k8s_openapi::jiff::Timestamp;
 use serde_json::json;
 
 use crate::selector::{FieldSelector, LabelSelector};
-use crate::{Event, Kind, RecordedRequest, Shared};
+use crate::{Event, Kind, OpenGuard, RecordedRequest, Shared};
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new().fallback(handle).with_state(shared)
@@ -95,6 +96,28 @@ async fn route(shared: &Arc<Shared>, method: &Method, uri: &Uri, body: &Bytes) -
         }
         (Method::GET, ["api", "v1", "pods"]) => list_or_watch(shared, Kind::Pods, None, &query),
         (Method::GET, ["api", "v1", "namespaces", ns, "pods", name]) => get_pod(shared, ns, name),
+        (Method::PATCH, ["api", "v1", "namespaces", ns, "pods", name]) => {
+            patch_pod(shared, ns, name, body)
+        }
+        (Method::GET, ["api", "v1", "namespaces", ns, "limitranges"]) => {
+            list_plain(shared, ns, "LimitRangeList", |s, ns| {
+                items_in(&s.limit_ranges, ns)
+            })
+        }
+        (Method::GET, ["api", "v1", "namespaces", ns, "resourcequotas"]) => {
+            list_plain(shared, ns, "ResourceQuotaList", |s, ns| {
+                items_in(&s.resource_quotas, ns)
+            })
+        }
+        (
+            Method::POST,
+            [
+                "apis",
+                "authorization.k8s.io",
+                "v1",
+                "selfsubjectaccessreviews",
+            ],
+        ) => access_review(shared, body),
         (Method::DELETE, ["api", "v1", "namespaces", ns, "pods", name]) => {
             delete_pod(shared, ns, name)
         }
@@ -373,7 +396,15 @@ fn create_pod(shared: &Arc<Shared>, ns: &str, body: &Bytes) -> Response {
             Some((&name, "", "pods")),
         );
     }
-    pod.metadata.name = Some(name);
+    pod.metadata.name = Some(name.clone());
+    if let Err(message) = crate::admission::admit_pod(&state, ns, &pod) {
+        return status_response(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            message,
+            Some((&name, "", "pods")),
+        );
+    }
     pod.metadata.namespace = Some(ns.to_string());
     pod.metadata.uid = Some(state.next_uid());
     pod.metadata.creation_timestamp = Some(Time(Timestamp::now()));
@@ -423,6 +454,48 @@ fn delete_pod(shared: &Arc<Shared>, ns: &str, name: &str) -> Response {
     Json(object).into_response()
 }
 
+/// How a log request wants its lines.
+struct LogQuery {
+    follow: bool,
+    timestamps: bool,
+    since: Option<Timestamp>,
+}
+
+impl LogQuery {
+    fn parse(query: &HashMap<String, String>) -> Result<LogQuery, String> {
+        let since = match (query.get("sinceTime"), query.get("sinceSeconds")) {
+            (Some(t), _) => Some(
+                t.parse::<Timestamp>()
+                    .map_err(|e| format!("invalid sinceTime {t:?}: {e}"))?,
+            ),
+            (None, Some(s)) => {
+                let secs: i64 = s
+                    .parse()
+                    .map_err(|_| format!("invalid sinceSeconds {s:?}"))?;
+                Some(Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(secs))
+            }
+            (None, None) => None,
+        };
+        Ok(LogQuery {
+            follow: query.get("follow").is_some_and(|v| v == "true"),
+            timestamps: query.get("timestamps").is_some_and(|v| v == "true"),
+            since,
+        })
+    }
+
+    /// `line` as this request shows it, or `None` when it is before `since`.
+    fn render(&self, line: &crate::LogLine) -> Option<String> {
+        if self.since.is_some_and(|s| line.at < s) {
+            return None;
+        }
+        Some(if self.timestamps {
+            format!("{} {}", line.at, line.text)
+        } else {
+            line.text.clone()
+        })
+    }
+}
+
 fn pod_log(
     shared: &Arc<Shared>,
     ns: &str,
@@ -430,8 +503,11 @@ fn pod_log(
     query: &HashMap<String, String>,
 ) -> Response {
     let key = (ns.to_string(), name.to_string());
-    let follow = query.get("follow").is_some_and(|v| v == "true");
-    {
+    let q = match LogQuery::parse(query) {
+        Ok(q) => q,
+        Err(e) => return bad_request(e),
+    };
+    let epoch = {
         let state = shared.lock();
         let Some(entry) = state.pods.get(&key) else {
             return not_found(Kind::Pods, name);
@@ -454,27 +530,28 @@ fn pod_log(
                 "container \"{container}\" in pod \"{name}\" is waiting to start: ContainerCreating"
             ));
         }
-        if !follow {
-            return (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "text/plain")],
-                entry.log.clone(),
-            )
-                .into_response();
+        if !q.follow {
+            let text: String = entry.log.iter().filter_map(|l| q.render(l)).collect();
+            return (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], text).into_response();
         }
-    }
-    // Follow: send what is there, then every append, until the pod ends or goes away.
+        entry.log_epoch
+    };
+    // Follow: send every whole line there is, then each new one, until the
+    // pod ends (then the unfinished last line too), goes away, or the
+    // stream is cut.
     let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, Infallible>>(16);
     let shared = shared.clone();
     tokio::spawn(async move {
+        let _open = OpenGuard::new(&shared.watches.log_streams, None);
         let mut generation = shared.generation.subscribe();
-        let mut offset = 0usize;
+        let mut sent = 0usize;
         loop {
             generation.borrow_and_update();
             let (chunk, done) = {
                 let state = shared.lock();
                 match state.pods.get(&key) {
                     None => (String::new(), true),
+                    Some(e) if e.log_epoch != epoch => (String::new(), true),
                     Some(e) => {
                         let phase = e
                             .pod
@@ -482,17 +559,30 @@ fn pod_log(
                             .as_ref()
                             .and_then(|s| s.phase.as_deref())
                             .unwrap_or("");
-                        let chunk = e.log.get(offset..).unwrap_or("").to_string();
-                        offset = e.log.len();
-                        (chunk, matches!(phase, "Succeeded" | "Failed"))
+                        let ended = matches!(phase, "Succeeded" | "Failed");
+                        let mut chunk = String::new();
+                        for line in e.log.iter().skip(sent) {
+                            if !line.text.ends_with('\n') && !ended {
+                                break;
+                            }
+                            sent += 1;
+                            if let Some(text) = q.render(line) {
+                                chunk.push_str(&text);
+                            }
+                        }
+                        (chunk, ended)
                     }
                 }
             };
             if !chunk.is_empty() && tx.send(Ok(Bytes::from(chunk))).await.is_err() {
                 return;
             }
-            if done || generation.changed().await.is_err() {
+            if done {
                 return;
+            }
+            tokio::select! {
+                changed = generation.changed() => if changed.is_err() { return },
+                _ = client_gone(&tx) => return,
             }
         }
     });
@@ -502,6 +592,151 @@ fn pod_log(
         Body::from_stream(rx),
     )
         .into_response()
+}
+
+/// RFC 7386 JSON merge patch (what `kubectl patch --type merge` sends).
+fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    match patch {
+        serde_json::Value::Object(fields) => {
+            if !target.is_object() {
+                *target = json!({});
+            }
+            if let Some(obj) = target.as_object_mut() {
+                for (k, v) in fields {
+                    if v.is_null() {
+                        obj.remove(k);
+                    } else {
+                        merge_patch(obj.entry(k.clone()).or_insert(serde_json::Value::Null), v);
+                    }
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+/// A merge patch of a pod's metadata (labels, annotations); the spec of a
+/// pod is immutable, as on a real API server.
+fn patch_pod(shared: &Arc<Shared>, ns: &str, name: &str, body: &Bytes) -> Response {
+    let patch: serde_json::Value = match serde_json::from_slice(body) {
+        Ok(p) => p,
+        Err(e) => return bad_request(format!("the patch is not valid JSON: {e}")),
+    };
+    if patch.get("spec").is_some() {
+        return invalid(
+            Kind::Pods,
+            name,
+            "spec: Forbidden: pod updates may not change fields other than image, activeDeadlineSeconds, tolerations".into(),
+        );
+    }
+    let mut state = shared.lock();
+    let Some(entry) = state.pods.get(&(ns.to_string(), name.to_string())) else {
+        return not_found(Kind::Pods, name);
+    };
+    let current = entry.pod.clone();
+    if let Some(sent) = patch
+        .pointer("/metadata/resourceVersion")
+        .and_then(|v| v.as_str())
+        && Some(sent) != current.metadata.resource_version.as_deref()
+    {
+        return status_response(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on pods \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+            ),
+            Some((name, "", "pods")),
+        );
+    }
+    let mut value = serde_json::to_value(&current).unwrap_or_default();
+    merge_patch(&mut value, &patch);
+    let mut pod: Pod = match serde_json::from_value(value) {
+        Ok(p) => p,
+        Err(e) => return bad_request(format!("the patched object is not a valid Pod: {e}")),
+    };
+    if let Err(m) = check_labels(pod.metadata.labels.as_ref()) {
+        return invalid(Kind::Pods, name, m);
+    }
+    pod.metadata.name = current.metadata.name.clone();
+    pod.metadata.namespace = current.metadata.namespace.clone();
+    pod.metadata.uid = current.metadata.uid.clone();
+    pod.status = current.status.clone();
+    let pod = shared.store_pod(&mut state, pod, "MODIFIED");
+    drop(state);
+    shared.bump();
+    Json(serde_json::to_value(&pod).unwrap_or_default()).into_response()
+}
+
+// ----- what `oj config check` reads --------------------------------------------
+
+fn items_in<T: serde::Serialize>(
+    map: &std::collections::BTreeMap<(String, String), T>,
+    ns: &str,
+) -> Vec<serde_json::Value> {
+    map.iter()
+        .filter(|((n, _), _)| n == ns)
+        .map(|(_, v)| serde_json::to_value(v).unwrap_or_default())
+        .collect()
+}
+
+fn list_plain(
+    shared: &Arc<Shared>,
+    ns: &str,
+    kind: &str,
+    items: impl Fn(&crate::State, &str) -> Vec<serde_json::Value>,
+) -> Response {
+    let state = shared.lock();
+    Json(json!({
+        "apiVersion": "v1",
+        "kind": kind,
+        "metadata": { "resourceVersion": state.rv.to_string() },
+        "items": items(&state, ns),
+    }))
+    .into_response()
+}
+
+/// `SelfSubjectAccessReview`: allowed when a rule of [`crate::State::rbac`]
+/// grants the verb (or no rules are set).
+fn access_review(shared: &Arc<Shared>, body: &Bytes) -> Response {
+    let review: serde_json::Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return bad_request(format!("the body is not a SelfSubjectAccessReview: {e}")),
+    };
+    let Some(attrs) = review.pointer("/spec/resourceAttributes") else {
+        return invalid(
+            Kind::Pods,
+            "",
+            "spec.resourceAttributes: Required value (the fake answers resource reviews only)"
+                .into(),
+        );
+    };
+    let field = |k: &str| {
+        attrs
+            .get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    let (namespace, group, verb) = (field("namespace"), field("group"), field("verb"));
+    let resource = match field("subresource").as_str() {
+        "" => field("resource"),
+        sub => format!("{}/{sub}", field("resource")),
+    };
+    let allowed = match &shared.lock().rbac {
+        None => true,
+        Some(rules) => rules
+            .iter()
+            .any(|r| r.allows(&namespace, &group, &resource, &verb)),
+    };
+    let mut answer = review.clone();
+    answer["apiVersion"] = json!("authorization.k8s.io/v1");
+    answer["kind"] = json!("SelfSubjectAccessReview");
+    answer["status"] = if allowed {
+        json!({ "allowed": true, "reason": "allowed by the fake's RBAC rules" })
+    } else {
+        json!({ "allowed": false })
+    };
+    json_response(StatusCode::CREATED, &answer)
 }
 
 // ----- leases ----------------------------------------------------------------
@@ -755,7 +990,15 @@ fn list_or_watch(
         .map(Duration::from_secs)
         .unwrap_or(Duration::from_secs(1800));
     let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, Infallible>>(64);
+    let counters = shared.clone();
     tokio::spawn(async move {
+        let _open = (kind == Kind::Pods).then(|| {
+            OpenGuard::new(
+                &counters.watches.pod_watches,
+                Some(&counters.watches.pod_watches_peak),
+            )
+        });
+        let closed = tx.clone();
         let body = async {
             for (_, line) in initial {
                 if tx.send(Ok(line_bytes(&line))).await.is_err() {
@@ -763,7 +1006,12 @@ fn list_or_watch(
                 }
             }
             loop {
-                match live.recv().await {
+                // A client that went away is noticed even while nothing changes.
+                let next = tokio::select! {
+                    e = live.recv() => e,
+                    _ = client_gone(&closed) => return,
+                };
+                match next {
                     Ok(e) => {
                         if e.kind != kind
                             || e.rv <= last
@@ -790,6 +1038,13 @@ fn list_or_watch(
         Body::from_stream(rx),
     )
         .into_response()
+}
+
+/// Resolves once the receiving side of a response body is dropped.
+async fn client_gone(tx: &futures::channel::mpsc::Sender<Result<Bytes, Infallible>>) {
+    while !tx.is_closed() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn rv_of(v: &Option<String>) -> u64 {

@@ -20,6 +20,13 @@ pub const MANAGED_BY_VALUE: &str = "oj";
 pub const LABEL_JOB_ID: &str = "oj.dev/job-id";
 /// The step name (sanitised as a label value).
 pub const LABEL_STEP: &str = "oj.dev/step";
+/// The `daemon.instance` that owns the pod (sanitised): another oj
+/// instance in the same namespace leaves it alone.
+pub const LABEL_INSTANCE: &str = "oj.dev/instance";
+/// Which run of the step this pod is (1 = the first).
+pub const LABEL_ATTEMPT: &str = "oj.dev/attempt";
+/// The exact `daemon.instance`, which the label may have had to shorten.
+pub const ANNOTATION_INSTANCE: &str = "oj.dev/instance";
 /// Annotations keep the exact values, which labels may have had to shorten.
 pub const ANNOTATION_JOB_ID: &str = "oj.dev/job-id";
 pub const ANNOTATION_JOB_NAME: &str = "oj.dev/job-name";
@@ -29,6 +36,11 @@ pub const ANNOTATION_STEP_INDEX: &str = "oj.dev/step-index";
 pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=oj";
 /// The name of the single container of a step pod.
 pub const CONTAINER_NAME: &str = "step";
+/// `terminationGracePeriodSeconds` of a step pod: the time its container
+/// gets between SIGTERM and SIGKILL when oj deletes the pod (cancel, step
+/// timeout, `shutdown.container_steps = "cancel"`), like the 2 s a shell
+/// step gets, but long enough for a container runtime.
+pub const STEP_TERMINATION_GRACE_SECONDS: i64 = 10;
 
 /// Longest Kubernetes name / label value.
 const MAX_LABEL: usize = 63;
@@ -36,14 +48,62 @@ const MAX_LABEL: usize = 63;
 /// The API calls oj makes, as `(apiGroup, resource, verbs)`: the Role in
 /// `deploy/` must grant exactly these.
 pub const RBAC_RULES: &[(&str, &str, &[&str])] = &[
-    ("", "pods", &["create", "get", "list", "watch", "delete"]),
+    (
+        "",
+        "pods",
+        &["create", "get", "list", "watch", "patch", "delete"],
+    ),
     ("", "pods/log", &["get"]),
     (
         "coordination.k8s.io",
         "leases",
         &["get", "create", "update"],
     ),
+    // `oj config check` and the daemon start ask the API what they may do.
+    (
+        "authorization.k8s.io",
+        "selfsubjectaccessreviews",
+        &["create"],
+    ),
+    // ... and read what the namespace imposes on pods.
+    ("", "limitranges", &["list"]),
+    ("", "resourcequotas", &["list"]),
 ];
+
+/// Who owns a step pod, and which run of the step it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodOwner {
+    /// `daemon.instance`.
+    pub instance: String,
+    /// 1 for the first run of the step.
+    pub attempt: u32,
+}
+
+impl Default for PodOwner {
+    fn default() -> Self {
+        PodOwner {
+            instance: String::new(),
+            attempt: 1,
+        }
+    }
+}
+
+/// The label selector of the pods `instance` manages.
+pub fn instance_selector(instance: &str) -> String {
+    format!(
+        "{MANAGED_SELECTOR},{LABEL_INSTANCE}={}",
+        label_value(instance)
+    )
+}
+
+/// The owning instance's label value on a pod, if it has one.
+pub fn pod_instance_label(pod: &Pod) -> Option<&str> {
+    pod.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(LABEL_INSTANCE))
+        .map(String::as_str)
+}
 
 /// Everything about one container step the pod depends on.
 #[derive(Debug, Clone, PartialEq)]
@@ -139,11 +199,22 @@ fn overlay(target: &mut Quantity, value: &Option<Quantity>) {
     }
 }
 
-/// The pod of a container step, in `namespace`.
+/// The pod of a container step, in `namespace`, with no owning instance
+/// (see [`build_owned_pod`]).
 pub fn build_pod(
     input: &PodInput,
     cfg: &PodsConfig,
     namespace: &str,
+) -> Result<Pod, PodBuildError> {
+    build_owned_pod(input, cfg, namespace, &PodOwner::default())
+}
+
+/// The pod of a container step, in `namespace`, labelled for its `owner`.
+pub fn build_owned_pod(
+    input: &PodInput,
+    cfg: &PodsConfig,
+    namespace: &str,
+    owner: &PodOwner,
 ) -> Result<Pod, PodBuildError> {
     if input.image.trim().is_empty() {
         return Err(PodBuildError::EmptyImage {
@@ -187,6 +258,8 @@ pub fn build_pod(
         (LABEL_MANAGED_BY.to_string(), MANAGED_BY_VALUE.to_string()),
         (LABEL_JOB_ID.to_string(), label_value(&input.job_id)),
         (LABEL_STEP.to_string(), label_value(&input.step_name)),
+        (LABEL_INSTANCE.to_string(), label_value(&owner.instance)),
+        (LABEL_ATTEMPT.to_string(), owner.attempt.to_string()),
     ]);
     let annotations = BTreeMap::from([
         (ANNOTATION_JOB_ID.to_string(), input.job_id.clone()),
@@ -196,6 +269,7 @@ pub fn build_pod(
             ANNOTATION_STEP_INDEX.to_string(),
             input.step_index.to_string(),
         ),
+        (ANNOTATION_INSTANCE.to_string(), owner.instance.clone()),
     ]);
     Ok(Pod {
         metadata: ObjectMeta {
@@ -208,6 +282,7 @@ pub fn build_pod(
         spec: Some(PodSpec {
             restart_policy: Some("Never".into()),
             active_deadline_seconds: Some(deadline_seconds(input.timeout)),
+            termination_grace_period_seconds: Some(STEP_TERMINATION_GRACE_SECONDS),
             service_account_name: cfg.service_account.clone(),
             // A step runs whatever the runbook says: without a service
             // account chosen for it, it gets no API token at all rather

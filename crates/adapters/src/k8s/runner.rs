@@ -1,26 +1,39 @@
 //! Runs a container step as a pod: create it (or attach to the one a
-//! previous daemon created — a step is never started twice), follow it with
-//! a watch until it ends, stream its log into the step log, read the exit
+//! previous daemon created — a step is never started twice), follow it
+//! through the daemon's one shared pod watch ([`super::watch`]) until it
+//! ends, stream its log into the step log ([`super::logs`]), read the exit
 //! code, and delete it unless `pods.keep_finished`. Cancelling deletes it.
+//! A pod that cannot run fails fast with its reason: an image that cannot
+//! be pulled for `pods.image_pull_grace`, a pod still `Pending` after
+//! `pods.pending_timeout` (with the scheduler's message).
 //!
 //! Also the restart side of §3.8: [`PodRunner::find_running`] finds a job's
 //! pods by label, and [`PodRunner::cleanup_orphans`] removes oj's pods whose
 //! job the daemon does not know.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use futures::{AsyncReadExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use oj_config::PodsConfig;
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::pods::{self, CONTAINER_NAME, LABEL_MANAGED_BY, MANAGED_BY_VALUE, PodInput};
+use super::logs::follow_logs;
+use super::pods::{
+    self, ANNOTATION_INSTANCE, LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY_VALUE, PodInput,
+    PodOwner,
+};
+use super::status::{self, StuckClock, is_terminal, phase_of};
+use super::watch::{FALLBACK_POLL, PodState, PodWatch};
+
+/// How long a finished step waits for its log to be complete before the
+/// pod is deleted anyway.
+const LOG_DRAIN: Duration = Duration::from_secs(30);
 
 /// How a container step ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,19 +54,37 @@ pub struct StepResult {
     pub detached: bool,
     /// True when the pod ran past its `activeDeadlineSeconds` (the step timeout).
     pub deadline_exceeded: bool,
+    /// The terminated container's reason (`OOMKilled`, `Error`, …).
+    pub reason: Option<String>,
+    /// True when the cluster, not the command, ended the step: the pod
+    /// could not pull its image, was never scheduled, or was deleted.
+    pub infra: bool,
 }
 
 /// How [`PodRunner::run_with`] treats an existing or missing pod, and when
 /// it stops following without deleting.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Only follow an existing pod, never create one (re-attaching after a
     /// restart: if the pod is gone its step may already have run, so it must
-    /// not run again).
+    /// not run again). An existing pod labelled for another instance is
+    /// adopted: it was the previous daemon's, whose pod name differed.
     pub attach_only: bool,
     /// Fires to stop following and leave the pod running (daemon shutdown:
     /// the next daemon re-attaches).
     pub detach: CancellationToken,
+    /// Which run of the step this is (1 = the first); the pod's `oj.dev/attempt`.
+    pub attempt: u32,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            attach_only: false,
+            detach: CancellationToken::new(),
+            attempt: 1,
+        }
+    }
 }
 
 /// Creates and follows step pods in one namespace.
@@ -61,82 +92,21 @@ pub struct RunOptions {
 pub struct PodRunner {
     api: Api<Pod>,
     namespace: String,
+    instance: String,
     cfg: PodsConfig,
     /// Extra time past the step timeout before oj gives up on a pod the
     /// cluster did not end (activeDeadlineSeconds is the real limit).
     grace: Duration,
+    /// The one watch every step shares, opened with the first step.
+    watch: Arc<OnceLock<PodWatch>>,
 }
 
 impl std::fmt::Debug for PodRunner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PodRunner")
             .field("namespace", &self.namespace)
+            .field("instance", &self.instance)
             .finish()
-    }
-}
-
-fn phase_of(pod: &Pod) -> String {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.phase.clone())
-        .unwrap_or_else(|| "Pending".into())
-}
-
-fn is_terminal(phase: &str) -> bool {
-    matches!(phase, "Succeeded" | "Failed")
-}
-
-fn exit_code_of(pod: &Pod) -> Option<i32> {
-    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
-    let status = statuses
-        .iter()
-        .find(|s| s.name == CONTAINER_NAME)
-        .or_else(|| statuses.first())?;
-    status
-        .state
-        .as_ref()?
-        .terminated
-        .as_ref()
-        .map(|t| t.exit_code)
-}
-
-/// Why a failed pod failed, in words.
-fn failure_of(pod: &Pod, name: &str, timeout: Duration) -> String {
-    let status = pod.status.as_ref();
-    if status.and_then(|s| s.reason.as_deref()) == Some("DeadlineExceeded") {
-        return format!(
-            "pod {name} exceeded its activeDeadlineSeconds (step timeout {})",
-            humantime::format_duration(timeout)
-        );
-    }
-    let terminated = status
-        .and_then(|s| s.container_statuses.as_ref())
-        .and_then(|cs| {
-            cs.iter()
-                .find(|c| c.name == CONTAINER_NAME)
-                .or_else(|| cs.first())
-        })
-        .and_then(|c| c.state.as_ref())
-        .and_then(|s| s.terminated.as_ref());
-    match terminated {
-        Some(t) => {
-            let mut msg = format!("pod {name} failed: exit code {}", t.exit_code);
-            if let Some(r) = t
-                .reason
-                .as_deref()
-                .filter(|r| !r.is_empty() && *r != "Error")
-            {
-                msg.push_str(&format!(" ({r})"));
-            }
-            msg
-        }
-        None => {
-            let reason = status.and_then(|s| s.reason.clone()).unwrap_or_default();
-            let message = status.and_then(|s| s.message.clone()).unwrap_or_default();
-            format!("pod {name} failed: {} {}", reason, message)
-                .trim_end()
-                .to_string()
-        }
     }
 }
 
@@ -146,9 +116,19 @@ impl PodRunner {
         PodRunner {
             api: Api::namespaced(client, &namespace),
             namespace,
+            instance: String::new(),
             cfg,
             grace: Duration::from_secs(60),
+            watch: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// The `daemon.instance` that owns the pods this runner creates; it
+    /// watches, follows and cleans up only those.
+    pub fn with_instance(mut self, instance: impl Into<String>) -> Self {
+        self.instance = instance.into();
+        self.watch = Arc::new(OnceLock::new());
+        self
     }
 
     /// Changes how long past the step timeout oj waits for the cluster to end a pod.
@@ -161,8 +141,22 @@ impl PodRunner {
         &self.namespace
     }
 
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
     pub fn config(&self) -> &PodsConfig {
         &self.cfg
+    }
+
+    /// The label selector of this instance's pods (the shared watch's).
+    pub fn selector(&self) -> String {
+        pods::instance_selector(&self.instance)
+    }
+
+    fn pod_watch(&self) -> &PodWatch {
+        self.watch
+            .get_or_init(|| PodWatch::start(self.api.clone(), &self.selector()))
     }
 
     /// Runs one container step to its end. Never panics and never creates a
@@ -210,84 +204,41 @@ impl PodRunner {
             cancelled: false,
             detached: false,
             deadline_exceeded: false,
+            reason: None,
+            infra: false,
         };
         let fail = |mut r: StepResult, e: String| {
             r.error = Some(e);
             r
         };
-        let pod = match pods::build_pod(&input, &self.cfg, &self.namespace) {
+        let owner = PodOwner {
+            instance: self.instance.clone(),
+            attempt: opts.attempt.max(1),
+        };
+        let pod = match pods::build_owned_pod(&input, &self.cfg, &self.namespace, &owner) {
             Ok(p) => p,
             Err(e) => return fail(result, e.to_string()),
         };
-
-        // Attach or create.
-        let existing = tokio::select! {
-            _ = cancel.cancelled() => { result.cancelled = true; return fail(result, "cancelled before the pod was created".into()); }
-            r = self.api.get_opt(&name) => r,
+        // Start the shared watch before creating, so it sees the pod from the start.
+        let watch = self.pod_watch().clone();
+        let obtained = tokio::select! {
+            _ = cancel.cancelled() => {
+                result.cancelled = true;
+                return fail(result, "cancelled before the pod was created".into());
+            }
+            r = self.obtain(&name, &pod, opts.attach_only) => r,
         };
-        let current = match existing {
-            Ok(Some(p)) => {
-                result.attached = true;
+        let current = match obtained {
+            Ok((p, attached)) => {
+                result.attached = attached;
                 p
             }
-            Ok(None) if opts.attach_only => {
-                return fail(
-                    result,
-                    format!(
-                        "pod {}/{name} of this step no longer exists, so its result is unknown; the step is not started again",
-                        self.namespace
-                    ),
-                );
-            }
-            Ok(None) => match self.api.create(&PostParams::default(), &pod).await {
-                Ok(p) => p,
-                Err(kube::Error::Api(s)) if s.code == 409 => match self.api.get_opt(&name).await {
-                    Ok(Some(p)) => {
-                        result.attached = true;
-                        p
-                    }
-                    Ok(None) => {
-                        return fail(
-                            result,
-                            format!("pod {}/{name} vanished while being created", self.namespace),
-                        );
-                    }
-                    Err(e) => {
-                        return fail(
-                            result,
-                            format!("could not read pod {}/{name}: {e}", self.namespace),
-                        );
-                    }
-                },
-                Err(e) => {
-                    return fail(
-                        result,
-                        format!("could not create pod {}/{name}: {e}", self.namespace),
-                    );
-                }
-            },
-            Err(e) => {
-                return fail(
-                    result,
-                    format!("could not read pod {}/{name}: {e}", self.namespace),
-                );
-            }
+            Err(e) => return fail(result, e),
         };
-        let managed = current
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(LABEL_MANAGED_BY))
-            .is_some_and(|v| v == MANAGED_BY_VALUE);
-        if !managed {
-            return fail(
-                result,
-                format!(
-                    "a pod named {}/{name} exists and is not managed by oj (no {LABEL_MANAGED_BY}={MANAGED_BY_VALUE} label); delete it or use another namespace",
-                    self.namespace
-                ),
-            );
-        }
+        let current = match self.claim(current, &name, opts.attach_only).await {
+            Ok(p) => p,
+            Err(e) => return fail(result, e),
+        };
         if result.attached {
             tracing::info!(pod = %name, namespace = %self.namespace, "following an existing step pod");
         } else {
@@ -303,40 +254,54 @@ impl PodRunner {
         ));
         let deadline = Instant::now() + input.timeout + self.grace;
         let outcome = self
-            .follow(&name, current, &phase_tx, &cancel, &opts.detach, deadline)
+            .follow(
+                &watch,
+                &name,
+                current,
+                &phase_tx,
+                &cancel,
+                &opts.detach,
+                deadline,
+            )
             .await;
         drop(phase_tx);
 
         match outcome {
             Follow::Ended(pod) => {
-                // The log stream ends with the container; give it a moment to drain.
-                let _ = tokio::time::timeout(Duration::from_secs(10), logs).await;
+                // The log is complete before the pod goes.
+                let _ = tokio::time::timeout(LOG_DRAIN, logs).await;
                 let phase = phase_of(&pod);
-                result.exit_code = exit_code_of(&pod);
+                result.exit_code = status::exit_code_of(&pod);
+                result.reason = status::termination_reason(&pod);
                 result.succeeded = phase == "Succeeded";
                 if !result.succeeded {
-                    result.deadline_exceeded =
-                        pod.status.as_ref().and_then(|s| s.reason.as_deref())
-                            == Some("DeadlineExceeded");
-                    result.error = Some(failure_of(&pod, &name, input.timeout));
+                    result.deadline_exceeded = status::deadline_exceeded(&pod);
+                    result.error = Some(status::failure_of(&pod, &name, input.timeout));
                 }
                 if !self.cfg.keep_finished {
-                    self.delete(&name).await;
+                    self.delete(&name, false).await;
                 }
                 result
             }
-            Follow::Cancelled => {
+            Follow::Cancelled { started } => {
                 logs.abort();
-                self.delete(&name).await;
+                // A pod whose container never started has nothing to stop.
+                self.delete(&name, !started).await;
                 result.cancelled = true;
                 fail(
                     result,
                     format!("cancelled; pod {}/{name} deleted", self.namespace),
                 )
             }
+            Follow::Stuck(why) => {
+                logs.abort();
+                self.delete(&name, true).await;
+                result.infra = true;
+                fail(result, format!("{why}; deleted the pod"))
+            }
             Follow::TimedOut => {
                 logs.abort();
-                self.delete(&name).await;
+                self.delete(&name, false).await;
                 fail(
                     result,
                     format!(
@@ -360,6 +325,7 @@ impl PodRunner {
             }
             Follow::Gone => {
                 let _ = tokio::time::timeout(Duration::from_secs(2), logs).await;
+                result.infra = true;
                 fail(
                     result,
                     format!(
@@ -371,9 +337,96 @@ impl PodRunner {
         }
     }
 
-    /// Watches the pod until it ends, is deleted, the step is cancelled or the deadline passes.
+    /// The step's pod: read first (it exists when an earlier daemon started
+    /// the step), else created (a `409 AlreadyExists` race also ends in
+    /// reading it). `bool` = it existed already. With `attach_only` a
+    /// missing pod is an error.
+    async fn obtain(
+        &self,
+        name: &str,
+        pod: &Pod,
+        attach_only: bool,
+    ) -> Result<(Pod, bool), String> {
+        let ns = &self.namespace;
+        let read = |e: kube::Error| format!("could not read pod {ns}/{name}: {e}");
+        match self.api.get_opt(name).await {
+            Ok(Some(p)) => return Ok((p, true)),
+            Ok(None) if attach_only => {
+                return Err(format!(
+                    "pod {ns}/{name} of this step no longer exists, so its result is unknown; the step is not started again"
+                ));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(read(e)),
+        }
+        match self.api.create(&PostParams::default(), pod).await {
+            Ok(p) => Ok((p, false)),
+            Err(kube::Error::Api(s)) if s.code == 409 => match self.api.get_opt(name).await {
+                Ok(Some(p)) => Ok((p, true)),
+                Ok(None) => Err(format!("pod {ns}/{name} vanished while being created")),
+                Err(e) => Err(read(e)),
+            },
+            Err(kube::Error::Api(s)) if s.code == 403 && s.reason == "Forbidden" => Err(format!(
+                "could not create pod {ns}/{name}: {}; the namespace's LimitRange or ResourceQuota refuses the step's resources (pods.resources, container.resources), or the Role lacks `create` on pods — `oj config check` in the daemon's pod says which",
+                s.message
+            )),
+            Err(e) => Err(format!("could not create pod {ns}/{name}: {e}")),
+        }
+    }
+
+    /// Checks that an existing pod is oj's and this instance's. A pod of
+    /// another instance is refused, except when re-attaching after a
+    /// restart: then it was this daemon's predecessor's (whose
+    /// `daemon.instance`, e.g. `$POD_NAME`, differed) and is adopted by
+    /// relabelling it, so the shared watch sees it.
+    async fn claim(&self, pod: Pod, name: &str, attach_only: bool) -> Result<Pod, String> {
+        let ns = &self.namespace;
+        let labels = pod.metadata.labels.as_ref();
+        let managed = labels
+            .and_then(|l| l.get(LABEL_MANAGED_BY))
+            .is_some_and(|v| v == MANAGED_BY_VALUE);
+        if !managed {
+            return Err(format!(
+                "a pod named {ns}/{name} exists and is not managed by oj (no {LABEL_MANAGED_BY}={MANAGED_BY_VALUE} label); delete it or use another namespace"
+            ));
+        }
+        let mine = pods::label_value(&self.instance);
+        match pods::pod_instance_label(&pod) {
+            Some(owner) if owner == mine => return Ok(pod),
+            Some(owner) if !attach_only => {
+                return Err(format!(
+                    "pod {ns}/{name} belongs to another oj instance ({LABEL_INSTANCE}={owner}, this one is {mine:?}); two daemons with the same job ids share pods.namespace — give each its own namespace"
+                ));
+            }
+            _ => {}
+        }
+        let patch = serde_json::json!({
+            "metadata": {
+                "labels": { LABEL_INSTANCE: mine },
+                "annotations": { ANNOTATION_INSTANCE: self.instance },
+            }
+        });
+        match self
+            .api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(p) => {
+                tracing::info!(pod = %name, from = ?pods::pod_instance_label(&pod), instance = %self.instance, "adopted the step pod of an earlier daemon");
+                Ok(p)
+            }
+            Err(e) => Err(format!(
+                "could not adopt pod {ns}/{name} (relabel {LABEL_INSTANCE}={mine}): {e}"
+            )),
+        }
+    }
+
+    /// Follows the pod through the shared watch until it ends, is deleted,
+    /// is stuck, the step is cancelled or the deadline passes.
+    #[allow(clippy::too_many_arguments)]
     async fn follow(
         &self,
+        watch: &PodWatch,
         name: &str,
         current: Pod,
         phase_tx: &watch::Sender<String>,
@@ -381,97 +434,70 @@ impl PodRunner {
         detach: &CancellationToken,
         deadline: Instant,
     ) -> Follow {
-        let mut pod = current;
+        let mut updates = watch.subscribe(&current);
+        // The watch may already know a newer state than `current` (it can
+        // run ahead of the create/read that returned `current`): read it
+        // at the first turn of the loop.
+        updates.mark_changed();
+        let mut clock = StuckClock::new(
+            Instant::now(),
+            status::pod_age(&current),
+            self.cfg.image_pull_grace,
+            self.cfg.pending_timeout,
+        );
+        let mut pod = Arc::new(current);
+        let mut started = false;
+        let mut poll = tokio::time::interval(FALLBACK_POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let phase = phase_of(&pod);
+            started |= phase != "Pending";
             phase_tx.send_replace(phase.clone());
             if is_terminal(&phase) {
-                return Follow::Ended(Box::new(pod));
+                return Follow::Ended(pod);
             }
-            let rv = pod
-                .metadata
-                .resource_version
-                .clone()
-                .unwrap_or_else(|| "0".into());
-            let wp = WatchParams::default()
-                .fields(&format!("metadata.name={name}"))
-                .timeout(290);
-            let stream = tokio::select! {
-                _ = cancel.cancelled() => return Follow::Cancelled,
+            let recheck = match clock.judge(&pod, name, Instant::now()) {
+                Ok(at) => at,
+                Err(stuck) => return Follow::Stuck(stuck.message().to_string()),
+            };
+            let recheck = recheck.unwrap_or(deadline);
+            tokio::select! {
+                _ = cancel.cancelled() => return Follow::Cancelled { started },
                 _ = detach.cancelled() => return Follow::Detached,
                 _ = tokio::time::sleep_until(deadline) => return Follow::TimedOut,
-                s = self.api.watch(&wp, &rv) => s,
-            };
-            match stream {
-                Ok(stream) => {
-                    let mut stream = stream.boxed();
-                    loop {
-                        let next = tokio::select! {
-                                    _ = cancel.cancelled() => return Follow::Cancelled,
-                        _ = detach.cancelled() => return Follow::Detached,
-                                    _ = tokio::time::sleep_until(deadline) => return Follow::TimedOut,
-                                    n = stream.try_next() => n,
-                                };
-                        match next {
-                            Ok(Some(WatchEvent::Added(p))) | Ok(Some(WatchEvent::Modified(p))) => {
-                                let phase = phase_of(&p);
-                                phase_tx.send_replace(phase.clone());
-                                pod = p;
-                                if is_terminal(&phase) {
-                                    return Follow::Ended(Box::new(pod));
-                                }
-                            }
-                            Ok(Some(WatchEvent::Deleted(p))) => {
-                                // A pod deleted after it ended still has its result.
-                                return if is_terminal(&phase_of(&p)) {
-                                    Follow::Ended(Box::new(p))
-                                } else {
-                                    Follow::Gone
-                                };
-                            }
-                            Ok(Some(WatchEvent::Bookmark(b))) => {
-                                pod.metadata.resource_version = Some(b.metadata.resource_version);
-                            }
-                            Ok(Some(WatchEvent::Error(e))) => {
-                                tracing::debug!(pod = %name, code = e.code, message = %e.message, "watch error; re-reading the pod");
-                                break;
-                            }
-                            Ok(None) => break,
-                            Err(e) => {
-                                tracing::debug!(pod = %name, error = %e, "watch stream broke; re-reading the pod");
-                                break;
-                            }
-                        }
+                _ = tokio::time::sleep_until(recheck) => {}
+                _ = poll.tick(), if watch.is_failing() => {
+                    // The shared watch is down: read the pod directly.
+                    match self.api.get_opt(name).await {
+                        Ok(Some(p)) => watch.offer(p),
+                        Ok(None) => return Follow::Gone,
+                        Err(e) => tracing::debug!(pod = %name, error = %e, "could not read the step pod"),
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(pod = %name, error = %e, "could not watch the step pod; retrying");
-                    tokio::select! {
-                            _ = cancel.cancelled() => return Follow::Cancelled,
-                    _ = detach.cancelled() => return Follow::Detached,
-                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        }
-                }
-            }
-            // Re-read before watching again: the version may be too old (410)
-            // and the pod may have ended or gone while we were not watching.
-            match self.api.get_opt(name).await {
-                Ok(Some(p)) => pod = p,
-                Ok(None) => return Follow::Gone,
-                Err(e) => {
-                    tracing::warn!(pod = %name, error = %e, "could not read the step pod; retrying");
-                    tokio::select! {
-                            _ = cancel.cancelled() => return Follow::Cancelled,
-                    _ = detach.cancelled() => return Follow::Detached,
-                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        }
+                changed = updates.changed() => {
+                    if changed.is_err() {
+                        // The slot closed after its last state (Gone) was read.
+                        return Follow::Gone;
+                    }
+                    let state = updates.borrow_and_update().clone();
+                    match state {
+                        PodState::Present(p) => pod = p,
+                        // A pod deleted after it ended still has its result.
+                        PodState::Gone(p) if is_terminal(&phase_of(&p)) => return Follow::Ended(p),
+                        PodState::Gone(_) => return Follow::Gone,
+                    }
                 }
             }
         }
     }
 
-    async fn delete(&self, name: &str) {
-        match self.api.delete(name, &DeleteParams::default()).await {
+    async fn delete(&self, name: &str, at_once: bool) {
+        let params = if at_once {
+            DeleteParams::default().grace_period(0)
+        } else {
+            DeleteParams::default()
+        };
+        match self.api.delete(name, &params).await {
             Ok(_) => tracing::debug!(pod = %name, "deleted step pod"),
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => {
@@ -495,15 +521,16 @@ impl PodRunner {
             .collect())
     }
 
-    /// Deletes oj's pods whose job is not in `known_job_ids` (left by a
-    /// job the daemon no longer has); returns the names deleted.
+    /// Deletes this instance's pods whose job is not in `known_job_ids`
+    /// (left by a job the daemon no longer has); returns the names deleted.
+    /// Pods of other instances are never touched.
     pub async fn cleanup_orphans(
         &self,
         known_job_ids: &HashSet<String>,
     ) -> Result<Vec<String>, kube::Error> {
         let list = self
             .api
-            .list(&ListParams::default().labels(pods::MANAGED_SELECTOR))
+            .list(&ListParams::default().labels(&self.selector()))
             .await?;
         let mut deleted = Vec::new();
         for pod in list.items {
@@ -526,113 +553,15 @@ impl PodRunner {
 }
 
 enum Follow {
-    Ended(Box<Pod>),
-    Cancelled,
+    Ended(Arc<Pod>),
+    Cancelled { started: bool },
+    Stuck(String),
     TimedOut,
     Gone,
     Detached,
 }
 
-/// Copies the pod's log into `path` once the container has started. The
-/// file always holds the log from its start: after a broken stream it is
-/// rewritten from a fresh request, so nothing is doubled.
-async fn follow_logs(
-    api: Api<Pod>,
-    name: String,
-    path: std::path::PathBuf,
-    mut phase: watch::Receiver<String>,
-) {
-    if let Some(dir) = path.parent() {
-        let _ = tokio::fs::create_dir_all(dir).await;
-    }
-    let mut file = match tokio::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .open(&path)
-        .await
-    {
-        Ok(f) => f,
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "cannot write the step log");
-            return;
-        }
-    };
-    let params = LogParams {
-        follow: true,
-        container: Some(CONTAINER_NAME.into()),
-        ..Default::default()
-    };
-    loop {
-        // No log exists before the container starts.
-        let started = phase.wait_for(|p| p != "Pending").await.map(|p| p.clone());
-        let terminal_before = match &started {
-            Ok(p) => is_terminal(p),
-            // The runner is done and dropped the channel: one last full read.
-            Err(_) => true,
-        };
-        let _ = file.set_len(0).await;
-        let _ = file.seek(std::io::SeekFrom::Start(0)).await;
-        match api.log_stream(&name, &params).await {
-            Ok(stream) => {
-                let mut stream = Box::pin(stream);
-                let mut buf = vec![0u8; 16 * 1024];
-                let mut broke = false;
-                loop {
-                    match stream.read(&mut buf).await {
-                        Ok(0) => break,
-                        Ok(n) => {
-                            if file.write_all(&buf[..n]).await.is_err() {
-                                return;
-                            }
-                        }
-                        Err(_) => {
-                            broke = true;
-                            break;
-                        }
-                    }
-                }
-                let _ = file.flush().await;
-                if !broke {
-                    // The stream ends when the container does; wait for the
-                    // phase to confirm, else re-read (the stream was cut).
-                    if terminal_before {
-                        return;
-                    }
-                    let ended = tokio::time::timeout(
-                        Duration::from_secs(3),
-                        phase.wait_for(|p| is_terminal(p)),
-                    )
-                    .await;
-                    match ended {
-                        Ok(_) => return,
-                        Err(_) => continue,
-                    }
-                }
-            }
-            Err(kube::Error::Api(s)) if s.code == 404 => return,
-            Err(e) => {
-                tracing::debug!(pod = %name, error = %e, "pod log not available yet; retrying");
-                if terminal_before {
-                    // One more try after a pause, then give up.
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    if let Ok(text) = api
-                        .logs(
-                            &name,
-                            &LogParams {
-                                container: Some(CONTAINER_NAME.into()),
-                                ..Default::default()
-                            },
-                        )
-                        .await
-                    {
-                        let _ = file.write_all(text.as_bytes()).await;
-                        let _ = file.flush().await;
-                    }
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-    }
+/// The labels of `pod` (empty when it has none).
+pub fn labels_of(pod: &Pod) -> BTreeMap<String, String> {
+    pod.metadata.labels.clone().unwrap_or_default()
 }

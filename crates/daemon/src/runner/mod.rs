@@ -24,6 +24,8 @@ pub enum Stop {
     /// The user cancelled the job: stop the step (SIGTERM, SIGKILL 2 s later).
     Cancel,
     /// The drain timeout passed: stop the step (SIGTERM, SIGKILL 2 s later).
+    /// A container step's runner applies `shutdown.container_steps`
+    /// instead: detach (as [`Stop::Detach`]) or delete the pod.
     Terminate,
     /// The daemon is exiting and leaves this (container) step running:
     /// stop following it and return [`StepOutcome::Detached`]; the next
@@ -72,6 +74,9 @@ pub enum StepOutcome {
     TimedOut(Duration),
     /// The step could not run at all (spawn failure, no container runner, …).
     Error(String),
+    /// The step exited non-zero and the runner knows more than the code
+    /// (a container's `OOMKilled`): `error` becomes the job's error.
+    Failed { exit_code: i32, error: String },
     /// The runner stopped following a step that goes on running (after
     /// [`Stop::Detach`]); nothing is recorded, the job stays `running`.
     Detached,
