@@ -55,6 +55,9 @@ fn render_commands(cmd: &clap::Command, out: &mut Vec<u8>) -> std::io::Result<()
 }
 
 fn render_command(parents: &[&str], cmd: &clap::Command, out: &mut Vec<u8>) -> std::io::Result<()> {
+    if cmd.get_name() == "help" {
+        return Ok(());
+    }
     let mut path: Vec<&str> = parents.to_vec();
     path.push(cmd.get_name());
     if cmd.is_subcommand_required_set() {

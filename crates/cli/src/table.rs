@@ -85,7 +85,7 @@ fn narrow(widths: &mut [usize], shrinkable: &[usize], limit: usize) {
             .copied()
             .filter(|&o| o != c && o < widths.len())
             .map(|o| widths[o])
-            .filter(|&w| w < widths[c])
+            .filter(|&w| w <= widths[c])
             .max()
             .unwrap_or(MIN_SHRUNK)
             .max(MIN_SHRUNK);

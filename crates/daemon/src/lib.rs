@@ -14,6 +14,7 @@ pub mod listen;
 pub mod lock;
 pub mod metrics;
 pub mod notify;
+pub mod ready;
 pub mod runner;
 pub mod storage;
 
@@ -118,6 +119,7 @@ fn start(loaded: Loaded, env: Environment, plugins: Plugins) -> Result<i32, Fail
     for w in &report.warnings {
         tracing::warn!("{w}");
     }
+    ready::print_warnings(&report.warnings);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -455,6 +457,7 @@ async fn daemon_main(
         startup_ms = started.elapsed().as_millis() as u64,
         "daemon ready"
     );
+    ready::announce(&cfg, VERSION, &loaded.profile, &listeners);
 
     // Run until asked to stop, or until leadership is lost.
     let mut requests_rx = requests.clone();
