@@ -115,7 +115,7 @@ fn start(loaded: Loaded, env: Environment, plugins: Plugins) -> Result<i32, Fail
             ),
         )
     })?;
-    let guard = setup_logging(&loaded, token.as_ref())?;
+    let guard = setup_logging(&loaded, token.as_ref(), env.get("NO_COLOR").is_some())?;
     for w in &report.warnings {
         tracing::warn!("{w}");
     }
@@ -137,8 +137,13 @@ fn start(loaded: Loaded, env: Environment, plugins: Plugins) -> Result<i32, Fail
 
 /// Sets up the daemon's own log (`log.*`); the token read from a file is
 /// scrubbed from every line like the configured secrets.
-fn setup_logging(loaded: &Loaded, token: Option<&Secret>) -> Result<Option<LogGuard>, Failure> {
+fn setup_logging(
+    loaded: &Loaded,
+    token: Option<&Secret>,
+    no_color: bool,
+) -> Result<Option<LogGuard>, Failure> {
     let mut input = LoggingInput::from_loaded(loaded, VERSION);
+    input.no_color = no_color;
     if let Some(t) = token {
         input.add_secret(t.clone());
     }
