@@ -202,6 +202,9 @@ pub struct TransportHints {
     pub client_cert: Option<PathBuf>,
     /// The profile is `kubernetes` (or extends it): hints may name Secrets and pods.
     pub kubernetes: bool,
+    /// The TLS setup of an `https://` endpoint, to probe a handshake that
+    /// ended without a reason.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl TransportHints {
@@ -210,6 +213,7 @@ impl TransportHints {
             ca: loaded.config.client.ca.clone(),
             client_cert: loaded.config.client.cert.clone(),
             kubernetes: loaded.base == oj_config::BuiltinProfile::Kubernetes,
+            tls: None,
         }
     }
 }
@@ -260,6 +264,7 @@ impl ApiClient {
             builder = builder.pool_max_idle_per_host(0);
         }
         let mut token = None;
+        let mut hints = TransportHints::from_loaded(loaded);
         match &endpoint {
             Endpoint::Unix(path) => {
                 builder = builder
@@ -272,7 +277,9 @@ impl ApiClient {
             }
             Endpoint::Https(_) => {
                 token = resolve_token(loaded, read_token_file)?;
-                builder = builder.tls_backend_preconfigured(tls_config(&loaded.config.client)?);
+                let tls = tls_config(&loaded.config.client)?;
+                hints.tls = Some(Arc::new(tls.clone()));
+                builder = builder.tls_backend_preconfigured(tls);
             }
         }
         let http = builder.build().map_err(|e| {
@@ -280,7 +287,7 @@ impl ApiClient {
         })?;
         Ok(ApiClient {
             http,
-            hints: TransportHints::from_loaded(loaded),
+            hints,
             endpoint,
             token,
         })
@@ -520,7 +527,7 @@ pub fn classify_transport(
     hints: &TransportHints,
 ) -> Failure {
     let addr = endpoint.display();
-    if let Some(tls) = find_rustls(e) {
+    if let Some(tls) = find_rustls(e).or_else(|| alert_in_text(&chain(e))) {
         return Failure::new(exit::UNREACHABLE, tls_advice(&addr, &tls, hints));
     }
     let kind = find_io_kind(e);
@@ -561,6 +568,11 @@ pub fn classify_transport(
     // The connection was made but the exchange broke: e.g. plain HTTP sent
     // to a TLS port, a daemon that dropped a client certificate it refused
     // without an alert, or a daemon that went away mid-request.
+    if let (Endpoint::Https(url), Some(tls)) = (endpoint, &hints.tls)
+        && let Some(refusal) = probe_handshake(url, tls.clone())
+    {
+        return Failure::new(exit::UNREACHABLE, tls_advice(&addr, &refusal, hints));
+    }
     let detail = root_cause(e);
     let hint = match endpoint {
         Endpoint::Http(_) => {
@@ -582,6 +594,71 @@ pub fn classify_transport(
         exit::UNREACHABLE,
         format!("lost the connection to the oj daemon at {addr}: {detail}{hint}"),
     )
+}
+
+/// How long the diagnostic handshake of [`probe_handshake`] may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// One more handshake, by hand, after a connection that broke without a
+/// reason: a daemon that refuses a client certificate under TLS 1.3 does so
+/// after the handshake, and its alert is often lost to a reset once the
+/// request is on its way. Without a request in flight the alert arrives.
+/// Returns the TLS error it ended with, `None` if it went through.
+fn probe_handshake(url: &str, config: Arc<rustls::ClientConfig>) -> Option<rustls::Error> {
+    use std::io::Read;
+    use std::net::{TcpStream, ToSocketAddrs};
+    let url = reqwest::Url::parse(url).ok()?;
+    let host = url.host_str()?.trim_matches(['[', ']']).to_string();
+    let port = url.port_or_known_default()?;
+    let name = rustls_pki_types::ServerName::try_from(host.clone()).ok()?;
+    let addr = (host.as_str(), port).to_socket_addrs().ok()?.next()?;
+    let mut tcp = TcpStream::connect_timeout(&addr, PROBE_TIMEOUT).ok()?;
+    tcp.set_read_timeout(Some(PROBE_TIMEOUT)).ok()?;
+    tcp.set_write_timeout(Some(PROBE_TIMEOUT)).ok()?;
+    let mut conn = rustls::ClientConnection::new(config, name).ok()?;
+    let tls_error = |e: io::Error| {
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            .cloned()
+    };
+    while conn.is_handshaking() {
+        if let Err(e) = conn.complete_io(&mut tcp) {
+            return tls_error(e);
+        }
+    }
+    // TLS 1.3: the daemon's verdict on our certificate follows our Finished.
+    let mut byte = [0u8; 1];
+    match rustls::Stream::new(&mut conn, &mut tcp).read(&mut byte) {
+        Err(e) => tls_error(e),
+        Ok(_) => None,
+    }
+}
+
+/// A TLS alert the peer sent, from its text: once the handshake is over (TLS
+/// 1.3 refuses a client certificate after it), hyper hands the alert on
+/// as an I/O error whose source is no longer a `rustls::Error`.
+fn alert_in_text(text: &str) -> Option<rustls::Error> {
+    use rustls::AlertDescription as A;
+    let name = text.split("received fatal alert: ").nth(1)?;
+    let name: String = name
+        .chars()
+        .take_while(char::is_ascii_alphanumeric)
+        .collect();
+    [
+        A::CertificateRequired,
+        A::HandshakeFailure,
+        A::BadCertificate,
+        A::UnsupportedCertificate,
+        A::CertificateRevoked,
+        A::CertificateExpired,
+        A::CertificateUnknown,
+        A::UnknownCA,
+        A::AccessDenied,
+        A::DecryptError,
+    ]
+    .into_iter()
+    .find(|a| format!("{a:?}") == name)
+    .map(rustls::Error::AlertReceived)
 }
 
 /// What is wrong with our own client certificate, as far as this machine
