@@ -723,6 +723,14 @@ fn cert_problem(c: &rustls::CertificateError) -> String {
     }
 }
 
+/// `DnsName("localhost")` (how rustls lists a certificate's names) → `localhost`.
+fn bare_name(presented: &str) -> &str {
+    presented
+        .split_once("(\"")
+        .and_then(|(_, rest)| rest.strip_suffix("\")"))
+        .unwrap_or(presented)
+}
+
 /// The daemon's certificate, as this client judged it.
 fn server_cert_advice(addr: &str, c: &rustls::CertificateError, hints: &TransportHints) -> String {
     use rustls::CertificateError as C;
@@ -737,7 +745,11 @@ fn server_cert_advice(addr: &str, c: &rustls::CertificateError, hints: &Transpor
             "the daemon at {addr} presented a certificate that is not valid for that host name \
              (it holds {}); put one of those names in client.url, or reissue the certificate \
              with this name",
-            presented.join(", ")
+            presented
+                .iter()
+                .map(|p| bare_name(p))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         C::NotValidForName | C::NotValidForNameContext { .. } => format!(
             "the daemon at {addr} presented a certificate that is not valid for that host name; \
@@ -965,6 +977,24 @@ mod tests {
             endpoint(&l).unwrap(),
             Endpoint::Http("http://127.0.0.1:1".into())
         );
+    }
+
+    #[test]
+    fn certificate_names_are_shown_bare() {
+        assert_eq!(bare_name("DnsName(\"localhost\")"), "localhost");
+        assert_eq!(bare_name("IpAddress(10.0.0.1)"), "IpAddress(10.0.0.1)");
+        assert_eq!(bare_name("oj.example"), "oj.example");
+    }
+
+    #[test]
+    fn alerts_are_read_back_from_their_text() {
+        assert_eq!(
+            alert_in_text("error sending request: received fatal alert: CertificateRequired"),
+            Some(rustls::Error::AlertReceived(
+                rustls::AlertDescription::CertificateRequired
+            ))
+        );
+        assert_eq!(alert_in_text("connection closed"), None);
     }
 
     #[test]
