@@ -40,6 +40,8 @@ struct Block {
     lang: String,
     flags: BTreeSet<String>,
     text: String,
+    /// How far the fence is indented (a block inside a list item).
+    indent: usize,
 }
 
 fn blocks(file: &str, markdown: &str) -> Vec<Block> {
@@ -57,11 +59,13 @@ fn blocks(file: &str, markdown: &str) -> Vec<Block> {
                     lang: words.next().unwrap_or("").to_string(),
                     flags: words.map(str::to_string).collect(),
                     text: String::new(),
+                    indent: line.len() - line.trim_start().len(),
                 });
             }
             (Some(_), true) => out.extend(open.take()),
             (Some(b), false) => {
-                b.text.push_str(line);
+                let indent = line.len() - line.trim_start_matches(' ').len();
+                b.text.push_str(&line[indent.min(b.indent)..]);
                 b.text.push('\n');
             }
             (None, false) => {}
@@ -129,7 +133,12 @@ fn heredoc_word(cmd: &str) -> Option<String> {
 
 /// Whether a command is `oj daemon` itself (to be run "in another terminal").
 fn is_foreground_daemon(cmd: &str) -> bool {
-    let words: Vec<&str> = cmd.split('#').next().unwrap_or("").split_whitespace().collect();
+    let words: Vec<&str> = cmd
+        .split('#')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
     words.first() == Some(&"oj")
         && words.get(1) == Some(&"daemon")
         && words.get(2).is_none_or(|w| w.starts_with("--"))
@@ -183,7 +192,10 @@ impl Sandbox {
         let p = self.dir.path();
         let mut cmd = Command::new(program);
         cmd.env_clear()
-            .env("PATH", format!("{}:/usr/local/bin:/usr/bin:/bin", self.bin.display()))
+            .env(
+                "PATH",
+                format!("{}:/usr/local/bin:/usr/bin:/bin", self.bin.display()),
+            )
             // A fresh login: HOME and nothing else, so the docs' ~/.config
             // and ~/.local/state paths are the real ones.
             .env("HOME", p.join("home"))
@@ -246,7 +258,10 @@ impl Sandbox {
         let rc_file = dir.join("rc");
         let mut script = String::from("exec 3>\"$OJ_DOCS_RC\"\n");
         for (i, c) in cmds.iter().enumerate() {
-            script.push_str(&format!("{{\n{}\n}} </dev/null\necho \"{i} $?\" >&3\n", c.text));
+            script.push_str(&format!(
+                "{{\n{}\n}} </dev/null\necho \"{i} $?\" >&3\n",
+                c.text
+            ));
         }
         let path = dir.join("block.sh");
         fs::write(&path, script).expect("write script");
@@ -315,9 +330,15 @@ fn run_file(path: &Path) -> Vec<String> {
             continue;
         }
         let cmds = commands(&block.text);
-        assert!(!cmds.is_empty(), "{at}: a console block without `$ ` commands");
+        assert!(
+            !cmds.is_empty(),
+            "{at}: a console block without `$ ` commands"
+        );
         if block.flags.contains("not-run") {
-            skipped.push(format!("{at}: {}", cmds[0].text.lines().next().unwrap_or("")));
+            skipped.push(format!(
+                "{at}: {}",
+                cmds[0].text.lines().next().unwrap_or("")
+            ));
             continue;
         }
         sandbox.reap();
