@@ -385,3 +385,43 @@ fn laptop_errors_carry_no_kubernetes_hints() {
     let all = format!("{}{}", cluster.stdout, cluster.stderr);
     assert!(all.contains("Secret"), "{cluster:?}");
 }
+
+#[test]
+fn the_systemd_user_unit_verifies_and_its_settings_load() {
+    let unit_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/systemd/oj.service");
+    let unit = std::fs::read_to_string(&unit_path).expect("deploy/systemd/oj.service");
+    // The environment the unit gives the daemon is a valid configuration.
+    let env_line = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("Environment="))
+        .expect("an Environment= line");
+    let mut env = TestEnv::new();
+    for pair in env_line.split_whitespace() {
+        let (k, v) = pair.split_once('=').expect("K=V");
+        env.set_var(k, v);
+    }
+    let shown = env.run(&["config", "show", "--sources"]);
+    assert_eq!(shown.code, Some(0), "{shown:?}");
+    assert!(shown.stdout.contains("stdout = true"), "{shown:?}");
+
+    if Command::new("systemd-analyze").arg("--version").output().is_err() {
+        eprintln!("skipped: systemd-analyze is not installed");
+        return;
+    }
+    // Verify a copy that runs the binary under test (%h/.cargo/bin/oj need
+    // not exist here).
+    let copy = env.write(
+        "oj.service",
+        &unit.replace("%h/.cargo/bin/oj", common::oj_bin()),
+    );
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .expect("systemd-analyze");
+    let err = String::from_utf8_lossy(&out.stderr);
+    // Without a running systemd (a container) verify still parses the unit;
+    // only problems that name the unit count.
+    let problems: Vec<&str> = err.lines().filter(|l| l.contains("oj.service")).collect();
+    assert!(problems.is_empty(), "systemd-analyze verify:\n{err}");
+}
