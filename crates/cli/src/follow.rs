@@ -60,9 +60,7 @@ pub async fn follow(client: &ApiClient, id: &str, style: Style) -> Result<Value,
         Err(ApiError::Status { .. }) => {}
         Err(e @ ApiError::Failure(_)) => return Err(e.into_failure(client)),
     }
-    wait_terminal(client, id, None)
-        .await?
-        .ok_or_else(|| Failure::runtime("unreachable: no deadline"))
+    wait_ended(client, id).await
 }
 
 /// A log stream that ended without its last chunk. If the daemon is gone,
@@ -157,19 +155,12 @@ fn unreachable_while_waiting(id: &str, f: Failure) -> Failure {
     )
 }
 
-/// Polls the job until it ended; `None` when `deadline` passed first.
-pub async fn wait_terminal(
-    client: &ApiClient,
-    id: &str,
-    deadline: Option<Instant>,
-) -> Result<Option<Value>, Failure> {
+/// Polls the job until it ended.
+async fn wait_ended(client: &ApiClient, id: &str) -> Result<Value, Failure> {
     loop {
         let job = get_job(client, id).await?;
         if str_field(&job, "state").is_some_and(is_terminal) {
-            return Ok(Some(job));
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return Ok(None);
+            return Ok(job);
         }
         tokio::time::sleep(POLL).await;
     }
@@ -178,25 +169,35 @@ pub async fn wait_terminal(
 /// The end of a follow: `done` prints its final line and exits 0; any other
 /// state is the failure (one line with the state and the error), exit 1.
 pub fn finish(id: &str, job: &Value, style: Style) -> Result<i32, Failure> {
+    match final_line(id, job, style) {
+        (true, line) => {
+            eprintln!("oj: {line}");
+            Ok(exit::OK)
+        }
+        (false, line) => Err(Failure::runtime(line)),
+    }
+}
+
+/// Whether an ended job is `done`, and the line that says how it ended.
+fn final_line(id: &str, job: &Value, style: Style) -> (bool, String) {
     let state = str_field(job, "state").unwrap_or("unknown");
     let name = str_field(job, "name").unwrap_or("?");
     if state == "done" {
-        eprintln!(
-            "oj: job {id} ({name}) {} after {}",
-            style.state("done"),
-            table::run_time(
-                str_field(job, "started_at"),
-                str_field(job, "ended_at"),
-                SystemTime::now()
-            )
+        let took = table::run_time(
+            str_field(job, "started_at"),
+            str_field(job, "ended_at"),
+            SystemTime::now(),
         );
-        return Ok(exit::OK);
+        return (true, format!("job {id} ({name}) {} after {took}", style.state("done")));
     }
-    Err(Failure::runtime(format!(
-        "job {id} ({name}) ended {}: {}; `oj job logs {id}` shows its output",
-        style.state(state),
-        error_of(job)
-    )))
+    (
+        false,
+        format!(
+            "job {id} ({name}) ended {}: {}; `oj job logs {id}` shows its output",
+            style.state(state),
+            error_of(job)
+        ),
+    )
 }
 
 /// What went wrong with a job that did not end `done`.
@@ -244,11 +245,9 @@ pub async fn wait_all(
                 still.push(id);
                 continue;
             }
-            if state == "done" {
-                finish(id, &job, style)?;
-            } else {
-                let f = finish(id, &job, style).expect_err("not done");
-                eprintln!("oj: {}", f.message);
+            let (done, line) = final_line(id, &job, style);
+            eprintln!("oj: {line}");
+            if !done {
                 not_done.push(format!("{id} {state}"));
             }
         }
