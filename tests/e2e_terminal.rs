@@ -388,7 +388,8 @@ fn laptop_errors_carry_no_kubernetes_hints() {
 
 #[test]
 fn the_systemd_user_unit_verifies_and_its_settings_load() {
-    let unit_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/systemd/oj.service");
+    let unit_path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/systemd/oj.service");
     let unit = std::fs::read_to_string(&unit_path).expect("deploy/systemd/oj.service");
     // The environment the unit gives the daemon is a valid configuration.
     let env_line = unit
@@ -404,7 +405,11 @@ fn the_systemd_user_unit_verifies_and_its_settings_load() {
     assert_eq!(shown.code, Some(0), "{shown:?}");
     assert!(shown.stdout.contains("stdout = true"), "{shown:?}");
 
-    if Command::new("systemd-analyze").arg("--version").output().is_err() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         eprintln!("skipped: systemd-analyze is not installed");
         return;
     }

@@ -188,7 +188,10 @@ fn final_line(id: &str, job: &Value, style: Style) -> (bool, String) {
             str_field(job, "ended_at"),
             SystemTime::now(),
         );
-        return (true, format!("job {id} ({name}) {} after {took}", style.state("done")));
+        return (
+            true,
+            format!("job {id} ({name}) {} after {took}", style.state("done")),
+        );
     }
     (
         false,

@@ -22,22 +22,23 @@ pub fn man() -> Result<i32, Failure> {
     let mut cmd = Cli::command();
     // Fills in what the derive leaves implicit (value counts, help flags).
     cmd.build();
-    let page = clap_mangen::Man::new(cmd.clone());
     let mut out = Vec::new();
-    let rendered = (|| -> std::io::Result<()> {
-        page.render_title(&mut out)?;
-        // clap's NAME would repeat "oj —" from the about text.
-        writeln!(out, ".SH NAME\noj \\- {}", roff_escape(NAME_LINE))?;
-        page.render_synopsis_section(&mut out)?;
-        page.render_description_section(&mut out)?;
-        page.render_options_section(&mut out)?;
-        render_commands(&cmd, &mut out)?;
-        out.write_all(EXTRA_SECTIONS.as_bytes())?;
-        page.render_version_section(&mut out)?;
-        Ok(())
-    })();
-    rendered.map_err(|e| Failure::runtime(format!("cannot render the man page: {e}")))?;
+    render_man(&cmd, &mut out)
+        .map_err(|e| Failure::runtime(format!("cannot render the man page: {e}")))?;
     write_stdout(&out)
+}
+
+fn render_man(cmd: &clap::Command, out: &mut Vec<u8>) -> std::io::Result<()> {
+    let page = clap_mangen::Man::new(cmd.clone());
+    page.render_title(out)?;
+    // clap's NAME would repeat "oj —" from the about text.
+    writeln!(out, ".SH NAME\noj \\- {}", roff_escape(NAME_LINE))?;
+    page.render_synopsis_section(out)?;
+    page.render_description_section(out)?;
+    page.render_options_section(out)?;
+    render_commands(cmd, out)?;
+    out.write_all(EXTRA_SECTIONS.as_bytes())?;
+    page.render_version_section(out)
 }
 
 /// What `oj` is, for the NAME section (`whatis oj`).
