@@ -71,6 +71,9 @@ pub struct LoggingInput {
     /// Values scrubbed from every line (`<redacted>`). Values shorter than
     /// [`MIN_SECRET_LEN`] are ignored to avoid mangling ordinary words.
     pub secrets: Vec<Secret>,
+    /// `NO_COLOR` is set: no colour codes on stdout even when it is a
+    /// terminal (<https://no-color.org>). Files never get colour.
+    pub no_color: bool,
 }
 
 /// Shorter secrets are not scrubbed from output (they would match ordinary text).
@@ -120,6 +123,7 @@ impl LoggingInput {
             profile: loaded.profile.clone(),
             sources,
             secrets,
+            no_color: false,
         }
     }
 
@@ -244,7 +248,7 @@ pub fn build(input: &LoggingInput) -> Result<(Dispatch, LogGuard), LoggingError>
             .thread_name("oj-log-stdout")
             .finish(io::stdout());
         guards.push(guard);
-        let ansi = io::stdout().is_terminal();
+        let ansi = io::stdout().is_terminal() && !input.no_color;
         layers.push(sink_layer(
             input,
             Redact::new(writer, secrets.clone()),

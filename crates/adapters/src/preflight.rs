@@ -29,6 +29,7 @@ pub fn check(loaded: &Loaded, env: &Environment, mode: Mode) -> Report {
     let c = &loaded.config;
     let mut r = Report::default();
     let src = |k: &str| format!("{k} (from {})", loaded.source(k));
+    let in_kubernetes = loaded.base == oj_config::BuiltinProfile::Kubernetes;
 
     if let Err(e) = check_dir_writable(&c.daemon.state_dir) {
         r.errors.push(format!(
@@ -50,17 +51,29 @@ pub fn check(loaded: &Loaded, env: &Environment, mode: Mode) -> Report {
             )),
             Ok(_) => {}
             Err(e) => r.errors.push(format!(
-                "{}: cannot read token file {}: {e}; create it (kubectl create secret generic oj-token --from-file=token=…) or set listen.auth_token_file to the right path",
+                "{}: cannot read token file {}: {e}; {}",
                 src("listen.auth_token_file"),
-                path.display()
+                path.display(),
+                if in_kubernetes {
+                    "create it (kubectl create secret generic oj-token --from-file=token=…, mounted at /etc/oj/secret) or set listen.auth_token_file to the right path"
+                } else {
+                    "write the token into it (e.g. openssl rand -hex 32 > FILE; chmod 600 FILE), or set listen.auth_token_file to the right path"
+                }
             )),
         }
     }
 
     if c.tls.enabled && c.listen.tcp.is_some() {
         let tls = crate::tls::check_files(&c.tls, std::time::SystemTime::now());
-        r.errors
-            .extend(tls.errors.iter().map(|m| with_layer(m, loaded)));
+        r.errors.extend(tls.errors.iter().map(|m| {
+            let m = with_layer(m, loaded);
+            // Kubernetes words only for those who run oj in a cluster.
+            if in_kubernetes && m.contains("does not exist") {
+                format!("{m}; in a pod: is the TLS Secret mounted at /etc/oj/tls?")
+            } else {
+                m
+            }
+        }));
         r.warnings
             .extend(tls.warnings.iter().map(|m| with_layer(m, loaded)));
     }

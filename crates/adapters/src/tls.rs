@@ -175,9 +175,7 @@ fn provider() -> Arc<CryptoProvider> {
 fn read(key: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|e| {
         let fix = match e.kind() {
-            io::ErrorKind::NotFound => {
-                "the file does not exist; check the path (in Kubernetes: is the Secret mounted?)"
-            }
+            io::ErrorKind::NotFound => "the file does not exist; check the path",
             io::ErrorKind::PermissionDenied => {
                 "permission denied; make the file readable by the user running oj"
             }

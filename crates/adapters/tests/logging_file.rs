@@ -26,6 +26,7 @@ fn input(dir: &Path, name: &str, rotation: LogRotation, max_files: u32) -> Loggi
         profile: "desktop".into(),
         sources: BTreeMap::new(),
         secrets: Vec::new(),
+        no_color: false,
     }
 }
 

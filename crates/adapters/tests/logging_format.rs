@@ -60,6 +60,7 @@ fn input(format: LogFormat, level: &str) -> LoggingInput {
         profile: "kubernetes".to_string(),
         sources,
         secrets: Vec::new(),
+        no_color: false,
     }
 }
 

@@ -9,7 +9,8 @@
 use std::error::Error as StdError;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use oj_config::{Loaded, Secret};
 use reqwest::{Method, StatusCode};
@@ -177,12 +178,52 @@ fn tls_config(cfg: &oj_config::ClientConfig) -> Result<rustls::ClientConfig, Fai
     oj_adapters::tls::client_config(cfg).map_err(|e| Failure::config(e.to_string()))
 }
 
+/// The TLS setup of a client that never speaks TLS (Unix socket, `http://`):
+/// no trust roots at all. Without it reqwest would build the platform
+/// verifier and load every system root certificate on each `oj` call — most
+/// of the cost of `oj status` — for a connection that never uses them.
+fn no_tls() -> Result<rustls::ClientConfig, Failure> {
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map(|b| {
+            b.with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth()
+        })
+        .map_err(|e| Failure::runtime(format!("cannot set up the API client: {e}")))
+}
+
+/// What the advice for a failed connection depends on: which TLS files the
+/// client uses, and whether Kubernetes words make sense to this user.
+#[derive(Debug, Clone, Default)]
+pub struct TransportHints {
+    /// `client.ca`, when set.
+    pub ca: Option<PathBuf>,
+    /// `client.cert`, when set (mTLS).
+    pub client_cert: Option<PathBuf>,
+    /// The profile is `kubernetes` (or extends it): hints may name Secrets and pods.
+    pub kubernetes: bool,
+    /// The TLS setup of an `https://` endpoint, to probe a handshake that
+    /// ended without a reason.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl TransportHints {
+    fn from_loaded(loaded: &Loaded) -> Self {
+        TransportHints {
+            ca: loaded.config.client.ca.clone(),
+            client_cert: loaded.config.client.cert.clone(),
+            kubernetes: loaded.base == oj_config::BuiltinProfile::Kubernetes,
+            tls: None,
+        }
+    }
+}
+
 /// A connection to the daemon's API.
 pub struct ApiClient {
     http: reqwest::Client,
     endpoint: Endpoint,
-    /// A client certificate is configured (mTLS), for transport hints.
-    client_cert: bool,
+    /// What a transport failure's advice depends on.
+    hints: TransportHints,
     token: Option<(Secret, TokenOrigin)>,
 }
 
@@ -223,12 +264,22 @@ impl ApiClient {
             builder = builder.pool_max_idle_per_host(0);
         }
         let mut token = None;
+        let mut hints = TransportHints::from_loaded(loaded);
         match &endpoint {
-            Endpoint::Unix(path) => builder = builder.unix_socket(path.clone()),
-            Endpoint::Http(_) => token = resolve_token(loaded, read_token_file)?,
+            Endpoint::Unix(path) => {
+                builder = builder
+                    .unix_socket(path.clone())
+                    .tls_backend_preconfigured(no_tls()?);
+            }
+            Endpoint::Http(_) => {
+                token = resolve_token(loaded, read_token_file)?;
+                builder = builder.tls_backend_preconfigured(no_tls()?);
+            }
             Endpoint::Https(_) => {
                 token = resolve_token(loaded, read_token_file)?;
-                builder = builder.tls_backend_preconfigured(tls_config(&loaded.config.client)?);
+                let tls = tls_config(&loaded.config.client)?;
+                hints.tls = Some(Arc::new(tls.clone()));
+                builder = builder.tls_backend_preconfigured(tls);
             }
         }
         let http = builder.build().map_err(|e| {
@@ -236,7 +287,7 @@ impl ApiClient {
         })?;
         Ok(ApiClient {
             http,
-            client_cert: loaded.config.client.cert.is_some(),
+            hints,
             endpoint,
             token,
         })
@@ -318,7 +369,7 @@ impl ApiClient {
 
     /// A transport failure (no answer at all) as a user-facing failure.
     pub fn transport_error(&self, e: &reqwest::Error) -> ApiError {
-        ApiError::Failure(classify_transport(&self.endpoint, e, self.client_cert))
+        ApiError::Failure(classify_transport(&self.endpoint, e, &self.hints))
     }
 
     /// The line for a status the caller did not handle itself.
@@ -470,12 +521,14 @@ fn find_io_kind(e: &(dyn StdError + 'static)) -> Option<io::ErrorKind> {
 
 /// Turns "no answer from the daemon" into one line: what failed, at which
 /// address, and what to do.
-/// `client_cert`: whether a client certificate is configured (a daemon that
-/// requires one may just close the connection on a client without).
-pub fn classify_transport(endpoint: &Endpoint, e: &reqwest::Error, client_cert: bool) -> Failure {
+pub fn classify_transport(
+    endpoint: &Endpoint,
+    e: &reqwest::Error,
+    hints: &TransportHints,
+) -> Failure {
     let addr = endpoint.display();
-    if let Some(tls) = find_rustls(e) {
-        return tls_failure(&addr, &tls);
+    if let Some(tls) = find_rustls(e).or_else(|| alert_in_text(&chain(e))) {
+        return Failure::new(exit::UNREACHABLE, tls_advice(&addr, &tls, hints));
     }
     let kind = find_io_kind(e);
     let unreachable = |why: &str| {
@@ -513,20 +566,145 @@ pub fn classify_transport(endpoint: &Endpoint, e: &reqwest::Error, client_cert: 
         return unreachable(&root_cause(e));
     }
     // The connection was made but the exchange broke: e.g. plain HTTP sent
-    // to a TLS port, or the daemon went away mid-request.
+    // to a TLS port, a daemon that dropped a client certificate it refused
+    // without an alert, or a daemon that went away mid-request.
+    if let (Endpoint::Https(url), Some(tls)) = (endpoint, &hints.tls)
+        && let Some(refusal) = probe_handshake(url, tls.clone())
+    {
+        return Failure::new(exit::UNREACHABLE, tls_advice(&addr, &refusal, hints));
+    }
     let detail = root_cause(e);
     let hint = match endpoint {
-        Endpoint::Http(_) => "; if the daemon serves TLS (tls.enabled), use an https:// URL",
-        Endpoint::Https(_) if !client_cert => {
-            "; if the daemon requires client certificates (tls.client_ca), set client.cert and \
-             client.key to a pair signed by that CA"
+        Endpoint::Http(_) => {
+            "; if the daemon serves TLS (tls.enabled), use an https:// URL".to_string()
         }
-        _ => "",
+        Endpoint::Https(_) => match &hints.client_cert {
+            None => "; if the daemon requires client certificates (tls.client_ca), set \
+                     client.cert and client.key (OJ_CLIENT__CERT, OJ_CLIENT__KEY) to a pair \
+                     signed by that CA"
+                .to_string(),
+            Some(path) => format!(
+                "; if the daemon refused this client's certificate, {}",
+                client_cert_check(path)
+            ),
+        },
+        Endpoint::Unix(_) => String::new(),
     };
     Failure::new(
         exit::UNREACHABLE,
         format!("lost the connection to the oj daemon at {addr}: {detail}{hint}"),
     )
+}
+
+/// How long the diagnostic handshake of [`probe_handshake`] may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// One more handshake, by hand, after a connection that broke without a
+/// reason: a daemon that refuses a client certificate under TLS 1.3 does so
+/// after the handshake, and its alert is often lost to a reset once the
+/// request is on its way. Without a request in flight the alert arrives.
+/// Returns the TLS error it ended with, `None` if it went through.
+fn probe_handshake(url: &str, config: Arc<rustls::ClientConfig>) -> Option<rustls::Error> {
+    use std::io::Read;
+    use std::net::{TcpStream, ToSocketAddrs};
+    let url = reqwest::Url::parse(url).ok()?;
+    let host = url.host_str()?.trim_matches(['[', ']']).to_string();
+    let port = url.port_or_known_default()?;
+    let name = rustls_pki_types::ServerName::try_from(host.clone()).ok()?;
+    let addr = (host.as_str(), port).to_socket_addrs().ok()?.next()?;
+    let mut tcp = TcpStream::connect_timeout(&addr, PROBE_TIMEOUT).ok()?;
+    tcp.set_read_timeout(Some(PROBE_TIMEOUT)).ok()?;
+    tcp.set_write_timeout(Some(PROBE_TIMEOUT)).ok()?;
+    let mut conn = rustls::ClientConnection::new(config, name).ok()?;
+    let tls_error = |e: io::Error| {
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            .cloned()
+    };
+    while conn.is_handshaking() {
+        if let Err(e) = conn.complete_io(&mut tcp) {
+            return tls_error(e);
+        }
+    }
+    // TLS 1.3: the daemon's verdict on our certificate follows our Finished.
+    let mut byte = [0u8; 1];
+    match rustls::Stream::new(&mut conn, &mut tcp).read(&mut byte) {
+        Err(e) => tls_error(e),
+        Ok(_) => None,
+    }
+}
+
+/// A TLS alert the peer sent, from its text: once the handshake is over (TLS
+/// 1.3 refuses a client certificate after it), hyper hands the alert on
+/// as an I/O error whose source is no longer a `rustls::Error`.
+fn alert_in_text(text: &str) -> Option<rustls::Error> {
+    use rustls::AlertDescription as A;
+    let name = text.split("received fatal alert: ").nth(1)?;
+    let name: String = name
+        .chars()
+        .take_while(char::is_ascii_alphanumeric)
+        .collect();
+    [
+        A::CertificateRequired,
+        A::HandshakeFailure,
+        A::BadCertificate,
+        A::UnsupportedCertificate,
+        A::CertificateRevoked,
+        A::CertificateExpired,
+        A::CertificateUnknown,
+        A::UnknownCA,
+        A::AccessDenied,
+        A::DecryptError,
+    ]
+    .into_iter()
+    .find(|a| format!("{a:?}") == name)
+    .map(rustls::Error::AlertReceived)
+}
+
+/// What is wrong with our own client certificate, as far as this machine
+/// can tell (expired, not yet valid), else what to check about it.
+fn client_cert_check(path: &Path) -> String {
+    let shown = path.display();
+    let Some(info) = read_cert_info(path) else {
+        return format!(
+            "check that client.cert = {shown} is a valid PEM certificate signed by the daemon's \
+             tls.client_ca"
+        );
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    if info.not_after < now {
+        format!(
+            "client.cert = {shown} expired on {}: issue a new client certificate from the \
+             daemon's tls.client_ca and point client.cert/client.key at it",
+            info.not_after_rfc3339()
+        )
+    } else if info.not_before > now {
+        format!(
+            "client.cert = {shown} is not valid yet (from {}): check this machine's clock",
+            rfc3339(info.not_before)
+        )
+    } else {
+        format!(
+            "check that client.cert = {shown} (subject {}) was issued by the CA in the daemon's \
+             tls.client_ca; a certificate from another CA is refused",
+            info.subject
+        )
+    }
+}
+
+fn read_cert_info(path: &Path) -> Option<oj_adapters::tls::CertInfo> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let der = CertificateDer::pem_file_iter(path).ok()?.next()?.ok()?;
+    oj_adapters::tls::cert_info(&der).ok()
+}
+
+fn rfc3339(unix: i64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix.max(0) as u64))
+        .to_string()
 }
 
 /// A short name for a certificate problem (rustls only has Debug names).
@@ -545,48 +723,130 @@ fn cert_problem(c: &rustls::CertificateError) -> String {
     }
 }
 
-fn tls_failure(addr: &str, e: &rustls::Error) -> Failure {
-    use rustls::AlertDescription as A;
-    let msg = match e {
-        rustls::Error::InvalidCertificate(c) => {
-            use rustls::CertificateError as C;
-            match c {
-                C::NotValidForName | C::NotValidForNameContext { .. } => format!(
-                    "the daemon at {addr} presented a certificate that is not valid for that \
-                     host name; put a name the certificate holds in client.url (or reissue the \
-                     certificate with this name)"
-                ),
-                C::Expired | C::ExpiredContext { .. } => format!(
-                    "the daemon at {addr} presented an expired certificate; renew the daemon's \
-                     tls.cert (it is picked up without a restart)"
-                ),
-                C::NotValidYet | C::NotValidYetContext { .. } => format!(
-                    "the daemon at {addr} presented a certificate that is not valid yet; check \
-                     the clocks of both machines"
-                ),
-                _ => format!(
-                    "the daemon at {addr} presented a certificate this client does not trust \
-                     ({}); set client.ca to the CA that signed it",
-                    cert_problem(c)
-                ),
-            }
-        }
-        rustls::Error::AlertReceived(
-            A::CertificateRequired | A::BadCertificate | A::UnknownCA | A::HandshakeFailure,
-        ) => format!(
-            "the daemon at {addr} rejected this client's certificate ({e}); it requires mTLS: \
-             set client.cert and client.key to a pair signed by its tls.client_ca"
-        ),
-        rustls::Error::AlertReceived(A::CertificateExpired | A::CertificateRevoked) => format!(
-            "the daemon at {addr} rejected this client's certificate ({e}); renew client.cert"
-        ),
-        rustls::Error::InvalidMessage(_) => format!(
-            "the daemon at {addr} does not speak TLS ({e}); use an http:// URL, or enable \
-             tls on the daemon"
-        ),
-        other => format!("TLS with the daemon at {addr} failed: {other}"),
+/// `DnsName("localhost")` (how rustls lists a certificate's names) → `localhost`.
+fn bare_name(presented: &str) -> &str {
+    presented
+        .split_once("(\"")
+        .and_then(|(_, rest)| rest.strip_suffix("\")"))
+        .unwrap_or(presented)
+}
+
+/// The daemon's certificate, as this client judged it.
+fn server_cert_advice(addr: &str, c: &rustls::CertificateError, hints: &TransportHints) -> String {
+    use rustls::CertificateError as C;
+    let renew = if hints.kubernetes {
+        "renew the daemon's tls.cert (in a cluster: the TLS Secret, e.g. via cert-manager); it is \
+         picked up without a restart"
+    } else {
+        "renew the daemon's tls.cert; it is picked up without a restart"
     };
-    Failure::new(exit::UNREACHABLE, msg)
+    match c {
+        C::NotValidForNameContext { presented, .. } if !presented.is_empty() => format!(
+            "the daemon at {addr} presented a certificate that is not valid for that host name \
+             (it holds {}); put one of those names in client.url, or reissue the certificate \
+             with this name",
+            presented
+                .iter()
+                .map(|p| bare_name(p))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        C::NotValidForName | C::NotValidForNameContext { .. } => format!(
+            "the daemon at {addr} presented a certificate that is not valid for that host name; \
+             put a name the certificate holds in client.url (or reissue the certificate with this \
+             name)"
+        ),
+        C::ExpiredContext { not_after, .. } => format!(
+            "the daemon at {addr} presented a certificate that expired on {}; {renew}",
+            rfc3339(not_after.as_secs() as i64)
+        ),
+        C::Expired => format!("the daemon at {addr} presented an expired certificate; {renew}"),
+        C::NotValidYet | C::NotValidYetContext { .. } => format!(
+            "the daemon at {addr} presented a certificate that is not valid yet; check the clocks \
+             of both machines"
+        ),
+        C::UnknownIssuer | C::BadSignature => match &hints.ca {
+            Some(ca) => format!(
+                "the daemon at {addr} presented a certificate this client does not trust ({}): \
+                 client.ca = {} did not sign it; set client.ca to the CA that signed the \
+                 daemon's tls.cert",
+                cert_problem(c),
+                ca.display()
+            ),
+            None => format!(
+                "the daemon at {addr} presented a certificate this client does not trust ({}); \
+                 set client.ca (OJ_CLIENT__CA) to the CA that signed it",
+                cert_problem(c)
+            ),
+        },
+        _ => format!(
+            "the daemon at {addr} presented a certificate this client does not trust ({}); set \
+             client.ca to the CA that signed it",
+            cert_problem(c)
+        ),
+    }
+}
+
+/// Why the daemon refused the handshake, from the alert it sent: each
+/// refusal of this client's certificate names the cause and the fix.
+fn tls_advice(addr: &str, e: &rustls::Error, hints: &TransportHints) -> String {
+    use rustls::AlertDescription as A;
+    let cert = hints.client_cert.as_deref();
+    let alert = match e {
+        rustls::Error::InvalidCertificate(c) => return server_cert_advice(addr, c, hints),
+        rustls::Error::InvalidMessage(_) => {
+            return format!(
+                "the daemon at {addr} does not speak TLS ({e}); use an http:// URL, or enable \
+                 tls on the daemon"
+            );
+        }
+        rustls::Error::AlertReceived(a) => *a,
+        other => return format!("TLS with the daemon at {addr} failed: {other}"),
+    };
+    match (alert, cert) {
+        (A::CertificateRequired | A::HandshakeFailure, None) => format!(
+            "the daemon at {addr} requires a client certificate (mTLS: its tls.client_ca is set) \
+             and this client sent none; set client.cert and client.key (OJ_CLIENT__CERT, \
+             OJ_CLIENT__KEY) to a pair signed by that CA"
+        ),
+        (A::CertificateExpired, Some(path)) => format!(
+            "the daemon at {addr} refused this client's certificate as expired or not yet \
+             valid; {}",
+            client_cert_check(path)
+        ),
+        (A::UnknownCA | A::DecryptError, Some(path)) => format!(
+            "the daemon at {addr} does not trust this client's certificate client.cert = {}: it \
+             was not issued by the CA in the daemon's tls.client_ca; use a certificate from that \
+             CA (or add its CA to tls.client_ca)",
+            path.display()
+        ),
+        (
+            A::BadCertificate
+            | A::CertificateUnknown
+            | A::UnsupportedCertificate
+            | A::AccessDenied
+            | A::CertificateRequired
+            | A::HandshakeFailure
+            | A::CertificateRevoked,
+            Some(path),
+        ) => format!(
+            "the daemon at {addr} refused this client's certificate ({e}); {}",
+            client_cert_check(path)
+        ),
+        (_, None)
+            if matches!(
+                alert,
+                A::BadCertificate | A::UnknownCA | A::CertificateUnknown
+            ) =>
+        {
+            format!(
+                "the daemon at {addr} refused the TLS handshake ({e}); it requires a client \
+                 certificate: set client.cert and client.key to a pair signed by its \
+                 tls.client_ca"
+            )
+        }
+        _ => format!("TLS with the daemon at {addr} failed: {e}"),
+    }
 }
 
 #[cfg(test)]
@@ -717,6 +977,24 @@ mod tests {
             endpoint(&l).unwrap(),
             Endpoint::Http("http://127.0.0.1:1".into())
         );
+    }
+
+    #[test]
+    fn certificate_names_are_shown_bare() {
+        assert_eq!(bare_name("DnsName(\"localhost\")"), "localhost");
+        assert_eq!(bare_name("IpAddress(10.0.0.1)"), "IpAddress(10.0.0.1)");
+        assert_eq!(bare_name("oj.example"), "oj.example");
+    }
+
+    #[test]
+    fn alerts_are_read_back_from_their_text() {
+        assert_eq!(
+            alert_in_text("error sending request: received fatal alert: CertificateRequired"),
+            Some(rustls::Error::AlertReceived(
+                rustls::AlertDescription::CertificateRequired
+            ))
+        );
+        assert_eq!(alert_in_text("connection closed"), None);
     }
 
     #[test]

@@ -65,9 +65,21 @@ pub enum Command {
     #[command(after_help = "Examples:\n  oj exec --wait -- make test\n  \
                             oj exec --name nightly -- sh -c 'make && make install'")]
     Exec(ExecArgs),
-    /// List, show, follow and cancel jobs
+    /// List, show, follow, wait for and cancel jobs
     #[command(subcommand)]
     Job(JobCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    #[command(after_help = "Examples:\n  \
+                            oj completions bash > ~/.local/share/bash-completion/completions/oj\n  \
+                            oj completions zsh > \"${fpath[1]}/_oj\"\n  \
+                            oj completions fish > ~/.config/fish/completions/oj.fish")]
+    Completions {
+        /// The shell to write the script for
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout, e.g. `oj man | man -l -`
+    Man,
 }
 
 #[derive(Debug, Args)]
@@ -124,7 +136,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "RUNBOOK")]
     pub file: Option<PathBuf>,
     /// Wait for the job to end, streaming its output; exit 0 if it is done, 1 otherwise
-    #[arg(long)]
+    #[arg(short, long)]
     pub wait: bool,
 }
 
@@ -134,7 +146,7 @@ pub struct ExecArgs {
     #[arg(long)]
     pub name: Option<String>,
     /// Wait for the job to end, streaming its output; exit 0 if it is done, 1 otherwise
-    #[arg(long)]
+    #[arg(short, long)]
     pub wait: bool,
     /// The command and its arguments (after --)
     #[arg(last = true, required = true, value_name = "CMD")]
@@ -151,6 +163,9 @@ pub enum JobCommand {
         /// Only jobs in this state (queued, running, done, failed, cancelled, interrupted)
         #[arg(long, value_name = "S")]
         status: Option<String>,
+        /// At most N jobs, the newest [default: all]
+        #[arg(short = 'n', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        limit: Option<u64>,
     },
     /// Show one job with its steps, states, exit codes and times
     Show {
@@ -164,13 +179,30 @@ pub enum JobCommand {
     Logs {
         /// The job id
         id: String,
-        /// Keep streaming until the job ends
-        #[arg(long)]
+        /// Keep streaming until the job ends; exit 0 if it ended done, 1 otherwise
+        #[arg(short, long)]
         follow: bool,
+    },
+    /// Wait until every job given has ended; exit 0 if all are done, 1 otherwise, 124 on timeout
+    #[command(after_help = "Examples:\n  oj job wait 0mx49xbba000\n  \
+                            oj job wait --timeout 10m $(oj exec -- make a) $(oj exec -- make b)")]
+    Wait {
+        /// The job ids
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+        /// Give up after this long (e.g. 30s, 10m, 1h), exit 124
+        #[arg(long, value_name = "D", value_parser = parse_duration)]
+        timeout: Option<std::time::Duration>,
     },
     /// Cancel a queued or running job
     Cancel {
         /// The job id
         id: String,
     },
+}
+
+/// `30s`, `10m`, `1h 30m`: the same duration syntax as the config file.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{e}; write a duration like 30s, 10m or 1h"))
 }

@@ -17,8 +17,10 @@ use crate::api_client::{ApiClient, ApiError, Endpoint};
 use crate::cli::{ExecArgs, JobCommand, RunArgs, StatusArgs};
 use crate::config_cmds;
 use crate::exit::{self, Failure};
+use crate::follow;
 use crate::runbooks;
 use crate::table;
+use crate::term::{Stream, Style};
 
 /// The job and step states of SPEC §3.2.
 pub const STATES: [&str; 6] = [
@@ -30,12 +32,8 @@ pub const STATES: [&str; 6] = [
     "interrupted",
 ];
 
-/// How often `--wait` and `daemon stop` look again.
+/// How often `daemon stop` looks again.
 const POLL: Duration = Duration::from_millis(100);
-
-fn is_terminal(state: &str) -> bool {
-    matches!(state, "done" | "failed" | "cancelled" | "interrupted")
-}
 
 /// A small single-threaded runtime: a client command does one thing at a time.
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
@@ -53,7 +51,7 @@ fn connect(opts: &LoadOptions, env: &Environment) -> Result<(Loaded, ApiClient),
 
 /// Writes to stdout; a closed pipe (`oj job logs ID | head`) ends the
 /// command quietly, as for any Unix filter.
-fn emit(bytes: &[u8]) {
+pub(crate) fn emit(bytes: &[u8]) {
     let mut out = std::io::stdout().lock();
     if let Err(e) = out.write_all(bytes).and_then(|()| out.flush())
         && e.kind() == std::io::ErrorKind::BrokenPipe
@@ -76,7 +74,7 @@ fn pretty(v: &Value) -> String {
 }
 
 /// Escapes a job id for use as one URL path segment.
-fn path_segment(s: &str) -> String {
+pub(crate) fn path_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
@@ -88,12 +86,12 @@ fn path_segment(s: &str) -> String {
     out
 }
 
-fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+pub(crate) fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str)
 }
 
 /// Maps a failed call about one job: 404 is "no job <id>".
-fn job_failure(client: &ApiClient, id: &str, e: ApiError) -> Failure {
+pub(crate) fn job_failure(client: &ApiClient, id: &str, e: ApiError) -> Failure {
     match e {
         ApiError::Status {
             status: StatusCode::NOT_FOUND,
@@ -388,7 +386,12 @@ pub fn run(args: RunArgs, opts: &LoadOptions, env: &Environment) -> Result<i32, 
     // Everything about the runbook is checked before the daemon is contacted.
     let spec = runbooks::resolve(&args.name, &vars, args.file.as_deref(), &cwd)?;
     let (_loaded, client) = connect(opts, env)?;
-    runtime()?.block_on(submit(&client, &spec, args.wait))
+    runtime()?.block_on(submit(
+        &client,
+        &spec,
+        args.wait,
+        Style::detect(Stream::Stderr, env),
+    ))
 }
 
 /// Quotes one word for `/bin/sh` so it reaches the command unchanged.
@@ -492,11 +495,21 @@ pub fn exec_spec(name: Option<&str>, command: &[String]) -> Result<JobSpec, Fail
 pub fn exec(args: ExecArgs, opts: &LoadOptions, env: &Environment) -> Result<i32, Failure> {
     let spec = exec_spec(args.name.as_deref(), &args.command)?;
     let (_loaded, client) = connect(opts, env)?;
-    runtime()?.block_on(submit(&client, &spec, args.wait))
+    runtime()?.block_on(submit(
+        &client,
+        &spec,
+        args.wait,
+        Style::detect(Stream::Stderr, env),
+    ))
 }
 
 /// Submits a job, prints its id, and with `wait` follows it to the end.
-async fn submit(client: &ApiClient, spec: &JobSpec, wait: bool) -> Result<i32, Failure> {
+async fn submit(
+    client: &ApiClient,
+    spec: &JobSpec,
+    wait: bool,
+    style: Style,
+) -> Result<i32, Failure> {
     let body = serde_json::to_value(spec)
         .map_err(|e| Failure::runtime(format!("cannot encode the job spec: {e}")))?;
     let job = client
@@ -521,7 +534,7 @@ async fn submit(client: &ApiClient, spec: &JobSpec, wait: bool) -> Result<i32, F
     }
     // Ctrl-C stops the waiting, not the job: say so, and how to stop it.
     tokio::select! {
-        job = follow(client, &id) => finish(&id, &job?),
+        job = follow::follow(client, &id, style) => follow::finish(&id, &job?, style),
         _ = tokio::signal::ctrl_c() => Err(Failure::new(
             INTERRUPTED,
             format!(
@@ -534,90 +547,6 @@ async fn submit(client: &ApiClient, spec: &JobSpec, wait: bool) -> Result<i32, F
 
 /// The conventional exit code of a command ended by Ctrl-C (128 + SIGINT).
 const INTERRUPTED: i32 = 130;
-
-/// Streams the job's logs to stdout until it ends, then returns the final job.
-async fn follow(client: &ApiClient, id: &str) -> Result<Value, Failure> {
-    let path = format!("/v1/jobs/{}/logs?follow=true", path_segment(id));
-    match client.get_stream(&path).await {
-        Ok(mut resp) => {
-            // A broken stream is not the job's end: the state decides below.
-            while let Ok(Some(chunk)) = resp.chunk().await {
-                emit(&chunk);
-            }
-        }
-        Err(ApiError::Status {
-            status: StatusCode::NOT_FOUND,
-            ..
-        }) => {
-            return Err(job_failure(
-                client,
-                id,
-                ApiError::Status {
-                    status: StatusCode::NOT_FOUND,
-                    message: String::new(),
-                },
-            ));
-        }
-        // Logs are a nicety; the state is what `--wait` reports.
-        Err(ApiError::Status { .. }) => {}
-        Err(e @ ApiError::Failure(_)) => return Err(e.into_failure(client)),
-    }
-    wait_terminal(client, id).await
-}
-
-async fn wait_terminal(client: &ApiClient, id: &str) -> Result<Value, Failure> {
-    let path = format!("/v1/jobs/{}", path_segment(id));
-    loop {
-        let job = client.get_json(&path).await.map_err(|e| {
-            let f = job_failure(client, id, e);
-            if f.code == exit::UNREACHABLE {
-                // The job lives on in the daemon's state; say how to find it again.
-                Failure::new(
-                    f.code,
-                    format!(
-                        "stopped waiting for job {id}: {}; once the daemon runs again, \
-                         `oj job show {id}` tells how the job ended",
-                        f.message
-                    ),
-                )
-            } else {
-                f
-            }
-        })?;
-        if str_field(&job, "state").is_some_and(is_terminal) {
-            return Ok(job);
-        }
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-/// The exit of `--wait`: 0 when done, 1 with the state and error otherwise.
-fn finish(id: &str, job: &Value) -> Result<i32, Failure> {
-    let state = str_field(job, "state").unwrap_or("unknown");
-    if state == "done" {
-        return Ok(exit::OK);
-    }
-    let name = str_field(job, "name").unwrap_or("?");
-    let error = str_field(job, "error")
-        .map(str::to_string)
-        .or_else(|| failed_step(job))
-        .unwrap_or_else(|| "no error recorded".into());
-    Err(Failure::runtime(format!(
-        "job {id} ({name}) ended {state}: {error}; `oj job logs {id}` shows its output"
-    )))
-}
-
-fn failed_step(job: &Value) -> Option<String> {
-    let steps = job.get("steps")?.as_array()?;
-    let step = steps
-        .iter()
-        .find(|s| str_field(s, "state") == Some("failed"))?;
-    let name = str_field(step, "name")?;
-    Some(match step.get("exit_code").and_then(Value::as_i64) {
-        Some(code) => format!("step {name} exited with code {code}"),
-        None => format!("step {name} failed"),
-    })
-}
 
 // ---------------------------------------------------------------- job …
 
@@ -635,12 +564,19 @@ pub fn job(cmd: JobCommand, opts: &LoadOptions, env: &Environment) -> Result<i32
     }
     let (_loaded, client) = connect(opts, env)?;
     let rt = runtime()?;
+    let out = Style::detect(Stream::Stdout, env);
+    let err = Style::detect(Stream::Stderr, env);
     match cmd {
-        JobCommand::List { json, status } => {
-            rt.block_on(job_list(&client, json, status.as_deref()))
+        JobCommand::List {
+            json,
+            status,
+            limit,
+        } => rt.block_on(job_list(&client, json, status.as_deref(), limit, out)),
+        JobCommand::Show { id, json } => rt.block_on(job_show(&client, &id, json, out)),
+        JobCommand::Logs { id, follow } => rt.block_on(job_logs(&client, &id, follow, err)),
+        JobCommand::Wait { ids, timeout } => {
+            rt.block_on(follow::wait_all(&client, &ids, timeout, err))
         }
-        JobCommand::Show { id, json } => rt.block_on(job_show(&client, &id, json)),
-        JobCommand::Logs { id, follow } => rt.block_on(job_logs(&client, &id, follow)),
         JobCommand::Cancel { id } => rt.block_on(job_cancel(&client, &id)),
     }
 }
@@ -651,20 +587,66 @@ fn sort_newest_first(jobs: &mut [Value]) {
     jobs.sort_by_key(|j| std::cmp::Reverse(key(j)));
 }
 
-async fn job_list(client: &ApiClient, json: bool, status: Option<&str>) -> Result<i32, Failure> {
-    let path = match status {
-        Some(s) => format!("/v1/jobs?status={s}"),
-        None => "/v1/jobs".to_string(),
-    };
-    let v = client
-        .get_json(&path)
-        .await
-        .map_err(|e| e.into_failure(client))?;
-    let mut jobs = v
-        .get("jobs")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+/// The most a daemon gives in one page (`GET /v1/jobs?limit=`).
+const MAX_PAGE: u64 = 1000;
+
+/// Walks `GET /v1/jobs` page by page (`?limit=N&after=ID`, following
+/// `next`) until `limit` jobs or the last page. A daemon that answers
+/// without `next` (the first release) sends everything in one page.
+async fn list_jobs(
+    client: &ApiClient,
+    status: Option<&str>,
+    limit: Option<u64>,
+) -> Result<Vec<Value>, Failure> {
+    let mut jobs: Vec<Value> = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let want = limit.map_or(MAX_PAGE, |l| (l - jobs.len() as u64).min(MAX_PAGE));
+        let mut path = format!("/v1/jobs?limit={want}");
+        if let Some(s) = status {
+            path.push_str(&format!("&status={s}"));
+        }
+        if let Some(a) = &after {
+            path.push_str(&format!("&after={}", path_segment(a)));
+        }
+        let page = client
+            .get_json(&path)
+            .await
+            .map_err(|e| e.into_failure(client))?;
+        let items = page
+            .get("jobs")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let got = items.len();
+        jobs.extend(items);
+        if limit.is_some_and(|l| jobs.len() as u64 >= l) {
+            break;
+        }
+        match page.get("next").and_then(Value::as_str) {
+            // A `next` that does not move on would loop forever: stop there.
+            Some(next) if got > 0 && after.as_deref() != Some(next) => {
+                after = Some(next.to_string());
+            }
+            _ => break,
+        }
+    }
+    if let Some(l) = limit {
+        // An old daemon may ignore `limit`: newest first, then cut.
+        sort_newest_first(&mut jobs);
+        jobs.truncate(l as usize);
+    }
+    Ok(jobs)
+}
+
+async fn job_list(
+    client: &ApiClient,
+    json: bool,
+    status: Option<&str>,
+    limit: Option<u64>,
+    style: Style,
+) -> Result<i32, Failure> {
+    let mut jobs = list_jobs(client, status, limit).await?;
     sort_newest_first(&mut jobs);
     if json {
         emit_line(&pretty(&serde_json::json!({ "jobs": jobs })));
@@ -677,11 +659,15 @@ async fn job_list(client: &ApiClient, json: bool, status: Option<&str>) -> Resul
         }
         return Ok(exit::OK);
     }
-    emit(render_job_list(&jobs, SystemTime::now()).as_bytes());
+    emit(render_job_list(&jobs, SystemTime::now(), style).as_bytes());
     Ok(exit::OK)
 }
 
-fn render_job_list(jobs: &[Value], now: SystemTime) -> String {
+/// Columns of `oj job list`; NAME and ERROR give up room on a narrow terminal.
+const LIST_HEADER: [&str; 6] = ["ID", "NAME", "STATE", "CREATED", "DURATION", "ERROR"];
+const LIST_STATE_COL: usize = 2;
+
+fn render_job_list(jobs: &[Value], now: SystemTime, style: Style) -> String {
     let rows: Vec<Vec<String>> = jobs
         .iter()
         .map(|j| {
@@ -693,13 +679,47 @@ fn render_job_list(jobs: &[Value], now: SystemTime) -> String {
                     .map(table::short_time)
                     .unwrap_or_else(|| "-".into()),
                 table::run_time(str_field(j, "started_at"), str_field(j, "ended_at"), now),
+                str_field(j, "error")
+                    .map(one_line)
+                    .unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
-    table::render(&["ID", "NAME", "STATE", "CREATED", "DURATION"], &rows)
+    render_with_states(&LIST_HEADER, &rows, LIST_STATE_COL, &[5, 1], style)
 }
 
-async fn job_show(client: &ApiClient, id: &str, json: bool) -> Result<i32, Failure> {
+/// An error as one table cell: its lines joined.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A table fitted to the terminal, with the state column coloured.
+fn render_with_states(
+    header: &[&str],
+    rows: &[Vec<String>],
+    state_col: usize,
+    shrinkable: &[usize],
+    style: Style,
+) -> String {
+    let paint = |col: usize, raw: &str, shown: String| {
+        if col == state_col {
+            style.paint(crate::term::state_color(raw), &shown)
+        } else {
+            shown
+        }
+    };
+    table::render_fitted(
+        header,
+        rows,
+        &table::Fit {
+            width: style.width,
+            shrinkable,
+            paint: Some(&paint),
+        },
+    )
+}
+
+async fn job_show(client: &ApiClient, id: &str, json: bool, style: Style) -> Result<i32, Failure> {
     let path = format!("/v1/jobs/{}", path_segment(id));
     let job = client
         .get_json(&path)
@@ -708,18 +728,18 @@ async fn job_show(client: &ApiClient, id: &str, json: bool) -> Result<i32, Failu
     if json {
         emit_line(&pretty(&job));
     } else {
-        emit(render_job(&job, SystemTime::now()).as_bytes());
+        emit(render_job(&job, SystemTime::now(), style).as_bytes());
     }
     Ok(exit::OK)
 }
 
-fn render_job(job: &Value, now: SystemTime) -> String {
+fn render_job(job: &Value, now: SystemTime, style: Style) -> String {
     let f = |k: &str| str_field(job, k);
     let mut out = String::new();
     let mut field = |k: &str, v: String| out.push_str(&format!("{k:<9} {v}\n"));
     field("id", f("id").unwrap_or("?").into());
     field("name", f("name").unwrap_or("?").into());
-    field("state", f("state").unwrap_or("?").into());
+    field("state", style.state(f("state").unwrap_or("?")));
     if let Some(e) = f("error") {
         field("error", e.into());
     }
@@ -772,17 +792,24 @@ fn render_job(job: &Value, now: SystemTime) -> String {
             header.push("POD");
         }
         out.push('\n');
-        out.push_str(&table::render(&header, &rows));
+        out.push_str(&render_with_states(&header, &rows, 1, &[], style));
     }
     out
 }
 
-async fn job_logs(client: &ApiClient, id: &str, follow: bool) -> Result<i32, Failure> {
-    let path = format!(
-        "/v1/jobs/{}/logs{}",
-        path_segment(id),
-        if follow { "?follow=true" } else { "" }
-    );
+/// `oj job logs ID [-f]`. Without `--follow` it prints the log as it is;
+/// with it, it streams until the job ends and exits as `--wait` does.
+async fn job_logs(
+    client: &ApiClient,
+    id: &str,
+    follow: bool,
+    style: Style,
+) -> Result<i32, Failure> {
+    if follow {
+        let job = follow::follow(client, id, style).await?;
+        return follow::finish(id, &job, style);
+    }
+    let path = format!("/v1/jobs/{}/logs", path_segment(id));
     let mut resp = client
         .get_stream(&path)
         .await
@@ -790,19 +817,10 @@ async fn job_logs(client: &ApiClient, id: &str, follow: bool) -> Result<i32, Fai
     loop {
         match resp.chunk().await {
             Ok(Some(chunk)) => emit(&chunk),
-            Ok(None) => break,
-            Err(e) => {
-                return Err(Failure::new(
-                    exit::UNREACHABLE,
-                    format!(
-                        "the log stream of job {id} broke: {}",
-                        client.transport_error(&e).into_failure(client)
-                    ),
-                ));
-            }
+            Ok(None) => return Ok(exit::OK),
+            Err(e) => return Err(follow::broken_stream(client, id, &e).await),
         }
     }
-    Ok(exit::OK)
 }
 
 async fn job_cancel(client: &ApiClient, id: &str) -> Result<i32, Failure> {
@@ -913,7 +931,7 @@ mod tests {
                 "created_at": "2026-11-26T09:00:00.000Z"}),
         ];
         sort_newest_first(&mut jobs);
-        let out = render_job_list(&jobs, SystemTime::now());
+        let out = render_job_list(&jobs, SystemTime::now(), Style::default());
         let lines: Vec<&str> = out.lines().collect();
         assert!(lines[0].starts_with("ID"), "{out}");
         assert!(lines[1].starts_with("new"), "{out}");
@@ -922,26 +940,6 @@ mod tests {
             "{out}"
         );
         assert!(lines[1].contains("2026-11-26 09:00:00"), "{out}");
-    }
-
-    #[test]
-    fn wait_reports_state_and_error() {
-        assert_eq!(
-            finish("x", &serde_json::json!({"state": "done"})).unwrap(),
-            0
-        );
-        let f = finish(
-            "x",
-            &serde_json::json!({"state": "failed", "name": "b",
-                "steps": [{"name": "t", "state": "failed", "exit_code": 3}]}),
-        )
-        .unwrap_err();
-        assert_eq!(f.code, exit::RUNTIME);
-        assert!(
-            f.message.contains("failed") && f.message.contains("code 3"),
-            "{}",
-            f.message
-        );
     }
 
     #[test]

@@ -6,8 +6,11 @@ mod cli;
 mod client_cmds;
 mod config_cmds;
 mod exit;
+mod follow;
+mod manual;
 mod runbooks;
 mod table;
+mod term;
 
 use clap::Parser;
 
@@ -52,5 +55,7 @@ fn run(cli: Cli) -> Result<i32, Failure> {
         Command::Run(args) => client_cmds::run(args, &opts, &env),
         Command::Exec(args) => client_cmds::exec(args, &opts, &env),
         Command::Job(cmd) => client_cmds::job(cmd, &opts, &env),
+        Command::Completions { shell } => manual::completions(shell),
+        Command::Man => manual::man(),
     }
 }

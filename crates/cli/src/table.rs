@@ -6,7 +6,31 @@ use std::time::{Duration, SystemTime};
 
 /// Renders rows under a header, each column as wide as its widest cell,
 /// two spaces apart; the last column is not padded.
+#[cfg(test)]
 pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
+    render_fitted(header, rows, &Fit::default())
+}
+
+/// How [`render_fitted`] fits a table to a terminal.
+#[derive(Default)]
+pub struct Fit<'a> {
+    /// The terminal's width; `None` = never truncate (pipes, files).
+    pub width: Option<usize>,
+    /// Columns that may be narrowed, in the order they give up room (free
+    /// text such as names and errors; ids and states are never cut).
+    pub shrinkable: &'a [usize],
+    /// Wraps a cell's visible text (already padded or cut) in escape
+    /// codes, e.g. a colour for a state; gets the column and the raw cell.
+    pub paint: Option<&'a dyn Fn(usize, &str, String) -> String>,
+}
+
+/// Narrowest a shrinkable column gets before the table is allowed to wrap.
+const MIN_SHRUNK: usize = 6;
+
+/// [`render`], fitted to `fit.width`: the shrinkable columns are narrowed
+/// (widest first) until each line fits, and cells longer than their column
+/// end with `…`.
+pub fn render_fitted(header: &[&str], rows: &[Vec<String>], fit: &Fit<'_>) -> String {
     let cols = header.len();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
@@ -14,25 +38,72 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
             widths[i] = widths[i].max(cell.chars().count());
         }
     }
+    if let Some(limit) = fit.width {
+        narrow(&mut widths, fit.shrinkable, limit);
+    }
     let mut out = String::new();
-    let mut line = |cells: Vec<&str>| {
+    let mut line = |cells: Vec<&str>, painted: bool| {
         let mut l = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                l.push_str(cell);
-            } else {
-                l.push_str(cell);
-                let pad = widths[i] - cell.chars().count() + 2;
-                l.extend(std::iter::repeat_n(' ', pad));
+        for (i, cell) in cells.iter().enumerate().take(cols) {
+            let last = i + 1 == cells.len().min(cols);
+            let visible = cut(cell, widths[i]);
+            let shown = visible.chars().count();
+            let text = match fit.paint {
+                Some(paint) if painted => paint(i, cell, visible),
+                _ => visible,
+            };
+            l.push_str(&text);
+            if !last {
+                l.extend(std::iter::repeat_n(' ', widths[i] - shown + 2));
             }
         }
         out.push_str(l.trim_end());
         out.push('\n');
     };
-    line(header.to_vec());
+    line(header.to_vec(), false);
     for row in rows {
-        line(row.iter().map(String::as_str).collect());
+        line(row.iter().map(String::as_str).collect(), true);
     }
+    out
+}
+
+/// Narrows the `shrinkable` columns, the widest first, until the table's
+/// lines fit in `limit` columns or none can give up more room.
+fn narrow(widths: &mut [usize], shrinkable: &[usize], limit: usize) {
+    let total = |w: &[usize]| w.iter().sum::<usize>() + 2 * w.len().saturating_sub(1);
+    while total(widths) > limit {
+        let widest = shrinkable
+            .iter()
+            .copied()
+            .filter(|&c| c < widths.len() && widths[c] > MIN_SHRUNK)
+            .max_by_key(|&c| widths[c]);
+        let Some(c) = widest else { return };
+        let excess = total(widths) - limit;
+        // Take from the widest column down to the next widest, at least one.
+        let next = shrinkable
+            .iter()
+            .copied()
+            .filter(|&o| o != c && o < widths.len())
+            .map(|o| widths[o])
+            .filter(|&w| w <= widths[c])
+            .max()
+            .unwrap_or(MIN_SHRUNK)
+            .max(MIN_SHRUNK);
+        let step = excess.min(widths[c] - next).max(1);
+        widths[c] -= step;
+    }
+}
+
+/// `cell` cut to `width` characters, its last one `…` when something was cut.
+pub fn cut(cell: &str, width: usize) -> String {
+    if cell.chars().count() <= width {
+        return cell.to_string();
+    }
+    if width == 0 {
+        return String::new();
+    }
+    let mut out: String = cell.chars().take(width - 1).collect();
+    out.push('…');
     out
 }
 
@@ -96,6 +167,72 @@ mod tests {
         assert_eq!(lines[0], "ID      NAME              STATE");
         assert_eq!(lines[1], "a1      build-everything  done");
         assert_eq!(lines[2], "b22222  t                 running");
+    }
+
+    #[test]
+    fn long_cells_are_cut_to_fit_the_terminal() {
+        let rows = vec![
+            vec![
+                "0mx49xbba000".into(),
+                "a-job-name-that-goes-on-and-on-for-far-too-long-to-fit".into(),
+                "done".into(),
+                "step compile exited with code 2 after printing a lot".into(),
+            ],
+            vec![
+                "0mx49xbba001".into(),
+                "short".into(),
+                "failed".into(),
+                "-".into(),
+            ],
+        ];
+        let fit = Fit {
+            width: Some(60),
+            shrinkable: &[1, 3],
+            paint: None,
+        };
+        let out = render_fitted(&["ID", "NAME", "STATE", "ERROR"], &rows, &fit);
+        for line in out.lines() {
+            assert!(line.chars().count() <= 60, "{line:?} is too wide\n{out}");
+        }
+        assert!(out.contains('…'), "{out}");
+        assert!(
+            out.contains("0mx49xbba000") && out.contains("failed"),
+            "{out}"
+        );
+        // Without a width nothing is cut.
+        let whole = render(&["ID", "NAME", "STATE", "ERROR"], &rows);
+        assert!(whole.contains("for-far-too-long-to-fit"), "{whole}");
+    }
+
+    #[test]
+    fn painted_cells_keep_their_alignment() {
+        let paint = |col: usize, _raw: &str, shown: String| {
+            if col == 1 {
+                format!("<{shown}>")
+            } else {
+                shown
+            }
+        };
+        let fit = Fit {
+            width: None,
+            shrinkable: &[],
+            paint: Some(&paint),
+        };
+        let out = render_fitted(
+            &["ID", "STATE", "X"],
+            &[vec!["a".into(), "done".into(), "1".into()]],
+            &fit,
+        );
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "ID  STATE  X");
+        assert_eq!(lines[1], "a   <done>   1");
+    }
+
+    #[test]
+    fn cut_marks_what_it_took_away() {
+        assert_eq!(cut("abcdef", 4), "abc…");
+        assert_eq!(cut("abc", 4), "abc");
+        assert_eq!(cut("abc", 0), "");
     }
 
     #[test]

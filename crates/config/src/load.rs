@@ -458,6 +458,9 @@ fn resolve_profile_chain(
                 "unknown profile {current:?}: not built in (desktop, kubernetes) and no {current}.toml in {}",
                 dirs.join(" or ")
             );
+            if let Some(near) = nearest_profile(&current, env) {
+                msg.push_str(&format!("; did you mean `{near}`?"));
+            }
             if let Some(prev) = seen.last() {
                 msg = format!("profile {prev:?} extends {msg}");
             }
@@ -492,6 +495,16 @@ fn is_valid_profile_name(name: &str) -> bool {
 }
 
 /// Lists built-in and user profiles (name, description, path, extends).
+/// The known profile (built-in or user) closest to a misspelt `name`.
+fn nearest_profile(name: &str, env: &Environment) -> Option<String> {
+    list_profiles(env)
+        .into_iter()
+        .map(|p| (strsim::jaro_winkler(name, &p.name), p.name))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, n)| n)
+}
+
 pub fn list_profiles(env: &Environment) -> Vec<ProfileInfo> {
     let mut out: Vec<ProfileInfo> = BuiltinProfile::ALL
         .iter()

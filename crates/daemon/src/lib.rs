@@ -14,6 +14,7 @@ pub mod listen;
 pub mod lock;
 pub mod metrics;
 pub mod notify;
+pub mod ready;
 pub mod runner;
 pub mod storage;
 
@@ -114,10 +115,11 @@ fn start(loaded: Loaded, env: Environment, plugins: Plugins) -> Result<i32, Fail
             ),
         )
     })?;
-    let guard = setup_logging(&loaded, token.as_ref())?;
+    let guard = setup_logging(&loaded, token.as_ref(), env.get("NO_COLOR").is_some())?;
     for w in &report.warnings {
         tracing::warn!("{w}");
     }
+    ready::print_warnings(&report.warnings);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -135,8 +137,13 @@ fn start(loaded: Loaded, env: Environment, plugins: Plugins) -> Result<i32, Fail
 
 /// Sets up the daemon's own log (`log.*`); the token read from a file is
 /// scrubbed from every line like the configured secrets.
-fn setup_logging(loaded: &Loaded, token: Option<&Secret>) -> Result<Option<LogGuard>, Failure> {
+fn setup_logging(
+    loaded: &Loaded,
+    token: Option<&Secret>,
+    no_color: bool,
+) -> Result<Option<LogGuard>, Failure> {
     let mut input = LoggingInput::from_loaded(loaded, VERSION);
+    input.no_color = no_color;
     if let Some(t) = token {
         input.add_secret(t.clone());
     }
@@ -464,6 +471,7 @@ async fn daemon_main(
         startup_ms = started.elapsed().as_millis() as u64,
         "daemon ready"
     );
+    ready::announce(&cfg, VERSION, &loaded.profile, &listeners);
 
     // Run until asked to stop, or until leadership is lost.
     let mut requests_rx = requests.clone();

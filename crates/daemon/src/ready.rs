@@ -1,0 +1,104 @@
+//! What `oj daemon` says on a terminal: one ready line (version, profile,
+//! listeners, where the log goes) and every start-up warning.
+//!
+//! Why it exists: in the desktop profile the log goes to a file, so a
+//! daemon started by hand would otherwise print nothing at all — not that it
+//! is ready, not where to look, not that notifications cannot work. Under a
+//! supervisor (systemd, a pod) stderr is not a terminal and nothing is
+//! printed here: there the log configuration alone decides what is written.
+
+use std::io::{IsTerminal, Write};
+use std::time::SystemTime;
+
+use oj_config::{LogRotation, RuntimeConfig};
+
+/// Prints start-up warnings on stderr when it is a terminal (they also go
+/// to the log, which may be a file nobody is reading yet).
+pub fn print_warnings(warnings: &[String]) {
+    if std::io::stderr().is_terminal() {
+        let mut err = std::io::stderr().lock();
+        for w in warnings {
+            let _ = writeln!(err, "oj: warning: {w}");
+        }
+    }
+}
+
+/// Prints the ready line on stderr when it is a terminal.
+pub fn announce(cfg: &RuntimeConfig, version: &str, profile: &str, listeners: &[String]) {
+    if std::io::stderr().is_terminal() {
+        let line = ready_line(cfg, version, profile, listeners, SystemTime::now());
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
+    }
+}
+
+/// `oj 0.1.0 ready (profile desktop): unix:///…/daemon.sock; log: /…/daemon.2026-12-01.log; Ctrl-C stops it`
+pub fn ready_line(
+    cfg: &RuntimeConfig,
+    version: &str,
+    profile: &str,
+    listeners: &[String],
+    now: SystemTime,
+) -> String {
+    let mut serving = listeners.join(", ");
+    if let Some(admin) = &cfg.admin.addr {
+        serving.push_str(&format!(", admin http://{admin}"));
+    }
+    format!(
+        "oj {version} ready (profile {profile}): {serving}; log: {}; Ctrl-C or `oj daemon stop` stops it",
+        log_destination(cfg, now)
+    )
+}
+
+/// Where the daemon's log lines go, as a user would look for them.
+fn log_destination(cfg: &RuntimeConfig, now: SystemTime) -> String {
+    let mut sinks = Vec::new();
+    if cfg.log.stdout {
+        sinks.push("stdout".to_string());
+    }
+    if cfg.log.file.enabled {
+        let path = cfg.log_file_path();
+        let file = oj_adapters::logging::current_file_name(&cfg.log, &path, now).unwrap_or(path);
+        let rotation = match cfg.log.file.rotation {
+            LogRotation::Daily => format!(", a new file daily, {} kept", cfg.log.file.max_files),
+            LogRotation::Hourly => format!(", a new file hourly, {} kept", cfg.log.file.max_files),
+            LogRotation::Never => String::new(),
+        };
+        sinks.push(format!("{}{rotation}", file.display()));
+    }
+    if sinks.is_empty() {
+        return "none (log.stdout and log.file.enabled are off)".into();
+    }
+    sinks.join(" and ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ready_line_names_listeners_and_the_log_file() {
+        let env = oj_config::Environment::new([("HOME", "/home/u")], "h");
+        let mut cfg = oj_config::load(&oj_config::LoadOptions::default(), &env)
+            .expect("defaults")
+            .config;
+        cfg.daemon.state_dir = "/s".into();
+        let now = humantime::parse_rfc3339("2026-12-01T08:00:00Z").unwrap();
+        let line = ready_line(
+            &cfg,
+            "0.1.0",
+            "desktop",
+            &["unix:///s/daemon.sock".into()],
+            now,
+        );
+        assert!(
+            line.starts_with("oj 0.1.0 ready (profile desktop)"),
+            "{line}"
+        );
+        assert!(line.contains("unix:///s/daemon.sock"), "{line}");
+        assert!(line.contains("/s/daemon.2026-12-01.log"), "{line}");
+        cfg.log.file.enabled = false;
+        cfg.log.stdout = true;
+        let line = ready_line(&cfg, "0.1.0", "desktop", &[], now);
+        assert!(line.contains("log: stdout"), "{line}");
+    }
+}

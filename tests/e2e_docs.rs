@@ -1,0 +1,402 @@
+//! End to end: every command in README.md and docs/*.md is run, as
+//! written, against the real `oj` binary in a clean `HOME`.
+//!
+//! The rules the docs follow (this test enforces them):
+//! * Commands are in ```` ```console ```` blocks, one per `$ ` line; lines
+//!   that follow (and do not continue the command with `\` or a heredoc) are
+//!   sample output and are not compared. A `sh`/`bash`/`shell` block is an
+//!   error: every command block is either run or says why not.
+//! * ```` ```console not-run ```` marks a block that cannot run here (a
+//!   cluster, a remote daemon, a package manager); the prose around it says
+//!   why. The test lists them.
+//! * ```` ```console needs-daemon ```` runs the block with a daemon already
+//!   started in the background, as the README's set-up command leaves one
+//!   running in another terminal.
+//! * A command that is exactly `oj daemon` (flags allowed) is that "other
+//!   terminal": it is started in the background and waited for until
+//!   `oj status` answers; the doc stops it with `oj daemon stop`.
+//! * A command expected to fail says so at the end of its line:
+//!   `$ oj config check   # → exit 78`. Any other non-zero exit fails the test.
+//!
+//! Each doc file runs in its own sandbox (HOME, XDG dirs, a work dir that
+//! is the current directory), with `oj` first on PATH; blocks of one file
+//! share it, in order. Every command is bounded in time.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::wait_until;
+
+/// One fenced block of a markdown file.
+#[derive(Debug)]
+struct Block {
+    file: String,
+    line: usize,
+    lang: String,
+    flags: BTreeSet<String>,
+    text: String,
+    /// How far the fence is indented (a block inside a list item).
+    indent: usize,
+}
+
+fn blocks(file: &str, markdown: &str) -> Vec<Block> {
+    let mut out = Vec::new();
+    let mut open: Option<Block> = None;
+    for (i, line) in markdown.lines().enumerate() {
+        let fence = line.trim_start().starts_with("```");
+        match (&mut open, fence) {
+            (None, true) => {
+                let info = line.trim_start().trim_start_matches('`');
+                let mut words = info.split_whitespace();
+                open = Some(Block {
+                    file: file.to_string(),
+                    line: i + 1,
+                    lang: words.next().unwrap_or("").to_string(),
+                    flags: words.map(str::to_string).collect(),
+                    text: String::new(),
+                    indent: line.len() - line.trim_start().len(),
+                });
+            }
+            (Some(_), true) => out.extend(open.take()),
+            (Some(b), false) => {
+                let indent = line.len() - line.trim_start_matches(' ').len();
+                b.text.push_str(&line[indent.min(b.indent)..]);
+                b.text.push('\n');
+            }
+            (None, false) => {}
+        }
+    }
+    out
+}
+
+/// One command of a console block, with the exit status it expects.
+#[derive(Debug, Clone)]
+struct Cmd {
+    text: String,
+    expect: i32,
+}
+
+/// The `$ ` commands of a console block, with their continuation lines
+/// (`\` at the end, heredoc bodies).
+fn commands(block: &str) -> Vec<Cmd> {
+    let mut out: Vec<Cmd> = Vec::new();
+    let mut lines = block.lines();
+    while let Some(line) = lines.next() {
+        let Some(first) = line.strip_prefix("$ ") else {
+            continue;
+        };
+        let mut text = first.to_string();
+        let mut last = first.to_string();
+        let heredoc = heredoc_word(first);
+        if let Some(word) = heredoc {
+            for l in lines.by_ref() {
+                text.push('\n');
+                text.push_str(l);
+                if l.trim() == word {
+                    break;
+                }
+            }
+        } else {
+            while last.trim_end().ends_with('\\') {
+                let Some(l) = lines.next() else { break };
+                text.push('\n');
+                text.push_str(l);
+                last = l.to_string();
+            }
+        }
+        let expect = first
+            .split("# → exit ")
+            .nth(1)
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0);
+        out.push(Cmd { text, expect });
+    }
+    out
+}
+
+/// `cat > f <<'TOML'` → `TOML`.
+fn heredoc_word(cmd: &str) -> Option<String> {
+    let (_, rest) = cmd.split_once("<<")?;
+    let rest = rest.trim_start_matches('-').trim_start();
+    let word: String = rest
+        .trim_start_matches(['\'', '"'])
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    (!word.is_empty()).then_some(word)
+}
+
+/// Whether a command is `oj daemon` itself (to be run "in another terminal").
+fn is_foreground_daemon(cmd: &str) -> bool {
+    let words: Vec<&str> = cmd
+        .split('#')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    words.first() == Some(&"oj")
+        && words.get(1) == Some(&"daemon")
+        && words.get(2).is_none_or(|w| w.starts_with("--"))
+        && !words.contains(&"&")
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The markdown files users read.
+fn doc_files() -> Vec<PathBuf> {
+    let root = repo_root();
+    let mut files = vec![root.join("README.md")];
+    let mut docs: Vec<PathBuf> = fs::read_dir(root.join("docs"))
+        .expect("docs/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    docs.sort();
+    files.extend(docs);
+    files
+}
+
+/// A clean machine for one doc file.
+struct Sandbox {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    daemon: Option<Child>,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        let dir = tempfile::Builder::new()
+            .prefix("oj-docs-")
+            .tempdir()
+            .expect("tempdir");
+        for sub in ["home", "work", "bin"] {
+            fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
+        }
+        let bin = dir.path().join("bin");
+        std::os::unix::fs::symlink(common::oj_bin(), bin.join("oj")).expect("symlink oj");
+        Sandbox {
+            dir,
+            bin,
+            daemon: None,
+        }
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let p = self.dir.path();
+        let mut cmd = Command::new(program);
+        cmd.env_clear()
+            .env(
+                "PATH",
+                format!("{}:/usr/local/bin:/usr/bin:/bin", self.bin.display()),
+            )
+            // A fresh login: HOME and nothing else, so the docs' ~/.config
+            // and ~/.local/state paths are the real ones.
+            .env("HOME", p.join("home"))
+            .env("USER", "docs")
+            .env("TERM", "dumb")
+            .current_dir(p.join("work"))
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn status_answers(&self) -> bool {
+        self.command("oj")
+            .arg("status")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// `oj daemon ARGS` "in another terminal": in the background, until
+    /// `oj status` answers.
+    fn start_daemon(&mut self, cmd: &str, at: &str) {
+        self.reap();
+        let log = self.dir.path().join("daemon.stderr");
+        let child = self
+            .command("sh")
+            .arg("-c")
+            .arg(format!("exec {cmd}"))
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("spawn oj daemon");
+        self.daemon = Some(child);
+        let up = wait_until(Duration::from_secs(15), || {
+            self.daemon_exited() || self.status_answers()
+        });
+        let err = fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            up && !self.daemon_exited(),
+            "{at}: `{cmd}` did not come up:\n{err}"
+        );
+    }
+
+    fn daemon_exited(&mut self) -> bool {
+        match &mut self.daemon {
+            Some(c) => c.try_wait().ok().flatten().is_some(),
+            None => true,
+        }
+    }
+
+    fn reap(&mut self) {
+        if self.daemon_exited() {
+            self.daemon = None;
+        }
+    }
+
+    /// Runs commands in one bash, each bounded; returns each exit status.
+    fn run(&self, cmds: &[Cmd], at: &str) -> Vec<(Cmd, i32, String)> {
+        let dir = self.dir.path();
+        let rc_file = dir.join("rc");
+        let mut script = String::from("exec 3>\"$OJ_DOCS_RC\"\n");
+        for (i, c) in cmds.iter().enumerate() {
+            script.push_str(&format!(
+                "{{\n{}\n}} </dev/null\necho \"{i} $?\" >&3\n",
+                c.text
+            ));
+        }
+        let path = dir.join("block.sh");
+        fs::write(&path, script).expect("write script");
+        let out = self
+            .command("timeout")
+            .arg("120")
+            .arg("bash")
+            .arg(&path)
+            .env("OJ_DOCS_RC", &rc_file)
+            .output()
+            .expect("run bash");
+        let transcript = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rcs = fs::read_to_string(&rc_file).unwrap_or_default();
+        let mut results = Vec::new();
+        for (i, c) in cmds.iter().enumerate() {
+            let rc = rcs
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{i} ")))
+                .and_then(|r| r.trim().parse().ok())
+                .unwrap_or_else(|| {
+                    panic!("{at}: the block stopped before `{}`:\n{transcript}", c.text)
+                });
+            results.push((c.clone(), rc, transcript.clone()));
+        }
+        results
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs the console blocks of one file; returns the blocks it skipped.
+fn run_file(path: &Path) -> Vec<String> {
+    let name = path
+        .strip_prefix(repo_root())
+        .unwrap_or(path)
+        .display()
+        .to_string();
+    let text = fs::read_to_string(path).expect("read doc");
+    let mut sandbox = Sandbox::new();
+    let mut skipped = Vec::new();
+    for block in blocks(&name, &text) {
+        let at = format!("{}:{}", block.file, block.line);
+        assert!(
+            !matches!(block.lang.as_str(), "sh" | "bash" | "shell" | "zsh"),
+            "{at}: a ```{} block; write commands as ```console (`$ ` lines) so this test runs \
+             them, or ```console not-run with the reason in the text",
+            block.lang
+        );
+        if block.lang != "console" {
+            assert!(
+                !block.text.lines().any(|l| l.starts_with("$ ")),
+                "{at}: `$ ` commands in a ```{} block; make it ```console (or console not-run)",
+                block.lang
+            );
+            continue;
+        }
+        let cmds = commands(&block.text);
+        assert!(
+            !cmds.is_empty(),
+            "{at}: a console block without `$ ` commands"
+        );
+        if block.flags.contains("not-run") {
+            skipped.push(format!(
+                "{at}: {}",
+                cmds[0].text.lines().next().unwrap_or("")
+            ));
+            continue;
+        }
+        sandbox.reap();
+        if block.flags.contains("needs-daemon") && sandbox.daemon.is_none() {
+            sandbox.start_daemon("oj daemon", &at);
+        }
+        // Split at `oj daemon` lines: those run "in another terminal".
+        let mut batch: Vec<Cmd> = Vec::new();
+        let mut segments: Vec<(Vec<Cmd>, Option<Cmd>)> = Vec::new();
+        for c in cmds {
+            if is_foreground_daemon(&c.text) {
+                segments.push((std::mem::take(&mut batch), Some(c)));
+            } else {
+                batch.push(c);
+            }
+        }
+        segments.push((batch, None));
+        for (cmds, daemon) in segments {
+            for (cmd, rc, transcript) in sandbox.run(&cmds, &at) {
+                assert_eq!(
+                    rc, cmd.expect,
+                    "{at}: `{}` exited {rc}, the doc expects {}:\n{transcript}",
+                    cmd.text, cmd.expect
+                );
+            }
+            if let Some(d) = daemon {
+                sandbox.start_daemon(&d.text, &at);
+            }
+        }
+    }
+    skipped
+}
+
+#[test]
+fn console_blocks_parse_into_commands() {
+    let cmds = commands(
+        "$ mkdir -p x && cat > x/a.toml <<'TOML'\n[a]\nb = 1\nTOML\n$ oj status\noutput line\n\
+         $ curl -s \\\n  http://x\n$ oj config check   # → exit 78\n",
+    );
+    assert_eq!(cmds.len(), 4, "{cmds:?}");
+    assert!(cmds[0].text.ends_with("TOML"), "{cmds:?}");
+    assert_eq!(cmds[1].text, "oj status");
+    assert!(cmds[2].text.contains("http://x"));
+    assert_eq!(cmds[3].expect, 78);
+    assert!(is_foreground_daemon("oj daemon"));
+    assert!(is_foreground_daemon("oj daemon --set log.stdout=true"));
+    assert!(!is_foreground_daemon("oj daemon stop"));
+    assert!(!is_foreground_daemon("oj daemon &"));
+}
+
+#[test]
+fn every_command_in_the_docs_runs_as_written() {
+    let mut skipped = Vec::new();
+    for file in doc_files() {
+        skipped.extend(run_file(&file));
+    }
+    eprintln!("console blocks not run (marked not-run):");
+    for s in &skipped {
+        eprintln!("  {s}");
+    }
+}
