@@ -20,7 +20,9 @@ use oj_core::{
     RuntimeVars, SpecError, State, Timestamp,
 };
 use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument;
 
+use crate::job_span;
 use crate::metrics::Metrics;
 use crate::runner::{Runners, StepContext, StepOutcome, Stop};
 use crate::storage::Storage;
@@ -429,6 +431,8 @@ impl Engine {
             let Some(job) = self.state.job(&id) else {
                 continue;
             };
+            let span = job_span::job_span(id.as_str(), &job.name);
+            let _in_job = span.enter();
             let step = job.running_step();
             let reattach = step.and_then(|i| {
                 job.spec.step_container(i)?;
@@ -452,6 +456,7 @@ impl Engine {
                     );
                     self.active_dirty = true;
                     let tx = self.tx.clone();
+                    let fut = fut.instrument(span.clone());
                     tokio::spawn(async move {
                         let outcome = fut.await;
                         let _ = tx.send(Command::StepExited {
@@ -547,6 +552,7 @@ impl Engine {
                         });
                         continue;
                     }
+                    let _in_job = job_span::job_span(id.as_str(), &r.job_name).entered();
                     tracing::warn!(job_id = %id, step = %r.step_name, "terminating step: SIGTERM to its process group");
                     r.stop.send_if_modified(|s| {
                         if *s == Stop::Run {
@@ -585,11 +591,11 @@ impl Engine {
         let at = now();
         let id = self.ids.next(at.0);
         let job = Job::new(id.clone(), *spec, at);
+        let _in_job = job_span::job_span(id.as_str(), &job.name).entered();
         tracing::info!(job_id = %id, name = %job.name, steps = job.steps.len(), "job submitted");
         self.record(Event::JobSubmitted {
             job: Box::new(job.clone()),
         });
-        self.metrics.jobs_submitted.inc();
         self.effects.push(Effect::Reply(Box::new(move |err| {
             let _ = reply.send(match err {
                 None => Ok(job),
@@ -607,6 +613,7 @@ impl Engine {
             let _ = reply.send(Err(CancelError::NotFound(id)));
             return;
         };
+        let _in_job = job_span::job_span(id.as_str(), &job.name).entered();
         match job.state {
             JobState::Queued => {
                 tracing::info!(job_id = %id, "cancelling queued job");
@@ -647,6 +654,7 @@ impl Engine {
     }
 
     fn step_exited(&mut self, id: JobId, step: usize, outcome: StepOutcome) {
+        let _in_job = job_span::of(&self.state, &id).entered();
         if outcome == StepOutcome::Detached {
             if self.running.remove(&id).is_some() {
                 self.active_dirty = true;
@@ -705,7 +713,7 @@ impl Engine {
         };
         if let Some((state, error)) = job_end {
             self.cancel_requested.remove(&id);
-            tracing::info!(job_id = %id, state = %state, error = error.as_deref().unwrap_or(""), "job ended");
+            tracing::info!(job_id = %id, state = %state, error = error.as_deref(), "job ended");
             self.record(Event::JobFinished {
                 id,
                 at,
@@ -721,6 +729,7 @@ impl Engine {
             return;
         }
         for id in self.state.next_to_start(self.cfg.max_concurrent) {
+            let _in_job = job_span::of(&self.state, &id).entered();
             let at = now();
             self.record(Event::JobStarted { id: id.clone(), at });
             tracing::info!(job_id = %id, "job started");
@@ -807,6 +816,7 @@ impl Engine {
             return;
         }
         self.storage.append(&event);
+        self.metrics.observe(&event, &self.state);
         let Some((kind, id)) = event.notification_kind() else {
             return;
         };
@@ -853,16 +863,20 @@ impl Engine {
                         self.runners.shell.clone()
                     };
                     let tx = self.tx.clone();
-                    tokio::spawn(async move {
-                        let id = ctx.job_id.clone();
-                        let index = ctx.index;
-                        let outcome = runner.run(*ctx, stop).await;
-                        let _ = tx.send(Command::StepExited {
-                            id,
-                            step: index,
-                            outcome,
-                        });
-                    });
+                    let span = job_span::job_span(ctx.job_id.as_str(), &ctx.job_name);
+                    tokio::spawn(
+                        async move {
+                            let id = ctx.job_id.clone();
+                            let index = ctx.index;
+                            let outcome = runner.run(*ctx, stop).await;
+                            let _ = tx.send(Command::StepExited {
+                                id,
+                                step: index,
+                                outcome,
+                            });
+                        }
+                        .instrument(span),
+                    );
                 }
                 Effect::Notify(n) => {
                     if let Some(sink) = &self.notify {
