@@ -269,6 +269,17 @@ fn a_scrape_after_jobs_and_a_failing_webhook_shows_every_metric_moved() {
         !m.families()
             .contains("oj_tls_cert_expiry_timestamp_seconds")
     );
+    // The log names the receiver in a field log collectors do not own.
+    let log = env.state_dir().join("daemon.log");
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        wait_until(Duration::from_secs(5), || read()
+            .contains("webhook_host=127.0.0.1:")),
+        "no webhook_host field in {}:\n{}",
+        log.display(),
+        read()
+    );
+    assert!(!read().contains(" host="), "{}", read());
 }
 
 #[test]
