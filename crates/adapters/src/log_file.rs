@@ -4,7 +4,7 @@
 //! live file is renamed with the period it covered as a suffix
 //! (`daemon.log.2026-12-01`, hourly `daemon.log.2026-12-01-08`) and a new
 //! live file is opened; then the oldest rotated files are deleted so that
-//! at most `log.file.max_files` files remain, the live one included.
+//! at most `log.file.max_files` rotated files remain (next to the live one).
 //!
 //! Why not tracing-appender's rolling appender: it writes the *dated* name
 //! (`daemon.2026-12-01.log`) as the live file, so the configured path never
@@ -128,11 +128,11 @@ impl RotatingFile {
         }
     }
 
-    /// Deletes the oldest rotated files so that at most `max_files` log
-    /// files remain, the live one included.
+    /// Deletes the oldest rotated files so that at most `max_files` of them
+    /// remain (the live file is not counted).
     fn prune(&self) {
         let mut rotated = rotated_files(&self.path);
-        let keep = self.max_files.saturating_sub(1);
+        let keep = self.max_files;
         if rotated.len() <= keep {
             return;
         }
@@ -326,7 +326,7 @@ mod tests {
     }
 
     #[test]
-    fn max_files_counts_the_live_file_and_prunes_only_log_files() {
+    fn max_files_counts_rotated_files_and_prunes_only_log_files() {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         for day in 1..=5 {
@@ -343,7 +343,7 @@ mod tests {
             RotatingFile::open_with_clock(&path, LogRotation::Daily, 3, clock(&now)).expect("open");
         f.write_all(b"x\n").expect("write");
         let left = names(d);
-        assert_eq!(rotated_files(&path).len(), 2, "{left:?}");
+        assert_eq!(rotated_files(&path).len(), 3, "{left:?}");
         for keep in [
             "daemon.lock",
             "daemon.log.notes",

@@ -1,6 +1,6 @@
 //! The file sink: where lines land, that dropping the guard flushes them,
 //! that the live file is exactly `log.file.path`, and that pruning keeps at
-//! most `max_files` log files and nothing else.
+//! most `max_files` rotated files and nothing else.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -89,8 +89,8 @@ fn the_live_file_is_the_configured_path_and_old_files_are_pruned_to_max_files() 
         .collect();
     assert_eq!(
         logs.len(),
-        3,
-        "max_files log files, the live one included: {all:?}"
+        4,
+        "the live file and max_files rotated ones: {all:?}"
     );
     assert!(
         std::fs::read_to_string(d.join("daemon.log"))
@@ -101,6 +101,10 @@ fn the_live_file_is_the_configured_path_and_old_files_are_pruned_to_max_files() 
     assert!(
         all.contains(&"daemon.log.2026-10-05".to_string()),
         "{all:?}"
+    );
+    assert!(
+        !all.contains(&"daemon.log.2026-10-01".to_string()),
+        "the oldest is pruned: {all:?}"
     );
     for keep in ["daemon.lock", "daemon.snapshot", "logs"] {
         assert!(
