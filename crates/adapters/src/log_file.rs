@@ -106,7 +106,7 @@ impl RotatingFile {
         if &now <= current {
             return;
         }
-        let old = std::mem::replace(&mut self.period, Some(now)).unwrap_or_default();
+        let old = self.period.replace(now).unwrap_or_default();
         let _ = self.file.flush();
         let rotated = free_rotated_name(&self.path, &old);
         let result = std::fs::rename(&self.path, &rotated).and_then(|()| open_append(&self.path));
