@@ -383,7 +383,18 @@ fn a_tls_daemon_reports_when_its_certificate_expires() {
         args.extend(["--set", s.as_str()]);
     }
     let _d = start_with_admin(&env, admin, &args);
+    // A client without the token is refused, and the refusal is counted.
+    let refused = Command::new("curl")
+        .args(["-sk", "-m", "10", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("https://127.0.0.1:{tcp}/v1/status"))
+        .output()
+        .expect("run curl");
+    assert_eq!(String::from_utf8_lossy(&refused.stdout), "401");
     let m = scrape(admin, None);
+    assert_eq!(
+        m.must(r#"oj_http_requests_total{listener="tcp",code="401"}"#),
+        1.0
+    );
     // 2031-01-01T00:00:00Z
     assert_eq!(
         m.must("oj_tls_cert_expiry_timestamp_seconds"),

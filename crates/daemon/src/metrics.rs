@@ -173,8 +173,9 @@ impl Format {
 impl Metrics {
     pub fn new(version: &str, profile: &str) -> Metrics {
         let mut r = Registry::default();
+        // The metrics first (registering clones them), the registry last.
         let m = Metrics {
-            registry: Mutex::new(Registry::default()),
+            registry: Mutex::default(),
             jobs: Family::default(),
             notify_queue_depth: Gauge::default(),
             leader: Gauge::default(),
@@ -278,8 +279,10 @@ impl Metrics {
             let _ = m.jobs_finished.get_or_create(&label);
             let _ = m.job_duration.get_or_create(&label);
         }
-        *m.registry.lock().unwrap_or_else(|e| e.into_inner()) = r;
-        m
+        Metrics {
+            registry: Mutex::new(r),
+            ..m
+        }
     }
 
     /// Registers the TLS certificate gauge (only daemons that serve TLS have one).
