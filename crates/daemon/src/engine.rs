@@ -880,6 +880,7 @@ impl Engine {
                 }
                 Effect::Notify(n) => {
                     if let Some(sink) = &self.notify {
+                        let _in_job = job_span::job_span(n.job_id.as_str(), &n.job_name).entered();
                         sink.enqueue(&n);
                     }
                 }

@@ -173,7 +173,7 @@ impl WebhookBackend {
                     tracing::warn!(
                         webhook_host = %self.host,
                         notification_id = %n.id,
-                        status,
+                        http_status = status,
                         "webhook receiver rejected the notification; not retried (check notify.webhook.headers, \
                          notify.webhook.format and the receiver's configuration)"
                     );
