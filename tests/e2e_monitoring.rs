@@ -383,6 +383,11 @@ fn a_tls_daemon_reports_when_its_certificate_expires() {
         args.extend(["--set", s.as_str()]);
     }
     let _d = start_with_admin(&env, admin, &args);
+    // Without a notifier the notification series still exist, at 0.
+    assert_eq!(
+        scrape(admin, None).must(r#"oj_notifications_total{backend="none",result="failed"}"#),
+        0.0
+    );
     // A client without the token is refused, and the refusal is counted.
     let refused = Command::new("curl")
         .args(["-sk", "-m", "10", "-o", "/dev/null", "-w", "%{http_code}"])
@@ -541,7 +546,12 @@ fn the_dashboard_and_the_alerts_use_only_metrics_the_daemon_exports() {
     let env = TestEnv::new();
     let admin = free_port();
     let _d = start_with_admin(&env, admin, &["--set", "notify.backend=log"]);
-    let mut exported = scrape(admin, None).families();
+    let m = scrape(admin, None);
+    assert_eq!(
+        m.must(r#"oj_notifications_total{backend="log",result="delivered"}"#),
+        0.0
+    );
+    let mut exported = m.families();
     exported.insert("oj_tls_cert_expiry_timestamp_seconds".into());
     exported.insert("oj_lease_renewals_total".into());
     exported.extend(SPEC_METRICS_ELSEWHERE.iter().map(|s| s.to_string()));

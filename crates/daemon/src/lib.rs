@@ -366,6 +366,8 @@ async fn daemon_main(
         for pending in engine.pending_notifications() {
             handle.ack_notification(&pending.id);
         }
+        // The series exist (at 0) for dashboards and alerts all the same.
+        metrics.init_notify_backend("none");
         None
     } else {
         let ack_handle = handle.clone();
