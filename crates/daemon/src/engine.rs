@@ -596,6 +596,7 @@ impl Engine {
         self.record(Event::JobSubmitted {
             job: Box::new(job.clone()),
         });
+        self.metrics.jobs_submitted.inc();
         self.effects.push(Effect::Reply(Box::new(move |err| {
             let _ = reply.send(match err {
                 None => Ok(job),

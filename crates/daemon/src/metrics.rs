@@ -100,8 +100,9 @@ pub struct Metrics {
     leader: Gauge,
     draining: Gauge,
     tls_cert_expiry: Gauge,
-    // Counted from the engine's events (§3.4, §7.8).
-    jobs_submitted: Counter,
+    /// Bumped by the engine once a submission is durable (§3.4).
+    pub jobs_submitted: Counter,
+    // Counted from the engine's events in `observe` (§7.8).
     jobs_finished: Family<StateLabel, Counter>,
     job_duration: Family<StateLabel, Histogram>,
     job_queue_wait: Histogram,
@@ -315,12 +316,12 @@ impl Metrics {
     }
 
     /// Counts what `event` did to its job; `state` is the state after the
-    /// event was applied. The engine calls it for every event it records.
+    /// event was applied (or later: only times the job keeps are read). The
+    /// engine calls it for every event once it is durable.
+    /// (`oj_jobs_submitted_total` is bumped by the engine where it answers
+    /// the submission.)
     pub fn observe(&self, event: &Event, state: &State) {
         match event {
-            Event::JobSubmitted { .. } => {
-                self.jobs_submitted.inc();
-            }
             Event::JobStarted { id, at } => {
                 if let Some(job) = state.job(id) {
                     self.job_queue_wait
@@ -536,7 +537,6 @@ mod tests {
         }
         let text = m.render(&observed(), Format::Text);
         for needle in [
-            "oj_jobs_submitted_total 1",
             "oj_jobs_finished_total{state=\"failed\"} 1",
             "oj_job_queue_wait_seconds_sum 2.0",
             "oj_job_queue_wait_seconds_count 1",
