@@ -5,7 +5,8 @@
 //! rules pass `promtool check rules` and their unit tests
 //! (deploy/monitoring/alerts-test.yaml); the monitoring overlay validates
 //! against the Kubernetes schemas; and the dashboard and alerts only use
-//! metrics the daemon exports.
+//! metrics the daemon exports. A lease leader (against the fake API server)
+//! counts its renewals; a standby counts none.
 //!
 //! Needs `curl`; `promtool` (Debian package `prometheus`, installed by
 //! scripts/test), `kubectl` and `kubernetes-validate` for the checks that
@@ -676,4 +677,51 @@ fn the_monitoring_overlay_validates_and_targets_the_admin_port() {
             "{f} not reported as passed:\n{report}"
         );
     }
+}
+
+#[test]
+fn a_lease_leader_counts_its_renewals_and_a_standby_is_not_leader() {
+    let fake = oj_k8s_fake::FakeKube::start();
+    let mut envs = Vec::new();
+    for _ in 0..2 {
+        let mut env = TestEnv::new();
+        let kubeconfig = env.path().join("kubeconfig");
+        fake.write_kubeconfig(&kubeconfig)
+            .expect("write kubeconfig");
+        env.set_var("KUBECONFIG", &kubeconfig.display().to_string());
+        envs.push(env);
+    }
+    let lease = [
+        "--set",
+        "lock.strategy=lease",
+        "--set",
+        "lock.lease.duration=3s",
+        "--set",
+        "lock.lease.renew_deadline=2s",
+        "--set",
+        "lock.lease.retry_period=300ms",
+        "--set",
+        "notify.backend=none",
+    ];
+    let (a_port, b_port) = (free_port(), free_port());
+    let mut a_args = lease.to_vec();
+    a_args.extend(["--set", "daemon.instance=pod-a"]);
+    let _a = start_with_admin(&envs[0], a_port, &a_args);
+    let ok = r#"oj_lease_renewals_total{result="ok"}"#;
+    assert!(
+        wait_until(Duration::from_secs(20), || scrape(a_port, None)
+            .value(ok)
+            .is_some_and(|v| v >= 2.0)),
+        "the leader's renewals are not counted:\n{}",
+        scrape(a_port, None).body
+    );
+    let mut b_args = lease.to_vec();
+    b_args.extend(["--set", "daemon.instance=pod-b"]);
+    let _b = start_with_admin(&envs[1], b_port, &b_args);
+    let b = scrape(b_port, None);
+    assert_eq!(b.must("oj_leader"), 0.0, "the standby");
+    assert_eq!(b.must(ok), 0.0, "a standby renews nothing");
+    let a = scrape(a_port, None);
+    assert_eq!(a.must("oj_leader"), 1.0);
+    assert_eq!(a.must(r#"oj_lease_renewals_total{result="error"}"#), 0.0);
 }
