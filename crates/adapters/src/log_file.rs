@@ -20,7 +20,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use oj_config::LogRotation;
 
@@ -36,6 +36,8 @@ pub struct RotatingFile {
     file: File,
     /// The period the live file belongs to (`None` with `never`).
     period: Option<String>,
+    /// When that period ends: until then a write only compares two times.
+    period_ends: Option<SystemTime>,
     /// A rotation failed once: said on stderr, not on every line.
     warned: bool,
 }
@@ -91,6 +93,7 @@ impl RotatingFile {
             clock,
             file,
             period,
+            period_ends: period_end(rotation, now),
             warned: false,
         };
         this.prune();
@@ -99,8 +102,13 @@ impl RotatingFile {
 
     /// Rotates when the clock has entered a later period than the live file's.
     fn rotate_if_due(&mut self) {
-        let Some(current) = &self.period else { return };
-        let Some(now) = period_of(self.rotation, (self.clock)()) else {
+        let Some(ends) = self.period_ends else { return };
+        let t = (self.clock)();
+        if t < ends {
+            return;
+        }
+        self.period_ends = period_end(self.rotation, t);
+        let (Some(current), Some(now)) = (&self.period, period_of(self.rotation, t)) else {
             return;
         };
         if &now <= current {
@@ -174,6 +182,18 @@ pub fn period_of(rotation: LogRotation, t: SystemTime) -> Option<String> {
         LogRotation::Daily => Some(ts[..10].to_string()),
         LogRotation::Hourly => Some(format!("{}-{}", &ts[..10], &ts[11..13])),
     }
+}
+
+/// When the period that `t` is in ends (UTC days and hours are whole
+/// multiples of 86 400 and 3 600 Unix seconds); none with `never`.
+fn period_end(rotation: LogRotation, t: SystemTime) -> Option<SystemTime> {
+    let len = match rotation {
+        LogRotation::Never => return None,
+        LogRotation::Daily => 86_400,
+        LogRotation::Hourly => 3_600,
+    };
+    let secs = t.duration_since(UNIX_EPOCH).ok()?.as_secs();
+    Some(UNIX_EPOCH + Duration::from_secs((secs / len + 1) * len))
 }
 
 /// The name the live file gets when its period `stamp` ends:
@@ -268,7 +288,6 @@ pub fn rotated_files(path: &Path) -> Vec<PathBuf> {
 mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
-    use std::time::Duration;
 
     fn at(rfc3339: &str) -> SystemTime {
         humantime::parse_rfc3339(rfc3339).expect("a time")
@@ -300,6 +319,14 @@ mod tests {
             Some("2026-12-01-08")
         );
         assert_eq!(period_of(LogRotation::Never, SystemTime::now()), None);
+        assert_eq!(
+            period_end(LogRotation::Daily, at("2026-12-01T23:59:59Z")),
+            Some(at("2026-12-02T00:00:00Z"))
+        );
+        assert_eq!(
+            period_end(LogRotation::Hourly, at("2026-12-01T08:00:00Z")),
+            Some(at("2026-12-01T09:00:00Z"))
+        );
         assert!(is_stamp("2026-12-01") && is_stamp("2026-12-01-08"));
         assert!(!is_stamp("2026-12-1") && !is_stamp("notes") && !is_stamp("2026-12-01-8"));
     }
