@@ -35,7 +35,9 @@ fn log_files(state: &Path) -> Vec<PathBuf> {
                 .map(|e| e.path())
                 .filter(|p| {
                     let n = p.file_name().unwrap().to_string_lossy().into_owned();
-                    n.starts_with("daemon") && n.ends_with(".log") && p.is_file()
+                    (n.starts_with("daemon.log")
+                        || (n.starts_with("daemon") && n.ends_with(".log")))
+                        && p.is_file()
                 })
                 .collect()
         })
@@ -215,17 +217,12 @@ fn desktop_default_is_text_to_the_file_and_oj_log_stdout_adds_stdout() {
         first.contains("oj starting") && first.contains("profile desktop"),
         "{file}"
     );
-    // The daily file carries the date.
+    // The live file is exactly log.file.path (daily rotation renames it later).
     let names: Vec<String> = log_files(&env.state_dir())
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    assert!(
-        names
-            .iter()
-            .any(|n| n.len() == "daemon.2026-11-26.log".len()),
-        "{names:?}"
-    );
+    assert_eq!(names, ["daemon.log"]);
 
     env.set_var("OJ_LOG_STDOUT", "1");
     let mut d = env.start_daemon(&["--set", "notify.backend=none"]);
@@ -415,7 +412,10 @@ fn the_daemon_keeps_at_most_max_files_log_files() {
     ]);
     stop(&mut d);
     let files = log_files(&state);
-    assert!(files.len() <= 3, "{files:?}");
+    assert!(
+        files.len() <= 4,
+        "daemon.log and 3 rotated files: {files:?}"
+    );
     assert!(
         file_log(&state).contains("oj starting"),
         "today's file is one of them"
@@ -457,4 +457,158 @@ fn kubernetes_profile_logs_json_to_stdout_and_no_file() {
         "stdout (log.stdout from profile kubernetes), json (log.format from profile kubernetes)"
     );
     assert!(log_files(&state).is_empty(), "{:?}", log_files(&state));
+}
+
+// ---------------------------------------------------------------------------
+// The `job` span and the live log file
+
+/// The JSON lines of the daemon's log file (`log.format = "json"`).
+fn json_file_lines(state: &Path) -> Vec<serde_json::Map<String, Value>> {
+    json_lines(&file_log(state))
+}
+
+#[test]
+fn a_job_span_filter_traces_one_job_and_json_lines_carry_the_span_fields() {
+    let env = TestEnv::new();
+    let state = env.state_dir();
+    // Daemon 1 leaves two jobs queued (one slot, held by a long job; the
+    // drain keeps queued jobs queued), so their ids are known before daemon 2
+    // starts with a filter naming one of them.
+    let mut d1 = env.start_daemon(&[
+        "--set",
+        "jobs.max_concurrent=1",
+        "--set",
+        "shutdown.drain_timeout=100ms",
+        "--set",
+        "log.format=json",
+        "--set",
+        "notify.backend=none",
+    ]);
+    let hold = d1.submit(&json!({"name": "hold", "steps": [{"name": "s", "run": "sleep 30"}]}));
+    d1.wait_job(&hold, &["running"], Duration::from_secs(20));
+    let traced = d1.submit(&json!({"name": "traced", "steps": [{"name": "one", "run": "true"}]}));
+    let plain = d1.submit(&json!({"name": "plain", "steps": [{"name": "one", "run": "true"}]}));
+    stop(&mut d1);
+
+    let level = format!("info,oj_daemon[job{{job_id={traced}}}]=trace");
+    let level_set = format!("log.level={level}");
+    let mut d2 = env.start_daemon(&[
+        "--set",
+        &level_set,
+        "--set",
+        "log.format=json",
+        "--set",
+        "notify.backend=none",
+    ]);
+    d2.wait_job(&traced, &["done"], Duration::from_secs(20));
+    d2.wait_job(&plain, &["done"], Duration::from_secs(20));
+    stop(&mut d2);
+
+    let lines = json_file_lines(&state);
+    let of = |id: &str| -> Vec<&serde_json::Map<String, Value>> {
+        lines
+            .iter()
+            .filter(|l| l.get("job_id") == Some(&json!(id)))
+            .collect()
+    };
+    // The step runner's DEBUG line exists for the traced job only.
+    let debug_of = |id: &str| {
+        of(id)
+            .iter()
+            .filter(|l| {
+                l["level"] == "DEBUG" && l["target"].as_str().unwrap_or("").starts_with("oj_daemon")
+            })
+            .count()
+    };
+    assert!(
+        debug_of(&traced) >= 1,
+        "no DEBUG line for the traced job {traced} with {level:?}:\n{}",
+        file_log(&state)
+    );
+    assert_eq!(debug_of(&plain), 0, "the other job stays at info");
+    // Lines inside the span carry its fields, also when the event has none.
+    let started = of(&traced)
+        .into_iter()
+        .find(|l| l["message"] == "job started")
+        .unwrap_or_else(|| panic!("no `job started` line:\n{}", file_log(&state)));
+    assert_eq!(started["name"], "traced");
+    // A job that succeeded has no `error` at all.
+    let ended = of(&traced)
+        .into_iter()
+        .find(|l| l["message"] == "job ended")
+        .expect("a `job ended` line");
+    assert_eq!(ended["state"], "done");
+    assert!(!ended.contains_key("error"), "{ended:?}");
+}
+
+#[test]
+fn the_live_log_file_is_the_configured_path_across_a_rotation() {
+    let env = TestEnv::new();
+    let state = env.state_dir();
+    let live = state.join("daemon.log");
+    let mut d1 = env.start_daemon(&["--set", "notify.backend=none"]);
+    stop(&mut d1);
+    let first = std::fs::read_to_string(&live).expect("the live file is daemon.log");
+    assert!(first.contains("oj starting"), "{first}");
+    // Its last write was yesterday: the next daemon rotates it at start.
+    let yesterday = SystemTime::now() - Duration::from_secs(86_400);
+    std::fs::File::options()
+        .append(true)
+        .open(&live)
+        .and_then(|f| f.set_modified(yesterday))
+        .expect("set mtime");
+
+    // Follow the configured path by name, as `tail -F` users and shippers do.
+    let Ok(mut tail) = std::process::Command::new("tail")
+        .args(["-n", "+1", "-F", "-s", "0.1"])
+        .arg(&live)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    else {
+        eprintln!("SKIP following the log with tail -F: tail is not installed");
+        return;
+    };
+    let mut out = tail.stdout.take().expect("tail stdout");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = seen.clone();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    assert!(wait_until(Duration::from_secs(5), || seen
+        .lock()
+        .unwrap()
+        .contains("oj starting")));
+
+    let mut d2 = env.start_daemon(&["--set", "notify.backend=none"]);
+    run_a_job(&d2);
+    stop(&mut d2);
+    let stamp = humantime::format_rfc3339_seconds(yesterday).to_string()[..10].to_string();
+    let rotated = state.join(format!("daemon.log.{stamp}"));
+    assert_eq!(
+        std::fs::read_to_string(&rotated).expect("the old file was renamed with its date"),
+        first
+    );
+    let second = std::fs::read_to_string(&live).expect("a new daemon.log");
+    assert!(second.contains("oj starting") && !second.contains(&first));
+    let followed = wait_until(Duration::from_secs(5), || {
+        seen.lock().unwrap().matches("oj starting").count() >= 2
+    });
+    let _ = tail.kill();
+    let _ = tail.wait();
+    assert!(
+        followed,
+        "tail -F on {} did not see the new file's lines:\n{}",
+        live.display(),
+        seen.lock().unwrap()
+    );
 }

@@ -5,6 +5,7 @@
 //! value; none reads the process environment.
 
 pub mod k8s;
+pub mod log_file;
 pub mod logging;
 pub mod notify;
 pub mod preflight;

@@ -25,12 +25,10 @@
 //!   [`LoggingInput::from_loaded`]; add file-loaded tokens with
 //!   [`LoggingInput::add_secret`]) is replaced by `<redacted>` in every
 //!   line before it reaches a sink, whichever crate logged it.
-//! * The file: `log.file.path` (relative = under state_dir, resolved by the
-//!   caller) is split into directory, prefix and extension; rotated files are
-//!   `<stem>.<date>.<ext>` (`daemon.2026-11-26.log`, hourly
-//!   `daemon.2026-11-26-08.log`), with `never` the file is `<stem>.<ext>`.
-//!   A path without an extension gets `.log`, so pruning (`max_files`, at
-//!   start and at each rotation) only ever touches log files.
+//! * The file: exactly `log.file.path` (relative = under state_dir,
+//!   resolved by the caller); at each period of `log.file.rotation` it is
+//!   renamed `<path>.<period>` and a new one is opened; `max_files` prunes
+//!   the rotated ones (see [`crate::log_file`]).
 //! * The writers never drop lines (back-pressure instead of loss), so the
 //!   last lines before exit are on disk once the guard is dropped: keep the
 //!   guard alive until the very end and do not `process::exit` before it drops.
@@ -42,12 +40,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use crate::log_file::RotatingFile;
 use oj_config::{LogConfig, LogFormat, LogRotation, Secret};
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Dispatch, Event, Subscriber};
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
-use tracing_appender::rolling::{RollingFileAppender, Rotation};
 use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormattedFields, MakeWriter};
 use tracing_subscriber::layer::{Filter, Layer, SubscriberExt};
@@ -345,62 +343,32 @@ where
     })
 }
 
-fn file_appender(input: &LoggingInput) -> Result<RollingFileAppender, LoggingError> {
+fn file_appender(input: &LoggingInput) -> Result<RotatingFile, LoggingError> {
     let path = &input.file_path;
     let err = |problem: String| LoggingError::File {
         path: path.clone(),
         problem,
     };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let (prefix, suffix) = file_name_parts(path).ok_or_else(|| {
-        err("does not name a file; give a file name such as \"daemon.log\"".into())
-    })?;
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| err(format!("cannot create the directory {} ({e}); make it writable or choose another log.file.path", dir.display())))?;
-    let rotation = match input.log.file.rotation {
-        LogRotation::Hourly => Rotation::HOURLY,
-        LogRotation::Daily => Rotation::DAILY,
-        LogRotation::Never => Rotation::NEVER,
-    };
-    RollingFileAppender::builder()
-        .rotation(rotation)
-        .filename_prefix(prefix)
-        .filename_suffix(suffix)
-        .max_log_files(input.log.file.max_files.max(1) as usize)
-        .build(&dir)
-        .map_err(|e| {
-            err(format!(
-                "cannot open the log file ({e}); make {} writable or set log.file.enabled = false",
-                dir.display()
-            ))
-        })
-}
-
-/// `daemon.log` → (`daemon`, `log`); `oj` → (`oj`, `log`).
-fn file_name_parts(path: &Path) -> Option<(String, String)> {
-    let name = path.file_name()?.to_str()?;
-    match name.rsplit_once('.') {
-        Some((stem, ext)) if !stem.is_empty() && !ext.is_empty() => {
-            Some((stem.to_string(), ext.to_string()))
-        }
-        _ => Some((name.to_string(), "log".to_string())),
+    if path.file_name().is_none() {
+        return Err(err(
+            "does not name a file; give a file name such as \"daemon.log\"".into(),
+        ));
     }
-}
-
-/// The file that the appender writes now, for a given time (tests, docs).
-pub fn current_file_name(log: &LogConfig, file_path: &Path, now: SystemTime) -> Option<PathBuf> {
-    let (prefix, suffix) = file_name_parts(file_path)?;
-    let dir = file_path.parent().unwrap_or(Path::new("."));
-    let ts = humantime::format_rfc3339_seconds(now).to_string(); // 2026-11-26T08:24:07Z
-    let name = match log.file.rotation {
-        LogRotation::Never => format!("{prefix}.{suffix}"),
-        LogRotation::Daily => format!("{prefix}.{}.{suffix}", &ts[..10]),
-        LogRotation::Hourly => format!("{prefix}.{}-{}.{suffix}", &ts[..10], &ts[11..13]),
-    };
-    Some(dir.join(name))
+    RotatingFile::open(
+        path,
+        input.log.file.rotation,
+        input.log.file.max_files.max(1) as usize,
+    )
+    .map_err(|e| {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        err(format!(
+            "cannot open the log file ({e}); make {} writable, choose another log.file.path or set log.file.enabled = false",
+            dir.display()
+        ))
+    })
 }
 
 // ---------------------------------------------------------------- JSON lines

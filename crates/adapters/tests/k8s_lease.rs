@@ -356,3 +356,25 @@ async fn release_of_a_lease_we_do_not_hold_changes_nothing() {
     assert!(!lock(&fake, "pod-a").release().await);
     assert_eq!(holder(&fake).as_deref(), Some("someone"));
 }
+
+#[tokio::test]
+async fn each_renewal_attempt_of_the_leader_is_reported_with_its_result() {
+    let fake = FakeKube::start();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<&'static str>::new()));
+    let sink = seen.clone();
+    let hook: oj_adapters::k8s::lease::RenewalHook =
+        Arc::new(move |result| sink.lock().unwrap().push(result));
+    let mut a = start(lock(&fake, "pod-a").on_renewal(hook));
+    assert!(until(&mut a.leader, true).await);
+    let count = |r: &str| seen.lock().unwrap().iter().filter(|x| **x == r).count();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while count("ok") < 2 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(count("ok") >= 2, "renewals: {:?}", seen.lock().unwrap());
+    // Renewals that the API refuses are errors, until the leader steps down.
+    fake.fail_lease_updates(NS, NAME, 500);
+    assert!(until(&mut a.leader, false).await);
+    assert!(count("error") >= 1, "renewals: {:?}", seen.lock().unwrap());
+    let _ = tokio::time::timeout(WAIT, a.task).await;
+}

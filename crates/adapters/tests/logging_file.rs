@@ -1,9 +1,9 @@
 //! The file sink: where lines land, that dropping the guard flushes them,
-//! and that pruning keeps at most `max_files` log files and nothing else.
+//! that the live file is exactly `log.file.path`, and that pruning keeps at
+//! most `max_files` rotated files and nothing else.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use oj_adapters::logging::{self, LoggingInput};
 use oj_config::{LogConfig, LogFileConfig, LogFormat, LogRotation};
@@ -65,11 +65,13 @@ fn lines_reach_the_file_once_the_guard_is_dropped() {
 }
 
 #[test]
-fn daily_files_are_named_by_date_and_pruned_to_max_files() {
+fn the_live_file_is_the_configured_path_and_old_files_are_pruned_to_max_files() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    // Earlier days' files, plus state files that share the prefix.
-    for day in 1..=9 {
+    // Earlier days' files (rotated now, and as older versions named them),
+    // plus state files that share the prefix.
+    for day in 1..=5 {
+        std::fs::write(d.join(format!("daemon.log.2026-10-0{day}")), "old\n").unwrap();
         std::fs::write(d.join(format!("daemon.2026-10-0{day}.log")), "old\n").unwrap();
     }
     std::fs::write(d.join("daemon.lock"), "123").unwrap();
@@ -82,12 +84,29 @@ fn daily_files_are_named_by_date_and_pruned_to_max_files() {
     drop(guard);
 
     let all = files(d);
-    let logs: Vec<&String> = all.iter().filter(|f| f.ends_with(".log")).collect();
-    assert!(logs.len() <= 3, "at most max_files log files: {all:?}");
-    let today = logging::current_file_name(&inp.log, &inp.file_path, SystemTime::now()).unwrap();
-    let today_name = today.file_name().unwrap().to_str().unwrap().to_string();
-    assert!(all.contains(&today_name), "{today_name} in {all:?}");
-    assert!(std::fs::read_to_string(&today).unwrap().contains("today"));
+    let logs: Vec<&String> = all
+        .iter()
+        .filter(|f| f.starts_with("daemon.log") || f.ends_with(".log"))
+        .collect();
+    assert_eq!(
+        logs.len(),
+        4,
+        "the live file and max_files rotated ones: {all:?}"
+    );
+    assert!(
+        std::fs::read_to_string(d.join("daemon.log"))
+            .unwrap()
+            .contains("today")
+    );
+    // The newest rotated files are the ones kept.
+    assert!(
+        all.contains(&"daemon.log.2026-10-05".to_string()),
+        "{all:?}"
+    );
+    assert!(
+        !all.contains(&"daemon.log.2026-10-01".to_string()),
+        "the oldest is pruned: {all:?}"
+    );
     for keep in ["daemon.lock", "daemon.snapshot", "logs"] {
         assert!(
             all.iter().any(|f| f == keep),
@@ -97,7 +116,7 @@ fn daily_files_are_named_by_date_and_pruned_to_max_files() {
 }
 
 #[test]
-fn a_name_without_extension_gets_log_so_pruning_spares_state_files() {
+fn a_name_without_extension_is_used_as_it_is_and_pruning_spares_state_files() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(d.join("daemon.lock"), "123").unwrap();
@@ -111,9 +130,11 @@ fn a_name_without_extension_gets_log_so_pruning_spares_state_files() {
         all.contains(&"daemon.lock".to_string()) && all.contains(&"daemon.wal".to_string()),
         "{all:?}"
     );
-    let hourly = logging::current_file_name(&inp.log, &inp.file_path, SystemTime::now()).unwrap();
-    assert!(hourly.to_str().unwrap().ends_with(".log"), "{hourly:?}");
-    assert!(std::fs::read_to_string(hourly).unwrap().contains("hourly"));
+    assert!(
+        std::fs::read_to_string(d.join("daemon"))
+            .unwrap()
+            .contains("hourly")
+    );
 }
 
 #[test]

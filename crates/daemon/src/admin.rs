@@ -1,19 +1,21 @@
 //! Admin endpoints on `admin.addr` (plain HTTP, no auth, for probes and
 //! scrapers): `/healthz` (the process serves), `/readyz` (leader and not
-//! draining), `/metrics` (Prometheus text).
+//! draining), `/metrics` (Prometheus text 0.0.4, or OpenMetrics when `Accept` asks
+//! for it; see `metrics.rs`).
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use oj_adapters::notify::Notifier;
+use oj_adapters::tls::ServerTls;
 use tokio::sync::watch;
 
 use crate::engine::EngineHandle;
-use crate::metrics::{CONTENT_TYPE, Metrics, Observed};
+use crate::metrics::{Format, Metrics, Observed};
 
 /// What the admin handlers read.
 #[derive(Clone)]
@@ -23,6 +25,8 @@ pub struct AdminState {
     pub draining: watch::Receiver<bool>,
     pub metrics: Arc<Metrics>,
     pub notifier: Option<Notifier>,
+    /// The TCP listener's certificate, for `oj_tls_cert_expiry_timestamp_seconds`.
+    pub tls: Option<ServerTls>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -53,29 +57,18 @@ async fn readyz(State(s): State<AdminState>) -> Response {
     }
 }
 
-async fn metrics(State(s): State<AdminState>) -> Response {
-    let counts = s.engine.counts().await;
+async fn metrics(State(s): State<AdminState>, headers: HeaderMap) -> Response {
+    let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let observed = Observed {
-        counts,
+        counts: s.engine.counts().await,
         leader: *s.leader.borrow(),
         draining: *s.draining.borrow(),
         notify_depth: s.notifier.as_ref().map(Notifier::depth).unwrap_or(0),
-        // With `notify.backend = "none"` there is no notifier: report zeros
-        // so the series exist for dashboards and alerts.
-        notify_counts: s
-            .notifier
-            .as_ref()
-            .map(Notifier::counts)
-            .unwrap_or_else(|| {
-                ["delivered", "failed", "dropped", "retried"]
-                    .into_iter()
-                    .map(|r| ("none", r, 0))
-                    .collect()
-            }),
+        tls_not_after: s.tls.as_ref().map(|t| t.current_cert().not_after),
     };
     (
-        [(header::CONTENT_TYPE, CONTENT_TYPE)],
-        s.metrics.render(&observed),
+        [(header::CONTENT_TYPE, format.content_type())],
+        s.metrics.render(&observed, format),
     )
         .into_response()
 }

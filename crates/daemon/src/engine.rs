@@ -31,7 +31,9 @@ use oj_core::{
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
+use tracing::Instrument;
 
+use crate::job_span;
 use crate::metrics::Metrics;
 use crate::runner::{Runners, StepContext, StepOutcome, Stop};
 use crate::storage::{Committed, Storage};
@@ -297,6 +299,8 @@ enum Effect {
         stop: watch::Receiver<Stop>,
     },
     Notify(Box<Notification>),
+    /// Job metrics (queue wait, duration, ends) of a committed event.
+    Observe(Event),
     /// The engine stops tracking a step that ended (and, when the job
     /// ended, the job's cancel request).
     Forget(JobId),
@@ -549,6 +553,8 @@ impl Engine {
             let Some(job) = self.state.job(&id) else {
                 continue;
             };
+            let span = job_span::job_span(id.as_str(), &job.name);
+            let _in_job = span.enter();
             let step = job.running_step();
             let reattach = step.and_then(|i| {
                 job.spec.step_container(i)?;
@@ -572,6 +578,7 @@ impl Engine {
                     );
                     self.active_dirty = true;
                     let tx = self.tx.clone();
+                    let fut = fut.instrument(span.clone());
                     tokio::spawn(async move {
                         let outcome = fut.await;
                         let _ = tx.send(Command::StepExited {
@@ -658,6 +665,7 @@ impl Engine {
                 self.draining = true;
                 self.terminating = true;
                 for (id, r) in &self.running {
+                    let _in_job = job_span::job_span(id.as_str(), &r.job_name).entered();
                     // A container step's runner applies shutdown.container_steps:
                     // detach (the pod keeps running) or delete the pod.
                     if !r.container {
@@ -704,6 +712,7 @@ impl Engine {
             return;
         }
         let job = Job::new(id.clone(), *spec, at);
+        let _in_job = job_span::job_span(id.as_str(), &job.name).entered();
         tracing::info!(job_id = %id, name = %job.name, steps = job.steps.len(), "job submitted");
         self.record(Event::JobSubmitted {
             job: Box::new(job.clone()),
@@ -726,6 +735,7 @@ impl Engine {
             let _ = reply.send(Err(CancelError::NotFound(id)));
             return;
         };
+        let _in_job = job_span::job_span(id.as_str(), &job.name).entered();
         match job.state {
             JobState::Queued => {
                 tracing::info!(job_id = %id, "cancelling queued job");
@@ -766,6 +776,7 @@ impl Engine {
     }
 
     fn step_exited(&mut self, id: JobId, step: usize, outcome: StepOutcome) {
+        let _in_job = job_span::of(&self.state, &id).entered();
         if outcome == StepOutcome::Detached {
             if self.running.remove(&id).is_some() {
                 self.active_dirty = true;
@@ -823,7 +834,7 @@ impl Engine {
             other => Some((other, error)),
         };
         if let Some((state, error)) = job_end {
-            tracing::info!(job_id = %id, state = %state, error = error.as_deref().unwrap_or(""), "job ended");
+            tracing::info!(job_id = %id, state = %state, error = error.as_deref(), "job ended");
             self.record(Event::JobFinished {
                 id,
                 at,
@@ -839,6 +850,7 @@ impl Engine {
             return;
         }
         for id in self.state.next_to_start(self.cfg.max_concurrent) {
+            let _in_job = job_span::of(&self.state, &id).entered();
             let at = now();
             self.record(Event::JobStarted { id: id.clone(), at });
             tracing::info!(job_id = %id, "job started");
@@ -947,6 +959,10 @@ impl Engine {
             }
         }
         self.storage.append(&event);
+        if matches!(event, Event::JobStarted { .. } | Event::JobFinished { .. }) {
+            // Metrics count what is durable: after the commit.
+            self.effects.push(Effect::Observe(event.clone()));
+        }
         let Some((kind, id)) = event.notification_kind() else {
             return;
         };
@@ -1071,12 +1087,8 @@ impl Engine {
                 if self.cancel_requested.contains(&ctx.job_id) {
                     running.stop.send_replace(Stop::Cancel);
                 } else if self.terminating {
-                    let on_drain = if running.container {
-                        Stop::Detach
-                    } else {
-                        Stop::Terminate
-                    };
-                    running.stop.send_replace(on_drain);
+                    // Container runners apply shutdown.container_steps to it.
+                    running.stop.send_replace(Stop::Terminate);
                 }
                 self.running.insert(ctx.job_id.clone(), running);
                 self.active_dirty = true;
@@ -1086,22 +1098,28 @@ impl Engine {
                     self.runners.shell.clone()
                 };
                 let tx = self.tx.clone();
-                tokio::spawn(async move {
-                    let id = ctx.job_id.clone();
-                    let index = ctx.index;
-                    let outcome = runner.run(*ctx, stop).await;
-                    let _ = tx.send(Command::StepExited {
-                        id,
-                        step: index,
-                        outcome,
-                    });
-                });
+                let span = job_span::job_span(ctx.job_id.as_str(), &ctx.job_name);
+                tokio::spawn(
+                    async move {
+                        let id = ctx.job_id.clone();
+                        let index = ctx.index;
+                        let outcome = runner.run(*ctx, stop).await;
+                        let _ = tx.send(Command::StepExited {
+                            id,
+                            step: index,
+                            outcome,
+                        });
+                    }
+                    .instrument(span),
+                );
             }
             Effect::Notify(n) => {
                 if let Some(sink) = &self.notify {
+                    let _in_job = job_span::job_span(n.job_id.as_str(), &n.job_name).entered();
                     sink.enqueue(&n);
                 }
             }
+            Effect::Observe(event) => self.metrics.observe(&event, &self.state),
         }
     }
 

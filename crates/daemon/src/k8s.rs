@@ -259,7 +259,11 @@ pub struct KubePlugins {
 /// Builds the plug-ins from the config and the environment: a client when
 /// an API is configured (in-cluster or kubeconfig), the pod runner, and the
 /// lease when `lock.strategy = "lease"` (whose failure to connect is fatal).
-pub async fn plugins(cfg: &RuntimeConfig, env: &Environment) -> Result<KubePlugins, String> {
+pub async fn plugins(
+    cfg: &RuntimeConfig,
+    env: &Environment,
+    metrics: &Arc<crate::metrics::Metrics>,
+) -> Result<KubePlugins, String> {
     let lease_wanted = cfg.lock.strategy == oj_config::LockStrategy::Lease;
     // Without any configuration `connect` fails at once, without touching
     // the network; its error lists the places it looked (k8s helper).
@@ -305,7 +309,10 @@ pub async fn plugins(cfg: &RuntimeConfig, env: &Environment) -> Result<KubePlugi
             on_lead: None,
         });
     }
-    let lock = LeaseLock::from_config(client, &cfg.lock.lease, cfg.daemon.instance.clone());
+    metrics.init_lease_renewals();
+    let renewals = metrics.clone();
+    let lock = LeaseLock::from_config(client, &cfg.lock.lease, cfg.daemon.instance.clone())
+        .on_renewal(Arc::new(move |result| renewals.lease_renewal(result)));
     let on_lead: LeadHook = Arc::new(move |known: HashSet<String>| {
         let pods = pods.clone();
         Box::pin(async move {

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod api;
 pub mod drain;
 pub mod engine;
+pub mod job_span;
 pub mod k8s;
 pub mod listen;
 pub mod lock;
@@ -232,7 +233,8 @@ async fn daemon_main(
 
     // Kubernetes (pods, lease) when configured; a lease that cannot reach
     // the API is a configuration problem.
-    let kube = k8s::plugins(&cfg, &env)
+    let metrics = Arc::new(metrics::Metrics::new(VERSION, &loaded.profile));
+    let kube = k8s::plugins(&cfg, &env, &metrics)
         .await
         .map_err(|e| Failure::new(EXIT_CONFIG, e))?;
 
@@ -345,7 +347,9 @@ async fn daemon_main(
     };
 
     // Engine, runners, notifier.
-    let metrics = Arc::new(metrics::Metrics::new(VERSION, &loaded.profile));
+    if tls.is_some() {
+        metrics.enable_tls();
+    }
     let runners = Runners {
         shell: Arc::new(ShellRunner {
             shell: cfg.jobs.shell.clone(),
@@ -378,10 +382,12 @@ async fn daemon_main(
         for pending in engine.pending_notifications() {
             handle.ack_notification(&pending.id);
         }
+        // The series exist (at 0) for dashboards and alerts all the same.
+        metrics.init_notify_backend("none");
         None
     } else {
         let ack_handle = handle.clone();
-        let n = oj_adapters::notify::Notifier::start(
+        let n = oj_adapters::notify::Notifier::start_observed(
             cfg.notify.clone(),
             oj_adapters::notify::NotifyContext {
                 instance: cfg.daemon.instance.clone(),
@@ -393,8 +399,10 @@ async fn daemon_main(
                 .map(notify::to_adapter)
                 .collect(),
             Box::new(move |id: &str| ack_handle.ack_notification(id)),
+            metrics.clone(),
         )
         .map_err(|e| Failure::new(EXIT_CONFIG, e.to_string()))?;
+        metrics.init_notify_backend(n.backend());
         engine.set_notifier(Arc::new(notify::NotifierSink(n.clone())));
         Some(n)
     };
@@ -428,7 +436,11 @@ async fn daemon_main(
         servers.push(tokio::spawn(listen::serve_unix(
             l,
             path,
-            listen::wrap(api.clone(), max, None),
+            metrics::count_requests(
+                listen::wrap(api.clone(), max, None),
+                metrics.clone(),
+                "unix",
+            ),
             stop_rx.clone(),
         )));
     }
@@ -437,7 +449,11 @@ async fn daemon_main(
         servers.push(tokio::spawn(listen::serve_tcp(
             l,
             tls.clone(),
-            listen::wrap(api.clone(), max, Some(auth)),
+            metrics::count_requests(
+                listen::wrap(api.clone(), max, Some(auth)),
+                metrics.clone(),
+                "tcp",
+            ),
             stop_rx.clone(),
         )));
     }
@@ -454,7 +470,9 @@ async fn daemon_main(
             draining: draining_rx.clone(),
             metrics: metrics.clone(),
             notifier: notifier.clone(),
+            tls: tls.clone(),
         });
+        let router = metrics::count_requests(router, metrics.clone(), "admin");
         servers.push(tokio::spawn(listen::serve_tcp(
             l,
             None,

@@ -8,7 +8,6 @@
 //! printed here: there the log configuration alone decides what is written.
 
 use std::io::{IsTerminal, Write};
-use std::time::SystemTime;
 
 use oj_config::{LogRotation, RuntimeConfig};
 
@@ -26,7 +25,7 @@ pub fn print_warnings(warnings: &[String]) {
 /// Prints the ready line on stderr when it is a terminal.
 pub fn announce(cfg: &RuntimeConfig, version: &str, profile: &str, listeners: &[String]) {
     if std::io::stderr().is_terminal() {
-        let line = ready_line(cfg, version, profile, listeners, SystemTime::now());
+        let line = ready_line(cfg, version, profile, listeners);
         let _ = writeln!(std::io::stderr().lock(), "{line}");
     }
 }
@@ -37,7 +36,6 @@ pub fn ready_line(
     version: &str,
     profile: &str,
     listeners: &[String],
-    now: SystemTime,
 ) -> String {
     let mut serving = listeners.join(", ");
     if let Some(admin) = &cfg.admin.addr {
@@ -45,22 +43,22 @@ pub fn ready_line(
     }
     format!(
         "oj {version} ready (profile {profile}): {serving}; log: {}; Ctrl-C or `oj daemon stop` stops it",
-        log_destination(cfg, now)
+        log_destination(cfg)
     )
 }
 
 /// Where the daemon's log lines go, as a user would look for them.
-fn log_destination(cfg: &RuntimeConfig, now: SystemTime) -> String {
+fn log_destination(cfg: &RuntimeConfig) -> String {
     let mut sinks = Vec::new();
     if cfg.log.stdout {
         sinks.push("stdout".to_string());
     }
     if cfg.log.file.enabled {
-        let path = cfg.log_file_path();
-        let file = oj_adapters::logging::current_file_name(&cfg.log, &path, now).unwrap_or(path);
+        // The live file keeps its name; rotated ones get a date suffix.
+        let file = cfg.log_file_path();
         let rotation = match cfg.log.file.rotation {
-            LogRotation::Daily => format!(", a new file daily, {} kept", cfg.log.file.max_files),
-            LogRotation::Hourly => format!(", a new file hourly, {} kept", cfg.log.file.max_files),
+            LogRotation::Daily => format!(" (rotated daily, {} kept)", cfg.log.file.max_files),
+            LogRotation::Hourly => format!(" (rotated hourly, {} kept)", cfg.log.file.max_files),
             LogRotation::Never => String::new(),
         };
         sinks.push(format!("{}{rotation}", file.display()));
@@ -82,23 +80,19 @@ mod tests {
             .expect("defaults")
             .config;
         cfg.daemon.state_dir = "/s".into();
-        let now = humantime::parse_rfc3339("2026-12-01T08:00:00Z").unwrap();
-        let line = ready_line(
-            &cfg,
-            "0.1.0",
-            "desktop",
-            &["unix:///s/daemon.sock".into()],
-            now,
-        );
+        let line = ready_line(&cfg, "0.1.0", "desktop", &["unix:///s/daemon.sock".into()]);
         assert!(
             line.starts_with("oj 0.1.0 ready (profile desktop)"),
             "{line}"
         );
         assert!(line.contains("unix:///s/daemon.sock"), "{line}");
-        assert!(line.contains("/s/daemon.2026-12-01.log"), "{line}");
+        assert!(
+            line.contains("/s/daemon.log (rotated daily, 7 kept)"),
+            "{line}"
+        );
         cfg.log.file.enabled = false;
         cfg.log.stdout = true;
-        let line = ready_line(&cfg, "0.1.0", "desktop", &[], now);
+        let line = ready_line(&cfg, "0.1.0", "desktop", &[]);
         assert!(line.contains("log: stdout"), "{line}");
     }
 }

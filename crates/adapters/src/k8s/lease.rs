@@ -87,6 +87,16 @@ pub enum Attempt {
     LostRace,
 }
 
+/// The `result` label of one renewal attempt.
+fn renewal_result<E>(outcome: &Result<Result<Attempt, kube::Error>, E>) -> &'static str {
+    match outcome {
+        Ok(Ok(Attempt::Held)) => "ok",
+        Ok(Ok(Attempt::HeldBy(_) | Attempt::LostRace)) => "conflict",
+        Ok(Err(_)) => "error",
+        Err(_) => "timeout",
+    }
+}
+
 /// A Lease-based lock for one identity.
 #[derive(Clone)]
 pub struct LeaseLock {
@@ -96,7 +106,13 @@ pub struct LeaseLock {
     identity: String,
     timings: LeaseTimings,
     clock: Arc<dyn Clock>,
+    on_renewal: RenewalHook,
 }
+
+/// Called after every renewal attempt of the leader with its result: `ok`,
+/// `conflict` (409, or another holder took over), `error`, `timeout`
+/// (`oj_lease_renewals_total{result}`).
+pub type RenewalHook = Arc<dyn Fn(&'static str) + Send + Sync>;
 
 impl std::fmt::Debug for LeaseLock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -126,6 +142,7 @@ impl LeaseLock {
             identity: identity.into(),
             timings,
             clock: Arc::new(SystemClock),
+            on_renewal: Arc::new(|_| {}),
         }
     }
 
@@ -150,6 +167,12 @@ impl LeaseLock {
     /// Replaces the wall clock (tests).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Reports the result of each renewal attempt to `hook` (metrics).
+    pub fn on_renewal(mut self, hook: RenewalHook) -> Self {
+        self.on_renewal = hook;
         self
     }
 
@@ -265,6 +288,9 @@ impl LeaseLock {
                 _ = &mut shutdown => break,
                 r = tokio::time::timeout_at(deadline, self.try_acquire_or_renew()) => r,
             };
+            if leading {
+                (self.on_renewal)(renewal_result(&outcome));
+            }
             match outcome {
                 Ok(Ok(Attempt::Held)) => {
                     last_renew = Instant::now();

@@ -33,7 +33,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use oj_config::{Environment, NotifyBackend, NotifyConfig, NotifyEvent};
 use serde::{Deserialize, Serialize};
@@ -187,13 +187,72 @@ pub struct QueueFull {
     pub stopped: bool,
 }
 
-/// Delivery results, read by `/metrics` as `oj_notifications_total`.
-#[derive(Debug, Default)]
+/// Where the notifier reports what becomes of notifications (the daemon's
+/// `/metrics`). Called from the delivery worker and from `enqueue`; must not
+/// block.
+pub trait DeliveryObserver: Send + Sync {
+    /// One attempt to hand a notification to the backend (a webhook POST, a
+    /// desktop call, a log line); a webhook retry is one more attempt.
+    fn attempted(&self, backend: &'static str);
+    /// A notification is finished: `result` is `delivered`, `failed` or
+    /// `dropped`; `took` is the time from its first attempt to the outcome
+    /// (waits between retries included), `None` when it was never tried.
+    fn finished(&self, backend: &'static str, result: &'static str, took: Option<Duration>);
+}
+
+/// An observer that records nothing (for callers without metrics).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoObserver;
+
+impl DeliveryObserver for NoObserver {
+    fn attempted(&self, _: &'static str) {}
+    fn finished(&self, _: &'static str, _: &'static str, _: Option<Duration>) {}
+}
+
+/// Outcomes and attempts, read by [`Notifier::counts`] and reported to the
+/// [`DeliveryObserver`].
 pub(crate) struct Counters {
-    pub delivered: AtomicU64,
-    pub failed: AtomicU64,
-    pub dropped: AtomicU64,
-    pub retried: AtomicU64,
+    backend: &'static str,
+    observer: Arc<dyn DeliveryObserver>,
+    delivered: AtomicU64,
+    failed: AtomicU64,
+    dropped: AtomicU64,
+    attempts: AtomicU64,
+}
+
+impl Counters {
+    fn new(backend: &'static str, observer: Arc<dyn DeliveryObserver>) -> Counters {
+        Counters {
+            backend,
+            observer,
+            delivered: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            attempts: AtomicU64::new(0),
+        }
+    }
+
+    /// One delivery attempt.
+    pub(crate) fn attempt(&self) {
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+        self.observer.attempted(self.backend);
+    }
+
+    pub(crate) fn delivered(&self, took: Duration) {
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+        self.observer
+            .finished(self.backend, "delivered", Some(took));
+    }
+
+    pub(crate) fn failed(&self, took: Duration) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        self.observer.finished(self.backend, "failed", Some(took));
+    }
+
+    pub(crate) fn dropped(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        self.observer.finished(self.backend, "dropped", None);
+    }
 }
 
 pub(crate) type AckFn = Arc<dyn Fn(&str) + Send + Sync>;
@@ -241,6 +300,17 @@ impl Notifier {
         pending: Vec<Notification>,
         on_ack: Box<dyn Fn(&str) + Send + Sync>,
     ) -> Result<Notifier, NotifyError> {
+        Notifier::start_observed(cfg, ctx, pending, on_ack, Arc::new(NoObserver))
+    }
+
+    /// [`Notifier::start`], reporting attempts and outcomes to `observer`.
+    pub fn start_observed(
+        cfg: NotifyConfig,
+        ctx: NotifyContext,
+        pending: Vec<Notification>,
+        on_ack: Box<dyn Fn(&str) + Send + Sync>,
+        observer: Arc<dyn DeliveryObserver>,
+    ) -> Result<Notifier, NotifyError> {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| NotifyError::NoRuntime)?;
         let backend = queue::Backend::build(&cfg, ctx)?;
         let name = backend_name(cfg.backend);
@@ -249,7 +319,7 @@ impl Notifier {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let (skip_tx, skip_rx) = mpsc::unbounded_channel();
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let counters = Arc::new(Counters::default());
+        let counters = Arc::new(Counters::new(name, observer));
         let depth = Arc::new(AtomicUsize::new(0));
 
         let mut backlog = std::collections::VecDeque::with_capacity(pending.len());
@@ -311,7 +381,7 @@ impl Notifier {
     pub fn enqueue(&self, n: Notification) -> Result<(), QueueFull> {
         let s = &self.inner;
         if s.stopped.load(Ordering::SeqCst) {
-            s.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            s.counters.dropped();
             return Err(QueueFull {
                 id: n.id,
                 capacity: QUEUE_CAPACITY,
@@ -340,7 +410,7 @@ impl Notifier {
                 s.depth.fetch_sub(1, Ordering::SeqCst);
                 let stopped = matches!(e, mpsc::error::TrySendError::Closed(_));
                 let n = e.into_inner();
-                s.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                s.counters.dropped();
                 s.full_drops.fetch_add(1, Ordering::SeqCst);
                 if !s.full.swap(true, Ordering::SeqCst) {
                     tracing::warn!(
@@ -369,8 +439,8 @@ impl Notifier {
         self.inner.depth.load(Ordering::SeqCst)
     }
 
-    /// `(backend, result, count)` for every result, zeros included, for
-    /// `oj_notifications_total{backend,result}`.
+    /// `(backend, result, count)` for every outcome (`delivered`, `failed`,
+    /// `dropped`), zeros included: one per finished notification.
     pub fn counts(&self) -> Vec<(&'static str, &'static str, u64)> {
         let c = &self.inner.counters;
         let b = self.inner.backend;
@@ -378,8 +448,12 @@ impl Notifier {
             (b, "delivered", c.delivered.load(Ordering::Relaxed)),
             (b, "failed", c.failed.load(Ordering::Relaxed)),
             (b, "dropped", c.dropped.load(Ordering::Relaxed)),
-            (b, "retried", c.retried.load(Ordering::Relaxed)),
         ]
+    }
+
+    /// Delivery attempts so far (a webhook retry is one more attempt).
+    pub fn attempts(&self) -> u64 {
+        self.inner.counters.attempts.load(Ordering::Relaxed)
     }
 
     /// The `backend` label: `desktop`, `webhook`, `log` or `none`.

@@ -5,9 +5,11 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 use oj_config::{NotifyBackend, NotifyConfig};
 use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
 
 use super::desktop::DesktopBackend;
 use super::webhook::WebhookBackend;
@@ -40,11 +42,19 @@ impl Backend {
         })
     }
 
+    /// Delivers `n`, counting each attempt (the webhook backend counts its
+    /// own, one per POST).
     async fn deliver(&mut self, n: &Notification, counters: &Counters) -> Outcome {
         match self {
-            Backend::Desktop(d) => d.deliver(n).await,
+            Backend::Desktop(d) => {
+                counters.attempt();
+                d.deliver(n).await
+            }
             Backend::Webhook(w) => w.deliver(n, counters).await,
-            Backend::Log => super::log::deliver(n),
+            Backend::Log => {
+                counters.attempt();
+                super::log::deliver(n)
+            }
             Backend::None => Outcome::Skipped,
         }
     }
@@ -106,14 +116,17 @@ impl Worker {
     }
 
     async fn process(&mut self, n: Notification) {
-        let outcome = self.backend.deliver(&n, &self.counters).await;
+        // Everything logged while delivering belongs to the job's span.
+        let span = tracing::info_span!("job", job_id = %n.job_id, name = %n.job_name);
+        let started = Instant::now();
+        let outcome = self
+            .backend
+            .deliver(&n, &self.counters)
+            .instrument(span)
+            .await;
         match outcome {
-            Outcome::Delivered => {
-                self.counters.delivered.fetch_add(1, Ordering::Relaxed);
-            }
-            Outcome::Failed => {
-                self.counters.failed.fetch_add(1, Ordering::Relaxed);
-            }
+            Outcome::Delivered => self.counters.delivered(started.elapsed()),
+            Outcome::Failed => self.counters.failed(started.elapsed()),
             Outcome::Skipped => {}
         }
         (self.on_ack)(&n.id);

@@ -144,7 +144,7 @@ impl WebhookBackend {
 
     pub(crate) async fn deliver(&mut self, n: &Notification, counters: &Counters) -> Outcome {
         if self.gone {
-            tracing::debug!(host = %self.host, notification_id = %n.id, "webhook URL answered 410 Gone earlier: not delivered");
+            tracing::debug!(webhook_webhook_host = %self.host, notification_id = %n.id, "webhook URL answered 410 Gone earlier: not delivered");
             return Outcome::Failed;
         }
         let body = match self.format {
@@ -153,15 +153,16 @@ impl WebhookBackend {
         };
         let mut attempt = 1;
         loop {
+            counters.attempt();
             match self.attempt(n, &body).await {
                 Attempt::Delivered => {
-                    tracing::debug!(host = %self.host, notification_id = %n.id, attempt, "webhook delivered");
+                    tracing::debug!(webhook_webhook_host = %self.host, notification_id = %n.id, attempt, "webhook delivered");
                     return Outcome::Delivered;
                 }
                 Attempt::Gone => {
                     self.gone = true;
                     tracing::warn!(
-                        host = %self.host,
+                        webhook_host = %self.host,
                         notification_id = %n.id,
                         "webhook receiver answered 410 Gone: no more notifications are sent to this URL until oj restarts \
                          (they are counted as failed); fix or remove notify.webhook.url"
@@ -170,9 +171,9 @@ impl WebhookBackend {
                 }
                 Attempt::Rejected(status) => {
                     tracing::warn!(
-                        host = %self.host,
+                        webhook_host = %self.host,
                         notification_id = %n.id,
-                        status,
+                        http_status = status,
                         "webhook receiver rejected the notification; not retried (check notify.webhook.headers, \
                          notify.webhook.format and the receiver's configuration)"
                     );
@@ -184,7 +185,7 @@ impl WebhookBackend {
                 } => {
                     if attempt >= self.max_attempts {
                         tracing::warn!(
-                            host = %self.host,
+                            webhook_host = %self.host,
                             notification_id = %n.id,
                             attempts = attempt,
                             reason = %reason,
@@ -194,16 +195,13 @@ impl WebhookBackend {
                     }
                     let delay = retry_delay(self.backoff, attempt, retry_after);
                     tracing::info!(
-                        host = %self.host,
+                        webhook_host = %self.host,
                         notification_id = %n.id,
                         attempt,
                         reason = %reason,
                         retry_in = %humantime::format_duration(delay),
                         "webhook delivery failed; will retry"
                     );
-                    counters
-                        .retried
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tokio::time::sleep(delay).await;
                     attempt += 1;
                 }
