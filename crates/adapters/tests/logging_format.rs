@@ -268,7 +268,7 @@ fn from_loaded_takes_sources_secrets_and_the_resolved_path() {
             ("OJ_LOG__FORMAT", "json"),
             ("OJ_LOG_STDOUT", "1"),
             ("OJ_AUTH_TOKEN", "tok-from-env-123456"),
-            ("OJ_NOTIFY__WEBHOOK__SECRET", "whsec_c2VjcmV0"),
+            ("OJ_NOTIFY__WEBHOOK__SECRET", "whsec_c2VjcmV0LXNpZ25pbmcta2V5LWZvci1vai1lMmU="),
             (
                 "OJ_CLIENT__TOKEN_FILE",
                 dir.path().join("client-token").to_str().unwrap(),
@@ -284,7 +284,7 @@ fn from_loaded_takes_sources_secrets_and_the_resolved_path() {
     let exposed: Vec<&str> = inp.secrets.iter().map(|s| s.expose()).collect();
     assert!(
         exposed.contains(&"tok-from-env-123456")
-            && exposed.contains(&"whsec_c2VjcmV0")
+            && exposed.contains(&"whsec_c2VjcmV0LXNpZ25pbmcta2V5LWZvci1vai1lMmU=")
             && exposed.contains(&"tok-in-a-file-7890"),
         "{exposed:?}"
     );

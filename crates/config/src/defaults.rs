@@ -72,6 +72,7 @@ impl RuntimeConfig {
                 max_concurrent: 4,
                 step_timeout: secs(3600),
                 shell: vec!["/bin/sh".into(), "-c".into()],
+                allow_shell: true,
             },
             listen: ListenConfig {
                 unix_socket: Some(PathBuf::from("daemon.sock")),
@@ -80,6 +81,9 @@ impl RuntimeConfig {
                 auth_token_file: None,
                 insecure_no_auth: false,
                 max_request_bytes: 1024 * 1024,
+                header_timeout: secs(10),
+                idle_timeout: secs(60),
+                max_connections: 1024,
             },
             tls: TlsConfig {
                 enabled: false,
