@@ -346,6 +346,7 @@ async fn daemon_main(
             step_timeout: cfg.jobs.step_timeout,
             logs_dir: logs_dir.clone(),
             reload_on_lead: cfg.lock.strategy == oj_config::LockStrategy::Lease,
+            allow_shell: cfg.jobs.allow_shell,
         },
         runners,
         metrics.clone(),

@@ -543,12 +543,18 @@ async fn follow_logs(
     mut phase: watch::Receiver<String>,
 ) {
     if let Some(dir) = path.parent() {
-        let _ = tokio::fs::create_dir_all(dir).await;
+        // Private like everything in the state directory (0700 / 0600).
+        let _ = tokio::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .await;
     }
     let mut file = match tokio::fs::OpenOptions::new()
         .create(true)
         .write(true)
         .truncate(true)
+        .mode(0o600)
         .open(&path)
         .await
     {

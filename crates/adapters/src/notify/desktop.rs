@@ -141,11 +141,11 @@ fn connect_abstract(_name: &str) -> bool {
     false
 }
 
-/// The effective uid, for the `/run/user/<uid>/bus` default; the owner of
-/// `/proc/self` is this process's effective user.
+/// The effective uid, for the `/run/user/<uid>/bus` default. (Not the
+/// owner of `/proc/self`: the daemon marks itself non-dumpable, and then
+/// the kernel shows its `/proc` entries as root's.)
 fn current_uid() -> Option<u32> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
+    Some(nix::unistd::geteuid().as_raw())
 }
 
 /// D-Bus address values escape bytes as `%xx`.
