@@ -4,9 +4,38 @@
 
 use std::time::{Duration, SystemTime};
 
+/// A value from the daemon made safe to print: control characters (ESC of
+/// an ANSI sequence, newline, carriage return, C1) are shown as Rust-style
+/// escapes (`\u{1b}`, `\n`), so a job name can neither move the cursor,
+/// recolour the terminal nor forge a row.
+pub fn escape_for_terminal(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return s.into();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
+}
+
 /// Renders rows under a header, each column as wide as its widest cell,
-/// two spaces apart; the last column is not padded.
+/// two spaces apart; the last column is not padded. Cells are escaped
+/// ([`escape_for_terminal`]).
 pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|c| escape_for_terminal(c).into_owned())
+                .collect()
+        })
+        .collect();
+    let rows = rows.as_slice();
     let cols = header.len();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
@@ -96,6 +125,18 @@ mod tests {
         assert_eq!(lines[0], "ID      NAME              STATE");
         assert_eq!(lines[1], "a1      build-everything  done");
         assert_eq!(lines[2], "b22222  t                 running");
+    }
+
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        assert_eq!(escape_for_terminal("build"), "build");
+        assert_eq!(
+            escape_for_terminal("a\u{1b}[31mred\nFAKE\r\u{9b}"),
+            "a\\u{1b}[31mred\\nFAKE\\r\\u{9b}"
+        );
+        assert_eq!(escape_for_terminal("naïve ✓"), "naïve ✓");
+        let out = render(&["NAME"], &[vec!["x\nforged  row".into()]]);
+        assert_eq!(out.lines().count(), 2, "{out}");
     }
 
     #[test]

@@ -126,7 +126,10 @@ mod tests {
             Ok(24)
         );
         let short = webhook_signing_key("whsec_c2VjcmV0").unwrap_err();
-        assert!(short.contains("6 bytes") && !short.contains("c2VjcmV0"), "{short}");
+        assert!(
+            short.contains("6 bytes") && !short.contains("c2VjcmV0"),
+            "{short}"
+        );
         assert!(webhook_signing_key("whsec_").is_err());
         assert!(webhook_signing_key("whsec_not base64!").is_err());
     }

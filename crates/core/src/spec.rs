@@ -452,10 +452,8 @@ mod tests {
 
     #[test]
     fn shell_steps_are_named_when_only_containers_are_allowed() {
-        let only_pods = parse(
-            r#"{"name":"a","container":"alpine","steps":[{"name":"s","run":"x"}]}"#,
-        )
-        .unwrap();
+        let only_pods =
+            parse(r#"{"name":"a","container":"alpine","steps":[{"name":"s","run":"x"}]}"#).unwrap();
         assert_eq!(only_pods.refuse_shell_steps(), Ok(()));
         let mixed = parse(
             r#"{"name":"a","steps":[{"name":"pod","run":"x","container":"alpine"},{"name":"local","run":"x"}]}"#,
@@ -468,6 +466,9 @@ mod tests {
             })
         );
         let text = mixed.refuse_shell_steps().unwrap_err().to_string();
-        assert!(text.contains("\"local\"") && text.contains("jobs.allow_shell"), "{text}");
+        assert!(
+            text.contains("\"local\"") && text.contains("jobs.allow_shell"),
+            "{text}"
+        );
     }
 }

@@ -76,7 +76,9 @@ fn set_non_dumpable() -> nix::Result<()> {
 
 /// The current soft `RLIMIT_NOFILE`.
 pub fn nofile() -> Option<u64> {
-    getrlimit(Resource::RLIMIT_NOFILE).ok().map(|(soft, _)| soft)
+    getrlimit(Resource::RLIMIT_NOFILE)
+        .ok()
+        .map(|(soft, _)| soft)
 }
 
 /// Soft `RLIMIT_NOFILE` := hard; returns the new soft limit.
@@ -291,7 +293,10 @@ async fn status_pid(mut stream: UnixStream) -> Option<u32> {
     let text = String::from_utf8_lossy(&response);
     let (_, body) = text.split_once("\r\n\r\n")?;
     let status: serde_json::Value = serde_json::from_str(body.trim()).ok()?;
-    status.get("pid")?.as_u64().and_then(|p| u32::try_from(p).ok())
+    status
+        .get("pid")?
+        .as_u64()
+        .and_then(|p| u32::try_from(p).ok())
 }
 
 #[cfg(test)]
@@ -305,7 +310,10 @@ mod tests {
         std::fs::create_dir(&open).unwrap();
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
         let warning = prepare_state_dir(&open).unwrap().expect("a warning");
-        assert!(warning.contains("0777") && warning.contains("0700"), "{warning}");
+        assert!(
+            warning.contains("0777") && warning.contains("0700"),
+            "{warning}"
+        );
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&open), 0o700);
         assert_eq!(prepare_state_dir(&open).unwrap(), None, "already private");

@@ -116,7 +116,12 @@ fn start(loaded: Loaded, env: Environment, plugins: Plugins) -> Result<i32, Fail
         )
     })?;
     let guard = setup_logging(&loaded, token.as_ref())?;
-    for w in report.warnings.iter().chain(&hardening.problems).chain(&state_dir_note) {
+    for w in report
+        .warnings
+        .iter()
+        .chain(&hardening.problems)
+        .chain(&state_dir_note)
+    {
         tracing::warn!("{w}");
     }
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -546,7 +546,10 @@ mod tests {
     #[test]
     fn the_cap_leaves_room_under_the_open_file_limit() {
         assert_eq!(effective_max_connections(1024, None), (1024, false));
-        assert_eq!(effective_max_connections(1024, Some(1 << 20)), (1024, false));
+        assert_eq!(
+            effective_max_connections(1024, Some(1 << 20)),
+            (1024, false)
+        );
         assert_eq!(effective_max_connections(1024, Some(1024)), (896, true));
         assert_eq!(effective_max_connections(10, Some(1024)), (10, false));
         assert_eq!(effective_max_connections(1024, Some(20)), (16, true));
@@ -580,10 +583,16 @@ mod tests {
         let a = Activity::new(t0);
         let req = a.begin();
         let later = t0 + Duration::from_secs(3600);
-        assert!(a.next_check(&limits(), later).is_ok(), "a streaming response is not idle");
+        assert!(
+            a.next_check(&limits(), later).is_ok(),
+            "a streaming response is not idle"
+        );
         drop(req);
         let done = t0 + Duration::from_millis(a.last_done_ms.load(Ordering::SeqCst));
-        assert!(a.next_check(&limits(), done + Duration::from_secs(59)).is_ok());
+        assert!(
+            a.next_check(&limits(), done + Duration::from_secs(59))
+                .is_ok()
+        );
         assert_eq!(
             a.next_check(&limits(), done + Duration::from_secs(60)),
             Err(Closing::Idle)

@@ -366,10 +366,16 @@ pub fn standard_body(n: &Notification, ctx: &NotifyContext) -> Vec<u8> {
     serde_json::to_vec(&body).unwrap_or_default()
 }
 
-/// The `format = "slack"` body (a Slack incoming webhook message).
+/// The `format = "slack"` body (a Slack incoming webhook message). Slack
+/// reads `<…>` in `text` as mentions and links, so title and message are
+/// escaped: a job called `<!channel>` pings nobody.
 pub fn slack_body(n: &Notification) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({ "text": format!("{}: {}", n.title, n.message) }))
-        .unwrap_or_default()
+    let text = format!(
+        "{}: {}",
+        crate::escape::slack_text(&n.title),
+        crate::escape::slack_text(&n.message)
+    );
+    serde_json::to_vec(&serde_json::json!({ "text": text })).unwrap_or_default()
 }
 
 #[cfg(test)]
