@@ -61,9 +61,13 @@ fn daemon_log(env: &TestEnv) -> String {
 fn daemon_under(env: &TestEnv, prefix: &str) -> Command {
     let template = env.oj();
     let mut cmd = Command::new("sh");
-    cmd.args(["-c", &format!("{prefix} && exec \"$0\" daemon"), common::oj_bin()])
-        .env_clear()
-        .current_dir(env.path());
+    cmd.args([
+        "-c",
+        &format!("{prefix} && exec \"$0\" daemon"),
+        common::oj_bin(),
+    ])
+    .env_clear()
+    .current_dir(env.path());
     for (k, v) in template.get_envs() {
         if let Some(v) = v {
             cmd.env(k, v);
@@ -79,7 +83,8 @@ fn write_pki(env: &TestEnv) -> (PathBuf, PathBuf, PathBuf) {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "oj e2e hardening CA");
+    ca.distinguished_name
+        .push(DnType::CommonName, "oj e2e hardening CA");
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca_cert = ca.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca, ca_key);
@@ -157,7 +162,10 @@ async fn check_bearers(base: &str, ca: Option<&Path>) {
     for h2 in [false, true] {
         let c = client(h2, ca);
         let (ok, version) = status_with(&c, base, Some(&format!("Bearer {TOKEN}"))).await;
-        assert_eq!(ok, 200, "{base} h2={h2}: the real token must work ({version})");
+        assert_eq!(
+            ok, 200,
+            "{base} h2={h2}: the real token must work ({version})"
+        );
         assert_eq!(version, if h2 { "HTTP/2.0" } else { "HTTP/1.1" });
         for auth in blanks {
             let (code, _) = status_with(&c, base, auth).await;
@@ -199,7 +207,10 @@ fn blank_and_empty_bearers_are_refused_on_h1_and_h2_with_and_without_tls() {
         s(&key)
     ));
     let d = start_tcp(&env, port);
-    rt.block_on(check_bearers(&format!("https://localhost:{port}"), Some(&ca)));
+    rt.block_on(check_bearers(
+        &format!("https://localhost:{port}"),
+        Some(&ca),
+    ));
     let (_, jobs) = d.get("/v1/jobs");
     assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "{jobs}");
 }
@@ -213,7 +224,10 @@ fn a_token_that_is_blank_once_trimmed_stops_check_and_start() {
     env.set_var("OJ_AUTH_TOKEN", "   ");
     let out = env.run(&["--set", &tcp, "config", "check"]);
     assert_eq!(out.code, Some(78), "{out:?}");
-    assert!(out.stdout.contains("listen.auth_token") && out.stdout.contains("env OJ_AUTH_TOKEN"), "{out:?}");
+    assert!(
+        out.stdout.contains("listen.auth_token") && out.stdout.contains("env OJ_AUTH_TOKEN"),
+        "{out:?}"
+    );
     let out = env.run(&["--set", &tcp, "daemon"]);
     assert_eq!(out.code, Some(78), "{out:?}");
     assert!(out.stderr.contains("listen.auth_token"), "{out:?}");
@@ -231,27 +245,47 @@ fn a_token_that_is_blank_once_trimmed_stops_check_and_start() {
     assert!(out.stderr.contains("empty"), "{out:?}");
 
     // A short token is accepted with a warning.
-    let out = env.run(&["--set", &tcp, "--set", "listen.auth_token=short", "config", "check"]);
+    let out = env.run(&[
+        "--set",
+        &tcp,
+        "--set",
+        "listen.auth_token=short",
+        "config",
+        "check",
+    ]);
     assert_eq!(out.code, Some(0), "{out:?}");
-    assert!(out.stdout.contains("warning: listen.auth_token") && out.stdout.contains("16"), "{out:?}");
-    // ... and --set of a secret warns that the command line is public.
     assert!(
-        out.stderr.contains("--set listen.auth_token") && out.stderr.contains("OJ_LISTEN__AUTH_TOKEN"),
+        out.stdout.contains("warning: listen.auth_token") && out.stdout.contains("16"),
         "{out:?}"
     );
-    assert!(!out.stderr.contains("=short"), "the secret was echoed: {out:?}");
+    // ... and --set of a secret warns that the command line is public.
+    assert!(
+        out.stderr.contains("--set listen.auth_token")
+            && out.stderr.contains("OJ_LISTEN__AUTH_TOKEN"),
+        "{out:?}"
+    );
+    assert!(
+        !out.stderr.contains("=short"),
+        "the secret was echoed: {out:?}"
+    );
 }
 
 #[test]
 fn a_webhook_key_under_24_bytes_is_refused() {
     let mut env = TestEnv::new();
     env.set_var("OJ_NOTIFY_WEBHOOK_URL", "http://127.0.0.1:9/hook");
-    env.set_var("OJ_NOTIFY__WEBHOOK__SECRET", "whsec_MTIzNDU2Nzg5MDEyMzQ1Njc4OTA=");
+    env.set_var(
+        "OJ_NOTIFY__WEBHOOK__SECRET",
+        "whsec_MTIzNDU2Nzg5MDEyMzQ1Njc4OTA=",
+    );
     for args in [&["config", "check"][..], &["daemon"][..]] {
         let out = env.run(args);
         assert_eq!(out.code, Some(78), "{args:?}: {out:?}");
         let text = format!("{}{}", out.stdout, out.stderr);
-        assert!(text.contains("notify.webhook.secret") && text.contains("20 bytes"), "{text}");
+        assert!(
+            text.contains("notify.webhook.secret") && text.contains("20 bytes"),
+            "{text}"
+        );
         assert!(!text.contains("MTIzNDU2"), "the key was printed: {text}");
     }
 }
@@ -274,7 +308,9 @@ fn raise_own_nofile() -> u64 {
 fn idle_and_slow_clients_cannot_lock_out_the_unix_socket_or_real_clients() {
     let own = raise_own_nofile();
     if own < 2048 {
-        eprintln!("skipped: this test process may open only {own} files; it needs 2048 to flood a daemon limited to 1024");
+        eprintln!(
+            "skipped: this test process may open only {own} files; it needs 2048 to flood a daemon limited to 1024"
+        );
         return;
     }
     let env = TestEnv::new();
@@ -286,7 +322,8 @@ fn idle_and_slow_clients_cannot_lock_out_the_unix_socket_or_real_clients() {
     let cmd = daemon_under(&env, "ulimit -n 1024");
     let mut d = Daemon::spawn_raw(cmd, env.path(), env.socket());
     assert!(
-        wait_until(WAIT, || d.exited().is_none() && d.get("/v1/status").0 == 200),
+        wait_until(WAIT, || d.exited().is_none()
+            && d.get("/v1/status").0 == 200),
         "daemon did not start: {}",
         d.stderr()
     );
@@ -310,13 +347,26 @@ fn idle_and_slow_clients_cannot_lock_out_the_unix_socket_or_real_clients() {
 
     // The Unix socket answers at once: `oj status` and a job.
     let out = env.run(&["status"]);
-    assert_eq!(out.code, Some(0), "oj status over the socket during the flood: {out:?}");
+    assert_eq!(
+        out.code,
+        Some(0),
+        "oj status over the socket during the flood: {out:?}"
+    );
     let id = d.submit(&json!({"name": "during-flood", "steps": [{"name": "s", "run": "true"}]}));
     d.wait_job(&id, &["done"], WAIT);
 
     // A real TCP client is served once the header deadline frees slots.
     let out = Command::new("curl")
-        .args(["-sS", "-m", "20", "-o", "/dev/null", "-w", "%{http_code}", "-H"])
+        .args([
+            "-sS",
+            "-m",
+            "20",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+        ])
         .arg(format!("Authorization: Bearer {TOKEN}"))
         .arg(format!("http://127.0.0.1:{port}/v1/status"))
         .output()
@@ -328,12 +378,15 @@ fn idle_and_slow_clients_cannot_lock_out_the_unix_socket_or_real_clients() {
     for c in held.iter_mut().step_by(50) {
         c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut buf = [0u8; 512];
-        match c.read(&mut buf) {
-            Ok(0) => closed += 1,
-            Ok(_) | Err(_) => {}
+        if let Ok(0) = c.read(&mut buf) {
+            closed += 1;
         }
     }
-    assert!(closed >= 20, "only {closed} of {} sampled connections were closed", held.len().div_ceil(50));
+    assert!(
+        closed >= 20,
+        "only {closed} of {} sampled connections were closed",
+        held.len().div_ceil(50)
+    );
     drop(held);
 
     let out = env.run(&["daemon", "stop"]);
@@ -345,7 +398,10 @@ fn idle_and_slow_clients_cannot_lock_out_the_unix_socket_or_real_clients() {
         "the lowered cap is logged:\n{log}"
     );
     let warns = log.lines().filter(|l| l.contains("accept failed")).count()
-        + log.lines().filter(|l| l.contains("connection cap reached")).count();
+        + log
+            .lines()
+            .filter(|l| l.contains("connection cap reached"))
+            .count();
     assert!(warns <= 2, "{warns} warnings for one flood:\n{log}");
 }
 
@@ -355,7 +411,10 @@ fn idle_and_slow_clients_cannot_lock_out_the_unix_socket_or_real_clients() {
 fn a_second_daemon_on_the_same_socket_exits_75_naming_the_first() {
     let shared = tempfile::tempdir().unwrap();
     let sock = shared.path().join("shared.sock");
-    let cfg = format!("[listen]\nunix_socket = \"{}\"\n[notify]\nbackend = \"none\"\n", s(&sock));
+    let cfg = format!(
+        "[listen]\nunix_socket = \"{}\"\n[notify]\nbackend = \"none\"\n",
+        s(&sock)
+    );
     let a_env = TestEnv::new();
     a_env.write_config(&cfg);
     let b_env = TestEnv::new();
@@ -367,7 +426,11 @@ fn a_second_daemon_on_the_same_socket_exits_75_naming_the_first() {
         Daemon::spawn_raw(cmd, env.path(), sock.clone())
     };
     let mut a = start(&a_env);
-    assert!(wait_until(WAIT, || a.get("/v1/status").0 == 200), "{}", a.stderr());
+    assert!(
+        wait_until(WAIT, || a.get("/v1/status").0 == 200),
+        "{}",
+        a.stderr()
+    );
 
     let mut b = start(&b_env);
     let code = b.wait_exit(WAIT).and_then(|s| s.code());
@@ -383,18 +446,29 @@ fn a_second_daemon_on_the_same_socket_exits_75_naming_the_first() {
     a.kill9();
     assert!(sock.exists());
     let b = start(&b_env);
-    assert!(wait_until(WAIT, || b.get("/v1/status").0 == 200), "{}", b.stderr());
+    assert!(
+        wait_until(WAIT, || b.get("/v1/status").0 == 200),
+        "{}",
+        b.stderr()
+    );
     let (_, st) = b.get("/v1/status");
     assert_eq!(st["pid"], b.pid(), "{st}");
 
     // A daemon whose socket file was replaced must not delete the new one.
     std::fs::remove_file(&sock).unwrap();
     let mut c = start(&a_env);
-    assert!(wait_until(WAIT, || c.get("/v1/status").0 == 200), "{}", c.stderr());
+    assert!(
+        wait_until(WAIT, || c.get("/v1/status").0 == 200),
+        "{}",
+        c.stderr()
+    );
     b.sigterm();
     let mut b = b;
     b.wait_exit(WAIT);
-    assert!(sock.exists(), "the first daemon's exit removed the second one's socket");
+    assert!(
+        sock.exists(),
+        "the first daemon's exit removed the second one's socket"
+    );
     let (_, st) = c.get("/v1/status");
     assert_eq!(st["pid"], c.pid(), "{st}");
     c.sigterm();
@@ -424,11 +498,18 @@ fn everything_oj_creates_is_private_under_umask_000() {
     std::fs::set_permissions(env.state_dir(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let out = env.run(&["config", "check"]);
     assert_eq!(out.code, Some(0), "{out:?}");
-    assert!(out.stdout.contains("daemon.state_dir") && out.stdout.contains("0777"), "{out:?}");
+    assert!(
+        out.stdout.contains("daemon.state_dir") && out.stdout.contains("0777"),
+        "{out:?}"
+    );
 
     let cmd = daemon_under(&env, "umask 000");
     let mut d = Daemon::spawn_raw(cmd, env.path(), env.socket());
-    assert!(wait_until(WAIT, || d.get("/v1/status").0 == 200), "{}", d.stderr());
+    assert!(
+        wait_until(WAIT, || d.get("/v1/status").0 == 200),
+        "{}",
+        d.stderr()
+    );
     let id = d.submit(&json!({
         "name": "modes",
         "env": {"SECRET_ENV": "hunter2-in-the-wal"},
@@ -439,20 +520,39 @@ fn everything_oj_creates_is_private_under_umask_000() {
     d.wait_exit(WAIT);
     let mut modes = Vec::new();
     modes_under(&env.state_dir(), &mut modes);
-    let state_mode = std::fs::metadata(env.state_dir()).unwrap().permissions().mode() & 0o777;
+    let state_mode = std::fs::metadata(env.state_dir())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(state_mode, 0o700, "the open state dir was tightened");
-    assert!(modes.iter().any(|(p, _, _)| p.ends_with("write.log")), "{modes:?}");
+    assert!(
+        modes.iter().any(|(p, _, _)| p.ends_with("write.log")),
+        "{modes:?}"
+    );
     for (p, mode, dir) in &modes {
         let want = if *dir { 0o700 } else { 0o600 };
         assert_eq!(*mode, want, "{} is {mode:o}", p.display());
     }
-    assert!(daemon_log(&env).contains("tightened it to 0700"), "{}", daemon_log(&env));
+    assert!(
+        daemon_log(&env).contains("tightened it to 0700"),
+        "{}",
+        daemon_log(&env)
+    );
 
     // The socket, while the daemon serves (started under umask 000 again).
     let cmd = daemon_under(&env, "umask 000");
     let d = Daemon::spawn_raw(cmd, env.path(), env.socket());
-    assert!(wait_until(WAIT, || d.get("/v1/status").0 == 200), "{}", d.stderr());
-    let sock_mode = std::fs::metadata(env.socket()).unwrap().permissions().mode() & 0o777;
+    assert!(
+        wait_until(WAIT, || d.get("/v1/status").0 == 200),
+        "{}",
+        d.stderr()
+    );
+    let sock_mode = std::fs::metadata(env.socket())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(sock_mode, 0o600);
 }
 
@@ -496,7 +596,11 @@ fn a_step_cannot_read_the_daemons_environment() {
         cmd = wrapped;
     }
     let d = Daemon::spawn_raw(cmd, env.path(), env.socket());
-    assert!(wait_until(WAIT, || d.get("/v1/status").0 == 200), "{}", d.stderr());
+    assert!(
+        wait_until(WAIT, || d.get("/v1/status").0 == 200),
+        "{}",
+        d.stderr()
+    );
     let id = d.submit(&json!({
         "name": "snoop",
         "steps": [{"name": "snoop", "run":
@@ -505,9 +609,15 @@ fn a_step_cannot_read_the_daemons_environment() {
     d.wait_job(&id, &["done", "failed"], WAIT);
     let (_, log) = d.get(&format!("/v1/jobs/{id}/logs"));
     let log = log["text"].as_str().unwrap_or_default().to_string();
-    assert!(log.contains(&format!("parent {}", d.pid())), "the step's parent is the daemon: {log}");
+    assert!(
+        log.contains(&format!("parent {}", d.pid())),
+        "the step's parent is the daemon: {log}"
+    );
     assert!(log.contains("DENIED"), "{log}");
-    assert!(!log.contains(TOKEN) && !log.contains("READ-ENVIRON"), "the step read the daemon's environment:\n{log}");
+    assert!(
+        !log.contains(TOKEN) && !log.contains("READ-ENVIRON"),
+        "the step read the daemon's environment:\n{log}"
+    );
 }
 
 // ------------------------------------------------------------ output
@@ -537,7 +647,10 @@ fn forged_log_lines_are_escaped_in_the_text_log() {
         !log.lines().any(|l| l.starts_with("2030-01-01")),
         "a forged line made it into the log:\n{log}"
     );
-    assert!(!log.contains('\u{1b}'), "a raw escape reached the log:\n{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "a raw escape reached the log:\n{log}"
+    );
     assert!(log.contains("started\\n2030-01-01"), "{log}");
 }
 
@@ -561,7 +674,11 @@ fn job_list_and_show_print_control_characters_escaped() {
         let out = env.run(&args);
         assert_eq!(out.code, Some(0), "{out:?}");
         assert!(!out.stdout.contains('\u{1b}'), "{args:?}: {:?}", out.stdout);
-        assert!(out.stdout.contains("red\\u{1b}[31mname"), "{args:?}: {}", out.stdout);
+        assert!(
+            out.stdout.contains("red\\u{1b}[31mname"),
+            "{args:?}: {}",
+            out.stdout
+        );
     }
 }
 
@@ -589,7 +706,8 @@ fn receiver() -> (u16, Arc<Mutex<Vec<String>>>) {
                         .lines()
                         .find_map(|l| {
                             let (k, v) = l.split_once(':')?;
-                            k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok())?
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse::<usize>().ok())?
                         })
                         .unwrap_or(0);
                     if body.len() >= len {
@@ -598,7 +716,8 @@ fn receiver() -> (u16, Arc<Mutex<Vec<String>>>) {
                     }
                 }
             }
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
         }
     });
     (port, bodies)
@@ -618,7 +737,10 @@ fn slack_messages_cannot_mention_a_channel() {
         "steps": [{"name": "s", "run": "true"}]
     }));
     d.wait_job(&id, &["done"], WAIT);
-    assert!(wait_until(WAIT, || !bodies.lock().unwrap().is_empty()), "no webhook arrived");
+    assert!(
+        wait_until(WAIT, || !bodies.lock().unwrap().is_empty()),
+        "no webhook arrived"
+    );
     let body = bodies.lock().unwrap()[0].clone();
     let v: serde_json::Value = serde_json::from_str(&body).expect("JSON body");
     let text = v["text"].as_str().unwrap_or_default();
@@ -639,7 +761,10 @@ fn shell_steps_are_refused_when_only_containers_are_allowed() {
     );
     assert_eq!(code, 400, "{body}");
     let msg = body["error"].as_str().unwrap_or_default();
-    assert!(msg.contains("\"compile\"") && msg.contains("jobs.allow_shell"), "{body}");
+    assert!(
+        msg.contains("\"compile\"") && msg.contains("jobs.allow_shell"),
+        "{body}"
+    );
     let (_, jobs) = d.get("/v1/jobs");
     assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "{jobs}");
     // Over the CLI the same reason reaches the user.
@@ -647,4 +772,160 @@ fn shell_steps_are_refused_when_only_containers_are_allowed() {
     assert_ne!(out.code, Some(0), "{out:?}");
     assert!(out.stderr.contains("jobs.allow_shell"), "{out:?}");
     let _ = curl_unix(&env.socket(), "GET", "/v1/status", None);
+}
+
+// ------------------------------------------------------------ desktop
+
+/// A notification service on a private bus: records bodies, advertises
+/// the capabilities the test sets.
+struct Notifications {
+    bodies: Arc<Mutex<Vec<String>>>,
+    caps: Arc<Mutex<Vec<String>>>,
+}
+
+#[zbus::interface(name = "org.freedesktop.Notifications")]
+impl Notifications {
+    #[allow(clippy::too_many_arguments)]
+    fn notify(
+        &self,
+        _app_name: String,
+        _replaces_id: u32,
+        _app_icon: String,
+        _summary: String,
+        body: String,
+        _actions: Vec<String>,
+        _hints: std::collections::HashMap<String, zbus::OwnedVariant>,
+        _expire_timeout: i32,
+    ) -> u32 {
+        let mut b = self.bodies.lock().unwrap();
+        b.push(body);
+        b.len() as u32
+    }
+
+    fn get_capabilities(&self) -> Vec<String> {
+        self.caps.lock().unwrap().clone()
+    }
+
+    fn get_server_information(&self) -> (String, String, String, String) {
+        ("oj-e2e".into(), "oj".into(), "1".into(), "1.2".into())
+    }
+
+    fn close_notification(&self, _id: u32) {}
+}
+
+/// `dbus-daemon` with its own config (no service directories, so no
+/// notification daemon of the machine is activated); killed on drop.
+struct Bus(
+    std::process::Child,
+    String,
+    #[allow(dead_code)] tempfile::TempDir,
+);
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_bus() -> Option<Bus> {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("session.conf");
+    std::fs::write(
+        &config,
+        format!(
+            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path={}</listen>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"#,
+            dir.path().join("bus").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new("dbus-daemon")
+        .arg(format!("--config-file={}", config.display()))
+        .args(["--nofork", "--print-address"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take()?)
+        .read_line(&mut line)
+        .ok()?;
+    Some(Bus(child, line.trim().to_string(), dir))
+}
+
+#[test]
+fn desktop_bodies_are_escaped_when_the_server_reads_markup() {
+    let Some(bus) = start_bus() else {
+        eprintln!("skipped: dbus-daemon (package dbus) is not installed");
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let caps = Arc::new(Mutex::new(vec![
+        "body".to_string(),
+        "body-markup".to_string(),
+    ]));
+    let _service = rt.block_on(async {
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            zbus::connection::Builder::address(bus.1.as_str())
+                .name("org.freedesktop.Notifications")
+                .serve_at(
+                    "/org/freedesktop/Notifications",
+                    Notifications {
+                        bodies: bodies.clone(),
+                        caps: caps.clone(),
+                    },
+                )
+                .build(),
+        )
+        .await
+        .expect("the test bus answers within 10 s")
+        .expect("serve org.freedesktop.Notifications")
+    });
+    let name = "<a href=\"https://evil.example\">bold</a> & <img src=x>";
+    for markup in [true, false] {
+        *caps.lock().unwrap() = if markup {
+            vec!["body".into(), "body-markup".into()]
+        } else {
+            vec!["body".into()]
+        };
+        bodies.lock().unwrap().clear();
+        let mut env = TestEnv::new();
+        env.set_var("DBUS_SESSION_BUS_ADDRESS", &bus.1);
+        env.write_config("[notify]\nbackend = \"desktop\"\nevents = [\"start\"]\n");
+        let d = env.start_daemon(&[]);
+        let id = d.submit(&json!({"name": name, "steps": [{"name": "s", "run": "true"}]}));
+        d.wait_job(&id, &["done"], WAIT);
+        assert!(
+            wait_until(WAIT, || !bodies.lock().unwrap().is_empty()),
+            "no notification arrived (markup = {markup})\n{}",
+            daemon_log(&env)
+        );
+        let body = bodies.lock().unwrap()[0].clone();
+        if markup {
+            assert_eq!(
+                body,
+                "Job &lt;a href=\"https://evil.example\"&gt;bold&lt;/a&gt; &amp; &lt;img src=x&gt; started"
+            );
+        } else {
+            assert_eq!(
+                body,
+                format!("Job {name} started"),
+                "a plain-text server shows it as it is"
+            );
+        }
+    }
 }
