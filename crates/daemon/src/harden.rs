@@ -126,11 +126,19 @@ pub fn prepare_state_dir(dir: &Path) -> std::io::Result<Option<String>> {
     if !is_open_to_others(mode) {
         return Ok(None);
     }
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE))?;
-    Ok(Some(format!(
-        "daemon.state_dir {} was open to other users (mode {mode:04o}); tightened it to 0700 — it holds the WAL with every job's env, the socket and the logs",
-        dir.display()
-    )))
+    match std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE)) {
+        Ok(()) => Ok(Some(format!(
+            "daemon.state_dir {} was open to other users (mode {mode:04o}); tightened it to 0700 — it holds the WAL with every job's env, the socket and the logs",
+            dir.display()
+        ))),
+        // Not the owner (a volume mounted root:fsGroup): the directory is
+        // usable, the files in it are private anyway; say so and go on.
+        Err(e) if e.kind() == ErrorKind::PermissionDenied => Ok(Some(format!(
+            "daemon.state_dir {} is open to other users (mode {mode:04o}) and this user cannot tighten it ({e}); the files in it are created 0600, but make the directory 0700 (or owned by the daemon's user)",
+            dir.display()
+        ))),
+        Err(e) => Err(e),
+    }
 }
 
 /// Group or others have any permission.
