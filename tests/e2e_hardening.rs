@@ -373,6 +373,31 @@ fn idle_and_slow_clients_cannot_lock_out_the_unix_socket_or_real_clients() {
         .expect("curl");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "{:?}", out);
 
+    // A keep-alive client that got its answer is closed once idle.
+    let mut keep = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    keep.write_all(
+        format!("GET /v1/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    keep.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let eof = loop {
+        match keep.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => break false,
+        }
+    };
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        eof,
+        "the idle keep-alive connection was not closed within 15 s"
+    );
+
     // Idle and slow clients were closed by the daemon (EOF, not a hang).
     let mut closed = 0;
     for c in held.iter_mut().step_by(50) {

@@ -306,12 +306,14 @@ async fn serve_stream<S>(
         }
         return;
     };
-    // hyper's own timer bounds a slow head on later keep-alive requests;
-    // the watchdog below bounds the first one and the idle time between.
+    // The watchdog below bounds the first request head (header_timeout)
+    // and the idle time between requests. On HTTP/1.1, hyper's head timer
+    // starts as soon as the connection waits for the next request, so it is
+    // set to the idle timeout: the next head must be complete by then.
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
+        .header_read_timeout(limits.idle_timeout);
     builder.http2().timer(TokioTimer::new());
     let activity = Activity::new(accepted);
     let tracked = activity.clone();
