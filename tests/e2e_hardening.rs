@@ -315,8 +315,9 @@ fn idle_and_slow_clients_cannot_lock_out_the_unix_socket_or_real_clients() {
     }
     let env = TestEnv::new();
     let port = free_port();
+    let admin = free_port();
     env.write_config(&format!(
-        "[listen]\ntcp = \"127.0.0.1:{port}\"\nauth_token = \"{TOKEN}\"\nheader_timeout = \"2s\"\nidle_timeout = \"3s\"\n[notify]\nbackend = \"none\"\n"
+        "[listen]\ntcp = \"127.0.0.1:{port}\"\nauth_token = \"{TOKEN}\"\nheader_timeout = \"2s\"\nidle_timeout = \"3s\"\n[admin]\naddr = \"127.0.0.1:{admin}\"\n[notify]\nbackend = \"none\"\n"
     ));
     // The daemon under `ulimit -n 1024` (soft and hard: it cannot raise it).
     let cmd = daemon_under(&env, "ulimit -n 1024");
@@ -354,6 +355,18 @@ fn idle_and_slow_clients_cannot_lock_out_the_unix_socket_or_real_clients() {
     );
     let id = d.submit(&json!({"name": "during-flood", "steps": [{"name": "s", "run": "true"}]}));
     d.wait_job(&id, &["done"], WAIT);
+
+    // The admin port is not counted against the TCP cap.
+    let out = Command::new("curl")
+        .args(["-sS", "-m", "10", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("http://127.0.0.1:{admin}/healthz"))
+        .output()
+        .expect("curl");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "200",
+        "admin /healthz during the flood: {out:?}"
+    );
 
     // A real TCP client is served once the header deadline frees slots.
     let out = Command::new("curl")
@@ -953,4 +966,32 @@ fn desktop_bodies_are_escaped_when_the_server_reads_markup() {
             );
         }
     }
+}
+
+#[test]
+fn a_trickled_request_body_does_not_hold_the_connection() {
+    let env = TestEnv::new();
+    let port = free_port();
+    env.write_config(&format!(
+        "[listen]\ntcp = \"127.0.0.1:{port}\"\nauth_token = \"{TOKEN}\"\nidle_timeout = \"2s\"\n[notify]\nbackend = \"none\"\n"
+    ));
+    let d = start_tcp(&env, port);
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.write_all(
+        format!(
+            "POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 4000\r\n\r\n{{\"name\""
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    // ... and nothing more. The daemon answers or closes; it does not wait forever.
+    c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let mut buf = [0u8; 4096];
+    let got = c.read(&mut buf);
+    assert!(
+        got.is_ok(),
+        "the connection was still held after 15 s: {got:?}"
+    );
+    let (_, jobs) = d.get("/v1/jobs");
+    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "{jobs}");
 }

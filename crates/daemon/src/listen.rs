@@ -12,6 +12,7 @@
 //! first request head, and an idle timeout between requests. Failed accepts
 //! are logged once a minute with a count, not once each.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -282,6 +283,44 @@ impl HttpBody for TrackedBody {
     }
 }
 
+/// A request body that must arrive whole within a deadline (the idle
+/// timeout from the request head): a client trickling a body byte by byte
+/// cannot hold a connection either.
+struct DeadlineBody {
+    inner: Incoming,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within listen.idle_timeout")]
+struct BodyTooSlow;
+
+impl HttpBody for DeadlineBody {
+    type Data = bytes::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        match self.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTooSlow)))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Serves one accepted stream until it closes or `stop` turns true; with
 /// `limits`, also until it misses its header deadline or idles too long.
 async fn serve_stream<S>(
@@ -320,9 +359,16 @@ async fn serve_stream<S>(
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let in_flight = tracked.begin();
         let router = router.clone();
+        let body_deadline = Box::pin(tokio::time::sleep(limits.idle_timeout));
         async move {
             use tower::ServiceExt;
-            let resp = router.oneshot(req.map(axum::body::Body::new)).await?;
+            let req = req.map(|inner| {
+                axum::body::Body::new(DeadlineBody {
+                    inner,
+                    deadline: body_deadline,
+                })
+            });
+            let resp = router.oneshot(req).await?;
             Ok::<_, std::convert::Infallible>(resp.map(|inner| TrackedBody {
                 inner,
                 _in_flight: in_flight,
