@@ -723,6 +723,13 @@ fn blank_tokens_are_refused_in_every_layer() {
     );
     // An empty string still means unset (SPEC 2.1).
     sb.ok(with_sets(&["listen.auth_token="]));
+    // A blank token is refused even where a later layer overrides it.
+    let e = Sandbox::new()
+        .var("OJ_AUTH_TOKEN", "  ")
+        .errors(with_sets(&[
+            "listen.auth_token=a-real-token-of-some-length",
+        ]));
+    assert!(e.contains("env OJ_AUTH_TOKEN"), "{e}");
 }
 
 #[test]
