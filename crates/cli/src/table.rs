@@ -9,18 +9,8 @@ use std::time::{Duration, SystemTime};
 /// escapes (`\u{1b}`, `\n`), so a job name can neither move the cursor,
 /// recolour the terminal nor forge a row.
 pub fn escape_for_terminal(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.chars().any(char::is_control) {
-        return s.into();
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out.into()
+    // The same escaping as the daemon's text log (one place defines it).
+    oj_adapters::escape::control_chars(s)
 }
 
 /// Renders rows under a header, each column as wide as its widest cell,
