@@ -4,6 +4,7 @@
 //! from the machine. Each module takes its slice of `RuntimeConfig` as a
 //! value; none reads the process environment.
 
+pub mod escape;
 pub mod k8s;
 pub mod log_file;
 pub mod logging;

@@ -46,7 +46,10 @@ use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Dispatch, Event, Subscriber};
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
-use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, JsonFields, Writer};
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::format::{
+    DefaultFields, FormatEvent, FormatFields, JsonFields, Writer,
+};
 use tracing_subscriber::fmt::{FmtContext, FormattedFields, MakeWriter};
 use tracing_subscriber::layer::{Filter, Layer, SubscriberExt};
 use tracing_subscriber::registry::{LookupSpan, Registry};
@@ -335,6 +338,7 @@ where
             .with_filter(filter)
             .boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer()
+            .fmt_fields(EscapedFields::default())
             .with_ansi(ansi)
             .with_target(true)
             .with_writer(writer)
@@ -369,6 +373,26 @@ fn file_appender(input: &LoggingInput) -> Result<RotatingFile, LoggingError> {
             dir.display()
         ))
     })
+}
+
+// ---------------------------------------------------------------- text lines
+
+/// The text format's fields (the message included) with control characters
+/// escaped (`\n`, `\u{1b}`): one event is one line, whatever a job name or
+/// an error message holds, so nobody can forge a line or colour a terminal.
+#[derive(Default)]
+struct EscapedFields(DefaultFields);
+
+impl<'writer> FormatFields<'writer> for EscapedFields {
+    fn format_fields<R: RecordFields>(
+        &self,
+        mut writer: Writer<'writer>,
+        fields: R,
+    ) -> stdfmt::Result {
+        let mut plain = String::new();
+        self.0.format_fields(Writer::new(&mut plain), fields)?;
+        writer.write_str(&crate::escape::control_chars(&plain))
+    }
 }
 
 // ---------------------------------------------------------------- JSON lines

@@ -63,6 +63,18 @@ pub fn check(loaded: &Loaded, env: &Environment, mode: Mode) -> Report {
         }
     }
 
+    if mode == Mode::Check
+        && let Some(m) = open_state_dir_mode(&c.daemon.state_dir)
+    {
+        r.warnings.push(format!(
+            "{}: state directory {} is open to other users (mode {m:04o}) although it holds the WAL with every job's env; the daemon tightens it to 0700 at start, or run `chmod 700 {}`",
+            src("daemon.state_dir"),
+            c.daemon.state_dir.display(),
+            c.daemon.state_dir.display()
+        ));
+    }
+    r.warnings.extend(short_tokens(loaded));
+
     if c.tls.enabled && c.listen.tcp.is_some() {
         let tls = crate::tls::check_files(&c.tls, std::time::SystemTime::now());
         r.errors.extend(tls.errors.iter().map(|m| {
@@ -115,6 +127,44 @@ pub fn check(loaded: &Loaded, env: &Environment, mode: Mode) -> Report {
         r.notes.extend(cluster.notes);
     }
     r
+}
+
+/// The mode of an existing state directory that group or others may use.
+fn open_state_dir_mode(dir: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir).ok()?.permissions().mode() & 0o7777;
+    (mode & 0o077 != 0).then_some(mode)
+}
+
+/// Warnings for tokens shorter than [`oj_config::MIN_TOKEN_BYTES`]: the
+/// daemon's (inline or from its file, when TCP listens) and the client's.
+fn short_tokens(loaded: &Loaded) -> Vec<String> {
+    let c = &loaded.config;
+    let mut found: Vec<(&str, usize)> = Vec::new();
+    if c.listen.tcp.is_some() {
+        if let Some(t) = &c.listen.auth_token {
+            found.push(("listen.auth_token", t.trimmed().expose().len()));
+        } else if let Some(path) = &c.listen.auth_token_file
+            && let Ok(t) = oj_config::Secret::read_file(path)
+            && !t.is_empty()
+        {
+            found.push(("listen.auth_token_file", t.expose().len()));
+        }
+    }
+    if let Some(t) = &c.client.token {
+        found.push(("client.token", t.trimmed().expose().len()));
+    }
+    found
+        .into_iter()
+        .filter(|(_, len)| *len > 0 && *len < oj_config::MIN_TOKEN_BYTES)
+        .map(|(key, len)| {
+            format!(
+                "{key} (from {}): the token is {len} bytes, shorter than {} — easy to guess for anyone who can reach the port; use a random one, e.g. `openssl rand -hex 32`",
+                loaded.source(key),
+                oj_config::MIN_TOKEN_BYTES
+            )
+        })
+        .collect()
 }
 
 /// In-cluster config or a kubeconfig file.

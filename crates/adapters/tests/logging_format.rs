@@ -269,7 +269,10 @@ fn from_loaded_takes_sources_secrets_and_the_resolved_path() {
             ("OJ_LOG__FORMAT", "json"),
             ("OJ_LOG_STDOUT", "1"),
             ("OJ_AUTH_TOKEN", "tok-from-env-123456"),
-            ("OJ_NOTIFY__WEBHOOK__SECRET", "whsec_c2VjcmV0"),
+            (
+                "OJ_NOTIFY__WEBHOOK__SECRET",
+                "whsec_c2VjcmV0LXNpZ25pbmcta2V5LWZvci1vai1lMmU=",
+            ),
             (
                 "OJ_CLIENT__TOKEN_FILE",
                 dir.path().join("client-token").to_str().unwrap(),
@@ -285,7 +288,7 @@ fn from_loaded_takes_sources_secrets_and_the_resolved_path() {
     let exposed: Vec<&str> = inp.secrets.iter().map(|s| s.expose()).collect();
     assert!(
         exposed.contains(&"tok-from-env-123456")
-            && exposed.contains(&"whsec_c2VjcmV0")
+            && exposed.contains(&"whsec_c2VjcmV0LXNpZ25pbmcta2V5LWZvci1vai1lMmU=")
             && exposed.contains(&"tok-in-a-file-7890"),
         "{exposed:?}"
     );
@@ -308,4 +311,27 @@ fn from_loaded_takes_sources_secrets_and_the_resolved_path() {
         !out.contains("tok-from-env-123456") && out.contains("<redacted>"),
         "{out}"
     );
+}
+
+/// A job name or message with a newline (or an ANSI escape) stays on its
+/// own line in the text format, shown escaped: it cannot forge a line.
+#[test]
+fn text_lines_escape_control_characters_in_fields_and_messages() {
+    let inp = input(LogFormat::Text, "info");
+    let forged = "x\n2026-01-01T00:00:00Z  INFO oj: FORGED admin logged in\u{1b}[2J";
+    let text = capture(&inp, || {
+        let name = forged.to_string();
+        tracing::info!(name = %name, dbg = ?name, plain = name.as_str(), "job submitted");
+        tracing::warn!("message with {name}");
+        let span = tracing::info_span!("job", job_name = %name);
+        let _in = span.enter();
+        tracing::info!("inside");
+    });
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(!text.contains('\u{1b}'), "{text:?}");
+    assert!(
+        text.lines().all(|l| !l.starts_with("2026-01-01T00:00:00Z")),
+        "{text}"
+    );
+    assert!(text.contains("x\\n2026-01-01"), "{text}");
 }

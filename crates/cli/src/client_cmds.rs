@@ -736,7 +736,9 @@ async fn job_show(client: &ApiClient, id: &str, json: bool, style: Style) -> Res
 fn render_job(job: &Value, now: SystemTime, style: Style) -> String {
     let f = |k: &str| str_field(job, k);
     let mut out = String::new();
-    let mut field = |k: &str, v: String| out.push_str(&format!("{k:<9} {v}\n"));
+    let mut field = |k: &str, v: String| {
+        out.push_str(&format!("{k:<9} {}\n", table::escape_for_terminal(&v)));
+    };
     field("id", f("id").unwrap_or("?").into());
     field("name", f("name").unwrap_or("?").into());
     field("state", style.state(f("state").unwrap_or("?")));

@@ -22,6 +22,25 @@ pub fn load_or_fail(opts: &LoadOptions, env: &Environment) -> Result<Loaded, Fai
     })
 }
 
+/// Warnings (stderr) for secrets given with `--set`: a command line is
+/// readable by every user of the machine (`ps`, `/proc/<pid>/cmdline`).
+pub fn secret_flag_warnings(sets: &[String]) -> Vec<String> {
+    sets.iter()
+        .filter_map(|item| item.split_once('=').map(|(k, _)| k.trim()))
+        .filter(|key| keys::is_secret(key))
+        .map(|key| {
+            let file_key = keys::find(&format!("{key}_file")).map(|k| k.name);
+            let instead = match file_key {
+                Some(f) => format!("{} or a file named by {f}", keys::env_var_name(key)),
+                None => keys::env_var_name(key),
+            };
+            format!(
+                "warning: --set {key}=… puts a secret on the command line, which every user on this machine can read (ps, /proc/<pid>/cmdline); use {instead} instead"
+            )
+        })
+        .collect()
+}
+
 pub fn run(cmd: ConfigCommand, opts: &LoadOptions, env: &Environment) -> Result<i32, Failure> {
     match cmd {
         ConfigCommand::Show {
@@ -185,4 +204,21 @@ fn env_table() -> String {
     }
     out.push_str("\nAny key: OJ_ + the dotted key upper-cased with '.' as '__'. A '__' variable beats an alias; an empty value unsets an optional key.\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_on_the_command_line_are_warned_about() {
+        let w = secret_flag_warnings(&[
+            "log.level=debug".into(),
+            "listen.auth_token=abc".into(),
+            "notify.webhook.headers.x-key=v".into(),
+        ]);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].contains("OJ_LISTEN__AUTH_TOKEN") && w[0].contains("listen.auth_token_file"));
+        assert!(!w.iter().any(|l| l.contains("abc")), "{w:?}");
+    }
 }

@@ -42,6 +42,9 @@ fn main() {
 fn run(cli: Cli) -> Result<i32, Failure> {
     let env = exit::process_environment();
     let opts = cli.global.load_options();
+    for w in config_cmds::secret_flag_warnings(&opts.sets) {
+        eprintln!("oj: {w}");
+    }
     match cli.command {
         Command::Config(cmd) => config_cmds::run(cmd, &opts, &env),
         Command::Daemon(d) => match d.command {

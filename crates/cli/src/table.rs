@@ -4,6 +4,15 @@
 
 use std::time::{Duration, SystemTime};
 
+/// A value from the daemon made safe to print: control characters (ESC of
+/// an ANSI sequence, newline, carriage return, C1) are shown as Rust-style
+/// escapes (`\u{1b}`, `\n`), so a job name can neither move the cursor,
+/// recolour the terminal nor forge a row.
+pub fn escape_for_terminal(s: &str) -> std::borrow::Cow<'_, str> {
+    // The same escaping as the daemon's text log (one place defines it).
+    oj_adapters::escape::control_chars(s)
+}
+
 /// Renders rows under a header, each column as wide as its widest cell,
 /// two spaces apart; the last column is not padded.
 #[cfg(test)]
@@ -30,7 +39,17 @@ const MIN_SHRUNK: usize = 6;
 /// [`render`], fitted to `fit.width`: the shrinkable columns are narrowed
 /// (widest first) until each line fits, and cells longer than their column
 /// end with `…`.
+/// Cells are escaped first ([`escape_for_terminal`]).
 pub fn render_fitted(header: &[&str], rows: &[Vec<String>], fit: &Fit<'_>) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|c| escape_for_terminal(c).into_owned())
+                .collect()
+        })
+        .collect();
+    let rows = rows.as_slice();
     let cols = header.len();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
@@ -233,6 +252,18 @@ mod tests {
         assert_eq!(cut("abcdef", 4), "abc…");
         assert_eq!(cut("abc", 4), "abc");
         assert_eq!(cut("abc", 0), "");
+    }
+
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        assert_eq!(escape_for_terminal("build"), "build");
+        assert_eq!(
+            escape_for_terminal("a\u{1b}[31mred\nFAKE\r\u{9b}"),
+            "a\\u{1b}[31mred\\nFAKE\\r\\u{9b}"
+        );
+        assert_eq!(escape_for_terminal("naïve ✓"), "naïve ✓");
+        let out = render(&["NAME"], &[vec!["x\nforged  row".into()]]);
+        assert_eq!(out.lines().count(), 2, "{out}");
     }
 
     #[test]

@@ -73,6 +73,7 @@ impl RuntimeConfig {
                 step_timeout: secs(3600),
                 shell: vec!["/bin/sh".into(), "-c".into()],
                 kill_leftovers: true,
+                allow_shell: true,
             },
             listen: ListenConfig {
                 unix_socket: Some(PathBuf::from("daemon.sock")),
@@ -81,6 +82,9 @@ impl RuntimeConfig {
                 auth_token_file: None,
                 insecure_no_auth: false,
                 max_request_bytes: 1024 * 1024,
+                header_timeout: secs(10),
+                idle_timeout: secs(60),
+                max_connections: 1024,
             },
             tls: TlsConfig {
                 enabled: false,

@@ -102,6 +102,11 @@ pub const KEYS: &[Key] = &[
         Kind::Bool,
         "When a step ends, every process it started is ended too (SIGTERM, SIGKILL after 2 s)",
     ),
+    key(
+        "jobs.allow_shell",
+        Kind::Bool,
+        "false = only container steps are accepted (400 otherwise)",
+    ),
     opt(
         "listen.unix_socket",
         Kind::Path,
@@ -131,6 +136,21 @@ pub const KEYS: &[Key] = &[
         "listen.max_request_bytes",
         Kind::Int { min: 1 },
         "Larger request bodies get 413",
+    ),
+    key(
+        "listen.header_timeout",
+        Kind::Duration,
+        "A TCP connection without a whole request head by then is closed",
+    ),
+    key(
+        "listen.idle_timeout",
+        Kind::Duration,
+        "An idle keep-alive TCP connection is closed after this",
+    ),
+    key(
+        "listen.max_connections",
+        Kind::Int { min: 1 },
+        "Open TCP connections at once (Unix socket and admin port not counted)",
     ),
     key("tls.enabled", Kind::Bool, "Serve TLS on the TCP listener"),
     opt("tls.cert", Kind::Path, "Server certificate chain (PEM)"),

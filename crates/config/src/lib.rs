@@ -26,7 +26,7 @@ pub use load::{
 };
 pub use model::*;
 pub use quantity::{Quantity, QuantityError};
-pub use secret::{REDACTED, Secret};
+pub use secret::{MIN_TOKEN_BYTES, MIN_WEBHOOK_KEY_BYTES, REDACTED, Secret, webhook_signing_key};
 
 /// The JSON Schema (draft 2020-12) of a config file: every section optional,
 /// since a file sets only what it changes; `profile` allowed at the top.

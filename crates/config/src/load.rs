@@ -272,6 +272,7 @@ pub fn load(opts: &LoadOptions, env: &Environment) -> Result<Loaded, ConfigError
         match Value::serialize(&src.table) {
             Ok(Value::Dict(_, dict)) => {
                 check_unknown_keys(&dict, "", &src.layer, &mut errors);
+                check_blank_tokens(&dict, &src.layer, &mut errors);
                 figment = figment.merge(Layer {
                     name: src.layer.clone(),
                     dict,
@@ -286,9 +287,11 @@ pub fn load(opts: &LoadOptions, env: &Environment) -> Result<Loaded, ConfigError
     }
 
     for layer in env_layers(env, &mut errors) {
+        check_blank_tokens(&layer.dict, &layer.name, &mut errors);
         figment = figment.merge(layer);
     }
     for layer in set_layers(&opts.sets, &mut errors) {
+        check_blank_tokens(&layer.dict, &layer.name, &mut errors);
         figment = figment.merge(layer);
     }
 
@@ -573,6 +576,33 @@ fn check_unknown_keys(dict: &Dict, prefix: &str, layer: &str, errors: &mut Vec<C
             continue;
         }
         errors.push(unknown_key(&path, layer));
+    }
+}
+
+/// SPEC 7.1: a token that is empty once surrounding whitespace is trimmed
+/// is an error in whichever layer sets it, even one a later layer
+/// overrides (`""` still means unset). Never quotes the value.
+fn check_blank_tokens(dict: &Dict, layer: &str, errors: &mut Vec<ConfigError>) {
+    for key in ["listen.auth_token", "client.token"] {
+        let mut value = None;
+        let mut table = Some(dict);
+        for (i, part) in key.split('.').enumerate() {
+            match table.and_then(|t| t.get(part)) {
+                Some(Value::Dict(_, inner)) => table = Some(inner),
+                Some(v) if i == 1 => value = Some(v),
+                _ => table = None,
+            }
+        }
+        if let Some(Value::String(_, s)) = value
+            && !s.is_empty()
+            && s.trim().is_empty()
+        {
+            errors.push(ConfigError::new(
+                Some(key),
+                Some(layer),
+                "is only whitespace, which is an empty token once trimmed: any client sending `Authorization: Bearer ` would match it; set a real token (e.g. `openssl rand -hex 32`) or leave the key unset",
+            ));
+        }
     }
 }
 

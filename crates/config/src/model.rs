@@ -54,6 +54,9 @@ pub struct JobsConfig {
     /// When a step ends, every process it started (its group, or escaped
     /// with `setsid`) gets SIGTERM, then SIGKILL after 2 s.
     pub kill_leftovers: bool,
+    /// `false` = only container steps are accepted (a shell step runs
+    /// inside the daemon, with its user and its files).
+    pub allow_shell: bool,
 }
 
 /// The API listeners.
@@ -92,6 +95,16 @@ pub struct ListenConfig {
     pub insecure_no_auth: bool,
     /// Request bodies above this many bytes get 413.
     pub max_request_bytes: u64,
+    /// A TCP connection that has not sent a whole request head by then is closed.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub header_timeout: Duration,
+    /// An idle keep-alive TCP connection is closed after this long.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub idle_timeout: Duration,
+    /// Open TCP connections at once (the Unix socket and admin port are not counted).
+    pub max_connections: u32,
 }
 
 /// TLS on the TCP listener.

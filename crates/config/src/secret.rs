@@ -7,6 +7,34 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// What secrets print as wherever they are shown.
 pub const REDACTED: &str = "<redacted>";
 
+/// Shortest HMAC key Standard Webhooks accepts (its spec: 24 to 64 bytes).
+pub const MIN_WEBHOOK_KEY_BYTES: usize = 24;
+
+/// Tokens shorter than this are guessable; `oj config check` warns.
+pub const MIN_TOKEN_BYTES: usize = 16;
+
+/// The HMAC key of a Standard Webhooks secret: the base64 after `whsec_`
+/// (the prefix is optional, as in the reference libraries). The reason
+/// never quotes the secret.
+pub fn webhook_signing_key(secret: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine as _;
+    let text = secret.trim();
+    let b64 = text.strip_prefix("whsec_").unwrap_or(text);
+    if b64.is_empty() {
+        return Err("it is empty".into());
+    }
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|_| "the part after \"whsec_\" is not valid base64".to_string())?;
+    if key.len() < MIN_WEBHOOK_KEY_BYTES {
+        return Err(format!(
+            "the key is {} bytes long, Standard Webhooks needs at least {MIN_WEBHOOK_KEY_BYTES}; generate one with `echo whsec_$(head -c 32 /dev/urandom | base64)`",
+            key.len()
+        ));
+    }
+    Ok(key)
+}
+
 /// A secret value (token, webhook URL, signing key, header). `Debug` and
 /// `Display` print `<redacted>`; only [`Secret::expose`] gives the value.
 #[derive(Clone, PartialEq, Eq, Default)]
@@ -89,6 +117,22 @@ impl schemars::JsonSchema for Secret {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn webhook_keys_need_24_bytes() {
+        // 24 bytes: the Standard Webhooks reference vector.
+        assert_eq!(
+            webhook_signing_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").map(|k| k.len()),
+            Ok(24)
+        );
+        let short = webhook_signing_key("whsec_c2VjcmV0").unwrap_err();
+        assert!(
+            short.contains("6 bytes") && !short.contains("c2VjcmV0"),
+            "{short}"
+        );
+        assert!(webhook_signing_key("whsec_").is_err());
+        assert!(webhook_signing_key("whsec_not base64!").is_err());
+    }
 
     #[test]
     fn file_contents_lose_only_the_trailing_newline() {

@@ -113,6 +113,8 @@ pub fn validate(loaded: &Loaded, errors: &mut Vec<ConfigError>) {
         );
     }
 
+    validate_hardening(c, &mut err);
+
     if c.listen.tcp.is_some()
         && c.listen.auth_token.is_none()
         && c.listen.auth_token_file.is_none()
@@ -178,5 +180,27 @@ pub fn validate(loaded: &Loaded, errors: &mut Vec<ConfigError>) {
             "lock.lease.retry_period",
             "must be longer than 0s, e.g. \"2s\"".into(),
         );
+    }
+}
+
+/// The rules of the hardening release (SPEC §7.1): no short webhook keys,
+/// no zero connection timeouts. (Blank tokens are refused per layer, when
+/// the layers are read: see `load::check_blank_tokens`.)
+fn validate_hardening(c: &RuntimeConfig, err: &mut impl FnMut(&str, String)) {
+    if let Some(secret) = &c.notify.webhook.secret
+        && let Err(reason) = crate::secret::webhook_signing_key(secret.expose())
+    {
+        err(
+            "notify.webhook.secret",
+            format!("is not a usable Standard Webhooks signing key: {reason}"),
+        );
+    }
+    for (key, value, example) in [
+        ("listen.header_timeout", c.listen.header_timeout, "10s"),
+        ("listen.idle_timeout", c.listen.idle_timeout, "60s"),
+    ] {
+        if value.is_zero() {
+            err(key, format!("must be longer than 0s, e.g. \"{example}\""));
+        }
     }
 }

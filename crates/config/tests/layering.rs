@@ -695,3 +695,80 @@ fn a_daemon_without_any_listener_is_refused() {
         "listen.auth_token=t",
     ]));
 }
+
+/// A token that is only whitespace would be an empty token once trimmed:
+/// refused from a file, the environment (alias or `__`) and `--set`, with
+/// the layer named and the value never printed.
+#[test]
+fn blank_tokens_are_refused_in_every_layer() {
+    let sb = Sandbox::new();
+    let file = sb.file("blank.toml", "[listen]\nauth_token = \"   \"\n");
+    let e = sb.errors(with_config(&[&file]));
+    assert!(
+        e.contains("listen.auth_token") && e.contains("blank.toml"),
+        "{e}"
+    );
+    for (var, key) in [
+        ("OJ_AUTH_TOKEN", "listen.auth_token"),
+        ("OJ_LISTEN__AUTH_TOKEN", "listen.auth_token"),
+        ("OJ_CLIENT__TOKEN", "client.token"),
+    ] {
+        let e = Sandbox::new().var(var, " \t ").errors(opts());
+        assert!(e.contains(key) && e.contains(var), "{var}: {e}");
+    }
+    let e = sb.errors(with_sets(&["client.token=  "]));
+    assert!(
+        e.contains("client.token") && e.contains("flag --set"),
+        "{e}"
+    );
+    // An empty string still means unset (SPEC 2.1).
+    sb.ok(with_sets(&["listen.auth_token="]));
+    // A blank token is refused even where a later layer overrides it.
+    let e = Sandbox::new()
+        .var("OJ_AUTH_TOKEN", "  ")
+        .errors(with_sets(&[
+            "listen.auth_token=a-real-token-of-some-length",
+        ]));
+    assert!(e.contains("env OJ_AUTH_TOKEN"), "{e}");
+}
+
+#[test]
+fn webhook_keys_under_24_bytes_are_refused() {
+    let e = Sandbox::new()
+        .var("OJ_NOTIFY__WEBHOOK__SECRET", "whsec_c2VjcmV0")
+        .errors(opts());
+    assert!(
+        e.contains("notify.webhook.secret") && e.contains("6 bytes") && !e.contains("c2VjcmV0"),
+        "{e}"
+    );
+    Sandbox::new()
+        .var(
+            "OJ_NOTIFY__WEBHOOK__SECRET",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        )
+        .ok(opts());
+}
+
+#[test]
+fn hardening_keys_have_defaults_and_layers() {
+    let sb = Sandbox::new().var("OJ_LISTEN__HEADER_TIMEOUT", "2s");
+    let l = sb.ok(with_sets(&[
+        "jobs.allow_shell=false",
+        "listen.max_connections=8",
+    ]));
+    assert_eq!(l.config.listen.header_timeout, Duration::from_secs(2));
+    assert_eq!(l.config.listen.idle_timeout, Duration::from_secs(60));
+    assert_eq!(l.config.listen.max_connections, 8);
+    assert!(!l.config.jobs.allow_shell);
+    assert_eq!(
+        l.source("listen.header_timeout"),
+        "env OJ_LISTEN__HEADER_TIMEOUT"
+    );
+    let e = Sandbox::new().errors(with_sets(&["listen.max_connections=0"]));
+    assert!(e.contains("listen.max_connections"), "{e}");
+    let e = Sandbox::new().errors(with_sets(&["listen.idle_timeout=0s"]));
+    assert!(
+        e.contains("listen.idle_timeout") && e.contains("flag --set"),
+        "{e}"
+    );
+}

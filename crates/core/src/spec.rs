@@ -173,6 +173,10 @@ pub enum SpecError {
         "{place}: a timeout of 0 would kill the step at once; leave it unset or give a positive duration"
     )]
     ZeroTimeout { place: String },
+    #[error(
+        "step {step:?} would run in the daemon (no container), but this daemon accepts only container steps (jobs.allow_shell = false); give the step or the job a \"container\""
+    )]
+    ShellNotAllowed { step: String },
     #[error("\"name\" is {bytes} bytes; a job name may have at most {MAX_NAME_BYTES}")]
     NameTooLong { bytes: usize },
     #[error(
@@ -300,6 +304,18 @@ impl JobSpec {
             }
         }
         Ok(())
+    }
+
+    /// The first step that would run in the daemon as a shell step (no
+    /// container of its own or of the job): refused when `jobs.allow_shell`
+    /// is `false`.
+    pub fn refuse_shell_steps(&self) -> Result<(), SpecError> {
+        match (0..self.steps.len()).find(|&i| self.step_container(i).is_none()) {
+            Some(i) => Err(SpecError::ShellNotAllowed {
+                step: self.steps[i].name.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Checks, without building them, that every step's `run` and env fill
@@ -566,6 +582,28 @@ mod tests {
         let text = err.to_string();
         assert!(
             text.contains("step \"s\"") && text.contains("memory") && text.contains("2Gi"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn shell_steps_are_named_when_only_containers_are_allowed() {
+        let only_pods =
+            parse(r#"{"name":"a","container":"alpine","steps":[{"name":"s","run":"x"}]}"#).unwrap();
+        assert_eq!(only_pods.refuse_shell_steps(), Ok(()));
+        let mixed = parse(
+            r#"{"name":"a","steps":[{"name":"pod","run":"x","container":"alpine"},{"name":"local","run":"x"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            mixed.refuse_shell_steps(),
+            Err(SpecError::ShellNotAllowed {
+                step: "local".into()
+            })
+        );
+        let text = mixed.refuse_shell_steps().unwrap_err().to_string();
+        assert!(
+            text.contains("\"local\"") && text.contains("jobs.allow_shell"),
             "{text}"
         );
     }

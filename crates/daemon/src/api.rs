@@ -460,6 +460,7 @@ mod tests {
             step_timeout: Duration::from_secs(60),
             logs_dir: dir.join("logs"),
             reload_on_lead: false,
+            allow_shell: true,
         };
         let (engine, handle) = Engine::new(
             state,

@@ -76,6 +76,8 @@ pub struct EngineConfig {
     /// Re-read the WAL and snapshot when becoming leader: a standby's copy
     /// may be stale if the state directory is shared (lease strategy).
     pub reload_on_lead: bool,
+    /// `jobs.allow_shell`: `false` = only container steps are accepted.
+    pub allow_shell: bool,
 }
 
 /// Why a submission was refused.
@@ -699,7 +701,13 @@ impl Engine {
         } else if self.draining {
             Some(SubmitError::Draining)
         } else {
-            spec.validate().err().map(SubmitError::Invalid)
+            spec.validate()
+                .and_then(|()| match self.cfg.allow_shell {
+                    true => Ok(()),
+                    false => spec.refuse_shell_steps(),
+                })
+                .err()
+                .map(SubmitError::Invalid)
         };
         if let Some(e) = refuse {
             let _ = reply.send(Err(e));
@@ -1348,6 +1356,7 @@ mod tests {
         };
         let cfg = EngineConfig {
             max_concurrent: 2,
+            allow_shell: true,
             step_timeout: Duration::from_secs(60),
             logs_dir: dir.join("logs"),
             reload_on_lead: true,

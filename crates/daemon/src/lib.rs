@@ -9,6 +9,7 @@ pub mod admin;
 pub mod api;
 pub mod drain;
 pub mod engine;
+pub mod harden;
 pub mod job_span;
 pub mod k8s;
 pub mod listen;
@@ -20,8 +21,6 @@ pub mod runner;
 pub mod storage;
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -90,6 +89,8 @@ pub fn run_with(loaded: Loaded, env: Environment, plugins: Plugins) -> i32 {
 }
 
 fn start(loaded: Loaded, env: Environment, plugins: Plugins) -> Result<i32, Failure> {
+    // Before anything is created: umask 077, non-dumpable, nofile raised.
+    let hardening = harden::process();
     let cfg = &loaded.config;
     let report = oj_adapters::preflight::check(&loaded, &env, oj_adapters::preflight::Mode::Start);
     if !report.errors.is_empty() {
@@ -106,7 +107,7 @@ fn start(loaded: Loaded, env: Environment, plugins: Plugins) -> Result<i32, Fail
     // `listen.tcp` without a token and without insecure_no_auth never gets
     // here: the config crate refuses it when the layers are merged.
     let token = read_token(&loaded)?;
-    create_state_dir(&cfg.daemon.state_dir).map_err(|e| {
+    let state_dir_note = harden::prepare_state_dir(&cfg.daemon.state_dir).map_err(|e| {
         Failure::new(
             EXIT_CONFIG,
             format!(
@@ -117,7 +118,12 @@ fn start(loaded: Loaded, env: Environment, plugins: Plugins) -> Result<i32, Fail
         )
     })?;
     let guard = setup_logging(&loaded, token.as_ref(), env.get("NO_COLOR").is_some())?;
-    for w in &report.warnings {
+    for w in report
+        .warnings
+        .iter()
+        .chain(&hardening.problems)
+        .chain(&state_dir_note)
+    {
         tracing::warn!("{w}");
     }
     ready::print_warnings(&report.warnings);
@@ -192,16 +198,18 @@ fn read_token(loaded: &Loaded) -> Result<Option<Secret>, Failure> {
     Ok(Some(token))
 }
 
-/// Creates the state directory with mode 0700 (existing ones are left as they are).
-fn create_state_dir(dir: &Path) -> std::io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
+/// The TCP listener's limits; the connection cap stays below the open-file
+/// limit (already raised by [`harden::process`]), with a warning if lowered.
+fn tcp_limits(l: &oj_config::ListenConfig) -> listen::TcpLimits {
+    let (max, lowered) = listen::effective_max_connections(l.max_connections, harden::nofile());
+    if lowered {
+        tracing::warn!(
+            configured = l.max_connections,
+            effective = max,
+            "listen.max_connections is above what the open-file limit (ulimit -n) leaves for TCP clients; using the lower cap"
+        );
     }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+    listen::TcpLimits::from_config(l, max)
 }
 
 /// The environment steps start from: the daemon's, minus `OJ_*` (the
@@ -297,17 +305,12 @@ async fn daemon_main(
             ));
         }
         Some(path) => {
-            let l = listen::bind_unix(&path).map_err(|e| {
-                Failure::new(
-                    EXIT_RUNTIME,
-                    format!(
-                        "cannot listen on the Unix socket {} (listen.unix_socket): {e}",
-                        path.display()
-                    ),
-                )
+            let (l, id) = harden::claim_socket(&path).await.map_err(|e| match e {
+                harden::SocketError::InUse { .. } => Failure::new(EXIT_LOCKED, e.to_string()),
+                harden::SocketError::Io { .. } => Failure::new(EXIT_RUNTIME, e.to_string()),
             })?;
             listeners.push(format!("unix://{}", path.display()));
-            Some((l, path))
+            Some((l, path, id))
         }
         None => None,
     };
@@ -368,6 +371,7 @@ async fn daemon_main(
             step_timeout: cfg.jobs.step_timeout,
             logs_dir: logs_dir.clone(),
             reload_on_lead: cfg.lock.strategy == oj_config::LockStrategy::Lease,
+            allow_shell: cfg.jobs.allow_shell,
         },
         runners,
         metrics.clone(),
@@ -432,10 +436,11 @@ async fn daemon_main(
     let api = api::router(shared);
     let max = cfg.listen.max_request_bytes;
     let mut servers = Vec::new();
-    if let Some((l, path)) = unix {
+    let mut socket = None;
+    if let Some((l, path, id)) = unix {
+        socket = Some((path, id));
         servers.push(tokio::spawn(listen::serve_unix(
             l,
-            path,
             metrics::count_requests(
                 listen::wrap(api.clone(), max, None),
                 metrics.clone(),
@@ -454,6 +459,8 @@ async fn daemon_main(
                 metrics.clone(),
                 "tcp",
             ),
+            tcp_limits(&cfg.listen),
+            "tcp",
             stop_rx.clone(),
         )));
     }
@@ -477,6 +484,8 @@ async fn daemon_main(
             l,
             None,
             router,
+            listen::TcpLimits::from_config(&cfg.listen, listen::ADMIN_MAX_CONNECTIONS),
+            "admin",
             stop_rx.clone(),
         )));
         tracing::info!(addr = %local, "admin endpoints listening (/healthz /readyz /metrics)");
@@ -551,6 +560,9 @@ async fn daemon_main(
     stop_tx.send_replace(true);
     for s in servers {
         let _ = tokio::time::timeout(Duration::from_millis(300), s).await;
+    }
+    if let Some((path, id)) = socket {
+        harden::release_socket(&path, id);
     }
     held.release().await;
     let terminated = report.terminated.len();

@@ -18,16 +18,61 @@ const SHOW_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct DesktopBackend {
     /// A failure has been warned about and no delivery succeeded since.
     failing: bool,
+    /// Whether the server reads markup in bodies (`body-markup`); asked
+    /// once per connection, again after a failure.
+    markup: Option<bool>,
 }
 
 impl DesktopBackend {
     pub(crate) fn new() -> DesktopBackend {
-        DesktopBackend { failing: false }
+        DesktopBackend {
+            failing: false,
+            markup: None,
+        }
+    }
+
+    /// The server's `body-markup` capability. Unknown (no answer) counts as
+    /// markup: escaping a plain-text body only shows `&lt;` where a `<` was.
+    async fn reads_markup(&mut self) -> bool {
+        if let Some(m) = self.markup {
+            return m;
+        }
+        // notify-rust's call blocks on a runtime of its own: give it a
+        // plain thread, outside this runtime's context.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("oj-desktop-caps".into())
+            .spawn(move || {
+                let _ = tx.send(notify_rust::get_capabilities());
+            });
+        if spawned.is_err() {
+            return true;
+        }
+        match tokio::time::timeout(SHOW_TIMEOUT, rx).await {
+            Ok(Ok(Ok(caps))) => {
+                let m = caps.iter().any(|c| c == "body-markup");
+                self.markup = Some(m);
+                m
+            }
+            // No bus or no service: the delivery fails too and asks again.
+            Ok(_) => true,
+            // A server that does not answer: assume markup, do not ask again
+            // (each question would leave a thread waiting).
+            Err(_) => {
+                self.markup = Some(true);
+                true
+            }
+        }
     }
 
     pub(crate) async fn deliver(&mut self, n: &Notification) -> Outcome {
+        let body = if self.reads_markup().await {
+            crate::escape::desktop_markup(&n.message)
+        } else {
+            n.message.as_str().into()
+        };
         let mut note = notify_rust::Notification::new();
-        note.appname("oj").summary(&n.title).body(&n.message);
+        note.appname("oj").summary(&n.title).body(&body);
         if n.event == NotifyEvent::Fail {
             note.urgency(notify_rust::Urgency::Critical);
         }
@@ -45,6 +90,7 @@ impl DesktopBackend {
                 Outcome::Delivered
             }
             Err(reason) => {
+                self.markup = None; // the server may be another one next time
                 if !self.failing {
                     self.failing = true;
                     tracing::warn!(
@@ -141,11 +187,11 @@ fn connect_abstract(_name: &str) -> bool {
     false
 }
 
-/// The effective uid, for the `/run/user/<uid>/bus` default; the owner of
-/// `/proc/self` is this process's effective user.
+/// The effective uid, for the `/run/user/<uid>/bus` default. (Not the
+/// owner of `/proc/self`: the daemon marks itself non-dumpable, and then
+/// the kernel shows its `/proc` entries as root's.)
 fn current_uid() -> Option<u32> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
+    Some(nix::unistd::geteuid().as_raw())
 }
 
 /// D-Bus address values escape bytes as `%xx`.

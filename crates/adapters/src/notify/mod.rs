@@ -163,11 +163,11 @@ pub enum NotifyError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{key}{} is not a Standard Webhooks signing key: expected \"whsec_\" followed by base64 ({reason})", path.as_ref().map(|p| format!(" ({})", p.display())).unwrap_or_default())]
+    #[error("{key}{} is not a Standard Webhooks signing key: expected \"whsec_\" followed by the base64 of a key of 24 to 64 bytes ({reason})", path.as_ref().map(|p| format!(" ({})", p.display())).unwrap_or_default())]
     SecretInvalid {
         key: &'static str,
         path: Option<PathBuf>,
-        reason: &'static str,
+        reason: String,
     },
     #[error("notify.webhook.headers.{name}: {reason}")]
     Header { name: String, reason: &'static str },

@@ -308,17 +308,10 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 }
 
 /// The HMAC key of a Standard Webhooks secret: base64 after `whsec_` (the
-/// prefix is optional, as in the reference libraries).
-pub fn signing_key(secret: &str) -> Result<Vec<u8>, &'static str> {
-    let b64 = secret
-        .trim()
-        .strip_prefix("whsec_")
-        .unwrap_or(secret.trim());
-    if b64.is_empty() {
-        return Err("it is empty");
-    }
-    B64.decode(b64)
-        .map_err(|_| "the part after \"whsec_\" is not valid base64")
+/// prefix is optional, as in the reference libraries), at least 24 bytes.
+/// The config crate applies the same rule to an inline secret.
+pub fn signing_key(secret: &str) -> Result<Vec<u8>, String> {
+    oj_config::webhook_signing_key(secret)
 }
 
 /// `webhook-signature`: `v1,` + base64 HMAC-SHA256 of `id.timestamp.body`.
@@ -371,10 +364,16 @@ pub fn standard_body(n: &Notification, ctx: &NotifyContext) -> Vec<u8> {
     serde_json::to_vec(&body).unwrap_or_default()
 }
 
-/// The `format = "slack"` body (a Slack incoming webhook message).
+/// The `format = "slack"` body (a Slack incoming webhook message). Slack
+/// reads `<…>` in `text` as mentions and links, so title and message are
+/// escaped: a job called `<!channel>` pings nobody.
 pub fn slack_body(n: &Notification) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({ "text": format!("{}: {}", n.title, n.message) }))
-        .unwrap_or_default()
+    let text = format!(
+        "{}: {}",
+        crate::escape::slack_text(&n.title),
+        crate::escape::slack_text(&n.message)
+    );
+    serde_json::to_vec(&serde_json::json!({ "text": text })).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -430,8 +429,12 @@ mod tests {
 
     #[test]
     fn signing_keys() {
-        assert_eq!(signing_key("whsec_aGVsbG8=").unwrap(), b"hello");
-        assert_eq!(signing_key("aGVsbG8=").unwrap(), b"hello");
+        let key = b"a-key-of-exactly-24-byte";
+        let b64 = B64.encode(key);
+        assert_eq!(signing_key(&format!("whsec_{b64}")).unwrap(), key);
+        assert_eq!(signing_key(&b64).unwrap(), key);
+        // Standard Webhooks asks for 24 to 64 bytes: a 5-byte key is refused.
+        assert!(signing_key("whsec_aGVsbG8=").is_err());
         assert!(signing_key("whsec_").is_err());
         assert!(signing_key("whsec_not base64!").is_err());
     }

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
@@ -119,7 +120,7 @@ fn prepare(
         ));
     };
     if let Some(dir) = ctx.log_path.parent()
-        && let Err(e) = std::fs::create_dir_all(dir)
+        && let Err(e) = crate::harden::create_private_dir_all(dir)
     {
         return Err(StepOutcome::Error(format!(
             "cannot create the log directory {}: {e}",
@@ -129,6 +130,7 @@ fn prepare(
     let log = match OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(crate::harden::FILE_MODE)
         .open(&ctx.log_path)
     {
         Ok(f) => f,
@@ -286,9 +288,14 @@ pub fn kill_leftovers(job_id: &str) -> usize {
 /// Appends a line from the daemon to a step log (`[oj] …`), best effort.
 pub fn append_note(path: &Path, note: &str) {
     if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
+        let _ = crate::harden::create_private_dir_all(dir);
     }
-    if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
+    if let Ok(mut f) = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(crate::harden::FILE_MODE)
+        .open(path)
+    {
         let _ = writeln!(f, "[oj] {note}");
     }
 }
