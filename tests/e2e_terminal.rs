@@ -430,3 +430,30 @@ fn the_systemd_user_unit_verifies_and_its_settings_load() {
     let problems: Vec<&str> = err.lines().filter(|l| l.contains("oj.service")).collect();
     assert!(problems.is_empty(), "systemd-analyze verify:\n{err}");
 }
+
+#[test]
+fn the_daemon_log_on_a_terminal_is_coloured_unless_no_color() {
+    let env = TestEnv::new();
+    let Some(_) = in_pty(&env, "--version", &[]) else {
+        return;
+    };
+    // `config check` logs nothing; the daemon's own stdout log is what
+    // NO_COLOR must reach: run it for a moment under the pty.
+    let run = |vars: &[(&str, &str)]| {
+        in_pty(
+            &env,
+            "daemon --set log.stdout=true --set notify.backend=none & sleep 1; kill -TERM $!; wait",
+            vars,
+        )
+        .unwrap_or_default()
+    };
+    let coloured = run(&[]);
+    assert!(coloured.contains("oj starting"), "{coloured}");
+    assert!(
+        coloured.contains('\x1b'),
+        "colour on a terminal: {coloured:?}"
+    );
+    let plain = run(&[("NO_COLOR", "1")]);
+    assert!(plain.contains("oj starting"), "{plain}");
+    assert!(!plain.contains('\x1b'), "NO_COLOR: {plain:?}");
+}
