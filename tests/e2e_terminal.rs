@@ -231,8 +231,11 @@ fn job_list_fits_an_80_column_terminal_in_colour_unless_no_color() {
 fn the_daemon_says_it_is_ready_on_a_terminal_and_nothing_under_a_supervisor() {
     let env = TestEnv::new();
     // Not a terminal: the log config alone decides (desktop: the file).
-    let d = env.start_daemon(&[]);
+    let mut d = env.start_daemon(&[]);
     assert_eq!(env.run(&["daemon", "stop"]).code, Some(0));
+    d.wait_exit(Duration::from_secs(10));
+    assert_eq!(d.stdout(), "", "nothing on stdout with log.stdout off");
+    assert_eq!(d.stderr(), "", "nothing on stderr under a supervisor");
     drop(d);
     let log = std::fs::read_dir(env.state_dir())
         .expect("state dir")
