@@ -349,7 +349,9 @@ fn every_refused_client_certificate_names_the_cause_and_the_fix() {
     let ok = client("localhost", Some((&good, "good")));
     assert_eq!(ok.code, Some(0), "a good pair works: {ok:?}");
 
-    let cases: [(&str, Option<(&pki::Leaf, &str)>, &[&str]); 4] = [
+    // (host in the URL, client pair, what the one stderr line must say)
+    type Case<'a> = (&'a str, Option<(&'a pki::Leaf, &'a str)>, &'a [&'a str]);
+    let cases: [Case; 4] = [
         (
             "localhost",
             None,

@@ -231,8 +231,11 @@ fn job_list_fits_an_80_column_terminal_in_colour_unless_no_color() {
 fn the_daemon_says_it_is_ready_on_a_terminal_and_nothing_under_a_supervisor() {
     let env = TestEnv::new();
     // Not a terminal: the log config alone decides (desktop: the file).
-    let d = env.start_daemon(&[]);
+    let mut d = env.start_daemon(&[]);
     assert_eq!(env.run(&["daemon", "stop"]).code, Some(0));
+    d.wait_exit(Duration::from_secs(10));
+    assert_eq!(d.stdout(), "", "nothing on stdout with log.stdout off");
+    assert_eq!(d.stderr(), "", "nothing on stderr under a supervisor");
     drop(d);
     let log = std::fs::read_dir(env.state_dir())
         .expect("state dir")
@@ -429,4 +432,31 @@ fn the_systemd_user_unit_verifies_and_its_settings_load() {
     // only problems that name the unit count.
     let problems: Vec<&str> = err.lines().filter(|l| l.contains("oj.service")).collect();
     assert!(problems.is_empty(), "systemd-analyze verify:\n{err}");
+}
+
+#[test]
+fn the_daemon_log_on_a_terminal_is_coloured_unless_no_color() {
+    let env = TestEnv::new();
+    let Some(_) = in_pty(&env, "--version", &[]) else {
+        return;
+    };
+    // `config check` logs nothing; the daemon's own stdout log is what
+    // NO_COLOR must reach: run it for a moment under the pty.
+    let run = |vars: &[(&str, &str)]| {
+        in_pty(
+            &env,
+            "daemon --set log.stdout=true --set notify.backend=none & sleep 1; kill -TERM $!; wait",
+            vars,
+        )
+        .unwrap_or_default()
+    };
+    let coloured = run(&[]);
+    assert!(coloured.contains("oj starting"), "{coloured}");
+    assert!(
+        coloured.contains('\x1b'),
+        "colour on a terminal: {coloured:?}"
+    );
+    let plain = run(&[("NO_COLOR", "1")]);
+    assert!(plain.contains("oj starting"), "{plain}");
+    assert!(!plain.contains('\x1b'), "NO_COLOR: {plain:?}");
 }

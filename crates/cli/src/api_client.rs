@@ -628,10 +628,11 @@ fn probe_handshake(url: &str, config: Arc<rustls::ClientConfig>) -> Option<rustl
     }
     // TLS 1.3: the daemon's verdict on our certificate follows our Finished.
     let mut byte = [0u8; 1];
-    match rustls::Stream::new(&mut conn, &mut tcp).read(&mut byte) {
-        Err(e) => tls_error(e),
-        Ok(_) => None,
-    }
+    // A byte (or a clean end) means it was accepted; only an error tells.
+    rustls::Stream::new(&mut conn, &mut tcp)
+        .read_exact(&mut byte)
+        .err()
+        .and_then(tls_error)
 }
 
 /// A TLS alert the peer sent, from its text: once the handshake is over (TLS

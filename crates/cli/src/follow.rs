@@ -120,12 +120,12 @@ async fn jobs_ahead(client: &ApiClient, job: &Value) -> usize {
         .and_then(Value::as_array)
         .map(|jobs| {
             jobs.iter()
-                .filter(|j| str_field(j, "id") != Some(id))
-                .filter(|j| {
-                    str_field(j, "created_at")
-                        .and_then(table::parse_time)
-                        .is_some_and(|t| t <= created)
+                .filter_map(|j| {
+                    let t = str_field(j, "created_at").and_then(table::parse_time)?;
+                    Some((t, str_field(j, "id")?))
                 })
+                // Submission order; the id breaks ties within a millisecond.
+                .filter(|&(t, other)| (t, other) < (created, id))
                 .count()
         })
         .unwrap_or(0)

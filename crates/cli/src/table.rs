@@ -30,8 +30,11 @@ pub struct Fit<'a> {
     pub shrinkable: &'a [usize],
     /// Wraps a cell's visible text (already padded or cut) in escape
     /// codes, e.g. a colour for a state; gets the column and the raw cell.
-    pub paint: Option<&'a dyn Fn(usize, &str, String) -> String>,
+    pub paint: Option<&'a Paint<'a>>,
 }
+
+/// Wraps a cell for display: `(column, raw cell, visible text) -> text`.
+pub type Paint<'a> = dyn Fn(usize, &str, String) -> String + 'a;
 
 /// Narrowest a shrinkable column gets before the table is allowed to wrap.
 const MIN_SHRUNK: usize = 6;
