@@ -83,6 +83,11 @@ pub const KEYS: &[Key] = &[
         "This daemon's name (Lease holder, notifications, status)",
     ),
     key(
+        "daemon.watch_config",
+        Kind::Bool,
+        "Reload when a config file read at start changes (SIGHUP always reloads)",
+    ),
+    key(
         "jobs.max_concurrent",
         Kind::Int { min: 1 },
         "Jobs running at once; the rest wait queued",
@@ -307,6 +312,57 @@ pub const KEYS: &[Key] = &[
         "File holding the client's bearer token",
     ),
 ];
+
+/// Keys a running daemon applies on reload without a restart (SPEC §7.7):
+/// an entry ending in `.` covers every key under it. Every other key that a
+/// reload changes is reported as pending a restart.
+pub const LIVE: &[&str] = &[
+    "log.level",
+    "notify.",
+    "jobs.max_concurrent",
+    "jobs.step_timeout",
+    "jobs.allow_shell",
+    "jobs.keep_finished",
+    "jobs.max_finished",
+    "pods.",
+    "shutdown.",
+    "tls.",
+];
+
+/// Keys only client commands read: a daemon neither uses nor reports them.
+pub const CLIENT_ONLY: &[&str] = &["client."];
+
+/// Keys a client command reads to reach the daemon (`client.*`, the
+/// daemon's socket and token); errors elsewhere only warn in client commands.
+pub const USED_BY_CLIENT: &[&str] = &[
+    "client.",
+    "daemon.state_dir",
+    "listen.unix_socket",
+    "listen.auth_token",
+    "listen.auth_token_file",
+];
+
+fn matches_any(table: &[&str], key: &str) -> bool {
+    table.iter().any(|p| match p.strip_suffix('.') {
+        Some(prefix) => key.starts_with(p) || key == prefix,
+        None => key == *p || (key.starts_with(p) && key.as_bytes().get(p.len()) == Some(&b'.')),
+    })
+}
+
+/// Whether a running daemon applies a new value of `key` at once.
+pub fn applies_live(key: &str) -> bool {
+    matches_any(LIVE, key) || matches_any(CLIENT_ONLY, key)
+}
+
+/// Whether only client commands read `key`.
+pub fn client_only(key: &str) -> bool {
+    matches_any(CLIENT_ONLY, key)
+}
+
+/// Whether client commands (`oj status`, `oj job …`) read `key`.
+pub fn used_by_client(key: &str) -> bool {
+    matches_any(USED_BY_CLIENT, key)
+}
 
 /// Looks a key up by its dotted name.
 pub fn find(name: &str) -> Option<&'static Key> {

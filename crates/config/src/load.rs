@@ -672,6 +672,9 @@ fn env_layers(env: &Environment, errors: &mut Vec<ConfigError>) -> Vec<Layer> {
             continue;
         };
         if !rest.contains("__") {
+            if !is_known_plain_variable(var) {
+                errors.push(unknown_variable(var));
+            }
             continue;
         }
         let layer = format!("env {var}");
@@ -689,10 +692,7 @@ fn env_layers(env: &Environment, errors: &mut Vec<ConfigError>) -> Vec<Layer> {
                 dict: nest(&path, typed_value(k.kind, raw, true)),
             }),
             None => {
-                let hint = match keys::nearest(&path) {
-                    Some(n) => format!("did you mean {} (key `{n}`)?", keys::env_var_name(n)),
-                    None => "`oj config env` lists every variable".into(),
-                };
+                let hint = variable_hint(var);
                 errors.push(ConfigError::new(
                     None,
                     Some(&layer),
@@ -702,6 +702,84 @@ fn env_layers(env: &Environment, errors: &mut Vec<ConfigError>) -> Vec<Layer> {
         }
     }
     layers
+}
+
+/// Variables that oj sets in every step's environment; a step that runs
+/// `oj` itself must not be refused for them.
+pub const STEP_VARIABLES: &[&str] = &["OJ_JOB_ID", "OJ_JOB_NAME", "OJ_STEP"];
+
+/// An `OJ_*` name without `__` that oj reads: an alias, a selector or a
+/// step variable.
+fn is_known_plain_variable(var: &str) -> bool {
+    var == OJ_PROFILE
+        || var == OJ_CONFIG
+        || STEP_VARIABLES.contains(&var)
+        || ALIASES.iter().any(|(alias, _, _)| *alias == var)
+}
+
+/// Every variable name oj accepts (keys' `OJ_…__…` names, aliases,
+/// selectors), for suggestions and `oj config env`.
+pub fn accepted_variables() -> Vec<String> {
+    let mut names: Vec<String> = vec![OJ_PROFILE.into(), OJ_CONFIG.into()];
+    names.extend(ALIASES.iter().map(|(v, _, _)| v.to_string()));
+    names.extend(keys::KEYS.iter().map(|k| keys::env_var_name(k.name)));
+    names
+}
+
+/// The accepted variable closest to `var`: first a key whose name matches
+/// once `_`, `__` and `.` are ignored (`OJ_LOG_FORMAT` → `OJ_LOG__FORMAT`),
+/// or whose tail does (`OJ_DRAIN_TIMEOUT` → `OJ_SHUTDOWN__DRAIN_TIMEOUT`),
+/// else the closest spelling.
+pub fn nearest_variable(var: &str) -> Option<String> {
+    let squash = |s: &str| -> String {
+        s.chars()
+            .filter(|c| *c != '_' && *c != '.')
+            .map(|c| c.to_ascii_uppercase())
+            .collect()
+    };
+    let wanted = squash(var.strip_prefix("OJ_").unwrap_or(var));
+    if !wanted.is_empty() {
+        if let Some(k) = keys::KEYS.iter().find(|k| squash(k.name) == wanted) {
+            return Some(keys::env_var_name(k.name));
+        }
+        let tail = |k: &&keys::Key| {
+            let leaf = k.name.rsplit('.').next().unwrap_or(k.name);
+            squash(leaf) == wanted || squash(k.name).ends_with(&wanted) && wanted.len() >= 6
+        };
+        if let Some(k) = keys::KEYS.iter().find(tail) {
+            return Some(keys::env_var_name(k.name));
+        }
+    }
+    let mut best: Option<(String, f64)> = None;
+    for name in accepted_variables() {
+        let score = strsim::jaro_winkler(var, &name);
+        if best.as_ref().is_none_or(|(_, s)| score > *s) {
+            best = Some((name, score));
+        }
+    }
+    best.filter(|(_, s)| *s > 0.8).map(|(n, _)| n)
+}
+
+/// "did you mean OJ_LOG__FORMAT (key `log.format`)?"
+fn variable_hint(var: &str) -> String {
+    match nearest_variable(var) {
+        Some(n) => match keys::KEYS.iter().find(|k| keys::env_var_name(k.name) == n) {
+            Some(k) => format!("did you mean {n} (key `{}`)?", k.name),
+            None => format!("did you mean {n}?"),
+        },
+        None => "`oj config env` lists every accepted variable.".into(),
+    }
+}
+
+fn unknown_variable(var: &str) -> ConfigError {
+    let hint = variable_hint(var);
+    ConfigError::new(
+        None,
+        Some(&format!("env {var}")),
+        format!(
+            "is not a variable oj reads (settings are OJ_ + the dotted key with '.' as '__'); {hint} Unset it if it is not meant for oj"
+        ),
+    )
 }
 
 /// `--set KEY=VALUE` layers.
