@@ -313,6 +313,9 @@ pub const KEYS: &[Key] = &[
     ),
 ];
 
+/// Path keys that stay relative to `daemon.state_dir` (SPEC §2.4, §7.3).
+pub const STATE_RELATIVE: &[&str] = &["listen.unix_socket", "log.file.path"];
+
 /// Keys a running daemon applies on reload without a restart (SPEC §7.7):
 /// an entry ending in `.` covers every key under it. Every other key that a
 /// reload changes is reported as pending a restart.

@@ -21,6 +21,7 @@ pub use defaults::BuiltinProfile;
 pub use environment::Environment;
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{
+    LayerRecord, STEP_VARIABLES, Tolerated, accepted_variables, load_tolerant, nearest_variable,
     ALIASES, LoadOptions, Loaded, OJ_CONFIG, OJ_PROFILE, ProfileInfo, default_config_file,
     list_profiles, load, parse_toml, user_profile_dirs,
 };

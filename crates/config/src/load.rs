@@ -36,6 +36,15 @@ pub struct ProfileInfo {
     pub extends: Option<String>,
 }
 
+/// One layer as it was read: the leaves it sets (dotted keys, paths already
+/// resolved) and, for paths that were rewritten, the value as written.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LayerRecord {
+    pub name: String,
+    pub values: BTreeMap<String, serde_json::Value>,
+    pub written: BTreeMap<String, String>,
+}
+
 /// The effective configuration and everything known about how it was made.
 #[derive(Debug, Clone)]
 pub struct Loaded {
@@ -50,6 +59,10 @@ pub struct Loaded {
     pub files: Vec<PathBuf>,
     /// For every leaf key, the layer its value came from.
     pub sources: BTreeMap<String, String>,
+    /// Every layer, lowest first, with what it sets (for `oj config explain`).
+    pub layers: Vec<LayerRecord>,
+    /// The options this was loaded with: a reload loads again with them.
+    pub options: LoadOptions,
 }
 
 impl Loaded {
@@ -59,6 +72,99 @@ impl Loaded {
             .get(key)
             .map(String::as_str)
             .unwrap_or("default")
+    }
+
+    /// The value of a path key as written in its layer, when `~/` or a
+    /// relative path was resolved (`None` when it was used as written).
+    pub fn written(&self, key: &str) -> Option<&str> {
+        let layer = self.source(key);
+        self.layers
+            .iter()
+            .rev()
+            .find(|l| l.name == layer)
+            .and_then(|l| l.written.get(key))
+            .map(String::as_str)
+    }
+
+    /// Where a value came from, for error messages: the layer, and for a
+    /// resolved path the value as written (`from file /etc/oj/config.toml,
+    /// written "certs/tls.crt"`). The message itself shows the absolute path.
+    pub fn origin(&self, key: &str) -> String {
+        match self.written(key) {
+            Some(w) => format!("from {}, written {w:?}", self.source(key)),
+            None => format!("from {}", self.source(key)),
+        }
+    }
+}
+
+/// What a lenient load leaves out so the rest can load: keys (in every
+/// layer), environment variables and files.
+#[derive(Debug, Clone, Default)]
+struct Skip {
+    keys: std::collections::BTreeSet<String>,
+    vars: std::collections::BTreeSet<String>,
+    layers: std::collections::BTreeSet<String>,
+}
+
+impl Skip {
+    /// Adds what `e` is about; false when there is nothing to leave out.
+    fn add(&mut self, e: &ConfigError) -> bool {
+        match (&e.key, &e.layer) {
+            (Some(k), _) if k != "profile" => self.keys.insert(k.clone()),
+            (None, Some(l)) if l.starts_with("env ") => {
+                self.vars.insert(l.trim_start_matches("env ").to_string())
+            }
+            (None, Some(l)) if l.starts_with("file ") => self.layers.insert(l.clone()),
+            _ => false,
+        }
+    }
+
+    fn skips_key(&self, key: &str) -> bool {
+        self.keys
+            .iter()
+            .any(|k| key == k || key.starts_with(k.as_str()) && key.as_bytes().get(k.len()) == Some(&b'.'))
+    }
+}
+
+/// A configuration loaded around its errors: what could be loaded with the
+/// offending values left out (each falls back to the layer below), and the
+/// errors that were left out.
+#[derive(Debug, Clone)]
+pub struct Tolerated {
+    pub loaded: Loaded,
+    pub ignored: Vec<ConfigError>,
+}
+
+/// Loads like [`load`]; when it fails and `tolerate` accepts every error,
+/// loads again without the offending keys, variables or files, and returns
+/// the result with the errors it ignored. Errors `tolerate` refuses (or that
+/// nothing can be left out for, like an unknown profile) are returned.
+pub fn load_tolerant(
+    opts: &LoadOptions,
+    env: &Environment,
+    tolerate: impl Fn(&ConfigError) -> bool,
+) -> Result<Tolerated, ConfigErrors> {
+    let mut skip = Skip::default();
+    let mut ignored: Vec<ConfigError> = Vec::new();
+    loop {
+        match load_with(opts, env, &skip) {
+            Ok(loaded) => return Ok(Tolerated { loaded, ignored }),
+            Err(errors) => {
+                if !errors.0.iter().all(&tolerate) {
+                    let mut all = ignored;
+                    all.extend(errors.0);
+                    return Err(ConfigErrors(all));
+                }
+                let mut progress = false;
+                for e in &errors.0 {
+                    progress |= skip.add(e);
+                }
+                ignored.extend(errors.0);
+                if !progress {
+                    return Err(ConfigErrors(ignored));
+                }
+            }
+        }
     }
 }
 
@@ -110,6 +216,8 @@ pub const ALIASES: &[(&str, &str, &str)] = &[
 struct Layer {
     name: String,
     dict: Dict,
+    /// Path values as written, where resolving changed them.
+    written: BTreeMap<String, String>,
 }
 
 impl Provider for Layer {
@@ -126,11 +234,17 @@ impl Provider for Layer {
 struct Source {
     layer: String,
     table: toml::Table,
+    /// The file's directory: relative paths in it are relative to this.
+    dir: Option<PathBuf>,
 }
 
 /// Loads the effective configuration. Reads config and profile files; does
 /// not look at anything else on the machine (that is `check`'s job).
 pub fn load(opts: &LoadOptions, env: &Environment) -> Result<Loaded, ConfigErrors> {
+    load_with(opts, env, &Skip::default())
+}
+
+fn load_with(opts: &LoadOptions, env: &Environment, skip: &Skip) -> Result<Loaded, ConfigErrors> {
     let mut errors = Vec::new();
 
     // Explicit files: OJ_CONFIG (if set) and --config. They may select the profile.
@@ -149,6 +263,10 @@ pub fn load(opts: &LoadOptions, env: &Environment) -> Result<Loaded, ConfigError
     }
     let mut file_sources: Vec<(PathBuf, Source, Option<String>)> = Vec::new();
     for (path, how) in &explicit {
+        let path = &env.absolute(path);
+        if skip.layers.contains(&file_layer(path)) {
+            continue;
+        }
         match read_toml_file(path) {
             Ok(mut table) => {
                 let profile = take_profile_key(&mut table, path, &mut errors);
@@ -157,11 +275,16 @@ pub fn load(opts: &LoadOptions, env: &Environment) -> Result<Loaded, ConfigError
                     Source {
                         layer: file_layer(path),
                         table,
+                        dir: path.parent().map(Path::to_path_buf),
                     },
                     profile,
                 ));
             }
-            Err(e) => errors.push(ConfigError::new(None, Some(how), e)),
+            Err(e) => errors.push(ConfigError::new(
+                None,
+                Some(&file_layer(path)),
+                format!("{e} (named by {how})"),
+            )),
         }
     }
 
@@ -202,6 +325,7 @@ pub fn load(opts: &LoadOptions, env: &Environment) -> Result<Loaded, ConfigError
             .unwrap_or(BuiltinProfile::Desktop);
         if let Some(path) = default_config_file(env, base_guess)
             && path.is_file()
+            && !skip.layers.contains(&file_layer(&path))
         {
             match read_toml_file(&path) {
                 Ok(mut table) => {
@@ -213,6 +337,7 @@ pub fn load(opts: &LoadOptions, env: &Environment) -> Result<Loaded, ConfigError
                             Source {
                                 layer: file_layer(&path),
                                 table,
+                                dir: path.parent().map(Path::to_path_buf),
                             },
                             profile,
                         ),
@@ -244,6 +369,7 @@ pub fn load(opts: &LoadOptions, env: &Environment) -> Result<Loaded, ConfigError
         Ok(table) => sources.push(Source {
             layer: format!("profile {}", base.name()),
             table,
+            dir: None,
         }),
         Err(e) => errors.push(ConfigError::new(
             None,
@@ -258,23 +384,32 @@ pub fn load(opts: &LoadOptions, env: &Environment) -> Result<Loaded, ConfigError
         sources.push(src);
     }
 
-    let defaults = RuntimeConfig::defaults(env, base);
+    let mut defaults = RuntimeConfig::defaults(env, base);
+    defaults.daemon.state_dir = env.absolute(&defaults.daemon.state_dir);
     let default_dict = match Value::serialize(&defaults) {
         Ok(Value::Dict(_, d)) => d,
         _ => Dict::new(),
     };
+    let mut records = vec![record("default", &default_dict, BTreeMap::new())];
     let mut figment = Figment::new().merge(Layer {
         name: "default".into(),
         dict: default_dict,
+        written: BTreeMap::new(),
     });
 
-    for src in &sources {
+    for src in &mut sources {
+        for key in &skip.keys {
+            remove_dotted(&mut src.table, key);
+        }
+        let written = resolve_table_paths(&mut src.table, src.dir.as_deref(), env);
         match Value::serialize(&src.table) {
             Ok(Value::Dict(_, dict)) => {
                 check_unknown_keys(&dict, "", &src.layer, &mut errors);
+                records.push(record(&src.layer, &dict, written));
                 figment = figment.merge(Layer {
                     name: src.layer.clone(),
                     dict,
+                    written: BTreeMap::new(),
                 });
             }
             _ => errors.push(ConfigError::new(
@@ -285,14 +420,19 @@ pub fn load(opts: &LoadOptions, env: &Environment) -> Result<Loaded, ConfigError
         }
     }
 
-    for layer in env_layers(env, &mut errors) {
-        figment = figment.merge(layer);
-    }
-    for layer in set_layers(&opts.sets, &mut errors) {
+    let overrides = env_layers(env, skip, &mut errors)
+        .into_iter()
+        .chain(set_layers(&opts.sets, skip, env, &mut errors));
+    for layer in overrides {
+        records.push(record(&layer.name, &layer.dict, layer.written.clone()));
         figment = figment.merge(layer);
     }
 
-    figment = apply_derived_rules(figment);
+    let (derived, derived_layer) = apply_derived_rules(figment);
+    figment = derived;
+    if let Some(layer) = derived_layer {
+        records.push(record(&layer.name, &layer.dict, BTreeMap::new()));
+    }
 
     // Per-leaf type checks, so that every bad value is reported, not only the first.
     let mut leaf_sources = BTreeMap::new();
@@ -340,6 +480,8 @@ pub fn load(opts: &LoadOptions, env: &Environment) -> Result<Loaded, ConfigError
         profile_source,
         files: files_read,
         sources: leaf_sources,
+        layers: records,
+        options: opts.clone(),
     };
     validate::validate(&loaded, &mut errors);
     if errors.is_empty() {
@@ -479,6 +621,7 @@ fn resolve_profile_chain(
         chain.push(Source {
             layer: format!("profile {current}"),
             table,
+            dir: path.parent().map(Path::to_path_buf),
         });
         current = extends;
     }
@@ -616,6 +759,131 @@ fn typed_value(kind: Kind, raw: &str, lenient_bools: bool) -> Value {
     }
 }
 
+/// An env or `--set` layer setting one key; a path value is resolved
+/// against the home directory and the working directory oj started in.
+fn override_layer(name: String, key: &str, value: Value, env: &Environment) -> Layer {
+    let mut written = BTreeMap::new();
+    let value = match (&value, keys::find(key)) {
+        (Value::String(_, raw), Some(k)) if k.kind == Kind::Path => {
+            match resolve_path(key, raw, None, env) {
+                Some(resolved) => {
+                    written.insert(key.to_string(), raw.clone());
+                    Value::from(resolved)
+                }
+                None => value,
+            }
+        }
+        _ => value,
+    };
+    Layer {
+        name,
+        dict: nest(key, value),
+        written,
+    }
+}
+
+/// §7.3: `~/` is the home directory; a relative path is relative to `dir`
+/// (the file it was written in), else to the working directory — except the
+/// keys that stay relative to `daemon.state_dir`. `None` = use as written.
+fn resolve_path(key: &str, raw: &str, dir: Option<&Path>, env: &Environment) -> Option<String> {
+    if raw.is_empty() {
+        return None;
+    }
+    let expanded = match raw.strip_prefix("~/").or(if raw == "~" { Some("") } else { None }) {
+        Some(rest) => match env.get("HOME") {
+            Some(home) => Path::new(home).join(rest),
+            None => PathBuf::from(raw),
+        },
+        None => PathBuf::from(raw),
+    };
+    let resolved = if expanded.is_relative() && !keys::STATE_RELATIVE.contains(&key) {
+        match dir {
+            Some(d) => d.join(&expanded),
+            None => env.absolute(&expanded),
+        }
+    } else {
+        expanded
+    };
+    let resolved = resolved.to_string_lossy().into_owned();
+    (resolved != raw).then_some(resolved)
+}
+
+/// Resolves every path key a file (or user profile) sets; returns the
+/// values as written for those it changed.
+fn resolve_table_paths(
+    table: &mut toml::Table,
+    dir: Option<&Path>,
+    env: &Environment,
+) -> BTreeMap<String, String> {
+    let mut written = BTreeMap::new();
+    for key in keys::KEYS.iter().filter(|k| k.kind == Kind::Path) {
+        if let Some(toml::Value::String(raw)) = get_dotted_mut(table, key.name)
+            && let Some(resolved) = resolve_path(key.name, raw, dir, env)
+        {
+            written.insert(key.name.to_string(), std::mem::replace(raw, resolved));
+        }
+    }
+    written
+}
+
+fn get_dotted_mut<'a>(table: &'a mut toml::Table, key: &str) -> Option<&'a mut toml::Value> {
+    let (parents, leaf) = match key.rsplit_once('.') {
+        Some((p, l)) => (Some(p), l),
+        None => (None, key),
+    };
+    let mut t = table;
+    for part in parents.into_iter().flat_map(|p| p.split('.')) {
+        t = t.get_mut(part)?.as_table_mut()?;
+    }
+    t.get_mut(leaf)
+}
+
+/// Removes a dotted key from a table (a lenient load leaves it out).
+fn remove_dotted(table: &mut toml::Table, key: &str) {
+    let (parent, leaf) = match key.rsplit_once('.') {
+        Some((p, l)) => (Some(p), l),
+        None => (None, key),
+    };
+    match parent {
+        None => {
+            table.remove(leaf);
+        }
+        Some(p) => {
+            if let Some(toml::Value::Table(t)) = get_dotted_mut(table, p) {
+                t.remove(leaf);
+            }
+        }
+    }
+}
+
+/// A layer's leaves as dotted keys, for `oj config explain`.
+fn record(name: &str, dict: &Dict, written: BTreeMap<String, String>) -> LayerRecord {
+    fn walk(prefix: &str, dict: &Dict, out: &mut BTreeMap<String, serde_json::Value>) {
+        for (k, v) in dict {
+            let path = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                Value::Dict(_, inner) if keys::is_section(&path) || keys::find(&path).is_some_and(|k| k.kind == Kind::StrTable) => {
+                    walk(&path, inner, out)
+                }
+                other => {
+                    out.insert(path, serde_json::to_value(other).unwrap_or_default());
+                }
+            }
+        }
+    }
+    let mut values = BTreeMap::new();
+    walk("", dict, &mut values);
+    LayerRecord {
+        name: name.to_string(),
+        values,
+        written,
+    }
+}
+
 fn nest(key: &str, value: Value) -> Dict {
     figment::util::nest(key, value)
         .into_dict()
@@ -625,12 +893,15 @@ fn nest(key: &str, value: Value) -> Dict {
 /// Environment layers: aliases first, then `OJ_A__B` variables, so that a
 /// `__` variable beats an alias for the same key. One layer per variable so
 /// that provenance names the variable.
-fn env_layers(env: &Environment, errors: &mut Vec<ConfigError>) -> Vec<Layer> {
+fn env_layers(env: &Environment, skip: &Skip, errors: &mut Vec<ConfigError>) -> Vec<Layer> {
     let mut layers = Vec::new();
     for (var, key, _) in ALIASES {
         let Some(raw) = env.vars.get(*var) else {
             continue;
         };
+        if skip.vars.contains(*var) || skip.skips_key(key) {
+            continue;
+        }
         let layer = format!("env {var}");
         let value = match *var {
             "OJ_TCP_PORT" if !raw.is_empty() => match raw.parse::<u16>() {
@@ -662,15 +933,15 @@ fn env_layers(env: &Environment, errors: &mut Vec<ConfigError>) -> Vec<Layer> {
                 None => continue,
             },
         };
-        layers.push(Layer {
-            name: layer,
-            dict: nest(key, value),
-        });
+        layers.push(override_layer(layer, key, value, env));
     }
     for (var, raw) in &env.vars {
         let Some(rest) = var.strip_prefix("OJ_") else {
             continue;
         };
+        if skip.vars.contains(var) {
+            continue;
+        }
         if !rest.contains("__") {
             if !is_known_plain_variable(var) {
                 errors.push(unknown_variable(var));
@@ -679,6 +950,9 @@ fn env_layers(env: &Environment, errors: &mut Vec<ConfigError>) -> Vec<Layer> {
         }
         let layer = format!("env {var}");
         let path = rest.replace("__", ".").to_ascii_lowercase();
+        if skip.skips_key(&path) {
+            continue;
+        }
         match keys::owning_key(&path) {
             Some(k) if k.kind == Kind::StrTable && k.name == path => {
                 errors.push(ConfigError::new(
@@ -687,10 +961,12 @@ fn env_layers(env: &Environment, errors: &mut Vec<ConfigError>) -> Vec<Layer> {
                     format!("is a table; set one entry, e.g. {var}__X_TEAM=value"),
                 ));
             }
-            Some(k) => layers.push(Layer {
-                name: layer,
-                dict: nest(&path, typed_value(k.kind, raw, true)),
-            }),
+            Some(k) => layers.push(override_layer(
+                layer,
+                &path,
+                typed_value(k.kind, raw, true),
+                env,
+            )),
             None => {
                 let hint = variable_hint(var);
                 errors.push(ConfigError::new(
@@ -783,7 +1059,12 @@ fn unknown_variable(var: &str) -> ConfigError {
 }
 
 /// `--set KEY=VALUE` layers.
-fn set_layers(sets: &[String], errors: &mut Vec<ConfigError>) -> Vec<Layer> {
+fn set_layers(
+    sets: &[String],
+    skip: &Skip,
+    env: &Environment,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<Layer> {
     let mut layers = Vec::new();
     for item in sets {
         let layer = "flag --set";
@@ -796,6 +1077,9 @@ fn set_layers(sets: &[String], errors: &mut Vec<ConfigError>) -> Vec<Layer> {
             continue;
         };
         let key = key.trim();
+        if skip.skips_key(key) {
+            continue;
+        }
         match keys::owning_key(key) {
             Some(k) if k.kind == Kind::StrTable && k.name == key => {
                 errors.push(ConfigError::new(
@@ -809,10 +1093,7 @@ fn set_layers(sets: &[String], errors: &mut Vec<ConfigError>) -> Vec<Layer> {
                     Kind::StrTable => Value::from(raw.to_string()),
                     kind => typed_value(kind, raw, false),
                 };
-                layers.push(Layer {
-                    name: layer.into(),
-                    dict: nest(key, value),
-                })
+                layers.push(override_layer(layer.into(), key, value, env))
             }
             None => errors.push(unknown_key(key, layer)),
         }
@@ -835,8 +1116,9 @@ fn is_user_layer(layer: &str) -> bool {
 }
 
 /// §2.6: a webhook URL set by a file, env or flag switches a backend that
-/// only a profile (or the default) chose to `webhook`.
-fn apply_derived_rules(figment: Figment) -> Figment {
+/// only a profile (or the default) chose to `webhook`. Returns the layer it
+/// added, if any.
+fn apply_derived_rules(figment: Figment) -> (Figment, Option<Layer>) {
     let url_layer = layer_of(&figment, "notify.webhook.url");
     let url_set = matches!(figment.find_value("notify.webhook.url"), Ok(Value::String(_, ref s)) if !s.is_empty());
     let backend_layer = layer_of(&figment, "notify.backend");
@@ -844,10 +1126,16 @@ fn apply_derived_rules(figment: Figment) -> Figment {
         let layer = Layer {
             name: format!("derived from notify.webhook.url ({url_layer})"),
             dict: nest("notify.backend", Value::from("webhook".to_string())),
+            written: BTreeMap::new(),
         };
-        figment.merge(layer)
+        let merged = figment.merge(Layer {
+            name: layer.name.clone(),
+            dict: layer.dict.clone(),
+            written: BTreeMap::new(),
+        });
+        (merged, Some(layer))
     } else {
-        figment
+        (figment, None)
     }
 }
 
