@@ -313,6 +313,13 @@ pub const KEYS: &[Key] = &[
     ),
 ];
 
+/// The humantime grammar as a JSON Schema pattern: one or more
+/// `<number><unit>` parts, e.g. `"500ms"`, `"25s"`, `"1h 30m"`.
+pub const DURATION_PATTERN: &str = r"^ *([0-9]+ *(nsec|ns|usec|us|µs|msec|ms|seconds|second|secs|sec|s|minutes|minute|mins|min|m|hours|hour|hrs|hr|h|days|day|d|weeks|week|w|months|month|M|years|year|y) *)+$";
+
+/// `host:port` (a name, an IPv4 address or `[IPv6]`, port 0-65535).
+pub const HOST_PORT_PATTERN: &str = r"^(\[[0-9A-Fa-f:.]+\]|[^:\[\]\s]+):([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$";
+
 /// Path keys that stay relative to `daemon.state_dir` (SPEC §2.4, §7.3).
 pub const STATE_RELATIVE: &[&str] = &["listen.unix_socket", "log.file.path"];
 

@@ -9,6 +9,7 @@
 mod defaults;
 mod environment;
 mod error;
+pub mod inspect;
 pub mod keys;
 mod load;
 mod model;
@@ -26,7 +27,7 @@ pub use load::{
     list_profiles, load, parse_toml, user_profile_dirs,
 };
 pub use model::*;
-pub use quantity::{Quantity, QuantityError};
+pub use quantity::{QUANTITY_PATTERN, Quantity, QuantityError};
 pub use secret::{REDACTED, Secret};
 
 /// The JSON Schema (draft 2020-12) of a config file: every section optional,
