@@ -217,12 +217,49 @@ fn render_status(v: &Value, endpoint: &Endpoint) -> String {
         ("draining", draining.to_string()),
         ("listeners", listeners),
         ("jobs", jobs),
+        ("config", config_status_text(v.get("config"))),
     ];
     let mut out = String::new();
     for (k, val) in rows {
         out.push_str(&format!("{k:<10} {val}\n"));
     }
     out
+}
+
+/// `generation 3, last reload ok at … (SIGHUP), pending restart: listen.tcp`.
+fn config_status_text(c: Option<&Value>) -> String {
+    let Some(c) = c.filter(|c| c.is_object()) else {
+        return "-".into();
+    };
+    let mut parts = vec![format!(
+        "generation {}",
+        c.get("generation").and_then(Value::as_u64).unwrap_or(0)
+    )];
+    match c.get("last_reload").filter(|r| r.is_object()) {
+        Some(r) => {
+            let field = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("?").to_string();
+            let mut text = format!(
+                "last reload {} at {} ({})",
+                field("result"),
+                field("at"),
+                field("reason")
+            );
+            if let Some(first) = r.get("errors").and_then(Value::as_array).and_then(|e| e.first()) {
+                text.push_str(&format!(": {}", first.as_str().unwrap_or_default()));
+            }
+            parts.push(text);
+        }
+        None => parts.push("never reloaded".into()),
+    }
+    let pending: Vec<&str> = c
+        .get("pending_restart")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if !pending.is_empty() {
+        parts.push(format!("pending restart: {}", pending.join(", ")));
+    }
+    parts.join("; ")
 }
 
 // ---------------------------------------------------------------- daemon config

@@ -248,7 +248,13 @@ fn diff(daemon: bool, opts: &LoadOptions, env: &Environment) -> Result<i32, Fail
                 |_| false,
             )
         };
-    let differences: Vec<Difference> = inspect::diff(&left, &right, skip);
+    let mut differences: Vec<Difference> = inspect::diff(&left, &right, skip);
+    if daemon {
+        // Values the daemon took from its own environment or flags, or the
+        // client from its own, are not about the files: no drift there.
+        let not_files = |layer: &str| layer.starts_with("env ") || layer.starts_with("flag ");
+        differences.retain(|d| !not_files(&d.left_layer) && !not_files(&d.right_layer));
+    }
     if differences.is_empty() {
         eprintln!("oj: no differences between the {left_name} and the {right_name} config");
         return Ok(OK);

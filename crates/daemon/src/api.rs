@@ -46,6 +46,8 @@ pub struct Shared {
     pub logs_dir: PathBuf,
     /// `pods.*`: container steps whose merged resources are invalid get 400.
     pub pods: Option<Arc<oj_config::PodsConfig>>,
+    /// The running config (`GET /v1/config`, the `config` part of status).
+    pub config: Option<crate::reload::ConfigStatus>,
 }
 
 /// A JSON error response.
@@ -66,6 +68,7 @@ pub fn router(shared: Shared) -> Router {
         .route("/v1/jobs/{id}/logs", get(logs))
         .route("/v1/jobs/{id}/cancel", post(cancel))
         .route("/v1/shutdown", post(shutdown))
+        .route("/v1/config", get(crate::config_api::get_config))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(shared.clone(), standby_gate))
         .with_state(shared)
@@ -110,6 +113,7 @@ async fn status(State(s): State<Shared>) -> Response {
         "admin": info.admin,
         "lock": info.lock,
         "jobs": counts,
+        "config": s.config.as_ref().map(crate::reload::ConfigStatus::status_json),
     }))
     .into_response()
 }
@@ -410,6 +414,7 @@ mod tests {
             shutdown: trigger,
             logs_dir: dir.join("logs"),
             pods: None,
+            config: None,
         };
         (s, leader_tx, draining_tx)
     }

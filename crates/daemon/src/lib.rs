@@ -1,12 +1,15 @@
 //! The oj daemon: engine, storage, API listeners and lifecycle.
 //!
-//! [`run`] is parse → build → run: the configuration arrives parsed and
-//! validated; the build phase checks the machine (preflight, token, state
+//! [`run`] is load → build → run: the configuration arrives loaded and
+//! validated; [`Daemon::build`] checks the machine (preflight, token, state
 //! directory, lock, WAL, TLS, sockets) and fails with exit 78/75/1 and one
-//! clear line; the run phase serves until a shutdown request and drains.
+//! clear line, or returns the built daemon holding every subsystem's
+//! handle; [`Daemon::run`] serves, reloads the config on SIGHUP or a changed
+//! file (`reload`), and drains on a shutdown request.
 
 pub mod admin;
 pub mod api;
+mod config_api;
 pub mod drain;
 pub mod engine;
 pub mod k8s;
@@ -14,6 +17,7 @@ pub mod listen;
 pub mod lock;
 pub mod metrics;
 pub mod notify;
+pub mod reload;
 pub mod runner;
 pub mod storage;
 
@@ -23,11 +27,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oj_adapters::logging::{LogGuard, LoggingInput};
+use oj_adapters::logging::{LevelControl, LogGuard, LoggingInput};
 use oj_config::{Environment, Loaded, NotifyBackend, RuntimeConfig, Secret};
 use tokio::sync::watch;
 
 use crate::api::{DaemonInfo, Shared};
+use crate::reload::{ConfigStatus, LiveSlices, Reloader};
 use crate::drain::ShutdownTrigger;
 use crate::engine::{Engine, EngineConfig};
 use crate::lock::LockError;
@@ -115,6 +120,7 @@ fn start(loaded: Loaded, env: Environment, plugins: Plugins) -> Result<i32, Fail
         )
     })?;
     let guard = setup_logging(&loaded, token.as_ref())?;
+    let log_level = guard.as_ref().map(LogGuard::level_control);
     for w in &report.warnings {
         tracing::warn!("{w}");
     }
@@ -124,7 +130,12 @@ fn start(loaded: Loaded, env: Environment, plugins: Plugins) -> Result<i32, Fail
         .thread_name("oj-daemon")
         .build()
         .map_err(|e| Failure::new(EXIT_RUNTIME, format!("cannot start the async runtime: {e}")))?;
-    let result = rt.block_on(daemon_main(loaded, env, token, plugins));
+    let result = rt.block_on(async {
+        Daemon::build(loaded, env, token, plugins, log_level)
+            .await?
+            .run()
+            .await
+    });
     rt.shutdown_timeout(Duration::from_millis(200));
     if let Err(f) = &result {
         tracing::error!(code = f.code, "{}", f.message);
@@ -206,43 +217,290 @@ fn step_base_env(env: &Environment) -> BTreeMap<String, String> {
         .collect()
 }
 
-async fn daemon_main(
-    loaded: Loaded,
-    env: Environment,
-    token: Option<Secret>,
-    plugins: Plugins,
-) -> Result<i32, Failure> {
-    let started = Instant::now();
-    let cfg: RuntimeConfig = loaded.config.clone();
-    let state_dir = cfg.daemon.state_dir.clone();
-    let (trigger, requests) = ShutdownTrigger::new();
-    drain::listen_for_signals(trigger.clone()).map_err(|e| {
-        Failure::new(
-            EXIT_RUNTIME,
-            format!("cannot install the SIGTERM/SIGINT handlers: {e}"),
-        )
-    })?;
+/// The listeners bound in the build phase, not yet serving.
+struct Bound {
+    unix: Option<(tokio::net::UnixListener, std::path::PathBuf)>,
+    tcp: Option<tokio::net::TcpListener>,
+    admin: Option<(tokio::net::TcpListener, std::net::SocketAddr)>,
+    tls: Option<oj_adapters::tls::ServerTls>,
+    /// API listeners as URLs, for status and the ready line.
+    urls: Vec<String>,
+}
 
-    // Kubernetes (pods, lease) when configured; a lease that cannot reach
-    // the API is a configuration problem.
-    let kube = k8s::plugins(&cfg, &env)
-        .await
-        .map_err(|e| Failure::new(EXIT_CONFIG, e))?;
+/// A built daemon: every subsystem started, each with its handle. `run`
+/// serves until asked to stop and drains; a reload touches only
+/// `reloader` (which holds the live slices: engine, log level, config watch).
+pub struct Daemon {
+    requests: watch::Receiver<u32>,
+    held: lock::LockHandle,
+    leader: watch::Receiver<bool>,
+    engine: engine::EngineHandle,
+    engine_task: tokio::task::JoinHandle<()>,
+    notifier: Option<oj_adapters::notify::Notifier>,
+    servers: Vec<tokio::task::JoinHandle<()>>,
+    stop_tx: watch::Sender<bool>,
+    draining_tx: watch::Sender<bool>,
+    reloader: Reloader,
+    hangup: tokio::signal::unix::Signal,
+    live_config: watch::Receiver<Arc<RuntimeConfig>>,
+}
 
-    // Lock first: nothing below may touch a state_dir another daemon owns.
-    let strategy = match (cfg.lock.strategy, plugins.lease, kube.lease) {
-        (oj_config::LockStrategy::Lease, Some(lease), _)
-        | (oj_config::LockStrategy::Lease, None, Some(lease)) => lease,
-        _ => lock::from_config(&cfg).map_err(|e| Failure::new(EXIT_CONFIG, e.to_string()))?,
-    };
-    let lock_name = strategy.name();
-    let held = strategy.acquire().await.map_err(|e| match e {
-        LockError::Held { .. } => Failure::new(EXIT_LOCKED, e.to_string()),
-        _ => Failure::new(EXIT_CONFIG, e.to_string()),
-    })?;
-    let leader = held.leader.clone();
+impl Daemon {
+    /// The build phase: signals, Kubernetes, lock, state, listeners, engine,
+    /// notifier, servers. Nothing here waits for work.
+    async fn build(
+        loaded: Loaded,
+        env: Environment,
+        token: Option<Secret>,
+        plugins: Plugins,
+        log_level: Option<LevelControl>,
+    ) -> Result<Daemon, Failure> {
+        let started = Instant::now();
+        let cfg: RuntimeConfig = loaded.config.clone();
+        let state_dir = cfg.daemon.state_dir.clone();
+        let (trigger, requests) = ShutdownTrigger::new();
+        drain::listen_for_signals(trigger.clone()).map_err(|e| {
+            Failure::new(
+                EXIT_RUNTIME,
+                format!("cannot install the SIGTERM/SIGINT handlers: {e}"),
+            )
+        })?;
+        let hangup = reload::hangup_signal().map_err(|e| {
+            Failure::new(
+                EXIT_RUNTIME,
+                format!("cannot install the SIGHUP (reload) handler: {e}"),
+            )
+        })?;
 
-    let (storage, state, replay) = tokio::task::block_in_place(|| Storage::open(&state_dir))
+        // Kubernetes (pods, lease) when configured; a lease that cannot reach
+        // the API is a configuration problem.
+        let kube = k8s::plugins(&cfg, &env)
+            .await
+            .map_err(|e| Failure::new(EXIT_CONFIG, e))?;
+
+        // Lock first: nothing below may touch a state_dir another daemon owns.
+        let strategy = match (cfg.lock.strategy, plugins.lease, kube.lease) {
+            (oj_config::LockStrategy::Lease, Some(lease), _)
+            | (oj_config::LockStrategy::Lease, None, Some(lease)) => lease,
+            _ => lock::from_config(&cfg).map_err(|e| Failure::new(EXIT_CONFIG, e.to_string()))?,
+        };
+        let lock_name = strategy.name();
+        let held = strategy.acquire().await.map_err(|e| match e {
+            LockError::Held { .. } => Failure::new(EXIT_LOCKED, e.to_string()),
+            _ => Failure::new(EXIT_CONFIG, e.to_string()),
+        })?;
+        let leader = held.leader.clone();
+
+        let (storage, state) = open_state(&state_dir)?;
+        let bound = bind_listeners(&loaded).await?;
+
+        // Engine, runners, notifier.
+        let metrics = Arc::new(metrics::Metrics::new(VERSION, &loaded.profile));
+        let runners = Runners {
+            shell: Arc::new(ShellRunner {
+                shell: cfg.jobs.shell.clone(),
+                base_env: step_base_env(&env),
+                kill_grace: KILL_GRACE,
+            }),
+            container: plugins.container_runner.unwrap_or(kube.container_runner),
+        };
+        let logs_dir = state_dir.join("logs");
+        let engine_cfg = EngineConfig {
+            max_concurrent: cfg.jobs.max_concurrent.max(1) as usize,
+            step_timeout: cfg.jobs.step_timeout,
+            logs_dir: logs_dir.clone(),
+            reload_on_lead: cfg.lock.strategy == oj_config::LockStrategy::Lease,
+        };
+        let (mut engine, handle) = Engine::new(
+            state,
+            storage,
+            engine_cfg.clone(),
+            runners,
+            metrics.clone(),
+            leader.clone(),
+        );
+        if let Some(hook) = kube.on_lead {
+            engine.set_on_lead(hook);
+        }
+        let notifier = start_notifier(&loaded, &mut engine, &handle)?;
+        let engine_task = tokio::spawn(engine.run());
+
+        // Serve.
+        let (draining_tx, draining_rx) = watch::channel(false);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let config_status = ConfigStatus::new(loaded.clone());
+        let info = Arc::new(DaemonInfo {
+            version: VERSION.to_string(),
+            profile: loaded.profile.clone(),
+            instance: cfg.daemon.instance.clone(),
+            started,
+            listeners: bound.urls.clone(),
+            admin: bound.admin.as_ref().map(|(_, a)| format!("http://{a}")),
+            lock: lock_name.to_string(),
+        });
+        let shared = Shared {
+            engine: handle.clone(),
+            info,
+            leader: leader.clone(),
+            draining: draining_rx.clone(),
+            shutdown: trigger.clone(),
+            logs_dir,
+            pods: Some(Arc::new(cfg.pods.clone())),
+            config: Some(config_status.clone()),
+        };
+        let admin_state = admin::AdminState {
+            engine: handle.clone(),
+            leader: leader.clone(),
+            draining: draining_rx.clone(),
+            metrics: metrics.clone(),
+            notifier: notifier.clone(),
+        };
+        let listeners = bound.urls.clone();
+        let servers = serve(bound, shared, admin_state, &cfg, token.as_ref(), &stop_rx);
+
+        let (config_tx, live_config) = watch::channel(Arc::new(cfg.clone()));
+        let reloader = Reloader::new(
+            loaded,
+            env,
+            config_status,
+            LiveSlices {
+                engine: handle.clone(),
+                engine_base: engine_cfg,
+                log_level,
+                config: config_tx,
+            },
+            metrics,
+        );
+        tracing::info!(
+            listeners = %listeners.join(" "),
+            lock = lock_name,
+            instance = %cfg.daemon.instance,
+            state_dir = %state_dir.display(),
+            startup_ms = started.elapsed().as_millis() as u64,
+            "daemon ready"
+        );
+        Ok(Daemon {
+            requests,
+            held,
+            leader,
+            engine: handle,
+            engine_task,
+            notifier,
+            servers,
+            stop_tx,
+            draining_tx,
+            reloader,
+            hangup,
+            live_config,
+        })
+    }
+
+    /// The run phase: serve and reload until asked to stop (or until
+    /// leadership is lost), then drain.
+    async fn run(self) -> Result<i32, Failure> {
+        let Daemon {
+            requests,
+            held,
+            leader,
+            engine: handle,
+            mut engine_task,
+            notifier,
+            servers,
+            stop_tx,
+            draining_tx,
+            reloader,
+            hangup,
+            live_config,
+        } = self;
+        let reload_task = tokio::spawn(reloader.run(hangup, stop_tx.subscribe()));
+        let mut requests_rx = requests.clone();
+        let mut leader_rx = leader.clone();
+        let mut was_leader = *leader_rx.borrow();
+        let mut leader_open = true;
+        let mut engine_failed = false;
+        let lost_leadership = loop {
+            tokio::select! {
+                _ = requests_rx.wait_for(|n| *n >= 1) => break false,
+                res = &mut engine_task => {
+                    // The engine never stops on its own; if it did, nothing works.
+                    tracing::error!(error = ?res.err(), "the engine stopped unexpectedly; exiting");
+                    engine_failed = true;
+                    break false;
+                }
+                changed = leader_rx.changed(), if leader_open => {
+                    if changed.is_err() {
+                        // The strategy ended; keep running with the last state.
+                        leader_open = false;
+                        continue;
+                    }
+                    let now = *leader_rx.borrow_and_update();
+                    if was_leader && !now {
+                        tracing::error!("leadership lost: draining and exiting");
+                        break true;
+                    }
+                    was_leader = now;
+                }
+            }
+        };
+
+        // `shutdown.*` applies live: the drain uses the value running now.
+        let drain_timeout = live_config.borrow().shutdown.drain_timeout;
+        let drain_started = Instant::now();
+        let (deadline, report) = drain::drain(&handle, &draining_tx, requests, drain_timeout).await;
+        if let Some(n) = notifier {
+            let left = n.depth();
+            tracing::info!(
+                phase = "4/5 notifications",
+                pending = left,
+                "drain: delivering pending notifications"
+            );
+            let until = deadline.max(
+                tokio::time::Instant::now() + Duration::from_millis(if left > 0 { 500 } else { 0 }),
+            );
+            n.shutdown(until).await;
+        }
+        tracing::info!(phase = "5/5 snapshot", "drain: writing the final snapshot");
+        let snap = handle.shutdown().await;
+        if !engine_failed {
+            let _ = engine_task.await;
+        }
+        stop_tx.send_replace(true);
+        let _ = reload_task.await;
+        for s in servers {
+            let _ = tokio::time::timeout(Duration::from_millis(300), s).await;
+        }
+        held.release().await;
+        tracing::info!(
+            terminated = report.terminated.len(),
+            finished_in_window = report.completed_in_window,
+            drain_ms = drain_started.elapsed().as_millis() as u64,
+            "daemon stopped"
+        );
+        if let Err(e) = snap {
+            return Err(Failure::new(
+                EXIT_RUNTIME,
+                format!("the final snapshot failed: {e}"),
+            ));
+        }
+        if engine_failed {
+            return Err(Failure::new(
+                EXIT_RUNTIME,
+                "the engine stopped unexpectedly (see the daemon log)",
+            ));
+        }
+        if lost_leadership {
+            return Err(Failure::new(
+                EXIT_RUNTIME,
+                "lost the lock (leadership) while running; drained and stopped",
+            ));
+        }
+        Ok(EXIT_OK)
+    }
+}
+
+/// Opens the WAL and snapshot, logging what replay skipped.
+fn open_state(state_dir: &Path) -> Result<(Storage, oj_core::State), Failure> {
+    let (storage, state, replay) = tokio::task::block_in_place(|| Storage::open(state_dir))
         .map_err(|e| Failure::new(EXIT_RUNTIME, format!("cannot load the daemon's state: {e}")))?;
     for problem in &replay.skipped {
         tracing::warn!(problem = %problem, "skipped a WAL record that does not fit");
@@ -258,8 +516,12 @@ async fn daemon_main(
         snapshot_seq = replay.snapshot_seq,
         "state loaded"
     );
+    Ok((storage, state))
+}
 
-    // TLS and listeners.
+/// Builds TLS and binds the Unix socket, TCP and admin listeners.
+async fn bind_listeners(loaded: &Loaded) -> Result<Bound, Failure> {
+    let cfg = &loaded.config;
     let tls = match (&cfg.listen.tcp, cfg.tls.enabled) {
         (Some(_), true) => Some(
             oj_adapters::tls::ServerTls::build(&cfg.tls)
@@ -267,7 +529,7 @@ async fn daemon_main(
         ),
         _ => None,
     };
-    let mut listeners = Vec::new();
+    let mut urls = Vec::new();
     let unix = match cfg.unix_socket_path() {
         Some(path) if path.as_os_str().len() > MAX_SOCKET_PATH => {
             return Err(Failure::new(
@@ -289,23 +551,15 @@ async fn daemon_main(
                     ),
                 )
             })?;
-            listeners.push(format!("unix://{}", path.display()));
+            urls.push(format!("unix://{}", path.display()));
             Some((l, path))
         }
         None => None,
     };
     let tcp = match &cfg.listen.tcp {
         Some(addr) => {
-            let (l, local) = listen::bind_tcp(addr).await.map_err(|e| {
-                Failure::new(
-                    EXIT_RUNTIME,
-                    format!(
-                        "cannot listen on {addr} (listen.tcp from {}): {e}; choose a free address",
-                        loaded.source("listen.tcp")
-                    ),
-                )
-            })?;
-            listeners.push(format!(
+            let (l, local) = bind_tcp_for(loaded, "listen.tcp", addr).await?;
+            urls.push(format!(
                 "{}://{local}",
                 if tls.is_some() { "https" } else { "http" }
             ));
@@ -314,101 +568,81 @@ async fn daemon_main(
         None => None,
     };
     let admin = match &cfg.admin.addr {
-        Some(addr) => {
-            let (l, local) = listen::bind_tcp(addr).await.map_err(|e| {
-                Failure::new(
-                    EXIT_RUNTIME,
-                    format!(
-                        "cannot listen on {addr} (admin.addr from {}): {e}; choose a free address",
-                        loaded.source("admin.addr")
-                    ),
-                )
-            })?;
-            Some((l, local))
-        }
+        Some(addr) => Some(bind_tcp_for(loaded, "admin.addr", addr).await?),
         None => None,
     };
+    Ok(Bound {
+        unix,
+        tcp,
+        admin,
+        tls,
+        urls,
+    })
+}
 
-    // Engine, runners, notifier.
-    let metrics = Arc::new(metrics::Metrics::new(VERSION, &loaded.profile));
-    let runners = Runners {
-        shell: Arc::new(ShellRunner {
-            shell: cfg.jobs.shell.clone(),
-            base_env: step_base_env(&env),
-            kill_grace: KILL_GRACE,
-        }),
-        container: plugins.container_runner.unwrap_or(kube.container_runner),
-    };
-    let logs_dir = state_dir.join("logs");
-    let (mut engine, handle) = Engine::new(
-        state,
-        storage,
-        EngineConfig {
-            max_concurrent: cfg.jobs.max_concurrent.max(1) as usize,
-            step_timeout: cfg.jobs.step_timeout,
-            logs_dir: logs_dir.clone(),
-            reload_on_lead: cfg.lock.strategy == oj_config::LockStrategy::Lease,
-        },
-        runners,
-        metrics.clone(),
-        leader.clone(),
-    );
-    if let Some(hook) = kube.on_lead {
-        engine.set_on_lead(hook);
-    }
-    let notifier = if cfg.notify.backend == NotifyBackend::None {
+async fn bind_tcp_for(
+    loaded: &Loaded,
+    key: &str,
+    addr: &str,
+) -> Result<(tokio::net::TcpListener, std::net::SocketAddr), Failure> {
+    listen::bind_tcp(addr).await.map_err(|e| {
+        Failure::new(
+            EXIT_RUNTIME,
+            format!(
+                "cannot listen on {addr} ({key} {}): {e}; choose a free address",
+                loaded.origin(key)
+            ),
+        )
+    })
+}
+
+/// Starts the notifier for `notify.*` (none for `backend = "none"`).
+fn start_notifier(
+    loaded: &Loaded,
+    engine: &mut Engine,
+    handle: &engine::EngineHandle,
+) -> Result<Option<oj_adapters::notify::Notifier>, Failure> {
+    let cfg = &loaded.config;
+    if cfg.notify.backend == NotifyBackend::None {
         // Nothing will deliver what an earlier backend left pending: finish
         // it now, so the WAL and snapshot do not carry it forever.
         for pending in engine.pending_notifications() {
             handle.ack_notification(&pending.id);
         }
-        None
-    } else {
-        let ack_handle = handle.clone();
-        let n = oj_adapters::notify::Notifier::start(
-            cfg.notify.clone(),
-            oj_adapters::notify::NotifyContext {
-                instance: cfg.daemon.instance.clone(),
-                profile: loaded.profile.clone(),
-            },
-            engine
-                .pending_notifications()
-                .iter()
-                .map(notify::to_adapter)
-                .collect(),
-            Box::new(move |id: &str| ack_handle.ack_notification(id)),
-        )
-        .map_err(|e| Failure::new(EXIT_CONFIG, e.to_string()))?;
-        engine.set_notifier(Arc::new(notify::NotifierSink(n.clone())));
-        Some(n)
-    };
-    let mut engine_task = tokio::spawn(engine.run());
+        return Ok(None);
+    }
+    let ack_handle = handle.clone();
+    let n = oj_adapters::notify::Notifier::start(
+        cfg.notify.clone(),
+        oj_adapters::notify::NotifyContext {
+            instance: cfg.daemon.instance.clone(),
+            profile: loaded.profile.clone(),
+        },
+        engine
+            .pending_notifications()
+            .iter()
+            .map(notify::to_adapter)
+            .collect(),
+        Box::new(move |id: &str| ack_handle.ack_notification(id)),
+    )
+    .map_err(|e| Failure::new(EXIT_CONFIG, e.to_string()))?;
+    engine.set_notifier(Arc::new(notify::NotifierSink(n.clone())));
+    Ok(Some(n))
+}
 
-    // Serve.
-    let (draining_tx, draining_rx) = watch::channel(false);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let info = Arc::new(DaemonInfo {
-        version: VERSION.to_string(),
-        profile: loaded.profile.clone(),
-        instance: cfg.daemon.instance.clone(),
-        started,
-        listeners: listeners.clone(),
-        admin: admin.as_ref().map(|(_, a)| format!("http://{a}")),
-        lock: lock_name.to_string(),
-    });
-    let shared = Shared {
-        engine: handle.clone(),
-        info,
-        leader: leader.clone(),
-        draining: draining_rx.clone(),
-        shutdown: trigger.clone(),
-        logs_dir,
-        pods: Some(Arc::new(cfg.pods.clone())),
-    };
+/// Spawns a server per bound listener (and the TLS reloader).
+fn serve(
+    bound: Bound,
+    shared: Shared,
+    admin_state: admin::AdminState,
+    cfg: &RuntimeConfig,
+    token: Option<&Secret>,
+    stop_rx: &watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let api = api::router(shared);
     let max = cfg.listen.max_request_bytes;
     let mut servers = Vec::new();
-    if let Some((l, path)) = unix {
+    if let Some((l, path)) = bound.unix {
         servers.push(tokio::spawn(listen::serve_unix(
             l,
             path,
@@ -416,29 +650,23 @@ async fn daemon_main(
             stop_rx.clone(),
         )));
     }
-    if let Some(l) = tcp {
-        let auth = listen::Auth::new(token.as_ref().map(Secret::expose));
+    if let Some(l) = bound.tcp {
+        let auth = listen::Auth::new(token.map(Secret::expose));
         servers.push(tokio::spawn(listen::serve_tcp(
             l,
-            tls.clone(),
+            bound.tls.clone(),
             listen::wrap(api.clone(), max, Some(auth)),
             stop_rx.clone(),
         )));
     }
-    if let Some(tls) = &tls {
+    if let Some(tls) = &bound.tls {
         let mut stop = stop_rx.clone();
         tls.spawn_reloader(cfg.tls.reload_interval, async move {
             let _ = stop.wait_for(|s| *s).await;
         });
     }
-    if let Some((l, local)) = admin {
-        let router = admin::router(admin::AdminState {
-            engine: handle.clone(),
-            leader: leader.clone(),
-            draining: draining_rx.clone(),
-            metrics: metrics.clone(),
-            notifier: notifier.clone(),
-        });
+    if let Some((l, local)) = bound.admin {
+        let router = admin::router(admin_state);
         servers.push(tokio::spawn(listen::serve_tcp(
             l,
             None,
@@ -447,95 +675,5 @@ async fn daemon_main(
         )));
         tracing::info!(addr = %local, "admin endpoints listening (/healthz /readyz /metrics)");
     }
-    tracing::info!(
-        listeners = %listeners.join(" "),
-        lock = lock_name,
-        instance = %cfg.daemon.instance,
-        state_dir = %state_dir.display(),
-        startup_ms = started.elapsed().as_millis() as u64,
-        "daemon ready"
-    );
-
-    // Run until asked to stop, or until leadership is lost.
-    let mut requests_rx = requests.clone();
-    let mut leader_rx = leader.clone();
-    let mut was_leader = *leader_rx.borrow();
-    let mut leader_open = true;
-    let mut engine_failed = false;
-    let lost_leadership = loop {
-        tokio::select! {
-            _ = requests_rx.wait_for(|n| *n >= 1) => break false,
-            res = &mut engine_task => {
-                // The engine never stops on its own; if it did, nothing works.
-                tracing::error!(error = ?res.err(), "the engine stopped unexpectedly; exiting");
-                engine_failed = true;
-                break false;
-            }
-            changed = leader_rx.changed(), if leader_open => {
-                if changed.is_err() {
-                    // The strategy ended; keep running with the last state.
-                    leader_open = false;
-                    continue;
-                }
-                let now = *leader_rx.borrow_and_update();
-                if was_leader && !now {
-                    tracing::error!("leadership lost: draining and exiting");
-                    break true;
-                }
-                was_leader = now;
-            }
-        }
-    };
-
-    let drain_started = Instant::now();
-    let (deadline, report) =
-        drain::drain(&handle, &draining_tx, requests, cfg.shutdown.drain_timeout).await;
-    if let Some(n) = notifier {
-        let left = n.depth();
-        tracing::info!(
-            phase = "4/5 notifications",
-            pending = left,
-            "drain: delivering pending notifications"
-        );
-        let until = deadline.max(
-            tokio::time::Instant::now() + Duration::from_millis(if left > 0 { 500 } else { 0 }),
-        );
-        n.shutdown(until).await;
-    }
-    tracing::info!(phase = "5/5 snapshot", "drain: writing the final snapshot");
-    let snap = handle.shutdown().await;
-    if !engine_failed {
-        let _ = engine_task.await;
-    }
-    stop_tx.send_replace(true);
-    for s in servers {
-        let _ = tokio::time::timeout(Duration::from_millis(300), s).await;
-    }
-    held.release().await;
-    let terminated = report.terminated.len();
-    tracing::info!(
-        terminated,
-        finished_in_window = report.completed_in_window,
-        drain_ms = drain_started.elapsed().as_millis() as u64,
-        "daemon stopped"
-    );
-    if let Err(e) = snap {
-        return Err(Failure::new(
-            EXIT_RUNTIME,
-            format!("the final snapshot failed: {e}"),
-        ));
-    }
-    if engine_failed {
-        return Err(Failure::new(
-            EXIT_RUNTIME,
-            "the engine stopped unexpectedly (see the daemon log)",
-        ));
-    }
-    if lost_leadership {
-        return Err(Failure::new(
-            EXIT_RUNTIME,
-            "lost the lock (leadership) while running; drained and stopped",
-        ));
-    }
-    Ok(EXIT_OK)
+    servers
 }

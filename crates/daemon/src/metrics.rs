@@ -25,6 +25,8 @@ pub struct Metrics {
     notify_queue_depth: Gauge,
     leader: Gauge,
     draining: Gauge,
+    config_reloads: Family<Labels, Counter>,
+    config_generation: Gauge,
 }
 
 /// What a scrape reads from the rest of the daemon.
@@ -88,7 +90,25 @@ impl Metrics {
             jobs.get_or_create(&vec![("state".into(), s.as_str().into())])
                 .set(0);
         }
+        let config_reloads = Family::<Labels, Counter>::default();
+        let config_generation = Gauge::default();
+        registry.register(
+            "oj_config_reloads",
+            "Config reloads (SIGHUP or a changed file) by result: ok or rejected",
+            config_reloads.clone(),
+        );
+        registry.register(
+            "oj_config_generation",
+            "Generation of the running config: 1 at start, +1 per accepted reload",
+            config_generation.clone(),
+        );
+        for result in ["ok", "rejected"] {
+            let _ = config_reloads.get_or_create(&vec![("result".into(), result.into())]);
+        }
+        config_generation.set(1);
         Metrics {
+            config_reloads,
+            config_generation,
             registry: Mutex::new(registry),
             jobs,
             jobs_submitted,
@@ -97,6 +117,15 @@ impl Metrics {
             leader,
             draining,
         }
+    }
+
+    /// Counts a reload and publishes the generation now running.
+    pub fn config_reloaded(&self, accepted: bool, generation: u64) {
+        let result = if accepted { "ok" } else { "rejected" };
+        self.config_reloads
+            .get_or_create(&vec![("result".into(), result.into())])
+            .inc();
+        self.config_generation.set(generation as i64);
     }
 
     /// Refreshes the mirrored gauges and renders the text exposition.
