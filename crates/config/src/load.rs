@@ -119,6 +119,14 @@ impl Skip {
         }
     }
 
+    /// Adds the section of the key `e` is about.
+    fn widen(&mut self, e: &ConfigError) -> bool {
+        match e.key.as_deref().and_then(|k| k.rsplit_once('.')) {
+            Some((section, _)) => self.keys.insert(section.to_string()),
+            None => false,
+        }
+    }
+
     fn skips_key(&self, key: &str) -> bool {
         self.keys
             .iter()
@@ -159,7 +167,18 @@ pub fn load_tolerant(
                 for e in &errors.0 {
                     progress |= skip.add(e);
                 }
-                ignored.extend(errors.0);
+                if !progress {
+                    // A rule across keys (`client.cert` needs `client.key`):
+                    // leave out the section the key is in.
+                    for e in &errors.0 {
+                        progress |= skip.widen(e);
+                    }
+                }
+                for e in errors.0 {
+                    if !ignored.contains(&e) {
+                        ignored.push(e);
+                    }
+                }
                 if !progress {
                     return Err(ConfigErrors(ignored));
                 }

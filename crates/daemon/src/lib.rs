@@ -113,9 +113,9 @@ fn start(loaded: Loaded, env: Environment, plugins: Plugins) -> Result<i32, Fail
         Failure::new(
             EXIT_CONFIG,
             format!(
-                "cannot create daemon.state_dir {} (from {}): {e}; choose a writable directory (OJ_STATE_DIR) or fix its permissions",
+                "cannot create daemon.state_dir {} ({}): {e}; choose a writable directory (OJ_STATE_DIR) or fix its permissions",
                 cfg.daemon.state_dir.display(),
-                loaded.source("daemon.state_dir")
+                loaded.origin("daemon.state_dir")
             ),
         )
     })?;
@@ -176,9 +176,9 @@ fn read_token(loaded: &Loaded) -> Result<Option<Secret>, Failure> {
         Failure::new(
             EXIT_CONFIG,
             format!(
-                "cannot read the token file {} (listen.auth_token_file from {}): {e}; create it or point the key at the right file",
+                "cannot read the token file {} (listen.auth_token_file {}): {e}; create it or point the key at the right file",
                 path.display(),
-                loaded.source("listen.auth_token_file")
+                loaded.origin("listen.auth_token_file")
             ),
         )
     })?;
@@ -186,9 +186,9 @@ fn read_token(loaded: &Loaded) -> Result<Option<Secret>, Failure> {
         return Err(Failure::new(
             EXIT_CONFIG,
             format!(
-                "the token file {} (listen.auth_token_file from {}) is empty; write the token into it",
+                "the token file {} (listen.auth_token_file {}) is empty; write the token into it",
                 path.display(),
-                loaded.source("listen.auth_token_file")
+                loaded.origin("listen.auth_token_file")
             ),
         ));
     }
