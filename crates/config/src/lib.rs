@@ -15,6 +15,7 @@ mod load;
 mod model;
 mod quantity;
 pub mod render;
+mod schema;
 mod secret;
 mod validate;
 
@@ -30,41 +31,4 @@ pub use model::*;
 pub use quantity::{QUANTITY_PATTERN, Quantity, QuantityError};
 pub use secret::{REDACTED, Secret};
 
-/// The JSON Schema (draft 2020-12) of a config file: every section optional,
-/// since a file sets only what it changes; `profile` allowed at the top.
-pub fn json_schema() -> serde_json::Value {
-    let schema = schemars::schema_for!(RuntimeConfig);
-    let mut value = schema.to_value();
-    relax_required(&mut value);
-    if let Some(props) = value.get_mut("properties").and_then(|p| p.as_object_mut()) {
-        props.insert(
-            "profile".into(),
-            serde_json::json!({
-                "description": "Profile to use when neither --profile nor OJ_PROFILE is given: \"desktop\", \"kubernetes\" or a user profile.",
-                "type": "string"
-            }),
-        );
-    }
-    if let Some(obj) = value.as_object_mut() {
-        obj.insert("title".into(), "oj config file".into());
-        obj.insert(
-            "description".into(),
-            "Configuration of oj (config.toml). Every key is optional; unset keys keep the profile's value.".into(),
-        );
-    }
-    value
-}
-
-/// Drops `required` everywhere: a config file is a partial overlay.
-fn relax_required(v: &mut serde_json::Value) {
-    match v {
-        serde_json::Value::Object(map) => {
-            map.remove("required");
-            for (_, child) in map.iter_mut() {
-                relax_required(child);
-            }
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(relax_required),
-        _ => {}
-    }
-}
+pub use schema::json_schema;

@@ -1223,7 +1223,12 @@ fn check_kind(key: &keys::Key, value: &Value) -> Result<(), String> {
         Kind::Quantity => {
             let text = match value {
                 Value::String(_, s) => s.clone(),
-                Value::Num(_, n) => n.to_f64().map(|f| f.to_string()).unwrap_or_default(),
+                Value::Num(..) => value
+                    .to_i128()
+                    .map(|i| i.to_string())
+                    .or_else(|| value.to_u128().map(|u| u.to_string()))
+                    .or_else(|| value.to_f64().map(|f| f.to_string()))
+                    .unwrap_or_default(),
                 _ => return invalid(""),
             };
             text.parse::<crate::Quantity>()

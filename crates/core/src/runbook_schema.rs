@@ -100,3 +100,64 @@ pub fn runbook_json_schema() -> Value {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn validator() -> jsonschema::Validator {
+        jsonschema::draft202012::new(&runbook_json_schema()).expect("the schema compiles")
+    }
+
+    fn doc(toml_text: &str) -> Value {
+        let t: toml::Table = toml::from_str(toml_text).expect("TOML");
+        serde_json::to_value(t).expect("JSON")
+    }
+
+    /// The SPEC's example runbook.
+    const EXAMPLE: &str = r#"
+[job.build]
+vars = ["target"]
+env = { CARGO_TERM_COLOR = "never" }
+notify = { on_start = "build ${var.target} started", on_fail = "build failed: ${error}" }
+
+[[job.build.step]]
+name = "compile"
+run = "cargo build --target ${var.target}"
+timeout = "20m"
+
+[[job.build.step]]
+name = "test"
+run = "cargo test"
+container = { image = "rust:1.95", resources = { limits = { memory = "4Gi" } } }
+"#;
+
+    #[test]
+    fn the_schema_and_the_parser_agree() {
+        let v = validator();
+        let cases: &[(&str, bool)] = &[
+            (EXAMPLE, true),
+            (
+                "[job.a]\n[[job.a.step]]\nname = \"s\"\nrun = \"true\"\ncontainer = \"alpine\"\n",
+                true,
+            ),
+            ("[job.a]\n[[job.a.step]]\nname = \"s\"\n", false),
+            (
+                "[job.a]\n[[job.a.step]]\nname = \"s\"\nrun = \"true\"\ntimeout = \"soon\"\n",
+                false,
+            ),
+            (
+                "[job.a]\n[[job.a.step]]\nname = \"s\"\nrun = \"true\"\nrunn = \"x\"\n",
+                false,
+            ),
+            ("[job.a]\nsteps = []\n", false),
+            ("[jobs.a]\n", false),
+        ];
+        for (text, valid) in cases {
+            let errors: Vec<String> = v.iter_errors(&doc(text)).map(|e| e.to_string()).collect();
+            assert_eq!(errors.is_empty(), *valid, "schema on {text}: {errors:?}");
+            let parsed = crate::Runbook::parse(text, "t.toml");
+            assert_eq!(parsed.is_ok(), *valid, "parser on {text}: {parsed:?}");
+        }
+    }
+}
