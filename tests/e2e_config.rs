@@ -86,7 +86,8 @@ fn bad_configuration_exits_78_with_key_layer_and_fix() {
     // The first line names the first problem; the count follows the list.
     let first = out.stderr.lines().next().unwrap_or_default();
     assert!(
-        first.starts_with("oj: invalid configuration: ") && first.contains("OJ_JOBS__MAX_CONCURRNT"),
+        first.starts_with("oj: invalid configuration: ")
+            && first.contains("OJ_JOBS__MAX_CONCURRNT"),
         "{}",
         out.stderr
     );
@@ -184,8 +185,7 @@ fn check_fails_78_listing_every_problem_of_the_environment() {
         out.stderr
     );
     assert!(
-        out.stderr.trim_end().ends_with("(listed above)")
-            && out.stderr.starts_with("error: "),
+        out.stderr.trim_end().ends_with("(listed above)") && out.stderr.starts_with("error: "),
         "errors first, the verdict last, all on stderr: {}",
         out.stderr
     );
@@ -336,7 +336,13 @@ fn a_plain_oj_variable_that_is_no_alias_is_an_error_naming_the_right_one() {
     let out = env.run(&["config", "show"]);
     assert_eq!(out.code, Some(0), "{out:?}");
     let listed = env.run(&["config", "env"]).stdout;
-    for v in ["OJ_JOB_ID", "OJ_JOB_NAME", "OJ_STEP", "OJ_DAEMON__WATCH_CONFIG", "OJ_LOG_STDOUT"] {
+    for v in [
+        "OJ_JOB_ID",
+        "OJ_JOB_NAME",
+        "OJ_STEP",
+        "OJ_DAEMON__WATCH_CONFIG",
+        "OJ_LOG_STDOUT",
+    ] {
         assert!(listed.contains(v), "{v} missing from config env:\n{listed}");
     }
 }
@@ -345,15 +351,40 @@ fn a_plain_oj_variable_that_is_no_alias_is_an_error_naming_the_right_one() {
 fn paths_expand_home_and_resolve_against_their_file() {
     let env = TestEnv::new();
     env.write("etc/ca.pem", "not a real CA");
-    let file = env.write("etc/oj.toml", "[client]\nca = \"ca.pem\"\n[tls]\ncert = \"~/certs/tls.crt\"\n");
-    let out = env.run(&["--config", file.to_str().unwrap(), "--set", "client.key=rel/key.pem", "--set", "client.cert=/abs/cert.pem", "config", "show"]);
+    let file = env.write(
+        "etc/oj.toml",
+        "[client]\nca = \"ca.pem\"\n[tls]\ncert = \"~/certs/tls.crt\"\n",
+    );
+    let out = env.run(&[
+        "--config",
+        file.to_str().unwrap(),
+        "--set",
+        "client.key=rel/key.pem",
+        "--set",
+        "client.cert=/abs/cert.pem",
+        "config",
+        "show",
+    ]);
     assert_eq!(out.code, Some(0), "{out:?}");
     let home = env.path().join("home");
-    let want_ca = format!("ca = {:?}", env.path().join("etc/ca.pem").display().to_string());
-    let want_cert = format!("cert = {:?}", home.join("certs/tls.crt").display().to_string());
-    let want_key = format!("key = {:?}", env.path().join("rel/key.pem").display().to_string());
+    let want_ca = format!(
+        "ca = {:?}",
+        env.path().join("etc/ca.pem").display().to_string()
+    );
+    let want_cert = format!(
+        "cert = {:?}",
+        home.join("certs/tls.crt").display().to_string()
+    );
+    let want_key = format!(
+        "key = {:?}",
+        env.path().join("rel/key.pem").display().to_string()
+    );
     for want in [&want_ca, &want_cert, &want_key] {
-        assert!(out.stdout.contains(want.as_str()), "{want} in:\n{}", out.stdout);
+        assert!(
+            out.stdout.contains(want.as_str()),
+            "{want} in:\n{}",
+            out.stdout
+        );
     }
 }
 
@@ -373,7 +404,10 @@ fn a_missing_file_error_shows_the_value_as_written_its_layer_and_the_absolute_pa
         .unwrap_or_else(|| panic!("{}", out.stderr));
     let absolute = env.path().join("etc/secret/token").display().to_string();
     assert!(line.contains("\"secret/token\""), "as written: {line}");
-    assert!(line.contains(&format!("file {}", file.display())), "layer: {line}");
+    assert!(
+        line.contains(&format!("file {}", file.display())),
+        "layer: {line}"
+    );
     assert!(line.contains(&absolute), "absolute path: {line}");
 }
 
@@ -394,7 +428,11 @@ fn client_commands_warn_about_keys_they_do_not_use_and_carry_on() {
     }
     let out = broken.run(&["status"]);
     assert_eq!(out.code, Some(0), "{out:?}");
-    assert!(out.stderr.contains("warning") && out.stderr.contains("jobs.max_concurrent"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("warning") && out.stderr.contains("jobs.max_concurrent"),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("OJ_LOG_FORMAT"), "{}", out.stderr);
     let list = broken.run(&["job", "list"]);
     assert_eq!(list.code, Some(0), "{list:?}");
@@ -414,10 +452,19 @@ fn show_prints_what_loads_and_every_error_then_exits_78() {
     let out = env.run(&["config", "show"]);
     assert_eq!(out.code, Some(78), "{out:?}");
     assert!(out.stdout.contains("max_concurrent = 6"), "{}", out.stdout);
-    assert!(out.stderr.starts_with("oj: invalid configuration: log.format"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .starts_with("oj: invalid configuration: log.format"),
+        "{}",
+        out.stderr
+    );
     let sources = env.run(&["config", "show", "--sources"]);
     assert_eq!(sources.code, Some(78), "{sources:?}");
-    assert!(sources.stdout.contains("# env OJ_JOBS__MAX_CONCURRENT"), "{}", sources.stdout);
+    assert!(
+        sources.stdout.contains("# env OJ_JOBS__MAX_CONCURRENT"),
+        "{}",
+        sources.stdout
+    );
 }
 
 #[test]
@@ -429,9 +476,23 @@ fn show_sources_is_valid_toml_with_headers_and_every_section() {
     assert_eq!(out.code, Some(0), "{out:?}");
     let parsed: toml::Table = toml::from_str(&out.stdout)
         .unwrap_or_else(|e| panic!("--sources is not TOML: {e}\n{}", out.stdout));
-    assert_eq!(parsed["notify"]["webhook"]["format"].as_str(), Some("standard"));
-    assert!(parsed["notify"]["webhook"]["headers"].get("x_team").is_some(), "{}", out.stdout);
-    assert_eq!(out.stdout.matches("[notify.webhook]").count(), 1, "{}", out.stdout);
+    assert_eq!(
+        parsed["notify"]["webhook"]["format"].as_str(),
+        Some("standard")
+    );
+    assert!(
+        parsed["notify"]["webhook"]["headers"]
+            .get("x_team")
+            .is_some(),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        out.stdout.matches("[notify.webhook]").count(),
+        1,
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -439,7 +500,13 @@ fn explain_shows_every_layer_shadowed_ones_too() {
     let mut env = TestEnv::new();
     env.write_config("[jobs]\nmax_concurrent = 6\n");
     env.set_var("OJ_JOBS__MAX_CONCURRENT", "7");
-    let out = env.run(&["--set", "jobs.max_concurrent=8", "config", "explain", "jobs.max_concurrent"]);
+    let out = env.run(&[
+        "--set",
+        "jobs.max_concurrent=8",
+        "config",
+        "explain",
+        "jobs.max_concurrent",
+    ]);
     assert_eq!(out.code, Some(0), "{out:?}");
     let text = &out.stdout;
     for want in [
@@ -460,7 +527,11 @@ fn explain_shows_every_layer_shadowed_ones_too() {
     assert!(restart.stdout.contains("restart"), "{}", restart.stdout);
     let unknown = env.run(&["config", "explain", "jobs.max_concurent"]);
     assert_eq!(unknown.code, Some(2), "{unknown:?}");
-    assert!(unknown.stderr.contains("jobs.max_concurrent"), "{}", unknown.stderr);
+    assert!(
+        unknown.stderr.contains("jobs.max_concurrent"),
+        "{}",
+        unknown.stderr
+    );
 }
 
 #[test]
@@ -469,25 +540,43 @@ fn diff_names_both_values_and_layers() {
     env.write_config("[jobs]\nmax_concurrent = 6\n");
     let out = env.run(&["config", "diff"]);
     assert_eq!(out.code, Some(0), "{out:?}");
-    let line = out.stdout.lines().find(|l| l.starts_with("jobs.max_concurrent")).unwrap_or_else(|| panic!("{}", out.stdout));
-    assert!(line.contains("4 (profile desktop)") && line.contains("6 (file "), "{line}");
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("jobs.max_concurrent"))
+        .unwrap_or_else(|| panic!("{}", out.stdout));
+    assert!(
+        line.contains("4 (profile desktop)") && line.contains("6 (file "),
+        "{line}"
+    );
     let k8s = env.run(&["config", "diff", "--profile", "kubernetes"]);
-    assert!(k8s.stdout.contains("tls.enabled: false (profile desktop) -> true (profile kubernetes)"), "{}", k8s.stdout);
+    assert!(
+        k8s.stdout
+            .contains("tls.enabled: false (profile desktop) -> true (profile kubernetes)"),
+        "{}",
+        k8s.stdout
+    );
 }
 
 #[test]
 fn requests_and_limits_compare_exactly() {
     let env = TestEnv::new();
     let out = env.run(&[
-        "--set", "pods.resources.requests.cpu=700m",
-        "--set", "pods.resources.limits.cpu=0.7",
-        "config", "show",
+        "--set",
+        "pods.resources.requests.cpu=700m",
+        "--set",
+        "pods.resources.limits.cpu=0.7",
+        "config",
+        "show",
     ]);
     assert_eq!(out.code, Some(0), "700m == 0.7: {out:?}");
     let out = env.run(&[
-        "--set", "pods.resources.requests.memory=1025Mi",
-        "--set", "pods.resources.limits.memory=1Gi",
-        "config", "show",
+        "--set",
+        "pods.resources.requests.memory=1025Mi",
+        "--set",
+        "pods.resources.limits.memory=1Gi",
+        "config",
+        "show",
     ]);
     assert_eq!(out.code, Some(78), "{out:?}");
 }
@@ -498,6 +587,9 @@ fn the_runbook_schema_is_printed() {
     let out = env.run(&["config", "schema", "--runbook"]);
     assert_eq!(out.code, Some(0), "{out:?}");
     let schema: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
-    assert_eq!(schema["$schema"], "https://json-schema.org/draft/2020-12/schema");
+    assert_eq!(
+        schema["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
     assert!(schema["properties"]["job"].is_object(), "{schema}");
 }

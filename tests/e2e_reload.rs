@@ -35,7 +35,11 @@ fn wait_config(d: &Daemon, what: impl Fn(&Value) -> bool) -> Value {
         last = body;
         hit
     });
-    assert!(ok, "the daemon's config never matched; last /v1/config: {last}\nstdout:\n{}", d.stdout());
+    assert!(
+        ok,
+        "the daemon's config never matched; last /v1/config: {last}\nstdout:\n{}",
+        d.stdout()
+    );
     last
 }
 
@@ -48,7 +52,10 @@ fn http_get(port: u16, path: &str) -> String {
         return String::new();
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let _ = write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     out
@@ -71,7 +78,10 @@ fn sighup_applies_max_concurrent_at_once_and_reports_restart_only_keys() {
 
     std::fs::write(
         &file,
-        config(2, "[listen]\nmax_request_bytes = 4096\n[daemon]\nwatch_config = false\n"),
+        config(
+            2,
+            "[listen]\nmax_request_bytes = 4096\n[daemon]\nwatch_config = false\n",
+        ),
     )
     .unwrap();
     d.signal("HUP");
@@ -103,7 +113,8 @@ fn sighup_applies_max_concurrent_at_once_and_reports_restart_only_keys() {
     assert_eq!(status.code, Some(0), "{status:?}");
     assert!(status.stdout.contains("generation 2"), "{}", status.stdout);
     assert!(
-        status.stdout.contains("pending restart: ") && status.stdout.contains("listen.max_request_bytes"),
+        status.stdout.contains("pending restart: ")
+            && status.stdout.contains("listen.max_request_bytes"),
         "{}",
         status.stdout
     );
@@ -126,14 +137,28 @@ fn an_invalid_file_changes_nothing_and_is_counted_as_rejected() {
         &format!("[admin]\naddr = \"127.0.0.1:{port}\"\n"),
     ));
     let d = env.start_daemon(&[]);
-    std::fs::write(&file, "[jobs]\nmax_concurrent = 0\n[log]\nformat = \"yaml\"\n").unwrap();
+    std::fs::write(
+        &file,
+        "[jobs]\nmax_concurrent = 0\n[log]\nformat = \"yaml\"\n",
+    )
+    .unwrap();
     d.signal("HUP");
     let v = wait_config(&d, |v| v["last_reload"]["result"] == "rejected");
     assert_eq!(generation(&v), 1, "{v}");
-    assert_eq!(v["config"]["jobs"]["max_concurrent"], 3, "nothing changed: {v}");
+    assert_eq!(
+        v["config"]["jobs"]["max_concurrent"], 3,
+        "nothing changed: {v}"
+    );
     let errors = v["last_reload"]["errors"].to_string();
-    assert!(errors.contains("jobs.max_concurrent") && errors.contains("log.format"), "{errors}");
-    assert!(d.stdout().contains("ERROR"), "problems logged at ERROR: {}", d.stdout());
+    assert!(
+        errors.contains("jobs.max_concurrent") && errors.contains("log.format"),
+        "{errors}"
+    );
+    assert!(
+        d.stdout().contains("ERROR"),
+        "problems logged at ERROR: {}",
+        d.stdout()
+    );
     // The daemon still works with the old config.
     let id = d.submit(&json!({"name": "ok", "steps": [{"name": "s", "run": "true"}]}));
     d.wait_job(&id, &["done"], WAIT);
@@ -146,11 +171,20 @@ fn an_invalid_file_changes_nothing_and_is_counted_as_rejected() {
     assert!(metrics.contains("oj_config_generation 1"), "{metrics}");
 
     // A fixed file is accepted: generation and counters move.
-    std::fs::write(&file, config(3, &format!("[admin]\naddr = \"127.0.0.1:{port}\"\n"))).unwrap();
+    std::fs::write(
+        &file,
+        config(3, &format!("[admin]\naddr = \"127.0.0.1:{port}\"\n")),
+    )
+    .unwrap();
     d.signal("HUP");
-    wait_config(&d, |v| generation(v) == 2 && v["last_reload"]["result"] == "ok");
+    wait_config(&d, |v| {
+        generation(v) == 2 && v["last_reload"]["result"] == "ok"
+    });
     let metrics = http_get(port, "/metrics");
-    assert!(metrics.contains("oj_config_reloads_total{result=\"ok\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("oj_config_reloads_total{result=\"ok\"} 1"),
+        "{metrics}"
+    );
     assert!(metrics.contains("oj_config_generation 2"), "{metrics}");
     let status = env.run(&["status", "--json"]);
     let status: Value = serde_json::from_str(&status.stdout).expect("status json");
@@ -184,7 +218,10 @@ fn a_configmap_data_symlink_swap_is_applied_without_a_signal() {
     let v = wait_config(&d, |v| v["config"]["jobs"]["max_concurrent"] == 7);
     assert_eq!(generation(&v), 2, "{v}");
     assert!(
-        v["last_reload"]["reason"].as_str().unwrap_or_default().contains("config.toml"),
+        v["last_reload"]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("config.toml"),
         "{v}"
     );
 }
@@ -196,15 +233,22 @@ fn a_live_log_level_change_shows_in_the_log() {
     let d = env.start_daemon(&[]);
     let first = d.submit(&json!({"name": "quiet", "steps": [{"name": "one", "run": "true"}]}));
     d.wait_job(&first, &["done"], WAIT);
-    assert!(!d.stdout().contains("step started"), "debug is off at info: {}", d.stdout());
+    assert!(
+        !d.stdout().contains("step started"),
+        "debug is off at info: {}",
+        d.stdout()
+    );
 
     std::fs::write(&file, config(2, "level = \"info,oj_daemon=debug\"\n")).unwrap();
     // watch_config (on by default): no signal needed.
-    wait_config(&d, |v| v["config"]["log"]["level"] == "info,oj_daemon=debug");
+    wait_config(&d, |v| {
+        v["config"]["log"]["level"] == "info,oj_daemon=debug"
+    });
     let second = d.submit(&json!({"name": "loud", "steps": [{"name": "two", "run": "true"}]}));
     d.wait_job(&second, &["done"], WAIT);
     assert!(
-        wait_until(WAIT, || d.stdout().contains("step started") && d.stdout().contains(&second)),
+        wait_until(WAIT, || d.stdout().contains("step started")
+            && d.stdout().contains(&second)),
         "debug lines appear after the reload: {}",
         d.stdout()
     );
@@ -217,15 +261,28 @@ fn show_and_diff_against_the_running_daemon() {
     let d = env.start_daemon(&[]);
     let show = env.run(&["config", "show", "--daemon"]);
     assert_eq!(show.code, Some(0), "{show:?}");
-    let toml_text: String = show.stdout.lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>().join("\n");
+    let toml_text: String = show
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
     let parsed: toml::Table = toml::from_str(&toml_text).expect("show --daemon is TOML");
     assert_eq!(parsed["jobs"]["max_concurrent"].as_integer(), Some(2));
     let sources = env.run(&["config", "show", "--daemon", "--sources"]);
-    assert!(sources.stdout.contains("max_concurrent = 2  # file "), "{}", sources.stdout);
+    assert!(
+        sources.stdout.contains("max_concurrent = 2  # file "),
+        "{}",
+        sources.stdout
+    );
 
     let same = env.run(&["config", "diff", "--daemon"]);
     assert_eq!(same.code, Some(0), "{same:?}");
-    assert!(same.stdout.trim().is_empty(), "no drift yet: {}", same.stdout);
+    assert!(
+        same.stdout.trim().is_empty(),
+        "no drift yet: {}",
+        same.stdout
+    );
 
     // watch_config = false: the file changes, the daemon does not.
     std::fs::write(&file, config(5, "[daemon]\nwatch_config = false\n")).unwrap();
@@ -239,5 +296,8 @@ fn show_and_diff_against_the_running_daemon() {
         .lines()
         .find(|l| l.starts_with("jobs.max_concurrent"))
         .unwrap_or_else(|| panic!("{}", drift.stdout));
-    assert!(line.contains('2') && line.contains('5') && line.contains("file "), "{line}");
+    assert!(
+        line.contains('2') && line.contains('5') && line.contains("file "),
+        "{line}"
+    );
 }

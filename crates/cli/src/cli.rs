@@ -109,16 +109,20 @@ pub enum ConfigCommand {
     /// Validate the configuration and the environment it needs; exit 0 or 78
     Check,
     /// Explain one key: type, default, env variable, whether it applies live, every layer's value
-    #[command(after_help = "Examples:\n  oj config explain log.level\n  oj config explain pods.resources")]
+    #[command(
+        after_help = "Examples:\n  oj config explain log.level\n  oj config explain pods.resources"
+    )]
     Explain {
         /// The dotted key (or a section such as log.file)
         key: String,
     },
     /// Show the keys that differ: files vs the running daemon (--daemon),
     /// vs --profile/--config, or (by default) the profile vs the effective config
-    #[command(after_help = "Examples:\n  oj config diff                       what files, env and flags change\n  \
+    #[command(
+        after_help = "Examples:\n  oj config diff                       what files, env and flags change\n  \
                             oj config diff --profile kubernetes  what switching profile would change\n  \
-                            oj config diff --daemon              drift between the daemon and the files on disk")]
+                            oj config diff --daemon              drift between the daemon and the files on disk"
+    )]
     Diff {
         /// Compare the running daemon's config with the files on disk
         #[arg(long)]

@@ -244,7 +244,11 @@ fn config_status_text(c: Option<&Value>) -> String {
                 field("at"),
                 field("reason")
             );
-            if let Some(first) = r.get("errors").and_then(Value::as_array).and_then(|e| e.first()) {
+            if let Some(first) = r
+                .get("errors")
+                .and_then(Value::as_array)
+                .and_then(|e| e.first())
+            {
                 text.push_str(&format!(": {}", first.as_str().unwrap_or_default()));
             }
             parts.push(text);

@@ -70,7 +70,10 @@ pub fn load_for_client(opts: &LoadOptions, env: &Environment) -> Result<Loaded, 
 
 /// What could be loaded and every error: `show` and `explain` print the
 /// first and report the second.
-fn load_lenient(opts: &LoadOptions, env: &Environment) -> Result<(Loaded, Vec<ConfigError>), Failure> {
+fn load_lenient(
+    opts: &LoadOptions,
+    env: &Environment,
+) -> Result<(Loaded, Vec<ConfigError>), Failure> {
     oj_config::load_tolerant(opts, env, |_| true)
         .map(|t| (t.loaded, t.ignored))
         .map_err(|errors| config_failure(&errors))
@@ -121,7 +124,11 @@ pub fn run(cmd: ConfigCommand, opts: &LoadOptions, env: &Environment) -> Result<
             }
             let errors: Vec<ConfigError> = errors
                 .into_iter()
-                .filter(|e| e.key.as_deref().is_some_and(|k| k == key || k.starts_with(&format!("{key}."))))
+                .filter(|e| {
+                    e.key
+                        .as_deref()
+                        .is_some_and(|k| k == key || k.starts_with(&format!("{key}.")))
+                })
                 .collect();
             finish(errors)
         }
@@ -198,63 +205,36 @@ fn check_failed(n: usize) -> Failure {
     )
 }
 
+/// The two configurations `oj config diff` compares.
+struct Sides {
+    left: View,
+    left_name: String,
+    right: View,
+    right_name: String,
+    /// Keys left out of the comparison.
+    skip: fn(&str) -> bool,
+}
+
 /// `oj config diff`: with `--daemon`, the running daemon's config against
 /// the files on disk; with `--profile`/`--config`, the config without them
 /// against the config with them; else the profile alone against the
 /// effective config (what files, env and flags change).
 fn diff(daemon: bool, opts: &LoadOptions, env: &Environment) -> Result<i32, Failure> {
-    let (left, left_name, right, right_name, skip): (View, String, View, String, fn(&str) -> bool) =
-        if daemon {
-            let running = crate::client_cmds::daemon_config(opts, env)?;
-            let disk = load_or_fail(&running.options_on_disk(opts), env)?;
-            (
-                running.view,
-                "running daemon".into(),
-                View::of(&disk),
-                "files on disk".into(),
-                keys::client_only,
-            )
-        } else if opts.profile.is_some() || !opts.config_files.is_empty() {
-            let base = LoadOptions {
-                profile: None,
-                config_files: Vec::new(),
-                ..opts.clone()
-            };
-            let what: Vec<String> = opts
-                .profile
-                .iter()
-                .map(|p| format!("--profile {p}"))
-                .chain(opts.config_files.iter().map(|f| format!("--config {}", f.display())))
-                .collect();
-            (
-                View::of(&load_or_fail(&base, env)?),
-                "effective".into(),
-                View::of(&load_or_fail(opts, env)?),
-                format!("with {}", what.join(" ")),
-                |_| false,
-            )
-        } else {
-            let effective = load_or_fail(opts, env)?;
-            let profile_only = LoadOptions {
-                profile: Some(effective.profile.clone()),
-                ..LoadOptions::default()
-            };
-            let bare = profile_env(env);
-            (
-                View::of(&load_or_fail(&profile_only, &bare)?),
-                format!("profile {}", effective.profile),
-                View::of(&effective),
-                "effective".into(),
-                |_| false,
-            )
-        };
-    let mut differences: Vec<Difference> = inspect::diff(&left, &right, skip);
+    let sides = if daemon {
+        daemon_sides(opts, env)?
+    } else if opts.profile.is_some() || !opts.config_files.is_empty() {
+        flag_sides(opts, env)?
+    } else {
+        profile_sides(opts, env)?
+    };
+    let mut differences: Vec<Difference> = inspect::diff(&sides.left, &sides.right, sides.skip);
     if daemon {
         // Values the daemon took from its own environment or flags, or the
         // client from its own, are not about the files: no drift there.
         let not_files = |layer: &str| layer.starts_with("env ") || layer.starts_with("flag ");
         differences.retain(|d| !not_files(&d.left_layer) && !not_files(&d.right_layer));
     }
+    let (left_name, right_name) = (&sides.left_name, &sides.right_name);
     if differences.is_empty() {
         eprintln!("oj: no differences between the {left_name} and the {right_name} config");
         return Ok(OK);
@@ -265,6 +245,58 @@ fn diff(daemon: bool, opts: &LoadOptions, env: &Environment) -> Result<i32, Fail
     }
     emit(text.as_bytes());
     Ok(OK)
+}
+
+fn daemon_sides(opts: &LoadOptions, env: &Environment) -> Result<Sides, Failure> {
+    let running = crate::client_cmds::daemon_config(opts, env)?;
+    let disk = load_or_fail(&running.options_on_disk(opts), env)?;
+    Ok(Sides {
+        left: running.view,
+        left_name: "running daemon".into(),
+        right: View::of(&disk),
+        right_name: "files on disk".into(),
+        skip: keys::client_only,
+    })
+}
+
+fn flag_sides(opts: &LoadOptions, env: &Environment) -> Result<Sides, Failure> {
+    let base = LoadOptions {
+        profile: None,
+        config_files: Vec::new(),
+        ..opts.clone()
+    };
+    let what: Vec<String> = opts
+        .profile
+        .iter()
+        .map(|p| format!("--profile {p}"))
+        .chain(
+            opts.config_files
+                .iter()
+                .map(|f| format!("--config {}", f.display())),
+        )
+        .collect();
+    Ok(Sides {
+        left: View::of(&load_or_fail(&base, env)?),
+        left_name: "effective".into(),
+        right: View::of(&load_or_fail(opts, env)?),
+        right_name: format!("with {}", what.join(" ")),
+        skip: |_| false,
+    })
+}
+
+fn profile_sides(opts: &LoadOptions, env: &Environment) -> Result<Sides, Failure> {
+    let effective = load_or_fail(opts, env)?;
+    let profile_only = LoadOptions {
+        profile: Some(effective.profile.clone()),
+        ..LoadOptions::default()
+    };
+    Ok(Sides {
+        left: View::of(&load_or_fail(&profile_only, &profile_env(env))?),
+        left_name: format!("profile {}", effective.profile),
+        right: View::of(&effective),
+        right_name: "effective".into(),
+        skip: |_| false,
+    })
 }
 
 /// The environment without `OJ_*` variables and with no config file: what

@@ -47,7 +47,11 @@ fn explain_key(loaded: &Loaded, k: &keys::Key, asked: &str) -> String {
     };
     row(&mut out, "type:", &keys::describe(k.kind));
     if k.optional {
-        row(&mut out, "", "optional: \"\" (or an empty variable) unsets it");
+        row(
+            &mut out,
+            "",
+            "optional: \"\" (or an empty variable) unsets it",
+        );
     }
     row(&mut out, "description:", k.description);
     let default = loaded
@@ -70,7 +74,11 @@ fn explain_key(loaded: &Loaded, k: &keys::Key, asked: &str) -> String {
     if aliases.is_empty() {
         row(&mut out, "env:", &env);
     } else {
-        row(&mut out, "env:", &format!("{env} (alias {})", aliases.join(", ")));
+        row(
+            &mut out,
+            "env:",
+            &format!("{env} (alias {})", aliases.join(", ")),
+        );
     }
     let applies = if keys::client_only(k.name) {
         "read by client commands only (the daemon does not use it)"
@@ -81,7 +89,11 @@ fn explain_key(loaded: &Loaded, k: &keys::Key, asked: &str) -> String {
     };
     row(&mut out, "applies:", applies);
     if k.secret {
-        row(&mut out, "secret:", "yes; values are shown as \"<redacted>\"");
+        row(
+            &mut out,
+            "secret:",
+            "yes; values are shown as \"<redacted>\"",
+        );
     }
     out.push_str("  layers, lowest first (the last one wins):\n");
     let effective_layer = loaded.source(asked).to_string();
@@ -101,7 +113,12 @@ fn explain_key(loaded: &Loaded, k: &keys::Key, asked: &str) -> String {
             any = true;
             let mut line = format!("    {:<40} {}", layer.name, shown(value));
             if name.as_str() != asked {
-                line = format!("    {:<40} {} = {}", layer.name, &name[asked.len() + 1..], shown(value));
+                line = format!(
+                    "    {:<40} {} = {}",
+                    layer.name,
+                    &name[asked.len() + 1..],
+                    shown(value)
+                );
             }
             if let Some(w) = layer.written.get(name.as_str()) {
                 line.push_str(&format!("  (written {w:?})"));
@@ -124,7 +141,9 @@ fn explain_key(loaded: &Loaded, k: &keys::Key, asked: &str) -> String {
     )
     .map(shown)
     .unwrap_or_else(|| "unset".into());
-    out.push_str(&format!("  effective:   {effective}  # {effective_layer}\n"));
+    out.push_str(&format!(
+        "  effective:   {effective}  # {effective_layer}\n"
+    ));
     out
 }
 
@@ -173,7 +192,8 @@ pub fn diff(left: &View, right: &View, skip: impl Fn(&str) -> bool) -> Vec<Diffe
             let rv = render::lookup(&r, &name);
             if lv != rv {
                 let show = |v: Option<&serde_json::Value>| {
-                    v.map(render::render_value).unwrap_or_else(|| "unset".into())
+                    v.map(render::render_value)
+                        .unwrap_or_else(|| "unset".into())
                 };
                 out.push(Difference {
                     left: show(lv),

@@ -23,9 +23,9 @@ pub use defaults::BuiltinProfile;
 pub use environment::Environment;
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{
-    LayerRecord, STEP_VARIABLES, Tolerated, accepted_variables, load_tolerant, nearest_variable,
-    ALIASES, LoadOptions, Loaded, OJ_CONFIG, OJ_PROFILE, ProfileInfo, default_config_file,
-    list_profiles, load, parse_toml, user_profile_dirs,
+    ALIASES, LayerRecord, LoadOptions, Loaded, OJ_CONFIG, OJ_PROFILE, ProfileInfo, STEP_VARIABLES,
+    Tolerated, accepted_variables, default_config_file, list_profiles, load, load_tolerant,
+    nearest_variable, parse_toml, user_profile_dirs,
 };
 pub use model::*;
 pub use quantity::{QUANTITY_PATTERN, Quantity, QuantityError};

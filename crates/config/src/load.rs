@@ -128,9 +128,9 @@ impl Skip {
     }
 
     fn skips_key(&self, key: &str) -> bool {
-        self.keys
-            .iter()
-            .any(|k| key == k || key.starts_with(k.as_str()) && key.as_bytes().get(k.len()) == Some(&b'.'))
+        self.keys.iter().any(|k| {
+            key == k || key.starts_with(k.as_str()) && key.as_bytes().get(k.len()) == Some(&b'.')
+        })
     }
 }
 
@@ -808,7 +808,10 @@ fn resolve_path(key: &str, raw: &str, dir: Option<&Path>, env: &Environment) -> 
     if raw.is_empty() {
         return None;
     }
-    let expanded = match raw.strip_prefix("~/").or(if raw == "~" { Some("") } else { None }) {
+    let expanded = match raw
+        .strip_prefix("~/")
+        .or(if raw == "~" { Some("") } else { None })
+    {
         Some(rest) => match env.get("HOME") {
             Some(home) => Path::new(home).join(rest),
             None => PathBuf::from(raw),
@@ -885,7 +888,10 @@ fn record(name: &str, dict: &Dict, written: BTreeMap<String, String>) -> LayerRe
                 format!("{prefix}.{k}")
             };
             match v {
-                Value::Dict(_, inner) if keys::is_section(&path) || keys::find(&path).is_some_and(|k| k.kind == Kind::StrTable) => {
+                Value::Dict(_, inner)
+                    if keys::is_section(&path)
+                        || keys::find(&path).is_some_and(|k| k.kind == Kind::StrTable) =>
+                {
                     walk(&path, inner, out)
                 }
                 other => {

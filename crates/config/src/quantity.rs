@@ -144,7 +144,11 @@ pub fn parse_nanos(s: &str) -> Option<BigInt> {
             if r.is_zero() { q } else { q + 1 }
         }
     };
-    let magnitude = if two > 0 { magnitude.min(max) } else { magnitude };
+    let magnitude = if two > 0 {
+        magnitude.min(max)
+    } else {
+        magnitude
+    };
     Some(if parts.negative {
         -magnitude
     } else {
@@ -394,8 +398,29 @@ mod tests {
     #[test]
     fn kubernetes_rejects() {
         for bad in [
-            "", ".", "-.", "abc", "1.2.3", "12Q", "Mi", "1 Gi", " 1", "1 ", "1mi", "-", "+",
-            "1e", "1E+", "1e1.5", "1KiB", "1.5.5", "e3", "1i", "1MB", "1\n", "Non-Numeric",
+            "",
+            ".",
+            "-.",
+            "abc",
+            "1.2.3",
+            "12Q",
+            "Mi",
+            "1 Gi",
+            " 1",
+            "1 ",
+            "1mi",
+            "-",
+            "+",
+            "1e",
+            "1E+",
+            "1e1.5",
+            "1KiB",
+            "1.5.5",
+            "e3",
+            "1i",
+            "1MB",
+            "1\n",
+            "Non-Numeric",
         ] {
             assert_eq!(parse_nanos(bad), None, "{bad:?} should be rejected");
             assert!(bad.parse::<Quantity>().is_err(), "{bad:?}");

@@ -37,7 +37,10 @@ impl View {
 
     /// The source of a key (`default` when unknown).
     pub fn source(&self, key: &str) -> &str {
-        self.sources.get(key).map(String::as_str).unwrap_or("default")
+        self.sources
+            .get(key)
+            .map(String::as_str)
+            .unwrap_or("default")
     }
 }
 

@@ -115,10 +115,19 @@ fn every_key_has_a_description_and_a_default_or_a_reason() {
 
 /// Files the schema and `oj config check` (the loader) must judge alike.
 const CORPUS: &[(&str, bool)] = &[
-    ("[jobs]\nmax_concurrent = 3\nstep_timeout = \"1h 30m\"\n", true),
-    ("[listen]\ntcp = \"[::1]:7777\"\ninsecure_no_auth = true\n", true),
+    (
+        "[jobs]\nmax_concurrent = 3\nstep_timeout = \"1h 30m\"\n",
+        true,
+    ),
+    (
+        "[listen]\ntcp = \"[::1]:7777\"\ninsecure_no_auth = true\n",
+        true,
+    ),
     ("[listen]\ntcp = \"\"\n", true),
-    ("[pods.resources.requests]\ncpu = \"0.5\"\nmemory = \"1e3\"\n", true),
+    (
+        "[pods.resources.requests]\ncpu = \"0.5\"\nmemory = \"1e3\"\n",
+        true,
+    ),
     ("[pods.resources.limits]\ncpu = 2\nmemory = \"4Gi\"\n", true),
     ("[notify]\nevents = [\"fail\"]\n", true),
     ("[notify.webhook.headers]\nx-team = \"infra\"\n", true),
@@ -161,13 +170,20 @@ fn the_schema_and_the_loader_agree_on_a_corpus() {
     let env = oj_config::Environment::new(
         [
             ("HOME", dir.path().join("home").display().to_string()),
-            ("XDG_CONFIG_HOME", dir.path().join("cfg").display().to_string()),
+            (
+                "XDG_CONFIG_HOME",
+                dir.path().join("cfg").display().to_string(),
+            ),
         ],
         "testhost",
     );
     for (i, (text, valid)) in CORPUS.iter().enumerate() {
         let schema_ok = schema_errors(&v, &toml_to_json(text));
-        assert_eq!(schema_ok.is_empty(), *valid, "schema on {text:?}: {schema_ok:?}");
+        assert_eq!(
+            schema_ok.is_empty(),
+            *valid,
+            "schema on {text:?}: {schema_ok:?}"
+        );
         let file = dir.path().join(format!("c{i}.toml"));
         std::fs::write(&file, text).unwrap();
         let opts = oj_config::LoadOptions {
@@ -175,6 +191,11 @@ fn the_schema_and_the_loader_agree_on_a_corpus() {
             ..Default::default()
         };
         let loaded = oj_config::load(&opts, &env);
-        assert_eq!(loaded.is_ok(), *valid, "loader on {text:?}: {:?}", loaded.err());
+        assert_eq!(
+            loaded.is_ok(),
+            *valid,
+            "loader on {text:?}: {:?}",
+            loaded.err()
+        );
     }
 }

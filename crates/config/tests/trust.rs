@@ -9,7 +9,10 @@ use oj_config::{Environment, LoadOptions, load, load_tolerant};
 fn env(dir: &std::path::Path, vars: &[(&str, &str)]) -> Environment {
     let mut all: Vec<(String, String)> = vec![
         ("HOME".into(), dir.join("home").display().to_string()),
-        ("XDG_CONFIG_HOME".into(), dir.join("cfg").display().to_string()),
+        (
+            "XDG_CONFIG_HOME".into(),
+            dir.join("cfg").display().to_string(),
+        ),
     ];
     all.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     Environment::new(all, "testhost").with_cwd(dir.join("work"))
@@ -83,7 +86,10 @@ fn home_and_file_relative_paths_resolve_and_remember_how_they_were_written() {
     assert_eq!(l.config.log.file.path, PathBuf::from("oj.log"));
     assert_eq!(l.written("tls.cert"), Some("certs/tls.crt"));
     let origin = l.origin("tls.cert");
-    assert!(origin.contains("certs/tls.crt") && origin.contains("config.toml"), "{origin}");
+    assert!(
+        origin.contains("certs/tls.crt") && origin.contains("config.toml"),
+        "{origin}"
+    );
     assert_eq!(l.written("log.level"), None);
 }
 
@@ -91,7 +97,11 @@ fn home_and_file_relative_paths_resolve_and_remember_how_they_were_written() {
 fn a_relative_config_file_is_found_from_the_working_directory() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("work")).unwrap();
-    std::fs::write(dir.path().join("work/oj.toml"), "[jobs]\nmax_concurrent = 9\n").unwrap();
+    std::fs::write(
+        dir.path().join("work/oj.toml"),
+        "[jobs]\nmax_concurrent = 9\n",
+    )
+    .unwrap();
     let opts = LoadOptions {
         config_files: vec!["oj.toml".into()],
         ..Default::default()
@@ -113,17 +123,23 @@ fn a_tolerant_load_leaves_out_what_it_may_and_keeps_the_rest() {
         ..Default::default()
     };
     let t = load_tolerant(&opts, &e, |err| {
-        !err.key.as_deref().is_some_and(oj_config::keys::used_by_client)
+        !err.key
+            .as_deref()
+            .is_some_and(oj_config::keys::used_by_client)
     })
     .unwrap();
     assert_eq!(t.loaded.config.client.url.as_deref(), Some("http://h:1"));
     assert_eq!(t.ignored.len(), 2, "{:?}", t.ignored);
     // An error in a key the predicate keeps is returned.
     let e = env(dir.path(), &[("OJ_CLIENT__URL", "ftp://h")]);
-    assert!(load_tolerant(&LoadOptions::default(), &e, |err| {
-        !err.key.as_deref().is_some_and(oj_config::keys::used_by_client)
-    })
-    .is_err());
+    assert!(
+        load_tolerant(&LoadOptions::default(), &e, |err| {
+            !err.key
+                .as_deref()
+                .is_some_and(oj_config::keys::used_by_client)
+        })
+        .is_err()
+    );
 }
 
 #[test]
@@ -141,7 +157,11 @@ fn every_layer_is_recorded_with_what_it_sets() {
     let setters: Vec<(&str, String)> = l
         .layers
         .iter()
-        .filter_map(|r| r.values.get("jobs.max_concurrent").map(|v| (r.name.as_str(), v.to_string())))
+        .filter_map(|r| {
+            r.values
+                .get("jobs.max_concurrent")
+                .map(|v| (r.name.as_str(), v.to_string()))
+        })
         .collect();
     assert_eq!(
         setters,

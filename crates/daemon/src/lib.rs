@@ -32,10 +32,10 @@ use oj_config::{Environment, Loaded, NotifyBackend, RuntimeConfig, Secret};
 use tokio::sync::watch;
 
 use crate::api::{DaemonInfo, Shared};
-use crate::reload::{ConfigStatus, LiveSlices, Reloader};
 use crate::drain::ShutdownTrigger;
 use crate::engine::{Engine, EngineConfig};
 use crate::lock::LockError;
+use crate::reload::{ConfigStatus, LiveSlices, Reloader};
 use crate::runner::shell::{KILL_GRACE, ShellRunner};
 use crate::runner::{Runners, StepRunner};
 use crate::storage::Storage;

@@ -142,7 +142,8 @@ impl LiveSlices {
             tracing::error!(error = %e, "cannot apply the new log.level; the old one stays");
         }
         if touched("jobs.") {
-            self.engine.reconfigure(engine_config(&self.engine_base, cfg));
+            self.engine
+                .reconfigure(engine_config(&self.engine_base, cfg));
         }
         self.config.send_replace(Arc::new(cfg.clone()));
     }
@@ -345,7 +346,12 @@ fn restore_sources(
 ) {
     let under = |k: &String| k == key || k.starts_with(&format!("{key}."));
     sources.retain(|k, _| !under(k));
-    sources.extend(start.iter().filter(|(k, _)| under(k)).map(|(k, v)| (k.clone(), v.clone())));
+    sources.extend(
+        start
+            .iter()
+            .filter(|(k, _)| under(k))
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
 }
 
 /// The keys (from the key table, so every key counts, whoever added it)
@@ -461,7 +467,11 @@ mod tests {
     #[test]
     fn restart_only_keys_keep_their_start_values_and_are_pending() {
         let started = load(&[]);
-        let new = load(&["jobs.max_concurrent=9", "listen.max_request_bytes=2048", "log.level=debug"]);
+        let new = load(&[
+            "jobs.max_concurrent=9",
+            "listen.max_request_bytes=2048",
+            "log.level=debug",
+        ]);
         let (running, pending) = running_config(&started, &new);
         assert_eq!(running.config.jobs.max_concurrent, 9);
         assert_eq!(running.config.log.level, "debug");
@@ -469,7 +479,10 @@ mod tests {
             running.config.listen.max_request_bytes,
             started.config.listen.max_request_bytes
         );
-        assert_eq!(running.source("listen.max_request_bytes"), started.source("listen.max_request_bytes"));
+        assert_eq!(
+            running.source("listen.max_request_bytes"),
+            started.source("listen.max_request_bytes")
+        );
         assert_eq!(pending, vec!["listen.max_request_bytes".to_string()]);
     }
 
