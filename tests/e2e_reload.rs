@@ -301,3 +301,38 @@ fn show_and_diff_against_the_running_daemon() {
         "{line}"
     );
 }
+
+#[test]
+fn a_notify_change_applies_without_a_restart() {
+    let env = TestEnv::new();
+    let file = env.write_config(
+        "[notify]\nbackend = \"none\"\n[log]\nstdout = true\n[daemon]\nwatch_config = false\n",
+    );
+    let d = env.start_daemon(&[]);
+    let quiet = d.submit(&json!({"name": "quiet", "steps": [{"name": "s", "run": "true"}]}));
+    d.wait_job(&quiet, &["done"], WAIT);
+
+    std::fs::write(&file, config(2, "[daemon]\nwatch_config = false\n")).unwrap();
+    d.signal("HUP");
+    let v = wait_config(&d, |v| v["config"]["notify"]["backend"] == "log");
+    assert!(
+        !v["pending_restart"].to_string().contains("notify"),
+        "notify.* applies live: {v}"
+    );
+    let loud = d.submit(&json!({"name": "loud", "steps": [{"name": "s", "run": "true"}]}));
+    d.wait_job(&loud, &["done"], WAIT);
+    assert!(
+        wait_until(WAIT, || {
+            let log = d.stdout();
+            log.contains("oj::notify") && log.contains(&loud)
+        }),
+        "the log backend notifies after the reload: {}",
+        d.stdout()
+    );
+    assert!(
+        !d.stdout()
+            .lines()
+            .any(|l| l.contains("oj::notify") && l.contains(&quiet)),
+        "nothing was notified while the backend was none"
+    );
+}

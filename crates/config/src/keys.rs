@@ -327,12 +327,13 @@ pub const STATE_RELATIVE: &[&str] = &["listen.unix_socket", "log.file.path"];
 /// an entry ending in `.` covers every key under it. Every other key that a
 /// reload changes is reported as pending a restart. A key belongs here once
 /// its subsystem takes it from the daemon's live config (`reload.rs`:
-/// `LiveSlices`, or the `watch` of the running config). Not yet: `notify.*`,
-/// `pods.*`, `tls.*` paths (certificates rotated on disk are picked up
+/// `LiveSlices`, or the `watch` of the running config). Not yet: `pods.*`,
+/// `tls.*` paths (certificates rotated on disk are picked up
 /// anyway, SPEC §3.10) and the keys of SPEC §7.1 that reach their
 /// subsystems in other changes.
 pub const LIVE: &[&str] = &[
     "log.level",
+    "notify.",
     "jobs.max_concurrent",
     "jobs.step_timeout",
     "shutdown.",

@@ -22,7 +22,8 @@ pub struct AdminState {
     pub leader: watch::Receiver<bool>,
     pub draining: watch::Receiver<bool>,
     pub metrics: Arc<Metrics>,
-    pub notifier: Option<Notifier>,
+    /// The notifier in use (it changes when a reload changes `notify.*`).
+    pub notifier: crate::notify::LiveNotifier,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -51,23 +52,20 @@ async fn readyz(State(s): State<AdminState>) -> Response {
 
 async fn metrics(State(s): State<AdminState>) -> Response {
     let counts = s.engine.counts().await;
+    let notifier = s.notifier.current();
     let observed = Observed {
         counts,
         leader: *s.leader.borrow(),
         draining: *s.draining.borrow(),
-        notify_depth: s.notifier.as_ref().map(Notifier::depth).unwrap_or(0),
+        notify_depth: notifier.as_ref().map(Notifier::depth).unwrap_or(0),
         // With `notify.backend = "none"` there is no notifier: report zeros
         // so the series exist for dashboards and alerts.
-        notify_counts: s
-            .notifier
-            .as_ref()
-            .map(Notifier::counts)
-            .unwrap_or_else(|| {
-                ["delivered", "failed", "dropped", "retried"]
-                    .into_iter()
-                    .map(|r| ("none", r, 0))
-                    .collect()
-            }),
+        notify_counts: notifier.as_ref().map(Notifier::counts).unwrap_or_else(|| {
+            ["delivered", "failed", "dropped", "retried"]
+                .into_iter()
+                .map(|r| ("none", r, 0))
+                .collect()
+        }),
     };
     (
         [(header::CONTENT_TYPE, CONTENT_TYPE)],

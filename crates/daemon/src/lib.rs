@@ -236,7 +236,7 @@ pub struct Daemon {
     leader: watch::Receiver<bool>,
     engine: engine::EngineHandle,
     engine_task: tokio::task::JoinHandle<()>,
-    notifier: Option<oj_adapters::notify::Notifier>,
+    notifier: notify::LiveNotifier,
     servers: Vec<tokio::task::JoinHandle<()>>,
     stop_tx: watch::Sender<bool>,
     draining_tx: watch::Sender<bool>,
@@ -329,6 +329,7 @@ impl Daemon {
         let (draining_tx, draining_rx) = watch::channel(false);
         let (stop_tx, stop_rx) = watch::channel(false);
         let config_status = ConfigStatus::new(loaded.clone());
+        let profile = loaded.profile.clone();
         let info = Arc::new(DaemonInfo {
             version: VERSION.to_string(),
             profile: loaded.profile.clone(),
@@ -367,6 +368,8 @@ impl Daemon {
                 engine: handle.clone(),
                 engine_base: engine_cfg,
                 log_level,
+                notifier: notifier.clone(),
+                profile: profile.clone(),
                 config: config_tx,
             },
             metrics,
@@ -447,7 +450,7 @@ impl Daemon {
         let drain_timeout = live_config.borrow().shutdown.drain_timeout;
         let drain_started = Instant::now();
         let (deadline, report) = drain::drain(&handle, &draining_tx, requests, drain_timeout).await;
-        if let Some(n) = notifier {
+        if let Some(n) = notifier.current() {
             let left = n.depth();
             tracing::info!(
                 phase = "4/5 notifications",
@@ -596,38 +599,31 @@ async fn bind_tcp_for(
     })
 }
 
-/// Starts the notifier for `notify.*` (none for `backend = "none"`).
+/// Starts the notifier for `notify.*` (none for `backend = "none"`) and
+/// plugs it into the engine behind a [`notify::LiveNotifier`].
 fn start_notifier(
     loaded: &Loaded,
     engine: &mut Engine,
     handle: &engine::EngineHandle,
-) -> Result<Option<oj_adapters::notify::Notifier>, Failure> {
+) -> Result<notify::LiveNotifier, Failure> {
     let cfg = &loaded.config;
+    let pending: Vec<_> = engine
+        .pending_notifications()
+        .iter()
+        .map(notify::to_adapter)
+        .collect();
     if cfg.notify.backend == NotifyBackend::None {
         // Nothing will deliver what an earlier backend left pending: finish
         // it now, so the WAL and snapshot do not carry it forever.
-        for pending in engine.pending_notifications() {
-            handle.ack_notification(&pending.id);
+        for p in &pending {
+            handle.ack_notification(&p.id);
         }
-        return Ok(None);
     }
-    let ack_handle = handle.clone();
-    let n = oj_adapters::notify::Notifier::start(
-        cfg.notify.clone(),
-        oj_adapters::notify::NotifyContext {
-            instance: cfg.daemon.instance.clone(),
-            profile: loaded.profile.clone(),
-        },
-        engine
-            .pending_notifications()
-            .iter()
-            .map(notify::to_adapter)
-            .collect(),
-        Box::new(move |id: &str| ack_handle.ack_notification(id)),
-    )
-    .map_err(|e| Failure::new(EXIT_CONFIG, e.to_string()))?;
-    engine.set_notifier(Arc::new(notify::NotifierSink(n.clone())));
-    Ok(Some(n))
+    let n = reload::build_notifier(cfg, &loaded.profile, handle, pending)
+        .map_err(|e| Failure::new(EXIT_CONFIG, e.to_string()))?;
+    let live = notify::LiveNotifier::new(n);
+    engine.set_notifier(Arc::new(notify::NotifierSink(live.clone())));
+    Ok(live)
 }
 
 /// Spawns a server per bound listener (and the TLS reloader).

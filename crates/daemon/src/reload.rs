@@ -20,13 +20,15 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use oj_adapters::logging::LevelControl;
-use oj_config::{Environment, Loaded, RuntimeConfig, keys, render};
+use oj_adapters::notify::Notifier;
+use oj_config::{Environment, Loaded, NotifyBackend, RuntimeConfig, keys, render};
 use serde_json::{Value, json};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
 
 use crate::engine::{EngineConfig, EngineHandle};
 use crate::metrics::Metrics;
+use crate::notify::LiveNotifier;
 
 /// How often the watched files' metadata is read.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -126,6 +128,10 @@ pub struct LiveSlices {
     /// `log.level` of the installed subscriber (none when logging was set
     /// up by someone else, e.g. in tests).
     pub log_level: Option<LevelControl>,
+    /// `notify.*`: a new notifier replaces the old one.
+    pub notifier: LiveNotifier,
+    /// The profile name notifications carry.
+    pub profile: String,
     /// Everyone else reads the running config here, per use.
     pub config: watch::Sender<Arc<RuntimeConfig>>,
 }
@@ -145,8 +151,58 @@ impl LiveSlices {
             self.engine
                 .reconfigure(engine_config(&self.engine_base, cfg));
         }
+        if touched("notify.") {
+            self.swap_notifier(cfg);
+        }
         self.config.send_replace(Arc::new(cfg.clone()));
     }
+}
+
+impl LiveSlices {
+    /// Starts a notifier for the new `notify.*` and retires the old one: it
+    /// gets [`RETIRE_GRACE`] to deliver what it holds; what it cannot is
+    /// still in the WAL, unacknowledged, and is delivered after a restart.
+    fn swap_notifier(&self, cfg: &RuntimeConfig) {
+        match build_notifier(cfg, &self.profile, &self.engine, Vec::new()) {
+            Ok(new) => {
+                let backend = new.as_ref().map_or("none", |n| n.backend());
+                if let Some(old) = self.notifier.replace(new) {
+                    tokio::spawn(old.shutdown(tokio::time::Instant::now() + RETIRE_GRACE));
+                }
+                tracing::info!(backend, "notifications: new notify.* settings in use");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the notifier for the new notify.* settings; the old one stays");
+            }
+        }
+    }
+}
+
+/// How long a notifier replaced by a reload may deliver what it holds.
+const RETIRE_GRACE: Duration = Duration::from_secs(10);
+
+/// A notifier for `cfg.notify` (none for backend `none`), acknowledging to
+/// the engine; `pending` are delivered first.
+pub fn build_notifier(
+    cfg: &RuntimeConfig,
+    profile: &str,
+    engine: &EngineHandle,
+    pending: Vec<oj_adapters::notify::Notification>,
+) -> Result<Option<Notifier>, oj_adapters::notify::NotifyError> {
+    if cfg.notify.backend == NotifyBackend::None {
+        return Ok(None);
+    }
+    let ack = engine.clone();
+    Notifier::start(
+        cfg.notify.clone(),
+        oj_adapters::notify::NotifyContext {
+            instance: cfg.daemon.instance.clone(),
+            profile: profile.to_string(),
+        },
+        pending,
+        Box::new(move |id: &str| ack.ack_notification(id)),
+    )
+    .map(Some)
 }
 
 /// The engine's slice of `cfg`, on top of what never changes live.
