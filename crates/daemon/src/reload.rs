@@ -54,7 +54,7 @@ pub struct ConfigState {
     pub generation: u64,
     /// What is in effect: the last accepted config, with restart-only keys
     /// at the values the daemon started with.
-    pub running: Loaded,
+    pub running: Arc<Loaded>,
     /// Restart-only keys whose value on disk differs from the running one.
     pub pending_restart: Vec<String>,
     pub last_reload: Option<LastReload>,
@@ -68,10 +68,20 @@ impl ConfigStatus {
     pub fn new(loaded: Loaded) -> ConfigStatus {
         ConfigStatus(Arc::new(RwLock::new(ConfigState {
             generation: 1,
-            running: loaded,
+            running: Arc::new(loaded),
             pending_restart: Vec::new(),
             last_reload: None,
         })))
+    }
+
+    /// The configuration in effect now (cheap: shared, not copied). A
+    /// handler that needs a live key reads it here per request.
+    pub fn running(&self) -> Arc<Loaded> {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .running
+            .clone()
     }
 
     pub fn snapshot(&self) -> ConfigState {
@@ -312,7 +322,7 @@ impl Reloader {
         let generation = before.generation + 1;
         self.status.update(|s| {
             s.generation = generation;
-            s.running = running;
+            s.running = Arc::new(running);
             s.pending_restart = pending;
             s.last_reload = Some(LastReload {
                 at: SystemTime::now(),
