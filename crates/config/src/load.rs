@@ -81,7 +81,7 @@ impl Loaded {
         self.layers
             .iter()
             .rev()
-            .find(|l| l.name == layer)
+            .find(|l| l.name == layer && l.values.contains_key(key))
             .and_then(|l| l.written.get(key))
             .map(String::as_str)
     }
@@ -281,8 +281,8 @@ fn load_with(opts: &LoadOptions, env: &Environment, skip: &Skip) -> Result<Loade
         explicit.push((p.clone(), "flag --config".into()));
     }
     let mut file_sources: Vec<(PathBuf, Source, Option<String>)> = Vec::new();
-    for (path, how) in &explicit {
-        let path = &env.absolute(path);
+    for (written, how) in &explicit {
+        let path = &env.absolute(written);
         if skip.layers.contains(&file_layer(path)) {
             continue;
         }
@@ -302,7 +302,11 @@ fn load_with(opts: &LoadOptions, env: &Environment, skip: &Skip) -> Result<Loade
             Err(e) => errors.push(ConfigError::new(
                 None,
                 Some(&file_layer(path)),
-                format!("{e} (named by {how})"),
+                if path == written {
+                    format!("{e} (named by {how})")
+                } else {
+                    format!("{e} (named by {how} as {:?})", written.display().to_string())
+                },
             )),
         }
     }
