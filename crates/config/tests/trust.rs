@@ -199,3 +199,39 @@ fn requests_equal_to_limits_in_another_spelling_are_fine() {
     let err = errors(&env(dir.path(), &[]), &opts);
     assert!(err.contains("pods.resources.requests.cpu"), "{err}");
 }
+
+#[test]
+fn explain_lists_every_layer_and_diff_names_both_sides() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = env(dir.path(), &[("OJ_LOG__LEVEL", "debug")]);
+    let l = load(&LoadOptions::default(), &e).unwrap();
+    let text = oj_config::inspect::explain(&l, "log.level").unwrap();
+    assert!(text.contains("\"info\"  (shadowed)"), "{text}");
+    assert!(text.contains("env OJ_LOG__LEVEL"), "{text}");
+    assert!(text.contains("<- effective"), "{text}");
+    assert!(oj_config::inspect::explain(&l, "log.levl").is_err());
+    let section = oj_config::inspect::explain(&l, "log.file").unwrap();
+    assert!(section.contains("log.file.rotation"), "{section}");
+
+    let base = load(&LoadOptions::default(), &env(dir.path(), &[])).unwrap();
+    let d = oj_config::inspect::diff(
+        &oj_config::render::View::of(&base),
+        &oj_config::render::View::of(&l),
+        |_| false,
+    );
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(
+        d[0].to_string(),
+        "log.level: \"info\" (default) -> \"debug\" (env OJ_LOG__LEVEL)"
+    );
+}
+
+#[test]
+fn secrets_stay_redacted_in_explain() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = env(dir.path(), &[("OJ_CLIENT__TOKEN", "hunter2-secret")]);
+    let l = load(&LoadOptions::default(), &e).unwrap();
+    let text = oj_config::inspect::explain(&l, "client.token").unwrap();
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(text.contains("<redacted>"), "{text}");
+}

@@ -335,14 +335,22 @@ impl Reloader {
         self.metrics.config_reloaded(true, generation);
     }
 
-    /// The files whose change triggers a reload (none when watching is off).
+    /// The files whose change triggers a reload (none when watching is
+    /// off): those read, and the default file even while it does not exist
+    /// (creating it is a change too) unless `OJ_CONFIG` replaces it.
     fn watched(&self) -> Vec<PathBuf> {
-        let s = self.status.snapshot();
-        if s.running.config.daemon.watch_config {
-            s.running.files.clone()
-        } else {
-            Vec::new()
+        let running = self.status.running();
+        if !running.config.daemon.watch_config {
+            return Vec::new();
         }
+        let mut files = running.files.clone();
+        if !self.env.vars.contains_key(oj_config::OJ_CONFIG)
+            && let Some(default) = oj_config::default_config_file(&self.env, running.base)
+            && !files.contains(&default)
+        {
+            files.push(default);
+        }
+        files
     }
 
     /// Reloads on SIGHUP and on file changes until `stop` turns true.
