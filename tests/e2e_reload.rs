@@ -336,3 +336,42 @@ fn a_notify_change_applies_without_a_restart() {
         "nothing was notified while the backend was none"
     );
 }
+
+#[test]
+fn creating_the_default_config_file_after_start_is_a_change() {
+    let env = TestEnv::new();
+    let d = env.start_daemon(&["--set", "notify.backend=log"]);
+    wait_config(&d, |v| generation(v) == 1);
+    env.write_config("[jobs]\nmax_concurrent = 3\n");
+    let v = wait_config(&d, |v| v["config"]["jobs"]["max_concurrent"] == 3);
+    assert_eq!(generation(&v), 2, "{v}");
+    assert!(
+        v["sources"]["jobs.max_concurrent"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("config/oj/config.toml"),
+        "{v}"
+    );
+}
+
+#[test]
+fn a_config_file_that_vanishes_or_turns_into_a_directory_changes_nothing() {
+    let env = TestEnv::new();
+    let file = env.write("etc/oj.toml", &config(4, ""));
+    let d = env.start_daemon(&["--config", file.to_str().unwrap()]);
+    std::fs::remove_file(&file).unwrap();
+    let v = wait_config(&d, |v| v["last_reload"]["result"] == "rejected");
+    assert!(
+        v["last_reload"]["errors"].to_string().contains("oj.toml"),
+        "{v}"
+    );
+    assert_eq!(v["config"]["jobs"]["max_concurrent"], 4, "{v}");
+    std::fs::create_dir(&file).unwrap();
+    d.signal("HUP");
+    let v = wait_config(&d, |v| {
+        v["last_reload"]["reason"] == "SIGHUP" && v["last_reload"]["result"] == "rejected"
+    });
+    assert_eq!(generation(&v), 1, "{v}");
+    let id = d.submit(&json!({"name": "still", "steps": [{"name": "s", "run": "true"}]}));
+    d.wait_job(&id, &["done"], WAIT);
+}

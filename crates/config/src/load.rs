@@ -305,7 +305,10 @@ fn load_with(opts: &LoadOptions, env: &Environment, skip: &Skip) -> Result<Loade
                 if path == written {
                     format!("{e} (named by {how})")
                 } else {
-                    format!("{e} (named by {how} as {:?})", written.display().to_string())
+                    format!(
+                        "{e} (named by {how} as {:?})",
+                        written.display().to_string()
+                    )
                 },
             )),
         }
