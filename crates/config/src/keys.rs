@@ -328,12 +328,16 @@ pub const STATE_RELATIVE: &[&str] = &["listen.unix_socket", "log.file.path"];
 /// reload changes is reported as pending a restart. A key belongs here once
 /// its subsystem takes it from the daemon's live config (`reload.rs`:
 /// `LiveSlices`, or the `watch` of the running config). Not yet: `pods.*`,
-/// `tls.*` paths (certificates rotated on disk are picked up
-/// anyway, SPEC §3.10) and the keys of SPEC §7.1 that reach their
-/// subsystems in other changes.
+/// `tls.enabled` and `tls.reload_interval` (the listener and the reloader
+/// are built once), and the keys of SPEC §7.1 that reach their subsystems
+/// in other changes.
 pub const LIVE: &[&str] = &[
     "log.level",
     "notify.",
+    "tls.cert",
+    "tls.key",
+    "tls.client_ca",
+    "tls.min_version",
     "jobs.max_concurrent",
     "jobs.step_timeout",
     "shutdown.",

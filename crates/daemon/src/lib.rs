@@ -357,6 +357,7 @@ impl Daemon {
             notifier: notifier.clone(),
         };
         let listeners = bound.urls.clone();
+        let tls = bound.tls.clone();
         let servers = serve(bound, shared, admin_state, &cfg, token.as_ref(), &stop_rx);
 
         let (config_tx, live_config) = watch::channel(Arc::new(cfg.clone()));
@@ -370,6 +371,7 @@ impl Daemon {
                 log_level,
                 notifier: notifier.clone(),
                 profile: profile.clone(),
+                tls,
                 config: config_tx,
             },
             metrics,

@@ -142,6 +142,8 @@ pub struct LiveSlices {
     pub notifier: LiveNotifier,
     /// The profile name notifications carry.
     pub profile: String,
+    /// TLS of the TCP listener, when it serves TLS.
+    pub tls: Option<oj_adapters::tls::ServerTls>,
     /// Everyone else reads the running config here, per use.
     pub config: watch::Sender<Arc<RuntimeConfig>>,
 }
@@ -163,6 +165,22 @@ impl LiveSlices {
         }
         if touched("notify.") {
             self.swap_notifier(cfg);
+        }
+        if touched("tls.")
+            && let Some(tls) = &self.tls
+        {
+            match tls.reconfigure(&cfg.tls) {
+                Ok(()) => tracing::info!(
+                    target: "oj::tls",
+                    serial = %tls.current_cert().serial,
+                    "TLS: new tls.* settings in use for new connections"
+                ),
+                Err(e) => tracing::error!(
+                    target: "oj::tls",
+                    error = %e,
+                    "cannot use the new tls.* settings; still serving the previous ones"
+                ),
+            }
         }
         self.config.send_replace(Arc::new(cfg.clone()));
     }
