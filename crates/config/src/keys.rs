@@ -327,7 +327,7 @@ pub const STATE_RELATIVE: &[&str] = &["listen.unix_socket", "log.file.path"];
 /// an entry ending in `.` covers every key under it. Every other key that a
 /// reload changes is reported as pending a restart. A key belongs here once
 /// its subsystem takes it from the daemon's live config (`reload.rs`:
-/// `LiveSlices`, or the `watch` of the running config). Not yet: `pods.*`,
+/// `LiveSlices`, or the `watch` of the running config). Not yet:
 /// `tls.enabled` and `tls.reload_interval` (the listener and the reloader
 /// are built once), and the keys of SPEC §7.1 that reach their subsystems
 /// in other changes.
@@ -338,6 +338,7 @@ pub const LIVE: &[&str] = &[
     "tls.key",
     "tls.client_ca",
     "tls.min_version",
+    "pods.",
     "jobs.max_concurrent",
     "jobs.step_timeout",
     "shutdown.",

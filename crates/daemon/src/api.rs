@@ -136,7 +136,11 @@ async fn submit(State(s): State<Shared>, body: Bytes) -> Response {
             );
         }
     };
-    if let Some(pods) = &s.pods
+    // `pods.*` applies live: check against the running config.
+    let pods = s.config.as_ref().map_or(s.pods.clone(), |c| {
+        Some(Arc::new(c.running().config.pods.clone()))
+    });
+    if let Some(pods) = &pods
         && let Err(e) = crate::k8s::validate_spec(&spec, pods)
     {
         return error(StatusCode::BAD_REQUEST, "invalid_spec", e);

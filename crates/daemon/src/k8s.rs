@@ -23,13 +23,50 @@ const CLEANUP_LIMIT: Duration = Duration::from_secs(30);
 
 /// Container steps as pods.
 pub struct PodStepRunner {
-    runner: PodRunner,
+    /// Swapped by a reload of `pods.*`; a step keeps the runner it started with.
+    runner: std::sync::RwLock<PodRunner>,
+    /// Builds the runner for a reloaded `pods.*` (none in tests).
+    client: Option<kube::Client>,
     shell: Vec<String>,
 }
 
 impl PodStepRunner {
     pub fn new(runner: PodRunner, shell: Vec<String>) -> PodStepRunner {
-        PodStepRunner { runner, shell }
+        PodStepRunner {
+            runner: std::sync::RwLock::new(runner),
+            client: None,
+            shell,
+        }
+    }
+
+    /// A runner that can take a new `pods.*` slice ([`Self::reconfigure`]).
+    pub fn reconfigurable(
+        client: kube::Client,
+        pods: &oj_config::PodsConfig,
+        shell: Vec<String>,
+    ) -> PodStepRunner {
+        let namespace = oj_adapters::k8s::resolve_namespace(pods.namespace.as_deref());
+        PodStepRunner {
+            runner: std::sync::RwLock::new(PodRunner::new(client.clone(), namespace, pods.clone())),
+            client: Some(client),
+            shell,
+        }
+    }
+
+    /// Steps started from now on use `pods` (namespace, service account,
+    /// pull policy, resources, …); running ones keep theirs.
+    pub fn reconfigure(&self, pods: &oj_config::PodsConfig) {
+        let Some(client) = &self.client else { return };
+        let namespace = oj_adapters::k8s::resolve_namespace(pods.namespace.as_deref());
+        *self.runner.write().unwrap_or_else(|p| p.into_inner()) =
+            PodRunner::new(client.clone(), namespace, pods.clone());
+    }
+
+    fn current(&self) -> PodRunner {
+        self.runner
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn input(&self, ctx: &StepContext) -> PodInput {
@@ -58,7 +95,7 @@ impl PodStepRunner {
         stop: watch::Receiver<Stop>,
         attach_only: bool,
     ) -> BoxFuture<'static, StepOutcome> {
-        let runner = self.runner.clone();
+        let runner = self.current();
         let input = self.input(&ctx);
         Box::pin(async move {
             let cancel = CancellationToken::new();
@@ -231,6 +268,8 @@ impl LockStrategy for LeaseStrategy {
 /// What the Kubernetes side contributes to a daemon.
 pub struct KubePlugins {
     pub container_runner: Arc<dyn StepRunner>,
+    /// The same runner, typed, for a reload of `pods.*` (none without an API).
+    pub pods: Option<Arc<PodStepRunner>>,
     pub lease: Option<Box<dyn LockStrategy>>,
     /// Deletes pods of unknown jobs once leader (lease strategy only).
     pub on_lead: Option<LeadHook>,
@@ -264,18 +303,23 @@ pub async fn plugins(cfg: &RuntimeConfig, env: &Environment) -> Result<KubePlugi
                 container_runner: Arc::new(UnreachableCluster {
                     reason: e.to_string(),
                 }),
+                pods: None,
                 lease: None,
                 on_lead: None,
             });
         }
     };
-    let namespace = oj_adapters::k8s::resolve_namespace(cfg.pods.namespace.as_deref());
-    let pods = PodRunner::new(client.clone(), namespace, cfg.pods.clone());
-    let container_runner: Arc<dyn StepRunner> =
-        Arc::new(PodStepRunner::new(pods.clone(), cfg.jobs.shell.clone()));
+    let step_runner = Arc::new(PodStepRunner::reconfigurable(
+        client.clone(),
+        &cfg.pods,
+        cfg.jobs.shell.clone(),
+    ));
+    let pods = step_runner.current();
+    let container_runner: Arc<dyn StepRunner> = step_runner.clone();
     if !lease_wanted {
         return Ok(KubePlugins {
             container_runner,
+            pods: Some(step_runner),
             lease: None,
             on_lead: None,
         });
@@ -296,6 +340,7 @@ pub async fn plugins(cfg: &RuntimeConfig, env: &Environment) -> Result<KubePlugi
     });
     Ok(KubePlugins {
         container_runner,
+        pods: Some(step_runner),
         lease: Some(Box::new(LeaseStrategy { lock })),
         on_lead: Some(on_lead),
     })

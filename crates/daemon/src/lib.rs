@@ -304,6 +304,7 @@ impl Daemon {
             }),
             container: plugins.container_runner.unwrap_or(kube.container_runner),
         };
+        let pod_runner = kube.pods;
         let logs_dir = state_dir.join("logs");
         let engine_cfg = EngineConfig {
             max_concurrent: cfg.jobs.max_concurrent.max(1) as usize,
@@ -372,6 +373,7 @@ impl Daemon {
                 notifier: notifier.clone(),
                 profile: profile.clone(),
                 tls,
+                pods: pod_runner,
                 config: config_tx,
             },
             metrics,

@@ -142,6 +142,8 @@ pub struct LiveSlices {
     pub notifier: LiveNotifier,
     /// The profile name notifications carry.
     pub profile: String,
+    /// Container steps, when a Kubernetes API is configured.
+    pub pods: Option<Arc<crate::k8s::PodStepRunner>>,
     /// TLS of the TCP listener, when it serves TLS.
     pub tls: Option<oj_adapters::tls::ServerTls>,
     /// Everyone else reads the running config here, per use.
@@ -165,6 +167,12 @@ impl LiveSlices {
         }
         if touched("notify.") {
             self.swap_notifier(cfg);
+        }
+        if touched("pods.")
+            && let Some(pods) = &self.pods
+        {
+            pods.reconfigure(&cfg.pods);
+            tracing::info!("pods: new pods.* settings for steps started from now on");
         }
         if touched("tls.")
             && let Some(tls) = &self.tls
