@@ -174,27 +174,32 @@ impl LiveSlices {
             pods.reconfigure(&cfg.pods);
             tracing::info!("pods: new pods.* settings for steps started from now on");
         }
-        if touched("tls.")
-            && let Some(tls) = &self.tls
-        {
-            match tls.reconfigure(&cfg.tls) {
-                Ok(()) => tracing::info!(
-                    target: "oj::tls",
-                    serial = %tls.current_cert().serial,
-                    "TLS: new tls.* settings in use for new connections"
-                ),
-                Err(e) => tracing::error!(
-                    target: "oj::tls",
-                    error = %e,
-                    "cannot use the new tls.* settings; still serving the previous ones"
-                ),
-            }
+        if touched("tls.") {
+            self.reconfigure_tls(cfg);
         }
         self.config.send_replace(Arc::new(cfg.clone()));
     }
 }
 
 impl LiveSlices {
+    /// New connections use the reloaded certificate, key, client CA and
+    /// minimum version; a set that does not load keeps the old one serving.
+    fn reconfigure_tls(&self, cfg: &RuntimeConfig) {
+        let Some(tls) = &self.tls else { return };
+        match tls.reconfigure(&cfg.tls) {
+            Ok(()) => tracing::info!(
+                target: "oj::tls",
+                serial = %tls.current_cert().serial,
+                "TLS: new tls.* settings in use for new connections"
+            ),
+            Err(e) => tracing::error!(
+                target: "oj::tls",
+                error = %e,
+                "cannot use the new tls.* settings; still serving the previous ones"
+            ),
+        }
+    }
+
     /// Starts a notifier for the new `notify.*` and retires the old one: it
     /// gets [`RETIRE_GRACE`] to deliver what it holds; what it cannot is
     /// still in the WAL, unacknowledged, and is delivered after a restart.
