@@ -375,3 +375,21 @@ fn a_config_file_that_vanishes_or_turns_into_a_directory_changes_nothing() {
     let id = d.submit(&json!({"name": "still", "steps": [{"name": "s", "run": "true"}]}));
     d.wait_job(&id, &["done"], WAIT);
 }
+
+#[test]
+fn editing_the_user_profile_in_use_is_a_change_too() {
+    let env = TestEnv::new();
+    let profile = env.write(
+        "config/oj/profiles/ci.toml",
+        "extends = \"desktop\"\ndescription = \"CI\"\n[notify]\nbackend = \"log\"\n[jobs]\nmax_concurrent = 2\n",
+    );
+    let d = env.start_daemon(&["--profile", "ci"]);
+    wait_config(&d, |v| v["config"]["jobs"]["max_concurrent"] == 2);
+    std::fs::write(
+        &profile,
+        "extends = \"desktop\"\ndescription = \"CI\"\n[notify]\nbackend = \"log\"\n[jobs]\nmax_concurrent = 5\n",
+    )
+    .unwrap();
+    let v = wait_config(&d, |v| v["config"]["jobs"]["max_concurrent"] == 5);
+    assert_eq!(v["sources"]["jobs.max_concurrent"], "profile ci", "{v}");
+}

@@ -63,6 +63,8 @@ pub struct Loaded {
     pub layers: Vec<LayerRecord>,
     /// The options this was loaded with: a reload loads again with them.
     pub options: LoadOptions,
+    /// The user profile files read (the `extends` chain).
+    pub profile_files: Vec<PathBuf>,
 }
 
 impl Loaded {
@@ -253,8 +255,9 @@ impl Provider for Layer {
 struct Source {
     layer: String,
     table: toml::Table,
-    /// The file's directory: relative paths in it are relative to this.
-    dir: Option<PathBuf>,
+    /// The file it was read from (none for a built-in profile); relative
+    /// paths in it are relative to its directory.
+    path: Option<PathBuf>,
 }
 
 /// Loads the effective configuration. Reads config and profile files; does
@@ -294,7 +297,7 @@ fn load_with(opts: &LoadOptions, env: &Environment, skip: &Skip) -> Result<Loade
                     Source {
                         layer: file_layer(path),
                         table,
-                        dir: path.parent().map(Path::to_path_buf),
+                        path: Some(path.clone()),
                     },
                     profile,
                 ));
@@ -363,7 +366,7 @@ fn load_with(opts: &LoadOptions, env: &Environment, skip: &Skip) -> Result<Loade
                             Source {
                                 layer: file_layer(&path),
                                 table,
-                                dir: path.parent().map(Path::to_path_buf),
+                                path: Some(path.clone()),
                             },
                             profile,
                         ),
@@ -395,7 +398,7 @@ fn load_with(opts: &LoadOptions, env: &Environment, skip: &Skip) -> Result<Loade
         Ok(table) => sources.push(Source {
             layer: format!("profile {}", base.name()),
             table,
-            dir: None,
+            path: None,
         }),
         Err(e) => errors.push(ConfigError::new(
             None,
@@ -403,6 +406,10 @@ fn load_with(opts: &LoadOptions, env: &Environment, skip: &Skip) -> Result<Loade
             format!("built-in profile is broken: {e}"),
         )),
     }
+    let profile_files: Vec<PathBuf> = user_profiles
+        .iter()
+        .filter_map(|p| p.path.clone())
+        .collect();
     for up in user_profiles {
         sources.push(up);
     }
@@ -427,7 +434,8 @@ fn load_with(opts: &LoadOptions, env: &Environment, skip: &Skip) -> Result<Loade
         for key in &skip.keys {
             remove_dotted(&mut src.table, key);
         }
-        let written = resolve_table_paths(&mut src.table, src.dir.as_deref(), env);
+        let dir = src.path.as_deref().and_then(Path::parent);
+        let written = resolve_table_paths(&mut src.table, dir, env);
         match Value::serialize(&src.table) {
             Ok(Value::Dict(_, dict)) => {
                 check_unknown_keys(&dict, "", &src.layer, &mut errors);
@@ -508,6 +516,7 @@ fn load_with(opts: &LoadOptions, env: &Environment, skip: &Skip) -> Result<Loade
         sources: leaf_sources,
         layers: records,
         options: opts.clone(),
+        profile_files,
     };
     validate::validate(&loaded, &mut errors);
     if errors.is_empty() {
@@ -647,7 +656,7 @@ fn resolve_profile_chain(
         chain.push(Source {
             layer: format!("profile {current}"),
             table,
-            dir: path.parent().map(Path::to_path_buf),
+            path: Some(path.clone()),
         });
         current = extends;
     }

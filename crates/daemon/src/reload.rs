@@ -367,7 +367,7 @@ impl Reloader {
     }
 
     /// The files whose change triggers a reload (none when watching is
-    /// off): those read, and the default file even while it does not exist
+    /// off): the config and user profile files read, and the default file even while it does not exist
     /// (creating it is a change too) unless `OJ_CONFIG` replaces it.
     fn watched(&self) -> Vec<PathBuf> {
         let running = self.status.running();
@@ -375,6 +375,7 @@ impl Reloader {
             return Vec::new();
         }
         let mut files = running.files.clone();
+        files.extend(running.profile_files.iter().cloned());
         if !self.env.vars.contains_key(oj_config::OJ_CONFIG)
             && let Some(default) = oj_config::default_config_file(&self.env, running.base)
             && !files.contains(&default)
