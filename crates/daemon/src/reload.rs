@@ -394,12 +394,14 @@ impl Reloader {
             let reason = tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
                 Some(()) = hangup.recv() => "SIGHUP".to_string(),
-                _ = tick.tick() => match watcher.poll() {
+                // Stat and load are blocking file I/O: keep them off the
+                // other tasks' way (the daemon's runtime is multi-threaded).
+                _ = tick.tick() => match tokio::task::block_in_place(|| watcher.poll()) {
                     Some(path) => format!("file changed: {}", path.display()),
                     None => continue,
                 },
             };
-            self.reload(&reason);
+            tokio::task::block_in_place(|| self.reload(&reason));
             // Watch what the configuration now says (files, watch_config),
             // from the metadata as it is now.
             watcher = FileWatch::new(self.watched());
