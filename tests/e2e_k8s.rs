@@ -632,3 +632,69 @@ fn two_hundred_running_container_steps_share_one_pod_watch() {
         "{per_step:.1} API requests per container step"
     );
 }
+
+#[test]
+fn a_reloaded_pods_section_shapes_the_next_pod() {
+    let fake = FakeKube::start();
+    let env = env_for(&fake);
+    let file = env.write_config(NO_LOCK_CONFIG);
+    let d = env.start_daemon(&[]);
+    let simple =
+        json!({"name": "p", "steps": [{"name": "s", "run": "true", "container": "alpine"}]});
+    let first = d.submit(&simple);
+    let first_pod = format!("oj-{first}-0");
+    assert!(fake.wait_for_blocking(WAIT, |f| f.pod(NS, &first_pod).is_some()));
+    let limits = |pod: &str| {
+        fake.pod(NS, pod).unwrap().spec.unwrap().containers[0]
+            .resources
+            .clone()
+            .unwrap()
+            .limits
+            .unwrap()["memory"]
+            .0
+            .clone()
+    };
+    assert_eq!(limits(&first_pod), "2Gi");
+
+    std::fs::write(
+        &file,
+        format!("{NO_LOCK_CONFIG}\n[pods]\nservice_account = \"builder\"\n[pods.resources.limits]\nmemory = \"3Gi\"\n"),
+    )
+    .unwrap();
+    d.signal("HUP");
+    assert!(
+        wait_until(WAIT, || {
+            let (_, v) = d.get("/v1/config");
+            v["config"]["pods"]["service_account"] == "builder"
+        }),
+        "reload not applied\n{}",
+        d.stderr()
+    );
+    let second = d.submit(&simple);
+    let second_pod = format!("oj-{second}-0");
+    assert!(fake.wait_for_blocking(WAIT, |f| f.pod(NS, &second_pod).is_some()));
+    assert_eq!(
+        limits(&second_pod),
+        "3Gi",
+        "new pods use the reloaded limits"
+    );
+    let spec = fake.pod(NS, &second_pod).unwrap().spec.unwrap();
+    assert_eq!(spec.service_account_name.as_deref(), Some("builder"));
+    assert_eq!(
+        limits(&first_pod),
+        "2Gi",
+        "the running pod is left as it was"
+    );
+    let (_, v) = d.get("/v1/config");
+    assert!(!v["pending_restart"].to_string().contains("pods."), "{v}");
+    // The API checks new specs against the reloaded pods.* too.
+    let (code, body) = d.post(
+        "/v1/jobs",
+        &json!({"name": "big", "steps": [{"name": "s", "run": "true",
+            "container": {"image": "alpine", "resources": {"requests": {"memory": "4Gi"}}}}]}),
+    );
+    assert_eq!(code, 400, "a request above the reloaded 3Gi limit: {body}");
+    for id in [&first, &second] {
+        d.post(&format!("/v1/jobs/{id}/cancel"), &json!({}));
+    }
+}

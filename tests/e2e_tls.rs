@@ -663,3 +663,58 @@ openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 
     ]);
     assert_eq!((code, status), (0, 200), "{body}");
 }
+
+#[test]
+fn a_config_reload_switches_to_new_certificate_paths_and_min_version() {
+    let env = TestEnv::new();
+    let ca = Ca::new("oj e2e CA");
+    let ca_path = env.write("pki/ca.crt", &ca.pem);
+    let first = ca.leaf(0xd1, true, None);
+    let (cert_a, key_a) = (
+        env.write("a/tls.crt", &first.cert),
+        env.write("a/tls.key", &first.key),
+    );
+    let port = free_port();
+    let file = env.write_config(&config(port, &cert_a, &key_a, ""));
+    let d = start(&env, port);
+    assert_eq!(served_serial(port, &ca_path).unwrap(), "d1");
+
+    // New files under other paths: only a config reload can find them.
+    let second = ca.leaf(0xe2, true, None);
+    let (cert_b, key_b) = (
+        env.write("b/tls.crt", &second.cert),
+        env.write("b/tls.key", &second.key),
+    );
+    std::fs::write(
+        &file,
+        config(port, &cert_b, &key_b, "min_version = \"1.3\""),
+    )
+    .unwrap();
+    d.signal("HUP");
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            served_serial(port, &ca_path).as_deref() == Ok("e2")
+        }),
+        "the new paths are served after the reload\nstderr:\n{}",
+        d.stderr()
+    );
+    let (code, _, _) = curl(&[
+        "--cacert",
+        &s(&ca_path),
+        "--tls-max",
+        "1.2",
+        "-H",
+        &bearer(),
+        &status_url(port),
+    ]);
+    assert_ne!(
+        code, 0,
+        "TLS 1.2 is refused after min_version = 1.3 was reloaded"
+    );
+    let (_, v) = d.get("/v1/config");
+    let pending = v["pending_restart"].to_string();
+    assert!(
+        !pending.contains("tls.cert") && !pending.contains("tls.min_version"),
+        "{v}"
+    );
+}

@@ -51,7 +51,7 @@ use tracing_subscriber::fmt::format::{
     DefaultFields, FormatEvent, FormatFields, JsonFields, Writer,
 };
 use tracing_subscriber::fmt::{FmtContext, FormattedFields, MakeWriter};
-use tracing_subscriber::layer::{Filter, Layer, SubscriberExt};
+use tracing_subscriber::layer::{Layer, SubscriberExt};
 use tracing_subscriber::registry::{LookupSpan, Registry};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, filter::FilterExt};
@@ -209,6 +209,33 @@ pub enum LoggingError {
 #[must_use = "dropping the guard stops the log writers"]
 pub struct LogGuard {
     guards: Vec<WorkerGuard>,
+    level: LevelControl,
+}
+
+/// The filter of one sink: `log.level` directives, plus the startup line.
+type SinkFilter = tracing_subscriber::filter::combinator::Or<
+    EnvFilter,
+    tracing_subscriber::filter::FilterFn,
+    Registry,
+>;
+
+/// Changes `log.level` of every sink of the installed subscriber at once
+/// (a config reload), through `tracing_subscriber::reload`.
+#[derive(Clone, Default)]
+pub struct LevelControl {
+    handles: Arc<std::sync::Mutex<Vec<tracing_subscriber::reload::Handle<SinkFilter, Registry>>>>,
+}
+
+impl LevelControl {
+    /// Applies new EnvFilter directives; an invalid one changes nothing.
+    pub fn set(&self, level: &str) -> Result<(), LoggingError> {
+        let handles = self.handles.lock().unwrap_or_else(|p| p.into_inner());
+        for h in handles.iter() {
+            h.reload(level_filter(level)?)
+                .map_err(|e| LoggingError::AlreadySet(e.to_string()))?;
+        }
+        Ok(())
+    }
 }
 
 impl stdfmt::Debug for LogGuard {
@@ -220,6 +247,11 @@ impl stdfmt::Debug for LogGuard {
 }
 
 impl LogGuard {
+    /// The handle that changes `log.level` while the daemon runs.
+    pub fn level_control(&self) -> LevelControl {
+        self.level.clone()
+    }
+
     /// Flushes and stops the writers (same as dropping the guard).
     pub fn flush(self) {
         drop(self);
@@ -243,6 +275,7 @@ pub fn build(input: &LoggingInput) -> Result<(Dispatch, LogGuard), LoggingError>
     let secrets = Redactions::new(&input.secrets);
     let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = Vec::new();
     let mut guards = Vec::new();
+    let level = LevelControl::default();
     if input.log.stdout {
         let (writer, guard) = NonBlockingBuilder::default()
             .lossy(false)
@@ -254,6 +287,7 @@ pub fn build(input: &LoggingInput) -> Result<(Dispatch, LogGuard), LoggingError>
             input,
             Redact::new(writer, secrets.clone()),
             ansi,
+            &level,
         )?);
     }
     if input.log.file.enabled {
@@ -267,12 +301,13 @@ pub fn build(input: &LoggingInput) -> Result<(Dispatch, LogGuard), LoggingError>
             input,
             Redact::new(writer, secrets.clone()),
             false,
+            &level,
         )?);
     }
     // Parse the directives even with no sink, so a bad one is always reported.
     level_filter(&input.log.level)?;
     let subscriber = Registry::default().with(layers);
-    Ok((Dispatch::new(subscriber), LogGuard { guards }))
+    Ok((Dispatch::new(subscriber), LogGuard { guards, level }))
 }
 
 /// Builds a subscriber that writes `input`'s format, filter and redaction to
@@ -285,6 +320,7 @@ where
         input,
         Redact::new(writer, Redactions::new(&input.secrets)),
         false,
+        &LevelControl::default(),
     )?;
     Ok(Dispatch::new(Registry::default().with(layer)))
 }
@@ -308,28 +344,38 @@ pub fn emit_startup_line(input: &LoggingInput) {
     );
 }
 
-fn level_filter(
-    level: &str,
-) -> Result<impl Filter<Registry> + Send + Sync + 'static, LoggingError> {
+fn level_filter(level: &str) -> Result<SinkFilter, LoggingError> {
     let env = EnvFilter::builder()
         .parse(level)
         .map_err(|e| LoggingError::Level {
             value: level.to_string(),
             reason: e.to_string(),
         })?;
-    let startup = tracing_subscriber::filter::filter_fn(|meta| meta.target() == STARTUP_TARGET);
+    let startup = tracing_subscriber::filter::FilterFn::new(
+        is_startup_line as fn(&tracing::Metadata<'_>) -> bool,
+    );
     Ok(env.or(startup))
+}
+
+fn is_startup_line(meta: &tracing::Metadata<'_>) -> bool {
+    meta.target() == STARTUP_TARGET
 }
 
 fn sink_layer<W>(
     input: &LoggingInput,
     writer: W,
     ansi: bool,
+    level: &LevelControl,
 ) -> Result<Box<dyn Layer<Registry> + Send + Sync>, LoggingError>
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let filter = level_filter(&input.log.level)?;
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(level_filter(&input.log.level)?);
+    level
+        .handles
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(handle);
     Ok(match input.log.format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .fmt_fields(JsonFields::new())

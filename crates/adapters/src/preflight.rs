@@ -28,7 +28,7 @@ pub struct Report {
 pub fn check(loaded: &Loaded, env: &Environment, mode: Mode) -> Report {
     let c = &loaded.config;
     let mut r = Report::default();
-    let src = |k: &str| format!("{k} (from {})", loaded.source(k));
+    let src = |k: &str| format!("{k} ({})", loaded.origin(k));
     let in_kubernetes = loaded.base == oj_config::BuiltinProfile::Kubernetes;
 
     if let Err(e) = check_dir_writable(&c.daemon.state_dir) {
@@ -224,7 +224,7 @@ fn with_layer(message: &str, loaded: &Loaded) -> String {
     let end = message.find([' ', ':']).unwrap_or(message.len());
     let key = &message[..end];
     if oj_config::keys::owning_key(key).is_some() && !message[end..].starts_with(" (from ") {
-        format!("{key} (from {}){}", loaded.source(key), &message[end..])
+        format!("{key} ({}){}", loaded.origin(key), &message[end..])
     } else {
         message.to_string()
     }

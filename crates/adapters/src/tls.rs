@@ -408,16 +408,19 @@ pub enum ReloadOutcome {
 /// when the files change on disk. Cheap to clone.
 #[derive(Clone)]
 pub struct ServerTls {
-    inner: Arc<Inner>,
+    /// Every clone shares the slot: [`ServerTls::reconfigure`] swaps what
+    /// all of them (the listener, the reloader) use.
+    slot: Arc<RwLock<Arc<Inner>>>,
 }
 
 impl fmt::Debug for ServerTls {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = self.inner();
         f.debug_struct("ServerTls")
-            .field("cert", &self.inner.cert_path)
-            .field("key", &self.inner.key_path)
-            .field("client_ca", &self.inner.cfg.client_ca)
-            .field("min_version", &self.inner.cfg.min_version)
+            .field("cert", &inner.cert_path)
+            .field("key", &inner.key_path)
+            .field("client_ca", &inner.cfg.client_ca)
+            .field("min_version", &inner.cfg.min_version)
             .finish()
     }
 }
@@ -494,7 +497,7 @@ impl ServerTls {
         });
         let config = server_config(cfg, resolver.clone(), material.client_roots)?;
         Ok(ServerTls {
-            inner: Arc::new(Inner {
+            slot: Arc::new(RwLock::new(Arc::new(Inner {
                 cfg: cfg.clone(),
                 cert_path,
                 key_path,
@@ -505,13 +508,26 @@ impl ServerTls {
                     active: material.seen,
                     failed: None,
                 }),
-            }),
+            }))),
         })
+    }
+
+    fn inner(&self) -> Arc<Inner> {
+        self.slot.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Switches every clone to the files and settings of a reloaded `tls.*`
+    /// (certificate, key, client CA, minimum version). Everything is loaded
+    /// and checked first: on error the old config keeps serving.
+    pub fn reconfigure(&self, cfg: &TlsConfig) -> Result<(), TlsError> {
+        let fresh = ServerTls::build(cfg)?.inner();
+        *self.slot.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        Ok(())
     }
 
     /// The rustls server config in force now (ALPN `h2`, `http/1.1`).
     pub fn server_config(&self) -> Arc<ServerConfig> {
-        self.inner
+        self.inner()
             .config
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -537,7 +553,7 @@ impl ServerTls {
 
     /// Facts about the certificate served now.
     pub fn current_cert(&self) -> CertInfo {
-        self.inner
+        self.inner()
             .info
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -553,7 +569,8 @@ impl ServerTls {
 
     /// [`ServerTls::reload`] with an explicit clock.
     pub fn reload_at(&self, now: SystemTime) -> ReloadOutcome {
-        let inner = &self.inner;
+        let current = self.inner();
+        let inner = &*current;
         let mut state = inner.state.lock().unwrap_or_else(|e| e.into_inner());
         // Hash first: an unchanged pair is the common case and costs two reads.
         let seen_now = (|| -> Result<Seen, TlsError> {

@@ -141,8 +141,12 @@ pub fn resolve_token(
     let from_file = |key: &'static str, path: &Path| -> Result<(Secret, TokenOrigin), Failure> {
         let o = origin(key);
         let text = read(path).map_err(|e| {
+            let written = loaded
+                .written(key)
+                .map(|w| format!(", written {w:?}"))
+                .unwrap_or_default();
             Failure::config(format!(
-                "cannot read the token file {} set by {o}: {e}; fix the path, or set \
+                "cannot read the token file {} set by {o}{written}: {e}; fix the path, or set \
                  client.token / OJ_AUTH_TOKEN",
                 path.display()
             ))

@@ -114,13 +114,40 @@ pub enum ConfigCommand {
         /// Print secrets instead of "<redacted>"
         #[arg(long)]
         show_secrets: bool,
+        /// Show the running daemon's config (GET /v1/config) instead of the files'
+        #[arg(long)]
+        daemon: bool,
     },
     /// Validate the configuration and the environment it needs; exit 0 or 78
     Check,
+    /// Explain one key: type, default, env variable, whether it applies live, every layer's value
+    #[command(
+        after_help = "Examples:\n  oj config explain log.level\n  oj config explain pods.resources"
+    )]
+    Explain {
+        /// The dotted key (or a section such as log.file)
+        key: String,
+    },
+    /// Show the keys that differ: files vs the running daemon (--daemon),
+    /// vs --profile/--config, or (by default) the profile vs the effective config
+    #[command(
+        after_help = "Examples:\n  oj config diff                       what files, env and flags change\n  \
+                            oj config diff --profile kubernetes  what switching profile would change\n  \
+                            oj config diff --daemon              drift between the daemon and the files on disk"
+    )]
+    Diff {
+        /// Compare the running daemon's config with the files on disk
+        #[arg(long)]
+        daemon: bool,
+    },
     /// List built-in and user profiles
     Profiles,
-    /// Print the JSON Schema (draft 2020-12) of the config file
-    Schema,
+    /// Print the JSON Schema (draft 2020-12) of the config file (or of a runbook)
+    Schema {
+        /// The schema of a runbook (.oj/runbooks/*.toml) instead
+        #[arg(long)]
+        runbook: bool,
+    },
     /// List every environment variable oj reads and the key it sets
     Env,
 }

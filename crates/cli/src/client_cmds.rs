@@ -44,7 +44,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 }
 
 fn connect(opts: &LoadOptions, env: &Environment) -> Result<(Loaded, ApiClient), Failure> {
-    let loaded = config_cmds::load_or_fail(opts, env)?;
+    let loaded = config_cmds::load_for_client(opts, env)?;
     let client = ApiClient::from_loaded(&loaded)?;
     Ok((loaded, client))
 }
@@ -215,6 +215,7 @@ fn render_status(v: &Value, endpoint: &Endpoint) -> String {
         ("draining", draining.to_string()),
         ("listeners", listeners),
         ("jobs", jobs),
+        ("config", config_status_text(v.get("config"))),
     ];
     let mut out = String::new();
     for (k, val) in rows {
@@ -223,10 +224,119 @@ fn render_status(v: &Value, endpoint: &Endpoint) -> String {
     out
 }
 
+/// `generation 3, last reload ok at … (SIGHUP), pending restart: listen.tcp`.
+fn config_status_text(c: Option<&Value>) -> String {
+    let Some(c) = c.filter(|c| c.is_object()) else {
+        return "-".into();
+    };
+    let mut parts = vec![format!(
+        "generation {}",
+        c.get("generation").and_then(Value::as_u64).unwrap_or(0)
+    )];
+    match c.get("last_reload").filter(|r| r.is_object()) {
+        Some(r) => {
+            let field = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("?").to_string();
+            let mut text = format!(
+                "last reload {} at {} ({})",
+                field("result"),
+                field("at"),
+                field("reason")
+            );
+            if let Some(first) = r
+                .get("errors")
+                .and_then(Value::as_array)
+                .and_then(|e| e.first())
+            {
+                text.push_str(&format!(": {}", first.as_str().unwrap_or_default()));
+            }
+            parts.push(text);
+        }
+        None => parts.push("never reloaded".into()),
+    }
+    let pending: Vec<&str> = c
+        .get("pending_restart")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if !pending.is_empty() {
+        parts.push(format!("pending restart: {}", pending.join(", ")));
+    }
+    parts.join("; ")
+}
+
+// ---------------------------------------------------------------- daemon config
+
+/// The running daemon's configuration, from `GET /v1/config`.
+pub struct DaemonConfig {
+    pub view: oj_config::render::View,
+    /// The profile and config files the daemon read.
+    pub profile: Option<String>,
+    pub files: Vec<std::path::PathBuf>,
+}
+
+impl DaemonConfig {
+    /// Options that read what the daemon reads from disk: its profile and
+    /// files, unless the command line names others.
+    pub fn options_on_disk(&self, opts: &LoadOptions) -> LoadOptions {
+        let mut o = opts.clone();
+        if o.profile.is_none() {
+            o.profile = self.profile.clone();
+        }
+        if o.config_files.is_empty() {
+            o.config_files = self.files.clone();
+        }
+        o
+    }
+}
+
+pub fn daemon_config(opts: &LoadOptions, env: &Environment) -> Result<DaemonConfig, Failure> {
+    let (_loaded, client) = connect(opts, env)?;
+    let v = runtime()?.block_on(async {
+        client
+            .get_json("/v1/config")
+            .await
+            .map_err(|e| e.into_failure(&client))
+    })?;
+    let sources = v
+        .get("sources")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, l)| (k.clone(), l.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let profile = v.get("profile").and_then(Value::as_str).map(str::to_string);
+    let generation = v.get("generation").and_then(Value::as_u64).unwrap_or(0);
+    let files = v
+        .get("files")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(std::path::PathBuf::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(DaemonConfig {
+        view: oj_config::render::View {
+            tree: v.get("config").cloned().unwrap_or(Value::Null),
+            sources,
+            header: format!(
+                "running daemon {}: profile {}, config generation {generation}",
+                client.endpoint().display(),
+                profile.as_deref().unwrap_or("?")
+            ),
+        },
+        profile,
+        files,
+    })
+}
+
 // ---------------------------------------------------------------- daemon stop
 
 pub fn daemon_stop(opts: &LoadOptions, env: &Environment) -> Result<i32, Failure> {
-    let loaded = config_cmds::load_or_fail(opts, env)?;
+    let loaded = config_cmds::load_for_client(opts, env)?;
     let client = ApiClient::fresh_connections(&loaded)?;
     let addr = client.endpoint().display();
     // Over a Unix socket the daemon runs on this machine: its pid (from

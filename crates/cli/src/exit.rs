@@ -63,5 +63,6 @@ pub fn process_environment() -> oj_config::Environment {
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .collect(),
         hostname,
+        cwd: std::env::current_dir().ok(),
     }
 }

@@ -67,6 +67,7 @@ impl RuntimeConfig {
             daemon: DaemonConfig {
                 state_dir,
                 instance,
+                watch_config: true,
             },
             jobs: JobsConfig {
                 max_concurrent: 4,

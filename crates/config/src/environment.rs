@@ -3,13 +3,16 @@
 //! process environment.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Environment variables and machine facts the configuration depends on.
 #[derive(Debug, Clone, Default)]
 pub struct Environment {
     pub vars: BTreeMap<String, String>,
     pub hostname: String,
+    /// The working directory oj started in: relative paths from env and
+    /// `--set` are relative to it. `None` leaves them as written.
+    pub cwd: Option<PathBuf>,
 }
 
 impl Environment {
@@ -24,6 +27,22 @@ impl Environment {
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),
             hostname: hostname.into(),
+            cwd: None,
+        }
+    }
+
+    /// The same environment with a working directory.
+    pub fn with_cwd(mut self, cwd: impl Into<PathBuf>) -> Self {
+        self.cwd = Some(cwd.into());
+        self
+    }
+
+    /// `path` made absolute against the working directory (as written when
+    /// it is absolute or no working directory is known).
+    pub fn absolute(&self, path: &Path) -> PathBuf {
+        match &self.cwd {
+            Some(cwd) if path.is_relative() => cwd.join(path),
+            _ => path.to_path_buf(),
         }
     }
 

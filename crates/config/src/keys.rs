@@ -83,6 +83,11 @@ pub const KEYS: &[Key] = &[
         "This daemon's name (Lease holder, notifications, status)",
     ),
     key(
+        "daemon.watch_config",
+        Kind::Bool,
+        "Reload when a config file read at start changes (SIGHUP always reloads)",
+    ),
+    key(
         "jobs.max_concurrent",
         Kind::Int { min: 1 },
         "Jobs running at once; the rest wait queued",
@@ -347,6 +352,73 @@ pub const KEYS: &[Key] = &[
         "File holding the client's bearer token",
     ),
 ];
+
+/// The humantime grammar as a JSON Schema pattern: one or more
+/// `<number><unit>` parts, e.g. `"500ms"`, `"25s"`, `"1h 30m"`.
+pub const DURATION_PATTERN: &str = r"^ *([0-9]+ *(nsec|ns|usec|us|µs|msec|ms|seconds|second|secs|sec|s|minutes|minute|mins|min|m|hours|hour|hrs|hr|h|days|day|d|weeks|week|w|months|month|M|years|year|y) *)+$";
+
+/// `host:port` (a name, an IPv4 address or `[IPv6]`, port 0-65535).
+pub const HOST_PORT_PATTERN: &str = r"^(\[[0-9A-Fa-f:.]+\]|[^:\[\]\s]+):([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$";
+
+/// Path keys that stay relative to `daemon.state_dir` (SPEC §2.4, §7.3).
+pub const STATE_RELATIVE: &[&str] = &["listen.unix_socket", "log.file.path"];
+
+/// Keys a running daemon applies on reload without a restart (SPEC §7.7):
+/// an entry ending in `.` covers every key under it. Every other key that a
+/// reload changes is reported as pending a restart. A key belongs here once
+/// its subsystem takes it from the daemon's live config (`reload.rs`:
+/// `LiveSlices`, or the `watch` of the running config). Not yet:
+/// `tls.enabled` and `tls.reload_interval` (the listener and the reloader
+/// are built once), and the keys of SPEC §7.1 that reach their subsystems
+/// in other changes.
+pub const LIVE: &[&str] = &[
+    "log.level",
+    "notify.",
+    "tls.cert",
+    "tls.key",
+    "tls.client_ca",
+    "tls.min_version",
+    "pods.",
+    "jobs.max_concurrent",
+    "jobs.step_timeout",
+    "jobs.allow_shell",
+    "shutdown.",
+];
+
+/// Keys only client commands read: a daemon neither uses nor reports them.
+pub const CLIENT_ONLY: &[&str] = &["client."];
+
+/// Keys a client command reads to reach the daemon (`client.*`, the
+/// daemon's socket and token); errors elsewhere only warn in client commands.
+pub const USED_BY_CLIENT: &[&str] = &[
+    "client.",
+    "daemon.state_dir",
+    "listen.unix_socket",
+    "listen.auth_token",
+    "listen.auth_token_file",
+];
+
+fn matches_any(table: &[&str], key: &str) -> bool {
+    table.iter().any(|p| match p.strip_suffix('.') {
+        Some(prefix) => key.starts_with(p) || key == prefix,
+        None => key == *p || (key.starts_with(p) && key.as_bytes().get(p.len()) == Some(&b'.')),
+    })
+}
+
+/// Whether a running daemon applies a new value of `key` at once.
+pub fn applies_live(key: &str) -> bool {
+    matches_any(LIVE, key) || matches_any(CLIENT_ONLY, key)
+}
+
+/// Whether only client commands read `key`.
+pub fn client_only(key: &str) -> bool {
+    matches_any(CLIENT_ONLY, key)
+}
+
+/// Whether client commands (`oj status`, `oj job …`) read `key`.
+pub fn used_by_client(key: &str) -> bool {
+    matches_any(USED_BY_CLIENT, key)
+}
 
 /// Looks a key up by its dotted name.
 pub fn find(name: &str) -> Option<&'static Key> {

@@ -36,6 +36,15 @@ pub struct ProfileInfo {
     pub extends: Option<String>,
 }
 
+/// One layer as it was read: the leaves it sets (dotted keys, paths already
+/// resolved) and, for paths that were rewritten, the value as written.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LayerRecord {
+    pub name: String,
+    pub values: BTreeMap<String, serde_json::Value>,
+    pub written: BTreeMap<String, String>,
+}
+
 /// The effective configuration and everything known about how it was made.
 #[derive(Debug, Clone)]
 pub struct Loaded {
@@ -50,6 +59,12 @@ pub struct Loaded {
     pub files: Vec<PathBuf>,
     /// For every leaf key, the layer its value came from.
     pub sources: BTreeMap<String, String>,
+    /// Every layer, lowest first, with what it sets (for `oj config explain`).
+    pub layers: Vec<LayerRecord>,
+    /// The options this was loaded with: a reload loads again with them.
+    pub options: LoadOptions,
+    /// The user profile files read (the `extends` chain).
+    pub profile_files: Vec<PathBuf>,
 }
 
 impl Loaded {
@@ -59,6 +74,118 @@ impl Loaded {
             .get(key)
             .map(String::as_str)
             .unwrap_or("default")
+    }
+
+    /// The value of a path key as written in its layer, when `~/` or a
+    /// relative path was resolved (`None` when it was used as written).
+    pub fn written(&self, key: &str) -> Option<&str> {
+        let layer = self.source(key);
+        self.layers
+            .iter()
+            .rev()
+            .find(|l| l.name == layer && l.values.contains_key(key))
+            .and_then(|l| l.written.get(key))
+            .map(String::as_str)
+    }
+
+    /// Where a value came from, for error messages: the layer, and for a
+    /// resolved path the value as written (`from file /etc/oj/config.toml,
+    /// written "certs/tls.crt"`). The message itself shows the absolute path.
+    pub fn origin(&self, key: &str) -> String {
+        match self.written(key) {
+            Some(w) => format!("from {}, written {w:?}", self.source(key)),
+            None => format!("from {}", self.source(key)),
+        }
+    }
+}
+
+/// What a lenient load leaves out so the rest can load: keys (in every
+/// layer), environment variables and files.
+#[derive(Debug, Clone, Default)]
+struct Skip {
+    keys: std::collections::BTreeSet<String>,
+    vars: std::collections::BTreeSet<String>,
+    layers: std::collections::BTreeSet<String>,
+}
+
+impl Skip {
+    /// Adds what `e` is about; false when there is nothing to leave out.
+    fn add(&mut self, e: &ConfigError) -> bool {
+        match (&e.key, &e.layer) {
+            (Some(k), _) if k != "profile" => self.keys.insert(k.clone()),
+            (None, Some(l)) if l.starts_with("env ") => {
+                self.vars.insert(l.trim_start_matches("env ").to_string())
+            }
+            (None, Some(l)) if l.starts_with("file ") => self.layers.insert(l.clone()),
+            _ => false,
+        }
+    }
+
+    /// Adds the section of the key `e` is about.
+    fn widen(&mut self, e: &ConfigError) -> bool {
+        match e.key.as_deref().and_then(|k| k.rsplit_once('.')) {
+            Some((section, _)) => self.keys.insert(section.to_string()),
+            None => false,
+        }
+    }
+
+    fn skips_key(&self, key: &str) -> bool {
+        self.keys.iter().any(|k| {
+            key == k || key.starts_with(k.as_str()) && key.as_bytes().get(k.len()) == Some(&b'.')
+        })
+    }
+}
+
+/// A configuration loaded around its errors: what could be loaded with the
+/// offending values left out (each falls back to the layer below), and the
+/// errors that were left out.
+#[derive(Debug, Clone)]
+pub struct Tolerated {
+    pub loaded: Loaded,
+    pub ignored: Vec<ConfigError>,
+}
+
+/// Loads like [`load`]; when it fails and `tolerate` accepts every error,
+/// loads again without the offending keys, variables or files, and returns
+/// the result with the errors it ignored. Errors `tolerate` refuses (or that
+/// nothing can be left out for, like an unknown profile) are returned.
+pub fn load_tolerant(
+    opts: &LoadOptions,
+    env: &Environment,
+    tolerate: impl Fn(&ConfigError) -> bool,
+) -> Result<Tolerated, ConfigErrors> {
+    let mut skip = Skip::default();
+    let mut ignored: Vec<ConfigError> = Vec::new();
+    loop {
+        match load_with(opts, env, &skip) {
+            Ok(loaded) => return Ok(Tolerated { loaded, ignored }),
+            Err(errors) => {
+                if !errors.0.iter().all(&tolerate) {
+                    let mut all = ignored;
+                    all.extend(errors.0);
+                    return Err(ConfigErrors(all));
+                }
+                let mut progress = false;
+                for e in &errors.0 {
+                    progress |= skip.add(e);
+                }
+                if !progress {
+                    // A rule across keys (`client.cert` needs `client.key`):
+                    // leave out the section the key is in.
+                    for e in &errors.0 {
+                        progress |= skip.widen(e);
+                    }
+                }
+                for e in errors.0 {
+                    if !ignored.contains(&e) {
+                        ignored.push(e);
+                    }
+                }
+                if !progress {
+                    return Err(ConfigErrors(ignored));
+                }
+            }
+        }
     }
 }
 
@@ -110,6 +237,8 @@ pub const ALIASES: &[(&str, &str, &str)] = &[
 struct Layer {
     name: String,
     dict: Dict,
+    /// Path values as written, where resolving changed them.
+    written: BTreeMap<String, String>,
 }
 
 impl Provider for Layer {
@@ -126,11 +255,18 @@ impl Provider for Layer {
 struct Source {
     layer: String,
     table: toml::Table,
+    /// The file it was read from (none for a built-in profile); relative
+    /// paths in it are relative to its directory.
+    path: Option<PathBuf>,
 }
 
 /// Loads the effective configuration. Reads config and profile files; does
 /// not look at anything else on the machine (that is `check`'s job).
 pub fn load(opts: &LoadOptions, env: &Environment) -> Result<Loaded, ConfigErrors> {
+    load_with(opts, env, &Skip::default())
+}
+
+fn load_with(opts: &LoadOptions, env: &Environment, skip: &Skip) -> Result<Loaded, ConfigErrors> {
     let mut errors = Vec::new();
 
     // Explicit files: OJ_CONFIG (if set) and --config. They may select the profile.
@@ -148,7 +284,11 @@ pub fn load(opts: &LoadOptions, env: &Environment) -> Result<Loaded, ConfigError
         explicit.push((p.clone(), "flag --config".into()));
     }
     let mut file_sources: Vec<(PathBuf, Source, Option<String>)> = Vec::new();
-    for (path, how) in &explicit {
+    for (written, how) in &explicit {
+        let path = &env.absolute(written);
+        if skip.layers.contains(&file_layer(path)) {
+            continue;
+        }
         match read_toml_file(path) {
             Ok(mut table) => {
                 let profile = take_profile_key(&mut table, path, &mut errors);
@@ -157,11 +297,23 @@ pub fn load(opts: &LoadOptions, env: &Environment) -> Result<Loaded, ConfigError
                     Source {
                         layer: file_layer(path),
                         table,
+                        path: Some(path.clone()),
                     },
                     profile,
                 ));
             }
-            Err(e) => errors.push(ConfigError::new(None, Some(how), e)),
+            Err(e) => errors.push(ConfigError::new(
+                None,
+                Some(&file_layer(path)),
+                if path == written {
+                    format!("{e} (named by {how})")
+                } else {
+                    format!(
+                        "{e} (named by {how} as {:?})",
+                        written.display().to_string()
+                    )
+                },
+            )),
         }
     }
 
@@ -202,6 +354,7 @@ pub fn load(opts: &LoadOptions, env: &Environment) -> Result<Loaded, ConfigError
             .unwrap_or(BuiltinProfile::Desktop);
         if let Some(path) = default_config_file(env, base_guess)
             && path.is_file()
+            && !skip.layers.contains(&file_layer(&path))
         {
             match read_toml_file(&path) {
                 Ok(mut table) => {
@@ -213,6 +366,7 @@ pub fn load(opts: &LoadOptions, env: &Environment) -> Result<Loaded, ConfigError
                             Source {
                                 layer: file_layer(&path),
                                 table,
+                                path: Some(path.clone()),
                             },
                             profile,
                         ),
@@ -244,6 +398,7 @@ pub fn load(opts: &LoadOptions, env: &Environment) -> Result<Loaded, ConfigError
         Ok(table) => sources.push(Source {
             layer: format!("profile {}", base.name()),
             table,
+            path: None,
         }),
         Err(e) => errors.push(ConfigError::new(
             None,
@@ -251,6 +406,10 @@ pub fn load(opts: &LoadOptions, env: &Environment) -> Result<Loaded, ConfigError
             format!("built-in profile is broken: {e}"),
         )),
     }
+    let profile_files: Vec<PathBuf> = user_profiles
+        .iter()
+        .filter_map(|p| p.path.clone())
+        .collect();
     for up in user_profiles {
         sources.push(up);
     }
@@ -258,24 +417,34 @@ pub fn load(opts: &LoadOptions, env: &Environment) -> Result<Loaded, ConfigError
         sources.push(src);
     }
 
-    let defaults = RuntimeConfig::defaults(env, base);
+    let mut defaults = RuntimeConfig::defaults(env, base);
+    defaults.daemon.state_dir = env.absolute(&defaults.daemon.state_dir);
     let default_dict = match Value::serialize(&defaults) {
         Ok(Value::Dict(_, d)) => d,
         _ => Dict::new(),
     };
+    let mut records = vec![record("default", &default_dict, BTreeMap::new())];
     let mut figment = Figment::new().merge(Layer {
         name: "default".into(),
         dict: default_dict,
+        written: BTreeMap::new(),
     });
 
-    for src in &sources {
+    for src in &mut sources {
+        for key in &skip.keys {
+            remove_dotted(&mut src.table, key);
+        }
+        let dir = src.path.as_deref().and_then(Path::parent);
+        let written = resolve_table_paths(&mut src.table, dir, env);
         match Value::serialize(&src.table) {
             Ok(Value::Dict(_, dict)) => {
                 check_unknown_keys(&dict, "", &src.layer, &mut errors);
                 check_blank_tokens(&dict, &src.layer, &mut errors);
+                records.push(record(&src.layer, &dict, written));
                 figment = figment.merge(Layer {
                     name: src.layer.clone(),
                     dict,
+                    written: BTreeMap::new(),
                 });
             }
             _ => errors.push(ConfigError::new(
@@ -286,16 +455,20 @@ pub fn load(opts: &LoadOptions, env: &Environment) -> Result<Loaded, ConfigError
         }
     }
 
-    for layer in env_layers(env, &mut errors) {
+    let overrides = env_layers(env, skip, &mut errors)
+        .into_iter()
+        .chain(set_layers(&opts.sets, skip, env, &mut errors));
+    for layer in overrides {
         check_blank_tokens(&layer.dict, &layer.name, &mut errors);
-        figment = figment.merge(layer);
-    }
-    for layer in set_layers(&opts.sets, &mut errors) {
-        check_blank_tokens(&layer.dict, &layer.name, &mut errors);
+        records.push(record(&layer.name, &layer.dict, layer.written.clone()));
         figment = figment.merge(layer);
     }
 
-    figment = apply_derived_rules(figment);
+    let (derived, derived_layer) = apply_derived_rules(figment);
+    figment = derived;
+    if let Some(layer) = derived_layer {
+        records.push(record(&layer.name, &layer.dict, BTreeMap::new()));
+    }
 
     // Per-leaf type checks, so that every bad value is reported, not only the first.
     let mut leaf_sources = BTreeMap::new();
@@ -343,6 +516,9 @@ pub fn load(opts: &LoadOptions, env: &Environment) -> Result<Loaded, ConfigError
         profile_source,
         files: files_read,
         sources: leaf_sources,
+        layers: records,
+        options: opts.clone(),
+        profile_files,
     };
     validate::validate(&loaded, &mut errors);
     if errors.is_empty() {
@@ -485,6 +661,7 @@ fn resolve_profile_chain(
         chain.push(Source {
             layer: format!("profile {current}"),
             table,
+            path: Some(path.clone()),
         });
         current = extends;
     }
@@ -659,6 +836,137 @@ fn typed_value(kind: Kind, raw: &str, lenient_bools: bool) -> Value {
     }
 }
 
+/// An env or `--set` layer setting one key; a path value is resolved
+/// against the home directory and the working directory oj started in.
+fn override_layer(name: String, key: &str, value: Value, env: &Environment) -> Layer {
+    let mut written = BTreeMap::new();
+    let value = match (&value, keys::find(key)) {
+        (Value::String(_, raw), Some(k)) if k.kind == Kind::Path => {
+            match resolve_path(key, raw, None, env) {
+                Some(resolved) => {
+                    written.insert(key.to_string(), raw.clone());
+                    Value::from(resolved)
+                }
+                None => value,
+            }
+        }
+        _ => value,
+    };
+    Layer {
+        name,
+        dict: nest(key, value),
+        written,
+    }
+}
+
+/// §7.3: `~/` is the home directory; a relative path is relative to `dir`
+/// (the file it was written in), else to the working directory — except the
+/// keys that stay relative to `daemon.state_dir`. `None` = use as written.
+fn resolve_path(key: &str, raw: &str, dir: Option<&Path>, env: &Environment) -> Option<String> {
+    if raw.is_empty() {
+        return None;
+    }
+    let expanded = match raw
+        .strip_prefix("~/")
+        .or(if raw == "~" { Some("") } else { None })
+    {
+        Some(rest) => match env.get("HOME") {
+            Some(home) => Path::new(home).join(rest),
+            None => PathBuf::from(raw),
+        },
+        None => PathBuf::from(raw),
+    };
+    let resolved = if expanded.is_relative() && !keys::STATE_RELATIVE.contains(&key) {
+        match dir {
+            Some(d) => d.join(&expanded),
+            None => env.absolute(&expanded),
+        }
+    } else {
+        expanded
+    };
+    let resolved = resolved.to_string_lossy().into_owned();
+    (resolved != raw).then_some(resolved)
+}
+
+/// Resolves every path key a file (or user profile) sets; returns the
+/// values as written for those it changed.
+fn resolve_table_paths(
+    table: &mut toml::Table,
+    dir: Option<&Path>,
+    env: &Environment,
+) -> BTreeMap<String, String> {
+    let mut written = BTreeMap::new();
+    for key in keys::KEYS.iter().filter(|k| k.kind == Kind::Path) {
+        if let Some(toml::Value::String(raw)) = get_dotted_mut(table, key.name)
+            && let Some(resolved) = resolve_path(key.name, raw, dir, env)
+        {
+            written.insert(key.name.to_string(), std::mem::replace(raw, resolved));
+        }
+    }
+    written
+}
+
+fn get_dotted_mut<'a>(table: &'a mut toml::Table, key: &str) -> Option<&'a mut toml::Value> {
+    let (parents, leaf) = match key.rsplit_once('.') {
+        Some((p, l)) => (Some(p), l),
+        None => (None, key),
+    };
+    let mut t = table;
+    for part in parents.into_iter().flat_map(|p| p.split('.')) {
+        t = t.get_mut(part)?.as_table_mut()?;
+    }
+    t.get_mut(leaf)
+}
+
+/// Removes a dotted key from a table (a lenient load leaves it out).
+fn remove_dotted(table: &mut toml::Table, key: &str) {
+    let (parent, leaf) = match key.rsplit_once('.') {
+        Some((p, l)) => (Some(p), l),
+        None => (None, key),
+    };
+    match parent {
+        None => {
+            table.remove(leaf);
+        }
+        Some(p) => {
+            if let Some(toml::Value::Table(t)) = get_dotted_mut(table, p) {
+                t.remove(leaf);
+            }
+        }
+    }
+}
+
+/// A layer's leaves as dotted keys, for `oj config explain`.
+fn record(name: &str, dict: &Dict, written: BTreeMap<String, String>) -> LayerRecord {
+    fn walk(prefix: &str, dict: &Dict, out: &mut BTreeMap<String, serde_json::Value>) {
+        for (k, v) in dict {
+            let path = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                Value::Dict(_, inner)
+                    if keys::is_section(&path)
+                        || keys::find(&path).is_some_and(|k| k.kind == Kind::StrTable) =>
+                {
+                    walk(&path, inner, out)
+                }
+                other => {
+                    out.insert(path, serde_json::to_value(other).unwrap_or_default());
+                }
+            }
+        }
+    }
+    let mut values = BTreeMap::new();
+    walk("", dict, &mut values);
+    LayerRecord {
+        name: name.to_string(),
+        values,
+        written,
+    }
+}
+
 fn nest(key: &str, value: Value) -> Dict {
     figment::util::nest(key, value)
         .into_dict()
@@ -668,12 +976,15 @@ fn nest(key: &str, value: Value) -> Dict {
 /// Environment layers: aliases first, then `OJ_A__B` variables, so that a
 /// `__` variable beats an alias for the same key. One layer per variable so
 /// that provenance names the variable.
-fn env_layers(env: &Environment, errors: &mut Vec<ConfigError>) -> Vec<Layer> {
+fn env_layers(env: &Environment, skip: &Skip, errors: &mut Vec<ConfigError>) -> Vec<Layer> {
     let mut layers = Vec::new();
     for (var, key, _) in ALIASES {
         let Some(raw) = env.vars.get(*var) else {
             continue;
         };
+        if skip.vars.contains(*var) || skip.skips_key(key) {
+            continue;
+        }
         let layer = format!("env {var}");
         let value = match *var {
             "OJ_TCP_PORT" if !raw.is_empty() => match raw.parse::<u16>() {
@@ -705,20 +1016,26 @@ fn env_layers(env: &Environment, errors: &mut Vec<ConfigError>) -> Vec<Layer> {
                 None => continue,
             },
         };
-        layers.push(Layer {
-            name: layer,
-            dict: nest(key, value),
-        });
+        layers.push(override_layer(layer, key, value, env));
     }
     for (var, raw) in &env.vars {
         let Some(rest) = var.strip_prefix("OJ_") else {
             continue;
         };
+        if skip.vars.contains(var) {
+            continue;
+        }
         if !rest.contains("__") {
+            if !is_known_plain_variable(var) {
+                errors.push(unknown_variable(var));
+            }
             continue;
         }
         let layer = format!("env {var}");
         let path = rest.replace("__", ".").to_ascii_lowercase();
+        if skip.skips_key(&path) {
+            continue;
+        }
         match keys::owning_key(&path) {
             Some(k) if k.kind == Kind::StrTable && k.name == path => {
                 errors.push(ConfigError::new(
@@ -727,15 +1044,14 @@ fn env_layers(env: &Environment, errors: &mut Vec<ConfigError>) -> Vec<Layer> {
                     format!("is a table; set one entry, e.g. {var}__X_TEAM=value"),
                 ));
             }
-            Some(k) => layers.push(Layer {
-                name: layer,
-                dict: nest(&path, typed_value(k.kind, raw, true)),
-            }),
+            Some(k) => layers.push(override_layer(
+                layer,
+                &path,
+                typed_value(k.kind, raw, true),
+                env,
+            )),
             None => {
-                let hint = match keys::nearest(&path) {
-                    Some(n) => format!("did you mean {} (key `{n}`)?", keys::env_var_name(n)),
-                    None => "`oj config env` lists every variable".into(),
-                };
+                let hint = variable_hint(var);
                 errors.push(ConfigError::new(
                     None,
                     Some(&layer),
@@ -747,8 +1063,91 @@ fn env_layers(env: &Environment, errors: &mut Vec<ConfigError>) -> Vec<Layer> {
     layers
 }
 
+/// Variables that oj sets in every step's environment; a step that runs
+/// `oj` itself must not be refused for them.
+pub const STEP_VARIABLES: &[&str] = &["OJ_JOB_ID", "OJ_JOB_NAME", "OJ_STEP"];
+
+/// An `OJ_*` name without `__` that oj reads: an alias, a selector or a
+/// step variable.
+fn is_known_plain_variable(var: &str) -> bool {
+    var == OJ_PROFILE
+        || var == OJ_CONFIG
+        || STEP_VARIABLES.contains(&var)
+        || ALIASES.iter().any(|(alias, _, _)| *alias == var)
+}
+
+/// Every variable name oj accepts (keys' `OJ_…__…` names, aliases,
+/// selectors), for suggestions and `oj config env`.
+pub fn accepted_variables() -> Vec<String> {
+    let mut names: Vec<String> = vec![OJ_PROFILE.into(), OJ_CONFIG.into()];
+    names.extend(ALIASES.iter().map(|(v, _, _)| v.to_string()));
+    names.extend(keys::KEYS.iter().map(|k| keys::env_var_name(k.name)));
+    names
+}
+
+/// The accepted variable closest to `var`: first a key whose name matches
+/// once `_`, `__` and `.` are ignored (`OJ_LOG_FORMAT` → `OJ_LOG__FORMAT`),
+/// or whose tail does (`OJ_DRAIN_TIMEOUT` → `OJ_SHUTDOWN__DRAIN_TIMEOUT`),
+/// else the closest spelling.
+pub fn nearest_variable(var: &str) -> Option<String> {
+    let squash = |s: &str| -> String {
+        s.chars()
+            .filter(|c| *c != '_' && *c != '.')
+            .map(|c| c.to_ascii_uppercase())
+            .collect()
+    };
+    let wanted = squash(var.strip_prefix("OJ_").unwrap_or(var));
+    if !wanted.is_empty() {
+        if let Some(k) = keys::KEYS.iter().find(|k| squash(k.name) == wanted) {
+            return Some(keys::env_var_name(k.name));
+        }
+        let tail = |k: &&keys::Key| {
+            let leaf = k.name.rsplit('.').next().unwrap_or(k.name);
+            squash(leaf) == wanted || squash(k.name).ends_with(&wanted) && wanted.len() >= 6
+        };
+        if let Some(k) = keys::KEYS.iter().find(tail) {
+            return Some(keys::env_var_name(k.name));
+        }
+    }
+    let mut best: Option<(String, f64)> = None;
+    for name in accepted_variables() {
+        let score = strsim::jaro_winkler(var, &name);
+        if best.as_ref().is_none_or(|(_, s)| score > *s) {
+            best = Some((name, score));
+        }
+    }
+    best.filter(|(_, s)| *s > 0.8).map(|(n, _)| n)
+}
+
+/// "did you mean OJ_LOG__FORMAT (key `log.format`)?"
+fn variable_hint(var: &str) -> String {
+    match nearest_variable(var) {
+        Some(n) => match keys::KEYS.iter().find(|k| keys::env_var_name(k.name) == n) {
+            Some(k) => format!("did you mean {n} (key `{}`)?", k.name),
+            None => format!("did you mean {n}?"),
+        },
+        None => "`oj config env` lists every accepted variable.".into(),
+    }
+}
+
+fn unknown_variable(var: &str) -> ConfigError {
+    let hint = variable_hint(var);
+    ConfigError::new(
+        None,
+        Some(&format!("env {var}")),
+        format!(
+            "is not a variable oj reads (settings are OJ_ + the dotted key with '.' as '__'); {hint} Unset it if it is not meant for oj"
+        ),
+    )
+}
+
 /// `--set KEY=VALUE` layers.
-fn set_layers(sets: &[String], errors: &mut Vec<ConfigError>) -> Vec<Layer> {
+fn set_layers(
+    sets: &[String],
+    skip: &Skip,
+    env: &Environment,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<Layer> {
     let mut layers = Vec::new();
     for item in sets {
         let layer = "flag --set";
@@ -761,6 +1160,9 @@ fn set_layers(sets: &[String], errors: &mut Vec<ConfigError>) -> Vec<Layer> {
             continue;
         };
         let key = key.trim();
+        if skip.skips_key(key) {
+            continue;
+        }
         match keys::owning_key(key) {
             Some(k) if k.kind == Kind::StrTable && k.name == key => {
                 errors.push(ConfigError::new(
@@ -774,10 +1176,7 @@ fn set_layers(sets: &[String], errors: &mut Vec<ConfigError>) -> Vec<Layer> {
                     Kind::StrTable => Value::from(raw.to_string()),
                     kind => typed_value(kind, raw, false),
                 };
-                layers.push(Layer {
-                    name: layer.into(),
-                    dict: nest(key, value),
-                })
+                layers.push(override_layer(layer.into(), key, value, env))
             }
             None => errors.push(unknown_key(key, layer)),
         }
@@ -800,8 +1199,9 @@ fn is_user_layer(layer: &str) -> bool {
 }
 
 /// §2.6: a webhook URL set by a file, env or flag switches a backend that
-/// only a profile (or the default) chose to `webhook`.
-fn apply_derived_rules(figment: Figment) -> Figment {
+/// only a profile (or the default) chose to `webhook`. Returns the layer it
+/// added, if any.
+fn apply_derived_rules(figment: Figment) -> (Figment, Option<Layer>) {
     let url_layer = layer_of(&figment, "notify.webhook.url");
     let url_set = matches!(figment.find_value("notify.webhook.url"), Ok(Value::String(_, ref s)) if !s.is_empty());
     let backend_layer = layer_of(&figment, "notify.backend");
@@ -809,10 +1209,16 @@ fn apply_derived_rules(figment: Figment) -> Figment {
         let layer = Layer {
             name: format!("derived from notify.webhook.url ({url_layer})"),
             dict: nest("notify.backend", Value::from("webhook".to_string())),
+            written: BTreeMap::new(),
         };
-        figment.merge(layer)
+        let merged = figment.merge(Layer {
+            name: layer.name.clone(),
+            dict: layer.dict.clone(),
+            written: BTreeMap::new(),
+        });
+        (merged, Some(layer))
     } else {
-        figment
+        (figment, None)
     }
 }
 
@@ -881,7 +1287,12 @@ fn check_kind(key: &keys::Key, value: &Value) -> Result<(), String> {
         Kind::Quantity => {
             let text = match value {
                 Value::String(_, s) => s.clone(),
-                Value::Num(_, n) => n.to_f64().map(|f| f.to_string()).unwrap_or_default(),
+                Value::Num(..) => value
+                    .to_i128()
+                    .map(|i| i.to_string())
+                    .or_else(|| value.to_u128().map(|u| u.to_string()))
+                    .or_else(|| value.to_f64().map(|f| f.to_string()))
+                    .unwrap_or_default(),
                 _ => return invalid(""),
             };
             text.parse::<crate::Quantity>()

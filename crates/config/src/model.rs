@@ -37,6 +37,8 @@ pub struct DaemonConfig {
     pub state_dir: PathBuf,
     /// This daemon's identity (Lease holder, notifications, status).
     pub instance: String,
+    /// Reload when a config file read at start changes (SIGHUP always does).
+    pub watch_config: bool,
 }
 
 /// How jobs run.

@@ -1,6 +1,8 @@
 //! `oj config show`: the effective config as TOML or JSON, secrets redacted,
 //! optionally with the layer of every leaf.
 
+use std::collections::BTreeMap;
+
 use crate::keys::{self, Kind};
 use crate::load::Loaded;
 use crate::secret::REDACTED;
@@ -13,31 +15,57 @@ pub struct ShowOptions {
     pub show_secrets: bool,
 }
 
+/// A configuration to print: the tree, the layer of every leaf and a
+/// header line. Built from a [`Loaded`] or from a daemon's `GET /v1/config`.
+#[derive(Debug, Clone)]
+pub struct View {
+    pub tree: serde_json::Value,
+    pub sources: BTreeMap<String, String>,
+    /// The first comment line, e.g. `profile: desktop (default)`.
+    pub header: String,
+}
+
+impl View {
+    /// The view of a loaded configuration, secrets still in it.
+    pub fn of(loaded: &Loaded) -> View {
+        View {
+            tree: serde_json::to_value(&loaded.config).unwrap_or(serde_json::Value::Null),
+            sources: loaded.sources.clone(),
+            header: format!("profile: {} ({})", loaded.profile, loaded.profile_source),
+        }
+    }
+
+    /// The source of a key (`default` when unknown).
+    pub fn source(&self, key: &str) -> &str {
+        self.sources
+            .get(key)
+            .map(String::as_str)
+            .unwrap_or("default")
+    }
+}
+
 /// Renders the effective configuration.
 pub fn show(loaded: &Loaded, opts: ShowOptions) -> String {
-    let mut tree = serde_json::to_value(&loaded.config).unwrap_or(serde_json::Value::Null);
+    show_view(&View::of(loaded), opts)
+}
+
+/// Renders a [`View`] as `oj config show` does.
+pub fn show_view(view: &View, opts: ShowOptions) -> String {
+    let mut tree = view.tree.clone();
     if !opts.show_secrets {
-        redact(&mut tree, "");
+        redact(&mut tree);
     }
     if opts.json && opts.sources {
-        let sources: serde_json::Map<String, serde_json::Value> = loaded
-            .sources
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-            .collect();
-        let doc = serde_json::json!({ "config": tree, "sources": sources });
+        let doc = serde_json::json!({ "config": tree, "sources": view.sources });
         return serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n";
     }
     if opts.json {
         return serde_json::to_string_pretty(&tree).unwrap_or_default() + "\n";
     }
     if opts.sources {
-        return toml_with_sources(loaded, &tree);
+        return toml_with_sources(view, &tree);
     }
-    let mut out = format!(
-        "# profile: {} ({})\n",
-        loaded.profile, loaded.profile_source
-    );
+    let mut out = format!("# {}\n", view.header);
     match json_to_toml(&tree) {
         Some(toml::Value::Table(t)) => out.push_str(&toml::to_string(&t).unwrap_or_default()),
         _ => out.push_str("# (could not render as TOML)\n"),
@@ -46,7 +74,11 @@ pub fn show(loaded: &Loaded, opts: ShowOptions) -> String {
 }
 
 /// Replaces every secret leaf with `<redacted>`.
-fn redact(value: &mut serde_json::Value, prefix: &str) {
+pub fn redact(value: &mut serde_json::Value) {
+    redact_under(value, "")
+}
+
+fn redact_under(value: &mut serde_json::Value, prefix: &str) {
     if let serde_json::Value::Object(map) = value {
         for (k, v) in map.iter_mut() {
             let path = if prefix.is_empty() {
@@ -57,7 +89,7 @@ fn redact(value: &mut serde_json::Value, prefix: &str) {
             if keys::is_secret(&path) && !v.is_object() {
                 *v = serde_json::Value::String(REDACTED.into());
             } else {
-                redact(v, &path);
+                redact_under(v, &path);
             }
         }
     }
@@ -83,51 +115,72 @@ fn json_to_toml(v: &serde_json::Value) -> Option<toml::Value> {
     })
 }
 
-fn lookup<'a>(tree: &'a serde_json::Value, key: &str) -> Option<&'a serde_json::Value> {
+/// The value at a dotted key of a config tree.
+pub fn lookup<'a>(tree: &'a serde_json::Value, key: &str) -> Option<&'a serde_json::Value> {
     key.split('.').try_fold(tree, |v, part| v.get(part))
 }
 
 /// One leaf a line, each followed by `# <layer>`; unset optional keys print
-/// as `""`, which is how a user unsets them.
-fn toml_with_sources(loaded: &Loaded, tree: &serde_json::Value) -> String {
-    let mut out = format!(
-        "# profile: {} ({})\n",
-        loaded.profile, loaded.profile_source
-    );
-    let mut section = String::new();
+/// as `""`, which is how a user unsets them. Keys are grouped by section, in
+/// the order sections first appear in the key table, and each table of free
+/// keys (`notify.webhook.headers`) follows its parent's leaves: every
+/// `[section]` appears once, so the output is valid TOML.
+fn toml_with_sources(view: &View, tree: &serde_json::Value) -> String {
+    let mut out = format!("# {}\n", view.header);
+    let mut sections: Vec<(&str, Vec<&keys::Key>)> = Vec::new();
     for key in keys::KEYS {
-        let (sec, leaf) = key.name.rsplit_once('.').unwrap_or(("", key.name));
-        if key.kind == Kind::StrTable {
-            out.push_str(&format!(
-                "\n[{}]  # {}\n",
-                key.name,
-                loaded.source(key.name)
-            ));
-            section = key.name.to_string();
-            if let Some(serde_json::Value::Object(entries)) = lookup(tree, key.name) {
+        let sec = if key.kind == Kind::StrTable {
+            key.name
+        } else {
+            key.name.rsplit_once('.').map_or("", |(s, _)| s)
+        };
+        match sections.iter_mut().find(|(s, _)| *s == sec) {
+            Some((_, ks)) => ks.push(key),
+            None => sections.push((sec, vec![key])),
+        }
+    }
+    // A table of free keys goes right after the section that holds it.
+    let mut ordered: Vec<(&str, Vec<&keys::Key>)> = Vec::new();
+    let (tables, plain): (Vec<_>, Vec<_>) = sections
+        .into_iter()
+        .partition(|(_, ks)| ks.iter().any(|k| k.kind == Kind::StrTable));
+    for sec in plain {
+        let name = sec.0;
+        ordered.push(sec);
+        ordered.extend(
+            tables
+                .iter()
+                .filter(|(t, _)| t.rsplit_once('.').map_or("", |(p, _)| p) == name)
+                .cloned(),
+        );
+    }
+    for (sec, ks) in ordered {
+        out.push_str(&format!("\n[{sec}]"));
+        if let [table] = ks.as_slice()
+            && table.kind == Kind::StrTable
+        {
+            out.push_str(&format!("  # {}\n", view.source(table.name)));
+            if let Some(serde_json::Value::Object(entries)) = lookup(tree, table.name) {
                 for (name, v) in entries {
-                    let full = format!("{}.{name}", key.name);
+                    let full = format!("{}.{name}", table.name);
                     out.push_str(&format!(
                         "{} = {}  # {}\n",
                         toml_key(name),
                         render_value(v),
-                        loaded.source(&full)
+                        view.source(&full)
                     ));
                 }
             }
             continue;
         }
-        if sec != section {
-            out.push_str(&format!("\n[{sec}]\n"));
-            section = sec.to_string();
+        out.push('\n');
+        for key in ks {
+            let leaf = key.name.rsplit_once('.').map_or(key.name, |(_, l)| l);
+            let value = lookup(tree, key.name)
+                .map(render_value)
+                .unwrap_or_else(|| "\"\"".into());
+            out.push_str(&format!("{leaf} = {value}  # {}\n", view.source(key.name)));
         }
-        let value = lookup(tree, key.name)
-            .map(render_value)
-            .unwrap_or_else(|| "\"\"".into());
-        out.push_str(&format!(
-            "{leaf} = {value}  # {}\n",
-            loaded.source(key.name)
-        ));
     }
     out
 }
@@ -143,7 +196,8 @@ fn toml_key(k: &str) -> String {
     }
 }
 
-fn render_value(v: &serde_json::Value) -> String {
+/// A value as TOML writes it (`""` for unset).
+pub fn render_value(v: &serde_json::Value) -> String {
     json_to_toml(v)
         .map(|t| t.to_string())
         .unwrap_or_else(|| "\"\"".into())

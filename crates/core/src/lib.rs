@@ -8,6 +8,7 @@ pub mod events;
 pub mod job;
 pub mod notification;
 pub mod runbook;
+mod runbook_schema;
 pub mod spec;
 pub mod state;
 pub mod template;
@@ -16,6 +17,7 @@ pub use events::Event;
 pub use job::{IdGen, Job, JobId, JobState, StepState, StepStatus, Timestamp};
 pub use notification::{Notification, NotificationKind};
 pub use runbook::{Runbook, RunbookError};
+pub use runbook_schema::runbook_json_schema;
 pub use spec::{
     ContainerResources, ContainerSpec, FilledStep, JobSpec, MAX_NAME_BYTES, NotifyTemplates,
     ResourceAmounts, SpecError, StepSpec,

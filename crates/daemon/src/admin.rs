@@ -24,7 +24,8 @@ pub struct AdminState {
     pub leader: watch::Receiver<bool>,
     pub draining: watch::Receiver<bool>,
     pub metrics: Arc<Metrics>,
-    pub notifier: Option<Notifier>,
+    /// The notifier in use (it changes when a reload changes `notify.*`).
+    pub notifier: crate::notify::LiveNotifier,
     /// The TCP listener's certificate, for `oj_tls_cert_expiry_timestamp_seconds`.
     pub tls: Option<ServerTls>,
 }
@@ -59,11 +60,12 @@ async fn readyz(State(s): State<AdminState>) -> Response {
 
 async fn metrics(State(s): State<AdminState>, headers: HeaderMap) -> Response {
     let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let notifier = s.notifier.current();
     let observed = Observed {
         counts: s.engine.counts().await,
         leader: *s.leader.borrow(),
         draining: *s.draining.borrow(),
-        notify_depth: s.notifier.as_ref().map(Notifier::depth).unwrap_or(0),
+        notify_depth: notifier.as_ref().map(Notifier::depth).unwrap_or(0),
         tls_not_after: s.tls.as_ref().map(|t| t.current_cert().not_after),
     };
     (

@@ -53,6 +53,8 @@ pub struct Shared {
     pub logs_dir: PathBuf,
     /// `pods.*`: container steps whose merged resources are invalid get 400.
     pub pods: Option<Arc<oj_config::PodsConfig>>,
+    /// The running config (`GET /v1/config`, the `config` part of status).
+    pub config: Option<crate::reload::ConfigStatus>,
 }
 
 /// A JSON error response.
@@ -73,6 +75,7 @@ pub fn router(shared: Shared) -> Router {
         .route("/v1/jobs/{id}/logs", get(logs))
         .route("/v1/jobs/{id}/cancel", post(cancel))
         .route("/v1/shutdown", post(shutdown))
+        .route("/v1/config", get(crate::config_api::get_config))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(shared.clone(), standby_gate))
         .with_state(shared)
@@ -118,6 +121,7 @@ async fn status(State(s): State<Shared>) -> Response {
         "lock": info.lock,
         "storage_error": s.engine.storage_error(),
         "jobs": counts,
+        "config": s.config.as_ref().map(crate::reload::ConfigStatus::status_json),
     }))
     .into_response()
 }
@@ -140,7 +144,11 @@ async fn submit(State(s): State<Shared>, body: Bytes) -> Response {
             );
         }
     };
-    if let Some(pods) = &s.pods
+    // `pods.*` applies live: check against the running config.
+    let pods = s.config.as_ref().map_or(s.pods.clone(), |c| {
+        Some(Arc::new(c.running().config.pods.clone()))
+    });
+    if let Some(pods) = &pods
         && let Err(e) = crate::k8s::validate_spec(&spec, pods)
     {
         return error(StatusCode::BAD_REQUEST, "invalid_spec", e);
@@ -490,6 +498,7 @@ mod tests {
             shutdown: trigger,
             logs_dir: dir.join("logs"),
             pods: None,
+            config: None,
         };
         (s, leader_tx, draining_tx)
     }

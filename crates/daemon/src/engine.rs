@@ -182,6 +182,8 @@ enum Command {
     Shutdown {
         reply: oneshot::Sender<Result<(), String>>,
     },
+    /// A reload's new `jobs.*` slice: applies to jobs started from now on.
+    Reconfigure(EngineConfig),
 }
 
 /// A cheap, cloneable handle to the engine task.
@@ -276,6 +278,11 @@ impl EngineHandle {
         self.ask(|reply| Command::Shutdown { reply })
             .await
             .unwrap_or_else(|| Err("the engine had already stopped".into()))
+    }
+
+    /// Applies a reloaded `jobs.max_concurrent` / `jobs.step_timeout` at once.
+    pub fn reconfigure(&self, cfg: EngineConfig) {
+        let _ = self.tx.send(Command::Reconfigure(cfg));
     }
 
     /// The steps running now (updated on every change).
@@ -654,6 +661,7 @@ impl Engine {
                     self.record(Event::NotificationAcked { id });
                 }
             }
+            Command::Reconfigure(cfg) => self.cfg = cfg,
             Command::Drain => {
                 if !self.draining {
                     self.draining = true;

@@ -23,25 +23,77 @@ const CLEANUP_LIMIT: Duration = Duration::from_secs(30);
 
 /// Container steps as pods.
 pub struct PodStepRunner {
-    runner: PodRunner,
+    /// Swapped by a reload of `pods.*`; a step keeps the runner it started with.
+    runner: std::sync::RwLock<PodRunner>,
+    /// Builds the runner for a reloaded `pods.*` (none in tests).
+    client: Option<kube::Client>,
+    /// `daemon.instance`, the owner label of the pods (restart-only).
+    instance: Option<String>,
     shell: Vec<String>,
     /// `shutdown.container_steps`: what the end of the drain does to a pod.
-    on_drain: ContainerStepsOnDrain,
+    on_drain: std::sync::RwLock<ContainerStepsOnDrain>,
 }
 
 impl PodStepRunner {
     pub fn new(runner: PodRunner, shell: Vec<String>) -> PodStepRunner {
         PodStepRunner {
-            runner,
+            runner: std::sync::RwLock::new(runner),
+            client: None,
+            instance: None,
             shell,
-            on_drain: ContainerStepsOnDrain::Detach,
+            on_drain: std::sync::RwLock::new(ContainerStepsOnDrain::Detach),
         }
     }
 
-    /// Sets what the end of the drain does to running step pods.
-    pub fn on_drain(mut self, on_drain: ContainerStepsOnDrain) -> PodStepRunner {
-        self.on_drain = on_drain;
+    /// A runner that can take a new `pods.*` slice ([`Self::reconfigure`]);
+    /// its pods carry `instance` as their owner.
+    pub fn reconfigurable(
+        client: kube::Client,
+        pods: &oj_config::PodsConfig,
+        shell: Vec<String>,
+        instance: String,
+    ) -> PodStepRunner {
+        let namespace = oj_adapters::k8s::resolve_namespace(pods.namespace.as_deref());
+        let runner =
+            PodRunner::new(client.clone(), namespace, pods.clone()).with_instance(instance.clone());
+        PodStepRunner {
+            runner: std::sync::RwLock::new(runner),
+            client: Some(client),
+            instance: Some(instance),
+            shell,
+            on_drain: std::sync::RwLock::new(ContainerStepsOnDrain::Detach),
+        }
+    }
+
+    /// Sets what the end of the drain does to running step pods
+    /// (`shutdown.container_steps`; applies live).
+    pub fn on_drain(self, on_drain: ContainerStepsOnDrain) -> PodStepRunner {
+        self.set_on_drain(on_drain);
         self
+    }
+
+    /// [`Self::on_drain`] on a shared runner (a reload).
+    pub fn set_on_drain(&self, on_drain: ContainerStepsOnDrain) {
+        *self.on_drain.write().unwrap_or_else(|p| p.into_inner()) = on_drain;
+    }
+
+    /// Steps started from now on use `pods` (namespace, service account,
+    /// pull policy, resources, …); running ones keep theirs.
+    pub fn reconfigure(&self, pods: &oj_config::PodsConfig) {
+        let Some(client) = &self.client else { return };
+        let namespace = oj_adapters::k8s::resolve_namespace(pods.namespace.as_deref());
+        let mut runner = PodRunner::new(client.clone(), namespace, pods.clone());
+        if let Some(instance) = &self.instance {
+            runner = runner.with_instance(instance.clone());
+        }
+        *self.runner.write().unwrap_or_else(|p| p.into_inner()) = runner;
+    }
+
+    fn current(&self) -> PodRunner {
+        self.runner
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn input(&self, ctx: &StepContext) -> PodInput {
@@ -70,9 +122,9 @@ impl PodStepRunner {
         stop: watch::Receiver<Stop>,
         attach_only: bool,
     ) -> BoxFuture<'static, StepOutcome> {
-        let runner = self.runner.clone();
+        let runner = self.current();
         let input = self.input(&ctx);
-        let on_drain = self.on_drain;
+        let on_drain = *self.on_drain.read().unwrap_or_else(|p| p.into_inner());
         Box::pin(async move {
             let cancel = CancellationToken::new();
             let detach = CancellationToken::new();
@@ -251,6 +303,8 @@ impl LockStrategy for LeaseStrategy {
 /// What the Kubernetes side contributes to a daemon.
 pub struct KubePlugins {
     pub container_runner: Arc<dyn StepRunner>,
+    /// The same runner, typed, for a reload of `pods.*` (none without an API).
+    pub pods: Option<Arc<PodStepRunner>>,
     pub lease: Option<Box<dyn LockStrategy>>,
     /// Deletes pods of unknown jobs once leader (lease strategy only).
     pub on_lead: Option<LeadHook>,
@@ -288,6 +342,7 @@ pub async fn plugins(
                 container_runner: Arc::new(UnreachableCluster {
                     reason: e.to_string(),
                 }),
+                pods: None,
                 lease: None,
                 on_lead: None,
             });
@@ -295,16 +350,21 @@ pub async fn plugins(
     };
     // The in-cluster checks of `oj config check`, as warnings, in the background.
     oj_adapters::k8s::preflight::spawn_at_start(client.clone(), cfg, env);
-    let namespace = oj_adapters::k8s::resolve_namespace(cfg.pods.namespace.as_deref());
-    let pods = PodRunner::new(client.clone(), namespace, cfg.pods.clone())
-        .with_instance(cfg.daemon.instance.clone());
-    let container_runner: Arc<dyn StepRunner> = Arc::new(
-        PodStepRunner::new(pods.clone(), cfg.jobs.shell.clone())
-            .on_drain(cfg.shutdown.container_steps),
+    let step_runner = Arc::new(
+        PodStepRunner::reconfigurable(
+            client.clone(),
+            &cfg.pods,
+            cfg.jobs.shell.clone(),
+            cfg.daemon.instance.clone(),
+        )
+        .on_drain(cfg.shutdown.container_steps),
     );
+    let pods = step_runner.current();
+    let container_runner: Arc<dyn StepRunner> = step_runner.clone();
     if !lease_wanted {
         return Ok(KubePlugins {
             container_runner,
+            pods: Some(step_runner),
             lease: None,
             on_lead: None,
         });
@@ -328,6 +388,7 @@ pub async fn plugins(
     });
     Ok(KubePlugins {
         container_runner,
+        pods: Some(step_runner),
         lease: Some(Box::new(LeaseStrategy { lock })),
         on_lead: Some(on_lead),
     })

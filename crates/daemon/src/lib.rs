@@ -1,12 +1,15 @@
 //! The oj daemon: engine, storage, API listeners and lifecycle.
 //!
-//! [`run`] is parse → build → run: the configuration arrives parsed and
-//! validated; the build phase checks the machine (preflight, token, state
+//! [`run`] is load → build → run: the configuration arrives loaded and
+//! validated; [`Daemon::build`] checks the machine (preflight, token, state
 //! directory, lock, WAL, TLS, sockets) and fails with exit 78/75/1 and one
-//! clear line; the run phase serves until a shutdown request and drains.
+//! clear line, or returns the built daemon holding every subsystem's
+//! handle; [`Daemon::run`] serves, reloads the config on SIGHUP or a changed
+//! file (`reload`), and drains on a shutdown request.
 
 pub mod admin;
 pub mod api;
+mod config_api;
 pub mod drain;
 pub mod engine;
 pub mod harden;
@@ -17,14 +20,16 @@ pub mod lock;
 pub mod metrics;
 pub mod notify;
 pub mod ready;
+pub mod reload;
 pub mod runner;
 pub mod storage;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oj_adapters::logging::{LogGuard, LoggingInput};
+use oj_adapters::logging::{LevelControl, LogGuard, LoggingInput};
 use oj_config::{Environment, Loaded, NotifyBackend, RuntimeConfig, Secret};
 use tokio::sync::watch;
 
@@ -32,6 +37,7 @@ use crate::api::{DaemonInfo, Shared};
 use crate::drain::ShutdownTrigger;
 use crate::engine::{Engine, EngineConfig};
 use crate::lock::LockError;
+use crate::reload::{ConfigStatus, LiveSlices, Reloader};
 use crate::runner::shell::{KILL_GRACE, ShellRunner};
 use crate::runner::{Runners, StepRunner};
 use crate::storage::Storage;
@@ -111,13 +117,14 @@ fn start(loaded: Loaded, env: Environment, plugins: Plugins) -> Result<i32, Fail
         Failure::new(
             EXIT_CONFIG,
             format!(
-                "cannot create daemon.state_dir {} (from {}): {e}; choose a writable directory (OJ_STATE_DIR) or fix its permissions",
+                "cannot create daemon.state_dir {} ({}): {e}; choose a writable directory (OJ_STATE_DIR) or fix its permissions",
                 cfg.daemon.state_dir.display(),
-                loaded.source("daemon.state_dir")
+                loaded.origin("daemon.state_dir")
             ),
         )
     })?;
     let guard = setup_logging(&loaded, token.as_ref(), env.get("NO_COLOR").is_some())?;
+    let log_level = guard.as_ref().map(LogGuard::level_control);
     for w in report
         .warnings
         .iter()
@@ -133,7 +140,12 @@ fn start(loaded: Loaded, env: Environment, plugins: Plugins) -> Result<i32, Fail
         .thread_name("oj-daemon")
         .build()
         .map_err(|e| Failure::new(EXIT_RUNTIME, format!("cannot start the async runtime: {e}")))?;
-    let result = rt.block_on(daemon_main(loaded, env, token, plugins));
+    let result = rt.block_on(async {
+        Daemon::build(loaded, env, token, plugins, log_level)
+            .await?
+            .run()
+            .await
+    });
     rt.shutdown_timeout(Duration::from_millis(200));
     if let Err(f) = &result {
         tracing::error!(code = f.code, "{}", f.message);
@@ -179,9 +191,9 @@ fn read_token(loaded: &Loaded) -> Result<Option<Secret>, Failure> {
         Failure::new(
             EXIT_CONFIG,
             format!(
-                "cannot read the token file {} (listen.auth_token_file from {}): {e}; create it or point the key at the right file",
+                "cannot read the token file {} (listen.auth_token_file {}): {e}; create it or point the key at the right file",
                 path.display(),
-                loaded.source("listen.auth_token_file")
+                loaded.origin("listen.auth_token_file")
             ),
         )
     })?;
@@ -189,9 +201,9 @@ fn read_token(loaded: &Loaded) -> Result<Option<Secret>, Failure> {
         return Err(Failure::new(
             EXIT_CONFIG,
             format!(
-                "the token file {} (listen.auth_token_file from {}) is empty; write the token into it",
+                "the token file {} (listen.auth_token_file {}) is empty; write the token into it",
                 path.display(),
-                loaded.source("listen.auth_token_file")
+                loaded.origin("listen.auth_token_file")
             ),
         ));
     }
@@ -222,52 +234,343 @@ fn step_base_env(env: &Environment) -> BTreeMap<String, String> {
         .collect()
 }
 
-async fn daemon_main(
-    loaded: Loaded,
-    env: Environment,
-    token: Option<Secret>,
-    plugins: Plugins,
-) -> Result<i32, Failure> {
-    let started = Instant::now();
-    let cfg: RuntimeConfig = loaded.config.clone();
-    let state_dir = cfg.daemon.state_dir.clone();
-    let (trigger, requests) = ShutdownTrigger::new();
-    drain::listen_for_signals(trigger.clone()).map_err(|e| {
-        Failure::new(
-            EXIT_RUNTIME,
-            format!("cannot install the SIGTERM/SIGINT handlers: {e}"),
-        )
-    })?;
+/// The listeners bound in the build phase, not yet serving.
+struct Bound {
+    unix: Option<(
+        tokio::net::UnixListener,
+        std::path::PathBuf,
+        harden::SocketId,
+    )>,
+    tcp: Option<tokio::net::TcpListener>,
+    admin: Option<(tokio::net::TcpListener, std::net::SocketAddr)>,
+    tls: Option<oj_adapters::tls::ServerTls>,
+    /// API listeners as URLs, for status and the ready line.
+    urls: Vec<String>,
+}
 
-    // Kubernetes (pods, lease) when configured; a lease that cannot reach
-    // the API is a configuration problem.
-    let metrics = Arc::new(metrics::Metrics::new(VERSION, &loaded.profile));
-    let kube = k8s::plugins(&cfg, &env, &metrics)
-        .await
-        .map_err(|e| Failure::new(EXIT_CONFIG, e))?;
+/// A built daemon: every subsystem started, each with its handle. `run`
+/// serves until asked to stop and drains; a reload touches only
+/// `reloader` (which holds the live slices: engine, log level, config watch).
+pub struct Daemon {
+    requests: watch::Receiver<u32>,
+    held: lock::LockHandle,
+    leader: watch::Receiver<bool>,
+    engine: engine::EngineHandle,
+    engine_task: tokio::task::JoinHandle<()>,
+    notifier: notify::LiveNotifier,
+    servers: Vec<tokio::task::JoinHandle<()>>,
+    /// The Unix socket, removed at exit only while it is still ours.
+    socket: Option<(std::path::PathBuf, harden::SocketId)>,
+    stop_tx: watch::Sender<bool>,
+    draining_tx: watch::Sender<bool>,
+    reloader: Reloader,
+    hangup: tokio::signal::unix::Signal,
+    live_config: watch::Receiver<Arc<RuntimeConfig>>,
+}
 
-    // Lock first: nothing below may touch a state_dir another daemon owns.
-    let strategy = match (cfg.lock.strategy, plugins.lease, kube.lease) {
-        (oj_config::LockStrategy::Lease, Some(lease), _)
-        | (oj_config::LockStrategy::Lease, None, Some(lease)) => lease,
-        _ => lock::from_config(&cfg).map_err(|e| Failure::new(EXIT_CONFIG, e.to_string()))?,
-    };
-    let lock_name = strategy.name();
-    let held = strategy.acquire().await.map_err(|e| match e {
-        LockError::Held { .. } => Failure::new(EXIT_LOCKED, e.to_string()),
-        _ => Failure::new(EXIT_CONFIG, e.to_string()),
-    })?;
-    let leader = held.leader.clone();
+impl Daemon {
+    /// The build phase: signals, Kubernetes, lock, state, listeners, engine,
+    /// notifier, servers. Nothing here waits for work.
+    async fn build(
+        loaded: Loaded,
+        env: Environment,
+        token: Option<Secret>,
+        plugins: Plugins,
+        log_level: Option<LevelControl>,
+    ) -> Result<Daemon, Failure> {
+        let started = Instant::now();
+        let cfg: RuntimeConfig = loaded.config.clone();
+        let state_dir = cfg.daemon.state_dir.clone();
+        let (trigger, requests) = ShutdownTrigger::new();
+        drain::listen_for_signals(trigger.clone()).map_err(|e| {
+            Failure::new(
+                EXIT_RUNTIME,
+                format!("cannot install the SIGTERM/SIGINT handlers: {e}"),
+            )
+        })?;
+        let hangup = reload::hangup_signal().map_err(|e| {
+            Failure::new(
+                EXIT_RUNTIME,
+                format!("cannot install the SIGHUP (reload) handler: {e}"),
+            )
+        })?;
 
-    // Orphans of steps come to this process (and are reaped), also as PID 1.
-    if !runner::leftovers::become_subreaper() {
-        tracing::warn!(
-            "cannot become a child subreaper; leftovers of steps are found by a scan of /proc"
+        // Kubernetes (pods, lease) when configured; a lease that cannot reach
+        // the API is a configuration problem.
+        let metrics = Arc::new(metrics::Metrics::new(VERSION, &loaded.profile));
+        let kube = k8s::plugins(&cfg, &env, &metrics)
+            .await
+            .map_err(|e| Failure::new(EXIT_CONFIG, e))?;
+
+        // Lock first: nothing below may touch a state_dir another daemon owns.
+        let strategy = match (cfg.lock.strategy, plugins.lease, kube.lease) {
+            (oj_config::LockStrategy::Lease, Some(lease), _)
+            | (oj_config::LockStrategy::Lease, None, Some(lease)) => lease,
+            _ => lock::from_config(&cfg).map_err(|e| Failure::new(EXIT_CONFIG, e.to_string()))?,
+        };
+        let lock_name = strategy.name();
+        let held = strategy.acquire().await.map_err(|e| match e {
+            LockError::Held { .. } => Failure::new(EXIT_LOCKED, e.to_string()),
+            _ => Failure::new(EXIT_CONFIG, e.to_string()),
+        })?;
+        let leader = held.leader.clone();
+
+        // Orphans of steps come to this process (and are reaped), also as PID 1.
+        if !runner::leftovers::become_subreaper() {
+            tracing::warn!(
+                "cannot become a child subreaper; leftovers of steps are found by a scan of /proc"
+            );
+        }
+        tokio::spawn(runner::leftovers::run_reaper());
+
+        let (storage, state) = open_state(&state_dir)?;
+        let bound = bind_listeners(&loaded).await?;
+
+        // Engine, runners, notifier.
+        if bound.tls.is_some() {
+            metrics.enable_tls();
+        }
+        let runners = Runners {
+            shell: Arc::new(ShellRunner {
+                shell: cfg.jobs.shell.clone(),
+                base_env: step_base_env(&env),
+                kill_grace: KILL_GRACE,
+                kill_leftovers: cfg.jobs.kill_leftovers,
+            }),
+            container: plugins.container_runner.unwrap_or(kube.container_runner),
+        };
+        let pod_runner = kube.pods;
+        let logs_dir = state_dir.join("logs");
+        let engine_cfg = EngineConfig {
+            max_concurrent: cfg.jobs.max_concurrent.max(1) as usize,
+            step_timeout: cfg.jobs.step_timeout,
+            logs_dir: logs_dir.clone(),
+            reload_on_lead: cfg.lock.strategy == oj_config::LockStrategy::Lease,
+            allow_shell: cfg.jobs.allow_shell,
+        };
+        let (mut engine, handle) = Engine::new(
+            state,
+            storage,
+            engine_cfg.clone(),
+            runners,
+            metrics.clone(),
+            leader.clone(),
         );
-    }
-    tokio::spawn(runner::leftovers::run_reaper());
+        if let Some(hook) = kube.on_lead {
+            engine.set_on_lead(hook);
+        }
+        let notifier = start_notifier(&loaded, &mut engine, &handle, &metrics)?;
+        let engine_task = tokio::spawn(engine.run());
 
-    let (storage, state, replay) = tokio::task::block_in_place(|| Storage::open(&state_dir))
+        // Serve.
+        let (draining_tx, draining_rx) = watch::channel(false);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let config_status = ConfigStatus::new(loaded.clone());
+        let profile = loaded.profile.clone();
+        let info = Arc::new(DaemonInfo {
+            version: VERSION.to_string(),
+            profile: loaded.profile.clone(),
+            instance: cfg.daemon.instance.clone(),
+            started,
+            listeners: bound.urls.clone(),
+            admin: bound.admin.as_ref().map(|(_, a)| format!("http://{a}")),
+            lock: lock_name.to_string(),
+        });
+        let shared = Shared {
+            engine: handle.clone(),
+            info,
+            leader: leader.clone(),
+            draining: draining_rx.clone(),
+            shutdown: trigger.clone(),
+            logs_dir,
+            pods: Some(Arc::new(cfg.pods.clone())),
+            config: Some(config_status.clone()),
+        };
+        let admin_state = admin::AdminState {
+            engine: handle.clone(),
+            leader: leader.clone(),
+            draining: draining_rx.clone(),
+            metrics: metrics.clone(),
+            notifier: notifier.clone(),
+            tls: bound.tls.clone(),
+        };
+        let listeners = bound.urls.clone();
+        let tls = bound.tls.clone();
+        let socket = bound.unix.as_ref().map(|(_, path, id)| (path.clone(), *id));
+        let servers = serve(
+            bound,
+            shared,
+            admin_state,
+            &cfg,
+            token.as_ref(),
+            &stop_rx,
+            &metrics,
+        );
+
+        let (config_tx, live_config) = watch::channel(Arc::new(cfg.clone()));
+        let reloader = Reloader::new(
+            loaded,
+            env,
+            config_status,
+            LiveSlices {
+                engine: handle.clone(),
+                engine_base: engine_cfg,
+                log_level,
+                notifier: notifier.clone(),
+                profile: profile.clone(),
+                tls,
+                pods: pod_runner,
+                config: config_tx,
+                metrics: metrics.clone(),
+            },
+            metrics,
+        );
+        tracing::info!(
+            listeners = %listeners.join(" "),
+            lock = lock_name,
+            instance = %cfg.daemon.instance,
+            state_dir = %state_dir.display(),
+            startup_ms = started.elapsed().as_millis() as u64,
+            "daemon ready"
+        );
+        ready::announce(&cfg, VERSION, &profile, &listeners);
+        Ok(Daemon {
+            requests,
+            held,
+            leader,
+            engine: handle,
+            engine_task,
+            notifier,
+            servers,
+            socket,
+            stop_tx,
+            draining_tx,
+            reloader,
+            hangup,
+            live_config,
+        })
+    }
+
+    /// The run phase: serve and reload until asked to stop (or until
+    /// leadership is lost), then drain.
+    async fn run(self) -> Result<i32, Failure> {
+        let Daemon {
+            requests,
+            held,
+            leader,
+            engine: handle,
+            mut engine_task,
+            notifier,
+            servers,
+            socket,
+            stop_tx,
+            draining_tx,
+            reloader,
+            hangup,
+            live_config,
+        } = self;
+        let reload_task = tokio::spawn(reloader.run(hangup, stop_tx.subscribe()));
+        let mut requests_rx = requests.clone();
+        let mut leader_rx = leader.clone();
+        let mut was_leader = *leader_rx.borrow();
+        let mut leader_open = true;
+        let mut engine_failed = false;
+        let lost_leadership = loop {
+            tokio::select! {
+                _ = requests_rx.wait_for(|n| *n >= 1) => break false,
+                res = &mut engine_task => {
+                    // The engine never stops on its own; if it did, nothing works.
+                    tracing::error!(error = ?res.err(), "the engine stopped unexpectedly; exiting");
+                    engine_failed = true;
+                    break false;
+                }
+                changed = leader_rx.changed(), if leader_open => {
+                    if changed.is_err() {
+                        // The strategy ended; keep running with the last state.
+                        leader_open = false;
+                        continue;
+                    }
+                    let now = *leader_rx.borrow_and_update();
+                    if was_leader && !now {
+                        tracing::error!("leadership lost: draining and exiting");
+                        break true;
+                    }
+                    was_leader = now;
+                }
+            }
+        };
+
+        // `shutdown.*` applies live: the drain uses the value running now.
+        let (drain_timeout, container_steps) = {
+            let live = live_config.borrow();
+            (live.shutdown.drain_timeout, live.shutdown.container_steps)
+        };
+        let drain_started = Instant::now();
+        let (deadline, report) = drain::drain(
+            &handle,
+            &draining_tx,
+            requests,
+            drain_timeout,
+            container_steps,
+        )
+        .await;
+        if let Some(n) = notifier.current() {
+            let left = n.depth();
+            tracing::info!(
+                phase = "4/5 notifications",
+                pending = left,
+                "drain: delivering pending notifications"
+            );
+            let until = deadline.max(
+                tokio::time::Instant::now() + Duration::from_millis(if left > 0 { 500 } else { 0 }),
+            );
+            n.shutdown(until).await;
+        }
+        tracing::info!(phase = "5/5 snapshot", "drain: writing the final snapshot");
+        let snap = handle.shutdown().await;
+        if !engine_failed {
+            let _ = engine_task.await;
+        }
+        stop_tx.send_replace(true);
+        let _ = reload_task.await;
+        for s in servers {
+            let _ = tokio::time::timeout(Duration::from_millis(300), s).await;
+        }
+        if let Some((path, id)) = socket {
+            harden::release_socket(&path, id);
+        }
+        held.release().await;
+        tracing::info!(
+            terminated = report.terminated.len(),
+            finished_in_window = report.completed_in_window,
+            drain_ms = drain_started.elapsed().as_millis() as u64,
+            "daemon stopped"
+        );
+        if let Err(e) = snap {
+            return Err(Failure::new(
+                EXIT_RUNTIME,
+                format!("the final snapshot failed: {e}"),
+            ));
+        }
+        if engine_failed {
+            return Err(Failure::new(
+                EXIT_RUNTIME,
+                "the engine stopped unexpectedly (see the daemon log)",
+            ));
+        }
+        if lost_leadership {
+            return Err(Failure::new(
+                EXIT_RUNTIME,
+                "lost the lock (leadership) while running; drained and stopped",
+            ));
+        }
+        Ok(EXIT_OK)
+    }
+}
+
+/// Opens the WAL and snapshot, logging what replay skipped.
+fn open_state(state_dir: &Path) -> Result<(Storage, oj_core::State), Failure> {
+    let (storage, state, replay) = tokio::task::block_in_place(|| Storage::open(state_dir))
         .map_err(|e| Failure::new(EXIT_RUNTIME, format!("cannot load the daemon's state: {e}")))?;
     for problem in &replay.skipped {
         tracing::warn!(problem = %problem, "skipped a WAL record that does not fit");
@@ -283,8 +586,12 @@ async fn daemon_main(
         snapshot_seq = replay.snapshot_seq,
         "state loaded"
     );
+    Ok((storage, state))
+}
 
-    // TLS and listeners.
+/// Builds TLS and binds the Unix socket, TCP and admin listeners.
+async fn bind_listeners(loaded: &Loaded) -> Result<Bound, Failure> {
+    let cfg = &loaded.config;
     let tls = match (&cfg.listen.tcp, cfg.tls.enabled) {
         (Some(_), true) => Some(
             oj_adapters::tls::ServerTls::build(&cfg.tls)
@@ -292,7 +599,7 @@ async fn daemon_main(
         ),
         _ => None,
     };
-    let mut listeners = Vec::new();
+    let mut urls = Vec::new();
     let unix = match cfg.unix_socket_path() {
         Some(path) if path.as_os_str().len() > MAX_SOCKET_PATH => {
             return Err(Failure::new(
@@ -309,23 +616,15 @@ async fn daemon_main(
                 harden::SocketError::InUse { .. } => Failure::new(EXIT_LOCKED, e.to_string()),
                 harden::SocketError::Io { .. } => Failure::new(EXIT_RUNTIME, e.to_string()),
             })?;
-            listeners.push(format!("unix://{}", path.display()));
+            urls.push(format!("unix://{}", path.display()));
             Some((l, path, id))
         }
         None => None,
     };
     let tcp = match &cfg.listen.tcp {
         Some(addr) => {
-            let (l, local) = listen::bind_tcp(addr).await.map_err(|e| {
-                Failure::new(
-                    EXIT_RUNTIME,
-                    format!(
-                        "cannot listen on {addr} (listen.tcp from {}): {e}; choose a free address",
-                        loaded.source("listen.tcp")
-                    ),
-                )
-            })?;
-            listeners.push(format!(
+            let (l, local) = bind_tcp_for(loaded, "listen.tcp", addr).await?;
+            urls.push(format!(
                 "{}://{local}",
                 if tls.is_some() { "https" } else { "http" }
             ));
@@ -334,111 +633,76 @@ async fn daemon_main(
         None => None,
     };
     let admin = match &cfg.admin.addr {
-        Some(addr) => {
-            let (l, local) = listen::bind_tcp(addr).await.map_err(|e| {
-                Failure::new(
-                    EXIT_RUNTIME,
-                    format!(
-                        "cannot listen on {addr} (admin.addr from {}): {e}; choose a free address",
-                        loaded.source("admin.addr")
-                    ),
-                )
-            })?;
-            Some((l, local))
-        }
+        Some(addr) => Some(bind_tcp_for(loaded, "admin.addr", addr).await?),
         None => None,
     };
+    Ok(Bound {
+        unix,
+        tcp,
+        admin,
+        tls,
+        urls,
+    })
+}
 
-    // Engine, runners, notifier.
-    if tls.is_some() {
-        metrics.enable_tls();
-    }
-    let runners = Runners {
-        shell: Arc::new(ShellRunner {
-            shell: cfg.jobs.shell.clone(),
-            base_env: step_base_env(&env),
-            kill_grace: KILL_GRACE,
-            kill_leftovers: cfg.jobs.kill_leftovers,
-        }),
-        container: plugins.container_runner.unwrap_or(kube.container_runner),
-    };
-    let logs_dir = state_dir.join("logs");
-    let (mut engine, handle) = Engine::new(
-        state,
-        storage,
-        EngineConfig {
-            max_concurrent: cfg.jobs.max_concurrent.max(1) as usize,
-            step_timeout: cfg.jobs.step_timeout,
-            logs_dir: logs_dir.clone(),
-            reload_on_lead: cfg.lock.strategy == oj_config::LockStrategy::Lease,
-            allow_shell: cfg.jobs.allow_shell,
-        },
-        runners,
-        metrics.clone(),
-        leader.clone(),
-    );
-    if let Some(hook) = kube.on_lead {
-        engine.set_on_lead(hook);
-    }
-    let notifier = if cfg.notify.backend == NotifyBackend::None {
+async fn bind_tcp_for(
+    loaded: &Loaded,
+    key: &str,
+    addr: &str,
+) -> Result<(tokio::net::TcpListener, std::net::SocketAddr), Failure> {
+    listen::bind_tcp(addr).await.map_err(|e| {
+        Failure::new(
+            EXIT_RUNTIME,
+            format!(
+                "cannot listen on {addr} ({key} {}): {e}; choose a free address",
+                loaded.origin(key)
+            ),
+        )
+    })
+}
+
+/// Starts the notifier for `notify.*` (none for `backend = "none"`) and
+/// plugs it into the engine behind a [`notify::LiveNotifier`].
+fn start_notifier(
+    loaded: &Loaded,
+    engine: &mut Engine,
+    handle: &engine::EngineHandle,
+    metrics: &Arc<metrics::Metrics>,
+) -> Result<notify::LiveNotifier, Failure> {
+    let cfg = &loaded.config;
+    let pending: Vec<_> = engine
+        .pending_notifications()
+        .iter()
+        .map(notify::to_adapter)
+        .collect();
+    if cfg.notify.backend == NotifyBackend::None {
         // Nothing will deliver what an earlier backend left pending: finish
         // it now, so the WAL and snapshot do not carry it forever.
-        for pending in engine.pending_notifications() {
-            handle.ack_notification(&pending.id);
+        for p in &pending {
+            handle.ack_notification(&p.id);
         }
-        // The series exist (at 0) for dashboards and alerts all the same.
-        metrics.init_notify_backend("none");
-        None
-    } else {
-        let ack_handle = handle.clone();
-        let n = oj_adapters::notify::Notifier::start_observed(
-            cfg.notify.clone(),
-            oj_adapters::notify::NotifyContext {
-                instance: cfg.daemon.instance.clone(),
-                profile: loaded.profile.clone(),
-            },
-            engine
-                .pending_notifications()
-                .iter()
-                .map(notify::to_adapter)
-                .collect(),
-            Box::new(move |id: &str| ack_handle.ack_notification(id)),
-            metrics.clone(),
-        )
+    }
+    let n = reload::build_notifier(cfg, &loaded.profile, handle, pending, metrics)
         .map_err(|e| Failure::new(EXIT_CONFIG, e.to_string()))?;
-        metrics.init_notify_backend(n.backend());
-        engine.set_notifier(Arc::new(notify::NotifierSink(n.clone())));
-        Some(n)
-    };
-    let mut engine_task = tokio::spawn(engine.run());
+    let live = notify::LiveNotifier::new(n);
+    engine.set_notifier(Arc::new(notify::NotifierSink(live.clone())));
+    Ok(live)
+}
 
-    // Serve.
-    let (draining_tx, draining_rx) = watch::channel(false);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let info = Arc::new(DaemonInfo {
-        version: VERSION.to_string(),
-        profile: loaded.profile.clone(),
-        instance: cfg.daemon.instance.clone(),
-        started,
-        listeners: listeners.clone(),
-        admin: admin.as_ref().map(|(_, a)| format!("http://{a}")),
-        lock: lock_name.to_string(),
-    });
-    let shared = Shared {
-        engine: handle.clone(),
-        info,
-        leader: leader.clone(),
-        draining: draining_rx.clone(),
-        shutdown: trigger.clone(),
-        logs_dir,
-        pods: Some(Arc::new(cfg.pods.clone())),
-    };
+/// Spawns a server per bound listener (and the TLS reloader).
+fn serve(
+    bound: Bound,
+    shared: Shared,
+    admin_state: admin::AdminState,
+    cfg: &RuntimeConfig,
+    token: Option<&Secret>,
+    stop_rx: &watch::Receiver<bool>,
+    metrics: &Arc<metrics::Metrics>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let api = api::router(shared);
     let max = cfg.listen.max_request_bytes;
     let mut servers = Vec::new();
-    let mut socket = None;
-    if let Some((l, path, id)) = unix {
-        socket = Some((path, id));
+    if let Some((l, _, _)) = bound.unix {
         servers.push(tokio::spawn(listen::serve_unix(
             l,
             metrics::count_requests(
@@ -449,11 +713,11 @@ async fn daemon_main(
             stop_rx.clone(),
         )));
     }
-    if let Some(l) = tcp {
-        let auth = listen::Auth::new(token.as_ref().map(Secret::expose));
+    if let Some(l) = bound.tcp {
+        let auth = listen::Auth::new(token.map(Secret::expose));
         servers.push(tokio::spawn(listen::serve_tcp(
             l,
-            tls.clone(),
+            bound.tls.clone(),
             metrics::count_requests(
                 listen::wrap(api.clone(), max, Some(auth)),
                 metrics.clone(),
@@ -464,22 +728,14 @@ async fn daemon_main(
             stop_rx.clone(),
         )));
     }
-    if let Some(tls) = &tls {
+    if let Some(tls) = &bound.tls {
         let mut stop = stop_rx.clone();
         tls.spawn_reloader(cfg.tls.reload_interval, async move {
             let _ = stop.wait_for(|s| *s).await;
         });
     }
-    if let Some((l, local)) = admin {
-        let router = admin::router(admin::AdminState {
-            engine: handle.clone(),
-            leader: leader.clone(),
-            draining: draining_rx.clone(),
-            metrics: metrics.clone(),
-            notifier: notifier.clone(),
-            tls: tls.clone(),
-        });
-        let router = metrics::count_requests(router, metrics.clone(), "admin");
+    if let Some((l, local)) = bound.admin {
+        let router = metrics::count_requests(admin::router(admin_state), metrics.clone(), "admin");
         servers.push(tokio::spawn(listen::serve_tcp(
             l,
             None,
@@ -490,105 +746,5 @@ async fn daemon_main(
         )));
         tracing::info!(addr = %local, "admin endpoints listening (/healthz /readyz /metrics)");
     }
-    tracing::info!(
-        listeners = %listeners.join(" "),
-        lock = lock_name,
-        instance = %cfg.daemon.instance,
-        state_dir = %state_dir.display(),
-        startup_ms = started.elapsed().as_millis() as u64,
-        "daemon ready"
-    );
-    ready::announce(&cfg, VERSION, &loaded.profile, &listeners);
-
-    // Run until asked to stop, or until leadership is lost.
-    let mut requests_rx = requests.clone();
-    let mut leader_rx = leader.clone();
-    let mut was_leader = *leader_rx.borrow();
-    let mut leader_open = true;
-    let mut engine_failed = false;
-    let lost_leadership = loop {
-        tokio::select! {
-            _ = requests_rx.wait_for(|n| *n >= 1) => break false,
-            res = &mut engine_task => {
-                // The engine never stops on its own; if it did, nothing works.
-                tracing::error!(error = ?res.err(), "the engine stopped unexpectedly; exiting");
-                engine_failed = true;
-                break false;
-            }
-            changed = leader_rx.changed(), if leader_open => {
-                if changed.is_err() {
-                    // The strategy ended; keep running with the last state.
-                    leader_open = false;
-                    continue;
-                }
-                let now = *leader_rx.borrow_and_update();
-                if was_leader && !now {
-                    tracing::error!("leadership lost: draining and exiting");
-                    break true;
-                }
-                was_leader = now;
-            }
-        }
-    };
-
-    let drain_started = Instant::now();
-    let (deadline, report) = drain::drain(
-        &handle,
-        &draining_tx,
-        requests,
-        cfg.shutdown.drain_timeout,
-        cfg.shutdown.container_steps,
-    )
-    .await;
-    if let Some(n) = notifier {
-        let left = n.depth();
-        tracing::info!(
-            phase = "4/5 notifications",
-            pending = left,
-            "drain: delivering pending notifications"
-        );
-        let until = deadline.max(
-            tokio::time::Instant::now() + Duration::from_millis(if left > 0 { 500 } else { 0 }),
-        );
-        n.shutdown(until).await;
-    }
-    tracing::info!(phase = "5/5 snapshot", "drain: writing the final snapshot");
-    let snap = handle.shutdown().await;
-    if !engine_failed {
-        let _ = engine_task.await;
-    }
-    stop_tx.send_replace(true);
-    for s in servers {
-        let _ = tokio::time::timeout(Duration::from_millis(300), s).await;
-    }
-    if let Some((path, id)) = socket {
-        harden::release_socket(&path, id);
-    }
-    held.release().await;
-    let terminated = report.terminated.len();
-    tracing::info!(
-        terminated,
-        finished_in_window = report.completed_in_window,
-        drain_ms = drain_started.elapsed().as_millis() as u64,
-        "daemon stopped"
-    );
-    if let Err(e) = snap {
-        return Err(Failure::new(
-            EXIT_RUNTIME,
-            format!("the final snapshot failed: {e}"),
-        ));
-    }
-    if engine_failed {
-        return Err(Failure::new(
-            EXIT_RUNTIME,
-            "the engine stopped unexpectedly (see the daemon log)",
-        ));
-    }
-    if lost_leadership {
-        return Err(Failure::new(
-            EXIT_RUNTIME,
-            "lost the lock (leadership) while running; drained and stopped",
-        ));
-    }
-    Ok(EXIT_OK)
+    servers
 }

@@ -114,6 +114,9 @@ pub struct Metrics {
     notification_delivery: Family<BackendLabel, Histogram>,
     lease_renewals: Family<ResultLabel, Counter>,
     http_requests: Family<HttpLabels, Counter>,
+    // Bumped by the reloader (§7.7).
+    config_reloads: Family<ResultLabel, Counter>,
+    config_generation: Gauge,
 }
 
 /// What a scrape reads from the rest of the daemon.
@@ -196,6 +199,8 @@ impl Metrics {
             }),
             lease_renewals: Family::default(),
             http_requests: Family::default(),
+            config_reloads: Family::default(),
+            config_generation: Gauge::default(),
         };
         r.register("oj_jobs", "Jobs by state", m.jobs.clone());
         r.register(
@@ -256,6 +261,20 @@ impl Metrics {
             "1 while the daemon drains before exiting",
             m.draining.clone(),
         );
+        r.register(
+            "oj_config_reloads",
+            "Config reloads (SIGHUP or a changed file) by result: ok or rejected",
+            m.config_reloads.clone(),
+        );
+        r.register(
+            "oj_config_generation",
+            "Generation of the running config: 1 at start, +1 per accepted reload",
+            m.config_generation.clone(),
+        );
+        for result in ["ok", "rejected"] {
+            let _ = m.config_reloads.get_or_create(&ResultLabel { result });
+        }
+        m.config_generation.set(1);
         r.register(
             "oj_storage_errors",
             "WAL writes that failed (nothing of them was kept), failed storage probes, and WAL files found deleted or replaced",
@@ -365,6 +384,15 @@ impl Metrics {
         for result in LEASE_RESULTS {
             let _ = self.lease_renewals.get_or_create(&ResultLabel { result });
         }
+    }
+
+    /// Counts a reload and publishes the generation now running.
+    pub fn config_reloaded(&self, accepted: bool, generation: u64) {
+        let result = if accepted { "ok" } else { "rejected" };
+        self.config_reloads
+            .get_or_create(&ResultLabel { result })
+            .inc();
+        self.config_generation.set(generation as i64);
     }
 
     /// Counts one renewal attempt of the leader's Lease.

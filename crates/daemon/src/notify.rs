@@ -2,6 +2,8 @@
 //! `oj_adapters::notify` (delivery, retries, backends live there).
 
 use oj_adapters::notify::{Notification as Outgoing, Notifier};
+use std::sync::{Arc, RwLock};
+
 use oj_core::{Notification, NotificationKind};
 
 use crate::engine::NotifySink;
@@ -21,17 +23,42 @@ pub fn to_adapter(n: &Notification) -> Outgoing {
     }
 }
 
+/// The notifier in use (none for `notify.backend = "none"`); a reload of
+/// `notify.*` swaps it for one built from the new slice, so the engine,
+/// the drain and `/metrics` always reach the current one.
+#[derive(Clone, Default)]
+pub struct LiveNotifier(Arc<RwLock<Option<Notifier>>>);
+
+impl LiveNotifier {
+    pub fn new(n: Option<Notifier>) -> LiveNotifier {
+        LiveNotifier(Arc::new(RwLock::new(n)))
+    }
+
+    pub fn current(&self) -> Option<Notifier> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Puts `n` in place and returns the one it replaces.
+    pub fn replace(&self, n: Option<Notifier>) -> Option<Notifier> {
+        std::mem::replace(&mut *self.0.write().unwrap_or_else(|p| p.into_inner()), n)
+    }
+}
+
 /// The engine's view of the notifier.
-pub struct NotifierSink(pub Notifier);
+pub struct NotifierSink(pub LiveNotifier);
 
 impl NotifySink for NotifierSink {
     fn wants(&self, kind: NotificationKind) -> bool {
-        self.0.wants(kind.config_event())
+        self.0
+            .current()
+            .is_some_and(|n| n.wants(kind.config_event()))
     }
 
     fn enqueue(&self, n: &Notification) {
         // A full queue is logged and counted by the notifier; the
         // notification stays in the WAL and is re-delivered after a restart.
-        let _ = self.0.enqueue(to_adapter(n));
+        if let Some(notifier) = self.0.current() {
+            let _ = notifier.enqueue(to_adapter(n));
+        }
     }
 }

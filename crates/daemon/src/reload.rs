@@ -1,0 +1,628 @@
+//! Live reload (SPEC §7.7): on SIGHUP, or when a config file read at start
+//! changes while `daemon.watch_config` holds, the daemon loads and validates
+//! the whole configuration again through the same path as at start
+//! (`oj_config::load` with the start's options and environment, then the
+//! preflight). An invalid result changes nothing. A valid one is split by
+//! the table of live keys (`oj_config::keys::LIVE`): live keys go to each
+//! subsystem's slice at once; the others keep their start values and are
+//! listed as pending a restart.
+//!
+//! Files are watched by polling their metadata through the path (following
+//! symlinks), not with inotify: a ConfigMap update swaps the `..data`
+//! symlink of the mounted directory, which an inotify watch on the file's
+//! old inode never sees, and a stat of a few files twice a second costs
+//! nothing and needs no dependency.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use oj_adapters::logging::LevelControl;
+use oj_adapters::notify::Notifier;
+use oj_config::{Environment, Loaded, NotifyBackend, RuntimeConfig, keys, render};
+use serde_json::{Value, json};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::watch;
+
+use crate::engine::{EngineConfig, EngineHandle};
+use crate::metrics::Metrics;
+use crate::notify::LiveNotifier;
+
+/// How often the watched files' metadata is read.
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The outcome of the last reload.
+#[derive(Debug, Clone)]
+pub struct LastReload {
+    pub at: SystemTime,
+    pub accepted: bool,
+    /// `SIGHUP` or `file changed: PATH`.
+    pub reason: String,
+    /// Every problem of a rejected reload (no secrets: config errors never hold one).
+    pub errors: Vec<String>,
+    /// Keys a successful reload changed.
+    pub changed: Vec<String>,
+}
+
+/// The configuration the daemon runs with, as `GET /v1/config` and `oj
+/// status` show it.
+#[derive(Debug, Clone)]
+pub struct ConfigState {
+    /// 1 at start, +1 per accepted reload.
+    pub generation: u64,
+    /// What is in effect: the last accepted config, with restart-only keys
+    /// at the values the daemon started with.
+    pub running: Arc<Loaded>,
+    /// Restart-only keys whose value on disk differs from the running one.
+    pub pending_restart: Vec<String>,
+    pub last_reload: Option<LastReload>,
+}
+
+/// Shared, read-mostly view of [`ConfigState`].
+#[derive(Clone)]
+pub struct ConfigStatus(Arc<RwLock<ConfigState>>);
+
+impl ConfigStatus {
+    pub fn new(loaded: Loaded) -> ConfigStatus {
+        ConfigStatus(Arc::new(RwLock::new(ConfigState {
+            generation: 1,
+            running: Arc::new(loaded),
+            pending_restart: Vec::new(),
+            last_reload: None,
+        })))
+    }
+
+    /// The configuration in effect now (cheap: shared, not copied). A
+    /// handler that needs a live key reads it here per request.
+    pub fn running(&self) -> Arc<Loaded> {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .running
+            .clone()
+    }
+
+    pub fn snapshot(&self) -> ConfigState {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut ConfigState)) {
+        f(&mut self.0.write().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// The body of `GET /v1/config` (SPEC §7.5), secrets redacted.
+    pub fn to_json(&self) -> Value {
+        let s = self.snapshot();
+        let mut tree = serde_json::to_value(&s.running.config).unwrap_or(Value::Null);
+        render::redact(&mut tree);
+        json!({
+            "generation": s.generation,
+            "profile": s.running.profile,
+            "files": s.running.files,
+            "config": tree,
+            "sources": s.running.sources,
+            "pending_restart": s.pending_restart,
+            "last_reload": s.last_reload.as_ref().map(last_reload_json),
+        })
+    }
+
+    /// The `config` part of `GET /v1/status`.
+    pub fn status_json(&self) -> Value {
+        let s = self.snapshot();
+        json!({
+            "generation": s.generation,
+            "pending_restart": s.pending_restart,
+            "last_reload": s.last_reload.as_ref().map(last_reload_json),
+        })
+    }
+}
+
+fn last_reload_json(r: &LastReload) -> Value {
+    json!({
+        "at": humantime::format_rfc3339_seconds(r.at).to_string(),
+        "result": if r.accepted { "ok" } else { "rejected" },
+        "reason": r.reason,
+        "errors": r.errors,
+        "changed": r.changed,
+    })
+}
+
+/// The subsystems whose slice can change while the daemon runs; each takes
+/// the new configuration and applies its part.
+pub struct LiveSlices {
+    pub engine: EngineHandle,
+    /// The engine's slice at start (paths and lease mode never change live).
+    pub engine_base: EngineConfig,
+    /// `log.level` of the installed subscriber (none when logging was set
+    /// up by someone else, e.g. in tests).
+    pub log_level: Option<LevelControl>,
+    /// `notify.*`: a new notifier replaces the old one.
+    pub notifier: LiveNotifier,
+    /// The profile name notifications carry.
+    pub profile: String,
+    /// Container steps, when a Kubernetes API is configured.
+    pub pods: Option<Arc<crate::k8s::PodStepRunner>>,
+    /// Notification attempts and outcomes are counted here.
+    pub metrics: Arc<Metrics>,
+    /// TLS of the TCP listener, when it serves TLS.
+    pub tls: Option<oj_adapters::tls::ServerTls>,
+    /// Everyone else reads the running config here, per use.
+    pub config: watch::Sender<Arc<RuntimeConfig>>,
+}
+
+impl LiveSlices {
+    /// Applies the live part of `cfg` (whose restart-only keys are already
+    /// back at their start values).
+    fn apply(&self, cfg: &RuntimeConfig, changed: &[String]) {
+        let touched = |prefix: &str| changed.iter().any(|k| k.starts_with(prefix));
+        if touched("log.level")
+            && let Some(level) = &self.log_level
+            && let Err(e) = level.set(&cfg.log.level)
+        {
+            tracing::error!(error = %e, "cannot apply the new log.level; the old one stays");
+        }
+        if touched("jobs.") {
+            self.engine
+                .reconfigure(engine_config(&self.engine_base, cfg));
+        }
+        if touched("notify.") {
+            self.swap_notifier(cfg);
+        }
+        if touched("pods.")
+            && let Some(pods) = &self.pods
+        {
+            pods.reconfigure(&cfg.pods);
+            tracing::info!("pods: new pods.* settings for steps started from now on");
+        }
+        if touched("shutdown.container_steps")
+            && let Some(pods) = &self.pods
+        {
+            pods.set_on_drain(cfg.shutdown.container_steps);
+        }
+        if touched("tls.") {
+            self.reconfigure_tls(cfg);
+        }
+        self.config.send_replace(Arc::new(cfg.clone()));
+    }
+}
+
+impl LiveSlices {
+    /// New connections use the reloaded certificate, key, client CA and
+    /// minimum version; a set that does not load keeps the old one serving.
+    fn reconfigure_tls(&self, cfg: &RuntimeConfig) {
+        let Some(tls) = &self.tls else { return };
+        match tls.reconfigure(&cfg.tls) {
+            Ok(()) => tracing::info!(
+                target: "oj::tls",
+                serial = %tls.current_cert().serial,
+                "TLS: new tls.* settings in use for new connections"
+            ),
+            Err(e) => tracing::error!(
+                target: "oj::tls",
+                error = %e,
+                "cannot use the new tls.* settings; still serving the previous ones"
+            ),
+        }
+    }
+
+    /// Starts a notifier for the new `notify.*` and retires the old one: it
+    /// gets [`RETIRE_GRACE`] to deliver what it holds; what it cannot is
+    /// still in the WAL, unacknowledged, and is delivered after a restart.
+    fn swap_notifier(&self, cfg: &RuntimeConfig) {
+        match build_notifier(cfg, &self.profile, &self.engine, Vec::new(), &self.metrics) {
+            Ok(new) => {
+                let backend = new.as_ref().map_or("none", |n| n.backend());
+                if let Some(old) = self.notifier.replace(new) {
+                    tokio::spawn(old.shutdown(tokio::time::Instant::now() + RETIRE_GRACE));
+                }
+                tracing::info!(backend, "notifications: new notify.* settings in use");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the notifier for the new notify.* settings; the old one stays");
+            }
+        }
+    }
+}
+
+/// How long a notifier replaced by a reload may deliver what it holds.
+const RETIRE_GRACE: Duration = Duration::from_secs(10);
+
+/// A notifier for `cfg.notify` (none for backend `none`), acknowledging to
+/// the engine; `pending` are delivered first.
+pub fn build_notifier(
+    cfg: &RuntimeConfig,
+    profile: &str,
+    engine: &EngineHandle,
+    pending: Vec<oj_adapters::notify::Notification>,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<Notifier>, oj_adapters::notify::NotifyError> {
+    if cfg.notify.backend == NotifyBackend::None {
+        // The series exist (at 0) for dashboards and alerts all the same.
+        metrics.init_notify_backend("none");
+        return Ok(None);
+    }
+    let ack = engine.clone();
+    let n = Notifier::start_observed(
+        cfg.notify.clone(),
+        oj_adapters::notify::NotifyContext {
+            instance: cfg.daemon.instance.clone(),
+            profile: profile.to_string(),
+        },
+        pending,
+        Box::new(move |id: &str| ack.ack_notification(id)),
+        metrics.clone(),
+    )?;
+    metrics.init_notify_backend(n.backend());
+    Ok(Some(n))
+}
+
+/// The engine's slice of `cfg`, on top of what never changes live.
+pub fn engine_config(base: &EngineConfig, cfg: &RuntimeConfig) -> EngineConfig {
+    EngineConfig {
+        max_concurrent: cfg.jobs.max_concurrent.max(1) as usize,
+        step_timeout: cfg.jobs.step_timeout,
+        allow_shell: cfg.jobs.allow_shell,
+        ..base.clone()
+    }
+}
+
+/// Loads the configuration again, decides what applies, applies it.
+pub struct Reloader {
+    env: Environment,
+    /// The configuration the daemon started with: restart-only keys stay here.
+    started: Loaded,
+    status: ConfigStatus,
+    live: LiveSlices,
+    metrics: Arc<Metrics>,
+    /// Restart-only keys already logged as pending (logged once each).
+    announced: Vec<String>,
+}
+
+impl Reloader {
+    pub fn new(
+        started: Loaded,
+        env: Environment,
+        status: ConfigStatus,
+        live: LiveSlices,
+        metrics: Arc<Metrics>,
+    ) -> Reloader {
+        Reloader {
+            env,
+            started,
+            status,
+            live,
+            metrics,
+            announced: Vec::new(),
+        }
+    }
+
+    /// One reload; returns whether it was accepted.
+    pub fn reload(&mut self, reason: &str) -> bool {
+        tracing::info!(reason, "reloading the configuration");
+        let candidate = oj_config::load(&self.started.options, &self.env)
+            .map_err(|errors| errors.0.iter().map(ToString::to_string).collect::<Vec<_>>())
+            .and_then(|loaded| {
+                let report = oj_adapters::preflight::check(
+                    &loaded,
+                    &self.env,
+                    oj_adapters::preflight::Mode::Start,
+                );
+                if report.errors.is_empty() {
+                    Ok(loaded)
+                } else {
+                    Err(report.errors)
+                }
+            });
+        match candidate {
+            Ok(new) => {
+                self.accept(new, reason);
+                true
+            }
+            Err(errors) => {
+                self.reject(errors, reason);
+                false
+            }
+        }
+    }
+
+    fn reject(&mut self, errors: Vec<String>, reason: &str) {
+        for e in &errors {
+            tracing::error!(reason, "config reload rejected: {e}");
+        }
+        tracing::error!(
+            problems = errors.len(),
+            "the new configuration is invalid; nothing changed (fix it and reload again)"
+        );
+        let generation = self.status.snapshot().generation;
+        self.status.update(|s| {
+            s.last_reload = Some(LastReload {
+                at: SystemTime::now(),
+                accepted: false,
+                reason: reason.to_string(),
+                errors,
+                changed: Vec::new(),
+            })
+        });
+        self.metrics.config_reloaded(false, generation);
+    }
+
+    fn accept(&mut self, new: Loaded, reason: &str) {
+        let before = self.status.snapshot();
+        let (running, pending) = running_config(&self.started, &new);
+        let changed = changed_keys(&before.running.config, &running.config);
+        for key in &pending {
+            if !self.announced.contains(key) {
+                tracing::warn!(key = %key, "config key changed on disk but applies only at a restart; restart the daemon to use it");
+                self.announced.push(key.clone());
+            }
+        }
+        self.announced.retain(|k| pending.contains(k));
+        self.live.apply(&running.config, &changed);
+        if !changed.is_empty() {
+            tracing::info!(changed = %changed.join(" "), "config reloaded: live keys applied");
+        }
+        let generation = before.generation + 1;
+        self.status.update(|s| {
+            s.generation = generation;
+            s.running = Arc::new(running);
+            s.pending_restart = pending;
+            s.last_reload = Some(LastReload {
+                at: SystemTime::now(),
+                accepted: true,
+                reason: reason.to_string(),
+                errors: Vec::new(),
+                changed,
+            });
+        });
+        self.metrics.config_reloaded(true, generation);
+    }
+
+    /// The files whose change triggers a reload (none when watching is
+    /// off): the config and user profile files read, and the default file even while it does not exist
+    /// (creating it is a change too) unless `OJ_CONFIG` replaces it.
+    fn watched(&self) -> Vec<PathBuf> {
+        let running = self.status.running();
+        if !running.config.daemon.watch_config {
+            return Vec::new();
+        }
+        let mut files = running.files.clone();
+        files.extend(running.profile_files.iter().cloned());
+        if !self.env.vars.contains_key(oj_config::OJ_CONFIG)
+            && let Some(default) = oj_config::default_config_file(&self.env, running.base)
+            && !files.contains(&default)
+        {
+            files.push(default);
+        }
+        files
+    }
+
+    /// Reloads on SIGHUP and on file changes until `stop` turns true.
+    pub async fn run(mut self, mut hangup: Signal, mut stop: watch::Receiver<bool>) {
+        let mut watcher = FileWatch::new(self.watched());
+        let mut tick = tokio::time::interval(POLL_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let reason = tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                Some(()) = hangup.recv() => "SIGHUP".to_string(),
+                // Stat and load are blocking file I/O: keep them off the
+                // other tasks' way (the daemon's runtime is multi-threaded).
+                _ = tick.tick() => match tokio::task::block_in_place(|| watcher.poll()) {
+                    Some(path) => format!("file changed: {}", path.display()),
+                    None => continue,
+                },
+            };
+            tokio::task::block_in_place(|| self.reload(&reason));
+            // Watch what the configuration now says (files, watch_config),
+            // from the metadata as it is now.
+            watcher = FileWatch::new(self.watched());
+        }
+    }
+}
+
+/// Installs the SIGHUP handler (SIGHUP would otherwise end the process).
+pub fn hangup_signal() -> std::io::Result<Signal> {
+    signal(SignalKind::hangup())
+}
+
+/// The configuration in effect after a reload to `new`: restart-only keys
+/// keep the values (and sources) the daemon started with. Returns it with
+/// the restart-only keys whose value differs.
+fn running_config(started: &Loaded, new: &Loaded) -> (Loaded, Vec<String>) {
+    let start_tree = serde_json::to_value(&started.config).unwrap_or(Value::Null);
+    let mut tree = serde_json::to_value(&new.config).unwrap_or(Value::Null);
+    let mut sources = new.sources.clone();
+    let mut pending = Vec::new();
+    for key in changed_keys(&started.config, &new.config) {
+        if keys::applies_live(&key) {
+            continue;
+        }
+        set_dotted(&mut tree, &key, render::lookup(&start_tree, &key).cloned());
+        restore_sources(&mut sources, &started.sources, &key);
+        pending.push(key);
+    }
+    let config: RuntimeConfig = match serde_json::from_value(tree) {
+        Ok(c) => c,
+        Err(e) => {
+            // Cannot happen for values that came out of a RuntimeConfig;
+            // if it did, keep what runs now rather than half a config.
+            tracing::error!(error = %e, "cannot combine the reloaded config; keeping the start config for restart-only keys");
+            return (started.clone(), pending);
+        }
+    };
+    let running = Loaded {
+        config,
+        sources,
+        ..new.clone()
+    };
+    (running, pending)
+}
+
+fn restore_sources(
+    sources: &mut BTreeMap<String, String>,
+    start: &BTreeMap<String, String>,
+    key: &str,
+) {
+    let under = |k: &String| k == key || k.starts_with(&format!("{key}."));
+    sources.retain(|k, _| !under(k));
+    sources.extend(
+        start
+            .iter()
+            .filter(|(k, _)| under(k))
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+}
+
+/// The keys (from the key table, so every key counts, whoever added it)
+/// whose values differ between two configurations.
+pub fn changed_keys(a: &RuntimeConfig, b: &RuntimeConfig) -> Vec<String> {
+    let a = serde_json::to_value(a).unwrap_or(Value::Null);
+    let b = serde_json::to_value(b).unwrap_or(Value::Null);
+    keys::KEYS
+        .iter()
+        .filter(|k| render::lookup(&a, k.name) != render::lookup(&b, k.name))
+        .map(|k| k.name.to_string())
+        .collect()
+}
+
+fn set_dotted(tree: &mut Value, key: &str, value: Option<Value>) {
+    let (parent, leaf) = key.rsplit_once('.').unwrap_or(("", key));
+    let mut node = tree;
+    for part in parent.split('.').filter(|p| !p.is_empty()) {
+        node = match node.get_mut(part) {
+            Some(n) => n,
+            None => return,
+        };
+    }
+    if let Value::Object(map) = node {
+        match value {
+            Some(v) => {
+                map.insert(leaf.to_string(), v);
+            }
+            None => {
+                map.remove(leaf);
+            }
+        }
+    }
+}
+
+/// What identifies a file's content without reading it: through symlinks,
+/// so a swapped `..data` link (a new inode) counts as a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Stamp {
+    Present {
+        dev: u64,
+        ino: u64,
+        len: u64,
+        mtime_ns: i64,
+        ctime_ns: i64,
+    },
+    Missing,
+}
+
+fn stamp(path: &std::path::Path) -> Stamp {
+    match std::fs::metadata(path) {
+        Ok(m) => Stamp::Present {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+            ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+        },
+        Err(_) => Stamp::Missing,
+    }
+}
+
+/// Polls the stamps of the config files; a change is reported once the new
+/// stamp held for two polls, so a file still being written is not read half-done.
+struct FileWatch {
+    files: Vec<(PathBuf, Stamp, Option<Stamp>)>,
+}
+
+impl FileWatch {
+    fn new(paths: Vec<PathBuf>) -> FileWatch {
+        FileWatch {
+            files: paths
+                .into_iter()
+                .map(|p| {
+                    let s = stamp(&p);
+                    (p, s, None)
+                })
+                .collect(),
+        }
+    }
+
+    fn poll(&mut self) -> Option<PathBuf> {
+        let mut changed = None;
+        for (path, known, seen) in &mut self.files {
+            let now = stamp(path);
+            if now == *known {
+                *seen = None;
+            } else if seen.as_ref() == Some(&now) {
+                *known = now;
+                *seen = None;
+                changed.get_or_insert_with(|| path.clone());
+            } else {
+                *seen = Some(now);
+            }
+        }
+        changed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(sets: &[&str]) -> Loaded {
+        let env = Environment::new([("HOME", "/nonexistent-home")], "h");
+        let opts = oj_config::LoadOptions {
+            sets: sets.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        oj_config::load(&opts, &env).expect("loads")
+    }
+
+    #[test]
+    fn restart_only_keys_keep_their_start_values_and_are_pending() {
+        let started = load(&[]);
+        let new = load(&[
+            "jobs.max_concurrent=9",
+            "listen.max_request_bytes=2048",
+            "log.level=debug",
+        ]);
+        let (running, pending) = running_config(&started, &new);
+        assert_eq!(running.config.jobs.max_concurrent, 9);
+        assert_eq!(running.config.log.level, "debug");
+        assert_eq!(
+            running.config.listen.max_request_bytes,
+            started.config.listen.max_request_bytes
+        );
+        assert_eq!(
+            running.source("listen.max_request_bytes"),
+            started.source("listen.max_request_bytes")
+        );
+        assert_eq!(pending, vec!["listen.max_request_bytes".to_string()]);
+    }
+
+    #[test]
+    fn a_swapped_symlink_is_a_change_once_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.toml");
+        let b = dir.path().join("b.toml");
+        std::fs::write(&a, "x").unwrap();
+        std::fs::write(&b, "y").unwrap();
+        let link = dir.path().join("config.toml");
+        std::os::unix::fs::symlink(&a, &link).unwrap();
+        let mut w = FileWatch::new(vec![link.clone()]);
+        assert_eq!(w.poll(), None);
+        let tmp = dir.path().join("tmp-link");
+        std::os::unix::fs::symlink(&b, &tmp).unwrap();
+        std::fs::rename(&tmp, &link).unwrap();
+        assert_eq!(w.poll(), None, "first sight of the new stamp waits");
+        assert_eq!(w.poll(), Some(link.clone()));
+        assert_eq!(w.poll(), None, "reported once");
+    }
+}
