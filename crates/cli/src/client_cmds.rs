@@ -477,11 +477,13 @@ pub fn exec_spec(name: Option<&str>, command: &[String]) -> Result<JobSpec, Fail
         env: BTreeMap::new(),
         notify: None,
         container: None,
+        retry: None,
         steps: vec![StepSpec {
             name: step_name_for(&name),
             run: shell_join(command),
             timeout: None,
             container: None,
+            retry: None,
         }],
     };
     spec.validate()

@@ -72,6 +72,8 @@ impl RuntimeConfig {
                 max_concurrent: 4,
                 step_timeout: secs(3600),
                 shell: vec!["/bin/sh".into(), "-c".into()],
+                keep_finished: secs(30 * 24 * 3600),
+                max_finished: 10_000,
             },
             listen: ListenConfig {
                 unix_socket: Some(PathBuf::from("daemon.sock")),

@@ -68,7 +68,7 @@ const fn secret(name: &'static str, kind: Kind, description: &'static str) -> Ke
 }
 
 pub const NOTIFY_BACKENDS: &[&str] = &["desktop", "webhook", "log", "none"];
-pub const NOTIFY_EVENTS: &[&str] = &["start", "done", "fail"];
+pub const NOTIFY_EVENTS: &[&str] = &["start", "done", "fail", "retry"];
 
 /// All keys, in the order `config show` prints them.
 pub const KEYS: &[Key] = &[
@@ -96,6 +96,16 @@ pub const KEYS: &[Key] = &[
         "jobs.shell",
         Kind::StrArray,
         "Command a step's `run` is appended to",
+    ),
+    key(
+        "jobs.keep_finished",
+        Kind::Duration,
+        "Finished jobs (and their logs) older than this are deleted",
+    ),
+    key(
+        "jobs.max_finished",
+        Kind::Int { min: 1 },
+        "At most this many finished jobs are kept, oldest deleted first",
     ),
     opt(
         "listen.unix_socket",

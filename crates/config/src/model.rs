@@ -51,6 +51,12 @@ pub struct JobsConfig {
     pub step_timeout: Duration,
     /// A step's `run` is appended to this argv.
     pub shell: Vec<String>,
+    /// Finished jobs (and their logs) older than this are deleted.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub keep_finished: Duration,
+    /// At most this many finished jobs are kept (oldest deleted first).
+    pub max_finished: u32,
 }
 
 /// The API listeners.
@@ -172,6 +178,8 @@ pub enum NotifyEvent {
     Start,
     Done,
     Fail,
+    /// A step failed and runs again (not in the default list).
+    Retry,
 }
 
 /// Webhook delivery (Standard Webhooks v1).

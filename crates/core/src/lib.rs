@@ -7,6 +7,7 @@
 pub mod events;
 pub mod job;
 pub mod notification;
+pub mod retry;
 pub mod runbook;
 pub mod spec;
 pub mod state;
@@ -15,6 +16,7 @@ pub mod template;
 pub use events::Event;
 pub use job::{IdGen, Job, JobId, JobState, StepState, StepStatus, Timestamp};
 pub use notification::{Notification, NotificationKind};
+pub use retry::{RetryCause, RetryError, RetrySpec};
 pub use runbook::{Runbook, RunbookError};
 pub use spec::{
     ContainerResources, ContainerSpec, FilledStep, JobSpec, MAX_NAME_BYTES, NotifyTemplates,

@@ -69,7 +69,11 @@ pub fn router(shared: Shared) -> Router {
     Router::new()
         .route("/v1/status", get(status))
         .route("/v1/jobs", post(submit).get(list))
-        .route("/v1/jobs/{id}", get(show))
+        .route("/v1/jobs/prune", post(crate::api_retention::prune))
+        .route(
+            "/v1/jobs/{id}",
+            get(show).delete(crate::api_retention::remove),
+        )
         .route("/v1/jobs/{id}/logs", get(logs))
         .route("/v1/jobs/{id}/cancel", post(cancel))
         .route("/v1/shutdown", post(shutdown))
@@ -218,7 +222,7 @@ async fn list(State(s): State<Shared>, Query(q): Query<HashMap<String, String>>)
     }
 }
 
-fn bad_id(id: &str) -> Response {
+pub(crate) fn bad_id(id: &str) -> Response {
     error(
         StatusCode::NOT_FOUND,
         "not_found",
@@ -226,7 +230,7 @@ fn bad_id(id: &str) -> Response {
     )
 }
 
-fn unknown(id: &JobId) -> Response {
+pub(crate) fn unknown(id: &JobId) -> Response {
     error(
         StatusCode::NOT_FOUND,
         "not_found",
@@ -459,6 +463,7 @@ mod tests {
             step_timeout: Duration::from_secs(60),
             logs_dir: dir.join("logs"),
             reload_on_lead: false,
+            retention: crate::engine::Retention::default(),
         };
         let (engine, handle) = Engine::new(
             state,

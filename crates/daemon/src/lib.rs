@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod api;
+mod api_retention;
 pub mod drain;
 pub mod engine;
 pub mod k8s;
@@ -348,6 +349,7 @@ async fn daemon_main(
             step_timeout: cfg.jobs.step_timeout,
             logs_dir: logs_dir.clone(),
             reload_on_lead: cfg.lock.strategy == oj_config::LockStrategy::Lease,
+            retention: crate::engine::Retention::from_config(&cfg.jobs),
         },
         runners,
         metrics.clone(),

@@ -37,6 +37,10 @@ pub struct StepContext {
     pub job_name: String,
     /// Index of the step in the job (0-based).
     pub index: usize,
+    /// Which run of the step this is (1 = the first; more after retries).
+    /// A container runner must not mistake an earlier attempt's pod for
+    /// this one's.
+    pub attempt: u32,
     pub step_name: String,
     /// The command (`jobs.shell + [run]`, or the container's command).
     pub run: String,
@@ -71,6 +75,12 @@ pub enum StepOutcome {
     TimedOut(Duration),
     /// The step could not run at all (spawn failure, no container runner, …).
     Error(String),
+    /// The step's command is not to blame: its pod was evicted, deleted,
+    /// never scheduled, or its image could not be pulled (the message says
+    /// which). The engine retries it when the step's `retry.on` has
+    /// `infra`; otherwise the step fails with this message. Container
+    /// runners report it; shell steps never do.
+    Infra(String),
     /// The runner stopped following a step that goes on running (after
     /// [`Stop::Detach`]); nothing is recorded, the job stays `running`.
     Detached,
