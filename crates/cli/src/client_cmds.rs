@@ -76,7 +76,7 @@ fn pretty(v: &Value) -> String {
 }
 
 /// Escapes a job id for use as one URL path segment.
-fn path_segment(s: &str) -> String {
+pub(crate) fn path_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
@@ -93,7 +93,7 @@ fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 }
 
 /// Maps a failed call about one job: 404 is "no job <id>".
-fn job_failure(client: &ApiClient, id: &str, e: ApiError) -> Failure {
+pub(crate) fn job_failure(client: &ApiClient, id: &str, e: ApiError) -> Failure {
     match e {
         ApiError::Status {
             status: StatusCode::NOT_FOUND,
@@ -644,6 +644,12 @@ pub fn job(cmd: JobCommand, opts: &LoadOptions, env: &Environment) -> Result<i32
         JobCommand::Show { id, json } => rt.block_on(job_show(&client, &id, json)),
         JobCommand::Logs { id, follow } => rt.block_on(job_logs(&client, &id, follow)),
         JobCommand::Cancel { id } => rt.block_on(job_cancel(&client, &id)),
+        JobCommand::Rm { ids } => rt.block_on(crate::job_cleanup::rm(&client, &ids)),
+        JobCommand::Prune { older_than, state } => rt.block_on(crate::job_cleanup::prune(
+            &client,
+            older_than.as_deref(),
+            state.as_deref(),
+        )),
     }
 }
 
@@ -775,6 +781,7 @@ fn render_job(job: &Value, now: SystemTime) -> String {
         }
         out.push('\n');
         out.push_str(&table::render(&header, &rows));
+        out.push_str(&crate::job_cleanup::render_attempts(&steps, now));
     }
     out
 }

@@ -6,6 +6,7 @@ mod cli;
 mod client_cmds;
 mod config_cmds;
 mod exit;
+mod job_cleanup;
 mod runbooks;
 mod table;
 
