@@ -20,8 +20,11 @@ use tokio::time::Instant;
 
 use super::{Effect, Engine, EngineHandle};
 
-/// How often retention looks for finished jobs past `jobs.keep_finished`.
+/// How often retention looks for finished jobs past `jobs.keep_finished`
+/// (more often when `keep_finished` is shorter, down to every second, so
+/// that a job never outlives it by more than its own length).
 pub const PRUNE_EVERY: Duration = Duration::from_secs(60);
+const PRUNE_MIN_EVERY: Duration = Duration::from_secs(1);
 
 /// How soon retention looks again when it could not run (not yet leader
 /// or not yet recovered).
@@ -199,11 +202,11 @@ impl Engine {
             self.prune_at = Instant::now() + PRUNE_NOT_READY;
             return;
         }
-        self.prune_at = Instant::now() + PRUNE_EVERY;
         let Retention {
             keep_finished,
             max_finished,
         } = self.cfg.retention;
+        self.prune_at = Instant::now() + keep_finished.clamp(PRUNE_MIN_EVERY, PRUNE_EVERY);
         let now = SystemTime::now();
         let mut excess = self.finished_count().saturating_sub(max_finished);
         // Oldest first (ids sort by creation).
