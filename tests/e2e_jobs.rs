@@ -228,10 +228,13 @@ fn the_retention_keys_are_in_show_env_and_schema() {
 
 // -------------------------------------------------------------- retries
 
+/// Every request the receiver got: headers and body.
+type Deliveries = Arc<Mutex<Vec<(HeaderMap, Bytes)>>>;
+
 /// A webhook receiver on 127.0.0.1 that accepts everything.
 struct Receiver {
     addr: SocketAddr,
-    got: Arc<Mutex<Vec<(HeaderMap, Bytes)>>>,
+    got: Deliveries,
     _rt: tokio::runtime::Runtime,
 }
 
@@ -242,7 +245,7 @@ impl Receiver {
             .enable_all()
             .build()
             .expect("runtime");
-        let got: Arc<Mutex<Vec<(HeaderMap, Bytes)>>> = Default::default();
+        let got: Deliveries = Default::default();
         let listener = rt
             .block_on(tokio::net::TcpListener::bind(("127.0.0.1", 0)))
             .expect("bind 127.0.0.1:0");
@@ -279,11 +282,7 @@ impl Receiver {
     }
 }
 
-async fn receive(
-    State(got): State<Arc<Mutex<Vec<(HeaderMap, Bytes)>>>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn receive(State(got): State<Deliveries>, headers: HeaderMap, body: Bytes) -> Response {
     got.lock().expect("lock").push((headers, body));
     StatusCode::NO_CONTENT.into_response()
 }
@@ -337,6 +336,10 @@ fn a_failing_step_is_retried_with_backoff_every_attempt_shown_and_notified() {
     let logs = env.run(&["job", "logs", &id]).stdout;
     assert!(
         logs.contains("run 1") && logs.contains("run 2") && logs.contains("run 3"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("[oj] retry: run 2 of 3 (step main exited with code 1)"),
         "{logs}"
     );
 

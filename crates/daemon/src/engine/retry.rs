@@ -140,9 +140,42 @@ impl Engine {
             if !waits || self.running.contains_key(&id) {
                 continue;
             }
+            // A cancel that came while the failed run was being recorded.
+            if self.cancel_requested.contains(&id) {
+                self.cancel_waiting_retry(&id);
+                continue;
+            }
             tracing::info!(job_id = %id, step, "retrying step");
+            self.note_retry_in_log(&id, step);
             self.start_step(&id, step);
         }
+    }
+
+    /// Writes a `[oj]` line into the step's log before its next run, so the
+    /// log says where one run's output ends and the next one's begins.
+    fn note_retry_in_log(&self, id: &JobId, step: usize) {
+        let Some(job) = self.state.job(id) else {
+            return;
+        };
+        let Some(status) = job.steps.get(step) else {
+            return;
+        };
+        let run = status.attempts.len() + 1;
+        let of = job
+            .spec
+            .step_retry(step)
+            .map_or(run, |r| r.attempts as usize);
+        let why = status
+            .attempts
+            .last()
+            .and_then(|a| a.reason.as_deref())
+            .unwrap_or("the step failed");
+        let path = self
+            .cfg
+            .logs_dir
+            .join(id.as_str())
+            .join(format!("{}.log", status.name));
+        crate::runner::shell::append_note(&path, &format!("retry: run {run} of {of} ({why})"));
     }
 
     /// A cancel of a job that waits for a retry (no process to stop):
