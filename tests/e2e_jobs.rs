@@ -191,6 +191,104 @@ fn rm_prune_and_delete_remove_finished_jobs_only() {
     let _ = d.post(&format!("/v1/jobs/{running}/cancel"), &json!({}));
 }
 
+/// A tmpfs mounted on a directory for the test's lifetime (needs root).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        let out = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(Tmpfs(dir.to_path_buf())),
+            Ok(o) => {
+                eprintln!(
+                    "SKIP: cannot mount a tmpfs on {} ({}); the full-disk case needs root",
+                    dir.display(),
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("SKIP: cannot run mount ({e}); the full-disk case needs root");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Fills the file system holding `dir` until a write fails.
+fn fill(dir: &Path) -> std::path::PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).expect("filler");
+    for chunk in [64 * 1024, 4096, 512, 1] {
+        let buf = vec![0u8; chunk];
+        while f.write_all(&buf).is_ok() && f.sync_data().is_ok() {}
+    }
+    path
+}
+
+/// On a full disk a prune is refused as a whole (507): every job and every
+/// log stays; once there is space the same prune removes them all.
+#[test]
+fn a_full_disk_keeps_the_jobs_and_logs_a_prune_could_not_remove() {
+    let env = TestEnv::new();
+    let Some(_tmpfs) = Tmpfs::mount(&env.state_dir(), "8m") else {
+        return;
+    };
+    let d = env.start_daemon(&["--set", "log.file.enabled=false"]);
+    // Enough removal records that they cannot fit the WAL's last page.
+    let ids: Vec<String> = (0..150)
+        .map(|i| d.submit(&shell_job(&format!("j{i}"), "echo x")))
+        .collect();
+    for id in &ids {
+        d.wait_job(id, &["done"], WAIT);
+    }
+    let filler = fill(&env.state_dir());
+    let (code, body) = d.post("/v1/jobs/prune", &json!({}));
+    assert_eq!(
+        (code, body["code"].as_str()),
+        (507, Some("storage")),
+        "{body}"
+    );
+    for id in &ids {
+        assert_eq!(d.get(&format!("/v1/jobs/{id}")).0, 200, "{id} was removed");
+        assert!(
+            logs_dir(&env, id).exists(),
+            "the logs of {id} went without their job"
+        );
+    }
+    std::fs::remove_file(filler).expect("free the space");
+    let mut removed = 0;
+    let ok = wait_until(WAIT, || {
+        let (code, body) = d.post("/v1/jobs/prune", &json!({}));
+        removed += body["removed"].as_u64().unwrap_or(0);
+        code == 200 && removed == 150
+    });
+    assert!(ok, "removed {removed}\n{}", d.stderr());
+    assert!(wait_until(WAIT, || ids
+        .iter()
+        .all(|id| !logs_dir(&env, id).exists())));
+}
+
 #[test]
 fn the_retention_keys_are_in_show_env_and_schema() {
     let env = TestEnv::new();
