@@ -331,6 +331,27 @@ mod tests {
         assert!(j.error.unwrap().contains("waited for its retry"));
     }
 
+    /// An infra failure fails the step with its reason, unless a cancel or
+    /// the drain stopped it (a cancel deletes the pod: that is no infra).
+    #[test]
+    fn infra_outcomes_give_way_to_cancel_and_drain() {
+        let infra = || StepOutcome::Infra("pod oj-x-0 was evicted: node pressure".into());
+        let (state, code, error) = super::super::classify(&infra(), false, false, "s");
+        assert_eq!((state, code), (JobState::Failed, None));
+        assert_eq!(
+            error.as_deref(),
+            Some("pod oj-x-0 was evicted: node pressure")
+        );
+        assert_eq!(
+            super::super::classify(&infra(), true, false, "s").0,
+            JobState::Cancelled
+        );
+        assert_eq!(
+            super::super::classify(&infra(), false, true, "s").0,
+            JobState::Interrupted
+        );
+    }
+
     #[test]
     fn only_real_failures_have_a_cause() {
         assert_eq!(cause_of(&StepOutcome::Exited(1)), Some(RetryCause::Failed));
