@@ -371,6 +371,8 @@ pub struct Engine {
     step_retries: HashMap<JobId, (usize, Instant)>,
     /// When retention runs next.
     prune_at: Instant,
+    /// Log directories of jobs no longer known were looked for (once).
+    orphan_logs_checked: bool,
     active_tx: watch::Sender<Vec<ActiveStep>>,
     active_dirty: bool,
     counts_tx: watch::Sender<JobCounts>,
@@ -419,6 +421,7 @@ impl Engine {
             trouble: None,
             step_retries: HashMap::new(),
             prune_at: Instant::now(),
+            orphan_logs_checked: false,
             active_tx,
             active_dirty: false,
             counts_tx,

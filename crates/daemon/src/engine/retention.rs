@@ -9,8 +9,8 @@
 //! other event (and undone if its commit fails); the job is then absent
 //! from the next snapshot. Its log directory is deleted only as an effect
 //! of the committed turn, so a crash or a full disk can leave a log
-//! without its job (deleted at the next removal attempt of that id, or by
-//! hand) but never a job without its log.
+//! without its job (the first retention check after the next start deletes
+//! such directories) but never a job without its log.
 
 use std::time::{Duration, SystemTime};
 
@@ -207,6 +207,10 @@ impl Engine {
             max_finished,
         } = self.cfg.retention;
         self.prune_at = Instant::now() + keep_finished.clamp(PRUNE_MIN_EVERY, PRUNE_EVERY);
+        if !self.orphan_logs_checked {
+            self.orphan_logs_checked = true;
+            self.remove_orphan_logs();
+        }
         let now = SystemTime::now();
         let mut excess = self.finished_count().saturating_sub(max_finished);
         // Oldest first (ids sort by creation).
@@ -240,6 +244,36 @@ impl Engine {
     pub(super) fn prune_if_over_max(&mut self) {
         if self.finished_count() > self.cfg.retention.max_finished {
             self.prune_retention();
+        }
+    }
+
+    /// Deletes the log directories of jobs the state does not know: left by
+    /// a crash between a removal's commit and its log deletion. Every job
+    /// that will ever write a log is in the state before its first step
+    /// starts, so a directory without a job is garbage.
+    fn remove_orphan_logs(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.cfg.logs_dir) else {
+            return;
+        };
+        let orphans: Vec<JobId> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            // Only names of the generated shape (12 characters): nothing
+            // else under logs/ is oj's to delete.
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                (name.len() == 12).then(|| name.parse::<JobId>().ok())?
+            })
+            .filter(|id| self.state.job(id).is_none())
+            .collect();
+        if !orphans.is_empty() {
+            tracing::info!(
+                directories = orphans.len(),
+                "deleting logs of jobs removed before the last stop"
+            );
+        }
+        for id in orphans {
+            self.remove_logs(&id);
         }
     }
 
@@ -341,14 +375,18 @@ mod tests {
             keep_finished: Duration::from_millis(20),
             max_finished: 100,
         };
+        // A log directory whose job is gone (a crash after the removal).
+        let orphan = dir.path().join("logs").join("0mx49xbba000");
+        std::fs::create_dir_all(&orphan).unwrap();
         let (h, _l) = start_with(dir.path(), true, retention);
         for _ in 0..500 {
-            if h.get(old.clone()).await.is_none() {
+            if h.get(old.clone()).await.is_none() && !orphan.exists() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert!(h.get(old).await.is_none());
+        assert!(!orphan.exists(), "orphaned logs are deleted at start");
     }
 
     #[test]
