@@ -106,6 +106,10 @@ pub enum RetryError {
         "{place}: retry.attempts = {attempts}; it counts runs in all, from 1 (no retry) to {MAX_ATTEMPTS}"
     )]
     Attempts { place: String, attempts: u32 },
+    #[error(
+        "{place}: retry.backoff = {backoff:?} is above the 5m cap of every wait between runs; give at most \"5m\""
+    )]
+    Backoff { place: String, backoff: String },
 }
 
 impl RetrySpec {
@@ -115,6 +119,12 @@ impl RetrySpec {
             return Err(RetryError::Attempts {
                 place: place.to_string(),
                 attempts: self.attempts,
+            });
+        }
+        if self.backoff > MAX_BACKOFF {
+            return Err(RetryError::Backoff {
+                place: place.to_string(),
+                backoff: humantime::format_duration(self.backoff).to_string(),
             });
         }
         Ok(())
@@ -203,5 +213,13 @@ mod tests {
                 "{err}"
             );
         }
+        let slow = policy(r#"{"attempts":2,"backoff":"10m"}"#).unwrap();
+        let err = slow.validate("job").unwrap_err().to_string();
+        assert!(
+            err.contains("retry.backoff = \"10m\"") && err.contains("5m"),
+            "{err}"
+        );
+        let capped = policy(r#"{"attempts":2,"backoff":"5m"}"#).unwrap();
+        assert_eq!(capped.validate("job"), Ok(()));
     }
 }

@@ -214,6 +214,7 @@ mod tests {
     use crate::engine::Retention;
     use crate::engine::tests::{spec, start_with, wait_state};
     use crate::storage::Storage;
+    use oj_core::retry::MAX_BACKOFF;
     use oj_core::{RetrySpec, State};
 
     fn retry(attempts: u32, on: &[RetryCause]) -> Option<RetrySpec> {
@@ -270,7 +271,7 @@ mod tests {
         let mut s = spec(&["flaky 2"]);
         s.retry = Some(RetrySpec {
             attempts: 2,
-            backoff: Duration::from_secs(3600),
+            backoff: MAX_BACKOFF,
             on: vec![RetryCause::Failed],
         });
         let job = h.submit(s).await.unwrap();
@@ -310,7 +311,7 @@ mod tests {
         let mut s = spec(&["9", "0"]);
         s.retry = Some(RetrySpec {
             attempts: 5,
-            backoff: Duration::from_secs(3600),
+            backoff: MAX_BACKOFF,
             on: vec![RetryCause::Failed],
         });
         let job = h.submit(s).await.unwrap();
