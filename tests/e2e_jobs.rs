@@ -79,10 +79,18 @@ fn max_finished_keeps_the_newest_jobs_and_removals_survive_kill_9() {
     }
 
     d.kill9();
-    let d = env.start_daemon(&[]);
+    let admin = free_port();
+    let d = env.start_daemon(&["--set", &format!("admin.addr=127.0.0.1:{admin}")]);
     for id in &ids[..2] {
         assert_eq!(d.get(&format!("/v1/jobs/{id}")).0, 404, "{id} came back");
     }
+    let metrics = std::process::Command::new("curl")
+        .args(["-s", "-m", "5"])
+        .arg(format!("http://127.0.0.1:{admin}/metrics"))
+        .output()
+        .expect("curl");
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    assert!(metrics.contains("oj_jobs{state=\"done\"} 2"), "{metrics}");
     let listed = ids_listed(&env);
     assert_eq!(listed, vec![ids[3].clone(), ids[2].clone()]);
     let status = env.run(&["status", "--json"]);
