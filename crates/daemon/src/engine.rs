@@ -1351,6 +1351,13 @@ mod tests {
                     let ok_at: u32 = n.parse().unwrap_or(2);
                     return StepOutcome::Exited(if ctx.attempt >= ok_at { 0 } else { 1 });
                 }
+                // "infra N": its pod is evicted until its N-th attempt.
+                if let Some(n) = ctx.run.strip_prefix("infra ") {
+                    if ctx.attempt >= n.parse().unwrap_or(2) {
+                        return StepOutcome::Exited(0);
+                    }
+                    return StepOutcome::Infra("pod was evicted (node pressure)".into());
+                }
                 StepOutcome::Exited(ctx.run.parse().unwrap_or(0))
             })
         }

@@ -263,6 +263,34 @@ mod tests {
         assert_eq!(state.job(&flaky.id).unwrap().steps[1].attempts.len(), 3);
     }
 
+    /// The seam for container runners: an `Infra` outcome is retried by
+    /// the default policy (`on = ["infra"]`) and fails with its reason
+    /// where the policy does not list it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn infra_failures_are_retried_by_the_default_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let (h, _l) = start_with(dir.path(), true, Retention::default());
+        let mut evicted = spec(&["infra 2"]);
+        evicted.retry = Some(RetrySpec {
+            attempts: 2,
+            backoff: Duration::ZERO,
+            on: vec![RetryCause::Infra],
+        });
+        let mut not_listed = spec(&["infra 2"]);
+        not_listed.retry = retry(3, &[RetryCause::Failed, RetryCause::Timeout]);
+        let evicted = h.submit(evicted).await.unwrap();
+        let not_listed = h.submit(not_listed).await.unwrap();
+        let j = wait_state(&h, &evicted.id, JobState::Done).await;
+        assert_eq!(j.steps[0].attempts.len(), 2);
+        assert_eq!(
+            j.steps[0].attempts[0].reason.as_deref(),
+            Some("pod was evicted (node pressure)")
+        );
+        let j = wait_state(&h, &not_listed.id, JobState::Failed).await;
+        assert_eq!(j.steps[0].attempts.len(), 1);
+        assert_eq!(j.error.as_deref(), Some("pod was evicted (node pressure)"));
+    }
+
     /// A retry waiting when the daemon stops is armed again by the next one.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_waiting_retry_survives_a_restart() {
