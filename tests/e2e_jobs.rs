@@ -600,6 +600,45 @@ fn a_retry_waiting_at_a_kill_9_runs_after_the_restart() {
     );
 }
 
+/// The drain does not wait for a step's backoff (no process runs) and
+/// leaves the retry for the next daemon, which runs it.
+#[test]
+fn a_retry_waiting_at_a_drain_runs_after_the_restart() {
+    let env = TestEnv::new();
+    let mut d = env.start_daemon(&[]);
+    let counter = env.path().join("count");
+    let id = d.submit(&json!({
+        "name": "flaky",
+        "retry": { "attempts": 2, "backoff": "5m", "on": ["failed"] },
+        "steps": [{ "name": "main", "run": fails_until(&counter, 2) }]
+    }));
+    assert!(wait_until(WAIT, || {
+        d.get(&format!("/v1/jobs/{id}")).1["steps"][0]["retry_at"].is_string()
+    }));
+    d.sigterm();
+    let status = d.wait_exit(WAIT).expect("the drain ends");
+    assert!(status.success(), "{status:?}\n{}", d.stderr());
+    // Make the wait due: the snapshot holds it, the next daemon arms it.
+    let snap_path = env.state_dir().join("snapshot.json");
+    let mut snap: Value =
+        serde_json::from_str(&std::fs::read_to_string(&snap_path).expect("snapshot"))
+            .expect("JSON");
+    let job = snap["state"]["jobs"]
+        .as_array_mut()
+        .and_then(|jobs| jobs.iter_mut().find(|j| j["id"] == id.as_str()))
+        .expect("the job is in the snapshot");
+    assert_eq!(job["state"], "running", "{job}");
+    job["steps"][0]["retry_at"] = json!("2020-01-01T00:00:00.000Z");
+    std::fs::write(&snap_path, snap.to_string()).expect("write snapshot");
+    let d = env.start_daemon(&[]);
+    let job = d.wait_job(&id, &["done", "failed", "interrupted"], WAIT);
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(
+        job["steps"][0]["attempts"].as_array().map(Vec::len),
+        Some(2)
+    );
+}
+
 /// A run going on at a `kill -9` is `interrupted`, not run again, even
 /// though its policy retries failures and timeouts.
 #[test]
