@@ -54,7 +54,9 @@ def call(method, path, body=None, conn=None):
 def start():
     env = {k: v for k, v in os.environ.items() if not k.startswith("OJ_")}
     env.update(HOME=WORK, XDG_CONFIG_HOME=f"{WORK}/config", XDG_STATE_HOME=f"{WORK}/state")
-    p = subprocess.Popen([OJ, "daemon", "--set", "notify.backend=none"], env=env,
+    # max_finished above the job count: retention would prune the 20 000 jobs.
+    p = subprocess.Popen([OJ, "daemon", "--set", "notify.backend=none",
+                          "--set", "jobs.max_finished=1000000"], env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(3000):
         try:

@@ -321,9 +321,10 @@ fn corpus(known_id: &str) -> Vec<Case> {
             post_json(&format!("/v1/jobs/{known_id}"), b"{}"),
             Is(405),
         ),
+        // DELETE /v1/jobs/{id} is a route (removes a finished job): e2e_jobs.
         case(
-            "DELETE /v1/jobs/{id}",
-            req("DELETE", &format!("/v1/jobs/{known_id}"), None, b""),
+            "PUT /v1/jobs/{id}",
+            req("PUT", &format!("/v1/jobs/{known_id}"), None, b""),
             Is(405),
         ),
         // --- unknown paths ------------------------------------------------------

@@ -475,7 +475,8 @@ fn twenty_thousand_jobs_page_newest_first_and_each_exactly_once() {
     snap["state"]["jobs"] = Value::Array(jobs);
     fs::write(&snap_path, snap.to_string()).unwrap();
     let _ = fs::remove_file(env.state_dir().join("wal.jsonl"));
-    let d = env.start_daemon(&[]);
+    // More than the default jobs.max_finished (10 000), which would prune them.
+    let d = env.start_daemon(&["--set", "jobs.max_finished=100000"]);
 
     let (_, first) = d.get("/v1/jobs");
     assert_eq!(first["jobs"].as_array().unwrap().len(), 100, "default page");

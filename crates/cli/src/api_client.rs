@@ -350,6 +350,11 @@ impl ApiClient {
         self.json(resp).await
     }
 
+    /// DELETE a resource (the answer's body, if any, is ignored).
+    pub async fn delete(&self, path: &str) -> Result<(), ApiError> {
+        self.send(Method::DELETE, path, None, true).await.map(drop)
+    }
+
     /// GET a body to be streamed chunk by chunk (logs).
     pub async fn get_stream(&self, path: &str) -> Result<reqwest::Response, ApiError> {
         self.send(Method::GET, path, None, false).await

@@ -226,6 +226,21 @@ pub enum JobCommand {
         /// The job id
         id: String,
     },
+    /// Delete finished jobs and their logs
+    Rm {
+        /// Ids of finished jobs (done, failed, cancelled, interrupted)
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+    },
+    /// Delete the finished jobs that match (all of them without filters); prints how many
+    Prune {
+        /// Only jobs that ended longer ago than this, e.g. 7d or 12h
+        #[arg(long, value_name = "D")]
+        older_than: Option<String>,
+        /// Only jobs in this finished state (done, failed, cancelled, interrupted)
+        #[arg(long, value_name = "S")]
+        state: Option<String>,
+    },
 }
 
 /// `30s`, `10m`, `1h 30m`: the same duration syntax as the config file.

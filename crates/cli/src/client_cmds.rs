@@ -590,11 +590,13 @@ pub fn exec_spec(name: Option<&str>, command: &[String]) -> Result<JobSpec, Fail
         env: BTreeMap::new(),
         notify: None,
         container: None,
+        retry: None,
         steps: vec![StepSpec {
             name: step_name_for(&name),
             run: shell_join(command),
             timeout: None,
             container: None,
+            retry: None,
         }],
     };
     spec.validate()
@@ -688,6 +690,12 @@ pub fn job(cmd: JobCommand, opts: &LoadOptions, env: &Environment) -> Result<i32
             rt.block_on(follow::wait_all(&client, &ids, timeout, err))
         }
         JobCommand::Cancel { id } => rt.block_on(job_cancel(&client, &id)),
+        JobCommand::Rm { ids } => rt.block_on(crate::job_cleanup::rm(&client, &ids)),
+        JobCommand::Prune { older_than, state } => rt.block_on(crate::job_cleanup::prune(
+            &client,
+            older_than.as_deref(),
+            state.as_deref(),
+        )),
     }
 }
 
@@ -905,6 +913,7 @@ fn render_job(job: &Value, now: SystemTime, style: Style) -> String {
         }
         out.push('\n');
         out.push_str(&render_with_states(&header, &rows, 1, &[], style));
+        out.push_str(&crate::job_cleanup::render_attempts(&steps, now));
     }
     out
 }

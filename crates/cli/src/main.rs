@@ -7,6 +7,7 @@ mod client_cmds;
 mod config_cmds;
 mod exit;
 mod follow;
+mod job_cleanup;
 mod manual;
 mod runbooks;
 mod table;

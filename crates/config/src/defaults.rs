@@ -75,6 +75,8 @@ impl RuntimeConfig {
                 shell: vec!["/bin/sh".into(), "-c".into()],
                 kill_leftovers: true,
                 allow_shell: true,
+                keep_finished: secs(30 * 24 * 3600),
+                max_finished: 10_000,
             },
             listen: ListenConfig {
                 unix_socket: Some(PathBuf::from("daemon.sock")),

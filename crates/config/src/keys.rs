@@ -68,7 +68,7 @@ const fn secret(name: &'static str, kind: Kind, description: &'static str) -> Ke
 }
 
 pub const NOTIFY_BACKENDS: &[&str] = &["desktop", "webhook", "log", "none"];
-pub const NOTIFY_EVENTS: &[&str] = &["start", "done", "fail"];
+pub const NOTIFY_EVENTS: &[&str] = &["start", "done", "fail", "retry"];
 
 /// All keys, in the order `config show` prints them.
 pub const KEYS: &[Key] = &[
@@ -111,6 +111,16 @@ pub const KEYS: &[Key] = &[
         "jobs.allow_shell",
         Kind::Bool,
         "false = only container steps are accepted (400 otherwise)",
+    ),
+    key(
+        "jobs.keep_finished",
+        Kind::Duration,
+        "Finished jobs (and their logs) older than this are deleted",
+    ),
+    key(
+        "jobs.max_finished",
+        Kind::Int { min: 1 },
+        "At most this many finished jobs are kept, oldest deleted first",
     ),
     opt(
         "listen.unix_socket",
@@ -382,6 +392,8 @@ pub const LIVE: &[&str] = &[
     "jobs.max_concurrent",
     "jobs.step_timeout",
     "jobs.allow_shell",
+    "jobs.keep_finished",
+    "jobs.max_finished",
     "shutdown.",
 ];
 

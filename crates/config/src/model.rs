@@ -59,6 +59,12 @@ pub struct JobsConfig {
     /// `false` = only container steps are accepted (a shell step runs
     /// inside the daemon, with its user and its files).
     pub allow_shell: bool,
+    /// Finished jobs (and their logs) older than this are deleted.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub keep_finished: Duration,
+    /// At most this many finished jobs are kept (oldest deleted first).
+    pub max_finished: u32,
 }
 
 /// The API listeners.
@@ -190,6 +196,8 @@ pub enum NotifyEvent {
     Start,
     Done,
     Fail,
+    /// A step failed and runs again (not in the default list).
+    Retry,
 }
 
 /// Webhook delivery (Standard Webhooks v1).

@@ -61,6 +61,13 @@ pub fn validate(loaded: &Loaded, errors: &mut Vec<ConfigError>) {
             "must be longer than 0s, e.g. \"1h\"".into(),
         );
     }
+    if c.jobs.keep_finished.is_zero() {
+        err(
+            "jobs.keep_finished",
+            "must be longer than 0s, e.g. \"7d\" (jobs.max_finished bounds how many are kept)"
+                .into(),
+        );
+    }
     if c.notify.webhook.timeout.is_zero() {
         err(
             "notify.webhook.timeout",

@@ -32,7 +32,23 @@ pub enum Event {
         state: StepState,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         exit_code: Option<i32>,
+        /// Why it failed (the job's error when it ends the job).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
+    /// Step `step`'s run failed and the step will run again at `retry_at`
+    /// (its retry policy said so); the job stays running.
+    StepRetrying {
+        id: JobId,
+        step: usize,
+        at: Timestamp,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i32>,
+        reason: String,
+        retry_at: Timestamp,
+    },
+    /// A finished job and its logs were deleted (`oj job rm`, retention).
+    JobRemoved { id: JobId },
     /// The job ended (done, failed, cancelled, interrupted).
     JobFinished {
         id: JobId,
@@ -55,6 +71,8 @@ impl Event {
             Event::JobStarted { id, .. }
             | Event::StepStarted { id, .. }
             | Event::StepFinished { id, .. }
+            | Event::StepRetrying { id, .. }
+            | Event::JobRemoved { id }
             | Event::JobFinished { id, .. } => Some(id),
             Event::NotificationQueued { .. } | Event::NotificationAcked { .. } => None,
         }
@@ -68,6 +86,7 @@ impl Event {
             Event::JobFinished { id, state, .. } => {
                 NotificationKind::for_end(*state).map(|k| (k, id))
             }
+            Event::StepRetrying { id, .. } => Some((NotificationKind::Retry, id)),
             _ => None,
         }
     }

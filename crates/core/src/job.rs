@@ -245,6 +245,50 @@ pub struct StepStatus {
     pub started_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<Timestamp>,
+    /// Every run of the step that ended, oldest first (more than one when
+    /// it was retried).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
+    /// Set while the step waits for its next attempt (state `queued`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<Timestamp>,
+}
+
+impl StepStatus {
+    /// The step waits for a retry (its job is running, no process is).
+    pub fn waits_for_retry(&self) -> bool {
+        self.retry_at.is_some() && self.state == JobState::Queued
+    }
+
+    /// Closes the current run as an attempt ending at `at`.
+    pub(crate) fn push_attempt(
+        &mut self,
+        at: Timestamp,
+        exit_code: Option<i32>,
+        reason: Option<String>,
+    ) {
+        self.attempts.push(Attempt {
+            exit_code,
+            reason,
+            pod: self.pod.clone(),
+            started_at: self.started_at.unwrap_or(at),
+            ended_at: at,
+        });
+    }
+}
+
+/// One run of a step: `{"exit_code"?, "reason"?, "pod"?, "started_at", "ended_at"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Why the run failed (none when it succeeded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    pub started_at: Timestamp,
+    pub ended_at: Timestamp,
 }
 
 /// A job: the API's JSON shape (SPEC §3.2) plus the spec it runs.
@@ -285,10 +329,17 @@ impl Job {
                     pod: None,
                     started_at: None,
                     ended_at: None,
+                    attempts: Vec::new(),
+                    retry_at: None,
                 })
                 .collect(),
             spec,
         }
+    }
+
+    /// The step waiting for its next attempt, if any.
+    pub fn retrying_step(&self) -> Option<usize> {
+        self.steps.iter().position(StepStatus::waits_for_retry)
     }
 
     /// The step currently running, if any.

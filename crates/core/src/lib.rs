@@ -7,6 +7,7 @@
 pub mod events;
 pub mod job;
 pub mod notification;
+pub mod retry;
 pub mod runbook;
 mod runbook_schema;
 pub mod spec;
@@ -16,6 +17,7 @@ pub mod template;
 pub use events::Event;
 pub use job::{IdGen, Job, JobId, JobState, StepState, StepStatus, Timestamp};
 pub use notification::{Notification, NotificationKind};
+pub use retry::{RetryCause, RetryError, RetrySpec};
 pub use runbook::{Runbook, RunbookError};
 pub use runbook_schema::runbook_json_schema;
 pub use spec::{

@@ -14,6 +14,8 @@ pub enum NotificationKind {
     Start,
     Done,
     Fail,
+    /// A step failed and will run again (its retry policy said so).
+    Retry,
 }
 
 impl NotificationKind {
@@ -22,6 +24,7 @@ impl NotificationKind {
             NotificationKind::Start => "start",
             NotificationKind::Done => "done",
             NotificationKind::Fail => "fail",
+            NotificationKind::Retry => "retry",
         }
     }
 
@@ -41,6 +44,7 @@ impl NotificationKind {
             NotificationKind::Start => oj_config::NotifyEvent::Start,
             NotificationKind::Done => oj_config::NotifyEvent::Done,
             NotificationKind::Fail => oj_config::NotifyEvent::Fail,
+            NotificationKind::Retry => oj_config::NotifyEvent::Retry,
         }
     }
 }
@@ -65,11 +69,15 @@ pub struct Notification {
 impl Notification {
     /// The notification of `kind` for `job` as it is now.
     pub fn for_job(kind: NotificationKind, job: &Job, at: Timestamp) -> Notification {
+        if kind == NotificationKind::Retry {
+            return Notification::for_retry(job, at);
+        }
         let templates = job.spec.notify.as_ref();
         let template = templates.and_then(|t| match kind {
             NotificationKind::Start => t.on_start.as_deref(),
             NotificationKind::Done => t.on_done.as_deref(),
             NotificationKind::Fail => t.on_fail.as_deref(),
+            NotificationKind::Retry => None,
         });
         let error = match kind {
             NotificationKind::Fail => {
@@ -88,7 +96,7 @@ impl Notification {
             None => match kind {
                 NotificationKind::Start => format!("Job {} started", job.name),
                 NotificationKind::Done => format!("Job {} done", job.name),
-                NotificationKind::Fail => format!(
+                NotificationKind::Fail | NotificationKind::Retry => format!(
                     "Job {} failed: {}",
                     job.name,
                     error.as_deref().unwrap_or_default()
@@ -108,6 +116,47 @@ impl Notification {
     }
 }
 
+impl Notification {
+    /// The `retry` notification of the step `job` waits to run again. A
+    /// job may retry many times, so the id names the step and the attempt
+    /// that failed: `msg_<job-id>_retry_<step-index>_<attempt>`.
+    fn for_retry(job: &Job, at: Timestamp) -> Notification {
+        let step = job.retrying_step();
+        let status = step.and_then(|i| job.steps.get(i));
+        let failed_runs = status.map_or(0, |s| s.attempts.len());
+        let reason = status
+            .and_then(|s| s.attempts.last())
+            .and_then(|a| a.reason.clone());
+        let total = step
+            .and_then(|i| job.spec.step_retry(i))
+            .map_or(failed_runs + 1, |r| r.attempts as usize);
+        let step_name = status.map_or("?", |s| s.name.as_str());
+        // Whole seconds: the wait is a doubling backoff, not a stopwatch.
+        let wait_s = status
+            .and_then(|s| s.retry_at)
+            .map_or(0, |r| r.since(at).as_secs());
+        let wait = humantime::format_duration(std::time::Duration::from_secs(wait_s));
+        Notification {
+            id: format!(
+                "msg_{}_retry_{}_{failed_runs}",
+                job.id,
+                step.unwrap_or_default()
+            ),
+            kind: NotificationKind::Retry,
+            job_id: job.id.clone(),
+            job_name: job.name.clone(),
+            title: job.name.clone(),
+            message: format!(
+                "Job {}: step {step_name} failed (attempt {failed_runs} of {total}): {}; retrying in {wait}",
+                job.name,
+                reason.as_deref().unwrap_or("no reason given"),
+            ),
+            error: reason,
+            created_at: at,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,11 +169,13 @@ mod tests {
             env: Default::default(),
             notify,
             container: None,
+            retry: None,
             steps: vec![StepSpec {
                 name: "s".into(),
                 run: "x".into(),
                 timeout: None,
                 container: None,
+                retry: None,
             }],
         };
         Job::new(
@@ -152,6 +203,27 @@ mod tests {
         assert_eq!(n.message, "Job build failed: step s exited with code 2");
         assert_eq!(n.id, format!("msg_{}_fail", j.id));
         assert_eq!(n.title, "build");
+    }
+
+    #[test]
+    fn a_retry_notification_names_the_step_and_the_attempt() {
+        let mut j = job(None);
+        j.spec.retry = Some(crate::RetrySpec {
+            attempts: 3,
+            backoff: Duration::from_secs(10),
+            on: vec![crate::RetryCause::Failed],
+        });
+        let at = Timestamp(UNIX_EPOCH + Duration::from_secs(5));
+        j.state = JobState::Running;
+        j.steps[0].push_attempt(at, Some(1), Some("step s exited with code 1".into()));
+        j.steps[0].retry_at = Some(Timestamp(UNIX_EPOCH + Duration::from_secs(15)));
+        let n = Notification::for_job(NotificationKind::Retry, &j, at);
+        assert_eq!(n.id, format!("msg_{}_retry_0_1", j.id));
+        assert_eq!(
+            n.message,
+            "Job build: step s failed (attempt 1 of 3): step s exited with code 1; retrying in 10s"
+        );
+        assert_eq!(n.error.as_deref(), Some("step s exited with code 1"));
     }
 
     #[test]

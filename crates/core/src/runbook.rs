@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 
+use crate::retry::RetrySpec;
 use crate::spec::{ContainerSpec, JobSpec, NotifyTemplates, SpecError, StepSpec};
 use crate::template::{self, TemplateError};
 
@@ -40,6 +41,8 @@ struct RawJob {
     notify: Option<NotifyTemplates>,
     #[serde(default)]
     container: Option<ContainerSpec>,
+    #[serde(default)]
+    retry: Option<RetrySpec>,
     #[serde(default)]
     step: Vec<StepSpec>,
 }
@@ -306,6 +309,7 @@ impl Runbook {
                     .as_ref()
                     .map(|c| fill_container(c, &format!("{label} container.image")))
                     .transpose()?,
+                retry: s.retry.clone(),
             });
         }
         let spec = JobSpec {
@@ -313,6 +317,7 @@ impl Runbook {
             env,
             notify,
             container,
+            retry: raw.retry.clone(),
             steps,
         };
         spec.validate().map_err(|source| RunbookError::Invalid {
@@ -356,6 +361,53 @@ run = "echo hello from ${name} ${job_id} in $HOME"
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn retries_are_read_from_the_job_and_the_step() {
+        let rb = Runbook::parse(
+            r#"
+[job.flaky]
+retry = { attempts = 3, backoff = "2s", on = ["failed"] }
+[[job.flaky.step]]
+name = "a"
+run = "x"
+[[job.flaky.step]]
+name = "b"
+run = "y"
+retry = { attempts = 5, on = ["infra", "timeout"] }
+"#,
+            "flaky.toml",
+        )
+        .unwrap();
+        let spec = rb.job("flaky", &BTreeMap::new()).unwrap();
+        let a = spec.step_retry(0).unwrap();
+        assert_eq!((a.attempts, a.backoff), (3, Duration::from_secs(2)));
+        let b = spec.step_retry(1).unwrap();
+        assert_eq!(b.attempts, 5);
+        assert_eq!(b.backoff, crate::retry::DEFAULT_BACKOFF);
+        let bad = Runbook::parse(
+            "[job.x]\nretry = { attempts = 2, on = [\"oom\"] }\n[[job.x.step]]\nname = \"a\"\nrun = \"x\"\n",
+            "bad.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            bad.contains("bad.toml") && bad.contains("retry.on") && bad.contains("oom"),
+            "{bad}"
+        );
+        let zero = Runbook::parse(
+            "[job.x]\n[[job.x.step]]\nname = \"a\"\nrun = \"x\"\nretry = { attempts = 0 }\n",
+            "zero.toml",
+        )
+        .unwrap()
+        .job("x", &BTreeMap::new())
+        .unwrap_err()
+        .to_string();
+        assert!(
+            zero.contains("step \"a\"") && zero.contains("retry.attempts = 0"),
+            "{zero}"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use oj_config::Quantity;
 
+use crate::retry::{RetryError, RetrySpec};
 use crate::template::{MAX_FILLED_BYTES, RuntimeVars};
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -39,6 +40,9 @@ pub struct JobSpec {
     /// Default container of the steps (a step's own `container` wins).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<ContainerSpec>,
+    /// Default retry policy of the steps (a step's own `retry` wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetrySpec>,
     pub steps: Vec<StepSpec>,
 }
 
@@ -69,6 +73,9 @@ pub struct StepSpec {
     pub timeout: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<ContainerSpec>,
+    /// Overrides the job's `retry`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetrySpec>,
 }
 
 /// A container: written either as the image string or as
@@ -193,6 +200,8 @@ pub enum SpecError {
         "step {step:?}: its run and env are over {MAX_STEP_START_BYTES} bytes together once filled in; a process could not be started with them, shorten them"
     )]
     StepTooBig { step: String },
+    #[error("{0}")]
+    Retry(#[from] RetryError),
 }
 
 /// A step's `run` and environment with `${job_id}`, `${name}` and `${step}`
@@ -269,6 +278,9 @@ impl JobSpec {
         if let Some(c) = &self.container {
             c.validate("job container")?;
         }
+        if let Some(r) = &self.retry {
+            r.validate("job")?;
+        }
         let mut seen = BTreeSet::new();
         for (i, step) in self.steps.iter().enumerate() {
             if step.name.is_empty() {
@@ -301,6 +313,9 @@ impl JobSpec {
             }
             if let Some(c) = &step.container {
                 c.validate(&format!("step {:?}", step.name))?;
+            }
+            if let Some(r) = &step.retry {
+                r.validate(&format!("step {:?}", step.name))?;
             }
         }
         Ok(())
@@ -397,6 +412,14 @@ impl JobSpec {
             env.insert(key.clone(), filled);
         }
         Ok(FilledStep { run, env })
+    }
+
+    /// The retry policy of a step: its own, else the job's, else none.
+    pub fn step_retry(&self, index: usize) -> Option<&RetrySpec> {
+        self.steps
+            .get(index)
+            .and_then(|s| s.retry.as_ref())
+            .or(self.retry.as_ref())
     }
 
     /// The container a step runs in: its own, else the job's, else none (shell).
@@ -529,6 +552,7 @@ mod tests {
             run: run.into(),
             timeout: None,
             container: None,
+            retry: None,
         }
     }
 
@@ -538,6 +562,7 @@ mod tests {
             env: BTreeMap::new(),
             notify: None,
             container: None,
+            retry: None,
             steps,
         }
     }

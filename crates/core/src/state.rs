@@ -19,6 +19,8 @@ pub enum ApplyError {
     DuplicateJob(JobId),
     #[error("job {id}: step index {step} is out of range")]
     UnknownStep { id: JobId, step: usize },
+    #[error("job {id} is {state}; only a finished job can be removed")]
+    NotFinished { id: JobId, state: JobState },
     #[error("job {id}: cannot go from {from} to {to}")]
     BadTransition {
         id: JobId,
@@ -83,6 +85,8 @@ pub struct Undo(UndoKind);
 enum UndoKind {
     /// The event added this job.
     Inserted(JobId),
+    /// The event removed this job; here it is.
+    Removed(Box<Job>),
     /// The event changed this job's progress (never its spec).
     Progress(JobId, Progress),
     /// The event set or removed this notification; here is what was there.
@@ -158,6 +162,14 @@ impl State {
         self.jobs.insert(job.id.clone(), job);
     }
 
+    fn remove(&mut self, id: &JobId) {
+        if let Some(job) = self.jobs.remove(id) {
+            *self.counts.slot(job.state) -= 1;
+            self.queued.remove(id);
+            self.running.remove(id);
+        }
+    }
+
     fn set_state(&mut self, id: &JobId, to: JobState) {
         let Some(job) = self.jobs.get_mut(id) else {
             return;
@@ -211,6 +223,7 @@ impl State {
                 s.state = JobState::Running;
                 s.started_at = Some(*at);
                 s.pod = pod.clone();
+                s.retry_at = None;
             }
             Event::StepFinished {
                 id,
@@ -218,6 +231,7 @@ impl State {
                 at,
                 state,
                 exit_code,
+                reason,
             } => {
                 let job = self.job_mut(id)?;
                 check(id, job.state, *state, &[JobState::Running])?;
@@ -228,6 +242,50 @@ impl State {
                 s.state = *state;
                 s.ended_at = Some(*at);
                 s.exit_code = *exit_code;
+                s.retry_at = None;
+                s.push_attempt(*at, *exit_code, reason.clone());
+            }
+            Event::StepRetrying {
+                id,
+                step,
+                at,
+                exit_code,
+                reason,
+                retry_at,
+            } => {
+                let job = self.job_mut(id)?;
+                check(id, job.state, JobState::Running, &[JobState::Running])?;
+                let s = job.steps.get_mut(*step).ok_or(ApplyError::UnknownStep {
+                    id: id.clone(),
+                    step: *step,
+                })?;
+                if s.state != JobState::Running {
+                    return Err(ApplyError::BadTransition {
+                        id: id.clone(),
+                        from: s.state,
+                        to: JobState::Queued,
+                    });
+                }
+                s.push_attempt(*at, *exit_code, Some(reason.clone()));
+                // The step is queued again; what it shows is its next run.
+                s.state = JobState::Queued;
+                s.exit_code = None;
+                s.ended_at = None;
+                s.pod = None;
+                s.retry_at = Some(*retry_at);
+            }
+            Event::JobRemoved { id } => {
+                let job = self
+                    .jobs
+                    .get(id)
+                    .ok_or_else(|| ApplyError::UnknownJob(id.clone()))?;
+                if !job.state.is_terminal() {
+                    return Err(ApplyError::NotFinished {
+                        id: id.clone(),
+                        state: job.state,
+                    });
+                }
+                self.remove(id);
             }
             Event::JobFinished {
                 id,
@@ -252,16 +310,21 @@ impl State {
                 job.ended_at = Some(*at);
                 job.error = error.clone();
                 for s in &mut job.steps {
-                    // A step still marked running ends the way the job did;
-                    // a cancelled job's unstarted steps are cancelled too.
-                    if s.state == JobState::Running
+                    // A step still marked running ends the way the job did,
+                    // and so does a step waiting for a retry; a cancelled
+                    // job's unstarted steps are cancelled too.
+                    let was_running = s.state == JobState::Running;
+                    if was_running
+                        || s.waits_for_retry()
                         || (s.state == JobState::Queued && *state == JobState::Cancelled)
                     {
                         s.state = *state;
-                        if s.started_at.is_some() {
+                        if was_running {
                             s.ended_at = Some(*at);
+                            s.push_attempt(*at, None, error.clone());
                         }
                     }
+                    s.retry_at = None;
                 }
                 self.set_state(id, *state);
             }
@@ -287,9 +350,17 @@ impl State {
             Event::NotificationAcked { id } => {
                 UndoKind::Notification(id.clone(), self.notifications.get(id).cloned())
             }
+            Event::JobRemoved { id } => {
+                let job = self
+                    .jobs
+                    .get(id)
+                    .ok_or_else(|| ApplyError::UnknownJob(id.clone()))?;
+                UndoKind::Removed(Box::new(job.clone()))
+            }
             Event::JobStarted { id, .. }
             | Event::StepStarted { id, .. }
             | Event::StepFinished { id, .. }
+            | Event::StepRetrying { id, .. }
             | Event::JobFinished { id, .. } => {
                 let job = self
                     .jobs
@@ -306,13 +377,8 @@ impl State {
     /// events newest first.
     pub fn undo(&mut self, undo: Undo) {
         match undo.0 {
-            UndoKind::Inserted(id) => {
-                if let Some(job) = self.jobs.remove(&id) {
-                    *self.counts.slot(job.state) -= 1;
-                    self.queued.remove(&id);
-                    self.running.remove(&id);
-                }
-            }
+            UndoKind::Inserted(id) => self.remove(&id),
+            UndoKind::Removed(job) => self.insert(*job),
             UndoKind::Progress(id, p) => {
                 self.set_state(&id, p.state);
                 if let Some(job) = self.jobs.get_mut(&id) {
@@ -416,6 +482,12 @@ impl State {
     pub fn recover(&self, at: Timestamp) -> Vec<Event> {
         self.running
             .iter()
+            // A job waiting for a step's retry has no process to lose.
+            .filter(|id| {
+                self.jobs
+                    .get(*id)
+                    .is_none_or(|j| j.retrying_step().is_none())
+            })
             .map(|id| Event::JobFinished {
                 id: id.clone(),
                 at,
@@ -471,6 +543,7 @@ mod tests {
             env: Default::default(),
             notify: None,
             container: None,
+            retry: None,
             steps: steps
                 .iter()
                 .map(|s| StepSpec {
@@ -478,6 +551,7 @@ mod tests {
                     run: "true".into(),
                     timeout: None,
                     container: None,
+                    retry: None,
                 })
                 .collect(),
         }
@@ -541,6 +615,7 @@ mod tests {
             at: t(3),
             state: JobState::Failed,
             exit_code: Some(3),
+            reason: Some("step a exited with code 3".into()),
         })
         .unwrap();
         s.apply(&Event::JobFinished {
@@ -670,14 +745,30 @@ mod tests {
                 at: t(11),
                 state: JobState::Done,
                 exit_code: Some(0),
+                reason: None,
             },
             Event::NotificationAcked { id: n.id.clone() },
+            Event::StepStarted {
+                id: id.clone(),
+                step: 1,
+                at: t(11),
+                pod: None,
+            },
+            Event::StepRetrying {
+                id: id.clone(),
+                step: 1,
+                at: t(12),
+                exit_code: Some(1),
+                reason: "step b exited with code 1".into(),
+                retry_at: t(20),
+            },
             Event::JobFinished {
                 id: id.clone(),
                 at: t(12),
                 state: JobState::Cancelled,
                 error: Some("cancelled".into()),
             },
+            Event::JobRemoved { id: id.clone() },
         ];
         let mut before = Vec::new();
         let mut undos = Vec::new();
@@ -685,7 +776,8 @@ mod tests {
             before.push(s.clone());
             undos.push(s.apply_undoable(e).unwrap());
         }
-        assert_eq!(s.counts().cancelled, 1);
+        assert_eq!(s.counts().cancelled, 0, "removed");
+        assert!(s.job(&id).is_none());
         while let Some(u) = undos.pop() {
             s.undo(u);
             assert_eq!(s, before.pop().unwrap());
@@ -695,6 +787,153 @@ mod tests {
         // An event that does not apply changes nothing and gives no undo.
         assert!(s.apply_undoable(&events[1]).is_err());
         assert_eq!(s.jobs().count(), 1);
+    }
+
+    fn run_step(s: &mut State, id: &JobId, step: usize, at: u64) {
+        s.apply(&Event::StepStarted {
+            id: id.clone(),
+            step,
+            at: t(at),
+            pod: None,
+        })
+        .unwrap();
+    }
+
+    /// A failed run that is retried is recorded as an attempt, the step is
+    /// queued again with its retry time, the job stays running and is not
+    /// interrupted by a restart; the final run is the last attempt.
+    #[test]
+    fn a_retried_step_keeps_every_attempt() {
+        let mut s = State::new();
+        let id = submit(&mut s, 1, &["a"]);
+        s.apply(&Event::JobStarted {
+            id: id.clone(),
+            at: t(2),
+        })
+        .unwrap();
+        run_step(&mut s, &id, 0, 2);
+        s.apply(&Event::StepRetrying {
+            id: id.clone(),
+            step: 0,
+            at: t(3),
+            exit_code: Some(2),
+            reason: "step a exited with code 2".into(),
+            retry_at: t(13),
+        })
+        .unwrap();
+        let job = s.job(&id).unwrap();
+        assert_eq!(job.state, JobState::Running);
+        assert_eq!(job.steps[0].state, JobState::Queued);
+        assert_eq!(job.steps[0].retry_at, Some(t(13)));
+        assert_eq!(job.retrying_step(), Some(0));
+        assert_eq!(job.running_step(), None);
+        assert!(
+            s.recover(t(5)).is_empty(),
+            "a waiting retry is not interrupted"
+        );
+        let restored = State::from_snapshot(s.snapshot());
+        assert_eq!(restored, s);
+        // Retrying a step that is not running does not fit.
+        assert!(
+            s.apply(&Event::StepRetrying {
+                id: id.clone(),
+                step: 0,
+                at: t(4),
+                exit_code: None,
+                reason: "x".into(),
+                retry_at: t(5),
+            })
+            .is_err()
+        );
+        run_step(&mut s, &id, 0, 13);
+        s.apply(&Event::StepFinished {
+            id: id.clone(),
+            step: 0,
+            at: t(14),
+            state: JobState::Done,
+            exit_code: Some(0),
+            reason: None,
+        })
+        .unwrap();
+        let step = &s.job(&id).unwrap().steps[0];
+        assert_eq!(step.retry_at, None);
+        assert_eq!(step.attempts.len(), 2);
+        assert_eq!(step.attempts[0].exit_code, Some(2));
+        assert_eq!(
+            (step.attempts[0].started_at, step.attempts[0].ended_at),
+            (t(2), t(3))
+        );
+        assert_eq!(step.attempts[1].reason, None);
+        assert_eq!(step.attempts[1].started_at, t(13));
+        let json = serde_json::to_value(step).unwrap();
+        assert_eq!(json["attempts"][0]["reason"], "step a exited with code 2");
+    }
+
+    /// Cancelling a job that waits for a retry cancels the waiting step.
+    #[test]
+    fn a_job_ended_while_waiting_for_a_retry_ends_its_step() {
+        let mut s = State::new();
+        let id = submit(&mut s, 1, &["a", "b"]);
+        s.apply(&Event::JobStarted {
+            id: id.clone(),
+            at: t(2),
+        })
+        .unwrap();
+        run_step(&mut s, &id, 0, 2);
+        s.apply(&Event::StepRetrying {
+            id: id.clone(),
+            step: 0,
+            at: t(3),
+            exit_code: None,
+            reason: "step a timed out after 1s".into(),
+            retry_at: t(13),
+        })
+        .unwrap();
+        s.apply(&Event::JobFinished {
+            id: id.clone(),
+            at: t(4),
+            state: JobState::Cancelled,
+            error: Some("cancelled".into()),
+        })
+        .unwrap();
+        let job = s.job(&id).unwrap();
+        assert!(job.steps.iter().all(|st| st.state == JobState::Cancelled));
+        assert!(job.steps.iter().all(|st| st.retry_at.is_none()));
+        assert_eq!(job.steps[0].attempts.len(), 1);
+    }
+
+    /// Only finished jobs are removed; a removed job is gone from the
+    /// counts, the lists and the next snapshot.
+    #[test]
+    fn only_finished_jobs_are_removed() {
+        let mut s = State::new();
+        let done = submit(&mut s, 1, &["a"]);
+        let queued = submit(&mut s, 2, &["a"]);
+        s.apply(&Event::JobFinished {
+            id: done.clone(),
+            at: t(3),
+            state: JobState::Failed,
+            error: None,
+        })
+        .unwrap();
+        assert_eq!(
+            s.apply(&Event::JobRemoved { id: queued.clone() }),
+            Err(ApplyError::NotFinished {
+                id: queued.clone(),
+                state: JobState::Queued
+            })
+        );
+        s.apply(&Event::JobRemoved { id: done.clone() }).unwrap();
+        assert_eq!(s.counts().failed, 0);
+        assert_eq!(s.counts().queued, 1);
+        assert!(s.job(&done).is_none());
+        assert_eq!(s.snapshot().jobs.len(), 1);
+        assert!(matches!(
+            s.apply(&Event::JobRemoved { id: done }),
+            Err(ApplyError::UnknownJob(_))
+        ));
+        let json = serde_json::to_string(&Event::JobRemoved { id: queued }).unwrap();
+        assert!(json.len() < 64, "a removal is small: {json}");
     }
 
     #[test]

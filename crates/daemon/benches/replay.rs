@@ -21,11 +21,13 @@ fn events() -> Vec<Event> {
             env: Default::default(),
             notify: None,
             container: None,
+            retry: None,
             steps: vec![StepSpec {
                 name: "main".into(),
                 run: "true".into(),
                 timeout: None,
                 container: None,
+                retry: None,
             }],
         };
         out.push(Event::JobSubmitted {
@@ -44,6 +46,7 @@ fn events() -> Vec<Event> {
             at,
             state: JobState::Done,
             exit_code: Some(0),
+            reason: None,
         });
         out.push(Event::JobFinished {
             id,

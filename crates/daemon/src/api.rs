@@ -71,7 +71,11 @@ pub fn router(shared: Shared) -> Router {
     Router::new()
         .route("/v1/status", get(status))
         .route("/v1/jobs", post(submit).get(list))
-        .route("/v1/jobs/{id}", get(show))
+        .route("/v1/jobs/prune", post(crate::api_retention::prune))
+        .route(
+            "/v1/jobs/{id}",
+            get(show).delete(crate::api_retention::remove),
+        )
         .route("/v1/jobs/{id}/logs", get(logs))
         .route("/v1/jobs/{id}/cancel", post(cancel))
         .route("/v1/shutdown", post(shutdown))
@@ -226,7 +230,7 @@ async fn list(State(s): State<Shared>, Query(q): Query<HashMap<String, String>>)
     }
 }
 
-fn bad_id(id: &str) -> Response {
+pub(crate) fn bad_id(id: &str) -> Response {
     error(
         StatusCode::NOT_FOUND,
         "not_found",
@@ -234,7 +238,7 @@ fn bad_id(id: &str) -> Response {
     )
 }
 
-fn unknown(id: &JobId) -> Response {
+pub(crate) fn unknown(id: &JobId) -> Response {
     error(
         StatusCode::NOT_FOUND,
         "not_found",
@@ -469,6 +473,7 @@ mod tests {
             logs_dir: dir.join("logs"),
             reload_on_lead: false,
             allow_shell: true,
+            retention: crate::engine::Retention::default(),
         };
         let (engine, handle) = Engine::new(
             state,

@@ -34,6 +34,11 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::job_span;
+mod retention;
+mod retry;
+
+pub use retention::{PruneError, PruneFilter, RemoveError, Retention};
+
 use crate::metrics::Metrics;
 use crate::runner::{Runners, StepContext, StepOutcome, Stop};
 use crate::storage::{Committed, Storage};
@@ -78,6 +83,8 @@ pub struct EngineConfig {
     pub reload_on_lead: bool,
     /// `jobs.allow_shell`: `false` = only container steps are accepted.
     pub allow_shell: bool,
+    /// `jobs.keep_finished` and `jobs.max_finished`.
+    pub retention: Retention,
 }
 
 /// Why a submission was refused.
@@ -175,6 +182,14 @@ enum Command {
     },
     NotificationAcked {
         id: String,
+    },
+    Remove {
+        id: JobId,
+        reply: oneshot::Sender<Result<(), RemoveError>>,
+    },
+    Prune {
+        filter: PruneFilter,
+        reply: oneshot::Sender<Result<usize, PruneError>>,
     },
     Drain,
     Terminate,
@@ -310,6 +325,8 @@ enum Effect {
     Notify(Box<Notification>),
     /// Job metrics (queue wait, duration, ends) of a committed event.
     Observe(Event),
+    /// Deletes `logs/<id>/` of a removed job (only once the removal is durable).
+    RemoveLogs(JobId),
     /// The engine stops tracking a step that ended (and, when the job
     /// ended, the job's cancel request).
     Forget(JobId),
@@ -363,6 +380,12 @@ pub struct Engine {
     /// When to write again (set while storage fails or retries wait).
     retry_at: Option<Instant>,
     trouble: Option<StorageTrouble>,
+    /// Steps waiting for their next attempt: job → (step, when).
+    step_retries: HashMap<JobId, (usize, Instant)>,
+    /// When retention runs next.
+    prune_at: Instant,
+    /// Log directories of jobs no longer known were looked for (once).
+    orphan_logs_checked: bool,
     active_tx: watch::Sender<Vec<ActiveStep>>,
     active_dirty: bool,
     counts_tx: watch::Sender<JobCounts>,
@@ -409,6 +432,9 @@ impl Engine {
             retry: Vec::new(),
             retry_at: None,
             trouble: None,
+            step_retries: HashMap::new(),
+            prune_at: Instant::now(),
+            orphan_logs_checked: false,
             active_tx,
             active_dirty: false,
             counts_tx,
@@ -445,6 +471,7 @@ impl Engine {
         self.check_leader();
         self.after_turn();
         loop {
+            let (step_retry_at, prune_at) = (self.next_step_retry(), self.prune_at);
             let cmd = tokio::select! {
                 // Leadership first: a request sent after the API saw the
                 // change must see it too.
@@ -460,6 +487,16 @@ impl Engine {
                 }
                 () = sleep_until(self.retry_at), if self.retry_at.is_some() => {
                     self.retry_stored();
+                    continue;
+                }
+                () = sleep_until(step_retry_at), if step_retry_at.is_some() => {
+                    self.start_due_retries();
+                    self.after_turn();
+                    continue;
+                }
+                () = tokio::time::sleep_until(prune_at) => {
+                    self.prune_retention();
+                    self.after_turn();
                     continue;
                 }
                 cmd = self.rx.recv() => cmd,
@@ -559,6 +596,9 @@ impl Engine {
             .cloned()
             .collect();
         for id in running {
+            if self.rearm_waiting_retry(&id) {
+                continue;
+            }
             let Some(job) = self.state.job(&id) else {
                 continue;
             };
@@ -662,6 +702,8 @@ impl Engine {
                 }
             }
             Command::Reconfigure(cfg) => self.cfg = cfg,
+            Command::Remove { id, reply } => self.remove_job(id, reply),
+            Command::Prune { filter, reply } => self.prune_matching(filter, reply),
             Command::Drain => {
                 if !self.draining {
                     self.draining = true;
@@ -747,6 +789,9 @@ impl Engine {
             let _ = reply.send(Err(CancelError::NotLeader));
             return;
         }
+        if self.cancel_waiting_retry(&id) {
+            return self.reply_cancelled(id, reply);
+        }
         let Some(job) = self.state.job(&id) else {
             let _ = reply.send(Err(CancelError::NotFound(id)));
             return;
@@ -781,6 +826,11 @@ impl Engine {
                 return;
             }
         }
+        self.reply_cancelled(id, reply);
+    }
+
+    /// Answers a cancel once its events are durable.
+    fn reply_cancelled(&mut self, id: JobId, reply: oneshot::Sender<Result<Job, CancelError>>) {
         let snapshot = self.state.job(&id).cloned();
         self.effects.push(Effect::Reply(Box::new(move |err| {
             let _ = reply.send(match (err, snapshot) {
@@ -813,6 +863,18 @@ impl Engine {
         let step_name = run.step_name.clone();
         let (step_state, exit_code, error) =
             classify(&outcome, cancelled, stop == Stop::Terminate, &step_name);
+        if self.retry_or_fail(
+            &id,
+            step,
+            &outcome,
+            step_state,
+            exit_code,
+            error.as_deref(),
+            at,
+        ) {
+            self.effects.push(Effect::Forget(id));
+            return;
+        }
         tracing::info!(job_id = %id, step = %step_name, state = %step_state, exit_code, "step ended");
         self.record(Event::StepFinished {
             id: id.clone(),
@@ -820,6 +882,7 @@ impl Engine {
             at,
             state: step_state,
             exit_code,
+            reason: error.clone(),
         });
         let steps_total = self.state.job(&id).map(|j| j.steps.len()).unwrap_or(0);
         self.effects.push(Effect::Forget(id.clone()));
@@ -888,6 +951,10 @@ impl Engine {
             job_id: job.id.clone(),
             job_name: job.name.clone(),
             index,
+            attempt: job
+                .steps
+                .get(index)
+                .map_or(1, |s| s.attempts.len() as u32 + 1),
             step_name: step.name.clone(),
             run: filled.run,
             env,
@@ -955,6 +1022,7 @@ impl Engine {
             at,
             state: JobState::Failed,
             exit_code: None,
+            reason: Some(error.clone()),
         });
         self.record(Event::JobFinished {
             id: id.clone(),
@@ -1049,6 +1117,7 @@ impl Engine {
     /// Schedules, commits the WAL, then performs the effects of the turn —
     /// or, when the commit fails, undoes the turn.
     fn after_turn(&mut self) {
+        self.prune_if_over_max();
         self.schedule();
         let commit = if self.storage.has_pending() {
             tokio::task::block_in_place(|| self.storage.commit(&self.state))
@@ -1091,6 +1160,7 @@ impl Engine {
             Effect::Submitted => {
                 self.metrics.jobs_submitted.inc();
             }
+            Effect::RemoveLogs(id) => self.remove_logs(&id),
             Effect::Forget(id) => {
                 self.running.remove(&id);
                 self.active_dirty = true;
@@ -1253,6 +1323,9 @@ fn classify(
                 "the daemon shut down while step {step} ran (stopped after shutdown.drain_timeout)"
             )),
         ),
+        // After the cancel check: a cancel deletes the pod, which the
+        // runner may well report as deleted.
+        StepOutcome::Infra(msg) => (JobState::Failed, None, Some(msg.clone())),
         StepOutcome::Exited(0) => (JobState::Done, Some(0), None),
         StepOutcome::Exited(c) => (
             JobState::Failed,
@@ -1302,6 +1375,18 @@ mod tests {
                     let _ = stop.wait_for(|s| *s != Stop::Run).await;
                     return StepOutcome::Signaled(15);
                 }
+                // "flaky N": fails until its N-th attempt.
+                if let Some(n) = ctx.run.strip_prefix("flaky ") {
+                    let ok_at: u32 = n.parse().unwrap_or(2);
+                    return StepOutcome::Exited(if ctx.attempt >= ok_at { 0 } else { 1 });
+                }
+                // "infra N": its pod is evicted until its N-th attempt.
+                if let Some(n) = ctx.run.strip_prefix("infra ") {
+                    if ctx.attempt >= n.parse().unwrap_or(2) {
+                        return StepOutcome::Exited(0);
+                    }
+                    return StepOutcome::Infra("pod was evicted (node pressure)".into());
+                }
                 StepOutcome::Exited(ctx.run.parse().unwrap_or(0))
             })
         }
@@ -1336,12 +1421,13 @@ mod tests {
         }
     }
 
-    fn spec(runs: &[&str]) -> JobSpec {
+    pub(super) fn spec(runs: &[&str]) -> JobSpec {
         JobSpec {
             name: "t".into(),
             env: Default::default(),
             notify: None,
             container: None,
+            retry: None,
             steps: runs
                 .iter()
                 .enumerate()
@@ -1350,12 +1436,21 @@ mod tests {
                     run: r.to_string(),
                     timeout: None,
                     container: None,
+                    retry: None,
                 })
                 .collect(),
         }
     }
 
     fn start(dir: &std::path::Path, leader: bool) -> (EngineHandle, watch::Sender<bool>) {
+        start_with(dir, leader, Retention::default())
+    }
+
+    pub(super) fn start_with(
+        dir: &std::path::Path,
+        leader: bool,
+        retention: Retention,
+    ) -> (EngineHandle, watch::Sender<bool>) {
         let (storage, state, _) = Storage::open(dir).unwrap();
         let (leader_tx, leader_rx) = watch::channel(leader);
         let runners = Runners {
@@ -1368,6 +1463,7 @@ mod tests {
             step_timeout: Duration::from_secs(60),
             logs_dir: dir.join("logs"),
             reload_on_lead: true,
+            retention,
         };
         let (engine, handle) = Engine::new(
             state,
@@ -1381,7 +1477,7 @@ mod tests {
         (handle, leader_tx)
     }
 
-    async fn wait_state(h: &EngineHandle, id: &JobId, want: JobState) -> Job {
+    pub(super) async fn wait_state(h: &EngineHandle, id: &JobId, want: JobState) -> Job {
         for _ in 0..500 {
             if let Some(j) = h.get(id.clone()).await
                 && j.state == want

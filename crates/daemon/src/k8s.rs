@@ -184,6 +184,15 @@ fn outcome(ctx: &StepContext, r: StepResult) -> StepOutcome {
     if r.deadline_exceeded {
         return StepOutcome::TimedOut(ctx.timeout);
     }
+    // The cluster, not the command, ended it: retried when `retry.on` has
+    // `infra`. Not for a pod followed again after a restart: it may have
+    // run, and an attempt that may have run is never repeated silently.
+    if r.infra && !r.attached {
+        let why = r
+            .error
+            .unwrap_or_else(|| format!("pod {} could not run", r.pod_name));
+        return StepOutcome::Infra(format!("step {}: {why}", ctx.step_name));
+    }
     match (r.exit_code, r.error) {
         (Some(code), Some(e)) if code != 0 => StepOutcome::Failed {
             exit_code: code,

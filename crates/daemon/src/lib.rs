@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod api;
+mod api_retention;
 mod config_api;
 pub mod drain;
 pub mod engine;
@@ -347,6 +348,7 @@ impl Daemon {
             logs_dir: logs_dir.clone(),
             reload_on_lead: cfg.lock.strategy == oj_config::LockStrategy::Lease,
             allow_shell: cfg.jobs.allow_shell,
+            retention: crate::engine::Retention::from_config(&cfg.jobs),
         };
         let (mut engine, handle) = Engine::new(
             state,

@@ -264,6 +264,7 @@ pub fn engine_config(base: &EngineConfig, cfg: &RuntimeConfig) -> EngineConfig {
         max_concurrent: cfg.jobs.max_concurrent.max(1) as usize,
         step_timeout: cfg.jobs.step_timeout,
         allow_shell: cfg.jobs.allow_shell,
+        retention: crate::engine::Retention::from_config(&cfg.jobs),
         ..base.clone()
     }
 }

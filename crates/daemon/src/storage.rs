@@ -514,11 +514,13 @@ mod tests {
             env: Default::default(),
             notify: None,
             container: None,
+            retry: None,
             steps: vec![StepSpec {
                 name: "s".into(),
                 run: "true".into(),
                 timeout: None,
                 container: None,
+                retry: None,
             }],
         };
         (

@@ -114,6 +114,10 @@ pub fn default_message(event: NotifyEvent, job_name: &str, error: Option<&str>) 
         (NotifyEvent::Done, _) => format!("Job {job_name} done"),
         (NotifyEvent::Fail, Some(e)) if !e.is_empty() => format!("Job {job_name} failed: {e}"),
         (NotifyEvent::Fail, _) => format!("Job {job_name} failed"),
+        (NotifyEvent::Retry, Some(e)) if !e.is_empty() => {
+            format!("Job {job_name}: a step failed and runs again: {e}")
+        }
+        (NotifyEvent::Retry, _) => format!("Job {job_name}: a step failed and runs again"),
     }
 }
 
@@ -123,15 +127,18 @@ pub fn event_name(event: NotifyEvent) -> &'static str {
         NotifyEvent::Start => "start",
         NotifyEvent::Done => "done",
         NotifyEvent::Fail => "fail",
+        NotifyEvent::Retry => "retry",
     }
 }
 
-/// The Standard Webhooks event type: `job.started` / `job.done` / `job.failed`.
+/// The Standard Webhooks event type: `job.started` / `job.done` /
+/// `job.failed` / `job.retrying`.
 pub fn event_type(event: NotifyEvent) -> &'static str {
     match event {
         NotifyEvent::Start => "job.started",
         NotifyEvent::Done => "job.done",
         NotifyEvent::Fail => "job.failed",
+        NotifyEvent::Retry => "job.retrying",
     }
 }
 

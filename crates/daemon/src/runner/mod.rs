@@ -40,6 +40,10 @@ pub struct StepContext {
     pub job_name: String,
     /// Index of the step in the job (0-based).
     pub index: usize,
+    /// Which run of the step this is (1 = the first; more after retries).
+    /// A container runner must not mistake an earlier attempt's pod for
+    /// this one's.
+    pub attempt: u32,
     pub step_name: String,
     /// The command (`jobs.shell + [run]`, or the container's command).
     pub run: String,
@@ -77,6 +81,12 @@ pub enum StepOutcome {
     /// The step exited non-zero and the runner knows more than the code
     /// (a container's `OOMKilled`): `error` becomes the job's error.
     Failed { exit_code: i32, error: String },
+    /// The step's command is not to blame: its pod was evicted, deleted,
+    /// never scheduled, or its image could not be pulled (the message says
+    /// which). The engine retries it when the step's `retry.on` has
+    /// `infra`; otherwise the step fails with this message. Container
+    /// runners report it; shell steps never do.
+    Infra(String),
     /// The runner stopped following a step that goes on running (after
     /// [`Stop::Detach`]); nothing is recorded, the job stays `running`.
     Detached,

@@ -310,6 +310,7 @@ mod tests {
             job_id: JobId::from_parts(1, 1),
             job_name: "j".into(),
             index: 0,
+            attempt: 1,
             step_name: "s".into(),
             run: run.into(),
             env: [("GREETING".to_string(), "hi".to_string())].into(),
