@@ -225,7 +225,7 @@ fn a_token_that_is_blank_once_trimmed_stops_check_and_start() {
     let out = env.run(&["--set", &tcp, "config", "check"]);
     assert_eq!(out.code, Some(78), "{out:?}");
     assert!(
-        out.stdout.contains("listen.auth_token") && out.stdout.contains("env OJ_AUTH_TOKEN"),
+        out.stderr.contains("listen.auth_token") && out.stderr.contains("env OJ_AUTH_TOKEN"),
         "{out:?}"
     );
     let out = env.run(&["--set", &tcp, "daemon"]);
@@ -255,7 +255,7 @@ fn a_token_that_is_blank_once_trimmed_stops_check_and_start() {
     ]);
     assert_eq!(out.code, Some(0), "{out:?}");
     assert!(
-        out.stdout.contains("warning: listen.auth_token") && out.stdout.contains("16"),
+        out.stderr.contains("warning: listen.auth_token") && out.stderr.contains("16"),
         "{out:?}"
     );
     // ... and --set of a secret warns that the command line is public.
@@ -537,7 +537,7 @@ fn everything_oj_creates_is_private_under_umask_000() {
     let out = env.run(&["config", "check"]);
     assert_eq!(out.code, Some(0), "{out:?}");
     assert!(
-        out.stdout.contains("daemon.state_dir") && out.stdout.contains("0777"),
+        out.stderr.contains("daemon.state_dir") && out.stderr.contains("0777"),
         "{out:?}"
     );
 

@@ -427,7 +427,8 @@ fn config_check_in_a_cluster_names_missing_permissions_the_grace_period_and_the_
     env.write_config(CLUSTER_CONFIG);
     let out = env.run(&["config", "check"]);
     assert_eq!(out.code, Some(78), "{}\n{}", out.stdout, out.stderr);
-    let text = &out.stdout;
+    // Diagnostics (errors, warnings, notes) are on stderr.
+    let text = &out.stderr;
     for expected in [
         // RBAC: what is missing and the rule to add.
         "may not watch pods in namespace default",
@@ -461,13 +462,13 @@ fn config_check_in_a_healthy_cluster_passes_and_says_what_it_checked() {
     let out = env.run(&["config", "check"]);
     assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
     assert!(
-        out.stdout
+        out.stderr
             .contains("permissions checked with SelfSubjectAccessReview")
             && out
-                .stdout
+                .stderr
                 .contains("terminationGracePeriodSeconds = 30 leaves room"),
         "{}",
-        out.stdout
+        out.stderr
     );
     let reviews = fake.count(
         "POST",
@@ -484,16 +485,16 @@ fn config_check_without_a_cluster_says_the_cluster_checks_were_skipped() {
     let out = env.run(&["config", "check"]);
     assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
     assert!(
-        out.stdout
+        out.stderr
             .contains("in-cluster checks skipped: no Kubernetes API configured"),
         "{}",
-        out.stdout
+        out.stderr
     );
     // A laptop config with no cluster in sight hears nothing about one.
     env.write_config("[notify]\nbackend = \"log\"\n");
     let out = env.run(&["config", "check"]);
     assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
-    assert!(!out.stdout.contains("in-cluster"), "{}", out.stdout);
+    assert!(!out.stderr.contains("in-cluster"), "{}", out.stderr);
 }
 
 // ----- pods that cannot run, and the drain ----------------------------------

@@ -195,9 +195,10 @@ fn check(opts: &LoadOptions, env: &Environment) -> Result<i32, Failure> {
         }
     };
     let report = oj_adapters::preflight::check(&loaded, env, oj_adapters::preflight::Mode::Check);
-    // Notes say what was verified (or skipped): part of the report, stdout.
+    // Notes say what was verified (or skipped); like every diagnostic they
+    // go to stderr, stdout has the verdict only.
     for n in &report.notes {
-        println!("note: {n}");
+        eprintln!("note: {n}");
     }
     for e in &report.errors {
         eprintln!("error: {e}");
