@@ -621,5 +621,8 @@ fn two_hundred_running_container_steps_share_one_pod_watch() {
         r.path.starts_with(&FakeKube::pods_path(NS)) && !r.has_query("watch=true")
     });
     let per_step = pod_requests as f64 / STEPS as f64;
-    assert!(per_step <= 6.0, "{per_step:.1} API requests per container step");
+    assert!(
+        per_step <= 6.0,
+        "{per_step:.1} API requests per container step"
+    );
 }

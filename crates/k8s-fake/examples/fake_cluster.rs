@@ -43,8 +43,14 @@ async fn main() {
             _ = tick.tick() => {}
         }
         for pod in fake.pods(NS) {
-            let Some(name) = pod.metadata.name.clone() else { continue };
-            let phase = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+            let Some(name) = pod.metadata.name.clone() else {
+                continue;
+            };
+            let phase = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.clone())
+                .unwrap_or_default();
             if seen.insert(name.clone()) {
                 continue; // give the daemon one tick to see it Pending
             }
