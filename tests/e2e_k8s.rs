@@ -626,3 +626,24 @@ fn two_hundred_running_container_steps_share_one_pod_watch() {
         "{per_step:.1} API requests per container step"
     );
 }
+
+#[test]
+fn config_check_on_a_laptop_with_a_kubeconfig_only_warns_about_the_cluster() {
+    let fake = FakeKube::start();
+    fake.put_json(
+        NS,
+        json!({"kind": "LimitRange", "metadata": {"name": "small"},
+               "spec": {"limits": [{"type": "Container", "max": {"memory": "1Gi"}}]}}),
+    )
+    .unwrap();
+    let env = env_for(&fake);
+    env.write_config("[notify]\nbackend = \"log\"\n");
+    let out = env.run(&["config", "check"]);
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("warning: pods.resources.limits.memory (from default) = 2Gi is above the maximum memory per Container of LimitRange default/small"),
+        "{}",
+        out.stdout
+    );
+}
