@@ -11,7 +11,7 @@
 //! pods by label, and [`PodRunner::cleanup_orphans`] removes oj's pods whose
 //! job the daemon does not know.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -251,6 +251,8 @@ impl PodRunner {
             name.clone(),
             log_path.to_path_buf(),
             phase_rx,
+            // Re-attaching continues the step log where the last daemon left it.
+            result.attached,
         ));
         let deadline = Instant::now() + input.timeout + self.grace;
         let outcome = self
@@ -559,9 +561,4 @@ enum Follow {
     TimedOut,
     Gone,
     Detached,
-}
-
-/// The labels of `pod` (empty when it has none).
-pub fn labels_of(pod: &Pod) -> BTreeMap<String, String> {
-    pod.metadata.labels.clone().unwrap_or_default()
 }
