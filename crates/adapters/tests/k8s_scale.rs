@@ -435,3 +435,28 @@ async fn a_daemon_that_reattaches_continues_the_step_log_after_the_kubelet_rotat
     assert!(finish(handle).await.succeeded);
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "one\ntwo\nthree\n");
 }
+
+#[tokio::test]
+async fn a_step_finishes_while_the_shared_watch_is_refused() {
+    let fake = FakeKube::start();
+    // No watch and no list of pods works (a Role without `watch`/`list`).
+    fake.inject_fault(
+        oj_k8s_fake::Fault::new("GET", &FakeKube::pods_path(NS), 403)
+            .query("labelSelector")
+            .forever(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let runner = PodRunner::new(fake.client(), NS, pods_config()).with_instance("oj-a");
+    let name = pod_name("blind", 0);
+    let handle = spawn(
+        &runner,
+        input("blind"),
+        &dir.path().join("l"),
+        CancellationToken::new(),
+    );
+    wait_created(&fake, &name).await;
+    fake.set_pod_phase(NS, &name, "Running");
+    fake.finish_pod(NS, &name, 0);
+    let result = finish(handle).await;
+    assert!(result.succeeded, "{result:?}");
+}

@@ -468,12 +468,16 @@ impl PodRunner {
                 _ = detach.cancelled() => return Follow::Detached,
                 _ = tokio::time::sleep_until(deadline) => return Follow::TimedOut,
                 _ = tokio::time::sleep_until(recheck) => {}
-                _ = poll.tick(), if watch.is_failing() => {
-                    // The shared watch is down: read the pod directly.
-                    match self.api.get_opt(name).await {
-                        Ok(Some(p)) => watch.offer(p),
-                        Ok(None) => return Follow::Gone,
-                        Err(e) => tracing::debug!(pod = %name, error = %e, "could not read the step pod"),
+                // Checked on every tick (not as a select precondition): the
+                // watch may start failing while this step waits.
+                _ = poll.tick() => {
+                    if watch.is_failing() {
+                        // The shared watch is down: read the pod directly.
+                        match self.api.get_opt(name).await {
+                            Ok(Some(p)) => watch.offer(p),
+                            Ok(None) => return Follow::Gone,
+                            Err(e) => tracing::debug!(pod = %name, error = %e, "could not read the step pod"),
+                        }
                     }
                 }
                 changed = updates.changed() => {
