@@ -478,8 +478,9 @@ fn config_check_in_a_healthy_cluster_passes_and_says_what_it_checked() {
 
 #[test]
 fn config_check_without_a_cluster_says_the_cluster_checks_were_skipped() {
+    // A config meant for a cluster (the lease), checked where there is none.
     let env = TestEnv::new();
-    env.write_config("[notify]\nbackend = \"log\"\n");
+    env.write_config("[notify]\nbackend = \"log\"\n[lock]\nstrategy = \"lease\"\n");
     let out = env.run(&["config", "check"]);
     assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
     assert!(
@@ -488,6 +489,11 @@ fn config_check_without_a_cluster_says_the_cluster_checks_were_skipped() {
         "{}",
         out.stdout
     );
+    // A laptop config with no cluster in sight hears nothing about clusters.
+    env.write_config("[notify]\nbackend = \"log\"\n");
+    let out = env.run(&["config", "check"]);
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
+    assert!(!out.stdout.contains("in-cluster"), "{}", out.stdout);
 }
 
 // ----- pods that cannot run, and the drain ----------------------------------

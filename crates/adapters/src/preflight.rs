@@ -94,7 +94,11 @@ pub fn check(loaded: &Loaded, env: &Environment, mode: Mode) -> Report {
 
     // In a cluster: RBAC, the pod's grace period, LimitRange/ResourceQuota
     // (the daemon runs the same checks in the background after it starts).
-    if mode == Mode::Check {
+    // A laptop config with no cluster in sight gets no cluster talk at all;
+    // a cluster config without an API is told the checks were skipped.
+    let cluster_config = loaded.base == oj_config::BuiltinProfile::Kubernetes
+        || c.lock.strategy == LockStrategy::Lease;
+    if mode == Mode::Check && (cluster_config || kubernetes_api_configured(env)) {
         let cluster =
             crate::k8s::preflight::check_blocking(c, env, &|k| loaded.source(k).to_string());
         // A laptop whose kubeconfig happens to point at some cluster is
