@@ -460,32 +460,3 @@ async fn a_step_finishes_while_the_shared_watch_is_refused() {
     let result = finish(handle).await;
     assert!(result.succeeded, "{result:?}");
 }
-
-#[tokio::test]
-async fn a_reloaded_pods_config_reaches_the_next_step() {
-    let fake = FakeKube::start();
-    let dir = tempfile::tempdir().unwrap();
-    let runner = PodRunner::new(fake.client(), NS, pods_config()).with_instance("oj-a");
-    let mut reloaded = pods_config();
-    reloaded.resources.limits.memory = "3Gi".parse().unwrap();
-    runner.set_config(reloaded);
-    let name = pod_name("live", 0);
-    let handle = spawn(
-        &runner.clone(),
-        input("live"),
-        &dir.path().join("l"),
-        CancellationToken::new(),
-    );
-    wait_created(&fake, &name).await;
-    let pod = fake.pod(NS, &name).unwrap();
-    let limits = pod.spec.unwrap().containers[0]
-        .resources
-        .clone()
-        .unwrap()
-        .limits
-        .unwrap();
-    assert_eq!(limits["memory"].0, "3Gi");
-    fake.set_pod_phase(NS, &name, "Running");
-    fake.finish_pod(NS, &name, 0);
-    assert!(finish(handle).await.succeeded);
-}

@@ -5,7 +5,7 @@
 //! between them and the engine's vocabulary.
 
 use std::collections::HashSet;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -25,9 +25,8 @@ const CLEANUP_LIMIT: Duration = Duration::from_secs(30);
 pub struct PodStepRunner {
     runner: PodRunner,
     shell: Vec<String>,
-    /// `shutdown.container_steps`: what the end of the drain does to a pod
-    /// (shared, so that a reload reaches running steps too).
-    on_drain: Arc<RwLock<ContainerStepsOnDrain>>,
+    /// `shutdown.container_steps`: what the end of the drain does to a pod.
+    on_drain: ContainerStepsOnDrain,
 }
 
 impl PodStepRunner {
@@ -35,25 +34,14 @@ impl PodStepRunner {
         PodStepRunner {
             runner,
             shell,
-            on_drain: Arc::new(RwLock::new(ContainerStepsOnDrain::Detach)),
+            on_drain: ContainerStepsOnDrain::Detach,
         }
     }
 
     /// Sets what the end of the drain does to running step pods.
-    pub fn on_drain(self, on_drain: ContainerStepsOnDrain) -> PodStepRunner {
-        self.set_on_drain(on_drain);
+    pub fn on_drain(mut self, on_drain: ContainerStepsOnDrain) -> PodStepRunner {
+        self.on_drain = on_drain;
         self
-    }
-
-    fn set_on_drain(&self, on_drain: ContainerStepsOnDrain) {
-        *self.on_drain.write().unwrap_or_else(|p| p.into_inner()) = on_drain;
-    }
-
-    /// Applies a reloaded config: `pods.*` (not `pods.namespace`) to steps
-    /// that start from now on, `shutdown.container_steps` to every step.
-    pub fn reconfigure(&self, cfg: &RuntimeConfig) {
-        self.runner.set_config(cfg.pods.clone());
-        self.set_on_drain(cfg.shutdown.container_steps);
     }
 
     fn input(&self, ctx: &StepContext) -> PodInput {
@@ -84,7 +72,7 @@ impl PodStepRunner {
     ) -> BoxFuture<'static, StepOutcome> {
         let runner = self.runner.clone();
         let input = self.input(&ctx);
-        let on_drain = self.on_drain.clone();
+        let on_drain = self.on_drain;
         Box::pin(async move {
             let cancel = CancellationToken::new();
             let detach = CancellationToken::new();
@@ -108,7 +96,7 @@ async fn with_stop(
     mut stop: watch::Receiver<Stop>,
     cancel: CancellationToken,
     detach: CancellationToken,
-    on_drain: Arc<RwLock<ContainerStepsOnDrain>>,
+    on_drain: ContainerStepsOnDrain,
 ) -> StepResult {
     tokio::pin!(run);
     let mut engine_gone = false;
@@ -120,12 +108,10 @@ async fn with_stop(
                     engine_gone = true;
                     continue;
                 }
-                let cancel_at_drain = *on_drain.read().unwrap_or_else(|p| p.into_inner())
-                    == ContainerStepsOnDrain::Cancel;
                 match *stop.borrow_and_update() {
                     Stop::Run => {}
                     Stop::Cancel => cancel.cancel(),
-                    Stop::Terminate if cancel_at_drain => cancel.cancel(),
+                    Stop::Terminate if on_drain == ContainerStepsOnDrain::Cancel => cancel.cancel(),
                     Stop::Terminate | Stop::Detach => detach.cancel(),
                 }
             }
@@ -262,18 +248,12 @@ impl LockStrategy for LeaseStrategy {
     }
 }
 
-/// Applies a reloaded config to the container runner (see
-/// [`PodStepRunner::reconfigure`]): for the reload of SPEC §7.7.
-pub type Reconfigure = Arc<dyn Fn(&RuntimeConfig) + Send + Sync>;
-
 /// What the Kubernetes side contributes to a daemon.
 pub struct KubePlugins {
     pub container_runner: Arc<dyn StepRunner>,
     pub lease: Option<Box<dyn LockStrategy>>,
     /// Deletes pods of unknown jobs once leader (lease strategy only).
     pub on_lead: Option<LeadHook>,
-    /// `pods.*` and `shutdown.container_steps` live (None without an API).
-    pub reconfigure: Option<Reconfigure>,
 }
 
 /// Builds the plug-ins from the config and the environment: a client when
@@ -306,7 +286,6 @@ pub async fn plugins(cfg: &RuntimeConfig, env: &Environment) -> Result<KubePlugi
                 }),
                 lease: None,
                 on_lead: None,
-                reconfigure: None,
             });
         }
     };
@@ -315,19 +294,15 @@ pub async fn plugins(cfg: &RuntimeConfig, env: &Environment) -> Result<KubePlugi
     let namespace = oj_adapters::k8s::resolve_namespace(cfg.pods.namespace.as_deref());
     let pods = PodRunner::new(client.clone(), namespace, cfg.pods.clone())
         .with_instance(cfg.daemon.instance.clone());
-    let step_runner = Arc::new(
+    let container_runner: Arc<dyn StepRunner> = Arc::new(
         PodStepRunner::new(pods.clone(), cfg.jobs.shell.clone())
             .on_drain(cfg.shutdown.container_steps),
     );
-    let live = step_runner.clone();
-    let reconfigure: Reconfigure = Arc::new(move |cfg: &RuntimeConfig| live.reconfigure(cfg));
-    let container_runner: Arc<dyn StepRunner> = step_runner;
     if !lease_wanted {
         return Ok(KubePlugins {
             container_runner,
             lease: None,
             on_lead: None,
-            reconfigure: Some(reconfigure),
         });
     }
     let lock = LeaseLock::from_config(client, &cfg.lock.lease, cfg.daemon.instance.clone());
@@ -348,6 +323,5 @@ pub async fn plugins(cfg: &RuntimeConfig, env: &Environment) -> Result<KubePlugi
         container_runner,
         lease: Some(Box::new(LeaseStrategy { lock })),
         on_lead: Some(on_lead),
-        reconfigure: Some(reconfigure),
     })
 }

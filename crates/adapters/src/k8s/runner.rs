@@ -13,7 +13,7 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -93,9 +93,7 @@ pub struct PodRunner {
     api: Api<Pod>,
     namespace: String,
     instance: String,
-    /// `pods.*`, shared by every clone so that a reload reaches steps that
-    /// start afterwards ([`PodRunner::set_config`]).
-    cfg: Arc<RwLock<PodsConfig>>,
+    cfg: PodsConfig,
     /// Extra time past the step timeout before oj gives up on a pod the
     /// cluster did not end (activeDeadlineSeconds is the real limit).
     grace: Duration,
@@ -119,7 +117,7 @@ impl PodRunner {
             api: Api::namespaced(client, &namespace),
             namespace,
             instance: String::new(),
-            cfg: Arc::new(RwLock::new(cfg)),
+            cfg,
             grace: Duration::from_secs(60),
             watch: Arc::new(OnceLock::new()),
         }
@@ -147,17 +145,8 @@ impl PodRunner {
         &self.instance
     }
 
-    /// The current `pods.*`.
-    pub fn config(&self) -> PodsConfig {
-        self.cfg.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Applies a reloaded `pods.*` to steps that start from now on (resources,
-    /// pull policy, `keep_finished`, the grace and timeout of stuck pods).
-    /// `pods.namespace` is not live: the runner and its watch are bound to
-    /// one namespace, so a change there needs a restart.
-    pub fn set_config(&self, cfg: PodsConfig) {
-        *self.cfg.write().unwrap_or_else(|p| p.into_inner()) = cfg;
+    pub fn config(&self) -> &PodsConfig {
+        &self.cfg
     }
 
     /// The label selector of this instance's pods (the shared watch's).
@@ -226,8 +215,7 @@ impl PodRunner {
             instance: self.instance.clone(),
             attempt: opts.attempt.max(1),
         };
-        let cfg = self.config();
-        let pod = match pods::build_owned_pod(&input, &cfg, &self.namespace, &owner) {
+        let pod = match pods::build_owned_pod(&input, &self.cfg, &self.namespace, &owner) {
             Ok(p) => p,
             Err(e) => return fail(result, e.to_string()),
         };
@@ -292,7 +280,7 @@ impl PodRunner {
                     result.deadline_exceeded = status::deadline_exceeded(&pod);
                     result.error = Some(status::failure_of(&pod, &name, input.timeout));
                 }
-                if !cfg.keep_finished {
+                if !self.cfg.keep_finished {
                     self.delete(&name, false).await;
                 }
                 result
@@ -453,12 +441,11 @@ impl PodRunner {
         // run ahead of the create/read that returned `current`): read it
         // at the first turn of the loop.
         updates.mark_changed();
-        let cfg = self.config();
         let mut clock = StuckClock::new(
             Instant::now(),
             status::pod_age(&current),
-            cfg.image_pull_grace,
-            cfg.pending_timeout,
+            self.cfg.image_pull_grace,
+            self.cfg.pending_timeout,
         );
         let mut pod = Arc::new(current);
         let mut started = false;
