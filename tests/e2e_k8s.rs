@@ -593,46 +593,6 @@ fn drain_by_default_leaves_container_steps_running() {
     );
 }
 
-// ----- scale ------------------------------------------------------------------
-
-#[test]
-fn two_hundred_running_container_steps_share_one_pod_watch() {
-    const STEPS: usize = 200;
-    let fake = FakeKube::start();
-    let env = env_for(&fake);
-    env.write_config(NO_LOCK_CONFIG);
-    let d = env.start_daemon(&["--set", &format!("jobs.max_concurrent={STEPS}")]);
-    let ids: Vec<String> = (0..STEPS).map(|_| d.submit(&container_job())).collect();
-    assert!(
-        fake.wait_for_blocking(Duration::from_secs(120), |f| f.pods(NS).len() == STEPS),
-        "only {} of {STEPS} step pods were created",
-        fake.pods(NS).len()
-    );
-    for id in &ids {
-        let name = format!("oj-{id}-0");
-        fake.set_pod_phase(NS, &name, "Running");
-        fake.append_pod_log(NS, &name, &format!("{id}\n"));
-        fake.finish_pod(NS, &name, 0);
-    }
-    for id in &ids {
-        let job = d.wait_job(id, &["done", "failed"], Duration::from_secs(120));
-        assert_eq!(job["state"], "done", "{job}");
-    }
-    let peak = fake.peak_pod_watches();
-    assert!(
-        peak <= 2,
-        "{STEPS} running container steps held {peak} pod watches at once"
-    );
-    let pod_requests = fake.count_requests(|r| {
-        r.path.starts_with(&FakeKube::pods_path(NS)) && !r.has_query("watch=true")
-    });
-    let per_step = pod_requests as f64 / STEPS as f64;
-    assert!(
-        per_step <= 6.0,
-        "{per_step:.1} API requests per container step"
-    );
-}
-
 #[test]
 fn config_check_on_a_laptop_with_a_kubeconfig_only_warns_about_the_cluster() {
     let fake = FakeKube::start();
@@ -674,4 +634,44 @@ fn an_unschedulable_pod_fails_the_job_after_the_pending_timeout() {
         "{job}"
     );
     assert!(fake.wait_for_blocking(WAIT, |f| f.pod(NS, &name).is_none()));
+}
+
+// ----- scale ------------------------------------------------------------------
+
+#[test]
+fn two_hundred_running_container_steps_share_one_pod_watch() {
+    const STEPS: usize = 200;
+    let fake = FakeKube::start();
+    let env = env_for(&fake);
+    env.write_config(NO_LOCK_CONFIG);
+    let d = env.start_daemon(&["--set", &format!("jobs.max_concurrent={STEPS}")]);
+    let ids: Vec<String> = (0..STEPS).map(|_| d.submit(&container_job())).collect();
+    assert!(
+        fake.wait_for_blocking(Duration::from_secs(120), |f| f.pods(NS).len() == STEPS),
+        "only {} of {STEPS} step pods were created",
+        fake.pods(NS).len()
+    );
+    for id in &ids {
+        let name = format!("oj-{id}-0");
+        fake.set_pod_phase(NS, &name, "Running");
+        fake.append_pod_log(NS, &name, &format!("{id}\n"));
+        fake.finish_pod(NS, &name, 0);
+    }
+    for id in &ids {
+        let job = d.wait_job(id, &["done", "failed"], Duration::from_secs(120));
+        assert_eq!(job["state"], "done", "{job}");
+    }
+    let peak = fake.peak_pod_watches();
+    assert!(
+        peak <= 2,
+        "{STEPS} running container steps held {peak} pod watches at once"
+    );
+    let pod_requests = fake.count_requests(|r| {
+        r.path.starts_with(&FakeKube::pods_path(NS)) && !r.has_query("watch=true")
+    });
+    let per_step = pod_requests as f64 / STEPS as f64;
+    assert!(
+        per_step <= 6.0,
+        "{per_step:.1} API requests per container step"
+    );
 }
