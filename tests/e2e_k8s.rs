@@ -478,7 +478,7 @@ fn config_check_in_a_healthy_cluster_passes_and_says_what_it_checked() {
 
 #[test]
 fn config_check_without_a_cluster_says_the_cluster_checks_were_skipped() {
-    // A config meant for a cluster (the lease), checked where there is none.
+    // A config that uses the cluster (a Lease), on a machine without one.
     let env = TestEnv::new();
     env.write_config("[notify]\nbackend = \"log\"\n[lock]\nstrategy = \"lease\"\n");
     let out = env.run(&["config", "check"]);
@@ -489,7 +489,7 @@ fn config_check_without_a_cluster_says_the_cluster_checks_were_skipped() {
         "{}",
         out.stdout
     );
-    // A laptop config with no cluster in sight hears nothing about clusters.
+    // A laptop config with no cluster in sight hears nothing about one.
     env.write_config("[notify]\nbackend = \"log\"\n");
     let out = env.run(&["config", "check"]);
     assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
