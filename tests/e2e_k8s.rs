@@ -699,3 +699,46 @@ fn a_reloaded_pods_section_shapes_the_next_pod() {
         d.post(&format!("/v1/jobs/{id}/cancel"), &json!({}));
     }
 }
+
+#[test]
+fn an_unschedulable_pod_fails_the_job_after_the_pending_timeout() {
+    let fake = FakeKube::start();
+    let env = env_for(&fake);
+    env.write_config(NO_LOCK_CONFIG);
+    // creationTimestamp has whole seconds: keep the timeout above 1 s.
+    let d = env.start_daemon(&["--set", "pods.pending_timeout=3s"]);
+    let id = d.submit(&container_job());
+    let name = format!("oj-{id}-0");
+    assert!(fake.wait_for_blocking(WAIT, |f| f.pod(NS, &name).is_some()));
+    fake.set_pod_unschedulable(NS, &name, "0/3 nodes are available: 3 Insufficient memory.");
+    let job = d.wait_job(&id, &["done", "failed"], WAIT);
+    assert_eq!(job["state"], "failed", "{job}");
+    let error = job["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("pods.pending_timeout")
+            && error.contains("Unschedulable: 0/3 nodes are available: 3 Insufficient memory."),
+        "{job}"
+    );
+    assert!(fake.wait_for_blocking(WAIT, |f| f.pod(NS, &name).is_none()));
+}
+
+#[test]
+fn config_check_on_a_laptop_with_a_kubeconfig_only_warns_about_the_cluster() {
+    let fake = FakeKube::start();
+    fake.put_json(
+        NS,
+        json!({"kind": "LimitRange", "metadata": {"name": "small"},
+               "spec": {"limits": [{"type": "Container", "max": {"memory": "1Gi"}}]}}),
+    )
+    .unwrap();
+    let env = env_for(&fake);
+    env.write_config("[notify]\nbackend = \"log\"\n");
+    let out = env.run(&["config", "check"]);
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stderr, out.stderr);
+    assert!(
+        out.stderr
+            .contains("warning: pods.resources.limits.memory (from default) = 2Gi is above the maximum memory per Container of LimitRange default/small"),
+        "{}",
+        out.stderr
+    );
+}

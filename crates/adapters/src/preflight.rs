@@ -126,7 +126,16 @@ pub fn check(loaded: &Loaded, env: &Environment, mode: Mode) -> Report {
     if mode == Mode::Check && (cluster_config || kubernetes_api_configured(env)) {
         let cluster =
             crate::k8s::preflight::check_blocking(c, env, &|k| loaded.source(k).to_string());
-        r.errors.extend(cluster.problems);
+        // A laptop whose kubeconfig happens to point at some cluster is
+        // warned; a config meant for a cluster fails the check.
+        let targets_cluster = loaded.base == oj_config::BuiltinProfile::Kubernetes
+            || env.get("KUBERNETES_SERVICE_HOST").is_some()
+            || c.lock.strategy == LockStrategy::Lease;
+        if targets_cluster {
+            r.errors.extend(cluster.problems);
+        } else {
+            r.warnings.extend(cluster.problems);
+        }
         r.warnings.extend(cluster.warnings);
         r.notes.extend(cluster.notes);
     }

@@ -378,3 +378,85 @@ async fn a_restarted_daemon_with_a_new_instance_name_adopts_its_running_pod() {
     assert!(result.succeeded && result.attached, "{result:?}");
     assert_eq!(fake.pod_creates(NS), 1);
 }
+
+#[tokio::test]
+async fn a_daemon_that_reattaches_continues_the_step_log_after_the_kubelet_rotated_it() {
+    let fake = FakeKube::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("logs/j/compile.log");
+    let name = pod_name("rot", 0);
+    let old = PodRunner::new(fake.client(), NS, pods_config()).with_instance("oj-old");
+    let detach = CancellationToken::new();
+    let opts = RunOptions {
+        detach: detach.clone(),
+        ..Default::default()
+    };
+    let first = {
+        let log = log.clone();
+        tokio::spawn(async move {
+            old.run_with(input("rot"), &log, CancellationToken::new(), opts)
+                .await
+        })
+    };
+    wait_created(&fake, &name).await;
+    fake.set_pod_phase(NS, &name, "Running");
+    fake.append_pod_log(NS, &name, "one\n");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    fake.append_pod_log(NS, &name, "two\n");
+    let cursor = log.with_file_name(".compile.log.cursor");
+    assert!(
+        fake.wait_for(WAIT, |_| cursor.exists()
+            && std::fs::read_to_string(&log).is_ok_and(|t| t == "one\ntwo\n"))
+            .await,
+        "the first daemon saved where its log got to"
+    );
+    // The daemon stops following (drain, detach); the pod runs on, and the
+    // kubelet rotates its log: the old lines are gone from the API.
+    detach.cancel();
+    assert!(finish(first).await.detached);
+    fake.set_pod_log(NS, &name, "three\n");
+
+    let new = PodRunner::new(fake.client(), NS, pods_config()).with_instance("oj-new");
+    let handle = {
+        let log = log.clone();
+        tokio::spawn(async move {
+            new.attach(input("rot"), &log, CancellationToken::new())
+                .await
+        })
+    };
+    assert!(
+        fake.wait_for(WAIT, |_| std::fs::read_to_string(&log)
+            .is_ok_and(|t| t == "one\ntwo\nthree\n"))
+            .await,
+        "{:?}",
+        std::fs::read_to_string(&log)
+    );
+    fake.finish_pod(NS, &name, 0);
+    assert!(finish(handle).await.succeeded);
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "one\ntwo\nthree\n");
+}
+
+#[tokio::test]
+async fn a_step_finishes_while_the_shared_watch_is_refused() {
+    let fake = FakeKube::start();
+    // No watch and no list of pods works (a Role without `watch`/`list`).
+    fake.inject_fault(
+        oj_k8s_fake::Fault::new("GET", &FakeKube::pods_path(NS), 403)
+            .query("labelSelector")
+            .forever(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let runner = PodRunner::new(fake.client(), NS, pods_config()).with_instance("oj-a");
+    let name = pod_name("blind", 0);
+    let handle = spawn(
+        &runner,
+        input("blind"),
+        &dir.path().join("l"),
+        CancellationToken::new(),
+    );
+    wait_created(&fake, &name).await;
+    fake.set_pod_phase(NS, &name, "Running");
+    fake.finish_pod(NS, &name, 0);
+    let result = finish(handle).await;
+    assert!(result.succeeded, "{result:?}");
+}

@@ -82,6 +82,8 @@ pub struct Fault {
     pub method: Option<String>,
     /// Only requests whose path contains this.
     pub path_contains: String,
+    /// Only requests whose raw query string contains this (`"watch=true"`).
+    pub query_contains: Option<String>,
     /// How many requests fail; `None` = until [`FakeKube::clear_faults`].
     pub times: Option<u32>,
     /// The HTTP status answered (with a `Status` body).
@@ -100,6 +102,7 @@ impl Fault {
         Fault {
             method: Some(method.to_string()),
             path_contains: path_contains.to_string(),
+            query_contains: None,
             times: Some(1),
             status,
             delay: Duration::ZERO,
@@ -115,6 +118,12 @@ impl Fault {
             delay,
             ..Fault::new(method, path_contains, 200)
         }
+    }
+
+    /// Only requests whose query string contains `part` (e.g. `"watch=true"`).
+    pub fn query(mut self, part: &str) -> Self {
+        self.query_contains = Some(part.to_string());
+        self
     }
 
     /// Fails the next `n` matching requests.

@@ -42,7 +42,11 @@ async fn handle(
                 .method
                 .as_deref()
                 .is_none_or(|m| m.eq_ignore_ascii_case(method.as_str()));
-            if method_ok && path.contains(&f.path_contains) && f.times != Some(0) {
+            let query_ok = f
+                .query_contains
+                .as_deref()
+                .is_none_or(|q| uri.query().is_some_and(|have| have.contains(q)));
+            if method_ok && query_ok && path.contains(&f.path_contains) && f.times != Some(0) {
                 if let Some(n) = f.times.as_mut() {
                     *n -= 1;
                 }

@@ -348,3 +348,257 @@ fn kubeconfig_points_at_the_fake() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn logs_carry_timestamps_and_since_time_filters_them() {
+    let fake = FakeKube::start();
+    let pods: Api<Pod> = Api::namespaced(fake.client(), "default");
+    pods.create(&PostParams::default(), &pod("t", &[]))
+        .await
+        .unwrap();
+    fake.set_pod_phase("default", "t", "Running");
+    fake.append_pod_log("default", "t", "early\n");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    fake.append_pod_log("default", "t", "late\n");
+    let stamped = pods
+        .logs(
+            "t",
+            &LogParams {
+                timestamps: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let lines: Vec<&str> = stamped.lines().collect();
+    assert_eq!(lines.len(), 2, "{stamped}");
+    let (first_ts, text) = lines[0].split_once(' ').unwrap();
+    assert_eq!(text, "early");
+    let first: k8s_openapi::jiff::Timestamp = first_ts.parse().unwrap();
+    let (last_ts, _) = lines[1].split_once(' ').unwrap();
+    let last: k8s_openapi::jiff::Timestamp = last_ts.parse().unwrap();
+    assert!(last > first);
+    // sinceTime (whole seconds, as kube sends it) keeps lines at or after it.
+    let since = k8s_openapi::jiff::Timestamp::from_second(last.as_second()).unwrap();
+    let later = pods
+        .logs(
+            "t",
+            &LogParams {
+                since_time: Some(since),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(later, "late\n");
+}
+
+#[tokio::test]
+async fn a_cut_log_stream_ends_while_the_pod_runs_and_open_streams_are_counted() {
+    let fake = FakeKube::start();
+    let pods: Api<Pod> = Api::namespaced(fake.client(), "default");
+    pods.create(&PostParams::default(), &pod("c", &[]))
+        .await
+        .unwrap();
+    fake.set_pod_phase("default", "c", "Running");
+    fake.append_pod_log("default", "c", "a\n");
+    let follow = LogParams {
+        follow: true,
+        ..Default::default()
+    };
+    let mut lines = pods.log_stream("c", &follow).await.unwrap().lines();
+    assert_eq!(lines.next().await.unwrap().unwrap(), "a");
+    assert_eq!(fake.open_log_streams(), 1);
+    fake.cut_log_streams("default", "c");
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), lines.next())
+            .await
+            .unwrap()
+            .is_none(),
+        "the stream ends"
+    );
+    assert!(
+        fake.wait_for(Duration::from_secs(5), |f| f.open_log_streams() == 0)
+            .await
+    );
+    assert_eq!(
+        fake.pod("default", "c")
+            .unwrap()
+            .status
+            .unwrap()
+            .phase
+            .as_deref(),
+        Some("Running"),
+        "the container goes on"
+    );
+}
+
+#[tokio::test]
+async fn open_pod_watches_are_counted_until_the_client_goes() {
+    let fake = FakeKube::start();
+    let pods: Api<Pod> = Api::namespaced(fake.client(), "default");
+    let stream = pods
+        .watch(&WatchParams::default(), "0")
+        .await
+        .unwrap()
+        .boxed();
+    assert!(
+        fake.wait_for(Duration::from_secs(5), |f| f.open_pod_watches() == 1)
+            .await
+    );
+    assert_eq!(fake.peak_pod_watches(), 1);
+    drop(stream);
+    assert!(
+        fake.wait_for(Duration::from_secs(5), |f| f.open_pod_watches() == 0)
+            .await,
+        "a watch whose client went away is closed even when nothing changes"
+    );
+    assert_eq!(fake.peak_pod_watches(), 1);
+}
+
+#[tokio::test]
+async fn access_reviews_answer_from_the_rules_given() {
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+    };
+    let fake = FakeKube::start();
+    let reviews: Api<SelfSubjectAccessReview> = Api::all(fake.client());
+    let ask = |resource: &str, sub: Option<&str>, verb: &str| SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                namespace: Some("default".into()),
+                group: Some(String::new()),
+                resource: Some(resource.into()),
+                subresource: sub.map(str::to_string),
+                verb: Some(verb.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let allowed = |r: SelfSubjectAccessReview| r.status.unwrap().allowed;
+    let pp = PostParams::default();
+    assert!(allowed(
+        reviews
+            .create(&pp, &ask("pods", None, "watch"))
+            .await
+            .unwrap()
+    ));
+    fake.set_rbac(Some(vec![
+        oj_k8s_fake::RbacRule::new("default", "", "pods", &["get", "list"]),
+        oj_k8s_fake::RbacRule::new("default", "", "pods/log", &["get"]),
+    ]));
+    assert!(allowed(
+        reviews
+            .create(&pp, &ask("pods", None, "get"))
+            .await
+            .unwrap()
+    ));
+    assert!(!allowed(
+        reviews
+            .create(&pp, &ask("pods", None, "watch"))
+            .await
+            .unwrap()
+    ));
+    assert!(allowed(
+        reviews
+            .create(&pp, &ask("pods", Some("log"), "get"))
+            .await
+            .unwrap()
+    ));
+}
+
+#[tokio::test]
+async fn limit_ranges_and_quotas_refuse_pods_like_admission_does() {
+    let fake = FakeKube::start();
+    let pods: Api<Pod> = Api::namespaced(fake.client(), "default");
+    let with_limits = |name: &str, memory: &str| {
+        let mut p = pod(name, &[]);
+        p.spec.as_mut().unwrap().containers[0].resources =
+            Some(k8s_openapi::api::core::v1::ResourceRequirements {
+                limits: Some(
+                    [(
+                        "memory".to_string(),
+                        k8s_openapi::apimachinery::pkg::api::resource::Quantity(memory.into()),
+                    )]
+                    .into(),
+                ),
+                ..Default::default()
+            });
+        p
+    };
+    fake.put_json(
+        "default",
+        serde_json::json!({"kind": "LimitRange", "metadata": {"name": "lr"},
+            "spec": {"limits": [{"type": "Container", "max": {"memory": "1Gi"}}]}}),
+    )
+    .unwrap();
+    let err = pods
+        .create(&PostParams::default(), &with_limits("big", "2Gi"))
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(&err).unwrap(), (403, "Forbidden".to_string()));
+    assert!(
+        err.to_string()
+            .contains("maximum memory usage per Container is 1Gi, but limit is 2Gi"),
+        "{err}"
+    );
+    pods.create(&PostParams::default(), &with_limits("ok", "512Mi"))
+        .await
+        .unwrap();
+
+    fake.put_json(
+        "default",
+        serde_json::json!({"kind": "ResourceQuota", "metadata": {"name": "q"},
+            "spec": {"hard": {"limits.cpu": "4"}}}),
+    )
+    .unwrap();
+    let err = pods
+        .create(&PostParams::default(), &with_limits("nocpu", "512Mi"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("failed quota: q: must specify limits.cpu"),
+        "{err}"
+    );
+    let listed: Api<k8s_openapi::api::core::v1::ResourceQuota> =
+        Api::namespaced(fake.client(), "default");
+    assert_eq!(
+        listed
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_merge_patch_relabels_a_pod_but_cannot_change_its_spec() {
+    use kube::api::{Patch, PatchParams};
+    let fake = FakeKube::start();
+    let pods: Api<Pod> = Api::namespaced(fake.client(), "default");
+    let created = pods
+        .create(&PostParams::default(), &pod("p", &[("owner", "a")]))
+        .await
+        .unwrap();
+    let patch = serde_json::json!({"metadata": {"labels": {"owner": "b"}}});
+    let patched = pods
+        .patch("p", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    assert_eq!(patched.metadata.labels.unwrap()["owner"], "b");
+    assert_ne!(
+        patched.metadata.resource_version,
+        created.metadata.resource_version
+    );
+    let spec = serde_json::json!({"spec": {"restartPolicy": "Always"}});
+    let err = pods
+        .patch("p", &PatchParams::default(), &Patch::Merge(&spec))
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(&err).unwrap().0, 422);
+}

@@ -9,19 +9,29 @@
 //! count), so nothing is lost or doubled. Once the pod has ended a last,
 //! non-following read from the same point picks up whatever the stream
 //! missed; only then does the runner delete the pod.
+//!
+//! The cursor is also kept next to the step log (`.<step>.log.cursor`:
+//! timestamp, count, and the log's length at that point), so a daemon that
+//! re-attaches after a restart cuts the file back to the last saved point
+//! and continues from there, instead of reading a log the kubelet may have
+//! rotated away since.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures::AsyncBufReadExt;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, LogParams};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 use super::pods::CONTAINER_NAME;
 use super::status::is_terminal;
+
+/// How often a long stream saves its cursor (a daemon killed meanwhile
+/// re-reads at most this much of the log after its restart).
+const CURSOR_EVERY: Duration = Duration::from_secs(1);
 
 /// How long a stream that ended may wait for the pod's end to be seen
 /// before the stream is taken to have been cut and is opened again.
@@ -33,9 +43,26 @@ const END_CONFIRM: Duration = Duration::from_secs(1);
 pub struct LogCursor {
     last: Option<Timestamp>,
     at_last: usize,
+    /// The step log's length once every line up to here is written.
+    bytes: u64,
 }
 
 impl LogCursor {
+    /// As saved next to the step log: `<timestamp> <count> <bytes>`.
+    pub fn encode(&self) -> Option<String> {
+        Some(format!("{} {} {}\n", self.last?, self.at_last, self.bytes))
+    }
+
+    pub fn decode(text: &str) -> Option<LogCursor> {
+        let mut parts = text.split_whitespace();
+        let cursor = LogCursor {
+            last: Some(parts.next()?.parse().ok()?),
+            at_last: parts.next()?.parse().ok()?,
+            bytes: parts.next()?.parse().ok()?,
+        };
+        parts.next().is_none().then_some(cursor)
+    }
+
     /// `sinceTime` for the next request: the last timestamp rounded down to
     /// the second (the API takes whole seconds; kube would round to nearest,
     /// which could skip lines).
@@ -52,7 +79,8 @@ impl LogCursor {
         }
     }
 
-    fn advance(&mut self, at: Timestamp) {
+    fn advance(&mut self, at: Timestamp, len: usize) {
+        self.bytes += len as u64;
         if self.last == Some(at) {
             self.at_last += 1;
         } else {
@@ -74,6 +102,7 @@ impl StreamFilter {
     pub fn accept<'a>(&mut self, raw: &'a str, cursor: &mut LogCursor) -> Option<&'a str> {
         let Some((at, text)) = split_timestamp(raw) else {
             // A line without a timestamp (a server that ignores the flag).
+            cursor.bytes += raw.len() as u64;
             return Some(raw);
         };
         match self.last {
@@ -83,7 +112,7 @@ impl StreamFilter {
                 None
             }
             _ => {
-                cursor.advance(at);
+                cursor.advance(at, text.len());
                 Some(text)
             }
         }
@@ -95,28 +124,63 @@ fn split_timestamp(raw: &str) -> Option<(Timestamp, &str)> {
     Some((stamp.parse().ok()?, text))
 }
 
-/// Copies the pod's log into `path` once the container has started. The
-/// file always holds the log from its start: it is written from a fresh
-/// request when following begins (also after a daemon restart), then only
-/// appended to. Ends when the pod has ended and its log is complete, when
-/// the pod is gone, or when `phase` is dropped and a last read is done.
+/// Where the cursor of the step log `path` is kept.
+pub fn cursor_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.cursor"))
+}
+
+/// The step log to append to, and where it has got to: with `resume` and a
+/// saved cursor that fits the file, the file cut back to the cursor; else
+/// an empty file (the log is read from its start).
+async fn open_step_log(path: &Path, resume: bool) -> std::io::Result<(tokio::fs::File, LogCursor)> {
+    if resume
+        && let Ok(text) = tokio::fs::read_to_string(cursor_path(path)).await
+        && let Some(cursor) = LogCursor::decode(&text)
+        && let Ok(mut file) = tokio::fs::OpenOptions::new().write(true).open(path).await
+        && file.metadata().await.is_ok_and(|m| m.len() >= cursor.bytes)
+    {
+        file.set_len(cursor.bytes).await?;
+        file.seek(std::io::SeekFrom::End(0)).await?;
+        return Ok((file, cursor));
+    }
+    let _ = tokio::fs::remove_file(cursor_path(path)).await;
+    Ok((tokio::fs::File::create(path).await?, LogCursor::default()))
+}
+
+/// Saves the cursor (after the file was flushed up to it).
+async fn save_cursor(path: &Path, cursor: &LogCursor) {
+    if let Some(text) = cursor.encode() {
+        let _ = tokio::fs::write(cursor_path(path), text).await;
+    }
+}
+
+/// Copies the pod's log into `path` once the container has started, then
+/// only appends to it. The file holds the log from its start: it is written
+/// from a fresh request, or, with `resume` (a daemon re-attaching after a
+/// restart), continued from the cursor saved next to it. Ends when the pod
+/// has ended and its log is complete, when the pod is gone, or when `phase`
+/// is dropped and a last read is done.
 pub async fn follow_logs(
     api: Api<Pod>,
     name: String,
     path: PathBuf,
     mut phase: watch::Receiver<String>,
+    resume: bool,
 ) {
     if let Some(dir) = path.parent() {
         let _ = tokio::fs::create_dir_all(dir).await;
     }
-    let mut file = match tokio::fs::File::create(&path).await {
+    let (mut file, mut cursor) = match open_step_log(&path, resume).await {
         Ok(f) => f,
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "cannot write the step log");
             return;
         }
     };
-    let mut cursor = LogCursor::default();
     let mut pause = Duration::from_millis(200);
     loop {
         // No log exists before the container starts.
@@ -133,7 +197,9 @@ pub async fn follow_logs(
             container: Some(CONTAINER_NAME.into()),
             ..Default::default()
         };
-        match copy_stream(&api, &name, &params, &mut cursor, &mut file).await {
+        let copied = copy_stream(&api, &name, &params, &mut cursor, &mut file, &path).await;
+        save_cursor(&path, &cursor).await;
+        match copied {
             Copy::Done => {}
             Copy::Gone => return,
             Copy::Failed(e) => {
@@ -162,7 +228,8 @@ pub async fn follow_logs(
                 container: Some(CONTAINER_NAME.into()),
                 ..Default::default()
             };
-            let _ = copy_stream(&api, &name, &last, &mut cursor, &mut file).await;
+            let _ = copy_stream(&api, &name, &last, &mut cursor, &mut file, &path).await;
+            save_cursor(&path, &cursor).await;
             return;
         }
         tracing::debug!(pod = %name, "pod log stream ended while the container runs; resuming");
@@ -175,13 +242,15 @@ enum Copy {
     Failed(String),
 }
 
-/// One log request, copied line by line into `file` through the cursor.
+/// One log request, copied line by line into `file` (the step log at
+/// `path`) through the cursor, which is saved every [`CURSOR_EVERY`].
 async fn copy_stream(
     api: &Api<Pod>,
     name: &str,
     params: &LogParams,
     cursor: &mut LogCursor,
     file: &mut tokio::fs::File,
+    path: &Path,
 ) -> Copy {
     let stream = match api.log_stream(name, params).await {
         Ok(s) => s,
@@ -191,6 +260,7 @@ async fn copy_stream(
     let mut reader = Box::pin(stream);
     let mut filter = cursor.stream();
     let mut raw = Vec::new();
+    let mut saved = tokio::time::Instant::now();
     loop {
         raw.clear();
         match reader.read_until(b'\n', &mut raw).await {
@@ -201,6 +271,11 @@ async fn copy_stream(
                     && file.write_all(text.as_bytes()).await.is_err()
                 {
                     break;
+                }
+                if saved.elapsed() >= CURSOR_EVERY {
+                    let _ = file.flush().await;
+                    save_cursor(path, cursor).await;
+                    saved = tokio::time::Instant::now();
                 }
             }
             // A broken stream: the caller resumes from the cursor.
@@ -240,6 +315,23 @@ mod tests {
         assert_eq!(
             third.accept("2026-01-01T10:00:02Z three\n", &mut cursor),
             Some("three\n")
+        );
+    }
+
+    #[test]
+    fn the_cursor_round_trips_with_the_log_length() {
+        let mut cursor = LogCursor::default();
+        let mut s = cursor.stream();
+        s.accept("2026-01-01T10:00:00.5Z one\n", &mut cursor);
+        s.accept("2026-01-01T10:00:00.5Z two\n", &mut cursor);
+        assert_eq!(cursor.bytes, 8);
+        let text = cursor.encode().unwrap();
+        assert_eq!(text, "2026-01-01T10:00:00.5Z 2 8\n");
+        assert_eq!(LogCursor::decode(&text), Some(cursor));
+        assert_eq!(LogCursor::decode("garbage"), None);
+        assert_eq!(
+            cursor_path(Path::new("/s/logs/j/compile.log")),
+            Path::new("/s/logs/j/.compile.log.cursor")
         );
     }
 

@@ -11,7 +11,7 @@
 //! pods by label, and [`PodRunner::cleanup_orphans`] removes oj's pods whose
 //! job the daemon does not know.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -251,6 +251,8 @@ impl PodRunner {
             name.clone(),
             log_path.to_path_buf(),
             phase_rx,
+            // Re-attaching continues the step log where the last daemon left it.
+            result.attached,
         ));
         let deadline = Instant::now() + input.timeout + self.grace;
         let outcome = self
@@ -466,12 +468,16 @@ impl PodRunner {
                 _ = detach.cancelled() => return Follow::Detached,
                 _ = tokio::time::sleep_until(deadline) => return Follow::TimedOut,
                 _ = tokio::time::sleep_until(recheck) => {}
-                _ = poll.tick(), if watch.is_failing() => {
-                    // The shared watch is down: read the pod directly.
-                    match self.api.get_opt(name).await {
-                        Ok(Some(p)) => watch.offer(p),
-                        Ok(None) => return Follow::Gone,
-                        Err(e) => tracing::debug!(pod = %name, error = %e, "could not read the step pod"),
+                // Checked on every tick (not as a select precondition): the
+                // watch may start failing while this step waits.
+                _ = poll.tick() => {
+                    if watch.is_failing() {
+                        // The shared watch is down: read the pod directly.
+                        match self.api.get_opt(name).await {
+                            Ok(Some(p)) => watch.offer(p),
+                            Ok(None) => return Follow::Gone,
+                            Err(e) => tracing::debug!(pod = %name, error = %e, "could not read the step pod"),
+                        }
                     }
                 }
                 changed = updates.changed() => {
@@ -559,9 +565,4 @@ enum Follow {
     TimedOut,
     Gone,
     Detached,
-}
-
-/// The labels of `pod` (empty when it has none).
-pub fn labels_of(pod: &Pod) -> BTreeMap<String, String> {
-    pod.metadata.labels.clone().unwrap_or_default()
 }
