@@ -256,7 +256,7 @@ impl Sandbox {
     fn run(&self, cmds: &[Cmd], at: &str) -> Vec<(Cmd, i32, String)> {
         let dir = self.dir.path();
         let rc_file = dir.join("rc");
-        let mut script = String::from("exec 3>\"$OJ_DOCS_RC\"\n");
+        let mut script = String::from("exec 3>\"$DOCS_RC_FILE\"\n");
         for (i, c) in cmds.iter().enumerate() {
             script.push_str(&format!(
                 "{{\n{}\n}} </dev/null\necho \"{i} $?\" >&3\n",
@@ -270,7 +270,7 @@ impl Sandbox {
             .arg("120")
             .arg("bash")
             .arg(&path)
-            .env("OJ_DOCS_RC", &rc_file)
+            .env("DOCS_RC_FILE", &rc_file)
             .output()
             .expect("run bash");
         let transcript = format!(

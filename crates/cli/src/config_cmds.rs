@@ -195,16 +195,16 @@ fn check(opts: &LoadOptions, env: &Environment) -> Result<i32, Failure> {
         }
     };
     let report = oj_adapters::preflight::check(&loaded, env, oj_adapters::preflight::Mode::Check);
-    // Notes say what was verified (or skipped); like every diagnostic they
-    // go to stderr, stdout has the verdict only.
-    for n in &report.notes {
-        eprintln!("note: {n}");
-    }
     for e in &report.errors {
         eprintln!("error: {e}");
     }
     for w in &report.warnings {
         eprintln!("warning: {w}");
+    }
+    // Notes say what was verified (or skipped); like every diagnostic they
+    // go to stderr (after the problems), stdout has the verdict only.
+    for n in &report.notes {
+        eprintln!("note: {n}");
     }
     if report.errors.is_empty() {
         println!(
