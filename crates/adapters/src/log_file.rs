@@ -144,12 +144,16 @@ impl RotatingFile {
         if rotated.len() <= keep {
             return;
         }
-        // Oldest first: by modification time, then by name.
+        // Oldest first: by the period stamp in the name (what the file's
+        // age is; mtimes of files written in one second tie), then by
+        // modification time, then by name.
         rotated.sort_by_key(|p| {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+            let stamp = name.as_deref().and_then(stamp_in).map(str::to_string);
             let modified = std::fs::metadata(p)
                 .and_then(|m| m.modified())
                 .unwrap_or(SystemTime::UNIX_EPOCH);
-            (modified, p.clone())
+            (stamp, modified, p.clone())
         });
         let excess = rotated.len() - keep;
         for old in rotated.into_iter().take(excess) {
@@ -171,6 +175,25 @@ impl Write for RotatingFile {
 
 fn open_append(path: &Path) -> io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// The `YYYY-MM-DD` (or `YYYY-MM-DD-HH`) stamp in a rotated file's name.
+fn stamp_in(name: &str) -> Option<&str> {
+    let b = name.as_bytes();
+    let shape = |i: usize, pat: &[u8]| {
+        pat.iter().enumerate().all(|(k, p)| {
+            b.get(i + k).is_some_and(|c| {
+                if *p == b'9' {
+                    c.is_ascii_digit()
+                } else {
+                    c == p
+                }
+            })
+        })
+    };
+    let start = (0..b.len()).find(|&i| shape(i, b"9999-99-99"))?;
+    let len = if shape(start + 10, b"-99") { 13 } else { 10 };
+    name.get(start..start + len)
 }
 
 /// The period stamp of `t` in UTC: `2026-12-01` (daily), `2026-12-01-08`
@@ -350,6 +373,17 @@ mod tests {
             (live.as_str(), old.as_str()),
             ("after midnight\n", "before midnight\n")
         );
+    }
+
+    #[test]
+    fn stamps_are_found_in_new_and_old_names() {
+        assert_eq!(stamp_in("daemon.log.2026-11-01"), Some("2026-11-01"));
+        assert_eq!(
+            stamp_in("daemon.log.2026-11-01-08.1"),
+            Some("2026-11-01-08")
+        );
+        assert_eq!(stamp_in("daemon.2026-10-01.log"), Some("2026-10-01"));
+        assert_eq!(stamp_in("daemon.log.notes"), None);
     }
 
     #[test]
