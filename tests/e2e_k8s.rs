@@ -742,3 +742,35 @@ fn config_check_on_a_laptop_with_a_kubeconfig_only_warns_about_the_cluster() {
         out.stderr
     );
 }
+
+/// A step the cluster could not run (never scheduled) is retried when its
+/// `retry.on` has `infra`, in a pod of its own (`oj-<id>-<step>-2`), and
+/// both runs are in the job's attempts.
+#[test]
+fn an_unschedulable_pod_is_retried_in_a_new_pod_when_retry_on_has_infra() {
+    let fake = FakeKube::start();
+    let env = env_for(&fake);
+    env.write_config(NO_LOCK_CONFIG);
+    let d = env.start_daemon(&["--set", "pods.pending_timeout=2s"]);
+    let mut job = container_job();
+    job["retry"] = json!({"attempts": 2, "backoff": "1s", "on": ["infra"]});
+    let id = d.submit(&job);
+    let first = format!("oj-{id}-0");
+    assert!(fake.wait_for_blocking(WAIT, |f| f.pod(NS, &first).is_some()));
+    fake.set_pod_unschedulable(NS, &first, "0/1 nodes are available: 1 Insufficient cpu.");
+    let second = format!("oj-{id}-0-2");
+    assert!(
+        fake.wait_for_blocking(WAIT, |f| f.pod(NS, &second).is_some()),
+        "the retry runs in a pod of its own\n{}",
+        d.stderr()
+    );
+    assert!(fake.finish_pod(NS, &second, 0));
+    let job = d.wait_job(&id, &["done", "failed"], WAIT);
+    assert_eq!(job["state"], "done", "{job}");
+    let attempts = job["steps"][0]["attempts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(attempts.len(), 2, "{job}");
+    assert_eq!(job["steps"][0]["pod"], second, "{job}");
+}

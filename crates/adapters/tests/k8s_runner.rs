@@ -226,8 +226,11 @@ async fn cancel_deletes_the_pod() {
     let result = finish(handle).await;
     assert!(result.cancelled && !result.succeeded, "{result:?}");
     assert!(result.error.unwrap().contains("cancelled"));
+    // The delete may land just after the runner returns (the fake, like
+    // the API server, finishes it asynchronously): wait for it, bounded.
     assert!(
-        fake.pod(NS, &name).is_none(),
+        fake.wait_for(Duration::from_secs(5), |f| f.pod(NS, &name).is_none())
+            .await,
         "cancel deletes the pod, even with keep_finished"
     );
 }

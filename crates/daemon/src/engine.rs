@@ -984,7 +984,7 @@ impl Engine {
             Err(e) => return self.fail_unstartable(id, index, at, e.to_string()),
         };
         let container = ctx.container.is_some();
-        let pod = container.then(|| StepContext::pod_name(id, index));
+        let pod = container.then(|| StepContext::attempt_pod_name(id, index, ctx.attempt));
         let (stop_tx, stop_rx) = watch::channel(Stop::Run);
         let running = Running {
             step: index,

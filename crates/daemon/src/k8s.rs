@@ -131,6 +131,7 @@ impl PodStepRunner {
             let opts = RunOptions {
                 attach_only,
                 detach: detach.clone(),
+                attempt: ctx.attempt,
                 ..Default::default()
             };
             let run = runner.run_with(input, &ctx.log_path, cancel.clone(), opts);

@@ -273,7 +273,11 @@ pub fn build_owned_pod(
     ]);
     Ok(Pod {
         metadata: ObjectMeta {
-            name: Some(pod_name(&input.job_id, input.step_index)),
+            name: Some(attempt_pod_name(
+                &input.job_id,
+                input.step_index,
+                owner.attempt,
+            )),
             namespace: Some(namespace.to_string()),
             labels: Some(labels),
             annotations: Some(annotations),
@@ -313,7 +317,20 @@ fn deadline_seconds(timeout: Duration) -> i64 {
 /// that had to be changed to fit keeps a hash of the original, so two
 /// different ids never share a pod name.
 pub fn pod_name(job_id: &str, step_index: usize) -> String {
-    let suffix = format!("-{step_index}");
+    pod_name_with(job_id, format!("-{step_index}"))
+}
+
+/// The pod of run `attempt` of a step: [`pod_name`] for the first run,
+/// `oj-<job-id>-<step-index>-<attempt>` for a retry, so a retry never
+/// mistakes the pod of an earlier run (kept, or not yet deleted) for its own.
+pub fn attempt_pod_name(job_id: &str, step_index: usize, attempt: u32) -> String {
+    if attempt <= 1 {
+        return pod_name(job_id, step_index);
+    }
+    pod_name_with(job_id, format!("-{step_index}-{attempt}"))
+}
+
+fn pod_name_with(job_id: &str, suffix: String) -> String {
     let budget = MAX_LABEL - "oj-".len() - suffix.len();
     let mut clean = String::with_capacity(job_id.len());
     for c in job_id.chars() {

@@ -194,7 +194,7 @@ impl PodRunner {
         cancel: CancellationToken,
         opts: RunOptions,
     ) -> StepResult {
-        let name = pods::pod_name(&input.job_id, input.step_index);
+        let name = pods::attempt_pod_name(&input.job_id, input.step_index, opts.attempt);
         let mut result = StepResult {
             exit_code: None,
             succeeded: false,

@@ -65,6 +65,11 @@ impl StepContext {
     pub fn pod_name(job_id: &JobId, index: usize) -> String {
         format!("oj-{job_id}-{index}")
     }
+
+    /// The pod of run `attempt` of a container step (a retry gets its own).
+    pub fn attempt_pod_name(job_id: &JobId, index: usize, attempt: u32) -> String {
+        oj_adapters::k8s::pods::attempt_pod_name(job_id.as_str(), index, attempt)
+    }
 }
 
 /// How a step ended, as the runner saw it.
