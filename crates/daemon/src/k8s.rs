@@ -132,7 +132,6 @@ impl PodStepRunner {
                 attach_only,
                 detach: detach.clone(),
                 attempt: ctx.attempt,
-                ..Default::default()
             };
             let run = runner.run_with(input, &ctx.log_path, cancel.clone(), opts);
             let result = with_stop(run, stop, cancel, detach, on_drain).await;
