@@ -76,7 +76,8 @@ fn defaults_only() {
         attempt: 2,
     };
     let pod = build_owned_pod(&input(), &defaults(), "jobs", &owner).unwrap();
-    assert_eq!(pod.metadata.name.as_deref(), Some("oj-0abc123def456-1"));
+    // The second run of step 1 has a pod of its own.
+    assert_eq!(pod.metadata.name.as_deref(), Some("oj-0abc123def456-1-2"));
     assert_eq!(pod.metadata.namespace.as_deref(), Some("jobs"));
     assert_eq!(
         pod.metadata.labels.clone().unwrap(),
