@@ -283,6 +283,53 @@ fn a_scrape_after_jobs_and_a_failing_webhook_shows_every_metric_moved() {
     assert!(!read().contains(" host="), "{}", read());
 }
 
+/// A config reload, accepted then rejected, moves the reload metrics
+/// (SIGHUP only: the file watch is off so that each write is one reload).
+#[test]
+fn reloads_are_counted_by_result_and_the_generation_follows() {
+    let env = TestEnv::new();
+    let admin = free_port();
+    let file = env.write_config("[daemon]\nwatch_config = false\n[notify]\nbackend = \"none\"\n[jobs]\nmax_concurrent = 2\n");
+    let d = start_with_admin(&env, admin, &[]);
+    let ok = "oj_config_reloads_total{result=\"ok\"}";
+    let rejected = "oj_config_reloads_total{result=\"rejected\"}";
+    let m = scrape(admin, None);
+    assert_eq!(
+        (m.must(ok), m.must(rejected), m.must("oj_config_generation")),
+        (0.0, 0.0, 1.0)
+    );
+
+    std::fs::write(
+        &file,
+        "[daemon]\nwatch_config = false\n[notify]\nbackend = \"none\"\n[jobs]\nmax_concurrent = 3\n",
+    )
+    .unwrap();
+    d.signal("HUP");
+    assert!(
+        wait_until(Duration::from_secs(10), || scrape(admin, None).value(ok)
+            == Some(1.0)),
+        "accepted reload not counted\n{}",
+        d.stderr()
+    );
+    assert_eq!(scrape(admin, None).must("oj_config_generation"), 2.0);
+
+    std::fs::write(&file, "[jobs]\nmax_concurrent = 0\n").unwrap();
+    d.signal("HUP");
+    assert!(
+        wait_until(Duration::from_secs(10), || scrape(admin, None)
+            .value(rejected)
+            == Some(1.0)),
+        "rejected reload not counted\n{}",
+        d.stderr()
+    );
+    let m = scrape(admin, None);
+    assert_eq!(
+        (m.must(ok), m.must("oj_config_generation")),
+        (1.0, 2.0),
+        "a rejected config changes nothing"
+    );
+}
+
 #[test]
 fn the_text_format_is_the_default_and_promtool_accepts_it() {
     let env = TestEnv::new();
