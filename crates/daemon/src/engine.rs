@@ -1219,6 +1219,7 @@ impl Engine {
         if turn.recovered {
             self.recovered = false;
         }
+        self.rearm_undone_retries();
         for effect in std::mem::take(&mut self.effects) {
             if let Effect::Reply(reply) = effect {
                 reply(Some(&error));

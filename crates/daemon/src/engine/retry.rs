@@ -97,19 +97,35 @@ impl Engine {
     /// After a restart: arms the retry of a job whose step waits for one.
     /// Returns whether the job waits (so recovery leaves it running).
     pub(super) fn rearm_waiting_retry(&mut self, id: &JobId) -> bool {
-        let Some(job) = self.state.job(id) else {
-            return false;
-        };
-        let Some(step) = job.retrying_step() else {
-            return false;
-        };
-        let Some(retry_at) = job.steps[step].retry_at else {
-            return false;
-        };
-        tracing::info!(job_id = %id, step = %job.steps[step].name, retry_at = %retry_at, "a step waits for its retry from before the restart");
-        self.step_retries
-            .insert(id.clone(), (step, instant_of(retry_at)));
-        true
+        let armed = self.arm_retry_from_state(id);
+        if let (Some((step, _)), Some(job)) = (armed, self.state.job(id)) {
+            let retry_at = job.steps[step].retry_at;
+            tracing::info!(job_id = %id, step = %job.steps[step].name, retry_at = ?retry_at, "a step waits for its retry from before the restart");
+        }
+        armed.is_some()
+    }
+
+    /// Arms the retry the state says job `id` waits for; the step and when.
+    fn arm_retry_from_state(&mut self, id: &JobId) -> Option<(usize, Instant)> {
+        let job = self.state.job(id)?;
+        let step = job.retrying_step()?;
+        let at = instant_of(job.steps[step].retry_at?);
+        self.step_retries.insert(id.clone(), (step, at));
+        Some((step, at))
+    }
+
+    /// After an undone turn: retries whose start was undone wait again (the
+    /// state says they wait; the timer entry was taken when they started).
+    pub(super) fn rearm_undone_retries(&mut self) {
+        let waiting: Vec<JobId> = self
+            .state
+            .running()
+            .filter(|id| !self.running.contains_key(*id) && !self.step_retries.contains_key(*id))
+            .cloned()
+            .collect();
+        for id in waiting {
+            self.arm_retry_from_state(&id);
+        }
     }
 
     /// The earliest armed retry; `None` when none is.
