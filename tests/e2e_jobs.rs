@@ -303,7 +303,7 @@ fn the_retention_keys_are_in_show_env_and_schema() {
     let show = env.run(&["config", "show", "--sources"]);
     assert!(
         show.stdout
-            .contains("keep_finished = \"30days\"  # profile desktop"),
+            .contains("keep_finished = \"30d\"  # profile desktop"),
         "{}",
         show.stdout
     );
@@ -315,7 +315,7 @@ fn the_retention_keys_are_in_show_env_and_schema() {
     let k8s = env.run(&["config", "show", "--profile", "kubernetes", "--sources"]);
     assert!(
         k8s.stdout
-            .contains("keep_finished = \"7days\"  # profile kubernetes"),
+            .contains("keep_finished = \"7d\"  # profile kubernetes"),
         "{}",
         k8s.stdout
     );

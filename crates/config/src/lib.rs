@@ -7,6 +7,7 @@
 //! directory, D-Bus) belong to the subsystems and run in `oj config check`.
 
 mod defaults;
+pub mod duration_text;
 mod environment;
 mod error;
 pub mod inspect;

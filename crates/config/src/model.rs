@@ -48,7 +48,7 @@ pub struct JobsConfig {
     /// Jobs running at once; the rest wait `queued`, first in first out.
     pub max_concurrent: u32,
     /// Default timeout of a step that sets none.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::duration_text")]
     #[schemars(with = "String")]
     pub step_timeout: Duration,
     /// A step's `run` is appended to this argv.
@@ -60,7 +60,7 @@ pub struct JobsConfig {
     /// inside the daemon, with its user and its files).
     pub allow_shell: bool,
     /// Finished jobs (and their logs) older than this are deleted.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::duration_text")]
     #[schemars(with = "String")]
     pub keep_finished: Duration,
     /// At most this many finished jobs are kept (oldest deleted first).
@@ -104,11 +104,11 @@ pub struct ListenConfig {
     /// Request bodies above this many bytes get 413.
     pub max_request_bytes: u64,
     /// A TCP connection that has not sent a whole request head by then is closed.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::duration_text")]
     #[schemars(with = "String")]
     pub header_timeout: Duration,
     /// An idle keep-alive TCP connection is closed after this long.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::duration_text")]
     #[schemars(with = "String")]
     pub idle_timeout: Duration,
     /// Open TCP connections at once (the Unix socket and admin port are not counted).
@@ -143,7 +143,7 @@ pub struct TlsConfig {
     pub client_ca: Option<PathBuf>,
     pub min_version: TlsVersion,
     /// How often cert and key are checked for changes on disk.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::duration_text")]
     #[schemars(with = "String")]
     pub reload_interval: Duration,
 }
@@ -228,12 +228,12 @@ pub struct WebhookConfig {
     pub headers: BTreeMap<String, Secret>,
     pub format: WebhookFormat,
     /// Timeout of one attempt.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::duration_text")]
     #[schemars(with = "String")]
     pub timeout: Duration,
     pub max_attempts: u32,
     /// First retry delay; doubles per attempt, capped at 5 minutes.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::duration_text")]
     #[schemars(with = "String")]
     pub backoff: Duration,
 }
@@ -309,13 +309,13 @@ pub struct LeaseConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub namespace: Option<String>,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::duration_text")]
     #[schemars(with = "String")]
     pub duration: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::duration_text")]
     #[schemars(with = "String")]
     pub renew_deadline: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::duration_text")]
     #[schemars(with = "String")]
     pub retry_period: Duration,
 }
@@ -341,11 +341,11 @@ pub struct PodsConfig {
     pub keep_finished: bool,
     pub resources: PodResources,
     /// A step pod that cannot pull its image for this long fails.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::duration_text")]
     #[schemars(with = "String")]
     pub image_pull_grace: Duration,
     /// A step pod still `Pending` after this fails.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::duration_text")]
     #[schemars(with = "String")]
     pub pending_timeout: Duration,
 }
@@ -387,7 +387,7 @@ pub struct ResourceList {
 #[serde(deny_unknown_fields)]
 pub struct ShutdownConfig {
     /// How long running shell steps may finish before they are terminated.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::duration_text")]
     #[schemars(with = "String")]
     pub drain_timeout: Duration,
     /// What the drain does with running container steps.
