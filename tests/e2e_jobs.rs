@@ -199,61 +199,6 @@ fn rm_prune_and_delete_remove_finished_jobs_only() {
     let _ = d.post(&format!("/v1/jobs/{running}/cancel"), &json!({}));
 }
 
-/// A tmpfs mounted on a directory for the test's lifetime (needs root).
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
-        std::fs::create_dir_all(dir).expect("mkdir");
-        let out = std::process::Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(dir)
-            .output();
-        match out {
-            Ok(o) if o.status.success() => Some(Tmpfs(dir.to_path_buf())),
-            Ok(o) => {
-                eprintln!(
-                    "SKIP: cannot mount a tmpfs on {} ({}); the full-disk case needs root",
-                    dir.display(),
-                    String::from_utf8_lossy(&o.stderr).trim()
-                );
-                None
-            }
-            Err(e) => {
-                eprintln!("SKIP: cannot run mount ({e}); the full-disk case needs root");
-                None
-            }
-        }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
-
-/// Fills the file system holding `dir` until a write fails.
-fn fill(dir: &Path) -> std::path::PathBuf {
-    use std::io::Write;
-    let path = dir.join("filler");
-    let mut f = std::fs::File::create(&path).expect("filler");
-    for chunk in [64 * 1024, 4096, 512, 1] {
-        let buf = vec![0u8; chunk];
-        while f.write_all(&buf).is_ok() && f.sync_data().is_ok() {}
-    }
-    path
-}
-
 /// On a full disk a prune is refused as a whole (507): every job and every
 /// log stays; once there is space the same prune removes them all.
 #[test]

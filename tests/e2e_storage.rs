@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Daemon, TestEnv, free_port, parse_curl, wait_until};
+use common::{Daemon, TestEnv, Tmpfs, fill, free_port, parse_curl, wait_until};
 use serde_json::{Value, json};
 
 /// POSTs a body from a file (curl's argument limit is far below a big spec).
@@ -66,57 +66,6 @@ fn all_jobs(d: &Daemon) -> Vec<Value> {
             None => return jobs,
         }
     }
-}
-
-/// A tmpfs mounted on a directory for the test's lifetime.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
-        fs::create_dir_all(dir).unwrap();
-        let out = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(dir)
-            .output();
-        match out {
-            Ok(o) if o.status.success() => Some(Tmpfs(dir.to_path_buf())),
-            Ok(o) => {
-                eprintln!(
-                    "SKIP: cannot mount a tmpfs on {} ({}); the full-disk case needs root",
-                    dir.display(),
-                    String::from_utf8_lossy(&o.stderr).trim()
-                );
-                None
-            }
-            Err(e) => {
-                eprintln!("SKIP: cannot run mount ({e}); the full-disk case needs root");
-                None
-            }
-        }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
-/// Fills the file system holding `dir` until a write fails.
-fn fill(dir: &Path) -> PathBuf {
-    let path = dir.join("filler");
-    let mut f = fs::File::create(&path).unwrap();
-    for chunk in [64 * 1024, 4096, 512, 1] {
-        let buf = vec![0u8; chunk];
-        while f.write_all(&buf).is_ok() && f.sync_data().is_ok() {}
-    }
-    path
 }
 
 fn marks(env: &TestEnv) -> Vec<String> {

@@ -322,3 +322,58 @@ pub fn parse_curl(text: &str) -> (u16, serde_json::Value) {
     let value = serde_json::from_str(body).unwrap_or_else(|_| serde_json::json!({ "text": body }));
     (status, value)
 }
+
+/// A tmpfs mounted on a directory for the test's lifetime (a small, full
+/// disk on demand). Needs root: without it the test prints why and skips
+/// only the case that needs it.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    pub fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        fs::create_dir_all(dir).expect("mkdir");
+        let out = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(Tmpfs(dir.to_path_buf())),
+            Ok(o) => {
+                eprintln!(
+                    "SKIP: cannot mount a tmpfs on {} ({}); the full-disk case needs root",
+                    dir.display(),
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("SKIP: cannot run mount ({e}); the full-disk case needs root");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Fills the file system holding `dir` until a write fails; returns the
+/// filler file (remove it to give the space back).
+pub fn fill(dir: &Path) -> PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut f = fs::File::create(&path).expect("filler");
+    for chunk in [64 * 1024, 4096, 512, 1] {
+        let buf = vec![0u8; chunk];
+        while f.write_all(&buf).is_ok() && f.sync_data().is_ok() {}
+    }
+    path
+}
