@@ -57,7 +57,7 @@ fn explain_key(loaded: &Loaded, k: &keys::Key, asked: &str) -> String {
     let default = loaded
         .layers
         .first()
-        .and_then(|l| l.values.get(asked))
+        .and_then(|l| l.values().get(asked))
         .map(shown)
         .unwrap_or_else(|| "unset".into());
     row(&mut out, "default:", &default);
@@ -100,7 +100,7 @@ fn explain_key(loaded: &Loaded, k: &keys::Key, asked: &str) -> String {
     let mut any = false;
     for layer in &loaded.layers {
         let values: Vec<(&String, &serde_json::Value)> = layer
-            .values
+            .values()
             .iter()
             .filter(|(name, _)| {
                 name.as_str() == asked

@@ -37,12 +37,21 @@ pub struct ProfileInfo {
 }
 
 /// One layer as it was read: the leaves it sets (dotted keys, paths already
-/// resolved) and, for paths that were rewritten, the value as written.
+/// resolved) and, for paths that were rewritten, the value as written. The
+/// leaves are listed when first asked for: a client command never asks.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LayerRecord {
     pub name: String,
-    pub values: BTreeMap<String, serde_json::Value>,
+    dict: Dict,
+    values: std::sync::OnceLock<BTreeMap<String, serde_json::Value>>,
     pub written: BTreeMap<String, String>,
+}
+
+impl LayerRecord {
+    /// Every leaf this layer sets, by dotted key.
+    pub fn values(&self) -> &BTreeMap<String, serde_json::Value> {
+        self.values.get_or_init(|| leaves(&self.dict))
+    }
 }
 
 /// The effective configuration and everything known about how it was made.
@@ -83,7 +92,7 @@ impl Loaded {
         self.layers
             .iter()
             .rev()
-            .find(|l| l.name == layer && l.values.contains_key(key))
+            .find(|l| l.name == layer && l.values().contains_key(key))
             .and_then(|l| l.written.get(key))
             .map(String::as_str)
     }
@@ -470,21 +479,28 @@ fn load_with(opts: &LoadOptions, env: &Environment, skip: &Skip) -> Result<Loade
         records.push(record(&layer.name, &layer.dict, BTreeMap::new()));
     }
 
-    // Per-leaf type checks, so that every bad value is reported, not only the first.
+    // Per-leaf type checks, so that every bad value is reported, not only the
+    // first. One merged tree serves every lookup: figment's own `find_value`
+    // merges all layers again on each call.
+    let merged = Merged::of(&figment);
     let mut leaf_sources = BTreeMap::new();
     for key in keys::KEYS {
-        let layer = layer_of(&figment, key.name);
-        if let Ok(value) = figment.find_value(key.name)
-            && let Err(msg) = check_kind(key, &value)
+        let value = merged.find(key.name);
+        if let Some(value) = value
+            && let Err(msg) = check_kind(key, value)
         {
-            errors.push(ConfigError::new(Some(key.name), Some(&layer), msg));
+            errors.push(ConfigError::new(
+                Some(key.name),
+                Some(&merged.layer_of(value)),
+                msg,
+            ));
         }
-        leaf_sources.insert(key.name.to_string(), layer);
+        leaf_sources.insert(key.name.to_string(), merged.layer(key.name));
     }
-    if let Ok(Value::Dict(_, headers)) = figment.find_value("notify.webhook.headers") {
+    if let Some(Value::Dict(_, headers)) = merged.find("notify.webhook.headers") {
         for name in headers.keys() {
             let k = format!("notify.webhook.headers.{name}");
-            leaf_sources.insert(k.clone(), layer_of(&figment, &k));
+            leaf_sources.insert(k.clone(), merged.layer(&k));
         }
     }
 
@@ -938,6 +954,17 @@ fn remove_dotted(table: &mut toml::Table, key: &str) {
 
 /// A layer's leaves as dotted keys, for `oj config explain`.
 fn record(name: &str, dict: &Dict, written: BTreeMap<String, String>) -> LayerRecord {
+    LayerRecord {
+        name: name.to_string(),
+        dict: dict.clone(),
+        values: std::sync::OnceLock::new(),
+        written,
+    }
+}
+
+/// The leaves of a layer's tree by dotted key; a free-form table's entries
+/// are leaves of their own.
+fn leaves(dict: &Dict) -> BTreeMap<String, serde_json::Value> {
     fn walk(prefix: &str, dict: &Dict, out: &mut BTreeMap<String, serde_json::Value>) {
         for (k, v) in dict {
             let path = if prefix.is_empty() {
@@ -960,11 +987,7 @@ fn record(name: &str, dict: &Dict, written: BTreeMap<String, String>) -> LayerRe
     }
     let mut values = BTreeMap::new();
     walk("", dict, &mut values);
-    LayerRecord {
-        name: name.to_string(),
-        values,
-        written,
-    }
+    values
 }
 
 fn nest(key: &str, value: Value) -> Dict {
@@ -1185,13 +1208,47 @@ fn set_layers(
 }
 
 /// The layer that set `key`, by figment's metadata.
-fn layer_of(figment: &Figment, key: &str) -> String {
-    figment
-        .find_value(key)
-        .ok()
-        .and_then(|v| figment.get_metadata(v.tag()))
-        .map(|m| m.name.to_string())
-        .unwrap_or_else(|| "default".into())
+/// The merged value tree of a figment, computed once, with the layer that
+/// set each value.
+struct Merged<'a> {
+    figment: &'a Figment,
+    root: Value,
+}
+
+impl<'a> Merged<'a> {
+    fn of(figment: &'a Figment) -> Self {
+        let dict = figment
+            .data()
+            .ok()
+            .and_then(|mut m| m.remove(&Profile::Default))
+            .unwrap_or_default();
+        Merged {
+            figment,
+            root: Value::Dict(figment::value::Tag::Default, dict),
+        }
+    }
+
+    /// The value at a dotted key.
+    fn find(&self, key: &str) -> Option<&Value> {
+        key.split('.').try_fold(&self.root, |v, part| match v {
+            Value::Dict(_, d) => d.get(part),
+            _ => None,
+        })
+    }
+
+    fn layer_of(&self, value: &Value) -> String {
+        self.figment
+            .get_metadata(value.tag())
+            .map(|m| m.name.to_string())
+            .unwrap_or_else(|| "default".into())
+    }
+
+    /// The layer that set a dotted key (`default` when none did).
+    fn layer(&self, key: &str) -> String {
+        self.find(key)
+            .map(|v| self.layer_of(v))
+            .unwrap_or_else(|| "default".into())
+    }
 }
 
 fn is_user_layer(layer: &str) -> bool {
@@ -1202,9 +1259,12 @@ fn is_user_layer(layer: &str) -> bool {
 /// only a profile (or the default) chose to `webhook`. Returns the layer it
 /// added, if any.
 fn apply_derived_rules(figment: Figment) -> (Figment, Option<Layer>) {
-    let url_layer = layer_of(&figment, "notify.webhook.url");
-    let url_set = matches!(figment.find_value("notify.webhook.url"), Ok(Value::String(_, ref s)) if !s.is_empty());
-    let backend_layer = layer_of(&figment, "notify.backend");
+    let merged = Merged::of(&figment);
+    let url_layer = merged.layer("notify.webhook.url");
+    let url_set =
+        matches!(merged.find("notify.webhook.url"), Some(Value::String(_, s)) if !s.is_empty());
+    let backend_layer = merged.layer("notify.backend");
+    drop(merged);
     if url_set && is_user_layer(&url_layer) && !is_user_layer(&backend_layer) {
         let layer = Layer {
             name: format!("derived from notify.webhook.url ({url_layer})"),

@@ -158,7 +158,7 @@ fn every_layer_is_recorded_with_what_it_sets() {
         .layers
         .iter()
         .filter_map(|r| {
-            r.values
+            r.values()
                 .get("jobs.max_concurrent")
                 .map(|v| (r.name.as_str(), v.to_string()))
         })
