@@ -247,7 +247,11 @@ pub struct StepStatus {
     pub ended_at: Option<Timestamp>,
     /// Every run of the step that ended, oldest first (more than one when
     /// it was retried).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::spec::exact_vec"
+    )]
     pub attempts: Vec<Attempt>,
     /// Set while the step waits for its next attempt (state `queued`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -304,6 +308,7 @@ pub struct Job {
     pub ended_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    #[serde(deserialize_with = "crate::spec::exact_vec")]
     pub steps: Vec<StepStatus>,
     pub spec: JobSpec,
 }

@@ -43,6 +43,7 @@ pub struct JobSpec {
     /// Default retry policy of the steps (a step's own `retry` wins).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetrySpec>,
+    #[serde(deserialize_with = "exact_vec")]
     pub steps: Vec<StepSpec>,
 }
 
@@ -475,6 +476,20 @@ pub fn is_safe_step_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
+/// Deserializes a list without spare room. A list read from JSON starts
+/// with room for four; a one-step job would keep that room for its whole
+/// life, thousands of times over in a big state. Shrunk as soon as it is
+/// read, the freed tail is reused by what is read next.
+pub(crate) fn exact_vec<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    let mut v = Vec::<T>::deserialize(d)?;
+    v.shrink_to_fit();
+    Ok(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -706,5 +721,14 @@ mod tests {
             "{}",
             filled.run
         );
+    }
+
+    #[test]
+    fn a_read_spec_keeps_no_spare_room_for_its_steps() {
+        // What a big state's memory is made of: one-step jobs by the thousand.
+        let spec: JobSpec =
+            serde_json::from_str(r#"{"name":"t","steps":[{"name":"s","run":"true"}]}"#).unwrap();
+        assert_eq!(spec.steps.len(), 1);
+        assert_eq!(spec.steps.capacity(), 1);
     }
 }

@@ -131,8 +131,24 @@ impl State {
     /// Rebuilds a state from a snapshot.
     pub fn from_snapshot(snapshot: Snapshot) -> State {
         let mut state = State::new();
-        for job in snapshot.jobs {
-            state.insert(job);
+        // Built in one go, the map's nodes are full; inserted one by one
+        // in id order they would stay half empty.
+        state.jobs = snapshot
+            .jobs
+            .into_iter()
+            .map(|job| (job.id.clone(), job))
+            .collect();
+        for job in state.jobs.values() {
+            *state.counts.slot(job.state) += 1;
+            match job.state {
+                JobState::Queued => {
+                    state.queued.insert(job.id.clone());
+                }
+                JobState::Running => {
+                    state.running.insert(job.id.clone());
+                }
+                _ => {}
+            }
         }
         for n in snapshot.notifications {
             state.notifications.insert(n.id.clone(), n);
