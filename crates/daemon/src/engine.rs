@@ -56,6 +56,21 @@ const PAGE_BYTES: usize = 1 << 20;
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
+impl Command {
+    /// A query that answers from the state at once (no event of its own).
+    fn reads_state(&self) -> bool {
+        matches!(
+            self,
+            Command::Get { .. } | Command::Page { .. } | Command::Progress { .. }
+        )
+    }
+}
+
+/// How long a turn that no caller waits for (step ends) may wait for more
+/// work to share its fsync with, while other steps run. Bounds the delay
+/// such a turn adds to what follows it (the next step, a notification).
+const GROUP_COMMIT_WINDOW: Duration = Duration::from_millis(1);
+
 /// WAL records between two snapshots.
 pub const SNAPSHOT_EVERY: usize = 10_000;
 
@@ -503,16 +518,24 @@ impl Engine {
             };
             let Some(cmd) = cmd else { break };
             let mut stop = self.handle(cmd);
-            // Take whatever else is waiting into the same commit.
-            let mut n = 0;
-            while stop.is_none() && n < 512 {
-                match self.rx.try_recv() {
-                    Ok(cmd) => stop = self.handle(cmd),
-                    Err(_) => break,
+            self.take_waiting(&mut stop);
+            let mut closed = false;
+            if stop.is_none() && self.may_defer_commit() {
+                // Group commit: a turn nobody waits for shares the next
+                // turn's fsync when more work is about to come.
+                match tokio::time::timeout(GROUP_COMMIT_WINDOW, self.rx.recv()).await {
+                    Ok(Some(cmd)) => {
+                        stop = self.handle(cmd);
+                        self.take_waiting(&mut stop);
+                    }
+                    Ok(None) => closed = true,
+                    Err(_) => {}
                 }
-                n += 1;
             }
             self.after_turn();
+            if closed {
+                break;
+            }
             if let Some(reply) = stop {
                 let result = tokio::task::block_in_place(|| self.storage.snapshot(&self.state))
                     .map_err(|e| e.to_string());
@@ -528,6 +551,34 @@ impl Engine {
                 break;
             }
         }
+    }
+
+    /// Handles whatever else is already waiting, into the same commit.
+    fn take_waiting(&mut self, stop: &mut Option<oneshot::Sender<Result<(), String>>>) {
+        let mut n = 0;
+        while stop.is_none() && n < 512 {
+            match self.rx.try_recv() {
+                Ok(cmd) => *stop = self.handle(cmd),
+                Err(_) => break,
+            }
+            n += 1;
+        }
+    }
+
+    /// Whether this turn's commit may wait [`GROUP_COMMIT_WINDOW`] for more
+    /// work: it has something to write, no caller waits for it (step ends,
+    /// acks), storage works, and other steps still run, so more step ends
+    /// are coming. A lone job's end is committed at once.
+    fn may_defer_commit(&self) -> bool {
+        let ending = self
+            .effects
+            .iter()
+            .filter(|e| matches!(e, Effect::Forget(_)))
+            .count();
+        self.storage.has_pending()
+            && self.trouble.is_none()
+            && !self.effects.iter().any(|e| matches!(e, Effect::Reply(_)))
+            && self.running.len() > ending
     }
 
     fn check_leader(&mut self) {
@@ -665,6 +716,10 @@ impl Engine {
     }
 
     fn handle(&mut self, cmd: Command) -> Option<oneshot::Sender<Result<(), String>>> {
+        if cmd.reads_state() && self.storage.has_pending() {
+            // A reader sees only what is durable: commit the turn so far.
+            self.after_turn();
+        }
         match cmd {
             Command::Submit { spec, reply } => self.submit(spec, reply),
             Command::Get { id, reply } => {
@@ -1594,6 +1649,25 @@ mod tests {
 
         let (h2, _l2) = start(dir.path(), true);
         wait_state(&h2, &job.id, JobState::Done).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_step_end_shown_to_a_reader_is_already_on_disk() {
+        // A long step runs, so the ends of the short jobs may wait to share
+        // an fsync (group commit); what a reader is shown must be durable.
+        let dir = tempfile::tempdir().unwrap();
+        let (h, _l) = start(dir.path(), true);
+        let long = h.submit(spec(&["block"])).await.unwrap();
+        wait_state(&h, &long.id, JobState::Running).await;
+        for _ in 0..20 {
+            let job = h.submit(spec(&["0"])).await.unwrap();
+            wait_state(&h, &job.id, JobState::Done).await;
+            let (_, on_disk, _) = Storage::open(dir.path()).unwrap();
+            assert_eq!(on_disk.job(&job.id).unwrap().state, JobState::Done);
+        }
+        h.cancel(long.id.clone()).await.unwrap();
+        wait_state(&h, &long.id, JobState::Cancelled).await;
+        h.shutdown().await.unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
