@@ -103,13 +103,17 @@ fn raise_nofile() -> nix::Result<u64> {
 
 /// Creates `dir` (and missing parents) with mode 0700, whatever the umask.
 pub fn create_private_dir_all(dir: &Path) -> std::io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
+    // One mkdir in the common case (a job's log directory under an existing
+    // `logs/`); parents only when that fails for want of them.
+    match std::fs::DirBuilder::new().mode(DIR_MODE).create(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(dir),
+        Err(e) => Err(e),
     }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(DIR_MODE)
-        .create(dir)
 }
 
 /// Creates the state directory 0700, or tightens an existing one that

@@ -103,7 +103,11 @@ fn find(job_id: &str, step: &str) -> Vec<Pid> {
     let marks = [format!("OJ_JOB_ID={job_id}"), format!("OJ_STEP={step}")];
     let me = std::process::id() as i32;
     let candidates = if SUBREAPER.load(std::sync::atomic::Ordering::Relaxed) {
-        children(me)
+        // What a step leaves behind is an orphan once its shell ended, and
+        // the kernel hands orphans to the subreaper's first live thread: the
+        // main thread, alive while the daemon runs. One file, not one per
+        // thread, on every step end.
+        thread_children(me, me)
     } else {
         all_pids()
     };
@@ -137,6 +141,17 @@ fn collect_tree(pid: i32, out: &mut Vec<i32>) {
     for c in children(pid) {
         collect_tree(c, out);
     }
+}
+
+/// Children of one thread `tid` of process `pid`.
+fn thread_children(pid: i32, tid: i32) -> Vec<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/children"))
+        .map(|text| {
+            text.split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Direct children of `pid` (`/proc/<pid>/task/*/children`).
@@ -204,8 +219,14 @@ pub fn reap_orphans(seen: &mut HashMap<i32, Instant>) -> usize {
     reaped
 }
 
-/// Reaps orphans: a look on every SIGCHLD and every 250 ms while zombies
-/// wait to come of age, once a second otherwise (signals coalesce).
+/// Least time between two looks: an orphan waits [`ORPHAN_AGE`] anyway, and
+/// a look reads `/proc` for every thread, which a busy daemon (a SIGCHLD per
+/// step) should not pay per step.
+const REAP_GAP: Duration = Duration::from_millis(100);
+
+/// Reaps orphans: a look on SIGCHLD (at most every [`REAP_GAP`]) and every
+/// 250 ms while zombies wait to come of age, once a second otherwise
+/// (signals coalesce).
 pub async fn run_reaper() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut sigchld = signal(SignalKind::child()).ok();
@@ -226,6 +247,7 @@ pub async fn run_reaper() {
             None => tokio::time::sleep(pause).await,
         }
         tokio::task::block_in_place(|| reap_orphans(&mut seen));
+        tokio::time::sleep(REAP_GAP).await;
     }
 }
 
