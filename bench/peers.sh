@@ -11,8 +11,8 @@
 #   API submission    oj only: one keep-alive connection on the Unix socket,
 #                     submit TASKS jobs until all are done, beside the
 #                     machine's sequential `sh -c true` spawn rate measured by
-#                     a small spawner (python's os.posix_spawn + waitpid, not
-#                     a shell loop) in the same run; the ratio is the figure
+#                     a small C spawner (bench/spawn.c: posix_spawn + waitpid,
+#                     not a shell loop) in the same run; the ratio is the figure
 #
 # Peers: task-spooler (Debian package `task-spooler`, command `tsp`) and
 # pueue (`cargo install --locked --root "$PEERS" pueue`; PEERS defaults to
@@ -37,7 +37,7 @@ if [[ -n "${INSTALL:-}" ]]; then
 fi
 
 bench_workdir peers
-export OJ_BIN WORK TASKS RUNS PEERS
+export OJ_BIN WORK TASKS RUNS PEERS ROOT
 python3 - <<'PY'
 import json, os, shutil, socket, statistics, subprocess, time
 
@@ -104,6 +104,16 @@ def cli_submit(submit, all_done, env):
 
 
 def spawn_rate(n=TASKS):
+    """Sequential `sh -c true` spawns per second, from bench/spawn.c (a C
+    posix_spawn + waitpid loop); python's os.posix_spawn when there is no C
+    compiler (its loop overhead makes the limit a little lower)."""
+    cc = shutil.which("cc")
+    if cc:
+        exe = f"{WORK}/spawn"
+        src = os.path.join(os.environ["ROOT"], "bench", "spawn.c")
+        if subprocess.run([cc, "-O2", "-o", exe, src]).returncode == 0:
+            return float(subprocess.run([exe, str(n)], capture_output=True, text=True, check=True).stdout)
+    print("note: no C compiler (cc): the spawn limit is measured with python's os.posix_spawn")
     t0 = time.perf_counter()
     for _ in range(n):
         pid = os.posix_spawn("/bin/sh", ["sh", "-c", "true"], os.environ)
