@@ -77,18 +77,11 @@ async fn run_shell(
     ctx: StepContext,
     stop: watch::Receiver<Stop>,
 ) -> (StepOutcome, Option<Pid>) {
-    // The log directory and file and the spawn are blocking system calls
-    // (the spawn waits for the child's exec): off the async workers, so the
-    // API and the engine keep going on a busy daemon.
-    let spawned = off_the_workers(|| {
-        let mut cmd = prepare(&shell, &base_env, &ctx)?;
-        Ok(leftovers::spawn_tracked(&mut cmd))
-    });
-    let spawned = match spawned {
-        Ok(spawned) => spawned,
+    let mut cmd = match prepare(&shell, &base_env, &ctx) {
+        Ok(cmd) => cmd,
         Err(outcome) => return (outcome, None),
     };
-    let mut child = match spawned {
+    let mut child = match leftovers::spawn_tracked(&mut cmd) {
         Ok(c) => c,
         Err(e) => {
             let msg = format!("cannot start {:?} (jobs.shell): {e}", shell[0]);
@@ -113,16 +106,6 @@ async fn run_shell(
     let outcome = supervise(&ctx, &mut child, pgid, grace, stop).await;
     leftovers::untrack(pid);
     (outcome, Some(pgid))
-}
-
-/// Runs blocking `f` where it does not hold up other tasks: through
-/// `block_in_place` on the multi-threaded runtime (the daemon's), inline
-/// elsewhere (a current-thread runtime in tests).
-fn off_the_workers<R>(f: impl FnOnce() -> R) -> R {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
-    }
 }
 
 /// The step's command with its log file as stdout and stderr.
