@@ -127,6 +127,8 @@ pub struct ReplayReport {
 pub struct Storage {
     dir: PathBuf,
     wal: File,
+    /// Device and inode of `wal`: the file the WAL's path must still name.
+    wal_id: (u64, u64),
     wal_path: PathBuf,
     buf: Vec<u8>,
     /// Events in `buf`.
@@ -257,6 +259,7 @@ impl Storage {
         Ok((
             Storage {
                 dir: dir.to_path_buf(),
+                wal_id: file_id(&wal, &wal_path)?,
                 wal,
                 wal_path,
                 buf: Vec::with_capacity(64 * 1024),
@@ -377,14 +380,12 @@ impl Storage {
     /// has open with exactly what it wrote (deleted, renamed over, or
     /// written by someone else).
     fn wal_was_replaced(&self) -> Result<bool, StorageError> {
-        let ours = self
-            .wal
-            .metadata()
-            .map_err(io_err("check the WAL", &self.wal_path))?;
+        // One stat per commit: the path must name our file, at the length
+        // we wrote (an append by someone else shows in the length).
         match std::fs::metadata(&self.wal_path) {
-            Ok(there) => Ok(there.dev() != ours.dev()
-                || there.ino() != ours.ino()
-                || ours.len() != self.good_len),
+            Ok(there) => {
+                Ok((there.dev(), there.ino()) != self.wal_id || there.len() != self.good_len)
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
             Err(e) => Err(io_err("check the WAL", &self.wal_path)(e)),
         }
@@ -400,6 +401,7 @@ impl Storage {
                 .map_err(io_err("move aside the replaced WAL", &self.wal_path))?;
         }
         self.wal = open_wal(&self.wal_path, true)?;
+        self.wal_id = file_id(&self.wal, &self.wal_path)?;
         sync_dir(&self.dir)?;
         self.good_len = 0;
         self.needs_cut = false;
@@ -449,6 +451,12 @@ impl Storage {
         release_free_heap();
         sync_dir(&self.dir)
     }
+}
+
+/// Device and inode of an open file.
+fn file_id(file: &File, path: &Path) -> Result<(u64, u64), StorageError> {
+    let meta = file.metadata().map_err(io_err("check the WAL", path))?;
+    Ok((meta.dev(), meta.ino()))
 }
 
 /// Returns the heap's free pages to the system (glibc keeps what a big

@@ -70,6 +70,10 @@ pub fn untrack(pid: u32) {
 /// processes were found.
 pub async fn end(job_id: &str, step: &str, pgid: Pid, grace: Duration) -> usize {
     let left = find(job_id, step);
+    if left.is_empty() && !group_alive(pgid) {
+        // The common case: the step left nothing behind.
+        return 0;
+    }
     let _ = killpg(pgid, Signal::SIGTERM);
     for pid in &left {
         let _ = kill(*pid, Signal::SIGTERM);
@@ -145,7 +149,7 @@ fn collect_tree(pid: i32, out: &mut Vec<i32>) {
 
 /// Children of one thread `tid` of process `pid`.
 fn thread_children(pid: i32, tid: i32) -> Vec<i32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/children"))
+    read_proc(&format!("/proc/{pid}/task/{tid}/children"))
         .map(|text| {
             text.split_whitespace()
                 .filter_map(|p| p.parse::<i32>().ok())
@@ -161,7 +165,7 @@ fn children(pid: i32) -> Vec<i32> {
     };
     let mut out = Vec::new();
     for task in tasks.flatten() {
-        if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
+        if let Ok(text) = read_proc(&task.path().join("children").to_string_lossy()) {
             out.extend(
                 text.split_whitespace()
                     .filter_map(|p| p.parse::<i32>().ok()),
@@ -181,9 +185,27 @@ fn all_pids() -> Vec<i32> {
         .unwrap_or_default()
 }
 
+/// A small `/proc` file as text. Plain reads: `fs::read_to_string` would
+/// stat it first for a size that `/proc` does not have (an extra system
+/// call on every step end).
+fn read_proc(path: &str) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut buf = Vec::with_capacity(512);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = file.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
 /// The state letter of `/proc/<pid>/stat` (`R`, `S`, `Z`, …).
 fn proc_state(pid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = read_proc(&format!("/proc/{pid}/stat")).ok()?;
     // The command name is in parentheses and may contain spaces.
     stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
