@@ -16,7 +16,14 @@ bench_cleanup() {
   rm -rf "$WORK"
 }
 
+# Work directories go under BENCH_TMPDIR (default /var/tmp): on a machine
+# whose /tmp is churned by test suites, creating files there can be slow
+# for reasons that have nothing to do with what is measured (ext4 without a
+# journal skips inodes freed in the last 30 s, and a busy /tmp is full of
+# them), and every job creates a log directory and file.
 bench_workdir() {
-  WORK=$(mktemp -d -t "oj-bench-$1.XXXXXX")
+  local base=${BENCH_TMPDIR:-/var/tmp}
+  [[ -d "$base" && -w "$base" ]] || base=${TMPDIR:-/tmp}
+  WORK=$(mktemp -d -p "$base" "oj-bench-$1.XXXXXX")
   trap bench_cleanup EXIT
 }
