@@ -952,7 +952,7 @@ fn remove_dotted(table: &mut toml::Table, key: &str) {
     }
 }
 
-/// A layer's leaves as dotted keys, for `oj config explain`.
+/// The record of a layer; its leaves are listed on first use.
 fn record(name: &str, dict: &Dict, written: BTreeMap<String, String>) -> LayerRecord {
     LayerRecord {
         name: name.to_string(),
@@ -1207,9 +1207,8 @@ fn set_layers(
     layers
 }
 
-/// The layer that set `key`, by figment's metadata.
-/// The merged value tree of a figment, computed once, with the layer that
-/// set each value.
+/// The merged value tree of a figment, computed once, and the layer that
+/// set each value (by figment's metadata).
 struct Merged<'a> {
     figment: &'a Figment,
     root: Value,

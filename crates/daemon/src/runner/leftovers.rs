@@ -149,13 +149,16 @@ fn collect_tree(pid: i32, out: &mut Vec<i32>) {
 
 /// Children of one thread `tid` of process `pid`.
 fn thread_children(pid: i32, tid: i32) -> Vec<i32> {
-    read_proc(&format!("/proc/{pid}/task/{tid}/children"))
-        .map(|text| {
-            text.split_whitespace()
-                .filter_map(|p| p.parse::<i32>().ok())
-                .collect()
-        })
+    read_proc(format!("/proc/{pid}/task/{tid}/children"))
+        .map(|text| pids_in(&text))
         .unwrap_or_default()
+}
+
+/// The pids of a `/proc/…/children` file.
+fn pids_in(text: &str) -> Vec<i32> {
+    text.split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok())
+        .collect()
 }
 
 /// Direct children of `pid` (`/proc/<pid>/task/*/children`).
@@ -165,11 +168,8 @@ fn children(pid: i32) -> Vec<i32> {
     };
     let mut out = Vec::new();
     for task in tasks.flatten() {
-        if let Ok(text) = read_proc(&task.path().join("children").to_string_lossy()) {
-            out.extend(
-                text.split_whitespace()
-                    .filter_map(|p| p.parse::<i32>().ok()),
-            );
+        if let Ok(text) = read_proc(task.path().join("children")) {
+            out.extend(pids_in(&text));
         }
     }
     out
@@ -188,7 +188,7 @@ fn all_pids() -> Vec<i32> {
 /// A small `/proc` file as text. Plain reads: `fs::read_to_string` would
 /// stat it first for a size that `/proc` does not have (an extra system
 /// call on every step end).
-fn read_proc(path: &str) -> std::io::Result<String> {
+fn read_proc(path: impl AsRef<std::path::Path>) -> std::io::Result<String> {
     use std::io::Read;
     let mut file = std::fs::File::open(path)?;
     let mut buf = Vec::with_capacity(512);
@@ -205,7 +205,7 @@ fn read_proc(path: &str) -> std::io::Result<String> {
 
 /// The state letter of `/proc/<pid>/stat` (`R`, `S`, `Z`, …).
 fn proc_state(pid: i32) -> Option<char> {
-    let stat = read_proc(&format!("/proc/{pid}/stat")).ok()?;
+    let stat = read_proc(format!("/proc/{pid}/stat")).ok()?;
     // The command name is in parentheses and may contain spaces.
     stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
