@@ -41,7 +41,10 @@ fi
 bench_workdir peers
 export OJ_BIN WORK TASKS RUNS PEERS ROOT
 python3 - <<'PY'
-import json, os, shutil, socket, statistics, subprocess, time
+import json, os, shutil, statistics, subprocess, sys, time
+
+sys.path.insert(0, os.path.join(os.environ["ROOT"], "bench"))
+import ojbench  # noqa: E402
 
 OJ, WORK = os.environ["OJ_BIN"], os.environ["WORK"]
 TASKS, RUNS, PEERS = int(os.environ["TASKS"]), int(os.environ["RUNS"]), os.environ["PEERS"]
@@ -72,18 +75,9 @@ def wait_until(f, timeout=120, every=0.02):
 
 
 def oj_idle_on(sock_path):
-    """Whether nothing is queued or running, from GET /v1/status on the
-    socket: cheap enough to ask every 2 ms, so the end of a short run is
-    seen when it happens (a 20 ms poll is 5 % of 500 jobs at 1300/s)."""
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(sock_path)
-    s.sendall(b"GET /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    data = b""
-    while chunk := s.recv(65536):
-        data += chunk
-    s.close()
-    j = json.loads(data.split(b"\r\n\r\n", 1)[1])["jobs"]
-    return j["queued"] == 0 and j["running"] == 0
+    # Asked every 2 ms, so the end of a short run is seen when it happens
+    # (a 20 ms poll is 5 % of 500 jobs at 1300/s).
+    return ojbench.idle(sock_path)
 
 
 def median_wall(cmd, env):
@@ -177,20 +171,7 @@ try:
         api_client = "C client (bench/api_submit.c)"
     else:
         api_client = "python client"
-        body = json.dumps({"name": "t", "steps": [{"name": "s", "run": "true"}]}).encode()
-        req = (b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-               b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-        s = socket.socket(socket.AF_UNIX)
-        s.connect(sock_path)
-        f = s.makefile("rb")
-        for _ in range(TASKS):
-            s.sendall(req)
-            length = 0
-            while (line := f.readline()) not in (b"\r\n", b""):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            f.read(length)
-        s.close()
+        ojbench.submit(sock_path, TASKS)
     assert wait_until(lambda: oj_idle_on(sock_path), every=0.002)
     api = TASKS / (time.perf_counter() - t0)
     spawn = spawn_rate()

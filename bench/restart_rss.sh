@@ -16,9 +16,12 @@ JOBS=${1:-5000}
 source "$(dirname "$0")/lib.sh"
 bench_workdir restart-rss
 
-export OJ_BIN WORK JOBS
+export OJ_BIN WORK JOBS ROOT
 python3 - <<'PY'
-import json, os, socket, subprocess, time
+import os, subprocess, sys, time
+
+sys.path.insert(0, os.path.join(os.environ["ROOT"], "bench"))
+import ojbench  # noqa: E402
 
 OJ, WORK, JOBS = os.environ["OJ_BIN"], os.environ["WORK"], int(os.environ["JOBS"])
 env = {k: v for k, v in os.environ.items() if not k.startswith("OJ_")}
@@ -59,25 +62,8 @@ def settle(p):
 
 p = start()
 fresh = settle(p)
-body = json.dumps({"name": "t", "steps": [{"name": "s", "run": "true"}]}).encode()
-req = (b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-       b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-s = socket.socket(socket.AF_UNIX)
-s.connect(SOCK)
-f = s.makefile("rb")
-for _ in range(JOBS):
-    s.sendall(req)
-    length = 0
-    while (line := f.readline()) not in (b"\r\n", b""):
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":")[1])
-    f.read(length)
-s.close()
-while True:
-    out = subprocess.run([OJ, "status", "--json"], env=env, capture_output=True, text=True).stdout
-    j = json.loads(out)["jobs"]
-    if j["queued"] == 0 and j["running"] == 0:
-        break
+ojbench.submit(SOCK, JOBS)
+while not ojbench.idle(SOCK):
     time.sleep(0.1)
 full = settle(p)
 stop(p)

@@ -133,23 +133,15 @@ impl State {
         let mut state = State::new();
         // Built in one go, the map's nodes are full; inserted one by one
         // in id order they would stay half empty.
-        state.jobs = snapshot
+        let jobs: BTreeMap<JobId, Job> = snapshot
             .jobs
             .into_iter()
             .map(|job| (job.id.clone(), job))
             .collect();
-        for job in state.jobs.values() {
-            *state.counts.slot(job.state) += 1;
-            match job.state {
-                JobState::Queued => {
-                    state.queued.insert(job.id.clone());
-                }
-                JobState::Running => {
-                    state.running.insert(job.id.clone());
-                }
-                _ => {}
-            }
+        for job in jobs.values() {
+            state.index(&job.id, job.state);
         }
+        state.jobs = jobs;
         for n in snapshot.notifications {
             state.notifications.insert(n.id.clone(), n);
         }
@@ -165,17 +157,22 @@ impl State {
     }
 
     fn insert(&mut self, job: Job) {
-        *self.counts.slot(job.state) += 1;
-        match job.state {
+        self.index(&job.id, job.state);
+        self.jobs.insert(job.id.clone(), job);
+    }
+
+    /// Counts a job that enters the state, and lists it when it waits or runs.
+    fn index(&mut self, id: &JobId, state: JobState) {
+        *self.counts.slot(state) += 1;
+        match state {
             JobState::Queued => {
-                self.queued.insert(job.id.clone());
+                self.queued.insert(id.clone());
             }
             JobState::Running => {
-                self.running.insert(job.id.clone());
+                self.running.insert(id.clone());
             }
             _ => {}
         }
-        self.jobs.insert(job.id.clone(), job);
     }
 
     fn remove(&mut self, id: &JobId) {
