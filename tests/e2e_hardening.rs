@@ -851,61 +851,9 @@ impl Notifications {
     fn close_notification(&self, _id: u32) {}
 }
 
-/// `dbus-daemon` with its own config (no service directories, so no
-/// notification daemon of the machine is activated); killed on drop.
-struct Bus(
-    std::process::Child,
-    String,
-    #[allow(dead_code)] tempfile::TempDir,
-);
-
-impl Drop for Bus {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_bus() -> Option<Bus> {
-    use std::io::BufRead;
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("session.conf");
-    std::fs::write(
-        &config,
-        format!(
-            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path={}</listen>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"#,
-            dir.path().join("bus").display()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new("dbus-daemon")
-        .arg(format!("--config-file={}", config.display()))
-        .args(["--nofork", "--print-address"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .ok()?;
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take()?)
-        .read_line(&mut line)
-        .ok()?;
-    Some(Bus(child, line.trim().to_string(), dir))
-}
-
 #[test]
 fn desktop_bodies_are_escaped_when_the_server_reads_markup() {
-    let Some(bus) = start_bus() else {
+    let Some(bus) = common::private_bus::start() else {
         eprintln!("skipped: dbus-daemon (package dbus) is not installed");
         return;
     };
@@ -918,7 +866,7 @@ fn desktop_bodies_are_escaped_when_the_server_reads_markup() {
     let _service = rt.block_on(async {
         tokio::time::timeout(
             Duration::from_secs(10),
-            zbus::connection::Builder::address(bus.1.as_str())
+            zbus::connection::Builder::address(bus.address.as_str())
                 .name("org.freedesktop.Notifications")
                 .serve_at(
                     "/org/freedesktop/Notifications",
@@ -942,7 +890,7 @@ fn desktop_bodies_are_escaped_when_the_server_reads_markup() {
         };
         bodies.lock().unwrap().clear();
         let mut env = TestEnv::new();
-        env.set_var("DBUS_SESSION_BUS_ADDRESS", &bus.1);
+        env.set_var("DBUS_SESSION_BUS_ADDRESS", &bus.address);
         env.write_config("[notify]\nbackend = \"desktop\"\nevents = [\"start\"]\n");
         let d = env.start_daemon(&[]);
         let id = d.submit(&json!({"name": name, "steps": [{"name": "s", "run": "true"}]}));

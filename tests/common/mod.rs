@@ -3,6 +3,8 @@
 //! socket. Every wait is bounded.
 #![allow(dead_code)]
 
+pub mod private_bus;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

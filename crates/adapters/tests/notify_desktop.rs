@@ -9,10 +9,10 @@
 //! before any runtime thread exists.
 
 mod notify_support;
+#[path = "../../../tests/common/private_bus.rs"]
+mod private_bus;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -70,67 +70,6 @@ impl NotificationService {
     fn close_notification(&self, _id: u32) {}
 }
 
-struct Bus {
-    child: Child,
-    address: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Bus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A private session bus. Its own config (rather than `--session`) has no
-/// service directories, so no notification daemon installed on the machine
-/// can be auto-activated and change what the test sees.
-fn start_bus() -> Bus {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("session.conf");
-    std::fs::write(
-        &config,
-        format!(
-            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path={}</listen>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"#,
-            dir.path().join("bus").display()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new("dbus-daemon")
-        .arg(format!("--config-file={}", config.display()))
-        .args(["--nofork", "--print-address"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("dbus-daemon (package dbus) must be installed for this test");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let address = line.trim().to_string();
-    assert!(
-        address.starts_with("unix:"),
-        "dbus-daemon printed {address:?}"
-    );
-    Bus {
-        child,
-        address,
-        _dir: dir,
-    }
-}
-
 async fn serve(address: &str, shown: Arc<Mutex<Vec<Shown>>>) -> zbus::Connection {
     zbus::connection::Builder::address(address)
         .name("org.freedesktop.Notifications")
@@ -153,7 +92,15 @@ fn count(n: &Notifier, result: &str) -> u64 {
 
 #[test]
 fn desktop_notifications_reach_the_session_bus_and_survive_the_service_going_away() {
-    let bus = start_bus();
+    let Some(bus) = private_bus::start() else {
+        eprintln!("skipped: dbus-daemon (package dbus) is not installed");
+        return;
+    };
+    assert!(
+        bus.address.starts_with("unix:"),
+        "dbus-daemon printed {:?}",
+        bus.address
+    );
     // SAFETY: set before the runtime starts; this binary has only this test,
     // so no other thread reads the environment concurrently.
     unsafe { std::env::set_var("DBUS_SESSION_BUS_ADDRESS", &bus.address) };
