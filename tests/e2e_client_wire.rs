@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Output, TestEnv, free_port, wait_until};
+use common::{Output, TestEnv, free_port};
 
 /// What a fake daemon answers: the raw HTTP response for a request target.
 type Route = dyn Fn(&str) -> Vec<u8> + Send + Sync;
@@ -324,10 +324,7 @@ fn every_refused_client_certificate_names_the_cause_and_the_fix() {
          [tls]\nenabled = true\ncert = \"{cert}\"\nkey = \"{key}\"\nclient_ca = \"{clients}\"\n\
          [notify]\nbackend = \"none\"\n"
     ));
-    let _d = env.start_daemon(&[]);
-    assert!(wait_until(Duration::from_secs(10), || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    }));
+    let _d = env.start_daemon_on_tcp(port);
     // The client side: the daemon's URL and CA, plus an optional cert/key pair.
     let client = |host: &str, pair: Option<(&pki::Leaf, &str)>| -> Output {
         let mut cmd = env.oj();

@@ -28,20 +28,6 @@ fn s(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
 
-/// Starts the daemon and waits until its TCP port accepts connections.
-fn start_tcp(env: &TestEnv, port: u16) -> Daemon {
-    let mut d = env.start_daemon(&[]);
-    let up = wait_until(Duration::from_secs(10), || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    assert!(
-        up && d.exited().is_none(),
-        "TCP listener never came up\nstderr:\n{}",
-        d.stderr()
-    );
-    d
-}
-
 /// Everything the daemon logged to its file (desktop profile: under state_dir).
 fn daemon_log(env: &TestEnv) -> String {
     let mut out = String::new();
@@ -191,7 +177,7 @@ fn blank_and_empty_bearers_are_refused_on_h1_and_h2_with_and_without_tls() {
     env.write_config(&format!(
         "[listen]\ntcp = \"127.0.0.1:{port}\"\nauth_token = \"{TOKEN}\"\n[notify]\nbackend = \"none\"\n"
     ));
-    let d = start_tcp(&env, port);
+    let d = env.start_daemon_on_tcp(port);
     rt.block_on(check_bearers(&format!("http://127.0.0.1:{port}"), None));
     let (_, jobs) = d.get("/v1/jobs");
     assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "{jobs}");
@@ -206,7 +192,7 @@ fn blank_and_empty_bearers_are_refused_on_h1_and_h2_with_and_without_tls() {
         s(&cert),
         s(&key)
     ));
-    let d = start_tcp(&env, port);
+    let d = env.start_daemon_on_tcp(port);
     rt.block_on(check_bearers(
         &format!("https://localhost:{port}"),
         Some(&ca),
@@ -923,7 +909,7 @@ fn a_trickled_request_body_does_not_hold_the_connection() {
     env.write_config(&format!(
         "[listen]\ntcp = \"127.0.0.1:{port}\"\nauth_token = \"{TOKEN}\"\nidle_timeout = \"2s\"\n[notify]\nbackend = \"none\"\n"
     ));
-    let d = start_tcp(&env, port);
+    let d = env.start_daemon_on_tcp(port);
     let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
     c.write_all(
         format!(

@@ -11,7 +11,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpStream;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -99,19 +98,6 @@ fn spec(client: usize, n: usize, run: &str) -> Value {
     ]})
 }
 
-fn start(env: &TestEnv, port: u16) -> Daemon {
-    let mut d = env.start_daemon(&[]);
-    let up = wait_until(Duration::from_secs(10), || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    assert!(
-        up && d.exited().is_none(),
-        "TLS listener never came up\n{}",
-        d.stderr()
-    );
-    d
-}
-
 /// Every job of the daemon, by id (over the Unix socket).
 fn all_jobs(d: &Daemon) -> BTreeMap<String, Value> {
     let (s, list) = d.get("/v1/jobs?limit=1000");
@@ -193,7 +179,7 @@ drain_timeout = "20s"
     let mark = format!("echo \"$OJ_JOB_ID\" >> '{}'", runs.display());
 
     // --- phase 1: submit and read under load ----------------------------------
-    let mut d = start(&env, port);
+    let mut d = env.start_daemon_on_tcp(port);
     let results = rt.block_on(async {
         let mut tasks = Vec::new();
         for c in 0..CLIENTS {
@@ -407,7 +393,7 @@ drain_timeout = "20s"
     // Everything accepted during phase 2 is there after a restart and
     // completes (the ones still queued at the drain start now).
     std::fs::write(&quick, "").unwrap();
-    let d2 = start(&env, port);
+    let d2 = env.start_daemon_on_tcp(port);
     let jobs = wait_all_done(&d2, &accepted, &BTreeSet::new());
     assert!(jobs.len() >= ids.len() + accepted.len());
 

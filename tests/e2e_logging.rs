@@ -321,10 +321,7 @@ stdout = true
 format = "json"
 "#
     ));
-    let mut d = env.start_daemon(&[]);
-    assert!(wait_until(Duration::from_secs(10), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    }));
+    let mut d = env.start_daemon_on_tcp(port);
     // Authenticated and unauthenticated requests over TCP.
     for auth in [
         format!("Authorization: Bearer {token}"),

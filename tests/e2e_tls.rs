@@ -95,20 +95,6 @@ backend = "none"
     )
 }
 
-/// Starts the daemon and waits until its TCP port accepts connections.
-fn start(env: &TestEnv, port: u16) -> Daemon {
-    let mut d = env.start_daemon(&[]);
-    let up = wait_until(Duration::from_secs(10), || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    assert!(
-        up && d.exited().is_none(),
-        "TCP listener never came up\nstderr:\n{}",
-        d.stderr()
-    );
-    d
-}
-
 /// curl with a 10 s limit: (curl exit code, HTTP status, body).
 fn curl(args: &[&str]) -> (i32, u16, String) {
     let out = Command::new("curl")
@@ -216,7 +202,7 @@ fn curl_needs_the_ca_and_the_token_and_plaintext_fails() {
     let p = pki(&env, &ca, 0x101);
     let port = free_port();
     env.write_config(&config(port, &p.cert, &p.key, ""));
-    let d = start(&env, port);
+    let d = env.start_daemon_on_tcp(port);
 
     let (code, status, body) = curl(&["--cacert", &s(&p.ca), "-H", &bearer(), &status_url(port)]);
     assert_eq!((code, status), (0, 200), "{body}");
@@ -271,7 +257,7 @@ fn tls12_is_refused_when_min_version_is_13() {
     let p = pki(&env, &ca, 0x13);
     let port = free_port();
     env.write_config(&config(port, &p.cert, &p.key, "min_version = \"1.3\""));
-    let _d = start(&env, port);
+    let _d = env.start_daemon_on_tcp(port);
 
     let (ok12, out12) = s_client(port, &p.ca, &["-tls1_2"]);
     assert!(!ok12, "TLS 1.2 must be refused:\n{out12}");
@@ -286,7 +272,7 @@ fn tls12_is_accepted_by_default() {
     let p = pki(&env, &ca, 0x12);
     let port = free_port();
     env.write_config(&config(port, &p.cert, &p.key, ""));
-    let _d = start(&env, port);
+    let _d = env.start_daemon_on_tcp(port);
     let (ok, out) = s_client(port, &p.ca, &["-tls1_2"]);
     assert!(ok, "{out}");
 }
@@ -312,7 +298,7 @@ fn mtls_refuses_missing_and_foreign_client_certificates() {
         &p.key,
         &format!("client_ca = \"{}\"", s(&client_ca)),
     ));
-    let _d = start(&env, port);
+    let _d = env.start_daemon_on_tcp(port);
 
     let base = ["--cacert".to_string(), s(&p.ca), "-H".into(), bearer()];
     let args = |extra: &[String]| -> Vec<String> {
@@ -431,7 +417,7 @@ fn rotation_is_served_without_restart_and_a_broken_pair_keeps_the_old_one() {
         &vol.root.join("tls.key"),
         "",
     ));
-    let mut d = start(&env, port);
+    let mut d = env.start_daemon_on_tcp(port);
     let pid = d.pid();
     assert_eq!(served_serial(port, &ca_path).unwrap(), "a1");
 
@@ -486,7 +472,7 @@ fn oj_status_over_https() {
     let p = pki(&env, &ca, 0x5);
     let port = free_port();
     env.write_config(&config(port, &p.cert, &p.key, ""));
-    let _d = start(&env, port);
+    let _d = env.start_daemon_on_tcp(port);
 
     let run = |vars: &[(&str, String)]| {
         let mut c = env.oj();
@@ -649,7 +635,7 @@ openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 
         &dir.join("tls.key"),
         &format!("client_ca = \"{}\"", s(&dir.join("ca.crt"))),
     ));
-    let _d = start(&env, port);
+    let _d = env.start_daemon_on_tcp(port);
     let (code, status, body) = curl(&[
         "--cacert",
         &s(&dir.join("ca.crt")),
@@ -676,7 +662,7 @@ fn a_config_reload_switches_to_new_certificate_paths_and_min_version() {
     );
     let port = free_port();
     let file = env.write_config(&config(port, &cert_a, &key_a, ""));
-    let d = start(&env, port);
+    let d = env.start_daemon_on_tcp(port);
     assert_eq!(served_serial(port, &ca_path).unwrap(), "d1");
 
     // New files under other paths: only a config reload can find them.

@@ -145,6 +145,21 @@ impl TestEnv {
         );
         d
     }
+
+    /// Starts `oj daemon` (its config opens a TCP listener on `port`) and
+    /// waits until that port accepts connections too.
+    pub fn start_daemon_on_tcp(&self, port: u16) -> Daemon {
+        let mut d = self.start_daemon(&[]);
+        let up = wait_until(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(
+            up && d.exited().is_none(),
+            "the TCP listener on 127.0.0.1:{port} never came up\nstderr:\n{}",
+            d.stderr()
+        );
+        d
+    }
 }
 
 /// A finished command.
