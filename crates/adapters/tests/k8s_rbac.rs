@@ -5,7 +5,7 @@
 //! against the fake, and each request it recorded is turned back into the
 //! RBAC verb an API server would authorize it as.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use kube::Api;
@@ -15,6 +15,8 @@ use oj_adapters::k8s::runner::{PodRunner, RunOptions};
 use oj_config::{Environment, LoadOptions, RuntimeConfig};
 use oj_k8s_fake::{FakeKube, RecordedRequest};
 use tokio_util::sync::CancellationToken;
+
+mod k8s_support;
 
 const NS: &str = "default";
 const WAIT: Duration = Duration::from_secs(20);
@@ -31,17 +33,8 @@ fn config() -> RuntimeConfig {
 
 fn input(job_id: &str) -> PodInput {
     PodInput {
-        job_id: job_id.into(),
-        job_name: "build".into(),
-        step_index: 0,
-        step_name: "compile".into(),
-        image: "busybox".into(),
-        shell: vec!["/bin/sh".into(), "-c".into()],
         command: "true".into(),
-        env: BTreeMap::new(),
-        timeout: Duration::from_secs(600),
-        job_resources: None,
-        step_resources: None,
+        ..k8s_support::input(job_id)
     }
 }
 

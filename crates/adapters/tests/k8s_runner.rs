@@ -2,43 +2,26 @@
 //! (phases, log text, exit codes) and checks what a user of `oj` would see:
 //! the step result, the step log, and which pods exist afterwards.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
 use oj_adapters::k8s::pods::{PodInput, pod_name};
 use oj_adapters::k8s::runner::{PodRunner, StepResult};
-use oj_config::{Environment, LoadOptions, PodsConfig};
+use oj_config::PodsConfig;
 use oj_k8s_fake::{FakeKube, Fault};
 use tokio_util::sync::CancellationToken;
+
+mod k8s_support;
+use k8s_support::{default_pods_config, input};
 
 const NS: &str = "default";
 const WAIT: Duration = Duration::from_secs(15);
 
 fn pods_config(keep_finished: bool) -> PodsConfig {
-    let home = tempfile::tempdir().unwrap();
-    let env = Environment::new([("HOME", home.path().display().to_string())], "testhost");
-    let mut cfg = oj_config::load(&LoadOptions::default(), &env)
-        .unwrap()
-        .config
-        .pods;
-    cfg.keep_finished = keep_finished;
-    cfg
-}
-
-fn input(job_id: &str) -> PodInput {
-    PodInput {
-        job_id: job_id.into(),
-        job_name: "build".into(),
-        step_index: 0,
-        step_name: "compile".into(),
-        image: "busybox".into(),
-        shell: vec!["/bin/sh".into(), "-c".into()],
-        command: "echo hello".into(),
-        env: BTreeMap::new(),
-        timeout: Duration::from_secs(600),
-        job_resources: None,
-        step_resources: None,
+    PodsConfig {
+        keep_finished,
+        ..default_pods_config()
     }
 }
 

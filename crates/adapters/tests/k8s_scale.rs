@@ -3,43 +3,20 @@
 //! and the pod's deletion; pods that cannot run fail fast with the reason a
 //! user needs; a second oj instance in the namespace is left alone.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 use oj_adapters::k8s::pods::{PodInput, pod_name};
 use oj_adapters::k8s::runner::{PodRunner, RunOptions, StepResult};
-use oj_config::{Environment, LoadOptions, PodsConfig};
+use oj_config::PodsConfig;
 use oj_k8s_fake::FakeKube;
 use tokio_util::sync::CancellationToken;
 
+mod k8s_support;
+use k8s_support::{default_pods_config, input};
+
 const NS: &str = "default";
 const WAIT: Duration = Duration::from_secs(60);
-
-fn pods_config() -> PodsConfig {
-    let home = tempfile::tempdir().unwrap();
-    let env = Environment::new([("HOME", home.path().display().to_string())], "testhost");
-    oj_config::load(&LoadOptions::default(), &env)
-        .unwrap()
-        .config
-        .pods
-}
-
-fn input(job_id: &str) -> PodInput {
-    PodInput {
-        job_id: job_id.into(),
-        job_name: "build".into(),
-        step_index: 0,
-        step_name: "compile".into(),
-        image: "busybox".into(),
-        shell: vec!["/bin/sh".into(), "-c".into()],
-        command: "echo hello".into(),
-        env: BTreeMap::new(),
-        timeout: Duration::from_secs(600),
-        job_resources: None,
-        step_resources: None,
-    }
-}
 
 fn spawn(
     runner: &PodRunner,
@@ -72,7 +49,7 @@ const STEPS: usize = 200;
 async fn two_hundred_concurrent_steps_share_one_pod_watch() {
     let fake = FakeKube::start();
     let dir = tempfile::tempdir().unwrap();
-    let runner = PodRunner::new(fake.client(), NS, pods_config()).with_instance("oj-a");
+    let runner = PodRunner::new(fake.client(), NS, default_pods_config()).with_instance("oj-a");
     let mut handles = Vec::new();
     for i in 0..STEPS {
         let job = format!("scale{i}");
@@ -129,7 +106,7 @@ async fn a_cut_log_stream_resumes_without_losing_or_doubling_lines() {
     let fake = FakeKube::start();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("step.log");
-    let runner = PodRunner::new(fake.client(), NS, pods_config()).with_instance("oj-a");
+    let runner = PodRunner::new(fake.client(), NS, default_pods_config()).with_instance("oj-a");
     let name = pod_name("rotate", 0);
     let handle = spawn(&runner, input("rotate"), &log, CancellationToken::new());
     wait_created(&fake, &name).await;
@@ -193,7 +170,7 @@ async fn stuck_step(
 #[tokio::test]
 async fn an_image_that_cannot_be_pulled_fails_the_step_after_the_grace() {
     let fake = FakeKube::start();
-    let mut cfg = pods_config();
+    let mut cfg = default_pods_config();
     cfg.image_pull_grace = Duration::from_millis(300);
     for reason in ["ErrImagePull", "ImagePullBackOff", "InvalidImageName"] {
         let job = format!("pull-{}", reason.to_lowercase());
@@ -221,7 +198,7 @@ async fn an_image_that_cannot_be_pulled_fails_the_step_after_the_grace() {
 #[tokio::test]
 async fn an_unschedulable_pod_fails_after_the_pending_timeout_with_the_scheduler_message() {
     let fake = FakeKube::start();
-    let mut cfg = pods_config();
+    let mut cfg = default_pods_config();
     // creationTimestamp has whole seconds: the pod may look up to 1 s older.
     cfg.pending_timeout = Duration::from_secs(3);
     let result = stuck_step(&fake, "unsched", cfg, |f, name| {
@@ -242,7 +219,7 @@ async fn an_unschedulable_pod_fails_after_the_pending_timeout_with_the_scheduler
 async fn an_oom_killed_container_fails_with_its_reason_and_exit_code() {
     let fake = FakeKube::start();
     let dir = tempfile::tempdir().unwrap();
-    let runner = PodRunner::new(fake.client(), NS, pods_config()).with_instance("oj-a");
+    let runner = PodRunner::new(fake.client(), NS, default_pods_config()).with_instance("oj-a");
     let name = pod_name("oom", 0);
     let handle = spawn(
         &runner,
@@ -269,7 +246,7 @@ async fn an_oom_killed_container_fails_with_its_reason_and_exit_code() {
 async fn cancelling_a_pending_step_deletes_its_pod_at_once() {
     let fake = FakeKube::start();
     let dir = tempfile::tempdir().unwrap();
-    let runner = PodRunner::new(fake.client(), NS, pods_config()).with_instance("oj-a");
+    let runner = PodRunner::new(fake.client(), NS, default_pods_config()).with_instance("oj-a");
     let name = pod_name("pend", 0);
     let cancel = CancellationToken::new();
     let handle = spawn(
@@ -294,8 +271,8 @@ async fn cancelling_a_pending_step_deletes_its_pod_at_once() {
 async fn a_second_instance_leaves_the_first_ones_pods_alone() {
     let fake = FakeKube::start();
     let dir = tempfile::tempdir().unwrap();
-    let a = PodRunner::new(fake.client(), NS, pods_config()).with_instance("oj-a");
-    let b = PodRunner::new(fake.client(), NS, pods_config()).with_instance("oj-b");
+    let a = PodRunner::new(fake.client(), NS, default_pods_config()).with_instance("oj-a");
+    let b = PodRunner::new(fake.client(), NS, default_pods_config()).with_instance("oj-b");
     let name = pod_name("shared", 0);
     let a_run = spawn(
         &a,
@@ -336,7 +313,7 @@ async fn a_second_instance_leaves_the_first_ones_pods_alone() {
 async fn a_restarted_daemon_with_a_new_instance_name_adopts_its_running_pod() {
     let fake = FakeKube::start();
     let dir = tempfile::tempdir().unwrap();
-    let old = PodRunner::new(fake.client(), NS, pods_config()).with_instance("oj-7d9f-old");
+    let old = PodRunner::new(fake.client(), NS, default_pods_config()).with_instance("oj-7d9f-old");
     let name = pod_name("adopt", 0);
     let first = spawn(
         &old,
@@ -350,7 +327,7 @@ async fn a_restarted_daemon_with_a_new_instance_name_adopts_its_running_pod() {
     let _ = first.await;
 
     // The next daemon pod has another $POD_NAME.
-    let new = PodRunner::new(fake.client(), NS, pods_config()).with_instance("oj-7d9f-new");
+    let new = PodRunner::new(fake.client(), NS, default_pods_config()).with_instance("oj-7d9f-new");
     let opts = RunOptions {
         attach_only: true,
         ..Default::default()
@@ -385,7 +362,7 @@ async fn a_daemon_that_reattaches_continues_the_step_log_after_the_kubelet_rotat
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("logs/j/compile.log");
     let name = pod_name("rot", 0);
-    let old = PodRunner::new(fake.client(), NS, pods_config()).with_instance("oj-old");
+    let old = PodRunner::new(fake.client(), NS, default_pods_config()).with_instance("oj-old");
     let detach = CancellationToken::new();
     let opts = RunOptions {
         detach: detach.clone(),
@@ -416,7 +393,7 @@ async fn a_daemon_that_reattaches_continues_the_step_log_after_the_kubelet_rotat
     assert!(finish(first).await.detached);
     fake.set_pod_log(NS, &name, "three\n");
 
-    let new = PodRunner::new(fake.client(), NS, pods_config()).with_instance("oj-new");
+    let new = PodRunner::new(fake.client(), NS, default_pods_config()).with_instance("oj-new");
     let handle = {
         let log = log.clone();
         tokio::spawn(async move {
@@ -446,7 +423,7 @@ async fn a_step_finishes_while_the_shared_watch_is_refused() {
             .forever(),
     );
     let dir = tempfile::tempdir().unwrap();
-    let runner = PodRunner::new(fake.client(), NS, pods_config()).with_instance("oj-a");
+    let runner = PodRunner::new(fake.client(), NS, default_pods_config()).with_instance("oj-a");
     let name = pod_name("blind", 0);
     let handle = spawn(
         &runner,
