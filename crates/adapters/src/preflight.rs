@@ -77,8 +77,8 @@ pub fn check(loaded: &Loaded, env: &Environment, mode: Mode) -> Report {
 
     if c.tls.enabled && c.listen.tcp.is_some() {
         let tls = crate::tls::check_files(&c.tls, std::time::SystemTime::now());
-        r.errors.extend(tls.errors.iter().map(|m| {
-            let m = with_layer(m, loaded);
+        r.errors.extend(tls.errors.iter().map(|p| {
+            let m = keyed(p, loaded);
             // Kubernetes words only for those who run oj in a cluster.
             if in_kubernetes && m.contains("does not exist") {
                 format!("{m}; in a pod: is the TLS Secret mounted at /etc/oj/tls?")
@@ -87,7 +87,7 @@ pub fn check(loaded: &Loaded, env: &Environment, mode: Mode) -> Report {
             }
         }));
         r.warnings
-            .extend(tls.warnings.iter().map(|m| with_layer(m, loaded)));
+            .extend(tls.warnings.iter().map(|p| keyed(p, loaded)));
     }
 
     // Builds the webhook sender as the daemon would (URL, signing key or
@@ -224,6 +224,12 @@ fn tempfile_in(dir: &Path) -> std::io::Result<()> {
     let probe = dir.join(format!(".oj-write-probe-{}", std::process::id()));
     std::fs::write(&probe, b"")?;
     std::fs::remove_file(&probe)
+}
+
+/// A TLS finding with its key's layer: `tls.cert (from profile
+/// kubernetes) = /etc/oj/tls/tls.crt: does not exist`.
+fn keyed(p: &crate::tls::Problem, loaded: &Loaded) -> String {
+    format!("{} ({}){}", p.key, loaded.origin(p.key), p.detail)
 }
 
 /// Adds the layer after a message's leading key (`tls.cert = …` becomes
