@@ -10,6 +10,7 @@ mod defaults;
 pub mod duration_text;
 mod environment;
 mod error;
+pub mod excerpt;
 pub mod inspect;
 pub mod keys;
 mod load;

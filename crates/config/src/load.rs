@@ -557,18 +557,7 @@ fn read_toml_file(path: &Path) -> Result<toml::Table, String> {
 
 /// Parses TOML text; the error starts with `:LINE:COLUMN: ` when known.
 pub fn parse_toml(text: &str) -> Result<toml::Table, String> {
-    toml::from_str::<toml::Table>(text).map_err(|e| {
-        let position = e.span().map(|span| {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let column = before
-                .rfind('\n')
-                .map_or(before.len(), |nl| before.len() - nl - 1)
-                + 1;
-            format!(":{line}:{column}")
-        });
-        format!("{}: {}", position.unwrap_or_default(), e.message())
-    })
+    toml::from_str::<toml::Table>(text).map_err(|e| crate::excerpt::toml_error(text, &e))
 }
 
 /// Removes the top-level `profile = "…"` of a config file and returns it.
