@@ -859,7 +859,12 @@ fn render_job(job: &Value, now: SystemTime, style: Style) -> String {
     };
     field("id", f("id").unwrap_or("?").into());
     field("name", f("name").unwrap_or("?").into());
-    field("state", style.state(f("state").unwrap_or("?")));
+    // The state is escaped before it is painted: the colour codes are ours.
+    let state = table::escape_for_terminal(f("state").unwrap_or("?")).into_owned();
+    out.push_str(&format!("{:<9} {}\n", "state", style.state(&state)));
+    let mut field = |k: &str, v: String| {
+        out.push_str(&format!("{k:<9} {}\n", table::escape_for_terminal(&v)));
+    };
     if let Some(e) = f("error") {
         field("error", e.into());
     }

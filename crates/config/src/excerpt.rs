@@ -60,12 +60,13 @@ pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
 pub fn toml_error_words(text: &str, e: &toml::de::Error) -> String {
     match toml_position(text, e) {
         Some((line, column)) => format!("line {line}, column {column}: {}", toml_message(e)),
-        None => toml_message(e).into_owned(),
+        None => toml_message(e),
     }
 }
 
-fn toml_message(e: &toml::de::Error) -> Cow<'_, str> {
-    excerpt(e.message().trim_end(), MAX_EXCERPT_CHARS)
+fn toml_message(e: &toml::de::Error) -> String {
+    let message = crate::int_words::plain_int_words(e.message().trim_end()).into_owned();
+    excerpt(&message, MAX_EXCERPT_CHARS).into_owned()
 }
 
 /// The 1-based line and column (in characters) where the error starts.

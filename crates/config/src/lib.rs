@@ -11,6 +11,7 @@ pub mod duration_text;
 mod environment;
 mod error;
 pub mod excerpt;
+pub mod int_words;
 pub mod inspect;
 pub mod keys;
 mod load;

@@ -517,7 +517,14 @@ fn load_with(opts: &LoadOptions, env: &Environment, skip: &Skip) -> Result<Loade
                 // figment's messages can quote the value: never for secrets.
                 let message = match &key {
                     Some(k) if keys::is_secret(k) => "has an invalid value".to_string(),
-                    _ => err.kind.to_string(),
+                    _ => crate::int_words::figment_int_message(
+                        key.as_deref().and_then(keys::find).and_then(|k| match k.kind {
+                            keys::Kind::Int { min } => Some(min),
+                            _ => None,
+                        }),
+                        &err.kind,
+                    )
+                    .unwrap_or_else(|| err.kind.to_string()),
                 };
                 errors.push(ConfigError::new(key.as_deref(), layer.as_deref(), message));
             }
