@@ -573,6 +573,11 @@ pub fn exec_spec(name: Option<&str>, command: &[String]) -> Result<JobSpec, Fail
             "oj exec needs a command after --, e.g. oj exec -- make test",
         ));
     };
+    if first.trim().is_empty() {
+        return Err(Failure::usage(format!(
+            "the command after -- is empty ({first:?}); give the program to run, e.g. oj exec -- make test"
+        )));
+    }
     let name = match name {
         Some(n) if !n.trim().is_empty() => n.to_string(),
         Some(_) => return Err(Failure::usage("--name must not be empty")),

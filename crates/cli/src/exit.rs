@@ -16,6 +16,8 @@ pub const CONFIG: i32 = 78;
 pub struct Failure {
     pub code: i32,
     pub message: String,
+    /// The message is already escaped and may hold our own colour codes.
+    escaped: bool,
 }
 
 impl Failure {
@@ -23,6 +25,7 @@ impl Failure {
         Failure {
             code,
             message: message.into(),
+            escaped: false,
         }
     }
 
@@ -38,12 +41,23 @@ impl Failure {
         Self::new(CONFIG, message)
     }
 
+    /// The message was escaped for the terminal where it was written (it
+    /// may colour a state): [`Failure::report`] prints it as it is.
+    pub fn already_escaped(mut self) -> Self {
+        self.escaped = true;
+        self
+    }
+
     /// Prints the message on stderr and returns the exit code. What the
     /// message quotes (a job name from a runbook, a daemon's answer) may
     /// hold ESC or a bidi override: each line is escaped for the terminal
     /// ([`terminal_text`]).
     pub fn report(self) -> i32 {
-        eprintln!("oj: {}", terminal_text(&self.message));
+        if self.escaped {
+            eprintln!("oj: {}", self.message);
+        } else {
+            eprintln!("oj: {}", terminal_text(&self.message));
+        }
         self.code
     }
 }
