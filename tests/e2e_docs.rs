@@ -11,7 +11,8 @@
 //!   stderr as one stream, in order) the trycmd/snapbox way: `[..]` in a
 //!   line matches any text within that line (ids, times, durations), a line
 //!   that is only `...` matches any number of whole lines, trailing blanks
-//!   are ignored, and the sandbox's home directory is shown as
+//!   are ignored, so is the width of a gap between words (table columns
+//!   may be wider or narrower), and the sandbox's home directory is shown as
 //!   `/home/alice` (its work dir is `/home/alice/project`). A command with
 //!   no sample lines under it is not compared, so a block shows only the
 //!   output worth showing.
@@ -283,17 +284,7 @@ impl Sandbox {
     /// Compares what a command printed with a doc's sample output; `None`
     /// when they match, else the difference.
     fn output_differs(&self, actual: &str, expected: &str) -> Option<String> {
-        let home = self.dir.path().join("home");
-        let actual = tidy(&actual.replace(&*home.to_string_lossy(), "/home/alice"));
-        snapbox::Assert::new()
-            .normalize_paths(false)
-            .try_eq(
-                Some(&"printed"),
-                snapbox::Data::text(actual),
-                snapbox::Data::text(tidy(expected)),
-            )
-            .err()
-            .map(|e| e.to_string())
+        output_differs(&self.dir.path().join("home"), actual, expected)
     }
 
     fn daemon_exited(&mut self) -> bool {
@@ -360,10 +351,48 @@ impl Sandbox {
     }
 }
 
+/// Compares what a command printed (in a sandbox whose home is `home`) with
+/// a doc's sample output, with snapbox's wildcards; `None` when they match,
+/// else the difference.
+fn output_differs(home: &Path, actual: &str, expected: &str) -> Option<String> {
+    let actual = tidy(&actual.replace(&*home.to_string_lossy(), "/home/alice"));
+    snapbox::Assert::new()
+        .normalize_paths(false)
+        .try_eq(
+            Some(&"printed"),
+            snapbox::Data::text(actual),
+            snapbox::Data::text(tidy(expected)),
+        )
+        .err()
+        .map(|e| e.to_string())
+}
+
 /// Output as the docs write it: no trailing blanks on a line, no blank
-/// lines at the end.
+/// lines at the end, and a run of spaces inside a line (the gap between
+/// table columns) counted as one, so a column that is wider or narrower
+/// here (a longer path, another id) does not matter. Indentation counts.
 fn tidy(text: &str) -> String {
-    let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let l = l.trim_end();
+            let body = l.trim_start_matches(' ');
+            let mut out = l[..l.len() - body.len()].to_string();
+            let mut gap = false;
+            for c in body.chars() {
+                if c == ' ' {
+                    gap = true;
+                    continue;
+                }
+                if gap {
+                    out.push(' ');
+                    gap = false;
+                }
+                out.push(c);
+            }
+            out
+        })
+        .collect();
     let mut out = lines.join("\n");
     out.truncate(out.trim_end().len());
     out.push('\n');
@@ -470,6 +499,15 @@ fn run_file(path: &Path) -> (Vec<String>, Vec<String>) {
             }
         }
     }
+    // The Quick start works in a scratch directory: following it leaves
+    // nothing (an .oj/ with a runbook) in the checkout it was read from.
+    let leftover = sandbox.dir.path().join("home/project/.oj");
+    assert!(
+        name != "README.md" || !leftover.exists(),
+        "README.md: following the Quick start left {} in the directory it was started from; \
+         run it in a scratch directory",
+        leftover.display()
+    );
     (skipped, failures)
 }
 
@@ -480,6 +518,9 @@ fn console_blocks_parse_into_commands() {
          $ curl -s \\\n  http://x\n$ oj config check   # → exit 78\n",
     );
     assert_eq!(cmds.len(), 4, "{cmds:?}");
+    assert_eq!(cmds[0].output, "");
+    assert_eq!(cmds[1].output, "output line\n");
+    assert_eq!(cmds[2].output, "");
     assert!(cmds[0].text.ends_with("TOML"), "{cmds:?}");
     assert_eq!(cmds[1].text, "oj status");
     assert!(cmds[2].text.contains("http://x"));
@@ -488,6 +529,22 @@ fn console_blocks_parse_into_commands() {
     assert!(is_foreground_daemon("oj daemon --set log.stdout=true"));
     assert!(!is_foreground_daemon("oj daemon stop"));
     assert!(!is_foreground_daemon("oj daemon &"));
+}
+
+#[test]
+fn sample_output_is_compared_with_wildcards_for_what_varies() {
+    let home = Path::new("/tmp/oj-docs-x1/home");
+    let printed = "0mxdjgl2y000\n==> echo <==\nhello\n\
+                   oj: job 0mxdjgl2y000 (echo) done after 19ms\n\
+                   ID            NAME\n/tmp/oj-docs-x1/home/.local/state/oj/daemon.sock\n";
+    let doc = "[..]\n==> echo <==\n...\noj: job [..] (echo) done after [..]\n\
+               ID  NAME\n/home/alice/.local/state/oj/daemon.sock\n";
+    assert_eq!(output_differs(home, printed, doc), None);
+    // Drift is caught: a changed word, a missing line, an extra line.
+    let drifted = doc.replace("done after", "finished after");
+    assert!(output_differs(home, printed, &drifted).is_some());
+    assert!(output_differs(home, printed, "[..]\n==> echo <==\n").is_some());
+    assert!(output_differs(home, &format!("{printed}oj: one more\n"), doc).is_some());
 }
 
 #[test]

@@ -548,6 +548,7 @@ impl Daemon {
             drain_ms = drain_started.elapsed().as_millis() as u64,
             "daemon stopped"
         );
+        ready::stopped(drain_started.elapsed(), report.terminated.len());
         if let Err(e) = snap {
             return Err(Failure::new(
                 EXIT_RUNTIME,
