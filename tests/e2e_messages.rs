@@ -410,3 +410,98 @@ fn send_signal(pid: i32, sig: &str) {
         .arg(pid.to_string())
         .status();
 }
+
+// ---- item 15: HTTP errors are JSON, and a refused token is a 401 ----------
+
+const TOKEN: &str = "e2e-messages-token-6b2f0a9d";
+
+/// A daemon with a TCP listener (token `TOKEN`) and a short idle timeout.
+fn tcp_daemon(env: &TestEnv) -> (common::Daemon, u16) {
+    let port = common::free_port();
+    env.write_config(&format!(
+        "[listen]\ntcp = \"127.0.0.1:{port}\"\nauth_token = \"{TOKEN}\"\nidle_timeout = \"2s\"\n\
+         [notify]\nbackend = \"none\"\n"
+    ));
+    (env.start_daemon_on_tcp(port), port)
+}
+
+#[test]
+fn a_trickled_body_on_http1_gets_a_json_400() {
+    use std::io::{Read, Write};
+    let env = TestEnv::new();
+    let (_d, port) = tcp_daemon(&env);
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    c.write_all(
+        format!(
+            "POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+             Content-Type: application/json\r\nContent-Length: 4000\r\n\r\n{{\"name\""
+        )
+        .as_bytes(),
+    )
+    .expect("write");
+    // ... and nothing more: the body never arrives whole.
+    c.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let mut answer = Vec::new();
+    let _ = c.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("content-type: application/json"),
+        "{answer}"
+    );
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or("");
+    let json: serde_json::Value = serde_json::from_str(body.trim())
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {answer}"));
+    assert_eq!(json["code"], "bad_request", "{json}");
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("listen.idle_timeout"),
+        "{json}"
+    );
+}
+
+#[test]
+fn an_empty_bearer_on_http2_always_gets_401_not_a_stream_reset() {
+    let env = TestEnv::new();
+    let (_d, port) = tcp_daemon(&env);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let c = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    // A job spec of some size: the client is still sending when the
+    // daemon has decided.
+    let spec = serde_json::json!({
+        "name": "intruder",
+        "steps": [{"name": "s", "run": format!("true {}", "x".repeat(48 * 1024))}],
+    });
+    let outcomes: Vec<String> = rt.block_on(async {
+        let mut out = Vec::new();
+        for _ in 0..60 {
+            let r = c
+                .post(format!("http://127.0.0.1:{port}/v1/jobs"))
+                .header("authorization", "Bearer ")
+                .json(&spec)
+                .send()
+                .await;
+            out.push(match r {
+                Ok(r) => r.status().as_u16().to_string(),
+                Err(e) => format!("error: {e:?}"),
+            });
+        }
+        out
+    });
+    let wrong: Vec<&String> = outcomes.iter().filter(|o| *o != "401").collect();
+    assert!(
+        wrong.is_empty(),
+        "{} of {} answers were not 401: {:?}",
+        wrong.len(),
+        outcomes.len(),
+        wrong.first()
+    );
+}

@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod api;
+mod api_errors;
 mod api_retention;
 mod config_api;
 pub mod drain;
