@@ -326,7 +326,8 @@ impl Sandbox {
             .env("DOCS_OUT_DIR", &out_dir)
             .output()
             .expect("run bash");
-        let printed = |i: usize| fs::read_to_string(out_dir.join(i.to_string())).unwrap_or_default();
+        let printed =
+            |i: usize| fs::read_to_string(out_dir.join(i.to_string())).unwrap_or_default();
         let mut transcript = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),

@@ -143,7 +143,12 @@ fn a_runbook_with_200000_variables_gets_a_short_message() {
         ),
     );
     let out = env.run(&["run", "big"]);
-    assert_eq!(out.code, Some(2), "{}", &out.stderr[..out.stderr.len().min(2000)]);
+    assert_eq!(
+        out.code,
+        Some(2),
+        "{}",
+        &out.stderr[..out.stderr.len().min(2000)]
+    );
     assert!(
         out.stderr.len() < 2000,
         "{} bytes on stderr: {}",
@@ -167,7 +172,12 @@ fn a_toml_error_on_a_200_kb_line_does_not_echo_it() {
         &format!("[job.a]\nname = \"{long}\n"),
     );
     let out = env.run(&["run", "a"]);
-    assert_eq!(out.code, Some(2), "{}", &out.stderr[..out.stderr.len().min(2000)]);
+    assert_eq!(
+        out.code,
+        Some(2),
+        "{}",
+        &out.stderr[..out.stderr.len().min(2000)]
+    );
     assert!(
         out.stderr.len() < 1000 && out.stderr.contains("x.toml: line 2, column"),
         "{} bytes: {}",
@@ -177,7 +187,12 @@ fn a_toml_error_on_a_200_kb_line_does_not_echo_it() {
     // The same in a config file.
     env.write_config(&format!("[daemon]\ninstance = \"{long}\n"));
     let out = env.run(&["config", "check"]);
-    assert_eq!(out.code, Some(78), "{}", &out.stderr[..out.stderr.len().min(2000)]);
+    assert_eq!(
+        out.code,
+        Some(78),
+        "{}",
+        &out.stderr[..out.stderr.len().min(2000)]
+    );
     assert!(
         out.stderr.len() < 1000 && out.stderr.contains("config.toml:2:"),
         "{} bytes: {}",
@@ -189,11 +204,18 @@ fn a_toml_error_on_a_200_kb_line_does_not_echo_it() {
 #[test]
 fn a_number_too_big_for_its_key_names_the_key_and_the_range() {
     let env = TestEnv::new();
-    let out = env.run(&["config", "check", "--set", "jobs.max_concurrent=99999999999"]);
+    let out = env.run(&[
+        "config",
+        "check",
+        "--set",
+        "jobs.max_concurrent=99999999999",
+    ]);
     assert_eq!(out.code, Some(78), "{out:?}");
     assert!(
         out.stderr.contains("jobs.max_concurrent")
-            && out.stderr.contains("expected an integer from 1 to 4294967295"),
+            && out
+                .stderr
+                .contains("expected an integer from 1 to 4294967295"),
         "{out:?}"
     );
     assert!(!out.stderr.contains("u32"), "{out:?}");
@@ -297,10 +319,15 @@ fn a_cancelled_job_was_cancelled_and_a_lone_queued_job_is_next_to_start() {
     let waited = env.run(&["job", "wait", &blocker]);
     assert_eq!(waited.code, Some(1), "{waited:?}");
     assert!(
-        waited.stderr.contains(&format!("job {blocker} (sleep) was cancelled;")),
+        waited
+            .stderr
+            .contains(&format!("job {blocker} (sleep) was cancelled;")),
         "{waited:?}"
     );
-    assert!(!waited.stderr.contains("cancelled: cancelled"), "{waited:?}");
+    assert!(
+        !waited.stderr.contains("cancelled: cancelled"),
+        "{waited:?}"
+    );
     assert_eq!(
         waited.stderr.lines().count(),
         1,
@@ -381,7 +408,9 @@ fn ctrl_c_on_the_daemon_says_it_is_stopping() {
     let mut script = pty_command(&env, "daemon", &log).spawn().expect("script");
     let lock = env.state_dir().join("daemon.lock");
     let printed = || fs::read_to_string(&log).unwrap_or_default();
-    let ready = wait_until(Duration::from_secs(20), || printed().contains(" ready (profile"));
+    let ready = wait_until(Duration::from_secs(20), || {
+        printed().contains(" ready (profile")
+    });
     assert!(ready, "no ready line:\n{}", printed());
     let pid = fs::read_to_string(&lock).expect("daemon.lock");
     let pid: i32 = pid.trim().parse().expect("a pid in daemon.lock");
@@ -440,18 +469,21 @@ fn a_trickled_body_on_http1_gets_a_json_400() {
     )
     .expect("write");
     // ... and nothing more: the body never arrives whole.
-    c.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    c.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
     let mut answer = Vec::new();
     let _ = c.read_to_end(&mut answer);
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(
-        answer.to_ascii_lowercase().contains("content-type: application/json"),
+        answer
+            .to_ascii_lowercase()
+            .contains("content-type: application/json"),
         "{answer}"
     );
     let body = answer.split("\r\n\r\n").nth(1).unwrap_or("");
-    let json: serde_json::Value = serde_json::from_str(body.trim())
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {answer}"));
+    let json: serde_json::Value =
+        serde_json::from_str(body.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {answer}"));
     assert_eq!(json["code"], "bad_request", "{json}");
     assert!(
         json["error"]
@@ -478,8 +510,13 @@ fn an_empty_bearer_on_http2_always_gets_401_not_a_stream_reset() {
                 .arg("--http2-prior-knowledge")
                 .args(["-H", &format!("Authorization: {auth}")]);
             if post {
-                cmd.args(["-X", "POST", "--data-binary", r#"{"name":"x","steps":[{"name":"s","run":"true"}]}"#])
-                    .arg(format!("http://127.0.0.1:{port}/v1/jobs"));
+                cmd.args([
+                    "-X",
+                    "POST",
+                    "--data-binary",
+                    r#"{"name":"x","steps":[{"name":"s","run":"true"}]}"#,
+                ])
+                .arg(format!("http://127.0.0.1:{port}/v1/jobs"));
             } else {
                 cmd.arg(format!("http://127.0.0.1:{port}/v1/status"));
             }

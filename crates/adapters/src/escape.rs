@@ -87,7 +87,9 @@ mod tests {
     #[test]
     fn bidi_overrides_and_line_separators_are_escaped_too() {
         assert_eq!(
-            control_chars("evil\u{202e}txt.exe\u{2028}next\u{2029}\u{2066}i\u{2069}\u{200b}\u{feff}"),
+            control_chars(
+                "evil\u{202e}txt.exe\u{2028}next\u{2029}\u{2066}i\u{2069}\u{200b}\u{feff}"
+            ),
             "evil\\u{202e}txt.exe\\u{2028}next\\u{2029}\\u{2066}i\\u{2069}\\u{200b}\\u{feff}"
         );
         // A family emoji keeps its zero-width joiners; accents stay.

@@ -106,7 +106,9 @@ mod tests {
     #[test]
     fn a_message_keeps_its_lines_but_not_a_quoted_escape_sequence() {
         assert_eq!(
-            terminal_text("no job named \"x\"; the runbooks define: \u{1b}[31mred\u{1b}[0m, a\u{202e}b\n\tnext"),
+            terminal_text(
+                "no job named \"x\"; the runbooks define: \u{1b}[31mred\u{1b}[0m, a\u{202e}b\n\tnext"
+            ),
             "no job named \"x\"; the runbooks define: \\u{1b}[31mred\\u{1b}[0m, a\\u{202e}b\n\tnext"
         );
     }

@@ -345,7 +345,11 @@ mod tests {
             plain,
         )
         .unwrap_err();
-        assert!(f.message.contains("was cancelled by request"), "{}", f.message);
+        assert!(
+            f.message.contains("was cancelled by request"),
+            "{}",
+            f.message
+        );
         // The state is not said twice.
         let f = finish(
             "x",

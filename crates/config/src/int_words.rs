@@ -70,7 +70,10 @@ pub(crate) fn figment_int_message(min: Option<i64>, kind: &figment::error::Kind)
         _ => String::new(),
     };
     let lo = min.map_or(lo, |m| lo.max(m.into()));
-    Some(format!("invalid value{shown}; expected {}", range_words(lo, hi)))
+    Some(format!(
+        "invalid value{shown}; expected {}",
+        range_words(lo, hi)
+    ))
 }
 
 #[cfg(test)]

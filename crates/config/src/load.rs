@@ -518,10 +518,12 @@ fn load_with(opts: &LoadOptions, env: &Environment, skip: &Skip) -> Result<Loade
                 let message = match &key {
                     Some(k) if keys::is_secret(k) => "has an invalid value".to_string(),
                     _ => crate::int_words::figment_int_message(
-                        key.as_deref().and_then(keys::find).and_then(|k| match k.kind {
-                            keys::Kind::Int { min } => Some(min),
-                            _ => None,
-                        }),
+                        key.as_deref()
+                            .and_then(keys::find)
+                            .and_then(|k| match k.kind {
+                                keys::Kind::Int { min } => Some(min),
+                                _ => None,
+                            }),
                         &err.kind,
                     )
                     .unwrap_or_else(|| err.kind.to_string()),

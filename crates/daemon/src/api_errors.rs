@@ -126,14 +126,19 @@ mod tests {
             .headers()
             .get(header::CONTENT_TYPE)
             .map(|v| v.to_str().unwrap().to_string());
-        let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
         assert_eq!(ct.as_deref(), Some("application/json"), "{body:?}");
         (status, serde_json::from_slice(&body).unwrap())
     }
 
     fn app() -> Router {
         Router::new()
-            .route("/b", post(|b: axum::body::Bytes| async move { b.len().to_string() }))
+            .route(
+                "/b",
+                post(|b: axum::body::Bytes| async move { b.len().to_string() }),
+            )
             .layer(axum::extract::DefaultBodyLimit::max(8))
             .layer(axum::middleware::from_fn(json_errors))
     }
@@ -146,7 +151,12 @@ mod tests {
         let (status, body) = call(app(), req).await;
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(body["code"], "too_large");
-        assert!(body["error"].as_str().unwrap().contains("listen.max_request_bytes"));
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("listen.max_request_bytes")
+        );
 
         let req = Request::get("/b").body(Body::empty()).unwrap();
         let (status, body) = call(app(), req).await;
@@ -181,6 +191,9 @@ mod tests {
             StatusCode::BAD_REQUEST,
             "Failed to buffer the request body: the request body did not arrive within listen.idle_timeout",
         );
-        assert!(m.starts_with("the request body did not arrive within listen.idle_timeout"), "{m}");
+        assert!(
+            m.starts_with("the request body did not arrive within listen.idle_timeout"),
+            "{m}"
+        );
     }
 }

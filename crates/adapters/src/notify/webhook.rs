@@ -406,7 +406,10 @@ mod tests {
     #[test]
     fn a_redirect_is_not_blamed_on_the_headers() {
         let m = rejected_message(302);
-        assert!(m.contains("redirect") && m.contains("notify.webhook.url"), "{m}");
+        assert!(
+            m.contains("redirect") && m.contains("notify.webhook.url"),
+            "{m}"
+        );
         assert!(!m.contains("headers"), "{m}");
         assert!(rejected_message(401).contains("notify.webhook.headers"));
         assert!(rejected_message(404).contains("path of notify.webhook.url"));
