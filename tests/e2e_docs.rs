@@ -245,15 +245,25 @@ impl Sandbox {
     fn start_daemon(&mut self, cmd: &Cmd, at: &str) {
         self.reap();
         let log = self.dir.path().join("daemon.tty");
-        let child = self
-            .command("script")
-            .args(["--quiet", "--flush", "--return", "--command"])
-            .arg(format!("exec {}", cmd.text))
-            .arg("/dev/null")
-            .stdout(fs::File::create(&log).expect("log"))
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn oj daemon under script(1)");
+        let pty = has_script();
+        let child = if pty {
+            self.command("script")
+                .args(["--quiet", "--flush", "--return", "--command"])
+                .arg(format!("exec {}", cmd.text))
+                .arg("/dev/null")
+                .stdout(fs::File::create(&log).expect("log"))
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn oj daemon under script(1)")
+        } else {
+            self.command("sh")
+                .arg("-c")
+                .arg(format!("exec {}", cmd.text))
+                .stdout(Stdio::null())
+                .stderr(fs::File::create(&log).expect("log"))
+                .spawn()
+                .expect("spawn oj daemon")
+        };
         self.daemon = Some(child);
         let up = wait_until(Duration::from_secs(15), || {
             self.daemon_exited() || self.status_answers()
@@ -265,7 +275,8 @@ impl Sandbox {
             cmd.text,
             printed()
         );
-        if cmd.output.trim().is_empty() {
+        if cmd.output.trim().is_empty() || !pty {
+            // Without script(1) there is no terminal, hence no ready line.
             return;
         }
         // The ready line follows the first answer closely.
@@ -350,6 +361,20 @@ impl Sandbox {
         }
         results
     }
+}
+
+/// Whether script(1) (util-linux) is here to give `oj daemon` a terminal.
+fn has_script() -> bool {
+    let ok = Command::new("script")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("script(1) is missing: the output of `oj daemon` in the docs is not compared");
+    }
+    ok
 }
 
 /// Compares what a command printed (in a sandbox whose home is `home`) with
