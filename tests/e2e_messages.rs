@@ -222,11 +222,31 @@ fn a_number_too_big_for_its_key_names_the_key_and_the_range() {
     // A runbook's number too.
     env.write(
         ".oj/runbooks/x.toml",
-        "[job.a]\n[job.a.retry]\nmax_attempts = 99999999999\n[[job.a.step]]\nname = \"s\"\nrun = \"true\"\n",
+        "[job.a]\n[job.a.retry]\nattempts = 99999999999\n[[job.a.step]]\nname = \"s\"\nrun = \"true\"\n",
     );
     let out = env.run(&["run", "a"]);
     assert_eq!(out.code, Some(2), "{out:?}");
-    assert!(!out.stderr.contains("u32"), "{out:?}");
+    assert!(
+        !out.stderr.contains("u32") && out.stderr.contains("an integer from 0 to 4294967295"),
+        "{out:?}"
+    );
+    // And a job spec sent to the API.
+    let d = env.start_daemon(&[]);
+    let (code, body) = curl_unix(
+        &d.socket,
+        "POST",
+        "/v1/jobs",
+        Some(
+            &serde_json::json!({"name": "a", "retry": {"attempts": 99_999_999_999u64},
+            "steps": [{"name": "s", "run": "true"}]}),
+        ),
+    );
+    assert_eq!(code, 400, "{body}");
+    let text = body["error"].as_str().unwrap_or("").to_string();
+    assert!(
+        !text.contains("u32") && text.contains("an integer from 0 to 4294967295"),
+        "{body}"
+    );
 }
 
 #[test]
