@@ -197,6 +197,20 @@ pub fn kubernetes_api_configured(env: &Environment) -> bool {
 /// The directory exists (or can be created) and accepts a new file.
 fn check_dir_writable(dir: &Path) -> Result<(), String> {
     if !dir.exists() {
+        // A symbolic link to nothing (the directory or one of the ancestors
+        // to be created) makes the creation fail with "File exists".
+        let mut p = Some(dir);
+        while let Some(path) = p.filter(|p| !p.exists()) {
+            if let Ok(target) = std::fs::read_link(path) {
+                return Err(format!(
+                    "cannot be created: {} is a symbolic link to {}, which does not exist; \
+                     create that directory, or remove the link",
+                    path.display(),
+                    target.display()
+                ));
+            }
+            p = path.parent();
+        }
         // Not created here (check has no side effects): the nearest existing
         // ancestor must accept a new directory.
         let mut ancestor = dir.parent();
