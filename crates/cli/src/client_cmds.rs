@@ -587,6 +587,9 @@ pub fn exec_spec(name: Option<&str>, command: &[String]) -> Result<JobSpec, Fail
     };
     let spec = JobSpec {
         name: name.clone(),
+        queue: "default".into(),
+        dir: None,
+        labels: Default::default(),
         env: BTreeMap::new(),
         notify: None,
         container: None,

@@ -1486,6 +1486,9 @@ mod tests {
     pub(super) fn spec(runs: &[&str]) -> JobSpec {
         JobSpec {
             name: "t".into(),
+            queue: "default".into(),
+            dir: None,
+            labels: Default::default(),
             env: Default::default(),
             notify: None,
             container: None,
