@@ -138,8 +138,8 @@ fn missing_vars_message(job: &str, origin: &str, missing: &[String]) -> String {
 /// `base` + `/` + a relative `dir`, with `.` parts dropped and `..` parts
 /// taking one off (as the shell's `cd` does); never above `/`.
 fn join_dir(base: &str, dir: &str) -> String {
-    let mut parts: Vec<&str> = base.split('/').filter(|p| !p.is_empty()).collect();
-    for p in dir.split('/') {
+    let mut parts: Vec<&str> = Vec::new();
+    for p in base.split('/').chain(dir.split('/')) {
         match p {
             "" | "." => {}
             ".." => {
