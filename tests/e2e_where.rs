@@ -590,3 +590,40 @@ fn the_cli_key_makes_a_retry_safe() {
     );
     assert_eq!(out.code, Some(2), "{}", out.stderr);
 }
+
+/// Racing repeats of one key: exactly one job is created; every other
+/// answer is that job (200) or "still being committed" (409), never a
+/// second job.
+#[test]
+fn concurrent_repeats_of_a_key_create_one_job() {
+    let env = TestEnv::new();
+    let d = env.start_daemon(&[]);
+    let spec = json!({"name": "race", "steps": [{"name": "a", "run": "true"}]});
+    let racers: Vec<std::thread::JoinHandle<(u16, Value)>> = (0..8)
+        .map(|_| {
+            let socket = d.socket.clone();
+            let spec = spec.clone();
+            std::thread::spawn(move || {
+                post_with(&socket, "/v1/jobs", &spec, &["Idempotency-Key: race-1"])
+            })
+        })
+        .collect();
+    let answers: Vec<(u16, Value)> = racers.into_iter().map(|t| t.join().unwrap()).collect();
+    let created: Vec<&Value> = answers
+        .iter()
+        .filter(|(s, _)| *s == 201)
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(created.len(), 1, "{answers:?}");
+    let id = created[0]["id"].as_str().unwrap();
+    for (s, body) in &answers {
+        match s {
+            201 => {}
+            200 => assert_eq!(body["id"], id, "{body}"),
+            409 => assert_eq!(body["code"], "idempotency_in_progress", "{body}"),
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    let (_, all) = d.get("/v1/jobs");
+    assert_eq!(ids(&all), vec![id.to_string()]);
+}

@@ -231,10 +231,13 @@ pub fn show_fields(job: &Value) -> Vec<(&'static str, String)> {
     out
 }
 
+/// A `job list` column: its header and how a job's cell is made.
+pub type Column = (&'static str, fn(&Value) -> String);
+
 /// Extra `job list` columns, present only when some listed job has them:
 /// LABELS and RERUN OF; DIR last (it is long, and shrinks first).
-pub fn list_columns(jobs: &[Value]) -> Vec<(&'static str, fn(&Value) -> String)> {
-    let mut cols: Vec<(&'static str, fn(&Value) -> String)> = Vec::new();
+pub fn list_columns(jobs: &[Value]) -> Vec<Column> {
+    let mut cols: Vec<Column> = Vec::new();
     if jobs.iter().any(|j| labels_text(j) != "-") {
         cols.push(("LABELS", labels_text));
     }

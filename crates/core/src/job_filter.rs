@@ -89,8 +89,17 @@ pub struct JobIndex {
     keys: HashMap<String, JobId>,
 }
 
-fn add_to<K: Ord>(map: &mut BTreeMap<K, BTreeSet<JobId>>, key: K, id: &JobId) {
-    map.entry(key).or_default().insert(id.clone());
+fn add_to<K: Ord + Clone>(map: &mut BTreeMap<K, BTreeSet<JobId>>, key: &K, id: &JobId) {
+    // Most jobs share their queue and name with others: clone the key
+    // only for a new one.
+    match map.get_mut(key) {
+        Some(set) => {
+            set.insert(id.clone());
+        }
+        None => {
+            map.insert(key.clone(), BTreeSet::from([id.clone()]));
+        }
+    }
 }
 
 fn remove_from<K: Ord>(map: &mut BTreeMap<K, BTreeSet<JobId>>, key: &K, id: &JobId) {
@@ -106,10 +115,10 @@ impl JobIndex {
     /// Indexes a job entering the state.
     pub fn add(&mut self, job: &Job) {
         for (k, v) in &job.spec.labels {
-            add_to(&mut self.labels, (k.clone(), v.clone()), &job.id);
+            add_to(&mut self.labels, &(k.clone(), v.clone()), &job.id);
         }
-        add_to(&mut self.queues, job.spec.queue.clone(), &job.id);
-        add_to(&mut self.names, job.name.clone(), &job.id);
+        add_to(&mut self.queues, &job.spec.queue, &job.id);
+        add_to(&mut self.names, &job.name, &job.id);
         if let Some(key) = &job.idempotency_key {
             self.keys.insert(key.clone(), job.id.clone());
         }

@@ -141,7 +141,7 @@ async fn submit(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
     }
     let key = match crate::api_where::idempotency_key(&headers) {
         Ok(key) => key,
-        Err(resp) => return resp,
+        Err(bad) => return bad.into_response(),
     };
     let spec = match JobSpec::from_json(&body) {
         Ok(spec) => spec,

@@ -19,14 +19,30 @@ use crate::engine::{PAGE_DEFAULT, PAGE_MAX, SubmitError, SubmitMeta, Submitted};
 /// The request header of the IETF draft.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
+/// A request refused with 400: its error code and message.
+#[derive(Debug)]
+pub(crate) struct BadRequest {
+    code: &'static str,
+    message: String,
+}
+
+impl IntoResponse for BadRequest {
+    fn into_response(self) -> Response {
+        error(StatusCode::BAD_REQUEST, self.code, self.message)
+    }
+}
+
 /// The `Idempotency-Key` of a request: `Ok(None)` without one, a 400
 /// naming the problem when it is malformed (or sent twice).
-pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Response> {
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, BadRequest> {
     let mut values = headers.get_all(IDEMPOTENCY_KEY).iter();
     let Some(value) = values.next() else {
         return Ok(None);
     };
-    let bad = |message: String| error(StatusCode::BAD_REQUEST, "bad_idempotency_key", message);
+    let bad = |message: String| BadRequest {
+        code: "bad_idempotency_key",
+        message,
+    };
     if values.next().is_some() {
         return Err(bad(
             "the Idempotency-Key header is sent more than once; send one key".into(),
@@ -105,7 +121,7 @@ pub(crate) async fn rerun(
     }
     let key = match idempotency_key(&headers) {
         Ok(k) => k,
-        Err(resp) => return resp,
+        Err(bad) => return bad.into_response(),
     };
     let req: RerunBody = if body.iter().all(u8::is_ascii_whitespace) {
         RerunBody::default()
@@ -144,14 +160,17 @@ pub(crate) async fn rerun(
     submitted(s.engine.submit_with(spec, meta).await)
 }
 
-fn bad_query(message: String) -> Response {
-    error(StatusCode::BAD_REQUEST, "bad_query", message)
+fn bad_query(message: String) -> BadRequest {
+    BadRequest {
+        code: "bad_query",
+        message,
+    }
 }
 
 /// The filter and paging of a `GET /v1/jobs` query.
 pub(crate) fn parse_list_query(
     q: &[(String, String)],
-) -> Result<(JobFilter, Option<JobId>, usize), Response> {
+) -> Result<(JobFilter, Option<JobId>, usize), BadRequest> {
     let mut filter = JobFilter::default();
     let mut after = None;
     let mut limit = PAGE_DEFAULT;
@@ -217,7 +236,7 @@ pub(crate) async fn list(
 ) -> Response {
     let (filter, after, limit) = match parse_list_query(&q) {
         Ok(parsed) => parsed,
-        Err(resp) => return resp,
+        Err(bad) => return bad.into_response(),
     };
     match s.engine.page_filtered(filter, after, limit).await {
         Some(page) => (
