@@ -60,7 +60,7 @@ pub(crate) fn emit(bytes: &[u8]) {
     }
 }
 
-fn emit_line(s: &str) {
+pub(crate) fn emit_line(s: &str) {
     let mut line = String::with_capacity(s.len() + 1);
     line.push_str(s);
     if !s.ends_with('\n') {
@@ -726,11 +726,13 @@ pub fn job(cmd: JobCommand, opts: &LoadOptions, env: &Environment) -> Result<i32
             id,
             from_step,
             wait,
-        } => rt.block_on(async {
-            let new = crate::where_cmds::rerun(&client, &id, from_step.as_deref()).await?;
-            emit_line(&new);
-            follow_submitted(&client, &new, wait, err).await
-        }),
+        } => rt.block_on(crate::where_cmds::rerun(
+            &client,
+            &id,
+            from_step.as_deref(),
+            wait,
+            err,
+        )),
         JobCommand::Show { id, json } => rt.block_on(job_show(&client, &id, json, out)),
         JobCommand::Logs { id, follow } => rt.block_on(job_logs(&client, &id, follow, err)),
         JobCommand::Wait { ids, timeout } => {

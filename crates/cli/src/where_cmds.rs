@@ -20,6 +20,7 @@ use serde_json::Value;
 use crate::api_client::{ApiClient, ApiError, Endpoint};
 use crate::client_cmds::{job_failure, path_segment, str_field};
 use crate::exit::Failure;
+use crate::term::Style;
 
 /// The `Idempotency-Key` header value for a key given on the command line:
 /// the quoted form, checked as the daemon will check it.
@@ -175,8 +176,22 @@ impl ListFilters {
     }
 }
 
-/// `oj job rerun ID [--from-step NAME]`: posts the rerun; the new job's id.
+/// `oj job rerun ID [--from-step NAME] [-w]`: prints the new job's id and
+/// with `wait` follows it as `--wait` does.
 pub async fn rerun(
+    client: &ApiClient,
+    id: &str,
+    from_step: Option<&str>,
+    wait: bool,
+    style: Style,
+) -> Result<i32, Failure> {
+    let new = post_rerun(client, id, from_step).await?;
+    crate::client_cmds::emit_line(&new);
+    crate::client_cmds::follow_submitted(client, &new, wait, style).await
+}
+
+/// Posts the rerun; the new job's id.
+async fn post_rerun(
     client: &ApiClient,
     id: &str,
     from_step: Option<&str>,

@@ -250,22 +250,6 @@ impl EngineHandle {
             .map(|s| s.job)
     }
 
-    /// Submits with a rerun origin and/or an idempotency key; a repeat of a
-    /// kept key answers with that job (`created = false`).
-    pub async fn submit_with(
-        &self,
-        spec: JobSpec,
-        meta: SubmitMeta,
-    ) -> Result<Submitted, SubmitError> {
-        self.ask(|reply| Command::Submit {
-            spec: Box::new(spec),
-            meta,
-            reply,
-        })
-        .await
-        .unwrap_or(Err(SubmitError::Gone))
-    }
-
     pub async fn get(&self, id: JobId) -> Option<Job> {
         self.ask(|reply| Command::Get { id, reply }).await.flatten()
     }
@@ -283,23 +267,6 @@ impl EngineHandle {
             ..JobFilter::default()
         };
         self.page_filtered(filter, after, limit).await
-    }
-
-    /// Like [`EngineHandle::page`], only the jobs `filter` matches (from
-    /// the state's filter index).
-    pub async fn page_filtered(
-        &self,
-        filter: JobFilter,
-        after: Option<JobId>,
-        limit: usize,
-    ) -> Option<JobPage> {
-        self.ask(|reply| Command::Page {
-            filter: Box::new(filter),
-            after,
-            limit: limit.clamp(1, PAGE_MAX),
-            reply,
-        })
-        .await
     }
 
     /// A job's state and steps (cheaper than [`EngineHandle::get`]).

@@ -1,6 +1,7 @@
 //! What a submission carries besides its spec (SPEC §8.1): the job it
 //! reruns and its `Idempotency-Key`, and the engine's side of the key:
 //! a repeat of a kept key answers with the first job and runs nothing.
+//! Also the handle's filtered job pages.
 //!
 //! A key is held by its job (`Job::idempotency_key`, in the WAL record
 //! that submits it), so it is exactly as durable as the job and goes when
@@ -8,9 +9,9 @@
 //! first use, before that turn's commit, is "in progress" (409).
 
 use oj_core::idempotency::{self, Decision};
-use oj_core::{Job, JobId, JobSpec};
+use oj_core::{Job, JobFilter, JobId, JobSpec};
 
-use super::{Engine, SubmitError};
+use super::{Command, Engine, EngineHandle, JobPage, PAGE_MAX, SubmitError};
 
 /// Extra facts of a submission.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,6 +28,41 @@ pub struct SubmitMeta {
 pub struct Submitted {
     pub job: Job,
     pub created: bool,
+}
+
+impl EngineHandle {
+    /// Submits with a rerun origin and/or an idempotency key; a repeat of a
+    /// kept key answers with that job (`created = false`).
+    pub async fn submit_with(
+        &self,
+        spec: JobSpec,
+        meta: SubmitMeta,
+    ) -> Result<Submitted, SubmitError> {
+        self.ask(|reply| Command::Submit {
+            spec: Box::new(spec),
+            meta,
+            reply,
+        })
+        .await
+        .unwrap_or(Err(SubmitError::Gone))
+    }
+
+    /// Like [`EngineHandle::page`], only the jobs `filter` matches (from
+    /// the state's filter index, SPEC §8.1).
+    pub async fn page_filtered(
+        &self,
+        filter: JobFilter,
+        after: Option<JobId>,
+        limit: usize,
+    ) -> Option<JobPage> {
+        self.ask(|reply| Command::Page {
+            filter: Box::new(filter),
+            after,
+            limit: limit.clamp(1, PAGE_MAX),
+            reply,
+        })
+        .await
+    }
 }
 
 impl Engine {
