@@ -627,3 +627,26 @@ fn concurrent_repeats_of_a_key_create_one_job() {
     let (_, all) = d.get("/v1/jobs");
     assert_eq!(ids(&all), vec![id.to_string()]);
 }
+
+/// Over TCP the client's directory means nothing to the daemon and is not
+/// sent: the job runs in its scratch directory unless `--dir` says where.
+#[test]
+fn over_tcp_only_dir_sets_the_directory() {
+    let mut env = TestEnv::new();
+    let port = free_port();
+    env.write_config(&format!(
+        "[listen]\ntcp = \"127.0.0.1:{port}\"\nauth_token = \"t0ken-for-tests\"\n[notify]\nbackend = \"none\"\n"
+    ));
+    let d = env.start_daemon_on_tcp(port);
+    env.set_var("OJ_DAEMON_URL", &format!("http://127.0.0.1:{port}"));
+    env.set_var("OJ_AUTH_TOKEN", "t0ken-for-tests");
+    let p = project(&env);
+    let id = id_of(&oj_in(&env, &p, &["exec", "--", "pwd"]));
+    let job = d.wait_job(&id, &["done"], WAIT);
+    assert!(job.get("dir").is_none(), "{job}");
+    let work = env.state_dir().join("work").join(&id);
+    assert!(log(&env, &id).contains(&format!("{}\n", work.display())));
+    let id = id_of(&oj_in(&env, &p, &["exec", "--dir", "sub", "--", "pwd"]));
+    let job = d.wait_job(&id, &["done"], WAIT);
+    assert_eq!(job["dir"], p.join("sub").to_str().unwrap());
+}
