@@ -650,3 +650,47 @@ fn over_tcp_only_dir_sets_the_directory() {
     let job = d.wait_job(&id, &["done"], WAIT);
     assert_eq!(job["dir"], p.join("sub").to_str().unwrap());
 }
+
+/// A client whose own directory was deleted under it is told so (exit 1)
+/// instead of submitting a job that cannot run; an absolute `--dir` works.
+#[test]
+fn a_client_in_a_deleted_directory_is_told_so() {
+    let env = TestEnv::new();
+    let d = env.start_daemon(&[]);
+    let p = project(&env);
+    let gone = p.join("sub");
+    let sh = |args: &str| {
+        std::fs::create_dir_all(&gone).unwrap();
+        let mut cmd = Command::new("sh");
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .current_dir(&gone)
+            .arg("-c")
+            .arg(format!(
+                "rmdir {} && exec {} {args}",
+                gone.display(),
+                oj_bin()
+            ));
+        for (k, v) in [
+            ("HOME", env.path().join("home")),
+            ("XDG_CONFIG_HOME", env.path().join("config")),
+            ("XDG_STATE_HOME", env.path().join("state")),
+            ("XDG_RUNTIME_DIR", env.path().join("runtime")),
+        ] {
+            cmd.env(k, v);
+        }
+        let o = cmd.output().expect("sh");
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).trim().to_string(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = sh("exec -- true");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("current directory"), "{err}");
+    let (code, id, err) = sh(&format!("exec --dir {} -- pwd", p.display()));
+    assert_eq!(code, Some(0), "{err}");
+    let job = d.wait_job(&id, &["done"], WAIT);
+    assert_eq!(job["dir"], p.to_str().unwrap());
+}

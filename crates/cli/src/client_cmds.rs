@@ -612,11 +612,7 @@ pub fn exec_spec(name: Option<&str>, command: &[String]) -> Result<JobSpec, Fail
 
 pub fn exec(args: ExecArgs, opts: &LoadOptions, env: &Environment) -> Result<i32, Failure> {
     let mut spec = exec_spec(args.name.as_deref(), &args.command)?;
-    let cwd = std::env::current_dir().map_err(|e| {
-        Failure::runtime(format!(
-            "cannot read the current directory: {e}; cd to a directory that exists, or pass --dir"
-        ))
-    })?;
+    let cwd = crate::where_cmds::working_dir(&args.placement)?;
     let (_loaded, client) = connect(opts, env)?;
     args.placement
         .apply(&mut spec, client.endpoint(), env, &cwd)?;

@@ -138,6 +138,18 @@ impl WhereArgs {
     }
 }
 
+/// The client's working directory; when it is gone (deleted under the
+/// shell), an absolute `--dir` still lets `oj exec` submit.
+pub fn working_dir(args: &WhereArgs) -> Result<PathBuf, Failure> {
+    match std::env::current_dir() {
+        Ok(cwd) => Ok(cwd),
+        Err(_) if args.dir.as_deref().is_some_and(Path::is_absolute) => Ok(PathBuf::from("/")),
+        Err(e) => Err(Failure::runtime(format!(
+            "cannot read the current directory: {e} (was it deleted?); cd to a directory that exists, or pass an absolute --dir"
+        ))),
+    }
+}
+
 fn path_text(p: &Path, what: &str) -> Result<String, Failure> {
     p.to_str().map(str::to_string).ok_or_else(|| {
         Failure::usage(format!(
