@@ -165,6 +165,8 @@ pub struct RunArgs {
     /// Wait for the job to end, streaming its output; exit 0 if it is done, 1 otherwise
     #[arg(short, long)]
     pub wait: bool,
+    #[command(flatten)]
+    pub placement: crate::where_cmds::WhereArgs,
 }
 
 #[derive(Debug, Args)]
@@ -178,6 +180,8 @@ pub struct ExecArgs {
     /// The command and its arguments (after --)
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
+    #[command(flatten)]
+    pub placement: crate::where_cmds::WhereArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -193,6 +197,21 @@ pub enum JobCommand {
         /// At most N jobs, the newest [default: all]
         #[arg(short = 'n', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         limit: Option<u64>,
+        #[command(flatten)]
+        filters: crate::where_cmds::ListFilters,
+    },
+    /// Submit a job again with the same spec (from one step on); prints the new job's id
+    #[command(after_help = "Examples:\n  oj job rerun 0mx49xbba000\n  \
+                            oj job rerun 0mx49xbba000 --from-step test --wait")]
+    Rerun {
+        /// The job to run again
+        id: String,
+        /// Start at this step (the steps before it are left out)
+        #[arg(long, value_name = "NAME")]
+        from_step: Option<String>,
+        /// Wait for the new job to end, streaming its output; exit 0 if it is done, 1 otherwise
+        #[arg(short, long)]
+        wait: bool,
     },
     /// Show one job with its steps, states, exit codes and times
     Show {

@@ -12,6 +12,7 @@ mod manual;
 mod runbooks;
 mod table;
 mod term;
+mod where_cmds;
 
 use clap::Parser;
 

@@ -5,8 +5,13 @@
 //! passes times and ids in, so every rule can be tested with plain values.
 
 pub mod events;
+pub mod idempotency;
 pub mod job;
+pub mod job_filter;
+pub mod job_view;
+pub mod labels;
 pub mod notification;
+pub mod placement;
 pub mod retry;
 pub mod runbook;
 mod runbook_schema;
@@ -16,6 +21,8 @@ pub mod template;
 
 pub use events::Event;
 pub use job::{IdGen, Job, JobId, JobState, StepState, StepStatus, Timestamp};
+pub use job_filter::{JobFilter, JobIndex};
+pub use job_view::JobView;
 pub use notification::{Notification, NotificationKind};
 pub use retry::{RetryCause, RetryError, RetrySpec};
 pub use runbook::{Runbook, RunbookError};

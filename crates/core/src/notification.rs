@@ -166,6 +166,9 @@ mod tests {
     fn job(notify: Option<NotifyTemplates>) -> Job {
         let spec = JobSpec {
             name: "build".into(),
+            queue: "default".into(),
+            dir: None,
+            labels: Default::default(),
             env: Default::default(),
             notify,
             container: None,

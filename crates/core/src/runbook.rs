@@ -44,6 +44,11 @@ struct RawJob {
     container: Option<ContainerSpec>,
     #[serde(default)]
     retry: Option<RetrySpec>,
+    /// Relative = to the directory that holds `.oj/` (see [`Runbook::job_in`]).
+    #[serde(default)]
+    dir: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
     #[serde(default)]
     step: Vec<StepSpec>,
 }
@@ -135,6 +140,22 @@ fn missing_vars_message(job: &str, origin: &str, missing: &[String]) -> String {
     )
 }
 
+/// `base` + `/` + a relative `dir`, with `.` parts dropped and `..` parts
+/// taking one off (as the shell's `cd` does); never above `/`.
+fn join_dir(base: &str, dir: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for p in base.split('/').chain(dir.split('/')) {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
 fn list_vars(v: &[String]) -> String {
     let flags: Vec<String> = v.iter().map(|n| format!("--var {n}")).collect();
     capped_list(&flags, ", ")
@@ -206,6 +227,17 @@ impl Runbook {
         &self,
         name: &str,
         vars: &BTreeMap<String, String>,
+    ) -> Result<JobSpec, RunbookError> {
+        self.job_in(name, vars, None)
+    }
+
+    /// Like [`Runbook::job`]; a relative `dir` is joined to `base` (the
+    /// directory that holds `.oj/`, an absolute path).
+    pub fn job_in(
+        &self,
+        name: &str,
+        vars: &BTreeMap<String, String>,
+        base: Option<&str>,
     ) -> Result<JobSpec, RunbookError> {
         let Some(job) = self.jobs.get(name) else {
             return Err(RunbookError::UnknownJob {
@@ -315,12 +347,29 @@ impl Runbook {
                 retry: s.retry.clone(),
             });
         }
+        let dir = match raw.dir.as_deref() {
+            None => None,
+            Some(d) => {
+                let d = fill(d, "dir")?;
+                Some(match base {
+                    Some(b) if !d.starts_with('/') => join_dir(b, &d),
+                    _ => d,
+                })
+            }
+        };
+        let mut labels = BTreeMap::new();
+        for (k, v) in &raw.labels {
+            labels.insert(k.clone(), fill(v, &format!("labels.{k}"))?);
+        }
         let spec = JobSpec {
             name: name.to_string(),
+            queue: "default".into(),
             env,
             notify,
             container,
             retry: raw.retry.clone(),
+            dir,
+            labels,
             steps,
         };
         spec.validate().map_err(|source| RunbookError::Invalid {

@@ -83,6 +83,16 @@ pub fn runbook_json_schema() -> Value {
                 }
             },
             "container": container,
+            "dir": {
+                "type": "string",
+                "minLength": 1,
+                "description": "Working directory of the steps the daemon runs; relative = to the directory holding .oj/."
+            },
+            "labels": {
+                "type": "object",
+                "additionalProperties": { "type": "string", "maxLength": 63 },
+                "description": "Labels in Kubernetes label syntax, to find jobs by (oj job list --label K=V)."
+            },
             "step": { "type": "array", "items": step, "minItems": 1 }
         }
     });

@@ -26,11 +26,18 @@ pub const MAX_NAME_BYTES: usize = 253;
 /// daemon never builds more than this to start one step.
 pub const MAX_STEP_START_BYTES: usize = 1 << 20;
 
+fn default_queue() -> String {
+    "default".to_string()
+}
+
 /// A job as submitted: a name and an ordered list of steps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
     pub name: String,
+    /// The queue this job waits in (SPEC §8.2).
+    #[serde(default = "default_queue")]
+    pub queue: String,
     /// Extra environment of every step.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
@@ -43,6 +50,13 @@ pub struct JobSpec {
     /// Default retry policy of the steps (a step's own `retry` wins).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetrySpec>,
+    /// Absolute working directory of the steps the daemon runs itself (not
+    /// of pods); unset = a fresh `work/<job-id>/` under the state dir.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    /// Labels in Kubernetes label syntax, to find jobs by (not put on pods).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
     #[serde(deserialize_with = "exact_vec")]
     pub steps: Vec<StepSpec>,
 }
@@ -203,6 +217,8 @@ pub enum SpecError {
     StepTooBig { step: String },
     #[error("{0}")]
     Retry(#[from] RetryError),
+    #[error("{0}")]
+    Where(#[from] crate::placement::PlacementError),
 }
 
 /// A step's `run` and environment with `${job_id}`, `${name}` and `${step}`
@@ -282,6 +298,7 @@ impl JobSpec {
         if let Some(r) = &self.retry {
             r.validate("job")?;
         }
+        crate::placement::validate(self)?;
         let mut seen = BTreeSet::new();
         for (i, step) in self.steps.iter().enumerate() {
             if step.name.is_empty() {
@@ -574,6 +591,9 @@ mod tests {
     fn job(steps: Vec<StepSpec>) -> JobSpec {
         JobSpec {
             name: "j".into(),
+            queue: "default".into(),
+            dir: None,
+            labels: Default::default(),
             env: BTreeMap::new(),
             notify: None,
             container: None,

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::events::Event;
 use crate::job::{Job, JobId, JobState, StepStatus, Timestamp};
+use crate::job_filter::{JobFilter, JobIndex};
 use crate::notification::Notification;
 
 /// Why an event does not fit the state (a corrupt or reordered log).
@@ -73,6 +74,8 @@ pub struct State {
     queued: BTreeSet<JobId>,
     running: BTreeSet<JobId>,
     counts: JobCounts,
+    /// Labels, queues, names and idempotency keys (list filters, SPEC §8.1).
+    filters: JobIndex,
 }
 
 /// What one applied event changed, so that [`State::undo`] can put it back.
@@ -140,6 +143,7 @@ impl State {
             .collect();
         for job in jobs.values() {
             state.index(&job.id, job.state);
+            state.filters.add(job);
         }
         state.jobs = jobs;
         for n in snapshot.notifications {
@@ -158,6 +162,7 @@ impl State {
 
     fn insert(&mut self, job: Job) {
         self.index(&job.id, job.state);
+        self.filters.add(&job);
         self.jobs.insert(job.id.clone(), job);
     }
 
@@ -177,6 +182,7 @@ impl State {
 
     fn remove(&mut self, id: &JobId) {
         if let Some(job) = self.jobs.remove(id) {
+            self.filters.remove(&job);
             *self.counts.slot(job.state) -= 1;
             self.queued.remove(id);
             self.running.remove(id);
@@ -464,6 +470,27 @@ impl State {
         (page, more)
     }
 
+    /// One page of the jobs matching `filter`, newest first, older than
+    /// `after`, from the filter index (see [`JobIndex::page`]).
+    pub fn page_filtered(
+        &self,
+        filter: &JobFilter,
+        after: Option<&JobId>,
+        limit: usize,
+    ) -> (Vec<&Job>, bool) {
+        if filter.is_plain() {
+            return self.page(filter.status, after, limit);
+        }
+        self.filters.page(&self.jobs, filter, after, limit)
+    }
+
+    /// The kept job submitted with this idempotency key.
+    pub fn idempotency_holder(&self, key: &str) -> Option<&Job> {
+        self.filters
+            .key_holder(key)
+            .and_then(|id| self.jobs.get(id))
+    }
+
     pub fn counts(&self) -> JobCounts {
         self.counts
     }
@@ -553,6 +580,9 @@ mod tests {
     fn spec(steps: &[&str]) -> JobSpec {
         JobSpec {
             name: "j".into(),
+            queue: "default".into(),
+            dir: None,
+            labels: Default::default(),
             env: Default::default(),
             notify: None,
             container: None,

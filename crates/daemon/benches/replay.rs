@@ -18,6 +18,9 @@ fn events() -> Vec<Event> {
         let at = Timestamp(UNIX_EPOCH + Duration::from_millis(base + n));
         let spec = JobSpec {
             name: format!("bench-{n}"),
+            queue: "default".into(),
+            dir: None,
+            labels: Default::default(),
             env: Default::default(),
             notify: None,
             container: None,

@@ -11,6 +11,7 @@ pub mod admin;
 pub mod api;
 mod api_errors;
 mod api_retention;
+mod api_where;
 mod config_api;
 pub mod drain;
 pub mod engine;

@@ -535,6 +535,9 @@ mod tests {
         let id = JobId::from_parts(1_795_000_000_000 + n, 0);
         let spec = JobSpec {
             name: format!("job{n}"),
+            queue: "default".into(),
+            dir: None,
+            labels: Default::default(),
             env: Default::default(),
             notify: None,
             container: None,
