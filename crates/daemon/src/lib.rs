@@ -12,6 +12,7 @@ pub mod api;
 mod api_retention;
 mod config_api;
 pub mod drain;
+pub mod early_signals;
 pub mod engine;
 pub mod harden;
 pub mod job_span;
@@ -295,6 +296,10 @@ impl Daemon {
                 format!("cannot install the SIGHUP (reload) handler: {e}"),
             )
         })?;
+        // Blocked since `main`'s first instruction; a SIGHUP that came
+        // meanwhile is now a reload (this runs on the thread that started
+        // the runtime).
+        early_signals::unblock_hangup();
 
         // Kubernetes (pods, lease) when configured; a lease that cannot reach
         // the API is a configuration problem.
