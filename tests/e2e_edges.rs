@@ -84,3 +84,72 @@ fn a_sighup_in_the_first_milliseconds_does_not_kill_the_daemon() {
         );
     }
 }
+
+fn error_of(d: &Daemon, id: &str) -> String {
+    d.get(&format!("/v1/jobs/{id}")).1["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+// Item 3: `jobs.allow_shell = false` also stops shell work accepted before:
+// a queued job and a step waiting for its retry do not start after a
+// reload turned it off; each job ends failed naming the key.
+#[test]
+fn allow_shell_false_stops_queued_and_retrying_shell_steps() {
+    let env = TestEnv::new();
+    let base = "[notify]\nbackend = \"log\"\n[jobs]\nmax_concurrent = 2\n";
+    let file = env.write_config(base);
+    let d = env.start_daemon(&[]);
+    let retrying = d.submit(&json!({"name": "retrying", "retry": {"attempts": 3, "backoff": "4s", "on": ["failed"]},
+        "steps": [{"name": "flaky", "run": "exit 1"}]}));
+    let blocker = d.submit(&json!({"name": "blocker", "steps": [{"name": "s", "run": "sleep 60"}]}));
+    let queued = d.submit(&json!({"name": "queued", "steps": [{"name": "s", "run": "echo ran"}]}));
+    d.wait_job(&blocker, &["running"], WAIT);
+    assert!(wait_until(WAIT, || {
+        d.get(&format!("/v1/jobs/{retrying}")).1["steps"][0]["attempts"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    }));
+    std::fs::write(&file, format!("{base}allow_shell = false\n")).unwrap();
+    d.signal("HUP");
+    assert!(wait_until(WAIT, || d.get("/v1/config").1["config"]["jobs"]
+        ["allow_shell"]
+        == false));
+    assert_eq!(d.request("POST", &format!("/v1/jobs/{blocker}/cancel"), None).0, 202);
+    for id in [&queued, &retrying] {
+        let job = d.wait_job(id, &["failed", "done"], WAIT);
+        assert_eq!(job["state"], "failed", "{job}");
+        let error = error_of(&d, id);
+        assert!(error.contains("jobs.allow_shell"), "{error}");
+    }
+    let log = std::fs::read_to_string(env.state_dir().join(format!("logs/{queued}/s.log")))
+        .unwrap_or_default();
+    assert!(!log.contains("ran"), "the queued shell step ran: {log}");
+    let (_, job) = d.get(&format!("/v1/jobs/{retrying}"));
+    assert_eq!(
+        job["steps"][0]["attempts"].as_array().map(Vec::len),
+        Some(2),
+        "one run, then the refused retry: {job}"
+    );
+}
+
+// Item 3, after a restart: a queued shell job restored from the WAL does
+// not start when the daemon now runs with `jobs.allow_shell = false`.
+#[test]
+fn a_shell_job_restored_from_the_wal_does_not_start_when_shell_is_off() {
+    let env = TestEnv::new();
+    env.write_config("[notify]\nbackend = \"log\"\n[jobs]\nmax_concurrent = 1\n");
+    let mut d = env.start_daemon(&[]);
+    let blocker = d.submit(&json!({"name": "blocker", "steps": [{"name": "s", "run": "sleep 60"}]}));
+    let queued = d.submit(&json!({"name": "queued", "steps": [{"name": "s", "run": "echo ran"}]}));
+    d.wait_job(&blocker, &["running"], WAIT);
+    d.kill9();
+    let d = env.start_daemon(&["--set", "jobs.allow_shell=false"]);
+    let job = d.wait_job(&queued, &["failed", "done"], WAIT);
+    assert_eq!(job["state"], "failed", "{job}");
+    let error = error_of(&d, &queued);
+    assert!(error.contains("jobs.allow_shell"), "{error}");
+    let (_, b) = d.get(&format!("/v1/jobs/{blocker}"));
+    assert_eq!(b["state"], "interrupted", "{b}");
+}

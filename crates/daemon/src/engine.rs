@@ -1038,6 +1038,12 @@ impl Engine {
             Ok(ctx) => ctx,
             Err(e) => return self.fail_unstartable(id, index, at, e.to_string()),
         };
+        if ctx.container.is_none() && !self.cfg.allow_shell {
+            // Accepted before the policy changed (queued, waiting for its
+            // retry, restored from the WAL): the policy holds at the start.
+            let error = shell_refused(&ctx.step_name);
+            return self.fail_unstartable(id, index, at, error);
+        }
         let container = ctx.container.is_some();
         let pod = container.then(|| StepContext::attempt_pod_name(id, index, ctx.attempt));
         let (stop_tx, stop_rx) = watch::channel(Stop::Run);
@@ -1403,6 +1409,13 @@ fn classify(
             )),
         ),
     }
+}
+
+/// Why a shell step accepted earlier does not start now.
+fn shell_refused(step: &str) -> String {
+    format!(
+        "step {step:?} was not started: it would run in the daemon as a shell step, and jobs.allow_shell = false now; give the step a \"container\" or set jobs.allow_shell = true, then submit the job again"
+    )
 }
 
 fn now() -> Timestamp {
