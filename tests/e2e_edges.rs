@@ -101,9 +101,12 @@ fn allow_shell_false_stops_queued_and_retrying_shell_steps() {
     let base = "[notify]\nbackend = \"log\"\n[jobs]\nmax_concurrent = 2\n";
     let file = env.write_config(base);
     let d = env.start_daemon(&[]);
-    let retrying = d.submit(&json!({"name": "retrying", "retry": {"attempts": 3, "backoff": "4s", "on": ["failed"]},
-        "steps": [{"name": "flaky", "run": "exit 1"}]}));
-    let blocker = d.submit(&json!({"name": "blocker", "steps": [{"name": "s", "run": "sleep 60"}]}));
+    let retrying = d.submit(
+        &json!({"name": "retrying", "retry": {"attempts": 3, "backoff": "4s", "on": ["failed"]},
+        "steps": [{"name": "flaky", "run": "exit 1"}]}),
+    );
+    let blocker =
+        d.submit(&json!({"name": "blocker", "steps": [{"name": "s", "run": "sleep 60"}]}));
     let queued = d.submit(&json!({"name": "queued", "steps": [{"name": "s", "run": "echo ran"}]}));
     d.wait_job(&blocker, &["running"], WAIT);
     assert!(wait_until(WAIT, || {
@@ -116,7 +119,11 @@ fn allow_shell_false_stops_queued_and_retrying_shell_steps() {
     assert!(wait_until(WAIT, || d.get("/v1/config").1["config"]["jobs"]
         ["allow_shell"]
         == false));
-    assert_eq!(d.request("POST", &format!("/v1/jobs/{blocker}/cancel"), None).0, 202);
+    assert_eq!(
+        d.request("POST", &format!("/v1/jobs/{blocker}/cancel"), None)
+            .0,
+        202
+    );
     for id in [&queued, &retrying] {
         let job = d.wait_job(id, &["failed", "done"], WAIT);
         assert_eq!(job["state"], "failed", "{job}");
@@ -141,7 +148,8 @@ fn a_shell_job_restored_from_the_wal_does_not_start_when_shell_is_off() {
     let env = TestEnv::new();
     env.write_config("[notify]\nbackend = \"log\"\n[jobs]\nmax_concurrent = 1\n");
     let mut d = env.start_daemon(&[]);
-    let blocker = d.submit(&json!({"name": "blocker", "steps": [{"name": "s", "run": "sleep 60"}]}));
+    let blocker =
+        d.submit(&json!({"name": "blocker", "steps": [{"name": "s", "run": "sleep 60"}]}));
     let queued = d.submit(&json!({"name": "queued", "steps": [{"name": "s", "run": "echo ran"}]}));
     d.wait_job(&blocker, &["running"], WAIT);
     d.kill9();
@@ -152,4 +160,33 @@ fn a_shell_job_restored_from_the_wal_does_not_start_when_shell_is_off() {
     assert!(error.contains("jobs.allow_shell"), "{error}");
     let (_, b) = d.get(&format!("/v1/jobs/{blocker}"));
     assert_eq!(b["state"], "interrupted", "{b}");
+}
+
+// Item 13: a `--var` value is data: the daemon does not fill `${job_id}`
+// in it a second time; a runbook writes a literal `${` as `$${`.
+#[test]
+fn a_var_value_is_data_and_double_dollar_brace_is_a_literal() {
+    let env = TestEnv::new();
+    env.write_config("[notify]\nbackend = \"log\"\n");
+    env.write(
+        ".oj/runbooks/r.toml",
+        "[job.show]\nvars = [\"b\"]\n[[job.show.step]]\nname = \"s\"\nrun = \"echo 'value=${var.b} literal=$${job_id} id=${job_id}'\"\n",
+    );
+    let d = env.start_daemon(&[]);
+    let out = env.run(&["run", "show", "--var", "b=${job_id}|${name}", "--wait"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let id = out
+        .stdout
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let log = std::fs::read_to_string(env.state_dir().join(format!("logs/{id}/s.log")))
+        .unwrap_or_default();
+    assert_eq!(
+        log,
+        format!("value=${{job_id}}|${{name}} literal=${{job_id}} id={id}\n"),
+        "{out:?}"
+    );
+    drop(d);
 }
