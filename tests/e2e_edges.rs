@@ -190,3 +190,76 @@ fn a_var_value_is_data_and_double_dollar_brace_is_a_literal() {
     );
     drop(d);
 }
+
+fn wait_reload(d: &Daemon, result: &str, after_generation: u64) -> Value {
+    let mut last = Value::Null;
+    let ok = wait_until(WAIT, || {
+        let (_, v) = d.get("/v1/config");
+        let hit = v["last_reload"]["result"] == result
+            && (result == "rejected" || v["generation"].as_u64() > Some(after_generation));
+        last = v;
+        hit
+    });
+    assert!(ok, "no {result} reload; last /v1/config: {last}");
+    last
+}
+
+// Item 2: the default config file read at start is deleted, emptied,
+// half-written or replaced by a FIFO before a SIGHUP: the reload is
+// rejected and `jobs.allow_shell = false` holds; a write in progress
+// (emptied, then written whole a moment later) is waited out.
+#[test]
+fn a_config_file_that_cannot_be_read_whole_is_a_rejected_reload() {
+    let env = TestEnv::new();
+    let good = "[daemon]\nwatch_config = false\n[notify]\nbackend = \"log\"\n[jobs]\nallow_shell = false\n";
+    let file = env.write_config(good);
+    let d = env.start_daemon(&[]);
+    let shell = json!({"name": "sh", "steps": [{"name": "s", "run": "id"}]});
+    type Break = fn(&std::path::Path);
+    let cases: [(&str, Break); 4] = [
+        ("deleted", |p| std::fs::remove_file(p).unwrap()),
+        ("emptied", |p| std::fs::write(p, "").unwrap()),
+        ("half-written", |p| {
+            std::fs::write(p, "[daemon]\nwatch_config = false\n[jobs]\nallow_sh").unwrap()
+        }),
+        ("a FIFO", |p| {
+            std::fs::remove_file(p).unwrap();
+            nix::unistd::mkfifo(
+                p,
+                nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+            )
+            .unwrap();
+        }),
+    ];
+    for (what, break_it) in cases {
+        let _ = std::fs::remove_file(&file);
+        std::fs::write(&file, good).unwrap();
+        let generation = d.get("/v1/config").1["generation"].as_u64().unwrap_or(0);
+        d.signal("HUP");
+        wait_reload(&d, "ok", generation);
+        break_it(&file);
+        d.signal("HUP");
+        let v = wait_reload(&d, "rejected", 0);
+        assert!(
+            v["last_reload"]["errors"]
+                .to_string()
+                .contains("config.toml"),
+            "{what}: {v}"
+        );
+        assert_eq!(v["config"]["jobs"]["allow_shell"], false, "{what}: {v}");
+        let (code, body) = d.post("/v1/jobs", &shell);
+        assert_eq!(code, 400, "{what}: a shell job was accepted: {body}");
+    }
+
+    // A write in progress: emptied at the SIGHUP, whole 200 ms later.
+    let _ = std::fs::remove_file(&file);
+    std::fs::write(&file, good).unwrap();
+    let generation = d.get("/v1/config").1["generation"].as_u64().unwrap_or(0);
+    std::fs::write(&file, "").unwrap();
+    d.signal("HUP");
+    std::thread::sleep(Duration::from_millis(200));
+    std::fs::write(&file, format!("{good}max_concurrent = 3\n")).unwrap();
+    let v = wait_reload(&d, "ok", generation);
+    assert_eq!(v["config"]["jobs"]["max_concurrent"], 3, "{v}");
+    assert_eq!(v["config"]["jobs"]["allow_shell"], false, "{v}");
+}

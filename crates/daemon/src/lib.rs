@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod notify;
 pub mod ready;
 pub mod reload;
+mod reload_guard;
 pub mod runner;
 pub mod storage;
 
