@@ -263,3 +263,54 @@ fn a_config_file_that_cannot_be_read_whole_is_a_rejected_reload() {
     assert_eq!(v["config"]["jobs"]["max_concurrent"], 3, "{v}");
     assert_eq!(v["config"]["jobs"]["allow_shell"], false, "{v}");
 }
+
+// Item 4: the snapshot is watched like the WAL. Deleted while the daemon
+// runs, it is written again at the next commit, so a `kill -9` after that
+// loses no job and retention deletes no log; deleted after the last commit
+// and followed by a `kill -9`, the restart refuses to start rather than
+// lose the jobs it held.
+#[test]
+fn a_deleted_snapshot_is_noticed_like_the_wal() {
+    let env = TestEnv::new();
+    env.write_config("[notify]\nbackend = \"log\"\n");
+    let snapshot = env.state_dir().join("snapshot.json");
+    let mut d = env.start_daemon(&[]);
+    let a = d.submit(&json!({"name": "a", "steps": [{"name": "s", "run": "echo a"}]}));
+    d.wait_job(&a, &["done"], WAIT);
+    d.sigterm();
+    assert_eq!(d.wait_exit(WAIT).and_then(|s| s.code()), Some(0));
+    assert!(snapshot.exists(), "a clean stop writes the snapshot");
+    let log_a = env.state_dir().join(format!("logs/{a}/s.log"));
+
+    // Deleted while running, then a commit: written again.
+    let mut d = env.start_daemon(&[]);
+    std::fs::remove_file(&snapshot).unwrap();
+    let b = d.submit(&json!({"name": "b", "steps": [{"name": "s", "run": "echo b"}]}));
+    d.wait_job(&b, &["done"], WAIT);
+    assert!(
+        snapshot.exists(),
+        "the commit after the deletion writes it again"
+    );
+    d.kill9();
+    let mut d = env.start_daemon(&[]);
+    for id in [&a, &b] {
+        let (code, job) = d.get(&format!("/v1/jobs/{id}"));
+        assert_eq!((code, &job["state"]), (200, &json!("done")), "{id}: {job}");
+    }
+    assert!(log_a.exists(), "retention kept the logs of a kept job");
+
+    // Deleted after the last commit, then killed: a refused start, and
+    // nothing deleted.
+    let c = d.submit(&json!({"name": "c", "steps": [{"name": "s", "run": "echo c"}]}));
+    d.wait_job(&c, &["done"], WAIT);
+    std::fs::remove_file(&snapshot).unwrap();
+    d.kill9();
+    let out = env.run(&["daemon"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains("snapshot") && out.stderr.contains("missing"),
+        "{}",
+        out.stderr
+    );
+    assert!(log_a.exists());
+}

@@ -207,6 +207,14 @@ impl Engine {
             max_finished,
         } = self.cfg.retention;
         self.prune_at = Instant::now() + keep_finished.clamp(PRUNE_MIN_EVERY, PRUNE_EVERY);
+        // A WAL or snapshot deleted while nothing was committed is written
+        // again now, not first at the next commit (or never, after a kill).
+        match tokio::task::block_in_place(|| self.storage.verify(&self.state)) {
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "cannot write the state again after its files were deleted or replaced; the next commit tries again")
+            }
+        }
         if !self.orphan_logs_checked {
             self.orphan_logs_checked = true;
             self.remove_orphan_logs();
@@ -252,6 +260,17 @@ impl Engine {
     /// that will ever write a log is in the state before its first step
     /// starts, so a directory without a job is garbage.
     fn remove_orphan_logs(&self) {
+        // No job and no snapshot, yet logs: the state was lost (its files
+        // deleted), not pruned; the logs are all that is left of it.
+        if self.state.jobs().next().is_none()
+            && !self
+                .storage
+                .dir()
+                .join(crate::storage::SNAPSHOT_FILE)
+                .exists()
+        {
+            return;
+        }
         let Ok(entries) = std::fs::read_dir(&self.cfg.logs_dir) else {
             return;
         };
