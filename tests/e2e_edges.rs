@@ -314,3 +314,32 @@ fn a_deleted_snapshot_is_noticed_like_the_wal() {
     );
     assert!(log_a.exists());
 }
+
+// Item 12: a symlink planted at `log.file.path` in a world-writable
+// directory is not followed: the start fails naming the key, and the
+// file the link names is untouched.
+#[test]
+fn a_planted_log_symlink_is_not_followed() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new();
+    let shared = env.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let victim = env.write("victim", "precious\n");
+    let link = shared.join("oj.log");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let out = env.run(&[
+        "daemon",
+        "--set",
+        "log.file.enabled=true",
+        "--set",
+        &format!("log.file.path={}", link.display()),
+    ]);
+    assert_eq!(out.code, Some(78), "{out:?}");
+    assert!(
+        out.stderr.contains("symbolic link") && out.stderr.contains("log.file.path"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+}
