@@ -1098,7 +1098,7 @@ fn env_layers(env: &Environment, skip: &Skip, errors: &mut Vec<ConfigError>) -> 
 
 /// Variables that oj sets in every step's environment; a step that runs
 /// `oj` itself must not be refused for them.
-pub const STEP_VARIABLES: &[&str] = &["OJ_JOB_ID", "OJ_JOB_NAME", "OJ_STEP"];
+pub const STEP_VARIABLES: &[&str] = &["OJ_JOB_ID", "OJ_JOB_NAME", "OJ_STEP", "OJ_DAEMON_MARK"];
 
 /// An `OJ_*` name without `__` that oj reads: an alias, a selector or a
 /// step variable.

@@ -421,7 +421,7 @@ impl Engine {
         let (active_tx, active_rx) = watch::channel(Vec::new());
         let (counts_tx, counts_rx) = watch::channel(state.counts());
         let (storage_error_tx, storage_error_rx) = watch::channel(None);
-        let ids = IdGen::after(state.newest_id());
+        let ids = IdGen::after(state.newest_id()).with_node(crate::identity::id_node());
         let engine = Engine {
             state,
             storage,
@@ -627,7 +627,8 @@ impl Engine {
                 );
                 self.storage = storage;
                 self.state = state;
-                self.ids = IdGen::after(self.state.newest_id());
+                self.ids =
+                    IdGen::after(self.state.newest_id()).with_node(crate::identity::id_node());
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot reload the state on becoming leader; using the copy loaded at start")

@@ -15,6 +15,7 @@ pub mod drain;
 pub mod early_signals;
 pub mod engine;
 pub mod harden;
+pub mod identity;
 pub mod job_span;
 pub mod k8s;
 pub mod listen;
@@ -150,6 +151,7 @@ fn start(loaded: Loaded, env: Environment, plugins: Plugins) -> Result<i32, Fail
             .await
     });
     rt.shutdown_timeout(Duration::from_millis(200));
+    runner::cgroup::remove_subtree();
     if let Err(f) = &result {
         tracing::error!(code = f.code, "{}", f.message);
     }
@@ -329,6 +331,26 @@ impl Daemon {
             );
         }
         tokio::spawn(runner::leftovers::run_reaper());
+        // This daemon's mark (its steps carry it) and its cgroup subtree:
+        // the leftover sweeps touch nothing else (see `identity`).
+        let mark = identity::load_mark(&state_dir).map_err(|e| {
+            Failure::new(
+                EXIT_RUNTIME,
+                format!(
+                    "cannot keep the daemon's mark in {}: {e}; make daemon.state_dir writable",
+                    state_dir.join(identity::MARK_FILE).display()
+                ),
+            )
+        })?;
+        match runner::cgroup::init(mark) {
+            Ok(root) => {
+                tracing::info!(cgroup = %root.display(), "leftovers: each shell step runs in its own cgroup (v2), ended with cgroup.kill")
+            }
+            Err(why) => tracing::info!(
+                reason = why,
+                "leftovers: no cgroup v2 for steps; what a step leaves is found by a /proc scan"
+            ),
+        }
 
         let (storage, state) = open_state(&state_dir)?;
         let bound = bind_listeners(&loaded).await?;

@@ -277,11 +277,11 @@ impl Engine {
         let orphans: Vec<JobId> = entries
             .filter_map(Result::ok)
             .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            // Only names of the generated shape (12 characters): nothing
-            // else under logs/ is oj's to delete.
+            // Only names of a generated shape (12 or 17 characters):
+            // nothing else under logs/ is oj's to delete.
             .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                (name.len() == 12).then(|| name.parse::<JobId>().ok())?
+                let id = e.file_name().into_string().ok()?.parse::<JobId>().ok()?;
+                id.is_generated().then_some(id)
             })
             .filter(|id| self.state.job(id).is_none())
             .collect();
