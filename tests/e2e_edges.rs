@@ -565,3 +565,118 @@ fn two_daemons_never_share_ids_and_a_restart_only_kills_its_own() {
     let _ = stranger.kill();
     let _ = stranger.wait();
 }
+
+const TOKEN: &str = "edges-token-0123456789abcdef";
+
+/// One HTTP/1.1 GET on a fresh TCP connection; the status code, or 0 when
+/// no answer came within `within`.
+fn http_status(port: u16, path: &str, token: Option<&str>, within: Duration) -> u16 {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return 0;
+    };
+    let _ = s.set_read_timeout(Some(within));
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let _ = write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
+    );
+    let mut head = [0u8; 12];
+    match s.read_exact(&mut head) {
+        Ok(()) => String::from_utf8_lossy(&head[9..12]).parse().unwrap_or(0),
+        Err(_) => 0,
+    }
+}
+
+// Item 6: silent connections give way to new ones on every listener, under
+// a low `nofile` (prlimit): 70 on the admin port (cap 64) do not keep
+// `/healthz` from answering, 1100 on the TCP port do not starve a token
+// holder, 1100 on the Unix socket (cap 256) do not take the daemon's file
+// descriptors. The header deadline is 60 s: nothing here waits for it.
+#[test]
+fn silent_connections_give_way_on_every_listener_under_a_low_nofile() {
+    let env = TestEnv::new();
+    let (port, admin) = (common::free_port(), common::free_port());
+    env.write_config(&format!(
+        "[listen]\ntcp = \"127.0.0.1:{port}\"\nauth_token = \"{TOKEN}\"\nheader_timeout = \"60s\"\nidle_timeout = \"60s\"\n[admin]\naddr = \"127.0.0.1:{admin}\"\n[notify]\nbackend = \"none\"\n"
+    ));
+    let template = env.oj();
+    let mut cmd = std::process::Command::new("prlimit");
+    cmd.env_clear().current_dir(env.path());
+    for (k, v) in template.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    cmd.args(["--nofile=1024:1024", "--", common::oj_bin(), "daemon"]);
+    let mut d = Daemon::spawn_raw(cmd, env.path(), env.socket());
+    assert!(wait_ready(&mut d), "no daemon: {}", d.stderr());
+    assert!(wait_until(WAIT, || http_status(
+        admin, "/healthz", None, WAIT
+    ) == 200));
+    let fast = Duration::from_secs(5);
+
+    let mut held = Vec::new();
+    for _ in 0..70 {
+        held.push(std::net::TcpStream::connect(("127.0.0.1", admin)).unwrap());
+    }
+    assert_eq!(
+        http_status(admin, "/healthz", None, fast),
+        200,
+        "admin port under 70 silent connections"
+    );
+
+    for _ in 0..1100 {
+        if let Ok(c) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            held.push(c);
+        }
+    }
+    assert_eq!(
+        http_status(port, "/v1/status", Some(TOKEN), fast),
+        200,
+        "a token holder behind 1100 silent TCP connections"
+    );
+    assert_eq!(http_status(admin, "/healthz", None, fast), 200);
+
+    let mut unix = Vec::new();
+    for _ in 0..1100 {
+        match std::os::unix::net::UnixStream::connect(env.socket()) {
+            Ok(c) => unix.push(c),
+            Err(e) => panic!("connect to the Unix socket: {e}"),
+        }
+    }
+    let t0 = std::time::Instant::now();
+    let out = env.run(&["status"]);
+    assert_eq!(
+        out.code,
+        Some(0),
+        "oj status behind 1100 silent Unix connections: {out:?}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    assert_eq!(http_status(port, "/v1/status", Some(TOKEN), fast), 200);
+    assert_eq!(http_status(admin, "/healthz", None, fast), 200);
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", d.pid()))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert!(fds < 1024, "the daemon holds {fds} descriptors");
+    assert!(d.exited().is_none());
+}
+
+// Item 6: the Unix socket has the TCP listener's deadlines: a connection
+// that sends no request head is closed after `listen.header_timeout`.
+#[test]
+fn a_silent_unix_connection_is_closed_at_the_header_deadline() {
+    use std::io::Read;
+    let env = TestEnv::new();
+    env.write_config("[listen]\nheader_timeout = \"1s\"\n[notify]\nbackend = \"none\"\n");
+    let _d = env.start_daemon(&[]);
+    let mut c = std::os::unix::net::UnixStream::connect(env.socket()).unwrap();
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    let t0 = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    let n = c.read(&mut buf);
+    assert!(matches!(n, Ok(0)), "{n:?}");
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+}

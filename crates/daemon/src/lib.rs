@@ -11,6 +11,7 @@ pub mod admin;
 pub mod api;
 mod api_retention;
 mod config_api;
+mod conn_slots;
 pub mod drain;
 pub mod early_signals;
 pub mod engine;
@@ -218,7 +219,10 @@ fn read_token(loaded: &Loaded) -> Result<Option<Secret>, Failure> {
 /// The TCP listener's limits; the connection cap stays below the open-file
 /// limit (already raised by [`harden::process`]), with a warning if lowered.
 fn tcp_limits(l: &oj_config::ListenConfig) -> listen::TcpLimits {
-    let (max, lowered) = listen::effective_max_connections(l.max_connections, harden::nofile());
+    // The Unix socket's and the admin port's caps come off the top.
+    let others = (listen::UNIX_MAX_CONNECTIONS + listen::ADMIN_MAX_CONNECTIONS) as u64;
+    let nofile = harden::nofile().map(|n| n.saturating_sub(others));
+    let (max, lowered) = listen::effective_max_connections(l.max_connections, nofile);
     if lowered {
         tracing::warn!(
             configured = l.max_connections,
@@ -740,6 +744,7 @@ fn serve(
                 metrics.clone(),
                 "unix",
             ),
+            listen::TcpLimits::from_config(&cfg.listen, listen::UNIX_MAX_CONNECTIONS),
             stop_rx.clone(),
         )));
     }
