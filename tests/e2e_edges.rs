@@ -680,3 +680,63 @@ fn a_silent_unix_connection_is_closed_at_the_header_deadline() {
     assert!(matches!(n, Ok(0)), "{n:?}");
     assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
 }
+
+// Item 11: retention frees a full disk by itself: the removal of an old
+// job is written with the space reserve, and its logs are deleted.
+#[test]
+fn retention_frees_a_full_disk_by_itself() {
+    let env = TestEnv::new();
+    let Some(_tmpfs) = common::Tmpfs::mount(&env.state_dir(), "8m") else {
+        return;
+    };
+    let args = [
+        "--set",
+        "log.file.enabled=false",
+        "--set",
+        "notify.backend=none",
+        "--set",
+        "jobs.keep_finished=3s",
+    ];
+    let d = env.start_daemon(&args);
+    assert!(
+        wait_until(WAIT, || env.state_dir().join("space.reserve").exists()),
+        "no space reserve in the state dir"
+    );
+    // 3 MB of log, then the disk fills up.
+    let big = d.submit(&json!({"name": "big", "steps": [{"name": "s",
+        "run": "head -c 3000000 /dev/zero | tr '\\0' x"}]}));
+    d.wait_job(&big, &["done"], WAIT);
+    let filler = common::fill(&env.state_dir());
+    // A big record cannot fit any more (small ones may, in the WAL's last page).
+    let heavy = json!({"name": "x", "env": {"PAD": "p".repeat(100_000)},
+        "steps": [{"name": "s", "run": "true"}]});
+    let (code, body) = d.post("/v1/jobs", &heavy);
+    assert_eq!(code, 507, "the disk is full: {body}");
+    // Small records fill the WAL's last page too, so that even a removal
+    // record has no room left without the reserve.
+    let small = json!({"name": "s", "steps": [{"name": "s", "run": "true"}]});
+    assert!(
+        (0..500).any(|_| d.post("/v1/jobs", &small).0 == 507),
+        "small records never stopped fitting"
+    );
+    // Retention removes `big` on its own (past keep_finished) and its log
+    // directory goes: the disk has room again, without anyone's help.
+    assert!(
+        wait_until(Duration::from_secs(30), || d
+            .get(&format!("/v1/jobs/{big}"))
+            .0
+            == 404),
+        "retention could not remove the job on the full disk: {}",
+        d.stderr()
+    );
+    assert!(wait_until(WAIT, || !env
+        .state_dir()
+        .join(format!("logs/{big}"))
+        .exists()));
+    let mut accepted = false;
+    assert!(wait_until(WAIT, || {
+        accepted = d.post("/v1/jobs", &heavy).0 == 201;
+        accepted
+    }));
+    assert!(filler.exists(), "nobody else's file was touched");
+}

@@ -35,6 +35,10 @@ use serde::{Deserialize, Serialize};
 
 pub const WAL_FILE: &str = "wal.jsonl";
 pub const SNAPSHOT_FILE: &str = "snapshot.json";
+/// Space kept for deletions on a full disk (see [`Storage::release_reserve`]).
+pub const RESERVE_FILE: &str = "space.reserve";
+/// The reserve's size: room for thousands of removal records.
+pub const RESERVE_BYTES: u64 = 1 << 20;
 const SNAPSHOT_FORMAT: u32 = 1;
 
 /// What can stop the storage from opening or writing.
@@ -395,6 +399,49 @@ impl Storage {
             ))?;
         self.needs_cut = false;
         Ok(())
+    }
+
+    /// Makes sure the space reserve exists (best effort): only when the
+    /// volume has four times its size free, so making it never fills a
+    /// disk that is nearly full. Returns whether it exists now.
+    pub fn ensure_reserve(&self) -> bool {
+        let path = self.dir.join(RESERVE_FILE);
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() >= RESERVE_BYTES) {
+            return true;
+        }
+        let free = nix::sys::statvfs::statvfs(&self.dir)
+            .map(|v| v.blocks_available() as u64 * v.fragment_size() as u64)
+            .unwrap_or(0);
+        if free < 4 * RESERVE_BYTES {
+            return false;
+        }
+        let written = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(FILE_MODE)
+            .open(&path)
+            .and_then(|mut f| {
+                // Real blocks, not a sparse file: zeros written out.
+                let chunk = [0u8; 64 * 1024];
+                for _ in 0..RESERVE_BYTES / chunk.len() as u64 {
+                    f.write_all(&chunk)?;
+                }
+                f.sync_all()
+            });
+        if written.is_err() {
+            let _ = std::fs::remove_file(&path);
+            return false;
+        }
+        true
+    }
+
+    /// Deletes the space reserve, so that removals (and the log deletions
+    /// they allow) can be written on a full disk; returns whether it freed
+    /// anything. [`Storage::ensure_reserve`] makes it again once there is
+    /// room.
+    pub fn release_reserve(&self) -> bool {
+        std::fs::remove_file(self.dir.join(RESERVE_FILE)).is_ok()
     }
 
     /// The periodic check while nothing is committed: when the WAL or the

@@ -11,6 +11,12 @@
 //! of the committed turn, so a crash or a full disk can leave a log
 //! without its job (the first retention check after the next start deletes
 //! such directories) but never a job without its log.
+//!
+//! On a full disk the removal itself could not be written, so nothing
+//! would ever be freed: the state directory keeps a small reserve file
+//! (`space.reserve`, 1 MiB), deleted when a removal is recorded while
+//! writes fail, so that the removal commits and the logs it deletes free
+//! the disk; the reserve is made again once there is room.
 
 use std::time::{Duration, SystemTime};
 
@@ -126,6 +132,11 @@ impl Engine {
 
     /// Records the removal of a finished job; its logs go once it is durable.
     fn record_removal(&mut self, id: JobId) {
+        if self.trouble.is_some() && self.storage.release_reserve() {
+            tracing::warn!(
+                "writes fail (a full disk?): the space reserve was released so that removals can be written and free the disk"
+            );
+        }
         self.record(Event::JobRemoved { id: id.clone() });
         self.effects.push(Effect::RemoveLogs(id));
     }
@@ -198,9 +209,13 @@ impl Engine {
     /// The periodic check: removes finished jobs past `keep_finished` and
     /// the oldest beyond `max_finished`. Only a recovered leader writes.
     pub(super) fn prune_retention(&mut self) {
-        if !self.is_leader || !self.recovered || self.trouble.is_some() {
+        if !self.is_leader || !self.recovered {
             self.prune_at = Instant::now() + PRUNE_NOT_READY;
             return;
+        }
+        if self.trouble.is_none() {
+            // Room again (or still): keep the reserve for the next full disk.
+            tokio::task::block_in_place(|| self.storage.ensure_reserve());
         }
         let Retention {
             keep_finished,
