@@ -21,6 +21,9 @@ pub const QUIET: Duration = Duration::from_millis(400);
 pub const SETTLE: Duration = Duration::from_secs(5);
 const LOOK: Duration = Duration::from_millis(50);
 
+/// Device, inode, length, mtime and ctime (ns) of a file.
+type Stamp = (u64, u64, u64, i64, i64);
+
 /// The files a reload must find whole, each with whether it had content.
 #[derive(Debug, Clone, Default)]
 pub struct ReadAtStart(BTreeMap<PathBuf, bool>);
@@ -49,7 +52,7 @@ impl ReadAtStart {
             .collect()
     }
 
-    fn stamps(&self) -> Vec<Option<(u64, u64, u64, i64, i64)>> {
+    fn stamps(&self) -> Vec<Option<Stamp>> {
         self.0
             .keys()
             .map(|p| {

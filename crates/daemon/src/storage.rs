@@ -410,7 +410,7 @@ impl Storage {
             return true;
         }
         let free = nix::sys::statvfs::statvfs(&self.dir)
-            .map(|v| v.blocks_available() as u64 * v.fragment_size() as u64)
+            .map(|v| v.blocks_available().saturating_mul(v.fragment_size()))
             .unwrap_or(0);
         if free < 4 * RESERVE_BYTES {
             return false;
