@@ -395,10 +395,24 @@ fn cgroup2_mounts() -> Vec<String> {
         .collect()
 }
 
+/// Whether a tool runs here (`TOOL --version`).
+fn have(tool: &str) -> bool {
+    std::process::Command::new(tool)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// `oj daemon` in a mount namespace where every cgroup v2 mount is hidden
 /// under a tmpfs (a machine without cgroup v2); `None` when that cannot be
 /// set up (not root, no `unshare`).
 fn daemon_without_cgroups(env: &TestEnv) -> Option<Daemon> {
+    if !have("unshare") {
+        eprintln!("no unshare here");
+        return None;
+    }
     let hide: String = cgroup2_mounts()
         .iter()
         .map(|m| format!("mount -t tmpfs none '{m}' || exit 97; "))
@@ -597,6 +611,10 @@ fn http_status(port: u16, path: &str, token: Option<&str>, within: Duration) -> 
 // descriptors. The header deadline is 60 s: nothing here waits for it.
 #[test]
 fn silent_connections_give_way_on_every_listener_under_a_low_nofile() {
+    if !have("prlimit") {
+        eprintln!("SKIPPED: no prlimit here (util-linux) to lower the daemon's nofile");
+        return;
+    }
     let env = TestEnv::new();
     let (port, admin) = (common::free_port(), common::free_port());
     env.write_config(&format!(
