@@ -7,7 +7,9 @@
 //! ([`crate::identity`]): `<own cgroup>/oj-<mark>/<job-id>-<step>-<attempt>`.
 //! After a `kill -9`, the restart finds the dead daemon's step cgroups there
 //! (same state directory, same mark) and ends them; it never touches a
-//! cgroup it did not make.
+//! cgroup it did not make. The subtree exists only while steps run (made
+//! by the first, removed by the last), so a daemon killed while idle leaves
+//! no cgroup behind.
 //!
 //! Where cgroup v2 is not mounted, or the daemon's cgroup is not writable
 //! (no delegation), or the kernel has no `cgroup.kill` (before 5.14), the
@@ -51,7 +53,13 @@ pub fn status_json(kill_leftovers: bool) -> serde_json::Value {
 /// Removes the daemon's subtree at a clean exit (the empty step cgroups
 /// in it too; a populated one stays, and so does the subtree then).
 pub fn remove_subtree() {
-    let Some(Ok(root)) = ROOT.get() else { return };
+    if let Some(Ok(root)) = ROOT.get() {
+        remove_empty(root);
+    }
+}
+
+/// Removes the empty cgroups below `root`, then `root` if it is empty.
+fn remove_empty(root: &Path) {
     if let Ok(entries) = std::fs::read_dir(root) {
         for e in entries.flatten() {
             if e.file_type().is_ok_and(|t| t.is_dir()) {
@@ -109,6 +117,10 @@ fn setup(mark: &str) -> Result<PathBuf, String> {
         .and_then(|mut c| c.wait())
         .map(|s| s.success());
     let _ = std::fs::remove_dir(&probe);
+    // Empty step cgroups a killed run of this daemon left (populated ones
+    // are ended by the restart's sweep); the subtree is made again by the
+    // first step (see `for_step`).
+    remove_empty(&root);
     match moved {
         Ok(true) => Ok(root),
         Ok(false) => Err(format!(
@@ -172,14 +184,23 @@ pub fn for_step(job_id: &str, step_index: usize, attempt: u32) -> Option<PathBuf
         return None;
     };
     let dir = root.join(format!("{job_id}-{step_index}-{attempt}"));
-    match std::fs::create_dir(&dir) {
-        Ok(()) => Some(dir),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Some(dir),
-        Err(e) => {
-            tracing::warn!(cgroup = %dir.display(), error = %e, "cannot create the step's cgroup; its leftovers are found by a /proc scan");
-            None
+    let mut last = None;
+    // The last step of another job may remove the subtree in between.
+    for _ in 0..3 {
+        let made = match std::fs::create_dir(root) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+            _ => std::fs::create_dir(&dir),
+        };
+        match made {
+            Ok(()) => return Some(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Some(dir),
+            Err(e) => last = Some(e),
         }
     }
+    if let Some(e) = last {
+        tracing::warn!(cgroup = %dir.display(), error = %e, "cannot create the step's cgroup; its leftovers are found by a /proc scan");
+    }
+    None
 }
 
 /// Makes the command join `dir` before it runs its program (best effort:
@@ -242,6 +263,10 @@ async fn kill_and_remove(dir: &Path, wait: Duration) {
     {
         tracing::warn!(cgroup = %dir.display(), error = %e, "cannot remove a step's cgroup");
     }
+    // The last step out removes the subtree (it fails while others run).
+    if let Some(root) = dir.parent() {
+        let _ = std::fs::remove_dir(root);
+    }
 }
 
 /// After a restart: ends what is left in the cgroups of job `job_id`'s
@@ -271,6 +296,7 @@ pub fn kill_job(job_id: &str) -> usize {
         }
         let _ = std::fs::remove_dir(&dir);
     }
+    let _ = std::fs::remove_dir(root);
     n
 }
 
