@@ -16,6 +16,12 @@
 //! earlier period (judged by its modification time). Pruning only ever
 //! touches names this writer makes (`<name>.<stamp>` and `<name>.<stamp>.<n>`)
 //! and the `<stem>.<stamp>.<ext>` names of earlier oj versions.
+//!
+//! The live file is opened without following a symbolic link (`O_NOFOLLOW`)
+//! and must be a regular file: a link planted at `log.file.path` in a
+//! directory others can write (`/tmp`) would otherwise make the daemon —
+//! often root — append to any file it names. Such a path is an error that
+//! says so; nothing is written through it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -77,7 +83,8 @@ impl RotatingFile {
         let now = clock();
         let period = period_of(rotation, now);
         // A live file from an earlier period: it is history now.
-        if let (Some(current), Ok(meta)) = (&period, std::fs::metadata(path))
+        if let (Some(current), Ok(meta)) = (&period, std::fs::symlink_metadata(path))
+            && meta.is_file()
             && meta.len() > 0
             && let Ok(modified) = meta.modified()
             && let Some(old) = period_of(rotation, modified)
@@ -173,8 +180,38 @@ impl Write for RotatingFile {
     }
 }
 
+/// Opens the live file for appending: never through a symbolic link, never
+/// anything but a regular file (a FIFO would block, a device is not a log).
 fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
+    use std::os::unix::fs::OpenOptionsExt;
+    let not_regular = || {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "it is not a regular file (a FIFO, a device or a directory); point log.file.path at a regular file",
+        )
+    };
+    if std::fs::symlink_metadata(path).is_ok_and(|m| !m.is_file() && !m.file_type().is_symlink()) {
+        return Err(not_regular());
+    }
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(nix::libc::ELOOP) {
+                io::Error::new(
+                    e.kind(),
+                    "it is a symbolic link, which oj does not follow for its log file (a link planted in a shared directory could make the daemon write anywhere); remove the link or point log.file.path at a regular file",
+                )
+            } else {
+                e
+            }
+        })?;
+    if !file.metadata()?.is_file() {
+        return Err(not_regular());
+    }
+    Ok(file)
 }
 
 /// The `YYYY-MM-DD` (or `YYYY-MM-DD-HH`) stamp in a rotated file's name.
@@ -437,6 +474,23 @@ mod tests {
         let old = std::fs::read_to_string(rotated_name(&path, &stamp)).expect("rotated");
         assert_eq!(old, "yesterday\n");
         assert_eq!(std::fs::read_to_string(&path).expect("live"), "today\n");
+    }
+
+    /// Issue 30 item 12: a planted link is not followed.
+    #[test]
+    fn a_symlink_at_the_path_is_refused_and_its_target_untouched() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path().join("victim");
+        std::fs::write(&target, "precious\n").unwrap();
+        let path = dir.path().join("daemon.log");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let err = RotatingFile::open(&path, LogRotation::Never, 1).expect_err("refused");
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious\n");
+        std::fs::remove_file(&path).unwrap();
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let err = RotatingFile::open(&path, LogRotation::Never, 1).expect_err("refused");
+        assert!(err.to_string().contains("not a regular file"), "{err}");
     }
 
     #[test]

@@ -215,6 +215,7 @@ fn render_status(v: &Value, endpoint: &Endpoint) -> String {
         ("draining", draining.to_string()),
         ("listeners", listeners),
         ("jobs", jobs),
+        ("leftovers", leftovers_text(v.get("leftovers"))),
         ("config", config_status_text(v.get("config"))),
     ];
     let mut out = String::new();
@@ -222,6 +223,20 @@ fn render_status(v: &Value, endpoint: &Endpoint) -> String {
         out.push_str(&format!("{k:<10} {val}\n"));
     }
     out
+}
+
+/// How a step's leftovers are ended: `cgroup`, `process-scan (why)`, `off`.
+fn leftovers_text(l: Option<&Value>) -> String {
+    let mode = l.and_then(|l| l.get("mode")).and_then(Value::as_str);
+    let reason = l.and_then(|l| l.get("reason")).and_then(Value::as_str);
+    match (mode, reason) {
+        (Some("cgroup"), _) => {
+            "cgroup (each shell step in its own cgroup v2, ended with cgroup.kill)".into()
+        }
+        (Some(m), Some(why)) => format!("{m} ({why})"),
+        (Some(m), None) => m.to_string(),
+        (None, _) => "-".into(),
+    }
 }
 
 /// `generation 3, last reload ok at … (SIGHUP), pending restart: listen.tcp`.

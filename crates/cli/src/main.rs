@@ -20,6 +20,9 @@ use crate::cli::{Cli, Command, DaemonCommand};
 use crate::exit::Failure;
 
 fn main() {
+    // First: a SIGHUP before the daemon's reload handler exists must not
+    // end it (see `oj_daemon::early_signals`).
+    oj_daemon::early_signals::block_hangup();
     // One rustls crypto provider for the whole process (ring).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = match Cli::try_parse() {
@@ -34,6 +37,9 @@ fn main() {
             });
         }
     };
+    if !matches!(&cli.command, Command::Daemon(d) if d.command.is_none()) {
+        oj_daemon::early_signals::unblock_hangup();
+    }
     let code = match run(cli) {
         Ok(code) => code,
         Err(failure) => failure.report(),

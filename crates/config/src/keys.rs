@@ -174,12 +174,12 @@ pub const KEYS: &[Key] = &[
     key(
         "listen.header_timeout",
         Kind::Duration,
-        "A TCP connection without a whole request head by then is closed",
+        "A connection (TCP, admin port, Unix socket) without a whole request head by then is closed",
     ),
     key(
         "listen.idle_timeout",
         Kind::Duration,
-        "An idle keep-alive TCP connection is closed after this",
+        "An idle keep-alive connection (TCP, admin port, Unix socket) is closed after this",
     ),
     key(
         "listen.max_connections",

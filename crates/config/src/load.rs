@@ -577,6 +577,16 @@ fn file_layer(path: &Path) -> String {
 
 /// Reads and parses a TOML file; errors name the file, line and column.
 fn read_toml_file(path: &Path) -> Result<toml::Table, String> {
+    // A FIFO or a device would block the read (or never end): only a
+    // regular file is read.
+    if let Ok(m) = std::fs::metadata(path)
+        && !m.is_file()
+    {
+        return Err(format!(
+            "cannot read config file {}: not a regular file (a directory, FIFO or device); point at a TOML file",
+            path.display()
+        ));
+    }
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
     parse_toml(&text).map_err(|e| format!("invalid TOML in {}{e}", path.display()))
@@ -1106,7 +1116,7 @@ fn env_layers(env: &Environment, skip: &Skip, errors: &mut Vec<ConfigError>) -> 
 
 /// Variables that oj sets in every step's environment; a step that runs
 /// `oj` itself must not be refused for them.
-pub const STEP_VARIABLES: &[&str] = &["OJ_JOB_ID", "OJ_JOB_NAME", "OJ_STEP"];
+pub const STEP_VARIABLES: &[&str] = &["OJ_JOB_ID", "OJ_JOB_NAME", "OJ_STEP", "OJ_DAEMON_MARK"];
 
 /// An `OJ_*` name without `__` that oj reads: an alias, a selector or a
 /// step variable.

@@ -10,7 +10,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::spec::JobSpec;
 
 /// A job id: lowercase base36, DNS-1123 safe, sortable by creation
-/// (12 characters: 9 for the millisecond, 3 for a counter).
+/// (17 characters: 9 for the millisecond, 3 for a counter, 5 for the
+/// daemon that made it — random per daemon start, so that two daemons of
+/// one user never hand out the same id). Ids of earlier versions have 12
+/// characters (no daemon part) and stay valid.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct JobId(String);
@@ -18,6 +21,8 @@ pub struct JobId(String);
 const MS_WIDTH: usize = 9;
 const SEQ_WIDTH: usize = 3;
 const SEQ_MAX: u64 = 36u64.pow(SEQ_WIDTH as u32) - 1;
+/// Characters of the daemon part ([`IdGen::with_node`]).
+pub const NODE_WIDTH: usize = 5;
 
 impl JobId {
     pub fn as_str(&self) -> &str {
@@ -31,9 +36,23 @@ impl JobId {
         JobId(s)
     }
 
+    /// The id from the parts and a daemon part ([`node_from`]).
+    pub fn from_parts_on(unix_ms: u64, seq: u64, node: &str) -> JobId {
+        let mut id = JobId::from_parts(unix_ms, seq);
+        id.0.push_str(node);
+        id
+    }
+
+    /// Whether the id has a shape oj generates (with or without the daemon
+    /// part): only such names under `logs/` are oj's to delete.
+    pub fn is_generated(&self) -> bool {
+        self.unix_ms().is_some()
+    }
+
     /// The millisecond part, if the id has the generated shape.
     fn unix_ms(&self) -> Option<u64> {
-        if self.0.len() != MS_WIDTH + SEQ_WIDTH {
+        let len = self.0.len();
+        if len != MS_WIDTH + SEQ_WIDTH && len != MS_WIDTH + SEQ_WIDTH + NODE_WIDTH {
             return None;
         }
         u64::from_str_radix(&self.0[..MS_WIDTH], 36).ok()
@@ -81,12 +100,20 @@ fn base36(mut n: u64, width: usize) -> String {
     String::from_utf8(buf).unwrap_or_default()
 }
 
+/// The daemon part of ids: [`NODE_WIDTH`] base36 characters from a
+/// random number (the caller brings the randomness: this crate does no I/O).
+pub fn node_from(random: u64) -> String {
+    base36(random % 36u64.pow(NODE_WIDTH as u32), NODE_WIDTH)
+}
+
 /// Hands out increasing job ids. Seeded with the newest id already stored,
 /// so ids stay unique across restarts even when the clock steps back.
 #[derive(Debug, Clone, Default)]
 pub struct IdGen {
     last_ms: u64,
     seq: u64,
+    /// The daemon part appended to every id (empty: none).
+    node: String,
 }
 
 impl IdGen {
@@ -96,9 +123,16 @@ impl IdGen {
             Some(ms) => IdGen {
                 last_ms: ms,
                 seq: SEQ_MAX,
+                node: String::new(),
             },
             None => IdGen::default(),
         }
+    }
+
+    /// Appends `node` (see [`node_from`]) to every id from now on.
+    pub fn with_node(mut self, node: &str) -> IdGen {
+        self.node = node.to_string();
+        self
     }
 
     /// The next id for a job created at `now`.
@@ -117,7 +151,7 @@ impl IdGen {
         } else {
             self.seq += 1;
         }
-        JobId::from_parts(self.last_ms, self.seq)
+        JobId::from_parts_on(self.last_ms, self.seq, &self.node)
     }
 }
 
@@ -382,6 +416,25 @@ mod tests {
             );
             assert_eq!(id.as_str().parse::<JobId>().unwrap(), *id);
         }
+    }
+
+    #[test]
+    fn ids_of_two_daemons_differ_and_stay_sortable_and_pod_safe() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_000_000_000);
+        let mut a = IdGen::default().with_node(&node_from(7));
+        let mut b = IdGen::default().with_node(&node_from(u64::MAX / 3));
+        let (a1, b1) = (a.next(t), b.next(t));
+        assert_ne!(a1, b1, "same millisecond, same counter, two daemons");
+        let a2 = a.next(t + Duration::from_millis(1));
+        assert!(a1 < a2);
+        assert_eq!(a1.as_str().len(), 17);
+        assert!(a1.is_generated() && a1.as_str().parse::<JobId>().is_ok());
+        // An old 12-character id stays readable and sorts before newer ids.
+        let old: JobId = "0mxdix09l000".parse().unwrap();
+        assert!(old.is_generated());
+        let mut after = IdGen::after(Some(&old)).with_node("abcde");
+        assert!(after.next(UNIX_EPOCH) > old);
+        assert!(!"0mxdix09l000ab".parse::<JobId>().unwrap().is_generated());
     }
 
     #[test]

@@ -4,6 +4,12 @@
 //!
 //! Anything that is not one of those names is left untouched, so shell
 //! syntax such as `${HOME}` or `${PATH:-/bin}` reaches the shell as written.
+//!
+//! `$${` is a literal `${`: the client keeps it as written (so a runbook's
+//! `$${job_id}` is not filled by the daemon either), and the daemon turns it
+//! into `${` without filling what follows. A `--var` value is data: the
+//! client writes every `${` in it as `$${`, so the daemon never fills a
+//! value a second time (`--var b='${job_id}'` runs with `${job_id}`).
 
 use std::collections::BTreeMap;
 
@@ -45,6 +51,17 @@ pub enum RenderError<E> {
 pub fn render<E>(
     text: &str,
     cap: usize,
+    resolve: impl FnMut(&str) -> Result<Option<String>, E>,
+) -> Result<String, RenderError<E>> {
+    render_with(text, cap, false, resolve)
+}
+
+/// [`render`]; with `unescape`, every `$${` becomes `${` (the daemon's
+/// pass, the last one), else it stays as written (the client's).
+fn render_with<E>(
+    text: &str,
+    cap: usize,
+    unescape: bool,
     mut resolve: impl FnMut(&str) -> Result<Option<String>, E>,
 ) -> Result<String, RenderError<E>> {
     let mut out = Capped {
@@ -53,6 +70,13 @@ pub fn render<E>(
     };
     let mut rest = text;
     while let Some(start) = rest.find("${") {
+        if start > 0 && rest.as_bytes()[start - 1] == b'$' {
+            // `$${`: a literal `${`, never filled.
+            out.push(&rest[..if unescape { start - 1 } else { start }])?;
+            out.push("${")?;
+            rest = &rest[start + 2..];
+            continue;
+        }
         out.push(&rest[..start])?;
         let after = &rest[start + 2..];
         match after.find('}') {
@@ -107,7 +131,7 @@ pub fn substitute_vars(
 ) -> Result<String, TemplateError> {
     let filled = render(text, cap, |key| match key.strip_prefix("var.") {
         Some(name) => match vars.get(name) {
-            Some(v) => Ok(Some(v.clone())),
+            Some(v) => Ok(Some(escape(v))),
             None => Err(TemplateError::UnknownVar {
                 name: name.to_string(),
             }),
@@ -118,6 +142,12 @@ pub fn substitute_vars(
         RenderError::Resolve(e) => e,
         RenderError::TooLong { .. } => TemplateError::TooLong { cap },
     })
+}
+
+/// `text` as data in a template: every `${` becomes `$${`, which the
+/// daemon's fill turns back into `${` without filling it.
+pub fn escape(text: &str) -> String {
+    text.replace("${", "$${")
 }
 
 /// Every `${var.NAME}` a text refers to, in order of appearance.
@@ -173,6 +203,12 @@ impl RuntimeVars<'_> {
         let mut len = 0usize;
         let mut rest = text;
         while let Some(start) = rest.find("${") {
+            if start > 0 && rest.as_bytes()[start - 1] == b'$' {
+                // `$${` fills in as `${`.
+                len = len.saturating_add(start + 1);
+                rest = &rest[start + 2..];
+                continue;
+            }
             len = len.saturating_add(start);
             let after = &rest[start + 2..];
             let Some(end) = after.find('}') else {
@@ -191,7 +227,7 @@ impl RuntimeVars<'_> {
     }
 
     fn render(&self, text: &str, cap: usize) -> Result<String, String> {
-        let filled = render::<std::convert::Infallible>(text, cap, |key| {
+        let filled = render_with::<std::convert::Infallible>(text, cap, true, |key| {
             Ok(match key {
                 "job_id" => Some(self.job_id.to_string()),
                 "name" => Some(self.name.to_string()),
@@ -240,6 +276,26 @@ mod tests {
             }
         );
         assert!(err.to_string().contains("${var.nope}"));
+    }
+
+    /// Issue 30 item 13: a `--var` value is data, filled once; `$${` is a
+    /// literal `${` in a runbook, through both passes.
+    #[test]
+    fn a_var_value_is_never_filled_a_second_time() {
+        let v = vars(&[("b", "${job_id} $${name} ${var.b}")]);
+        let sent = substitute_vars("echo '${var.b}' $${job_id} ${job_id}", &v, 200).unwrap();
+        let rv = RuntimeVars {
+            job_id: "ID",
+            name: "N",
+            step: None,
+            error: None,
+        };
+        let ran = rv.fill(&sent, 200).unwrap();
+        assert_eq!(ran, "echo '${job_id} $${name} ${var.b}' ${job_id} ID");
+        assert_eq!(rv.filled_len(&sent), ran.len());
+        assert_eq!(rv.filled_len("$${x}"), 4);
+        assert_eq!(rv.fill("a$$${name}", 200).unwrap(), "a$${name}");
+        assert!(referenced_vars("$${var.x} ${var.y}") == vec!["y".to_string()]);
     }
 
     #[test]

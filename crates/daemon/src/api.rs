@@ -133,6 +133,9 @@ async fn status(State(s): State<Shared>) -> Response {
         "lock": info.lock,
         "storage_error": s.engine.storage_error(),
         "jobs": counts,
+        "leftovers": crate::runner::cgroup::status_json(
+            s.config.as_ref().is_none_or(|c| c.running().config.jobs.kill_leftovers)
+        ),
         "config": s.config.as_ref().map(crate::reload::ConfigStatus::status_json),
     }))
     .into_response()

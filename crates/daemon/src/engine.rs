@@ -430,7 +430,7 @@ impl Engine {
         let (active_tx, active_rx) = watch::channel(Vec::new());
         let (counts_tx, counts_rx) = watch::channel(state.counts());
         let (storage_error_tx, storage_error_rx) = watch::channel(None);
-        let ids = IdGen::after(state.newest_id());
+        let ids = IdGen::after(state.newest_id()).with_node(crate::identity::id_node());
         let engine = Engine {
             state,
             storage,
@@ -636,7 +636,8 @@ impl Engine {
                 );
                 self.storage = storage;
                 self.state = state;
-                self.ids = IdGen::after(self.state.newest_id());
+                self.ids =
+                    IdGen::after(self.state.newest_id()).with_node(crate::identity::id_node());
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot reload the state on becoming leader; using the copy loaded at start")
@@ -1058,6 +1059,12 @@ impl Engine {
             Ok(ctx) => ctx,
             Err(e) => return self.fail_unstartable(id, index, at, e.to_string()),
         };
+        if ctx.container.is_none() && !self.cfg.allow_shell {
+            // Accepted before the policy changed (queued, waiting for its
+            // retry, restored from the WAL): the policy holds at the start.
+            let error = shell_refused(&ctx.step_name);
+            return self.fail_unstartable(id, index, at, error);
+        }
         let container = ctx.container.is_some();
         let pod = container.then(|| StepContext::attempt_pod_name(id, index, ctx.attempt));
         let (stop_tx, stop_rx) = watch::channel(Stop::Run);
@@ -1426,6 +1433,13 @@ fn classify(
             )),
         ),
     }
+}
+
+/// Why a shell step accepted earlier does not start now.
+fn shell_refused(step: &str) -> String {
+    format!(
+        "step {step:?} was not started: it would run in the daemon as a shell step, and jobs.allow_shell = false now; give the step a \"container\" or set jobs.allow_shell = true, then submit the job again"
+    )
 }
 
 fn now() -> Timestamp {

@@ -13,9 +13,12 @@ mod api_errors;
 mod api_retention;
 mod api_where;
 mod config_api;
+mod conn_slots;
 pub mod drain;
+pub mod early_signals;
 pub mod engine;
 pub mod harden;
+pub mod identity;
 pub mod job_span;
 pub mod k8s;
 pub mod listen;
@@ -24,6 +27,7 @@ pub mod metrics;
 pub mod notify;
 pub mod ready;
 pub mod reload;
+mod reload_guard;
 pub mod runner;
 pub mod storage;
 
@@ -150,6 +154,7 @@ fn start(loaded: Loaded, env: Environment, plugins: Plugins) -> Result<i32, Fail
             .await
     });
     rt.shutdown_timeout(Duration::from_millis(200));
+    runner::cgroup::remove_subtree();
     if let Err(f) = &result {
         tracing::error!(code = f.code, "{}", f.message);
     }
@@ -216,7 +221,10 @@ fn read_token(loaded: &Loaded) -> Result<Option<Secret>, Failure> {
 /// The TCP listener's limits; the connection cap stays below the open-file
 /// limit (already raised by [`harden::process`]), with a warning if lowered.
 fn tcp_limits(l: &oj_config::ListenConfig) -> listen::TcpLimits {
-    let (max, lowered) = listen::effective_max_connections(l.max_connections, harden::nofile());
+    // The Unix socket's and the admin port's caps come off the top.
+    let others = (listen::UNIX_MAX_CONNECTIONS + listen::ADMIN_MAX_CONNECTIONS) as u64;
+    let nofile = harden::nofile().map(|n| n.saturating_sub(others));
+    let (max, lowered) = listen::effective_max_connections(l.max_connections, nofile);
     if lowered {
         tracing::warn!(
             configured = l.max_connections,
@@ -297,6 +305,10 @@ impl Daemon {
                 format!("cannot install the SIGHUP (reload) handler: {e}"),
             )
         })?;
+        // Blocked since `main`'s first instruction; a SIGHUP that came
+        // meanwhile is now a reload (this runs on the thread that started
+        // the runtime).
+        early_signals::unblock_hangup();
 
         // Kubernetes (pods, lease) when configured; a lease that cannot reach
         // the API is a configuration problem.
@@ -325,6 +337,26 @@ impl Daemon {
             );
         }
         tokio::spawn(runner::leftovers::run_reaper());
+        // This daemon's mark (its steps carry it) and its cgroup subtree:
+        // the leftover sweeps touch nothing else (see `identity`).
+        let mark = identity::load_mark(&state_dir).map_err(|e| {
+            Failure::new(
+                EXIT_RUNTIME,
+                format!(
+                    "cannot keep the daemon's mark in {}: {e}; make daemon.state_dir writable",
+                    state_dir.join(identity::MARK_FILE).display()
+                ),
+            )
+        })?;
+        match runner::cgroup::init(mark) {
+            Ok(root) => {
+                tracing::info!(cgroup = %root.display(), "leftovers: each shell step runs in its own cgroup (v2), ended with cgroup.kill")
+            }
+            Err(why) => tracing::info!(
+                reason = why,
+                "leftovers: no cgroup v2 for steps; what a step leaves is found by a /proc scan"
+            ),
+        }
 
         let (storage, state) = open_state(&state_dir)?;
         let bound = bind_listeners(&loaded).await?;
@@ -715,6 +747,7 @@ fn serve(
                 metrics.clone(),
                 "unix",
             ),
+            listen::TcpLimits::from_config(&cfg.listen, listen::UNIX_MAX_CONNECTIONS),
             stop_rx.clone(),
         )));
     }

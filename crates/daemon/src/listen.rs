@@ -11,6 +11,10 @@
 //! file descriptors the Unix socket and the WAL need), a deadline for the
 //! first request head, and an idle timeout between requests. Failed accepts
 //! are logged once a minute with a count, not once each.
+//!
+//! Every listener — TCP, admin and the Unix socket — has a cap and the same
+//! deadlines, and at its cap a new connection takes the place of a silent
+//! or idle one ([`crate::conn_slots`]) instead of waiting behind it.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -33,13 +37,20 @@ use oj_adapters::tls::ServerTls;
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, watch};
+
+use crate::conn_slots::{Slots, View};
 
 use crate::api::error;
 
 /// Open connections at once on the admin port (probes and scrapers need a
 /// handful; it is not counted against `listen.max_connections`).
 pub const ADMIN_MAX_CONNECTIONS: usize = 64;
+
+/// Open connections at once on the Unix socket (local clients: `oj`
+/// commands, followers of logs; not counted against
+/// `listen.max_connections`).
+pub const UNIX_MAX_CONNECTIONS: usize = 256;
 
 /// How often a failing `accept` is logged at most.
 const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(60);
@@ -96,7 +107,12 @@ fn bearer_token(value: &[u8]) -> Option<&[u8]> {
 }
 
 async fn require_token(State(auth): State<Auth>, req: Request, next: Next) -> Response {
-    if !auth.allows(&req) {
+    let allowed = auth.allows(&req);
+    if allowed && let Some(conn) = req.extensions().get::<Arc<Activity>>() {
+        // A token holder's connection is no longer the first to give way.
+        conn.authenticated.store(true, Ordering::SeqCst);
+    }
+    if !allowed {
         return crate::api_errors::unauthorized(req).await;
     }
     next.run(req).await
@@ -187,13 +203,21 @@ pub fn effective_max_connections(configured: u32, nofile: Option<u64>) -> (usize
     }
 }
 
-/// What a connection is doing, shared by its watchdog and its requests.
-struct Activity {
+/// What a connection is doing, shared by its watchdog, its requests and
+/// its listener's slots.
+pub struct Activity {
     accepted: Instant,
     requests: AtomicU64,
     in_flight: AtomicUsize,
     /// Milliseconds after `accepted` when the last response body ended.
     last_done_ms: AtomicU64,
+    /// Requests need a token here (TCP): until one passed, the connection
+    /// counts as unauthenticated.
+    needs_auth: std::sync::atomic::AtomicBool,
+    authenticated: std::sync::atomic::AtomicBool,
+    /// Told to close to make room for a new connection.
+    evicted: std::sync::atomic::AtomicBool,
+    evict_now: Notify,
 }
 
 /// Held by a request from its head until its response body is gone.
@@ -206,13 +230,41 @@ impl Activity {
             requests: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             last_done_ms: AtomicU64::new(0),
+            needs_auth: false.into(),
+            authenticated: false.into(),
+            evicted: false.into(),
+            evict_now: Notify::new(),
         })
     }
 
     fn begin(self: &Arc<Self>) -> InFlight {
+        if !self.needs_auth.load(Ordering::SeqCst) {
+            self.authenticated.store(true, Ordering::SeqCst);
+        }
         self.requests.fetch_add(1, Ordering::SeqCst);
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         InFlight(self.clone())
+    }
+
+    pub fn is_evicted(&self) -> bool {
+        self.evicted.load(Ordering::SeqCst)
+    }
+
+    /// Tells the connection to close (its watchdog drops it).
+    pub fn evict(&self) {
+        self.evicted.store(true, Ordering::SeqCst);
+        self.evict_now.notify_one();
+    }
+
+    /// What eviction looks at.
+    pub fn view(&self, _now: Instant) -> View {
+        View {
+            accepted: self.accepted,
+            authenticated: self.authenticated.load(Ordering::SeqCst),
+            in_flight: self.in_flight.load(Ordering::SeqCst) > 0,
+            idle_since: self.accepted
+                + Duration::from_millis(self.last_done_ms.load(Ordering::SeqCst)),
+        }
     }
 
     /// When the watchdog must look again, or `Err` with why the connection
@@ -325,12 +377,12 @@ async fn serve_stream<S>(
     io: S,
     router: Router,
     mut stop: watch::Receiver<bool>,
-    limits: Option<(TcpLimits, Instant)>,
+    limits: Option<(TcpLimits, Arc<Activity>)>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut builder = Builder::new(TokioExecutor::new());
-    let Some((limits, accepted)) = limits else {
+    let Some((limits, activity)) = limits else {
         let service = TowerToHyperService::new(router);
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
         tokio::pin!(conn);
@@ -352,10 +404,10 @@ async fn serve_stream<S>(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.idle_timeout);
     builder.http2().timer(TokioTimer::new());
-    let activity = Activity::new(accepted);
     let tracked = activity.clone();
-    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         let in_flight = tracked.begin();
+        req.extensions_mut().insert(tracked.clone());
         let router = router.clone();
         let body_deadline = Box::pin(tokio::time::sleep(limits.idle_timeout));
         async move {
@@ -391,6 +443,10 @@ async fn serve_stream<S>(
         tokio::select! {
             res = conn.as_mut() => return log_connection_end(res),
             () = tokio::time::sleep_until(wake) => continue,
+            () = activity.evict_now.notified() => {
+                tracing::debug!("closing a silent or idle connection to make room for a new one");
+                return;
+            }
             () = stopped(&mut stop) => {
                 conn.as_mut().graceful_shutdown();
                 let _ = tokio::time::timeout(Duration::from_millis(200), conn).await;
@@ -452,20 +508,79 @@ impl AcceptWarnings {
     }
 }
 
-/// Accepts on the Unix socket until `stop`. The socket file is removed by
-/// the caller (only if it is still this daemon's).
-pub async fn serve_unix(listener: UnixListener, router: Router, mut stop: watch::Receiver<bool>) {
-    let conn_stop = stop.clone();
-    let mut warnings = AcceptWarnings::new("unix");
-    loop {
+/// Waits until `slots` has room (making it, at the cap, by evicting a
+/// silent or idle connection); `false` when `stop` came first.
+async fn room(
+    slots: &Slots,
+    name: &'static str,
+    cap_warnings: &mut AcceptWarnings,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    while !slots.make_room(false) {
+        // Every connection is busy: new clients wait in the backlog.
+        if cap_warnings.should_log(Instant::now()) {
+            tracing::warn!(
+                listener = name,
+                max_connections = slots.cap(),
+                "connection cap reached and every connection is busy: new clients wait until one closes (logged at most once a minute)"
+            );
+        }
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    tokio::spawn(serve_stream(stream, router.clone(), conn_stop.clone(), None));
-                }
-                Err(e) => warnings.failed(&e).await,
-            },
+            () = slots.freed.notified() => {}
+            () = tokio::time::sleep(crate::conn_slots::RECHECK) => {}
+            () = stopped(stop) => return false,
+        }
+    }
+    true
+}
+
+/// Out of file descriptors (`EMFILE`, `ENFILE`): the accept fails until
+/// one is freed, so a silent or idle connection gives way.
+fn out_of_fds(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(nix::libc::EMFILE) | Some(nix::libc::ENFILE)
+    )
+}
+
+/// Accepts on the Unix socket until `stop`, at most `limits.max_connections`
+/// at once, with the same deadlines as TCP. The socket file is removed by
+/// the caller (only if it is still this daemon's).
+pub async fn serve_unix(
+    listener: UnixListener,
+    router: Router,
+    limits: TcpLimits,
+    mut stop: watch::Receiver<bool>,
+) {
+    let conn_stop = stop.clone();
+    let slots = Slots::new(limits.max_connections);
+    let mut warnings = AcceptWarnings::new("unix");
+    let mut cap_warnings = AcceptWarnings::new("unix");
+    loop {
+        if !room(&slots, "unix", &mut cap_warnings, &mut stop).await {
+            break;
+        }
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
             () = stopped(&mut stop) => break,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let activity = Activity::new(Instant::now());
+                let slot = slots.register(activity.clone());
+                let router = router.clone();
+                let stop = conn_stop.clone();
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    serve_stream(stream, router, stop, Some((limits, activity))).await;
+                });
+            }
+            Err(e) => {
+                if out_of_fds(&e) {
+                    slots.make_room(true);
+                }
+                warnings.failed(&e).await;
+            }
         }
     }
 }
@@ -481,25 +596,18 @@ pub async fn serve_tcp(
     mut stop: watch::Receiver<bool>,
 ) {
     let conn_stop = stop.clone();
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let slots = Slots::new(limits.max_connections);
     let mut warnings = AcceptWarnings::new(name);
     let mut cap_warnings = AcceptWarnings::new(name);
+    // The API's TCP listener is the one whose requests need a token: there
+    // a connection counts as unauthenticated until one passed.
+    let needs_auth = name == "tcp";
     loop {
-        // A slot first: at the cap, new clients wait in the backlog.
-        if slots.available_permits() == 0 && cap_warnings.should_log(Instant::now()) {
-            tracing::warn!(
-                listener = name,
-                max_connections = limits.max_connections,
-                "connection cap reached: new clients wait until a connection closes (listen.max_connections; logged at most once a minute)"
-            );
+        // Room first: at the cap a silent or idle connection gives way;
+        // when all are busy, new clients wait in the backlog.
+        if !room(&slots, name, &mut cap_warnings, &mut stop).await {
+            break;
         }
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            () = stopped(&mut stop) => break,
-        };
         let accepted = tokio::select! {
             a = listener.accept() => a,
             () = stopped(&mut stop) => break,
@@ -507,23 +615,33 @@ pub async fn serve_tcp(
         let (stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
-                drop(permit);
+                if out_of_fds(&e) {
+                    slots.make_room(true);
+                }
                 warnings.failed(&e).await;
                 continue;
             }
         };
-        let at = Instant::now();
+        let activity = Activity::new(Instant::now());
+        activity.needs_auth.store(needs_auth, Ordering::SeqCst);
+        let slot = slots.register(activity.clone());
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let stop = conn_stop.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let _slot = slot;
             match tls {
-                None => serve_stream(stream, router, stop, Some((limits, at))).await,
+                None => serve_stream(stream, router, stop, Some((limits, activity))).await,
                 Some(tls) => {
-                    match tokio::time::timeout(limits.header_timeout, tls.accept(stream)).await {
-                        Ok(Ok(s)) => serve_stream(s, router, stop, Some((limits, at))).await,
+                    let handshake = tokio::time::timeout(limits.header_timeout, tls.accept(stream));
+                    let evicted = activity.evict_now.notified();
+                    let done = tokio::select! {
+                        r = handshake => r,
+                        () = evicted => return,
+                    };
+                    match done {
+                        Ok(Ok(s)) => serve_stream(s, router, stop, Some((limits, activity))).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }

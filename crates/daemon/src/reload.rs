@@ -279,6 +279,8 @@ pub struct Reloader {
     metrics: Arc<Metrics>,
     /// Restart-only keys already logged as pending (logged once each).
     announced: Vec<String>,
+    /// The files the last accepted load read: a reload must find them whole.
+    read: crate::reload_guard::ReadAtStart,
 }
 
 impl Reloader {
@@ -291,18 +293,46 @@ impl Reloader {
     ) -> Reloader {
         Reloader {
             env,
-            started,
             status,
             live,
             metrics,
             announced: Vec::new(),
+            read: crate::reload_guard::ReadAtStart::of(&started),
+            started,
         }
     }
 
     /// One reload; returns whether it was accepted.
     pub fn reload(&mut self, reason: &str) -> bool {
         tracing::info!(reason, "reloading the configuration");
-        let candidate = oj_config::load(&self.started.options, &self.env)
+        let since = std::time::Instant::now();
+        loop {
+            match self.attempt() {
+                Ok(new) => {
+                    self.read = crate::reload_guard::ReadAtStart::of(&new);
+                    self.accept(new, reason);
+                    return true;
+                }
+                // A write in progress is waited out, then tried again.
+                Err(_) if self.read.wait_for_writes(since) => {
+                    tracing::info!("config files changed while reloading; trying again");
+                }
+                Err(errors) => {
+                    self.reject(errors, reason);
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Loads and checks the configuration once; a file read at start that
+    /// cannot be read whole fails it (see [`crate::reload_guard`]).
+    fn attempt(&self) -> Result<Loaded, Vec<String>> {
+        let problems = self.read.problems();
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        oj_config::load(&self.started.options, &self.env)
             .map_err(|errors| errors.0.iter().map(ToString::to_string).collect::<Vec<_>>())
             .and_then(|loaded| {
                 let report = oj_adapters::preflight::check(
@@ -315,17 +345,7 @@ impl Reloader {
                 } else {
                     Err(report.errors)
                 }
-            });
-        match candidate {
-            Ok(new) => {
-                self.accept(new, reason);
-                true
-            }
-            Err(errors) => {
-                self.reject(errors, reason);
-                false
-            }
-        }
+            })
     }
 
     fn reject(&mut self, errors: Vec<String>, reason: &str) {

@@ -16,7 +16,12 @@
 //! commit the WAL is checked to still be the file the daemon opened: if it
 //! was deleted, replaced or changed by someone else, the whole state
 //! (including the batch being committed) is written as a fresh snapshot and
-//! a new, empty WAL starts beside it. Both files are created 0600: the WAL
+//! a new, empty WAL starts beside it. The snapshot is watched the same way
+//! (its path must still name the file last written): a deleted or replaced
+//! snapshot is written again at the next commit, or at the periodic check
+//! ([`Storage::verify`]) when nothing is committed. A WAL that starts past
+//! record 1 with no snapshot beside it is refused at open: starting would
+//! lose every job the snapshot held. Both files are created 0600: the WAL
 //! holds job environments.
 
 use std::fs::{File, OpenOptions};
@@ -30,6 +35,10 @@ use serde::{Deserialize, Serialize};
 
 pub const WAL_FILE: &str = "wal.jsonl";
 pub const SNAPSHOT_FILE: &str = "snapshot.json";
+/// Space kept for deletions on a full disk (see [`Storage::release_reserve`]).
+pub const RESERVE_FILE: &str = "space.reserve";
+/// The reserve's size: room for thousands of removal records.
+pub const RESERVE_BYTES: u64 = 1 << 20;
 const SNAPSHOT_FORMAT: u32 = 1;
 
 /// What can stop the storage from opening or writing.
@@ -41,6 +50,11 @@ pub enum StorageError {
         path: PathBuf,
         source: io::Error,
     },
+    #[error(
+        "the snapshot {} is missing, but the WAL beside it starts at record {first_seq}: it only holds the changes since a snapshot, so starting without it would lose every job the snapshot held (and retention would delete their logs). Restore {} from a backup, or move wal.jsonl away too to start with no jobs",
+        path.display(), path.display()
+    )]
+    MissingSnapshot { path: PathBuf, first_seq: u64 },
     #[error(
         "{} is not a snapshot this version of oj can read ({reason}). The WAL beside it only holds the changes since that snapshot, so starting without it loses every job it held. Keep a copy of both files first (cp -a {} {}.bad), then restore the snapshot from a backup, or move snapshot.json and wal.jsonl away together to start with no jobs",
         path.display(), path.display(), path.display()
@@ -130,6 +144,9 @@ pub struct Storage {
     /// Device and inode of `wal`: the file the WAL's path must still name.
     wal_id: (u64, u64),
     wal_path: PathBuf,
+    /// Device and inode of the snapshot last written (or read at open):
+    /// the file the snapshot's path must still name.
+    snap_id: Option<(u64, u64)>,
     buf: Vec<u8>,
     /// Events in `buf`.
     buffered: usize,
@@ -187,6 +204,7 @@ impl Storage {
         let wal_path = dir.join(WAL_FILE);
         let mut wal = open_wal(&wal_path, false)?;
         let mut last_seq = snap_seq;
+        let mut first_seq: Option<u64> = None;
         let mut good_len: u64 = 0;
         let mut wal_len = 0;
         {
@@ -223,6 +241,7 @@ impl Storage {
                     Ok(rec) if complete => {
                         good_len = offset;
                         wal_len += 1;
+                        first_seq.get_or_insert(rec.seq);
                         if rec.seq <= last_seq {
                             continue; // already in the snapshot
                         }
@@ -239,6 +258,15 @@ impl Storage {
             if pending_bad.is_some() {
                 report.torn_tail = true;
             }
+        }
+        if let Some(first_seq) = first_seq
+            && snap_seq == 0
+            && first_seq > 1
+        {
+            return Err(StorageError::MissingSnapshot {
+                path: snap_path,
+                first_seq,
+            });
         }
         if report.torn_tail {
             // Cut the torn tail so the next append starts on a fresh line.
@@ -260,6 +288,7 @@ impl Storage {
             Storage {
                 dir: dir.to_path_buf(),
                 wal_id: file_id(&wal, &wal_path)?,
+                snap_id: path_id(&snap_path),
                 wal,
                 wal_path,
                 buf: Vec::with_capacity(64 * 1024),
@@ -319,11 +348,7 @@ impl Storage {
         if self.needs_cut {
             self.cut_back()?;
         }
-        if self.wal_was_replaced()? {
-            tracing::error!(
-                wal = %self.wal_path.display(),
-                "the WAL was deleted, replaced or changed by another program while the daemon ran; writing the whole state as a fresh snapshot and starting a new WAL"
-            );
+        if self.files_were_replaced()? {
             self.rewrite(state)?;
             return Ok(Committed::Rewritten);
         }
@@ -348,7 +373,7 @@ impl Storage {
         if self.needs_cut {
             self.cut_back()?;
         }
-        if self.wal_was_replaced()? {
+        if self.files_were_replaced()? {
             self.rewrite(state)?;
         }
         let path = self.dir.join(".oj-probe");
@@ -374,6 +399,83 @@ impl Storage {
             ))?;
         self.needs_cut = false;
         Ok(())
+    }
+
+    /// Makes sure the space reserve exists (best effort): only when the
+    /// volume has four times its size free, so making it never fills a
+    /// disk that is nearly full. Returns whether it exists now.
+    pub fn ensure_reserve(&self) -> bool {
+        let path = self.dir.join(RESERVE_FILE);
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() >= RESERVE_BYTES) {
+            return true;
+        }
+        let free = nix::sys::statvfs::statvfs(&self.dir)
+            .map(|v| v.blocks_available().saturating_mul(v.fragment_size()))
+            .unwrap_or(0);
+        if free < 4 * RESERVE_BYTES {
+            return false;
+        }
+        let written = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(FILE_MODE)
+            .open(&path)
+            .and_then(|mut f| {
+                // Real blocks, not a sparse file: zeros written out.
+                let chunk = [0u8; 64 * 1024];
+                for _ in 0..RESERVE_BYTES / chunk.len() as u64 {
+                    f.write_all(&chunk)?;
+                }
+                f.sync_all()
+            });
+        if written.is_err() {
+            let _ = std::fs::remove_file(&path);
+            return false;
+        }
+        true
+    }
+
+    /// Deletes the space reserve, so that removals (and the log deletions
+    /// they allow) can be written on a full disk; returns whether it freed
+    /// anything. [`Storage::ensure_reserve`] makes it again once there is
+    /// room.
+    pub fn release_reserve(&self) -> bool {
+        std::fs::remove_file(self.dir.join(RESERVE_FILE)).is_ok()
+    }
+
+    /// The periodic check while nothing is committed: when the WAL or the
+    /// snapshot was deleted or replaced, `state` is written as a fresh
+    /// snapshot with a new WAL. Returns whether it was.
+    pub fn verify(&mut self, state: &State) -> Result<bool, StorageError> {
+        if !self.buf.is_empty() || self.needs_cut || !self.files_were_replaced()? {
+            return Ok(false);
+        }
+        self.rewrite(state)?;
+        Ok(true)
+    }
+
+    /// Whether the WAL or the snapshot is no longer the file this daemon
+    /// wrote (logged when so).
+    fn files_were_replaced(&self) -> Result<bool, StorageError> {
+        if self.wal_was_replaced()? {
+            tracing::error!(
+                wal = %self.wal_path.display(),
+                "the WAL was deleted, replaced or changed by another program while the daemon ran; writing the whole state as a fresh snapshot and starting a new WAL"
+            );
+            return Ok(true);
+        }
+        if let Some(known) = self.snap_id {
+            let path = self.dir.join(SNAPSHOT_FILE);
+            if path_id(&path) != Some(known) {
+                tracing::error!(
+                    snapshot = %path.display(),
+                    "the snapshot was deleted or replaced by another program while the daemon ran; writing the whole state as a fresh snapshot and starting a new WAL"
+                );
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Whether the file at the WAL's path is no longer the one this daemon
@@ -437,7 +539,7 @@ impl Storage {
     /// Writes `state` as `snapshot.json` covering records up to `seq`:
     /// a temporary file, fsynced, renamed over the old one, directory
     /// fsynced. A failed attempt leaves the old snapshot and no temporary.
-    fn write_snapshot(&self, state: &State, seq: u64) -> Result<(), StorageError> {
+    fn write_snapshot(&mut self, state: &State, seq: u64) -> Result<(), StorageError> {
         let path = self.dir.join(SNAPSHOT_FILE);
         let tmp = self.dir.join(format!("{SNAPSHOT_FILE}.tmp"));
         let written = write_snapshot_file(&tmp, state, seq).and_then(|()| {
@@ -448,9 +550,15 @@ impl Storage {
             let _ = std::fs::remove_file(&tmp);
         }
         written?;
+        self.snap_id = path_id(&path);
         release_free_heap();
         sync_dir(&self.dir)
     }
+}
+
+/// Device and inode of the file at `path` (through symlinks), if any.
+fn path_id(path: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// Device and inode of an open file.
@@ -577,6 +685,34 @@ mod tests {
         assert_eq!(again, state);
         assert_eq!(report.wal_records, 2);
         assert_eq!(again.job(&a).unwrap().state, JobState::Running);
+    }
+
+    /// Issue 30 item 4: the snapshot is watched like the WAL.
+    #[test]
+    fn a_deleted_snapshot_is_written_again_or_refused_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let snap = dir.path().join(SNAPSHOT_FILE);
+        let (mut st, mut state, _) = Storage::open(dir.path()).unwrap();
+        let (a, ev) = submitted(1);
+        state.apply(&ev).unwrap();
+        st.append(&ev);
+        st.snapshot(&state).unwrap();
+        std::fs::remove_file(&snap).unwrap();
+        assert!(st.verify(&state).unwrap(), "the periodic check notices");
+        assert!(snap.exists());
+        assert!(!st.verify(&state).unwrap(), "once");
+        let (b, ev) = submitted(2);
+        state.apply(&ev).unwrap();
+        st.append(&ev);
+        st.commit(&state).unwrap();
+        std::fs::remove_file(&snap).unwrap();
+        drop(st);
+        let err = Storage::open(dir.path()).err().expect("refused");
+        assert!(
+            matches!(err, StorageError::MissingSnapshot { first_seq: 2, .. }),
+            "{err}"
+        );
+        let _ = (a, b);
     }
 
     #[test]

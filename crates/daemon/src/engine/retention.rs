@@ -11,6 +11,12 @@
 //! of the committed turn, so a crash or a full disk can leave a log
 //! without its job (the first retention check after the next start deletes
 //! such directories) but never a job without its log.
+//!
+//! On a full disk the removal itself could not be written, so nothing
+//! would ever be freed: the state directory keeps a small reserve file
+//! (`space.reserve`, 1 MiB), deleted when a removal is recorded while
+//! writes fail, so that the removal commits and the logs it deletes free
+//! the disk; the reserve is made again once there is room.
 
 use std::time::{Duration, SystemTime};
 
@@ -126,6 +132,11 @@ impl Engine {
 
     /// Records the removal of a finished job; its logs go once it is durable.
     fn record_removal(&mut self, id: JobId) {
+        if self.trouble.is_some() && self.storage.release_reserve() {
+            tracing::warn!(
+                "writes fail (a full disk?): the space reserve was released so that removals can be written and free the disk"
+            );
+        }
         self.record(Event::JobRemoved { id: id.clone() });
         self.effects.push(Effect::RemoveLogs(id));
     }
@@ -198,15 +209,27 @@ impl Engine {
     /// The periodic check: removes finished jobs past `keep_finished` and
     /// the oldest beyond `max_finished`. Only a recovered leader writes.
     pub(super) fn prune_retention(&mut self) {
-        if !self.is_leader || !self.recovered || self.trouble.is_some() {
+        if !self.is_leader || !self.recovered {
             self.prune_at = Instant::now() + PRUNE_NOT_READY;
             return;
+        }
+        if self.trouble.is_none() {
+            // Room again (or still): keep the reserve for the next full disk.
+            tokio::task::block_in_place(|| self.storage.ensure_reserve());
         }
         let Retention {
             keep_finished,
             max_finished,
         } = self.cfg.retention;
         self.prune_at = Instant::now() + keep_finished.clamp(PRUNE_MIN_EVERY, PRUNE_EVERY);
+        // A WAL or snapshot deleted while nothing was committed is written
+        // again now, not first at the next commit (or never, after a kill).
+        match tokio::task::block_in_place(|| self.storage.verify(&self.state)) {
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "cannot write the state again after its files were deleted or replaced; the next commit tries again")
+            }
+        }
         if !self.orphan_logs_checked {
             self.orphan_logs_checked = true;
             self.remove_orphan_logs();
@@ -253,17 +276,28 @@ impl Engine {
     /// that will ever write a log is in the state before its first step
     /// starts, so a directory without a job is garbage.
     fn remove_orphan_logs(&self) {
+        // No job and no snapshot, yet logs: the state was lost (its files
+        // deleted), not pruned; the logs are all that is left of it.
+        if self.state.jobs().next().is_none()
+            && !self
+                .storage
+                .dir()
+                .join(crate::storage::SNAPSHOT_FILE)
+                .exists()
+        {
+            return;
+        }
         let Ok(entries) = std::fs::read_dir(&self.cfg.logs_dir) else {
             return;
         };
         let orphans: Vec<JobId> = entries
             .filter_map(Result::ok)
             .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            // Only names of the generated shape (12 characters): nothing
-            // else under logs/ is oj's to delete.
+            // Only names of a generated shape (12 or 17 characters):
+            // nothing else under logs/ is oj's to delete.
             .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                (name.len() == 12).then(|| name.parse::<JobId>().ok())?
+                let id = e.file_name().into_string().ok()?.parse::<JobId>().ok()?;
+                id.is_generated().then_some(id)
             })
             .filter(|id| self.state.job(id).is_none())
             .collect();

@@ -104,7 +104,11 @@ fn alive(pid: Pid) -> bool {
 
 /// The processes carrying the step's marker, with their descendants.
 fn find(job_id: &str, step: &str) -> Vec<Pid> {
-    let marks = [format!("OJ_JOB_ID={job_id}"), format!("OJ_STEP={step}")];
+    let mut marks = vec![format!("OJ_JOB_ID={job_id}"), format!("OJ_STEP={step}")];
+    if let Some(mark) = crate::identity::mark() {
+        // Only this daemon's steps: another daemon may use the same id.
+        marks.push(format!("{}={mark}", crate::identity::MARK_VARIABLE));
+    }
     let me = std::process::id() as i32;
     let candidates = if SUBREAPER.load(std::sync::atomic::Ordering::Relaxed) {
         // What a step leaves behind is an orphan once its shell ended, and
@@ -128,7 +132,7 @@ fn find(job_id: &str, step: &str) -> Vec<Pid> {
     found.into_iter().map(Pid::from_raw).collect()
 }
 
-fn carries(pid: i32, marks: &[String; 2]) -> bool {
+fn carries(pid: i32, marks: &[String]) -> bool {
     let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
         return false;
     };

@@ -4,6 +4,7 @@
 //! whatever runner is plugged in as `Runners::container` (the Kubernetes pod
 //! runner; until then [`NoContainerRunner`] fails them with a clear reason).
 
+pub mod cgroup;
 pub mod leftovers;
 pub mod shell;
 mod workdir;

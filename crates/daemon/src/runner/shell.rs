@@ -20,7 +20,7 @@ use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
-use super::{StepContext, StepOutcome, StepRunner, Stop, leftovers};
+use super::{StepContext, StepOutcome, StepRunner, Stop, cgroup, leftovers};
 
 /// Time between SIGTERM and SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_secs(2);
@@ -50,11 +50,21 @@ impl StepRunner for ShellRunner {
             let job_id = ctx.job_id.to_string();
             let step = ctx.step_name.clone();
             let log = ctx.log_path.clone();
-            let (outcome, pgid) = run_shell(shell, base_env, grace, ctx, stop).await;
+            // Its own cgroup, where the machine allows it: whatever the
+            // step starts stays in it, `setsid` or not.
+            let cgroup = kill_leftovers
+                .then(|| cgroup::for_step(job_id.as_str(), ctx.index, ctx.attempt))
+                .flatten();
+            let (outcome, pgid) =
+                run_shell(shell, base_env, grace, ctx, stop, cgroup.as_deref()).await;
             if let Some(pgid) = pgid
                 && kill_leftovers
             {
-                let n = leftovers::end(&job_id, &step, pgid, grace).await;
+                let mut n = match &cgroup {
+                    Some(dir) => cgroup::end(dir, grace).await,
+                    None => 0,
+                };
+                n += leftovers::end(&job_id, &step, pgid, grace).await;
                 if n > 0 {
                     append_note(
                         &log,
@@ -76,11 +86,15 @@ async fn run_shell(
     grace: Duration,
     ctx: StepContext,
     stop: watch::Receiver<Stop>,
+    cgroup: Option<&Path>,
 ) -> (StepOutcome, Option<Pid>) {
     let mut cmd = match prepare(&shell, &base_env, &ctx) {
         Ok(cmd) => cmd,
         Err(outcome) => return (outcome, None),
     };
+    if let Some(dir) = cgroup {
+        cgroup::join_before_exec(&mut cmd, dir);
+    }
     let mut child = match leftovers::spawn_tracked(&mut cmd) {
         Ok(c) => c,
         Err(e) => {
@@ -169,6 +183,11 @@ fn prepare(
         .stderr(Stdio::from(log_err))
         .process_group(0)
         .kill_on_drop(false);
+    if let Some(mark) = crate::identity::mark() {
+        // What the leftover sweeps look for: this daemon's mark, not a job
+        // id another daemon may have handed out too.
+        cmd.env(crate::identity::MARK_VARIABLE, mark);
+    }
     Ok(cmd)
 }
 
@@ -248,16 +267,20 @@ async fn terminate_group(
 /// Kills what is left of a job's shell steps after the daemon that ran them
 /// died (`kill -9`, a crash, the OOM killer): a step runs in its own process
 /// group, so it outlives the daemon, and the restart that marks the job
-/// `interrupted` must not leave it running behind the daemon's back. The
-/// processes are found by the `OJ_JOB_ID=<id>` that every step process and
-/// its children carry in their environment (`/proc/<pid>/environ`, Linux
-/// only; elsewhere nothing is found). Each gets SIGKILL, and so does the
-/// group it leads (children that cleared their environment). Returns how
-/// many processes were killed.
+/// `interrupted` must not leave it running behind the daemon's back. First
+/// the job's step cgroups in this daemon's subtree get `cgroup.kill` (see
+/// [`cgroup`]); then the processes found by the `OJ_JOB_ID=<id>` *and* this
+/// daemon's `OJ_DAEMON_MARK` in their environment (`/proc/<pid>/environ`,
+/// Linux only) — never a process of another daemon that handed out the same
+/// id. Each gets SIGKILL, and so does the group it leads (children that
+/// cleared their environment). Returns how many processes were killed.
 pub fn kill_leftovers(job_id: &str) -> usize {
+    let in_cgroups = cgroup::kill_job(job_id);
     #[cfg(target_os = "linux")]
     {
         let needle = format!("OJ_JOB_ID={job_id}");
+        let mark =
+            crate::identity::mark().map(|m| format!("{}={m}", crate::identity::MARK_VARIABLE));
         let me = std::process::id();
         let Ok(entries) = std::fs::read_dir("/proc") else {
             return 0;
@@ -273,7 +296,8 @@ pub fn kill_leftovers(job_id: &str) -> usize {
             let Ok(env) = std::fs::read(entry.path().join("environ")) else {
                 continue;
             };
-            if !env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) {
+            let has = |v: &[u8]| env.split(|b| *b == 0).any(|kv| kv == v);
+            if !has(needle.as_bytes()) || mark.as_ref().is_some_and(|m| !has(m.as_bytes())) {
                 continue;
             }
             let pid = Pid::from_raw(raw);
@@ -284,12 +308,12 @@ pub fn kill_leftovers(job_id: &str) -> usize {
                 killed += 1;
             }
         }
-        killed
+        in_cgroups + killed
     }
     #[cfg(not(target_os = "linux"))]
     {
         let _ = job_id;
-        0
+        in_cgroups
     }
 }
 

@@ -1,0 +1,317 @@
+//! Each shell step in its own cgroup (v2), where the machine allows it
+//! (issue 30): a process a step starts is in the step's cgroup from its
+//! birth, whatever it does afterwards (`setsid`, double forks, new children
+//! from a TERM handler), so when the step ends, `cgroup.kill` ends all of
+//! it — no race with a `/proc` scan. The daemon's cgroups live in one
+//! subtree below its own cgroup, named after its mark
+//! ([`crate::identity`]): `<own cgroup>/oj-<mark>/<job-id>-<step>-<attempt>`.
+//! After a `kill -9`, the restart finds the dead daemon's step cgroups there
+//! (same state directory, same mark) and ends them; it never touches a
+//! cgroup it did not make. The subtree exists only while steps run (made
+//! by the first, removed by the last), so a daemon killed while idle leaves
+//! no cgroup behind.
+//!
+//! Where cgroup v2 is not mounted, or the daemon's cgroup is not writable
+//! (no delegation), or the kernel has no `cgroup.kill` (before 5.14), the
+//! subreaper and `/proc` sweep of [`super::leftovers`] does the work alone;
+//! it also runs after the cgroup, for a step that could not be moved into
+//! its cgroup. [`mode`] says which is in use (`oj status`).
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+static ROOT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+
+/// How leftovers are found: `"cgroup"` (cgroup v2 and `cgroup.kill`) or
+/// `"process-scan"` (the fallback), with the reason for the fallback.
+pub fn mode() -> (&'static str, Option<&'static str>) {
+    match ROOT.get() {
+        Some(Ok(_)) => ("cgroup", None),
+        Some(Err(why)) => ("process-scan", Some(why.as_str())),
+        None => ("process-scan", Some("not set up")),
+    }
+}
+
+/// The `leftovers` part of `GET /v1/status`: `{"mode", "reason"?}`, mode
+/// `off` while `jobs.kill_leftovers = false`.
+pub fn status_json(kill_leftovers: bool) -> serde_json::Value {
+    if !kill_leftovers {
+        return serde_json::json!({"mode": "off"});
+    }
+    match mode() {
+        (m, None) => serde_json::json!({"mode": m}),
+        (m, Some(why)) => serde_json::json!({"mode": m, "reason": why}),
+    }
+}
+
+/// Removes the daemon's subtree at a clean exit (the empty step cgroups
+/// in it too; a populated one stays, and so does the subtree then).
+pub fn remove_subtree() {
+    if let Some(Ok(root)) = ROOT.get() {
+        remove_empty(root);
+    }
+}
+
+/// Removes the empty cgroups below `root`, then `root` if it is empty.
+fn remove_empty(root: &Path) {
+    if let Ok(entries) = std::fs::read_dir(root) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                let _ = std::fs::remove_dir(e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(root);
+}
+
+/// Sets up the daemon's cgroup subtree for `mark`; returns it, or why
+/// steps go without cgroups. Called once at start.
+pub fn init(mark: &str) -> Result<&'static Path, &'static str> {
+    let r = ROOT.get_or_init(|| setup(mark));
+    match r {
+        Ok(p) => Ok(p.as_path()),
+        Err(e) => Err(e.as_str()),
+    }
+}
+
+fn setup(mark: &str) -> Result<PathBuf, String> {
+    let own =
+        own_cgroup().ok_or("cgroup v2 is not mounted (or this process is in no v2 cgroup)")?;
+    let magic = nix::sys::statfs::statfs(&own)
+        .map_err(|e| format!("cannot statfs {}: {e}", own.display()))?
+        .filesystem_type();
+    if magic != nix::sys::statfs::CGROUP2_SUPER_MAGIC {
+        return Err(format!("{} is not a cgroup v2 file system", own.display()));
+    }
+    let root = own.join(format!("oj-{}", &mark[..mark.len().min(16)]));
+    match std::fs::create_dir(&root) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(format!(
+                "cannot create the cgroup {} ({e}): the daemon's cgroup is not delegated to it",
+                root.display()
+            ));
+        }
+    }
+    if !root.join("cgroup.kill").exists() {
+        let _ = std::fs::remove_dir(&root);
+        return Err("the kernel has no cgroup.kill (Linux 5.14 or later)".into());
+    }
+    // Moving a process needs write access to cgroup.procs of the common
+    // ancestor too: try it with a throwaway child now, not at each step.
+    let probe = root.join("probe");
+    let _ = std::fs::create_dir(&probe);
+    let moved = std::process::Command::new("/bin/sh")
+        .args(["-c", "exit 0"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .pre_exec_into(&probe)
+        .and_then(|mut c| c.wait())
+        .map(|s| s.success());
+    let _ = std::fs::remove_dir(&probe);
+    // Empty step cgroups a killed run of this daemon left (populated ones
+    // are ended by the restart's sweep); the subtree is made again by the
+    // first step (see `for_step`).
+    remove_empty(&root);
+    match moved {
+        Ok(true) => Ok(root),
+        Ok(false) => Err(format!(
+            "cannot move a process into a cgroup below {}: no write access to cgroup.procs",
+            root.display()
+        )),
+        Err(e) => Err(format!("cannot try a cgroup below {}: {e}", root.display())),
+    }
+}
+
+/// A spawn whose child joins a cgroup before `exec` (or fails).
+trait IntoCgroup {
+    fn pre_exec_into(&mut self, dir: &Path) -> std::io::Result<std::process::Child>;
+}
+
+impl IntoCgroup for std::process::Command {
+    fn pre_exec_into(&mut self, dir: &Path) -> std::io::Result<std::process::Child> {
+        use std::os::unix::process::CommandExt;
+        let procs = procs_path(dir)?;
+        // SAFETY: the closure only makes async-signal-safe system calls
+        // (open, write, close) on memory allocated before the fork.
+        unsafe {
+            self.pre_exec(move || join(&procs, true));
+        }
+        self.spawn()
+    }
+}
+
+fn procs_path(dir: &Path) -> std::io::Result<CString> {
+    CString::new(dir.join("cgroup.procs").as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::other("a NUL in the cgroup path"))
+}
+
+/// In the forked child: moves the calling process into the cgroup whose
+/// `cgroup.procs` is `procs` (writing `0` means "me"). With `strict`, a
+/// failure fails the spawn; else the step runs without its cgroup (the
+/// `/proc` sweep still ends its leftovers).
+fn join(procs: &CString, strict: bool) -> std::io::Result<()> {
+    // SAFETY: plain system calls on a NUL-terminated path and a static buffer.
+    let ok = unsafe {
+        let fd = nix::libc::open(procs.as_ptr(), nix::libc::O_WRONLY | nix::libc::O_CLOEXEC);
+        if fd < 0 {
+            false
+        } else {
+            let n = nix::libc::write(fd, b"0".as_ptr().cast(), 1);
+            nix::libc::close(fd);
+            n == 1
+        }
+    };
+    if ok || !strict {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// A step's cgroup, created (empty) before the step starts; `None` when
+/// cgroups are not in use or it cannot be created.
+pub fn for_step(job_id: &str, step_index: usize, attempt: u32) -> Option<PathBuf> {
+    let Some(Ok(root)) = ROOT.get() else {
+        return None;
+    };
+    let dir = root.join(format!("{job_id}-{step_index}-{attempt}"));
+    let mut last = None;
+    // The last step of another job may remove the subtree in between.
+    for _ in 0..3 {
+        let made = match std::fs::create_dir(root) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+            _ => std::fs::create_dir(&dir),
+        };
+        match made {
+            Ok(()) => return Some(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Some(dir),
+            Err(e) => last = Some(e),
+        }
+    }
+    if let Some(e) = last {
+        tracing::warn!(cgroup = %dir.display(), error = %e, "cannot create the step's cgroup; its leftovers are found by a /proc scan");
+    }
+    None
+}
+
+/// Makes the command join `dir` before it runs its program (best effort:
+/// a step that cannot join still runs, and the scan finds its leftovers).
+pub fn join_before_exec(cmd: &mut tokio::process::Command, dir: &Path) {
+    let Ok(procs) = procs_path(dir) else { return };
+    // SAFETY: see `join`: only async-signal-safe calls in the child.
+    unsafe {
+        cmd.pre_exec(move || join(&procs, false));
+    }
+}
+
+/// The pids in a cgroup.
+fn members(dir: &Path) -> Vec<Pid> {
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .map(|t| {
+            t.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .map(Pid::from_raw)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn populated(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("cgroup.events"))
+        .map(|t| t.lines().any(|l| l == "populated 1"))
+        .unwrap_or(false)
+}
+
+/// Ends everything in a step's cgroup: SIGTERM to each process, then, after
+/// `grace` (or at once when `grace` is zero), `cgroup.kill` — which also
+/// takes whatever was started meanwhile, from a TERM handler say; then the
+/// cgroup is removed. Returns how many processes were in it.
+pub async fn end(dir: &Path, grace: Duration) -> usize {
+    let first = members(dir);
+    if !first.is_empty() && !grace.is_zero() {
+        for pid in &first {
+            let _ = kill(*pid, Signal::SIGTERM);
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while populated(dir) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    kill_and_remove(dir, Duration::from_secs(2)).await;
+    first.len()
+}
+
+async fn kill_and_remove(dir: &Path, wait: Duration) {
+    if populated(dir) {
+        let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+        let deadline = tokio::time::Instant::now() + wait;
+        while populated(dir) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    if let Err(e) = std::fs::remove_dir(dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(cgroup = %dir.display(), error = %e, "cannot remove a step's cgroup");
+    }
+    // The last step out removes the subtree (it fails while others run).
+    if let Some(root) = dir.parent() {
+        let _ = std::fs::remove_dir(root);
+    }
+}
+
+/// After a restart: ends what is left in the cgroups of job `job_id`'s
+/// steps (made by this daemon before it died: same mark, same subtree).
+/// Returns how many processes were in them.
+pub fn kill_job(job_id: &str) -> usize {
+    let Some(Ok(root)) = ROOT.get() else {
+        return 0;
+    };
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return 0;
+    };
+    let prefix = format!("{job_id}-");
+    let mut n = 0;
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(&prefix) {
+            continue;
+        }
+        let dir = entry.path();
+        n += members(&dir).len();
+        let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+        for _ in 0..100 {
+            if !populated(&dir) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = std::fs::remove_dir(&dir);
+    }
+    let _ = std::fs::remove_dir(root);
+    n
+}
+
+/// The calling process's cgroup v2 directory: the `0::` line of
+/// `/proc/self/cgroup` below the cgroup2 mount point.
+fn own_cgroup() -> Option<PathBuf> {
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let rel = cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    // Fields: id parent major:minor root mount-point options ... - fstype source super-options
+    let mount = mounts.lines().rev().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        (right.split_whitespace().next()? == "cgroup2")
+            .then(|| left.split_whitespace().nth(4).map(str::to_string))?
+    })?;
+    let dir = Path::new(&mount).join(rel.trim_start_matches('/'));
+    dir.is_dir().then_some(dir)
+}
