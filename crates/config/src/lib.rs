@@ -11,6 +11,7 @@ pub mod duration_text;
 mod environment;
 mod error;
 pub mod inspect;
+pub mod k8s_syntax;
 pub mod keys;
 mod load;
 mod model;
@@ -32,4 +33,5 @@ pub use model::*;
 pub use quantity::{QUANTITY_PATTERN, Quantity, QuantityError};
 pub use secret::{MIN_TOKEN_BYTES, MIN_WEBHOOK_KEY_BYTES, REDACTED, Secret, webhook_signing_key};
 
+pub use k8s_syntax::Toleration;
 pub use schema::json_schema;

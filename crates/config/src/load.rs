@@ -827,6 +827,7 @@ fn typed_value(kind: Kind, raw: &str, lenient_bools: bool) -> Value {
             as_toml(raw).unwrap_or_else(|| Value::from(raw.to_string()))
         }
         Kind::Int { .. } => as_toml(raw).unwrap_or_else(|| Value::from(raw.to_string())),
+        Kind::Tolerations => as_toml(raw).unwrap_or_else(|| Value::from(raw.to_string())),
         Kind::StrArray | Kind::EnumArray(_) => {
             if raw.trim_start().starts_with('[') {
                 as_toml(raw).unwrap_or_else(|| Value::from(raw.to_string()))
@@ -1394,6 +1395,10 @@ fn check_kind(key: &keys::Key, value: &Value) -> Result<(), String> {
         Kind::StrTable => match value {
             Value::Dict(_, d) if d.values().all(|v| matches!(v, Value::String(..))) => Ok(()),
             _ => invalid(""),
+        },
+        Kind::Tolerations => match value.deserialize::<Vec<crate::k8s_syntax::Toleration>>() {
+            Ok(_) => Ok(()),
+            Err(e) => invalid(&e.to_string()),
         },
     }
 }

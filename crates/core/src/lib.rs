@@ -4,6 +4,7 @@
 //! Nothing here performs I/O, reads a clock or spawns a task: the daemon
 //! passes times and ids in, so every rule can be tested with plain values.
 
+pub mod cluster;
 pub mod events;
 pub mod job;
 pub mod notification;
@@ -14,6 +15,7 @@ pub mod spec;
 pub mod state;
 pub mod template;
 
+pub use cluster::{PodOverlay, SecretRef, WORKSPACE_MOUNT, Workspace};
 pub use events::Event;
 pub use job::{IdGen, Job, JobId, JobState, StepState, StepStatus, Timestamp};
 pub use notification::{Notification, NotificationKind};

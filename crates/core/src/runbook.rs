@@ -45,6 +45,10 @@ struct RawJob {
     retry: Option<RetrySpec>,
     #[serde(default)]
     step: Vec<StepSpec>,
+    #[serde(default)]
+    workspace: Option<crate::cluster::Workspace>,
+    #[serde(default)]
+    secrets: BTreeMap<String, String>,
 }
 
 /// What can go wrong reading a runbook or turning one of its jobs into a spec.
@@ -260,7 +264,7 @@ impl Runbook {
             |c: &ContainerSpec, place: &str| -> Result<ContainerSpec, RunbookError> {
                 Ok(ContainerSpec {
                     image: fill(&c.image, place)?,
-                    resources: c.resources.clone(),
+                    ..c.clone()
                 })
             };
 
@@ -310,6 +314,7 @@ impl Runbook {
                     .map(|c| fill_container(c, &format!("{label} container.image")))
                     .transpose()?,
                 retry: s.retry.clone(),
+                secrets: s.secrets.clone(),
             });
         }
         let spec = JobSpec {
@@ -319,6 +324,8 @@ impl Runbook {
             container,
             retry: raw.retry.clone(),
             steps,
+            workspace: raw.workspace.clone(),
+            secrets: raw.secrets.clone(),
         };
         spec.validate().map_err(|source| RunbookError::Invalid {
             job: name.to_string(),
