@@ -40,6 +40,7 @@ fn input() -> PodInput {
         timeout: Duration::from_secs(20 * 60),
         job_resources: None,
         step_resources: None,
+        extras: Default::default(),
     }
 }
 

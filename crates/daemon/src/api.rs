@@ -138,7 +138,7 @@ async fn submit(State(s): State<Shared>, body: Bytes) -> Response {
             SubmitError::Draining.to_string(),
         );
     }
-    let spec = match JobSpec::from_json(&body) {
+    let mut spec = match JobSpec::from_json(&body) {
         Ok(spec) => spec,
         Err(e) => {
             return error(
@@ -156,6 +156,18 @@ async fn submit(State(s): State<Shared>, body: Bytes) -> Response {
         && let Err(e) = crate::k8s::validate_spec(&spec, pods)
     {
         return error(StatusCode::BAD_REQUEST, "invalid_spec", e);
+    }
+    // `pods.default_image`, secrets and workspaces (SPEC §8.5).
+    let prepared = match &pods {
+        Some(pods) => crate::cluster::prepare_submission(&mut spec, pods),
+        None => spec.check_cluster(&[]).map_err(|e| e.to_string()),
+    };
+    if let Err(e) = prepared {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_spec",
+            format!("invalid job spec: {e}"),
+        );
     }
     match s.engine.submit(spec).await {
         Ok(job) => (StatusCode::CREATED, axum::Json(job)).into_response(),

@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod api;
 mod api_retention;
+pub mod cluster;
 mod config_api;
 pub mod drain;
 pub mod engine;

@@ -319,6 +319,7 @@ mod tests {
             step_resources: None,
             timeout,
             log_path: dir.join("logs/x/s.log"),
+            pod: Default::default(),
         }
     }
 
