@@ -135,11 +135,11 @@ async fn run_until(fake: &FakeKube, job_id: &str, end: impl FnOnce(&FakeKube, &s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cluster_ending_a_pod_is_infra_and_says_how() {
     let fake = FakeKube::start();
-    let evicted = run_until(&fake, "evicted", |f, name| {
+    let evicted = run_until(&fake, "e1", |f, name| {
         assert!(f.evict_pod(NS, name, "The node was low on resource: memory."));
     })
     .await;
-    let preempted = run_until(&fake, "preempted", |f, name| {
+    let preempted = run_until(&fake, "p1", |f, name| {
         assert!(f.preempt_pod(NS, name, "team-b/urgent-0"));
     })
     .await;
@@ -148,15 +148,15 @@ async fn the_cluster_ending_a_pod_is_infra_and_says_how() {
         assert_eq!(f.lose_node("node-7"), 1);
     })
     .await;
-    let deleted = run_until(&fake, "deleted", |f, name| {
+    let deleted = run_until(&fake, "d1", |f, name| {
         assert!(f.delete_pod(NS, name));
     })
     .await;
     for (result, words) in [
-        (&evicted, &["evicted", "low on resource: memory"][..]),
+        (&evicted, &["evicted by the kubelet", "low on resource: memory"][..]),
         (&preempted, &["preempted", "higher-priority"][..]),
         (&lost, &["node lost", "node-7"][..]),
-        (&deleted, &["deleted", "someone other than oj"][..]),
+        (&deleted, &["was deleted", "someone other than oj"][..]),
     ] {
         assert!(!result.succeeded, "{result:?}");
         assert!(result.infra, "the command is not to blame: {result:?}");

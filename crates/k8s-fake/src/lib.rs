@@ -56,6 +56,8 @@ use k8s_openapi::jiff::Timestamp;
 use tokio::sync::{broadcast, watch};
 
 pub use disruption::FAKE_NODE;
+/// The API types the fake serves, for tests that read what it stores.
+pub use k8s_openapi;
 pub use selector::{FieldSelector, LabelSelector, SelectorError};
 
 /// A request the fake received, in arrival order.

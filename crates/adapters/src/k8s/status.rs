@@ -121,6 +121,22 @@ pub fn disruption(pod: &Pod) -> Option<String> {
             .map(|m| format!(" ({m})"))
             .unwrap_or_default()
     };
+    // The kubelet's own word first: an eviction also carries a
+    // DisruptionTarget condition (TerminationByKubelet).
+    let by_reason = match status.reason.as_deref() {
+        Some("Evicted") => Some("was evicted by the kubelet"),
+        Some("NodeLost") => Some("was lost with its node (node lost)"),
+        Some("Shutdown" | "Terminated" | "NodeShutdown") => {
+            Some("was terminated by its node's shutdown")
+        }
+        Some("Preempting") => {
+            Some("was preempted by the scheduler to make room for a higher-priority pod")
+        }
+        _ => None,
+    };
+    if let Some(why) = by_reason {
+        return Some(format!("{why}{}", message(status.message.as_deref())));
+    }
     let target = status.conditions.as_ref().and_then(|cs| {
         cs.iter()
             .find(|c| c.type_ == "DisruptionTarget" && c.status == "True")
@@ -146,14 +162,7 @@ pub fn disruption(pod: &Pod) -> Option<String> {
             message(c.message.as_deref())
         ));
     }
-    let why = match status.reason.as_deref()? {
-        "Evicted" => "was evicted by the kubelet",
-        "NodeLost" => "was lost with its node (node lost)",
-        "Shutdown" | "Terminated" | "NodeShutdown" => "was terminated by its node's shutdown",
-        "Preempting" => "was preempted by the scheduler to make room for a higher-priority pod",
-        _ => return None,
-    };
-    Some(format!("{why}{}", message(status.message.as_deref())))
+    None
 }
 
 /// The scheduler's verdict on a pod it could not place.
