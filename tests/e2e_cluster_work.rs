@@ -507,3 +507,54 @@ fn workspace_claim_of(
     }))
     .unwrap()
 }
+
+#[test]
+fn config_check_in_a_cluster_names_missing_workspace_permissions() {
+    let fake = FakeKube::start();
+    let rules = [
+        (
+            "",
+            "pods",
+            &["create", "get", "list", "watch", "patch", "delete"][..],
+        ),
+        ("", "pods/log", &["get"][..]),
+        ("", "persistentvolumeclaims", &["get", "list"][..]),
+        ("coordination.k8s.io", "leases", &["get", "create", "update"][..]),
+        ("", "limitranges", &["list"][..]),
+        ("", "resourcequotas", &["list"][..]),
+    ];
+    fake.set_rbac(Some(
+        rules
+            .iter()
+            .map(|(g, r, v)| oj_k8s_fake::RbacRule::new(NS, g, r, v))
+            .collect(),
+    ));
+    fake.put_json(
+        NS,
+        json!({"kind": "Pod", "metadata": {"name": "oj-0"},
+               "spec": {"terminationGracePeriodSeconds": 30,
+                        "containers": [{"name": "oj", "image": "oj"}]}}),
+    )
+    .unwrap();
+    let mut env = env_for(&fake);
+    env.set_var("POD_NAME", "oj-0");
+    env.set_var("POD_NAMESPACE", NS);
+    // With the lease, the cluster is where the daemon runs: its problems are errors.
+    env.write_config(
+        "[notify]\nbackend = \"log\"\n\n[lock]\nstrategy = \"lease\"\n\n[shutdown]\ndrain_timeout = \"25s\"\n",
+    );
+    let out = env.run(&["config", "check"]);
+    assert_eq!(out.code, Some(78), "{}\n{}", out.stdout, out.stderr);
+    for expected in [
+        "may not create, delete persistentvolumeclaims in namespace default",
+        r#"{apiGroups: [""], resources: ["persistentvolumeclaims"], verbs: ["create", "delete"]}"#,
+    ] {
+        assert!(out.stderr.contains(expected), "missing {expected:?} in:\n{}", out.stderr);
+    }
+    assert!(
+        !out.stderr.contains("get, list persistentvolumeclaims")
+            && !out.stderr.contains("may not get"),
+        "only what is missing:\n{}",
+        out.stderr
+    );
+}
