@@ -91,7 +91,10 @@ fn the_default_image_runs_shell_steps_as_pods_even_when_shell_steps_are_refused(
         c.command.clone().unwrap(),
         ["/bin/sh", "-c", "echo hi from hello"]
     );
-    assert!(c.working_dir.is_none(), "no workspace, no dir: the image's own");
+    assert!(
+        c.working_dir.is_none(),
+        "no workspace, no dir: the image's own"
+    );
     // Recorded as a container step: a reload does not move it.
     let (_, job) = d.get(&format!("/v1/jobs/{id}"));
     assert_eq!(job["state"], "running", "{job}");
@@ -106,7 +109,10 @@ fn the_default_image_runs_shell_steps_as_pods_even_when_shell_steps_are_refused(
     assert_eq!(job["state"], "done", "{job}");
     let (_, logs) = d.get(&format!("/v1/jobs/{id}/logs"));
     assert!(
-        logs["text"].as_str().unwrap_or_default().contains("hi from hello"),
+        logs["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("hi from hello"),
         "the step's output is the pod's log: {logs}"
     );
 }
@@ -250,7 +256,8 @@ fn pods_the_cluster_ends_are_infra_retried_and_named() {
                "retry": {"attempts": 2, "backoff": "1s", "on": ["infra"]},
                "steps": [{"name": "work", "run": "sleep 60"}]})
     };
-    let cases: [(&str, fn(&FakeKube, &str), &str); 4] = [
+    type Disrupt = fn(&FakeKube, &str);
+    let cases: [(&str, Disrupt, &str); 4] = [
         (
             "evicted",
             |f, p| assert!(f.evict_pod(NS, p, "The node was low on resource: memory.")),
@@ -309,7 +316,10 @@ fn pods_the_cluster_ends_are_infra_retried_and_named() {
         error.contains("evicted") && error.contains("ephemeral-storage"),
         "{job}"
     );
-    assert!(!error.contains("exit code 137"), "not a command failure: {job}");
+    assert!(
+        !error.contains("exit code 137"),
+        "not a command failure: {job}"
+    );
 }
 
 #[test]
@@ -348,7 +358,9 @@ fn secrets_become_secret_key_refs_only_from_the_allowed_list() {
                "steps": [{"name": "s", "run": "x"}]}),
     );
     assert!(
-        err.contains("step \"s\"") && err.contains("pods.default_image") && err.contains("container"),
+        err.contains("step \"s\"")
+            && err.contains("pods.default_image")
+            && err.contains("container"),
         "{err}"
     );
     let err = error_of(
@@ -378,7 +390,9 @@ fn a_workspace_is_a_claim_mounted_in_each_step_pod_and_deleted_with_the_job() {
     let id = d.submit(&workspace_job("build"));
     let claim = format!("oj-{id}-ws");
     let first = pod_of(&fake, &d, &format!("oj-{id}-0"));
-    let pvc = fake.pvc(NS, &claim).expect("the claim exists before the first pod");
+    let pvc = fake
+        .pvc(NS, &claim)
+        .expect("the claim exists before the first pod");
     assert!(
         pvc.metadata.creation_timestamp <= first.metadata.creation_timestamp,
         "claim made first"
@@ -389,7 +403,8 @@ fn a_workspace_is_a_claim_mounted_in_each_step_pod_and_deleted_with_the_job() {
     let labels = pvc.metadata.labels.unwrap();
     assert_eq!(labels["app.kubernetes.io/managed-by"], "oj");
     assert_eq!(labels["oj.dev/job-id"], id);
-    for pod in [first] {
+    {
+        let pod = first;
         let spec = pod.spec.unwrap();
         assert_eq!(
             spec.volumes.unwrap()[0]
@@ -399,7 +414,10 @@ fn a_workspace_is_a_claim_mounted_in_each_step_pod_and_deleted_with_the_job() {
                 .claim_name,
             claim
         );
-        assert_eq!(spec.containers[0].working_dir.as_deref(), Some("/workspace"));
+        assert_eq!(
+            spec.containers[0].working_dir.as_deref(),
+            Some("/workspace")
+        );
     }
     fake.finish_pod(NS, &format!("oj-{id}-0"), 0);
     let second = pod_of(&fake, &d, &format!("oj-{id}-1"));
@@ -430,7 +448,10 @@ fn a_workspace_is_a_claim_mounted_in_each_step_pod_and_deleted_with_the_job() {
     pod_of(&fake, &d, &format!("oj-{id}-0"));
     assert!(fake.pvc(NS, &claim).is_some());
     assert_eq!(d.post(&format!("/v1/jobs/{id}/cancel"), &json!({})).0, 202);
-    assert_eq!(d.wait_job(&id, &["cancelled", "failed", "done"], WAIT)["state"], "cancelled");
+    assert_eq!(
+        d.wait_job(&id, &["cancelled", "failed", "done"], WAIT)["state"],
+        "cancelled"
+    );
     assert!(fake.wait_for_blocking(WAIT, |f| f.pvc(NS, &claim).is_none()));
 }
 
@@ -455,7 +476,10 @@ fn a_workspace_survives_kill_9_and_one_left_by_an_ended_job_is_swept() {
         "the orphaned workspace is swept\n{}",
         d.stderr()
     );
-    assert!(fake.pvc(NS, &claim).is_some(), "the running job keeps its own");
+    assert!(
+        fake.pvc(NS, &claim).is_some(),
+        "the running job keeps its own"
+    );
     fake.finish_pod(NS, &first, 0);
     let second = pod_of(&fake, &d, &format!("oj-{id}-1"));
     assert_eq!(
@@ -519,7 +543,11 @@ fn config_check_in_a_cluster_names_missing_workspace_permissions() {
         ),
         ("", "pods/log", &["get"][..]),
         ("", "persistentvolumeclaims", &["get", "list"][..]),
-        ("coordination.k8s.io", "leases", &["get", "create", "update"][..]),
+        (
+            "coordination.k8s.io",
+            "leases",
+            &["get", "create", "update"][..],
+        ),
         ("", "limitranges", &["list"][..]),
         ("", "resourcequotas", &["list"][..]),
     ];
@@ -549,7 +577,11 @@ fn config_check_in_a_cluster_names_missing_workspace_permissions() {
         "may not create, delete persistentvolumeclaims in namespace default",
         r#"{apiGroups: [""], resources: ["persistentvolumeclaims"], verbs: ["create", "delete"]}"#,
     ] {
-        assert!(out.stderr.contains(expected), "missing {expected:?} in:\n{}", out.stderr);
+        assert!(
+            out.stderr.contains(expected),
+            "missing {expected:?} in:\n{}",
+            out.stderr
+        );
     }
     assert!(
         !out.stderr.contains("get, list persistentvolumeclaims")

@@ -1717,7 +1717,10 @@ fn role_lets_oj_check_its_own_permissions_and_the_namespace_limits() {
 #[test]
 fn all_pods_overlay_validates_and_hands_every_step_to_the_cluster() {
     let objects = render("deploy/overlays/all-pods");
-    validate_strict(&objects.iter().collect::<Vec<_>>(), "deploy/overlays/all-pods");
+    validate_strict(
+        &objects.iter().collect::<Vec<_>>(),
+        "deploy/overlays/all-pods",
+    );
     let base: BTreeSet<(String, String)> = render("deploy/base")
         .iter()
         .map(|o| (kind(o).to_string(), name(o).to_string()))

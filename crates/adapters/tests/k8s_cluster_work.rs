@@ -77,7 +77,11 @@ fn a_pod_carries_the_pass_through_fields_secrets_and_the_workspace() {
         ])
     );
     let tolerations = spec.tolerations.clone().unwrap();
-    assert_eq!(tolerations.len(), 1, "the step's list replaces pods.tolerations");
+    assert_eq!(
+        tolerations.len(),
+        1,
+        "the step's list replaces pods.tolerations"
+    );
     assert_eq!(tolerations[0].key.as_deref(), Some("nvidia.com/gpu"));
     assert_eq!(tolerations[0].operator.as_deref(), Some("Exists"));
     assert_eq!(spec.priority_class_name.as_deref(), Some("batch-high"));
@@ -107,11 +111,18 @@ fn a_pod_carries_the_pass_through_fields_secrets_and_the_workspace() {
         .secret_key_ref
         .as_ref()
         .unwrap();
-    assert_eq!((r.name.as_str(), r.key.as_str()), ("registry-creds", "token"));
+    assert_eq!(
+        (r.name.as_str(), r.key.as_str()),
+        ("registry-creds", "token")
+    );
 
     // Without extras a pod has none of it.
-    let plain = pods::build_pod(&k8s_support::input("job2"), &k8s_support::default_pods_config(), NS)
-        .unwrap();
+    let plain = pods::build_pod(
+        &k8s_support::input("job2"),
+        &k8s_support::default_pods_config(),
+        NS,
+    )
+    .unwrap();
     let spec = plain.spec.unwrap();
     assert!(spec.volumes.is_none() && spec.tolerations.is_none() && spec.node_selector.is_none());
     assert!(spec.containers[0].working_dir.is_none());
@@ -153,7 +164,10 @@ async fn the_cluster_ending_a_pod_is_infra_and_says_how() {
     })
     .await;
     for (result, words) in [
-        (&evicted, &["evicted by the kubelet", "low on resource: memory"][..]),
+        (
+            &evicted,
+            &["evicted by the kubelet", "low on resource: memory"][..],
+        ),
         (&preempted, &["preempted", "higher-priority"][..]),
         (&lost, &["node lost", "node-7"][..]),
         (&deleted, &["was deleted", "someone other than oj"][..]),
@@ -175,7 +189,10 @@ async fn the_cluster_ending_a_pod_is_infra_and_says_how() {
     assert_eq!(oom.reason.as_deref(), Some("OOMKilled"));
     assert_eq!(oom.exit_code, Some(137));
     let error = oom.error.unwrap_or_default();
-    assert!(error.contains("OOMKilled") && error.contains("2Gi"), "{error}");
+    assert!(
+        error.contains("OOMKilled") && error.contains("2Gi"),
+        "{error}"
+    );
     let failed = run_until(&fake, "failed", |f, name| {
         assert!(f.finish_pod(NS, name, 3));
     })
@@ -204,7 +221,10 @@ async fn a_workspace_claim_is_created_once_found_again_and_deleted() {
     let spec = pvc.spec.unwrap();
     assert_eq!(spec.access_modes.unwrap(), ["ReadWriteOnce"]);
     assert_eq!(spec.storage_class_name.as_deref(), Some("fast-ssd"));
-    assert_eq!(spec.resources.unwrap().requests.unwrap()["storage"].0, "2Gi");
+    assert_eq!(
+        spec.resources.unwrap().requests.unwrap()["storage"].0,
+        "2Gi"
+    );
     assert_eq!(
         pvc.metadata.labels.unwrap()["app.kubernetes.io/managed-by"],
         "oj"
@@ -226,8 +246,17 @@ async fn a_workspace_claim_is_created_once_found_again_and_deleted() {
     let pod = pods::build_pod(&input, &k8s_support::default_pods_config(), NS).unwrap();
     fake.insert_pod(NS, pod);
     assert!(mine.delete("job1").await.unwrap());
-    assert!(!mine.exists("job1").await.unwrap(), "being deleted counts as gone");
-    assert!(fake.pvc(NS, &name).unwrap().metadata.deletion_timestamp.is_some());
+    assert!(
+        !mine.exists("job1").await.unwrap(),
+        "being deleted counts as gone"
+    );
+    assert!(
+        fake.pvc(NS, &name)
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_some()
+    );
     assert!(fake.delete_pod(NS, &pods::pod_name("job1", 0)));
     assert!(fake.pvc(NS, &name).is_none());
     assert!(!mine.delete("job1").await.unwrap(), "already gone");

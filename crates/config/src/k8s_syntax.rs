@@ -288,7 +288,12 @@ mod tests {
             })
         };
         assert_eq!(
-            t(Some("nvidia.com/gpu"), Some("Exists"), Some("NoSchedule"), None),
+            t(
+                Some("nvidia.com/gpu"),
+                Some("Exists"),
+                Some("NoSchedule"),
+                None
+            ),
             None
         );
         assert_eq!(t(None, Some("Exists"), None, None), None);

@@ -497,10 +497,13 @@ fn load_with(opts: &LoadOptions, env: &Environment, skip: &Skip) -> Result<Loade
         }
         leaf_sources.insert(key.name.to_string(), merged.layer(key.name));
     }
-    if let Some(Value::Dict(_, headers)) = merged.find("notify.webhook.headers") {
-        for name in headers.keys() {
-            let k = format!("notify.webhook.headers.{name}");
-            leaf_sources.insert(k.clone(), merged.layer(&k));
+    // Each entry of a free-form table (`notify.webhook.headers`,
+    // `pods.labels`…) by its own value: an entry's name may hold dots.
+    for key in keys::KEYS.iter().filter(|k| k.kind == Kind::StrTable) {
+        if let Some(Value::Dict(_, entries)) = merged.find(key.name) {
+            for (name, value) in entries {
+                leaf_sources.insert(format!("{}.{name}", key.name), merged.layer_of(value));
+            }
         }
     }
 

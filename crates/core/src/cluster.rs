@@ -221,7 +221,7 @@ impl JobSpec {
                 let Ok(r) = SecretRef::parse(reference) else {
                     continue;
                 };
-                if !allowed.iter().any(|a| *a == r.secret) {
+                if !allowed.contains(&r.secret) {
                     let place = if step.secrets.contains_key(name) {
                         format!("step {:?}: secrets.{name:?}", step.name)
                     } else {
@@ -308,7 +308,8 @@ mod tests {
     #[test]
     fn pass_through_overlays_tables_by_key_and_tolerations_whole() {
         let mut cfg = pods();
-        cfg.labels.insert("kueue.x-k8s.io/queue-name".into(), "team-a".into());
+        cfg.labels
+            .insert("kueue.x-k8s.io/queue-name".into(), "team-a".into());
         cfg.labels.insert("tier".into(), "batch".into());
         cfg.node_selector.insert("pool".into(), "cpu".into());
         cfg.tolerations = vec![Toleration {
@@ -348,7 +349,8 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(
-            err.contains("step \"a\": container.labels.\"oj.dev/job-id\"") && err.contains("oj's own"),
+            err.contains("step \"a\": container.labels.\"oj.dev/job-id\"")
+                && err.contains("oj's own"),
             "{err}"
         );
         let err = JobSpec::from_json(
@@ -358,7 +360,10 @@ mod tests {
         .validate()
         .unwrap_err()
         .to_string();
-        assert!(err.contains("job container: container.tolerations[0]"), "{err}");
+        assert!(
+            err.contains("job container: container.tolerations[0]"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -394,9 +399,8 @@ mod tests {
         assert_eq!(refs["T"].secret, "creds");
         assert_eq!(refs["U"].key, "k");
 
-        let mut shell = spec(
-            r#"{"name":"j","secrets":{"T":"creds/token"},"steps":[{"name":"a","run":"x"}]}"#,
-        );
+        let mut shell =
+            spec(r#"{"name":"j","secrets":{"T":"creds/token"},"steps":[{"name":"a","run":"x"}]}"#);
         let err = shell.check_cluster(&allowed).unwrap_err().to_string();
         assert!(
             err.contains("step \"a\"")

@@ -36,7 +36,11 @@ pub fn pod_parts(spec: &JobSpec, index: usize) -> PodParts {
 /// secrets must be allowed and only on pod steps, and a workspace needs a
 /// pod step. The error is the 400's message.
 pub fn prepare_submission(spec: &mut JobSpec, pods: &PodsConfig) -> Result<(), String> {
-    if let Some(image) = pods.default_image.as_deref().filter(|i| !i.trim().is_empty()) {
+    if let Some(image) = pods
+        .default_image
+        .as_deref()
+        .filter(|i| !i.trim().is_empty())
+    {
         spec.apply_default_image(image);
     }
     spec.check_cluster(&pods.allowed_secrets)

@@ -1274,7 +1274,10 @@ impl Engine {
             Effect::Observe(event) => {
                 self.metrics.observe(&event, &self.state);
                 if let Event::JobFinished { id, .. } = &event
-                    && self.state.job(id).is_some_and(|j| j.spec.workspace.is_some())
+                    && self
+                        .state
+                        .job(id)
+                        .is_some_and(|j| j.spec.workspace.is_some())
                 {
                     let release = crate::cluster::Release::Job(id.to_string());
                     self.runners.container.release(release);

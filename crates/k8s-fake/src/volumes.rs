@@ -41,9 +41,7 @@ pub(crate) fn route(
         (Method::PUT, ["api", "v1", "namespaces", ns, PLURAL, name]) => {
             replace(shared, ns, name, body)
         }
-        (Method::DELETE, ["api", "v1", "namespaces", ns, PLURAL, name]) => {
-            delete(shared, ns, name)
-        }
+        (Method::DELETE, ["api", "v1", "namespaces", ns, PLURAL, name]) => delete(shared, ns, name),
         _ => return None,
     };
     Some(response)
@@ -328,17 +326,17 @@ pub(crate) fn check_pod(pod: &Pod) -> Result<(), String> {
     };
     for (k, v) in spec.node_selector.iter().flatten() {
         if !valid_label_key(k) || !valid_label_value(v) {
-            return Err(format!(
-                "spec.nodeSelector: Invalid value: {k:?}={v:?}"
-            ));
+            return Err(format!("spec.nodeSelector: Invalid value: {k:?}={v:?}"));
         }
     }
     for (i, t) in spec.tolerations.iter().flatten().enumerate() {
         let op = t.operator.as_deref().unwrap_or("Equal");
         let bad = match op {
-            "Exists" => t.value.as_deref().is_some_and(|v| !v.is_empty()).then(|| {
-                "value must be empty when `operator` is 'Exists'".to_string()
-            }),
+            "Exists" => t
+                .value
+                .as_deref()
+                .is_some_and(|v| !v.is_empty())
+                .then(|| "value must be empty when `operator` is 'Exists'".to_string()),
             "Equal" if t.key.as_deref().unwrap_or("").is_empty() => {
                 Some("operator must be Exists when `key` is empty".into())
             }
@@ -346,7 +344,9 @@ pub(crate) fn check_pod(pod: &Pod) -> Result<(), String> {
             other => Some(format!("Unsupported value: {other:?}")),
         };
         if let Some(m) = bad {
-            return Err(format!("spec.tolerations[{i}].operator: Invalid value: {m}"));
+            return Err(format!(
+                "spec.tolerations[{i}].operator: Invalid value: {m}"
+            ));
         }
         if t.toleration_seconds.is_some() && t.effect.as_deref() != Some("NoExecute") {
             return Err(format!(
@@ -390,7 +390,9 @@ impl FakeKube {
     pub fn insert_pvc(&self, namespace: &str, mut pvc: PersistentVolumeClaim) {
         let mut state = self.shared.lock();
         pvc.metadata.namespace = Some(namespace.to_string());
-        pvc.metadata.uid.get_or_insert_with(|| format!("pvc-{}", state.uid + 1));
+        pvc.metadata
+            .uid
+            .get_or_insert_with(|| format!("pvc-{}", state.uid + 1));
         state.uid += 1;
         pvc.metadata.creation_timestamp = Some(Time(Timestamp::now()));
         pvc.metadata.resource_version = Some(state.next_rv().to_string());

@@ -14,6 +14,8 @@ pub mod workspace;
 
 pub use client::{ClientError, ClientSource, connect, resolve_namespace};
 pub use lease::{LeaseLock, LeaseLost, LeaseTimings};
-pub use pods::{PodBuildError, PodExtras, PodInput, PodOwner, RBAC_RULES, build_owned_pod, build_pod};
+pub use pods::{
+    PodBuildError, PodExtras, PodInput, PodOwner, RBAC_RULES, build_owned_pod, build_pod,
+};
 pub use runner::{PodRunner, RunOptions, StepResult};
 pub use watch::{PodState, PodWatch};

@@ -578,7 +578,9 @@ impl PodRunner {
 
 enum Follow {
     Ended(Arc<Pod>),
-    Cancelled { started: bool },
+    Cancelled {
+        started: bool,
+    },
     Stuck(String),
     TimedOut,
     /// The pod vanished before it ended; its last known version.

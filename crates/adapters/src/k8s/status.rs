@@ -157,10 +157,7 @@ pub fn disruption(pod: &Pod) -> Option<String> {
             _ => "was disrupted by the cluster",
         };
         let reason = c.reason.as_deref().unwrap_or("DisruptionTarget");
-        return Some(format!(
-            "{why} [{reason}]{}",
-            message(c.message.as_deref())
-        ));
+        return Some(format!("{why} [{reason}]{}", message(c.message.as_deref())));
     }
     None
 }
