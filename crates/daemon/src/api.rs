@@ -55,6 +55,10 @@ pub struct Shared {
     pub pods: Option<Arc<oj_config::PodsConfig>>,
     /// The running config (`GET /v1/config`, the `config` part of status).
     pub config: Option<crate::reload::ConfigStatus>,
+    /// Container steps, when a Kubernetes API is configured: a rerun from a
+    /// later step asks it whether the job's workspace still exists
+    /// ([`crate::cluster::rerun_workspace_gone`]).
+    pub pod_steps: Option<Arc<crate::k8s::PodStepRunner>>,
 }
 
 /// A JSON error response.
@@ -516,6 +520,7 @@ mod tests {
             logs_dir: dir.join("logs"),
             pods: None,
             config: None,
+            pod_steps: None,
         };
         (s, leader_tx, draining_tx)
     }

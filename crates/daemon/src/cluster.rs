@@ -128,4 +128,41 @@ mod tests {
         assert_eq!(parts.extras.secrets["T"].key, "token");
         assert_eq!(parts.extras.step_container.unwrap().image, "alpine:3");
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rerun_from_a_later_step_needs_the_workspace_still_there() {
+        let fake = oj_k8s_fake::FakeKube::start();
+        let runner = oj_adapters::k8s::PodRunner::new(fake.client(), "default", pods())
+            .with_instance("oj-test");
+        let pods_runner = crate::k8s::PodStepRunner::new(runner.clone(), vec![]);
+        let spec = JobSpec::from_json(
+            br#"{"name":"j","container":"i","workspace":{"size":"1Gi"},"steps":[{"name":"a","run":"x"}]}"#,
+        )
+        .unwrap();
+        let job = Job::new(
+            oj_core::JobId::from_parts(1, 0),
+            spec,
+            oj_core::Timestamp(std::time::UNIX_EPOCH),
+        );
+        let gone = rerun_workspace_gone(Some(&pods_runner), &job)
+            .await
+            .unwrap();
+        assert!(
+            gone.contains(&format!("oj-{}-ws", job.id)) && gone.contains("no longer exists"),
+            "{gone}"
+        );
+        let ws = job.spec.workspace.clone().unwrap();
+        runner
+            .workspaces()
+            .ensure(job.id.as_str(), "j", &ws)
+            .await
+            .unwrap();
+        assert_eq!(rerun_workspace_gone(Some(&pods_runner), &job).await, None);
+        let none = rerun_workspace_gone(None, &job).await.unwrap();
+        assert!(none.contains("no Kubernetes API"), "{none}");
+
+        let mut plain = job.clone();
+        plain.spec.workspace = None;
+        assert_eq!(rerun_workspace_gone(None, &plain).await, None);
+    }
 }

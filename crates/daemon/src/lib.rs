@@ -388,6 +388,7 @@ impl Daemon {
             logs_dir,
             pods: Some(Arc::new(cfg.pods.clone())),
             config: Some(config_status.clone()),
+            pod_steps: pod_runner.clone(),
         };
         let admin_state = admin::AdminState {
             engine: handle.clone(),
