@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use common::{Daemon, TestEnv};
 use oj_k8s_fake::FakeKube;
+use oj_k8s_fake::k8s_openapi::api::core::v1 as k8s;
 use serde_json::json;
 
 const NS: &str = "default";
@@ -589,4 +590,42 @@ fn config_check_in_a_cluster_names_missing_workspace_permissions() {
         "only what is missing:\n{}",
         out.stderr
     );
+}
+
+#[test]
+fn a_reload_of_the_default_image_does_not_move_queued_steps() {
+    let fake = FakeKube::start();
+    let env = env_for(&fake);
+    let config = |image: &str| {
+        format!("{BASE}\n[jobs]\nmax_concurrent = 1\n\n[pods]\ndefault_image = \"{image}\"\n")
+    };
+    let file = env.write_config(&config("tools:1"));
+    let d = env.start_daemon(&[]);
+    let shell = |name: &str| json!({"name": name, "steps": [{"name": "s", "run": "make"}]});
+    let running = d.submit(&shell("first"));
+    pod_of(&fake, &d, &format!("oj-{running}-0"));
+    let queued = d.submit(&shell("second"));
+    assert_eq!(d.get(&format!("/v1/jobs/{queued}")).1["state"], "queued");
+
+    std::fs::write(&file, config("tools:2")).unwrap();
+    d.signal("HUP");
+    assert!(
+        common::wait_until(WAIT, || {
+            d.get("/v1/config").1["config"]["pods"]["default_image"] == "tools:2"
+        }),
+        "reload not applied\n{}",
+        d.stderr()
+    );
+    let later = d.submit(&shell("third"));
+    fake.finish_pod(NS, &format!("oj-{running}-0"), 0);
+    let image = |pod: &k8s::Pod| pod.spec.clone().unwrap().containers[0].image.clone();
+    let second = pod_of(&fake, &d, &format!("oj-{queued}-0"));
+    assert_eq!(
+        image(&second).as_deref(),
+        Some("tools:1"),
+        "recorded at submission"
+    );
+    fake.finish_pod(NS, &format!("oj-{queued}-0"), 0);
+    let third = pod_of(&fake, &d, &format!("oj-{later}-0"));
+    assert_eq!(image(&third).as_deref(), Some("tools:2"));
 }
