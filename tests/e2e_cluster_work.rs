@@ -629,3 +629,45 @@ fn a_reload_of_the_default_image_does_not_move_queued_steps() {
     let third = pod_of(&fake, &d, &format!("oj-{later}-0"));
     assert_eq!(image(&third).as_deref(), Some("tools:2"));
 }
+
+#[test]
+fn a_restart_sweeps_the_workspace_of_a_finished_job_even_under_a_new_pod_name() {
+    let fake = FakeKube::start();
+    let env = env_for(&fake);
+    let with = |instance: &str, keep: bool| {
+        format!(
+            "[daemon]\ninstance = \"{instance}\"\n\n[notify]\nbackend = \"none\"\n\n[lock]\nstrategy = \"none\"\n\n[pods]\nkeep_finished = {keep}\n"
+        )
+    };
+    env.write_config(&with("oj-7d9f-aaaaa", true));
+    let mut d = env.start_daemon(&[]);
+    let mut spec = workspace_job("kept");
+    spec["steps"] = json!([{"name": "only", "run": "true"}]);
+    let id = d.submit(&spec);
+    pod_of(&fake, &d, &format!("oj-{id}-0"));
+    fake.finish_pod(NS, &format!("oj-{id}-0"), 0);
+    assert_eq!(d.wait_job(&id, &["done", "failed"], WAIT)["state"], "done");
+    let claim = format!("oj-{id}-ws");
+    assert!(fake.pvc(NS, &claim).is_some(), "kept: pods.keep_finished");
+    // Another oj instance's claim in the same namespace is not ours to sweep.
+    let theirs = workspace_claim_of(&fake, "0mx00000othr");
+    let mut theirs = theirs;
+    theirs
+        .metadata
+        .labels
+        .as_mut()
+        .unwrap()
+        .insert("oj.dev/instance".into(), "someone-else".into());
+    fake.insert_pvc(NS, theirs);
+    d.kill9();
+
+    // The next daemon pod has another name and no longer keeps finished work.
+    env.write_config(&with("oj-7d9f-bbbbb", false));
+    let d = env.start_daemon(&[]);
+    assert!(
+        fake.wait_for_blocking(WAIT, |f| f.pvc(NS, &claim).is_none()),
+        "the finished job's workspace is swept\n{}",
+        d.stderr()
+    );
+    assert!(fake.pvc(NS, "oj-0mx00000othr-ws").is_some());
+}

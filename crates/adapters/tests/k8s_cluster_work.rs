@@ -261,15 +261,20 @@ async fn a_workspace_claim_is_created_once_found_again_and_deleted() {
     assert!(fake.pvc(NS, &name).is_none());
     assert!(!mine.delete("job1").await.unwrap(), "already gone");
 
-    // The sweep: what no running job needs goes; other instances' stay.
+    // The sweep: what no running job needs goes; other instances' stay,
+    // except a claim of a job this daemon knows (its predecessor's label).
     for job in ["running", "ended"] {
         mine.ensure(job, "j", &ws).await.unwrap();
     }
     let theirs = Workspaces::new(fake.client(), NS, "oj-b");
     theirs.ensure("theirs", "j", &ws).await.unwrap();
+    let predecessor = Workspaces::new(fake.client(), NS, "oj-a-old-pod");
+    predecessor.ensure("before", "j", &ws).await.unwrap();
     let keep: HashSet<String> = ["running".to_string()].into();
-    let deleted = mine.sweep(&keep).await.unwrap();
-    assert_eq!(deleted, ["oj-ended-ws"]);
+    let known: HashSet<String> = ["running", "ended", "before"].map(String::from).into();
+    let mut deleted = mine.sweep(&keep, &known).await.unwrap();
+    deleted.sort();
+    assert_eq!(deleted, ["oj-before-ws", "oj-ended-ws"]);
     assert!(fake.pvc(NS, "oj-running-ws").is_some());
     assert!(fake.pvc(NS, "oj-theirs-ws").is_some());
     assert!(fake.pvc(NS, "oj-other-ws").is_some(), "not oj's: untouched");

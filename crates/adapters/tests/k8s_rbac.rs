@@ -144,7 +144,10 @@ async fn the_rbac_rules_are_exactly_the_calls_oj_makes() {
     workspaces.ensure("ws", "build", &ws).await.unwrap();
     assert!(workspaces.exists("ws").await.unwrap());
     assert!(workspaces.delete("ws").await.unwrap());
-    workspaces.sweep(&Default::default()).await.unwrap();
+    workspaces
+        .sweep(&Default::default(), &Default::default())
+        .await
+        .unwrap();
 
     // The Lease: acquire, renew, release.
     let lock = LeaseLock::new(

@@ -266,6 +266,7 @@ impl StepRunner for PodStepRunner {
                 });
             }
             crate::cluster::Release::Sweep { unfinished, known } => {
+                let known_ids = known.clone();
                 let keep = if keep_finished { known } else { unfinished };
                 // Taken now, before any step of this leadership can ask for
                 // a workspace: none is created while the list is judged.
@@ -274,7 +275,8 @@ impl StepRunner for PodStepRunner {
                 };
                 tokio::spawn(async move {
                     let sweep = runner.workspaces();
-                    match tokio::time::timeout(CLEANUP_LIMIT, sweep.sweep(&keep)).await {
+                    let swept = sweep.sweep(&keep, &known_ids);
+                    match tokio::time::timeout(CLEANUP_LIMIT, swept).await {
                         Ok(Ok(deleted)) if !deleted.is_empty() => {
                             tracing::info!(count = deleted.len(), claims = %deleted.join(" "), "deleted the workspaces of jobs that ended")
                         }

@@ -3,7 +3,7 @@
 //! Conflict` on a stale replace, label selectors on list, and deletion
 //! that waits for the pods using the claim (the `kubernetes.io/pvc-protection`
 //! finalizer: the claim keeps a `deletionTimestamp` until no pod of its
-//! namespace mounts it). Also the validation the API server applies to
+//! namespace that has not terminated mounts it). Also the validation the API server applies to
 //! what oj passes through to pods (annotation keys, node selector, tolerations).
 
 use std::collections::HashMap;
@@ -69,12 +69,17 @@ fn to_json(pvc: &PersistentVolumeClaim) -> serde_json::Value {
     serde_json::to_value(pvc).unwrap_or_default()
 }
 
-/// Whether a pod of `ns` mounts claim `name`.
+/// Whether a pod of `ns` that has not terminated mounts claim `name` (the
+/// pvc-protection controller ignores pods in a terminal phase).
 fn in_use(state: &State, ns: &str, name: &str) -> bool {
     state
         .pods
         .iter()
         .filter(|((n, _), _)| n == ns)
+        .filter(|(_, e)| {
+            let phase = e.pod.status.as_ref().and_then(|s| s.phase.as_deref());
+            !matches!(phase, Some("Succeeded" | "Failed"))
+        })
         .any(|(_, e)| mounts(&e.pod, name))
 }
 

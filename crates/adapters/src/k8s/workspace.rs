@@ -194,20 +194,37 @@ impl Workspaces {
         }
     }
 
-    /// Deletes this instance's workspace claims whose job is not in `keep`;
-    /// returns the names deleted.
-    pub async fn sweep(&self, keep: &HashSet<String>) -> Result<Vec<String>, kube::Error> {
-        let selector = format!(
-            "{},{LABEL_WORKSPACE}=true",
-            pods::instance_selector(&self.instance)
-        );
+    /// Deletes the workspace claims whose job is not in `keep` and that are
+    /// this daemon's: labelled for this instance, or of a job in `known`
+    /// (in a cluster `daemon.instance` is `$POD_NAME`, so the claims of the
+    /// jobs this daemon's state knows may carry a predecessor's label).
+    /// Claims of another instance's jobs are never touched. Returns the
+    /// names deleted.
+    pub async fn sweep(
+        &self,
+        keep: &HashSet<String>,
+        known: &HashSet<String>,
+    ) -> Result<Vec<String>, kube::Error> {
+        let selector = format!("{},{LABEL_WORKSPACE}=true", pods::MANAGED_SELECTOR);
         let list = self
             .api
             .list(&ListParams::default().labels(&selector))
             .await?;
+        let mine = pods::label_value(&self.instance);
         let mut deleted = Vec::new();
         for pvc in list.items {
-            if claim_job_id(&pvc).is_some_and(|id| keep.contains(&id)) {
+            let job = claim_job_id(&pvc);
+            if job.as_ref().is_some_and(|id| keep.contains(id)) {
+                continue;
+            }
+            let own_label = pvc
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_INSTANCE))
+                .is_some_and(|v| *v == mine);
+            let own_job = job.as_ref().is_some_and(|id| known.contains(id));
+            if !own_label && !own_job {
                 continue;
             }
             let Some(name) = pvc.metadata.name.clone() else {
