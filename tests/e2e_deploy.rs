@@ -1677,6 +1677,18 @@ fn role_lets_oj_check_its_own_permissions_and_the_namespace_limits() {
             "patch",
             "a restarted daemon adopts its predecessor's pods",
         ),
+        (
+            "",
+            "persistentvolumeclaims",
+            "create",
+            "a job's workspace is a claim made before its first pod",
+        ),
+        (
+            "",
+            "persistentvolumeclaims",
+            "delete",
+            "a job's workspace goes when the job ends",
+        ),
     ] {
         assert!(
             grants(group, resource, verb),
@@ -1689,10 +1701,73 @@ fn role_lets_oj_check_its_own_permissions_and_the_namespace_limits() {
         ("", "resourcequotas", "update"),
         ("", "pods", "deletecollection"),
         ("coordination.k8s.io", "leases", "delete"),
+        // A job's `secrets` are secretKeyRefs the kubelet resolves: oj never
+        // reads a Secret, not even its own token through the API.
+        ("", "secrets", "get"),
+        ("", "secrets", "list"),
+        ("", "secrets", "watch"),
     ] {
         assert!(
             !grants(group, resource, verb),
             "the Role grants {verb} on {resource}, which oj never does"
         );
     }
+}
+
+#[test]
+fn all_pods_overlay_validates_and_hands_every_step_to_the_cluster() {
+    let objects = render("deploy/overlays/all-pods");
+    validate_strict(
+        &objects.iter().collect::<Vec<_>>(),
+        "deploy/overlays/all-pods",
+    );
+    let base: BTreeSet<(String, String)> = render("deploy/base")
+        .iter()
+        .map(|o| (kind(o).to_string(), name(o).to_string()))
+        .collect();
+    let kinds: BTreeSet<String> = objects.iter().map(|o| kind(o).to_string()).collect();
+    for (k, _) in &base {
+        assert!(kinds.contains(k), "the overlay dropped the base's {k}");
+    }
+    // The pod's config, as the pod loads it, hands all work to the cluster.
+    let (profile, cfg) = pod_config(&objects, &no_secrets());
+    assert!(profile.contains("profile: kubernetes"), "{profile}");
+    assert!(
+        !s(&cfg, "/pods/default_image").is_empty(),
+        "pods.default_image is set: {cfg}"
+    );
+    assert_eq!(cfg.pointer("/jobs/allow_shell"), Some(&Value::Bool(false)));
+    assert!(
+        cfg.pointer("/pods/labels/kueue.x-k8s.io~1queue-name")
+            .and_then(Value::as_str)
+            .is_some_and(|q| !q.is_empty()),
+        "step pods name their Kueue LocalQueue: {cfg}"
+    );
+    assert!(
+        cfg.pointer("/pods/allowed_secrets")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty() && !a.iter().any(|n| n == "oj-token")),
+        "jobs may read named Secrets, never the daemon's own token: {cfg}"
+    );
+    // And `oj config check` finds nothing wrong with it.
+    let env = TestEnv::new();
+    let file = env.write("config.toml", &mounted_config_toml(&objects));
+    let file_arg = file.display().to_string();
+    let out = env.run(&[
+        "--profile",
+        "kubernetes",
+        "--config",
+        &file_arg,
+        "--set",
+        "tls.enabled=false",
+        "--set",
+        "listen.auth_token=0123456789abcdef0123456789abcdef",
+        "--set",
+        "lock.strategy=none",
+        "--set",
+        &format!("daemon.state_dir={}", env.path().join("state").display()),
+        "config",
+        "show",
+    ]);
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
 }

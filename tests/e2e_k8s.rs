@@ -351,6 +351,11 @@ fn rbac_without(drop: &[(&str, &str)]) -> Vec<oj_k8s_fake::RbacRule> {
         ),
         ("", "pods/log", &["get"]),
         (
+            "",
+            "persistentvolumeclaims",
+            &["create", "get", "list", "delete"],
+        ),
+        (
             "coordination.k8s.io",
             "leases",
             &["get", "create", "update"],
@@ -474,7 +479,7 @@ fn config_check_in_a_healthy_cluster_passes_and_says_what_it_checked() {
         "POST",
         "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
     );
-    assert_eq!(reviews, 12, "one review per verb and resource");
+    assert_eq!(reviews, 16, "one review per verb and resource");
 }
 
 #[test]

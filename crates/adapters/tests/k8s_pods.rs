@@ -40,6 +40,7 @@ fn input() -> PodInput {
         timeout: Duration::from_secs(20 * 60),
         job_resources: None,
         step_resources: None,
+        extras: Default::default(),
     }
 }
 
@@ -358,5 +359,9 @@ fn rbac_rules_cover_what_the_code_calls() {
     );
     assert_eq!(rules[&("", "limitranges")], ["list"]);
     assert_eq!(rules[&("", "resourcequotas")], ["list"]);
-    assert_eq!(rules.len(), 6);
+    assert_eq!(
+        rules[&("", "persistentvolumeclaims")],
+        ["create", "get", "list", "delete"]
+    );
+    assert_eq!(rules.len(), 7);
 }

@@ -135,6 +135,20 @@ async fn the_rbac_rules_are_exactly_the_calls_oj_makes() {
     runner.find_running("adopt").await.unwrap();
     runner.cleanup_orphans(&Default::default()).await.unwrap();
 
+    // A job's workspace: created (read first), checked, deleted, swept.
+    let ws = oj_core::Workspace {
+        size: "1Gi".parse().unwrap(),
+        storage_class: None,
+    };
+    let workspaces = runner.workspaces();
+    workspaces.ensure("ws", "build", &ws).await.unwrap();
+    assert!(workspaces.exists("ws").await.unwrap());
+    assert!(workspaces.delete("ws").await.unwrap());
+    workspaces
+        .sweep(&Default::default(), &Default::default())
+        .await
+        .unwrap();
+
     // The Lease: acquire, renew, release.
     let lock = LeaseLock::new(
         Api::namespaced(fake.client(), NS),

@@ -623,7 +623,10 @@ pub fn exec_spec(name: Option<&str>, command: &[String]) -> Result<JobSpec, Fail
             timeout: None,
             container: None,
             retry: None,
+            secrets: Default::default(),
         }],
+        workspace: None,
+        secrets: Default::default(),
     };
     spec.validate()
         .map_err(|e| Failure::usage(format!("cannot submit this command: {e}")))?;

@@ -150,6 +150,13 @@ impl RuntimeConfig {
                 },
                 image_pull_grace: secs(120),
                 pending_timeout: secs(15 * 60),
+                default_image: None,
+                labels: BTreeMap::new(),
+                annotations: BTreeMap::new(),
+                node_selector: BTreeMap::new(),
+                tolerations: Vec::new(),
+                priority_class_name: None,
+                allowed_secrets: Vec::new(),
             },
             shutdown: ShutdownConfig {
                 drain_timeout: secs(5),

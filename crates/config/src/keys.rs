@@ -29,6 +29,8 @@ pub enum Kind {
     /// A free-form table read whole by the subsystem that owns it (a
     /// schedule's `job`, a runbook job table): its inside is checked there.
     Table,
+    /// An array of toleration tables (`pods.tolerations`).
+    Tolerations,
 }
 
 /// One configuration key.
@@ -356,6 +358,47 @@ pub const KEYS: &[Key] = &[
         Kind::Duration,
         "A step pod still Pending after this fails",
     ),
+    opt(
+        "pods.default_image",
+        Kind::Str,
+        "Image of steps without `container`: they run as pods of it (applied at submission); unset = in the daemon",
+    ),
+    Key {
+        name: "pods.labels",
+        kind: Kind::StrTable,
+        optional: false,
+        secret: false,
+        description: "Labels of every step pod (table); a job's or step's container.labels win key by key",
+    },
+    Key {
+        name: "pods.annotations",
+        kind: Kind::StrTable,
+        optional: false,
+        secret: false,
+        description: "Annotations of every step pod (table); overlaid key by key by container.annotations",
+    },
+    Key {
+        name: "pods.node_selector",
+        kind: Kind::StrTable,
+        optional: false,
+        secret: false,
+        description: "nodeSelector of every step pod (table); overlaid key by key by container.node_selector",
+    },
+    key(
+        "pods.tolerations",
+        Kind::Tolerations,
+        "Tolerations of every step pod: array of {key?, operator?, value?, effect?, toleration_seconds?}; container.tolerations replaces it whole",
+    ),
+    opt(
+        "pods.priority_class_name",
+        Kind::Str,
+        "priorityClassName of every step pod",
+    ),
+    key(
+        "pods.allowed_secrets",
+        Kind::StrArray,
+        "Secrets a job's `secrets` may reference (names); any other is refused",
+    ),
     key(
         "shutdown.drain_timeout",
         Kind::Duration,
@@ -561,6 +604,9 @@ pub fn describe(kind: Kind) -> String {
         Kind::EnumArray(values) => format!("an array with values from {}", quoted_list(values)),
         Kind::StrTable => "a table of strings".into(),
         Kind::Table => "a table".into(),
+        Kind::Tolerations => {
+            "an array of tables {key?, operator?, value?, effect?, toleration_seconds?}".into()
+        }
     }
 }
 

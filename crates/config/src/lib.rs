@@ -13,6 +13,7 @@ mod error;
 pub mod excerpt;
 pub mod inspect;
 pub mod int_words;
+pub mod k8s_syntax;
 pub mod keys;
 mod load;
 mod model;
@@ -35,4 +36,5 @@ pub use model::*;
 pub use quantity::{QUANTITY_PATTERN, Quantity, QuantityError};
 pub use secret::{MIN_TOKEN_BYTES, MIN_WEBHOOK_KEY_BYTES, REDACTED, Secret, webhook_signing_key};
 
+pub use k8s_syntax::Toleration;
 pub use schema::json_schema;

@@ -515,10 +515,13 @@ fn load_with(opts: &LoadOptions, env: &Environment, skip: &Skip) -> Result<Loade
             leaf_sources.insert(name.clone(), merged.layer(&name));
         }
     }
-    if let Some(Value::Dict(_, headers)) = merged.find("notify.webhook.headers") {
-        for name in headers.keys() {
-            let k = format!("notify.webhook.headers.{name}");
-            leaf_sources.insert(k.clone(), merged.layer(&k));
+    // Each entry of a free-form table (`notify.webhook.headers`,
+    // `pods.labels`…) by its own value: an entry's name may hold dots.
+    for key in keys::KEYS.iter().filter(|k| k.kind == Kind::StrTable) {
+        if let Some(Value::Dict(_, entries)) = merged.find(key.name) {
+            for (name, value) in entries {
+                leaf_sources.insert(format!("{}.{name}", key.name), merged.layer_of(value));
+            }
         }
     }
 
@@ -852,7 +855,7 @@ fn typed_value(kind: Kind, raw: &str, lenient_bools: bool) -> Value {
             }
             as_toml(raw).unwrap_or_else(|| Value::from(raw.to_string()))
         }
-        Kind::Int { .. } | Kind::Table => {
+        Kind::Int { .. } | Kind::Table | Kind::Tolerations => {
             as_toml(raw).unwrap_or_else(|| Value::from(raw.to_string()))
         }
         Kind::StrArray | Kind::EnumArray(_) => {
@@ -1484,6 +1487,10 @@ fn check_kind(key: &keys::Key, value: &Value) -> Result<(), String> {
         Kind::Table => match value {
             Value::Dict(..) => Ok(()),
             _ => invalid(""),
+        },
+        Kind::Tolerations => match value.deserialize::<Vec<crate::k8s_syntax::Toleration>>() {
+            Ok(_) => Ok(()),
+            Err(e) => invalid(&e.to_string()),
         },
     }
 }

@@ -428,6 +428,36 @@ pub struct PodsConfig {
     #[serde(with = "crate::duration_text")]
     #[schemars(with = "String")]
     pub pending_timeout: Duration,
+    /// When set, steps without `container` run as pods of this image
+    /// (applied at submission, SPEC §8.5).
+    #[serde(
+        default,
+        deserialize_with = "empty_as_none",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub default_image: Option<String>,
+    /// Labels of every step pod (a job's or step's `container.labels` win key by key).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations of every step pod (overlaid key by key).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// `nodeSelector` of every step pod (overlaid key by key).
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+    /// Tolerations of every step pod (a `container.tolerations` replaces them whole).
+    #[serde(default)]
+    pub tolerations: Vec<crate::k8s_syntax::Toleration>,
+    /// `priorityClassName` of every step pod.
+    #[serde(
+        default,
+        deserialize_with = "empty_as_none",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub priority_class_name: Option<String>,
+    /// Secrets a job's `secrets` may reference; any other is refused.
+    #[serde(default)]
+    pub allowed_secrets: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

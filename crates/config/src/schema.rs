@@ -126,6 +126,12 @@ fn leaf_schema(key: &keys::Key) -> Map<String, Value> {
             string_with(unset_or(&format!("^{schemes}$")))
         }
         Kind::Enum(values) => json!({ "type": "string", "enum": values }),
+        // `pods.allowed_secrets` may be empty; `jobs.shell` may not.
+        Kind::StrArray if key.name == "pods.allowed_secrets" => json!({
+            "type": "array",
+            "items": { "type": "string", "minLength": 1 },
+            "uniqueItems": true
+        }),
         Kind::StrArray => json!({
             "type": "array",
             "items": { "type": "string", "minLength": 1 },
@@ -141,6 +147,20 @@ fn leaf_schema(key: &keys::Key) -> Map<String, Value> {
             "additionalProperties": { "type": "string" }
         }),
         Kind::Table => json!({ "type": "object" }),
+        Kind::Tolerations => json!({
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "key": { "type": "string" },
+                    "operator": { "type": "string", "enum": ["Equal", "Exists"] },
+                    "value": { "type": "string" },
+                    "effect": { "type": "string", "enum": ["", "NoSchedule", "PreferNoSchedule", "NoExecute"] },
+                    "toleration_seconds": { "type": "integer" }
+                }
+            }
+        }),
     };
     let mut map = match value {
         Value::Object(m) => m,

@@ -107,6 +107,8 @@ pub fn validate(loaded: &Loaded, errors: &mut Vec<ConfigError>) {
         }
     }
 
+    validate_pod_pass_through(loaded, &mut err);
+
     if c.notify.backend == NotifyBackend::Webhook && c.notify.webhook.url.is_none() {
         err(
             "notify.backend",
@@ -208,6 +210,43 @@ fn validate_hardening(c: &RuntimeConfig, err: &mut impl FnMut(&str, String)) {
     ] {
         if value.is_zero() {
             err(key, format!("must be longer than 0s, e.g. \"{example}\""));
+        }
+    }
+}
+
+/// SPEC §8.5: what `pods.*` passes through to step pods follows Kubernetes
+/// syntax and leaves oj's own labels alone; allowed secrets are secret names.
+fn validate_pod_pass_through(loaded: &Loaded, err: &mut impl FnMut(&str, String)) {
+    let p = &loaded.config.pods;
+    let problems = crate::k8s_syntax::check_pass_through(
+        &p.labels,
+        &p.annotations,
+        &p.node_selector,
+        Some(&p.tolerations),
+        p.priority_class_name.as_deref(),
+    );
+    for (field, message) in problems {
+        // `labels."team"` → key `pods.labels`, named with its entry.
+        let table = field.split(['.', '[']).next().unwrap_or(&field);
+        let key = format!("pods.{table}");
+        err(&key, format!("{field}: {message}"));
+    }
+    if let Some(image) = &p.default_image
+        && image.trim().is_empty()
+    {
+        err(
+            "pods.default_image",
+            "is blank; give an image such as \"alpine:3\" or leave it unset".into(),
+        );
+    }
+    for name in &p.allowed_secrets {
+        if !crate::k8s_syntax::is_dns1123_subdomain(name) {
+            err(
+                "pods.allowed_secrets",
+                format!(
+                    "{name:?} is not a Secret name (lowercase a-z 0-9 - . , at most 253 characters)"
+                ),
+            );
         }
     }
 }

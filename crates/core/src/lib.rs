@@ -4,6 +4,7 @@
 //! Nothing here performs I/O, reads a clock or spawns a task: the daemon
 //! passes times and ids in, so every rule can be tested with plain values.
 
+pub mod cluster;
 pub mod events;
 pub mod idempotency;
 pub mod job;
@@ -19,6 +20,7 @@ pub mod spec;
 pub mod state;
 pub mod template;
 
+pub use cluster::{PodOverlay, SecretRef, WORKSPACE_MOUNT, Workspace};
 pub use events::Event;
 pub use job::{IdGen, Job, JobId, JobState, StepState, StepStatus, Timestamp};
 pub use job_filter::{JobFilter, JobIndex};

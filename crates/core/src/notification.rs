@@ -179,7 +179,10 @@ mod tests {
                 timeout: None,
                 container: None,
                 retry: None,
+                secrets: Default::default(),
             }],
+            workspace: None,
+            secrets: Default::default(),
         };
         Job::new(
             JobId::from_parts(1, 0),

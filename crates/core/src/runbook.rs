@@ -51,6 +51,10 @@ struct RawJob {
     labels: BTreeMap<String, String>,
     #[serde(default)]
     step: Vec<StepSpec>,
+    #[serde(default)]
+    workspace: Option<crate::cluster::Workspace>,
+    #[serde(default)]
+    secrets: BTreeMap<String, String>,
 }
 
 /// What can go wrong reading a runbook or turning one of its jobs into a spec.
@@ -295,7 +299,7 @@ impl Runbook {
             |c: &ContainerSpec, place: &str| -> Result<ContainerSpec, RunbookError> {
                 Ok(ContainerSpec {
                     image: fill(&c.image, place)?,
-                    resources: c.resources.clone(),
+                    ..c.clone()
                 })
             };
 
@@ -345,6 +349,7 @@ impl Runbook {
                     .map(|c| fill_container(c, &format!("{label} container.image")))
                     .transpose()?,
                 retry: s.retry.clone(),
+                secrets: s.secrets.clone(),
             });
         }
         let dir = match raw.dir.as_deref() {
@@ -371,6 +376,8 @@ impl Runbook {
             dir,
             labels,
             steps,
+            workspace: raw.workspace.clone(),
+            secrets: raw.secrets.clone(),
         };
         spec.validate().map_err(|source| RunbookError::Invalid {
             job: name.to_string(),

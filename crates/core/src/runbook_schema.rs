@@ -24,8 +24,25 @@ pub fn runbook_json_schema() -> Value {
         "additionalProperties": false,
         "properties": { "cpu": quantity, "memory": quantity }
     });
+    let strings = json!({ "type": "object", "additionalProperties": { "type": "string" } });
+    let secrets = json!({
+        "type": "object",
+        "additionalProperties": { "type": "string", "pattern": "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[-._a-zA-Z0-9]+$" },
+        "description": "Env name -> \"<secret>/<key>\": valueFrom.secretKeyRef in the step pod (names in pods.allowed_secrets)."
+    });
+    let toleration = json!({
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+            "key": { "type": "string" },
+            "operator": { "enum": ["Equal", "Exists"] },
+            "value": { "type": "string" },
+            "effect": { "enum": ["", "NoSchedule", "PreferNoSchedule", "NoExecute"] },
+            "toleration_seconds": { "type": "integer" }
+        }
+    });
     let container = json!({
-        "description": "Run in a pod: the image, or {image, resources}.",
+        "description": "Run in a pod: the image, or {image, resources, labels, annotations, node_selector, tolerations, priority_class_name}.",
         "anyOf": [
             { "type": "string", "minLength": 1 },
             {
@@ -38,7 +55,12 @@ pub fn runbook_json_schema() -> Value {
                         "type": "object",
                         "additionalProperties": false,
                         "properties": { "requests": amounts, "limits": amounts }
-                    }
+                    },
+                    "labels": strings,
+                    "annotations": strings,
+                    "node_selector": strings,
+                    "tolerations": { "type": "array", "items": toleration },
+                    "priority_class_name": { "type": "string" }
                 }
             }
         ]
@@ -56,7 +78,8 @@ pub fn runbook_json_schema() -> Value {
             },
             "run": { "type": "string", "description": "Shell command; ${var.NAME}, ${job_id}, ${name}, ${step} are filled in." },
             "timeout": duration,
-            "container": container
+            "container": container,
+            "secrets": secrets
         }
     });
     let job = json!({
@@ -93,7 +116,18 @@ pub fn runbook_json_schema() -> Value {
                 "additionalProperties": { "type": "string", "maxLength": 63 },
                 "description": "Labels in Kubernetes label syntax, to find jobs by (oj job list --label K=V)."
             },
-            "step": { "type": "array", "items": step, "minItems": 1 }
+            "step": { "type": "array", "items": step, "minItems": 1 },
+            "secrets": secrets,
+            "workspace": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["size"],
+                "properties": {
+                    "size": quantity,
+                    "storage_class": { "type": "string" }
+                },
+                "description": "A PersistentVolumeClaim shared by the job's step pods, mounted at /workspace."
+            }
         }
     });
     json!({
@@ -161,6 +195,14 @@ container = { image = "rust:1.95", resources = { limits = { memory = "4Gi" } } }
                 false,
             ),
             ("[job.a]\nsteps = []\n", false),
+            (
+                "[job.a]\nworkspace = { size = \"1Gi\" }\nsecrets = { T = \"creds/token\" }\ncontainer = { image = \"i\", labels = { team = \"a\" }, tolerations = [{ key = \"gpu\", operator = \"Exists\" }] }\n[[job.a.step]]\nname = \"s\"\nrun = \"true\"\n",
+                true,
+            ),
+            (
+                "[job.a]\nworkspace = { size = \"1Gi\", class = \"x\" }\n[[job.a.step]]\nname = \"s\"\nrun = \"true\"\n",
+                false,
+            ),
             ("[jobs.a]\n", false),
         ];
         for (text, valid) in cases {

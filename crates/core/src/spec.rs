@@ -59,6 +59,12 @@ pub struct JobSpec {
     pub labels: BTreeMap<String, String>,
     #[serde(deserialize_with = "exact_vec")]
     pub steps: Vec<StepSpec>,
+    /// A volume shared by the job's step pods (SPEC §8.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<crate::cluster::Workspace>,
+    /// Environment from Kubernetes Secrets: env name → `"<secret>/<key>"`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, String>,
 }
 
 /// Per-job notification messages; `${name}`, `${job_id}`, `${error}` are filled in.
@@ -91,15 +97,30 @@ pub struct StepSpec {
     /// Overrides the job's `retry`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetrySpec>,
+    /// Added to (and overriding) the job's `secrets` for this step.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, String>,
 }
 
 /// A container: written either as the image string or as
 /// `{image, resources?}`; always serialized in the table form.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct ContainerSpec {
     pub image: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ContainerResources>,
+    /// Pod pass-through (SPEC §8.5), overlaid on `pods.*`: tables key by
+    /// key, tolerations whole.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<oj_config::Toleration>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
 }
 
 /// Requests and limits of a container, overlaid on `pods.resources`.
@@ -130,6 +151,16 @@ impl<'de> Deserialize<'de> for ContainerSpec {
             image: String,
             #[serde(default)]
             resources: Option<ContainerResources>,
+            #[serde(default)]
+            labels: BTreeMap<String, String>,
+            #[serde(default)]
+            annotations: BTreeMap<String, String>,
+            #[serde(default)]
+            node_selector: BTreeMap<String, String>,
+            #[serde(default)]
+            tolerations: Option<Vec<oj_config::Toleration>>,
+            #[serde(default)]
+            priority_class_name: Option<String>,
         }
 
         struct ContainerVisitor;
@@ -138,13 +169,13 @@ impl<'de> Deserialize<'de> for ContainerSpec {
             type Value = ContainerSpec;
 
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an image name or a table {image, resources}")
+                f.write_str("an image name or a table {image, resources, labels, annotations, node_selector, tolerations, priority_class_name}")
             }
 
             fn visit_str<E: de::Error>(self, v: &str) -> Result<ContainerSpec, E> {
                 Ok(ContainerSpec {
                     image: v.to_string(),
-                    resources: None,
+                    ..Default::default()
                 })
             }
 
@@ -153,6 +184,11 @@ impl<'de> Deserialize<'de> for ContainerSpec {
                 Ok(ContainerSpec {
                     image: t.image,
                     resources: t.resources,
+                    labels: t.labels,
+                    annotations: t.annotations,
+                    node_selector: t.node_selector,
+                    tolerations: t.tolerations,
+                    priority_class_name: t.priority_class_name,
                 })
             }
         }
@@ -219,6 +255,9 @@ pub enum SpecError {
     Retry(#[from] RetryError),
     #[error("{0}")]
     Where(#[from] crate::placement::PlacementError),
+    /// A Kubernetes-side field (SPEC §8.5): pass-through, secrets, workspace.
+    #[error("{place}: {message}")]
+    Cluster { place: String, message: String },
 }
 
 /// A step's `run` and environment with `${job_id}`, `${name}` and `${step}`
@@ -299,6 +338,7 @@ impl JobSpec {
             r.validate("job")?;
         }
         crate::placement::validate(self)?;
+        self.validate_cluster()?;
         let mut seen = BTreeSet::new();
         for (i, step) in self.steps.iter().enumerate() {
             if step.name.is_empty() {
@@ -456,6 +496,7 @@ impl ContainerSpec {
                 place: place.to_string(),
             });
         }
+        self.validate_pass_through(place)?;
         let Some(res) = &self.resources else {
             return Ok(());
         };
@@ -585,6 +626,7 @@ mod tests {
             timeout: None,
             container: None,
             retry: None,
+            secrets: BTreeMap::new(),
         }
     }
 
@@ -599,6 +641,8 @@ mod tests {
             container: None,
             retry: None,
             steps,
+            workspace: None,
+            secrets: BTreeMap::new(),
         }
     }
 

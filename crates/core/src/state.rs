@@ -595,8 +595,11 @@ mod tests {
                     timeout: None,
                     container: None,
                     retry: None,
+                    secrets: Default::default(),
                 })
                 .collect(),
+            workspace: None,
+            secrets: Default::default(),
         }
     }
 

@@ -31,7 +31,10 @@ fn events() -> Vec<Event> {
                 timeout: None,
                 container: None,
                 retry: None,
+                secrets: Default::default(),
             }],
+            workspace: None,
+            secrets: Default::default(),
         };
         out.push(Event::JobSubmitted {
             job: Box::new(Job::new(id.clone(), spec, at)),

@@ -55,6 +55,10 @@ pub struct Shared {
     pub pods: Option<Arc<oj_config::PodsConfig>>,
     /// The running config (`GET /v1/config`, the `config` part of status).
     pub config: Option<crate::reload::ConfigStatus>,
+    /// Container steps, when a Kubernetes API is configured: a rerun from a
+    /// later step asks it whether the job's workspace still exists
+    /// ([`crate::cluster::rerun_workspace_gone`]).
+    pub pod_steps: Option<Arc<crate::k8s::PodStepRunner>>,
 }
 
 /// A JSON error response.
@@ -153,7 +157,7 @@ async fn submit(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
         Ok(key) => key,
         Err(bad) => return bad.into_response(),
     };
-    let spec = match JobSpec::from_json(&body) {
+    let mut spec = match JobSpec::from_json(&body) {
         Ok(spec) => spec,
         Err(e) => {
             return error(
@@ -171,6 +175,18 @@ async fn submit(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
         && let Err(e) = crate::k8s::validate_spec(&spec, pods)
     {
         return error(StatusCode::BAD_REQUEST, "invalid_spec", e);
+    }
+    // `pods.default_image`, secrets and workspaces (SPEC §8.5).
+    let prepared = match &pods {
+        Some(pods) => crate::cluster::prepare_submission(&mut spec, pods),
+        None => spec.check_cluster(&[]).map_err(|e| e.to_string()),
+    };
+    if let Err(e) = prepared {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_spec",
+            format!("invalid job spec: {e}"),
+        );
     }
     let meta = crate::engine::SubmitMeta {
         rerun_of: None,
@@ -453,6 +469,7 @@ mod tests {
             logs_dir: dir.join("logs"),
             pods: None,
             config: None,
+            pod_steps: None,
         };
         (s, leader_tx, draining_tx)
     }

@@ -144,6 +144,13 @@ pub(crate) async fn rerun(
         Ok(spec) => spec,
         Err(e) => return error(StatusCode::BAD_REQUEST, "unknown_step", e.to_string()),
     };
+    // SPEC §8.5: a rerun from a later step needs the files the earlier
+    // steps left in the job's workspace.
+    if req.from_step.is_some()
+        && let Some(why) = crate::cluster::rerun_workspace_gone(s.pod_steps.as_deref(), &job).await
+    {
+        return error(StatusCode::CONFLICT, "workspace_gone", why);
+    }
     // `pods.*` applies live: check against the running config, as a submit does.
     let pods = s.config.as_ref().map_or(s.pods.clone(), |c| {
         Some(Arc::new(c.running().config.pods.clone()))

@@ -649,6 +649,10 @@ impl Engine {
     /// again when the container runner can, end the rest `interrupted`.
     fn recover(&mut self) {
         self.turn.recovered = true;
+        // Workspaces of jobs that ended while no daemon ran (SPEC §8.5).
+        self.runners
+            .container
+            .release(crate::cluster::sweep_of(self.state.jobs()));
         let now = now();
         let running: Vec<JobId> = self
             .state
@@ -1047,6 +1051,7 @@ impl Engine {
                 .logs_dir
                 .join(job.id.as_str())
                 .join(format!("{}.log", step.name)),
+            pod: crate::cluster::pod_parts(&job.spec, index),
         })
     }
 
@@ -1296,7 +1301,18 @@ impl Engine {
                     sink.enqueue(&n);
                 }
             }
-            Effect::Observe(event) => self.metrics.observe(&event, &self.state),
+            Effect::Observe(event) => {
+                self.metrics.observe(&event, &self.state);
+                if let Event::JobFinished { id, .. } = &event
+                    && self
+                        .state
+                        .job(id)
+                        .is_some_and(|j| j.spec.workspace.is_some())
+                {
+                    let release = crate::cluster::Release::Job(id.to_string());
+                    self.runners.container.release(release);
+                }
+            }
         }
     }
 
@@ -1539,8 +1555,11 @@ mod tests {
                     timeout: None,
                     container: None,
                     retry: None,
+                    secrets: Default::default(),
                 })
                 .collect(),
+            workspace: None,
+            secrets: Default::default(),
         }
     }
 
@@ -1670,6 +1689,7 @@ mod tests {
         s.container = Some(oj_core::ContainerSpec {
             image: "alpine".into(),
             resources: None,
+            ..Default::default()
         });
         let job = h.submit(s).await.unwrap();
         let j = wait_state(&h, &job.id, JobState::Running).await;

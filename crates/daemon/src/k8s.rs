@@ -32,6 +32,9 @@ pub struct PodStepRunner {
     shell: Vec<String>,
     /// `shutdown.container_steps`: what the end of the drain does to a pod.
     on_drain: std::sync::RwLock<ContainerStepsOnDrain>,
+    /// Held (written) while the workspace sweep after a restart runs;
+    /// a step reads it before creating or finding its job's workspace.
+    sweeping: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl PodStepRunner {
@@ -42,6 +45,7 @@ impl PodStepRunner {
             instance: None,
             shell,
             on_drain: std::sync::RwLock::new(ContainerStepsOnDrain::Detach),
+            sweeping: Arc::new(tokio::sync::RwLock::new(())),
         }
     }
 
@@ -62,6 +66,7 @@ impl PodStepRunner {
             instance: Some(instance),
             shell,
             on_drain: std::sync::RwLock::new(ContainerStepsOnDrain::Detach),
+            sweeping: Arc::new(tokio::sync::RwLock::new(())),
         }
     }
 
@@ -89,6 +94,11 @@ impl PodStepRunner {
         *self.runner.write().unwrap_or_else(|p| p.into_inner()) = runner;
     }
 
+    /// Whether job `job_id`'s workspace claim still exists.
+    pub async fn workspace_exists(&self, job_id: &str) -> Result<bool, String> {
+        self.current().workspaces().exists(job_id).await
+    }
+
     fn current(&self) -> PodRunner {
         self.runner
             .read()
@@ -113,6 +123,7 @@ impl PodStepRunner {
             timeout: ctx.timeout,
             job_resources: ctx.job_resources.clone(),
             step_resources: ctx.step_resources.clone(),
+            extras: ctx.pod.extras.clone(),
         }
     }
 
@@ -123,9 +134,25 @@ impl PodStepRunner {
         attach_only: bool,
     ) -> BoxFuture<'static, StepOutcome> {
         let runner = self.current();
-        let input = self.input(&ctx);
+        let mut input = self.input(&ctx);
         let on_drain = *self.on_drain.read().unwrap_or_else(|p| p.into_inner());
+        let sweeping = self.sweeping.clone();
         Box::pin(async move {
+            if let Some(ws) = &ctx.pod.workspace {
+                // Not while the sweep after a restart decides what to delete.
+                let _sweep_done = sweeping.read().await;
+                match runner
+                    .workspaces()
+                    .ensure(ctx.job_id.as_str(), &ctx.job_name, ws)
+                    .await
+                {
+                    Ok(claim) => input.extras.workspace_claim = Some(claim),
+                    Err(e) => {
+                        shell::append_note(&ctx.log_path, &e);
+                        return StepOutcome::Infra(format!("step {}: {e}", ctx.step_name));
+                    }
+                }
+            }
             let cancel = CancellationToken::new();
             let detach = CancellationToken::new();
             let opts = RunOptions {
@@ -224,6 +251,47 @@ impl StepRunner for PodStepRunner {
         // Only follow the existing pod: if it is gone, the step's result is
         // unknown and it must not run a second time.
         Some(self.follow(ctx, stop, true))
+    }
+
+    fn release(&self, release: crate::cluster::Release) {
+        let runner = self.current();
+        let keep_finished = runner.config().keep_finished;
+        match release {
+            crate::cluster::Release::Job(_) if keep_finished => {}
+            crate::cluster::Release::Job(job_id) => {
+                tokio::spawn(async move {
+                    if let Err(e) = runner.workspaces().delete(&job_id).await {
+                        tracing::warn!(job_id = %job_id, error = %e, "could not delete the job's workspace; it is deleted at the next restart");
+                    }
+                });
+            }
+            crate::cluster::Release::Sweep { unfinished, known } => {
+                let known_ids = known.clone();
+                let keep = if keep_finished { known } else { unfinished };
+                // Taken now, before any step of this leadership can ask for
+                // a workspace: none is created while the list is judged.
+                let Ok(guard) = self.sweeping.clone().try_write_owned() else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let sweep = runner.workspaces();
+                    let swept = sweep.sweep(&keep, &known_ids);
+                    match tokio::time::timeout(CLEANUP_LIMIT, swept).await {
+                        Ok(Ok(deleted)) if !deleted.is_empty() => {
+                            tracing::info!(count = deleted.len(), claims = %deleted.join(" "), "deleted the workspaces of jobs that ended")
+                        }
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = %e, "could not clean up the workspaces of ended jobs")
+                        }
+                        Err(_) => tracing::warn!(
+                            "cleaning up the workspaces of ended jobs timed out; continuing"
+                        ),
+                    }
+                    drop(guard);
+                });
+            }
+        }
     }
 }
 

@@ -12,6 +12,7 @@ pub mod api;
 mod api_errors;
 mod api_retention;
 mod api_where;
+pub mod cluster;
 mod config_api;
 mod conn_slots;
 pub mod drain;
@@ -421,6 +422,7 @@ impl Daemon {
             logs_dir,
             pods: Some(Arc::new(cfg.pods.clone())),
             config: Some(config_status.clone()),
+            pod_steps: pod_runner.clone(),
         };
         let admin_state = admin::AdminState {
             engine: handle.clone(),

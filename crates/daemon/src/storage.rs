@@ -656,7 +656,10 @@ mod tests {
                 timeout: None,
                 container: None,
                 retry: None,
+                secrets: Default::default(),
             }],
+            workspace: None,
+            secrets: Default::default(),
         };
         (
             id.clone(),

@@ -34,8 +34,10 @@
 //! `oj` binary at it with `KUBECONFIG` ([`FakeKube::write_kubeconfig`]).
 
 mod admission;
+mod disruption;
 mod selector;
 mod server;
+mod volumes;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -53,6 +55,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use tokio::sync::{broadcast, watch};
 
+pub use disruption::FAKE_NODE;
+/// The API types the fake serves, for tests that read what it stores.
+pub use k8s_openapi;
 pub use selector::{FieldSelector, LabelSelector, SelectorError};
 
 /// A request the fake received, in arrival order.
@@ -247,6 +252,7 @@ pub(crate) struct State {
     pub leases: BTreeMap<(String, String), Lease>,
     pub limit_ranges: BTreeMap<(String, String), LimitRange>,
     pub resource_quotas: BTreeMap<(String, String), ResourceQuota>,
+    pub pvcs: BTreeMap<(String, String), k8s_openapi::api::core::v1::PersistentVolumeClaim>,
     /// `None` = every access review is allowed.
     pub rbac: Option<Vec<RbacRule>>,
     pub history: Vec<Event>,

@@ -88,6 +88,9 @@ async fn handle(
 async fn route(shared: &Arc<Shared>, method: &Method, uri: &Uri, body: &Bytes) -> Response {
     let segments: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
     let query: HashMap<String, String> = Query::try_from_uri(uri).map(|q| q.0).unwrap_or_default();
+    if let Some(r) = crate::volumes::route(shared, method, &segments, &query, body) {
+        return r;
+    }
     match (method.clone(), segments.as_slice()) {
         (Method::GET, ["version"]) => Json(json!({
             "major": "1", "minor": "33", "gitVersion": "v1.33.0-k8s-fake", "platform": "linux/amd64"
@@ -207,7 +210,7 @@ impl IntoResponse for Json {
     }
 }
 
-fn json_response(code: StatusCode, value: &serde_json::Value) -> Response {
+pub(crate) fn json_response(code: StatusCode, value: &serde_json::Value) -> Response {
     let mut text = serde_json::to_vec(value).unwrap_or_default();
     text.push(b'\n');
     (code, [(header::CONTENT_TYPE, "application/json")], text).into_response()
@@ -368,6 +371,9 @@ fn create_pod(shared: &Arc<Shared>, ns: &str, body: &Bytes) -> Response {
     if let Err(m) = check_labels(pod.metadata.labels.as_ref()) {
         return invalid(Kind::Pods, &name, m);
     }
+    if let Err(m) = crate::volumes::check_pod(&pod) {
+        return invalid(Kind::Pods, &name, m);
+    }
     if pod
         .metadata
         .resource_version
@@ -433,7 +439,7 @@ fn get_pod(shared: &Arc<Shared>, ns: &str, name: &str) -> Response {
     }
 }
 
-fn delete_pod(shared: &Arc<Shared>, ns: &str, name: &str) -> Response {
+pub(crate) fn delete_pod(shared: &Arc<Shared>, ns: &str, name: &str) -> Response {
     let mut state = shared.lock();
     let Some(entry) = state.pods.remove(&(ns.to_string(), name.to_string())) else {
         return not_found(Kind::Pods, name);

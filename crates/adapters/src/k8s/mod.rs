@@ -10,9 +10,12 @@ pub mod preflight;
 pub mod runner;
 pub mod status;
 pub mod watch;
+pub mod workspace;
 
 pub use client::{ClientError, ClientSource, connect, resolve_namespace};
 pub use lease::{LeaseLock, LeaseLost, LeaseTimings};
-pub use pods::{PodBuildError, PodInput, PodOwner, RBAC_RULES, build_owned_pod, build_pod};
+pub use pods::{
+    PodBuildError, PodExtras, PodInput, PodOwner, RBAC_RULES, build_owned_pod, build_pod,
+};
 pub use runner::{PodRunner, RunOptions, StepResult};
 pub use watch::{PodState, PodWatch};

@@ -6,11 +6,15 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, PodSpec, ResourceRequirements};
+use k8s_openapi::api::core::v1::{
+    Container, EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource, Pod, PodSpec,
+    ResourceRequirements, SecretKeySelector, Toleration as K8sToleration, Volume, VolumeMount,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use oj_config::{PodsConfig, Quantity};
 pub use oj_core::{ContainerResources, ResourceAmounts};
+use oj_core::{ContainerSpec, PodOverlay, SecretRef, WORKSPACE_MOUNT};
 use sha2::{Digest, Sha256};
 
 /// `app.kubernetes.io/managed-by=oj` on every pod oj creates.
@@ -54,6 +58,13 @@ pub const RBAC_RULES: &[(&str, &str, &[&str])] = &[
         &["create", "get", "list", "watch", "patch", "delete"],
     ),
     ("", "pods/log", &["get"]),
+    // A job's `workspace`: created before its first pod, read again after
+    // a restart, listed to clean up those of finished jobs, deleted with the job.
+    (
+        "",
+        "persistentvolumeclaims",
+        &["create", "get", "list", "delete"],
+    ),
     (
         "coordination.k8s.io",
         "leases",
@@ -125,7 +136,25 @@ pub struct PodInput {
     pub job_resources: Option<ContainerResources>,
     /// The step's own `container.resources`.
     pub step_resources: Option<ContainerResources>,
+    /// Pass-through fields, secrets and the workspace (SPEC §8.5).
+    pub extras: PodExtras,
 }
+
+/// What a step pod carries beyond oj's own fields (SPEC §8.5).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PodExtras {
+    /// The job's `container`: its pass-through fields overlay `pods.*`.
+    pub job_container: Option<ContainerSpec>,
+    /// The step's own `container`, overlaid last.
+    pub step_container: Option<ContainerSpec>,
+    /// Env name → Secret key, as `valueFrom.secretKeyRef` (oj never reads the value).
+    pub secrets: BTreeMap<String, SecretRef>,
+    /// The job's workspace claim, mounted at `/workspace` (the working directory).
+    pub workspace_claim: Option<String>,
+}
+
+/// The name of the volume that mounts a job's workspace.
+pub const WORKSPACE_VOLUME: &str = "workspace";
 
 /// Why a step's pod cannot be built; each names the step.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -245,7 +274,7 @@ pub fn build_owned_pod(
         input.shell.clone()
     };
     command.push(input.command.clone());
-    let env: Vec<EnvVar> = input
+    let mut env: Vec<EnvVar> = input
         .env
         .iter()
         .map(|(k, v)| EnvVar {
@@ -254,14 +283,36 @@ pub fn build_owned_pod(
             ..Default::default()
         })
         .collect();
-    let labels = BTreeMap::from([
+    let extras = &input.extras;
+    env.extend(extras.secrets.iter().map(|(name, r)| EnvVar {
+        name: name.clone(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: r.secret.clone(),
+                key: r.key.clone(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }));
+    let overlay = PodOverlay::merge(
+        cfg,
+        extras.job_container.as_ref(),
+        extras.step_container.as_ref(),
+    );
+    // oj's own labels and annotations are set last: a pass-through key
+    // cannot replace them (and is refused before it gets here).
+    let mut labels = overlay.labels;
+    let mut annotations = overlay.annotations;
+    let own_labels = BTreeMap::from([
         (LABEL_MANAGED_BY.to_string(), MANAGED_BY_VALUE.to_string()),
         (LABEL_JOB_ID.to_string(), label_value(&input.job_id)),
         (LABEL_STEP.to_string(), label_value(&input.step_name)),
         (LABEL_INSTANCE.to_string(), label_value(&owner.instance)),
         (LABEL_ATTEMPT.to_string(), owner.attempt.to_string()),
     ]);
-    let annotations = BTreeMap::from([
+    let own_annotations = BTreeMap::from([
         (ANNOTATION_JOB_ID.to_string(), input.job_id.clone()),
         (ANNOTATION_JOB_NAME.to_string(), input.job_name.clone()),
         (ANNOTATION_STEP.to_string(), input.step_name.clone()),
@@ -271,6 +322,38 @@ pub fn build_owned_pod(
         ),
         (ANNOTATION_INSTANCE.to_string(), owner.instance.clone()),
     ]);
+    labels.extend(own_labels);
+    annotations.extend(own_annotations);
+    let tolerations: Vec<K8sToleration> = overlay
+        .tolerations
+        .iter()
+        .map(|t| K8sToleration {
+            key: t.key.clone(),
+            operator: t.operator.clone(),
+            value: t.value.clone(),
+            effect: t.effect.clone(),
+            toleration_seconds: t.toleration_seconds,
+        })
+        .collect();
+    let (volumes, mounts, working_dir) = match &extras.workspace_claim {
+        Some(claim) => (
+            Some(vec![Volume {
+                name: WORKSPACE_VOLUME.into(),
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: claim.clone(),
+                    read_only: Some(false),
+                }),
+                ..Default::default()
+            }]),
+            Some(vec![VolumeMount {
+                name: WORKSPACE_VOLUME.into(),
+                mount_path: WORKSPACE_MOUNT.into(),
+                ..Default::default()
+            }]),
+            Some(WORKSPACE_MOUNT.to_string()),
+        ),
+        None => (None, None, None),
+    };
     Ok(Pod {
         metadata: ObjectMeta {
             name: Some(attempt_pod_name(
@@ -292,6 +375,10 @@ pub fn build_owned_pod(
             // account chosen for it, it gets no API token at all rather
             // than the namespace's default one.
             automount_service_account_token: cfg.service_account.is_none().then_some(false),
+            node_selector: (!overlay.node_selector.is_empty()).then_some(overlay.node_selector),
+            tolerations: (!tolerations.is_empty()).then_some(tolerations),
+            priority_class_name: overlay.priority_class_name,
+            volumes,
             containers: vec![Container {
                 name: CONTAINER_NAME.into(),
                 image: Some(input.image.clone()),
@@ -299,6 +386,8 @@ pub fn build_owned_pod(
                 command: Some(command),
                 env: (!env.is_empty()).then_some(env),
                 resources: Some(resources),
+                volume_mounts: mounts,
+                working_dir,
                 ..Default::default()
             }],
             ..Default::default()
@@ -330,7 +419,7 @@ pub fn attempt_pod_name(job_id: &str, step_index: usize, attempt: u32) -> String
     pod_name_with(job_id, format!("-{step_index}-{attempt}"))
 }
 
-fn pod_name_with(job_id: &str, suffix: String) -> String {
+pub(crate) fn pod_name_with(job_id: &str, suffix: String) -> String {
     let budget = MAX_LABEL - "oj-".len() - suffix.len();
     let mut clean = String::with_capacity(job_id.len());
     for c in job_id.chars() {

@@ -149,6 +149,15 @@ impl PodRunner {
         &self.cfg
     }
 
+    /// The workspace claims of this runner's namespace and instance.
+    pub fn workspaces(&self) -> super::workspace::Workspaces {
+        super::workspace::Workspaces::new(
+            self.api.clone().into_client(),
+            &self.namespace,
+            &self.instance,
+        )
+    }
+
     /// The label selector of this instance's pods (the shared watch's).
     pub fn selector(&self) -> String {
         pods::instance_selector(&self.instance)
@@ -279,6 +288,15 @@ impl PodRunner {
                 if !result.succeeded {
                     result.deadline_exceeded = status::deadline_exceeded(&pod);
                     result.error = Some(status::failure_of(&pod, &name, input.timeout));
+                    // Evicted, preempted, node lost: the cluster ended it (SPEC §8.5).
+                    if let Some(cause) = status::disruption(&pod) {
+                        result.infra = true;
+                        result.deadline_exceeded = false;
+                        result.error = Some(format!(
+                            "pod {}/{name} {cause}; the command did not fail",
+                            self.namespace
+                        ));
+                    }
                 }
                 if !self.cfg.keep_finished {
                     self.delete(&name, false).await;
@@ -325,16 +343,16 @@ impl PodRunner {
                     ),
                 )
             }
-            Follow::Gone => {
+            Follow::Gone(last) => {
                 let _ = tokio::time::timeout(Duration::from_secs(2), logs).await;
                 result.infra = true;
-                fail(
-                    result,
-                    format!(
-                        "pod {}/{name} was deleted before it finished",
-                        self.namespace
-                    ),
-                )
+                let cause = last
+                    .as_deref()
+                    .and_then(status::disruption)
+                    .unwrap_or_else(|| {
+                        "was deleted before it finished, by someone other than oj".into()
+                    });
+                fail(result, format!("pod {}/{name} {cause}", self.namespace))
             }
         }
     }
@@ -475,7 +493,7 @@ impl PodRunner {
                         // The shared watch is down: read the pod directly.
                         match self.api.get_opt(name).await {
                             Ok(Some(p)) => watch.offer(p),
-                            Ok(None) => return Follow::Gone,
+                            Ok(None) => return Follow::Gone(Some(pod)),
                             Err(e) => tracing::debug!(pod = %name, error = %e, "could not read the step pod"),
                         }
                     }
@@ -483,14 +501,14 @@ impl PodRunner {
                 changed = updates.changed() => {
                     if changed.is_err() {
                         // The slot closed after its last state (Gone) was read.
-                        return Follow::Gone;
+                        return Follow::Gone(Some(pod));
                     }
                     let state = updates.borrow_and_update().clone();
                     match state {
                         PodState::Present(p) => pod = p,
                         // A pod deleted after it ended still has its result.
                         PodState::Gone(p) if is_terminal(&phase_of(&p)) => return Follow::Ended(p),
-                        PodState::Gone(_) => return Follow::Gone,
+                        PodState::Gone(p) => return Follow::Gone(Some(p)),
                     }
                 }
             }
@@ -560,9 +578,12 @@ impl PodRunner {
 
 enum Follow {
     Ended(Arc<Pod>),
-    Cancelled { started: bool },
+    Cancelled {
+        started: bool,
+    },
     Stuck(String),
     TimedOut,
-    Gone,
+    /// The pod vanished before it ended; its last known version.
+    Gone(Option<Arc<Pod>>),
     Detached,
 }

@@ -110,6 +110,58 @@ pub fn failure_of(pod: &Pod, name: &str, timeout: Duration) -> String {
     }
 }
 
+/// Why the cluster, not the command, ended a pod, in words: evicted by the
+/// kubelet, preempted, its node lost or shut down, evicted for a drain
+/// (SPEC §8.5: the retry class `infra`). `None` when nothing says so.
+pub fn disruption(pod: &Pod) -> Option<String> {
+    let status = pod.status.as_ref()?;
+    let message = |m: Option<&str>| {
+        m.map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(|m| format!(" ({m})"))
+            .unwrap_or_default()
+    };
+    // The kubelet's own word first: an eviction also carries a
+    // DisruptionTarget condition (TerminationByKubelet).
+    let by_reason = match status.reason.as_deref() {
+        Some("Evicted") => Some("was evicted by the kubelet"),
+        Some("NodeLost") => Some("was lost with its node (node lost)"),
+        Some("Shutdown" | "Terminated" | "NodeShutdown") => {
+            Some("was terminated by its node's shutdown")
+        }
+        Some("Preempting") => {
+            Some("was preempted by the scheduler to make room for a higher-priority pod")
+        }
+        _ => None,
+    };
+    if let Some(why) = by_reason {
+        return Some(format!("{why}{}", message(status.message.as_deref())));
+    }
+    let target = status.conditions.as_ref().and_then(|cs| {
+        cs.iter()
+            .find(|c| c.type_ == "DisruptionTarget" && c.status == "True")
+    });
+    if let Some(c) = target {
+        let why = match c.reason.as_deref().unwrap_or("") {
+            "PreemptionByScheduler" | "PreemptionByKubeScheduler" => {
+                "was preempted by the scheduler to make room for a higher-priority pod"
+            }
+            "DeletionByTaintManager" => {
+                "was deleted because its node became unreachable or was tainted NoExecute (node lost)"
+            }
+            "DeletionByPodGC" => "was deleted because its node is gone (node lost)",
+            "EvictionByEvictionAPI" => "was evicted through the Eviction API (a node drain)",
+            "TerminationByKubelet" => {
+                "was terminated by the kubelet (node pressure or node shutdown)"
+            }
+            _ => "was disrupted by the cluster",
+        };
+        let reason = c.reason.as_deref().unwrap_or("DisruptionTarget");
+        return Some(format!("{why} [{reason}]{}", message(c.message.as_deref())));
+    }
+    None
+}
+
 /// The scheduler's verdict on a pod it could not place.
 fn unschedulable(pod: &Pod) -> Option<String> {
     let conditions = pod.status.as_ref()?.conditions.as_ref()?;

@@ -32,5 +32,6 @@ pub fn input(job_id: &str) -> PodInput {
         timeout: Duration::from_secs(600),
         job_resources: None,
         step_resources: None,
+        extras: Default::default(),
     }
 }

@@ -101,7 +101,7 @@ mod tests {
         let mut s = spec(&["0", "0"]);
         s.steps[1].container = Some(ContainerSpec {
             image: "alpine".into(),
-            resources: None,
+            ..ContainerSpec::default()
         });
         let id = JobId::from_parts(1_795_000_000_000, 0);
         let mut job = Job::new(id.clone(), s, Timestamp(std::time::SystemTime::now()));

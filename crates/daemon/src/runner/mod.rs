@@ -63,6 +63,8 @@ pub struct StepContext {
     pub work_dir: Option<WorkDir>,
     /// `state_dir/logs/<job-id>/<step>.log`; the runner appends the output here.
     pub log_path: PathBuf,
+    /// What a container step's pod carries beyond the command (SPEC §8.5).
+    pub pod: crate::cluster::PodParts,
 }
 
 /// Where a shell step runs (SPEC §8.1).
@@ -128,6 +130,12 @@ pub trait StepRunner: Send + Sync + 'static {
     ) -> Option<BoxFuture<'static, StepOutcome>> {
         let _ = (ctx, stop);
         None
+    }
+
+    /// Jobs ended: the runner lets go of what it holds for them (a job's
+    /// workspace volume). Never blocks the engine.
+    fn release(&self, release: crate::cluster::Release) {
+        let _ = release;
     }
 }
 

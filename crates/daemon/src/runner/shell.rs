@@ -352,6 +352,7 @@ mod tests {
             timeout,
             work_dir: None,
             log_path: dir.join("logs/x/s.log"),
+            pod: Default::default(),
         }
     }
 
