@@ -587,10 +587,15 @@ pub fn exec_spec(name: Option<&str>, command: &[String]) -> Result<JobSpec, Fail
     };
     let spec = JobSpec {
         name: name.clone(),
+        queue: "default".into(),
         env: BTreeMap::new(),
         notify: None,
         container: None,
         retry: None,
+        priority: 0,
+        after: Vec::new(),
+        hold: false,
+        not_before: None,
         steps: vec![StepSpec {
             name: step_name_for(&name),
             run: shell_join(command),

@@ -7,9 +7,11 @@
 pub mod events;
 pub mod job;
 pub mod notification;
+pub mod queue;
 pub mod retry;
 pub mod runbook;
 mod runbook_schema;
+pub mod scheduler;
 pub mod spec;
 pub mod state;
 pub mod template;
@@ -17,9 +19,11 @@ pub mod template;
 pub use events::Event;
 pub use job::{IdGen, Job, JobId, JobState, StepState, StepStatus, Timestamp};
 pub use notification::{Notification, NotificationKind};
+pub use queue::{Dependency, Need, QueueError, WaitReason, Waiting};
 pub use retry::{RetryCause, RetryError, RetrySpec};
 pub use runbook::{Runbook, RunbookError};
 pub use runbook_schema::runbook_json_schema;
+pub use scheduler::{Gate, Limits, QueueCounts};
 pub use spec::{
     ContainerResources, ContainerSpec, FilledStep, JobSpec, MAX_NAME_BYTES, NotifyTemplates,
     ResourceAmounts, SpecError, StepSpec,

@@ -166,10 +166,15 @@ mod tests {
     fn job(notify: Option<NotifyTemplates>) -> Job {
         let spec = JobSpec {
             name: "build".into(),
+            queue: "default".into(),
             env: Default::default(),
             notify,
             container: None,
             retry: None,
+            priority: 0,
+            after: Vec::new(),
+            hold: false,
+            not_before: None,
             steps: vec![StepSpec {
                 name: "s".into(),
                 run: "x".into(),

@@ -45,6 +45,13 @@ struct RawJob {
     retry: Option<RetrySpec>,
     #[serde(default)]
     step: Vec<StepSpec>,
+    /// SPEC §8.2: the queue, priority and hold of the job.
+    #[serde(default)]
+    queue: Option<String>,
+    #[serde(default)]
+    priority: i32,
+    #[serde(default)]
+    hold: bool,
 }
 
 /// What can go wrong reading a runbook or turning one of its jobs into a spec.
@@ -314,10 +321,18 @@ impl Runbook {
         }
         let spec = JobSpec {
             name: name.to_string(),
+            queue: raw
+                .queue
+                .clone()
+                .unwrap_or_else(|| crate::queue::DEFAULT_QUEUE.to_string()),
             env,
             notify,
             container,
             retry: raw.retry.clone(),
+            priority: raw.priority,
+            after: Vec::new(),
+            hold: raw.hold,
+            not_before: None,
             steps,
         };
         spec.validate().map_err(|source| RunbookError::Invalid {

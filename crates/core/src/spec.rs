@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use oj_config::Quantity;
 
+use crate::job::Timestamp;
+use crate::queue::{Dependency, QueueError};
 use crate::retry::{RetryError, RetrySpec};
 use crate::template::{MAX_FILLED_BYTES, RuntimeVars};
 use serde::de::{self, MapAccess, Visitor};
@@ -26,11 +28,18 @@ pub const MAX_NAME_BYTES: usize = 253;
 /// daemon never builds more than this to start one step.
 pub const MAX_STEP_START_BYTES: usize = 1 << 20;
 
+fn default_queue() -> String {
+    "default".to_string()
+}
+
 /// A job as submitted: a name and an ordered list of steps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
     pub name: String,
+    /// The queue this job waits in (SPEC §8.2).
+    #[serde(default = "default_queue")]
+    pub queue: String,
     /// Extra environment of every step.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
@@ -45,6 +54,18 @@ pub struct JobSpec {
     pub retry: Option<RetrySpec>,
     #[serde(deserialize_with = "exact_vec")]
     pub steps: Vec<StepSpec>,
+    /// Higher starts first (SPEC §8.2), -1000…1000.
+    #[serde(default, skip_serializing_if = "crate::queue::is_zero")]
+    pub priority: i32,
+    /// Jobs this one waits for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<Dependency>,
+    /// Stays queued until released.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hold: bool,
+    /// Not started before this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<Timestamp>,
 }
 
 /// Per-job notification messages; `${name}`, `${job_id}`, `${error}` are filled in.
@@ -203,6 +224,8 @@ pub enum SpecError {
     StepTooBig { step: String },
     #[error("{0}")]
     Retry(#[from] RetryError),
+    #[error("{0}")]
+    Queue(#[from] QueueError),
 }
 
 /// A step's `run` and environment with `${job_id}`, `${name}` and `${step}`
@@ -282,6 +305,7 @@ impl JobSpec {
         if let Some(r) = &self.retry {
             r.validate("job")?;
         }
+        crate::queue::validate(&self.queue, self.priority, &self.after)?;
         let mut seen = BTreeSet::new();
         for (i, step) in self.steps.iter().enumerate() {
             if step.name.is_empty() {
@@ -574,10 +598,15 @@ mod tests {
     fn job(steps: Vec<StepSpec>) -> JobSpec {
         JobSpec {
             name: "j".into(),
+            queue: "default".into(),
             env: BTreeMap::new(),
             notify: None,
             container: None,
             retry: None,
+            priority: 0,
+            after: Vec::new(),
+            hold: false,
+            not_before: None,
             steps,
         }
     }

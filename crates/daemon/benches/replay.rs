@@ -18,10 +18,15 @@ fn events() -> Vec<Event> {
         let at = Timestamp(UNIX_EPOCH + Duration::from_millis(base + n));
         let spec = JobSpec {
             name: format!("bench-{n}"),
+            queue: "default".into(),
             env: Default::default(),
             notify: None,
             container: None,
             retry: None,
+            priority: 0,
+            after: Vec::new(),
+            hold: false,
+            not_before: None,
             steps: vec![StepSpec {
                 name: "main".into(),
                 run: "true".into(),

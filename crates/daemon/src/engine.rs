@@ -1486,10 +1486,15 @@ mod tests {
     pub(super) fn spec(runs: &[&str]) -> JobSpec {
         JobSpec {
             name: "t".into(),
+            queue: "default".into(),
             env: Default::default(),
             notify: None,
             container: None,
             retry: None,
+            priority: 0,
+            after: Vec::new(),
+            hold: false,
+            not_before: None,
             steps: runs
                 .iter()
                 .enumerate()

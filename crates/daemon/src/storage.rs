@@ -535,10 +535,15 @@ mod tests {
         let id = JobId::from_parts(1_795_000_000_000 + n, 0);
         let spec = JobSpec {
             name: format!("job{n}"),
+            queue: "default".into(),
             env: Default::default(),
             notify: None,
             container: None,
             retry: None,
+            priority: 0,
+            after: Vec::new(),
+            hold: false,
+            not_before: None,
             steps: vec![StepSpec {
                 name: "s".into(),
                 run: "true".into(),
