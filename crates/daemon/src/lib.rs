@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod api;
+mod api_queues;
 mod api_retention;
 mod config_api;
 pub mod drain;
@@ -349,6 +350,7 @@ impl Daemon {
             reload_on_lead: cfg.lock.strategy == oj_config::LockStrategy::Lease,
             allow_shell: cfg.jobs.allow_shell,
             retention: crate::engine::Retention::from_config(&cfg.jobs),
+            queues: crate::engine::configured_queues(&cfg),
         };
         let (mut engine, handle) = Engine::new(
             state,

@@ -163,7 +163,7 @@ impl LiveSlices {
         {
             tracing::error!(error = %e, "cannot apply the new log.level; the old one stays");
         }
-        if touched("jobs.") {
+        if touched("jobs.") || touched("queues.") {
             self.engine
                 .reconfigure(engine_config(&self.engine_base, cfg));
         }
@@ -265,6 +265,7 @@ pub fn engine_config(base: &EngineConfig, cfg: &RuntimeConfig) -> EngineConfig {
         step_timeout: cfg.jobs.step_timeout,
         allow_shell: cfg.jobs.allow_shell,
         retention: crate::engine::Retention::from_config(&cfg.jobs),
+        queues: crate::engine::configured_queues(cfg),
         ..base.clone()
     }
 }
@@ -310,10 +311,16 @@ impl Reloader {
                     &self.env,
                     oj_adapters::preflight::Mode::Start,
                 );
-                if report.errors.is_empty() {
+                let mut errors = report.errors;
+                errors.extend(crate::engine::removed_queues_in_use(
+                    &self.status.running().config,
+                    &loaded.config,
+                    &self.live.engine,
+                ));
+                if errors.is_empty() {
                     Ok(loaded)
                 } else {
-                    Err(report.errors)
+                    Err(errors)
                 }
             });
         match candidate {

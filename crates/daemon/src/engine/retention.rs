@@ -74,6 +74,10 @@ pub enum RemoveError {
         "job {id} is {state}, not finished; cancel it first (`oj job cancel {id}`), then remove it once it has ended"
     )]
     NotFinished { id: JobId, state: JobState },
+    #[error(
+        "job {id} is named in the `after` of job {dependent}, which has not started; it is kept until every job waiting for it has started or ended"
+    )]
+    Needed { id: JobId, dependent: JobId },
     #[error("this daemon is a standby (it does not hold the lock)")]
     NotLeader,
     #[error(
@@ -149,6 +153,11 @@ impl Engine {
             let _ = reply.send(Err(RemoveError::NotFinished { id, state }));
             return;
         }
+        let dependent = self.state.scheduler().dependents_of(&id).next().cloned();
+        if let Some(dependent) = dependent {
+            let _ = reply.send(Err(RemoveError::Needed { id, dependent }));
+            return;
+        }
         tracing::info!(job_id = %id, "removing finished job and its logs");
         self.record_removal(id);
         self.effects.push(Effect::Reply(Box::new(move |err| {
@@ -174,6 +183,7 @@ impl Engine {
             .state
             .jobs()
             .filter(|j| j.state.is_terminal())
+            .filter(|j| !self.state.scheduler().is_needed(&j.id))
             .filter(|j| filter.state.is_none_or(|s| j.state == s))
             .filter(|j| {
                 filter
@@ -223,6 +233,8 @@ impl Engine {
                 excess = excess.saturating_sub(1);
                 over || ended_before(j.ended_at.map(|t| t.0), now, keep_finished)
             })
+            // Kept while a job that has not started waits for it.
+            .filter(|j| !self.state.scheduler().is_needed(&j.id))
             .map(|j| j.id.clone())
             .collect();
         if ids.is_empty() {
