@@ -94,8 +94,10 @@ pub enum QueueOpError {
 
 /// `queues.<name>.max_concurrent` of `cfg` (`None` = `jobs.max_concurrent`).
 pub fn configured_queues(cfg: &RuntimeConfig) -> BTreeMap<String, Option<usize>> {
-    let _ = cfg;
-    BTreeMap::new()
+    cfg.queues
+        .iter()
+        .map(|(name, q)| (name.clone(), q.max_concurrent.map(|n| n.max(1) as usize)))
+        .collect()
 }
 
 impl EngineHandle {
