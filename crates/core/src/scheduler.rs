@@ -321,9 +321,10 @@ impl Index {
                 format!("queue {} paused", job.queue),
             );
         }
+        // A queue without a limit of its own is full only when the daemon is.
         let running = self.queues.get(&job.queue).map_or(0, |q| q.running);
         let limit = limits.of(&job.queue);
-        if running >= limit {
+        if running >= limit && limits.queues.contains_key(&job.queue) {
             return w(
                 WaitReason::QueueFull,
                 format!("queue {} full, {running}/{limit}", job.queue),
