@@ -92,16 +92,28 @@ fn holds_slot(job: &Job) -> bool {
 }
 
 impl Index {
+    fn counts_of(&mut self, queue: &str) -> &mut QueueCounts {
+        // Most events are about a queue already counted: no allocation.
+        if !self.queues.contains_key(queue) {
+            self.queues
+                .insert(queue.to_string(), QueueCounts::default());
+        }
+        match self.queues.get_mut(queue) {
+            Some(c) => c,
+            None => unreachable!("inserted above"),
+        }
+    }
+
     /// Adds `job` (already in `jobs`, as it is now) to the index.
     pub(crate) fn add(&mut self, job: &Job, jobs: &BTreeMap<JobId, Job>) {
         if holds_slot(job) {
-            self.queues.entry(job.queue.clone()).or_default().running += 1;
+            self.counts_of(&job.queue).running += 1;
             self.active += 1;
         }
         if job.state != JobState::Queued {
             return;
         }
-        self.queues.entry(job.queue.clone()).or_default().queued += 1;
+        self.counts_of(&job.queue).queued += 1;
         let mut unmet = 0;
         for dep in &job.after {
             self.dependents
@@ -689,7 +701,7 @@ mod tests {
         let mut j = Jobs::new();
         for i in 0..2000 {
             let q = format!("q{}", i % 10);
-            j.job(&q, (i % 7) as i32);
+            j.job(&q, i % 7);
         }
         let picked = j.s.pick(&Limits::total(5));
         assert_eq!(picked.len(), 5);
