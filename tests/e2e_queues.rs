@@ -494,3 +494,30 @@ fn a_reload_adds_changes_and_refuses_to_remove_busy_queues() {
     let out = b.env.run(&["exec", "--queue", "build", "--", "true"]);
     assert_eq!(out.code, Some(2), "{out:?}");
 }
+
+/// A job waiting for a step's retry holds no `jobs.max_concurrent` slot:
+/// another job runs meanwhile, and the retry runs once a slot is free.
+#[test]
+fn a_job_waiting_for_its_retry_holds_no_slot() {
+    let b = Bench::new("[jobs]\nmax_concurrent = 1\n");
+    let d = b.env.start_daemon(&[]);
+    let first_run = b.env.path().join("first-run");
+    let flaky = d.submit(&json!({
+        "name": "flaky",
+        "retry": {"attempts": 2, "backoff": "3s", "on": ["failed"]},
+        "steps": [{"name": "s", "run": format!(
+            "if [ -e {f} ]; then {mark}; else touch {f}; exit 1; fi",
+            f = first_run.display(),
+            mark = b.mark("flaky-again"),
+        )}]
+    }));
+    assert!(wait_until(WAIT, || first_run.exists()));
+    let other = b.exec(&[], &b.mark("other"));
+    let o = d.wait_job(&other, &["done"], WAIT);
+    let f = job(&d, &flaky);
+    assert_eq!(f["state"], "running", "still waiting for its retry: {f}");
+    assert!(f["steps"][0]["retry_at"].is_string(), "{f}");
+    assert!(o["ended_at"].as_str() < f["steps"][0]["retry_at"].as_str());
+    d.wait_job(&flaky, &["done"], WAIT);
+    assert_eq!(b.order(), ["other", "flaky-again"]);
+}
