@@ -379,6 +379,26 @@ run = "echo hello from ${name} ${job_id} in $HOME"
     }
 
     #[test]
+    fn queue_priority_and_hold_are_read_from_the_job() {
+        let rb = Runbook::parse(
+            "[job.deploy]\nqueue = \"deploy\"\npriority = 5\nhold = true\n[[job.deploy.step]]\nname = \"s\"\nrun = \"x\"\n[job.plain]\n[[job.plain.step]]\nname = \"s\"\nrun = \"x\"\n",
+            "rb.toml",
+        )
+        .unwrap();
+        let spec = rb.job("deploy", &BTreeMap::new()).unwrap();
+        assert_eq!((spec.queue.as_str(), spec.priority, spec.hold), ("deploy", 5, true));
+        let plain = rb.job("plain", &BTreeMap::new()).unwrap();
+        assert_eq!((plain.queue.as_str(), plain.priority, plain.hold), ("default", 0, false));
+        let bad = Runbook::parse(
+            "[job.x]\nqueue = \"Bad Name\"\n[[job.x.step]]\nname = \"s\"\nrun = \"x\"\n",
+            "rb.toml",
+        )
+        .unwrap();
+        let e = bad.job("x", &BTreeMap::new()).unwrap_err().to_string();
+        assert!(e.contains("\"Bad Name\" is not a queue name"), "{e}");
+    }
+
+    #[test]
     fn retries_are_read_from_the_job_and_the_step() {
         let rb = Runbook::parse(
             r#"
