@@ -386,9 +386,15 @@ run = "echo hello from ${name} ${job_id} in $HOME"
         )
         .unwrap();
         let spec = rb.job("deploy", &BTreeMap::new()).unwrap();
-        assert_eq!((spec.queue.as_str(), spec.priority, spec.hold), ("deploy", 5, true));
+        assert_eq!(
+            (spec.queue.as_str(), spec.priority, spec.hold),
+            ("deploy", 5, true)
+        );
         let plain = rb.job("plain", &BTreeMap::new()).unwrap();
-        assert_eq!((plain.queue.as_str(), plain.priority, plain.hold), ("default", 0, false));
+        assert_eq!(
+            (plain.queue.as_str(), plain.priority, plain.hold),
+            ("default", 0, false)
+        );
         let bad = Runbook::parse(
             "[job.x]\nqueue = \"Bad Name\"\n[[job.x.step]]\nname = \"s\"\nrun = \"x\"\n",
             "rb.toml",

@@ -228,13 +228,14 @@ impl Engine {
             .state
             .jobs()
             .filter(|j| j.state.is_terminal())
+            // Kept while a job that has not started waits for it (and the
+            // next oldest goes instead).
+            .filter(|j| !self.state.scheduler().is_needed(&j.id))
             .filter(|j| {
                 let over = excess > 0;
                 excess = excess.saturating_sub(1);
                 over || ended_before(j.ended_at.map(|t| t.0), now, keep_finished)
             })
-            // Kept while a job that has not started waits for it.
-            .filter(|j| !self.state.scheduler().is_needed(&j.id))
             .map(|j| j.id.clone())
             .collect();
         if ids.is_empty() {
