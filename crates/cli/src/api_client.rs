@@ -310,7 +310,22 @@ impl ApiClient {
         body: Option<&serde_json::Value>,
         timeout: bool,
     ) -> Result<reqwest::Response, ApiError> {
+        self.send_keyed(method, path, body, timeout, None).await
+    }
+
+    /// [`send`](Self::send) with an `Idempotency-Key` header value.
+    async fn send_keyed(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        timeout: bool,
+        idempotency_key: Option<&str>,
+    ) -> Result<reqwest::Response, ApiError> {
         let mut req = self.http.request(method, self.endpoint.url(path));
+        if let Some(key) = idempotency_key {
+            req = req.header("Idempotency-Key", key);
+        }
         if timeout {
             req = req.timeout(REQUEST_TIMEOUT);
         }
@@ -347,6 +362,19 @@ impl ApiClient {
         body: &serde_json::Value,
     ) -> Result<serde_json::Value, ApiError> {
         let resp = self.send(Method::POST, path, Some(body), true).await?;
+        self.json(resp).await
+    }
+
+    /// POST a JSON body with an `Idempotency-Key` header (already quoted).
+    pub async fn post_json_keyed(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        idempotency_key: Option<&str>,
+    ) -> Result<serde_json::Value, ApiError> {
+        let resp = self
+            .send_keyed(Method::POST, path, Some(body), true, idempotency_key)
+            .await?;
         self.json(resp).await
     }
 

@@ -170,6 +170,8 @@ pub struct RunArgs {
     pub wait: bool,
     #[command(flatten)]
     pub queueing: crate::queue_cmds::QueueFlags,
+    #[command(flatten)]
+    pub placement: crate::where_cmds::WhereArgs,
 }
 
 #[derive(Debug, Args)]
@@ -185,6 +187,8 @@ pub struct ExecArgs {
     pub command: Vec<String>,
     #[command(flatten)]
     pub queueing: crate::queue_cmds::QueueFlags,
+    #[command(flatten)]
+    pub placement: crate::where_cmds::WhereArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -195,11 +199,26 @@ pub enum JobCommand {
         #[arg(long)]
         json: bool,
         /// Only jobs in this state (queued, running, done, failed, cancelled, interrupted)
-        #[arg(long, value_name = "S")]
+        #[arg(long, value_name = "S", value_parser = job_states(), hide_possible_values = true)]
         status: Option<String>,
         /// At most N jobs, the newest [default: all]
         #[arg(short = 'n', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         limit: Option<u64>,
+        #[command(flatten)]
+        filters: crate::where_cmds::ListFilters,
+    },
+    /// Submit a job again with the same spec (from one step on); prints the new job's id
+    #[command(after_help = "Examples:\n  oj job rerun 0mx49xbba000\n  \
+                            oj job rerun 0mx49xbba000 --from-step test --wait")]
+    Rerun {
+        /// The job to run again
+        id: String,
+        /// Start at this step (the steps before it are left out)
+        #[arg(long, value_name = "NAME")]
+        from_step: Option<String>,
+        /// Wait for the new job to end, streaming its output; exit 0 if it is done, 1 otherwise
+        #[arg(short, long)]
+        wait: bool,
     },
     /// Show one job with its steps, states, exit codes and times
     Show {
@@ -260,4 +279,9 @@ pub enum JobCommand {
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(s.trim())
         .map_err(|e| format!("{e}; write a duration like 30s, 10m or 1h"))
+}
+
+/// The job states, as `--status` takes them (and shells complete them).
+fn job_states() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(oj_core::JobState::ALL.map(|s| s.as_str()))
 }

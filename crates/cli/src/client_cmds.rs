@@ -63,7 +63,7 @@ pub(crate) fn emit(bytes: &[u8]) {
     }
 }
 
-fn emit_line(s: &str) {
+pub(crate) fn emit_line(s: &str) {
     let mut line = String::with_capacity(s.len() + 1);
     line.push_str(s);
     if !s.ends_with('\n') {
@@ -501,9 +501,12 @@ pub fn run(args: RunArgs, opts: &LoadOptions, env: &Environment) -> Result<i32, 
     args.queueing
         .apply(&mut spec, std::time::SystemTime::now())?;
     let (_loaded, client) = connect(opts, env)?;
+    args.placement
+        .apply(&mut spec, client.endpoint(), env, &cwd)?;
     runtime()?.block_on(submit(
         &client,
         &spec,
+        args.placement.idempotency_key.as_deref(),
         args.wait,
         Style::detect(Stream::Stderr, env),
     ))
@@ -578,6 +581,11 @@ pub fn exec_spec(name: Option<&str>, command: &[String]) -> Result<JobSpec, Fail
             "oj exec needs a command after --, e.g. oj exec -- make test",
         ));
     };
+    if first.trim().is_empty() {
+        return Err(Failure::usage(format!(
+            "the command after -- is empty ({first:?}); give the program to run, e.g. oj exec -- make test"
+        )));
+    }
     let name = match name {
         Some(n) if !n.trim().is_empty() => n.to_string(),
         Some(_) => return Err(Failure::usage("--name must not be empty")),
@@ -593,6 +601,8 @@ pub fn exec_spec(name: Option<&str>, command: &[String]) -> Result<JobSpec, Fail
     let spec = JobSpec {
         name: name.clone(),
         queue: "default".into(),
+        dir: None,
+        labels: Default::default(),
         env: BTreeMap::new(),
         notify: None,
         container: None,
@@ -618,10 +628,14 @@ pub fn exec(args: ExecArgs, opts: &LoadOptions, env: &Environment) -> Result<i32
     let mut spec = exec_spec(args.name.as_deref(), &args.command)?;
     args.queueing
         .apply(&mut spec, std::time::SystemTime::now())?;
+    let cwd = crate::where_cmds::working_dir(&args.placement)?;
     let (_loaded, client) = connect(opts, env)?;
+    args.placement
+        .apply(&mut spec, client.endpoint(), env, &cwd)?;
     runtime()?.block_on(submit(
         &client,
         &spec,
+        args.placement.idempotency_key.as_deref(),
         args.wait,
         Style::detect(Stream::Stderr, env),
     ))
@@ -631,13 +645,17 @@ pub fn exec(args: ExecArgs, opts: &LoadOptions, env: &Environment) -> Result<i32
 async fn submit(
     client: &ApiClient,
     spec: &JobSpec,
+    idempotency_key: Option<&str>,
     wait: bool,
     style: Style,
 ) -> Result<i32, Failure> {
     let body = serde_json::to_value(spec)
         .map_err(|e| Failure::runtime(format!("cannot encode the job spec: {e}")))?;
+    let key = idempotency_key
+        .map(crate::where_cmds::idempotency_header)
+        .transpose()?;
     let job = client
-        .post_json("/v1/jobs", &body)
+        .post_json_keyed("/v1/jobs", &body, key.as_deref())
         .await
         .map_err(|e| match e {
             ApiError::Status {
@@ -653,6 +671,18 @@ async fn submit(
         )));
     };
     emit_line(&id);
+    follow_submitted(client, &id, wait, style).await
+}
+
+/// After a job was submitted (its id printed): with `wait`, follows it to
+/// the end and exits as `--wait` does.
+pub(crate) async fn follow_submitted(
+    client: &ApiClient,
+    id: &str,
+    wait: bool,
+    style: Style,
+) -> Result<i32, Failure> {
+    let id = id.to_string();
     if !wait {
         return Ok(exit::OK);
     }
@@ -695,7 +725,26 @@ pub fn job(cmd: JobCommand, opts: &LoadOptions, env: &Environment) -> Result<i32
             json,
             status,
             limit,
-        } => rt.block_on(job_list(&client, json, status.as_deref(), limit, out)),
+            filters,
+        } => rt.block_on(job_list(
+            &client,
+            json,
+            status.as_deref(),
+            limit,
+            &filters,
+            out,
+        )),
+        JobCommand::Rerun {
+            id,
+            from_step,
+            wait,
+        } => rt.block_on(crate::where_cmds::rerun(
+            &client,
+            &id,
+            from_step.as_deref(),
+            wait,
+            err,
+        )),
         JobCommand::Show { id, json } => rt.block_on(job_show(&client, &id, json, out)),
         JobCommand::Logs { id, follow } => rt.block_on(job_logs(&client, &id, follow, err)),
         JobCommand::Wait { ids, timeout } => {
@@ -728,6 +777,7 @@ async fn list_jobs(
     client: &ApiClient,
     status: Option<&str>,
     limit: Option<u64>,
+    filters: &str,
 ) -> Result<Vec<Value>, Failure> {
     let mut jobs: Vec<Value> = Vec::new();
     let mut after: Option<String> = None;
@@ -737,6 +787,7 @@ async fn list_jobs(
         if let Some(s) = status {
             path.push_str(&format!("&status={s}"));
         }
+        path.push_str(filters);
         if let Some(a) = &after {
             path.push_str(&format!("&after={}", path_segment(a)));
         }
@@ -775,12 +826,18 @@ async fn job_list(
     json: bool,
     status: Option<&str>,
     limit: Option<u64>,
+    filters: &crate::where_cmds::ListFilters,
     style: Style,
 ) -> Result<i32, Failure> {
-    let mut jobs = list_jobs(client, status, limit).await?;
+    let query = filters.query(SystemTime::now());
+    let mut jobs = list_jobs(client, status, limit, &query).await?;
     sort_newest_first(&mut jobs);
     if json {
         emit_line(&pretty(&serde_json::json!({ "jobs": jobs })));
+        return Ok(exit::OK);
+    }
+    if jobs.is_empty() && !filters.is_empty() {
+        eprintln!("{}", crate::where_cmds::nothing_matches(filters));
         return Ok(exit::OK);
     }
     if jobs.is_empty() {
@@ -799,10 +856,11 @@ const LIST_HEADER: [&str; 6] = ["ID", "NAME", "STATE", "CREATED", "DURATION", "E
 const LIST_STATE_COL: usize = 2;
 
 fn render_job_list(jobs: &[Value], now: SystemTime, style: Style) -> String {
+    let extra = crate::where_cmds::list_columns(jobs);
     let rows: Vec<Vec<String>> = jobs
         .iter()
         .map(|j| {
-            vec![
+            let mut row = vec![
                 str_field(j, "id").unwrap_or("?").to_string(),
                 str_field(j, "name").unwrap_or("?").to_string(),
                 crate::queue_cmds::state_text(j),
@@ -813,10 +871,17 @@ fn render_job_list(jobs: &[Value], now: SystemTime, style: Style) -> String {
                 str_field(j, "error")
                     .map(one_line)
                     .unwrap_or_else(|| "-".into()),
-            ]
+            ];
+            row.extend(extra.iter().map(|(_, cell)| cell(j)));
+            row
         })
         .collect();
-    render_with_states(&LIST_HEADER, &rows, LIST_STATE_COL, &[5, 1], style)
+    let mut header = LIST_HEADER.to_vec();
+    header.extend(extra.iter().map(|(h, _)| *h));
+    // Free-text columns give up room, the widest first.
+    let mut shrinkable = vec![5, 1];
+    shrinkable.extend(LIST_HEADER.len()..header.len());
+    render_with_states(&header, &rows, LIST_STATE_COL, &shrinkable, style)
 }
 
 /// An error as one table cell: its lines joined.
@@ -872,11 +937,19 @@ fn render_job(job: &Value, now: SystemTime, style: Style) -> String {
     };
     field("id", f("id").unwrap_or("?").into());
     field("name", f("name").unwrap_or("?").into());
-    field("state", style.state(f("state").unwrap_or("?")));
+    // The state is escaped before it is painted: the colour codes are ours.
+    let state = table::escape_for_terminal(f("state").unwrap_or("?")).into_owned();
+    out.push_str(&format!("{:<9} {}\n", "state", style.state(&state)));
+    let mut field = |k: &str, v: String| {
+        out.push_str(&format!("{k:<9} {}\n", table::escape_for_terminal(&v)));
+    };
     if let Some(e) = f("error") {
         field("error", e.into());
     }
     for (k, v) in crate::queue_cmds::show_fields(job) {
+        field(k, v);
+    }
+    for (k, v) in crate::where_cmds::show_fields(job) {
         field(k, v);
     }
     field(

@@ -13,6 +13,7 @@ mod queue_cmds;
 mod runbooks;
 mod table;
 mod term;
+mod where_cmds;
 
 use clap::Parser;
 

@@ -95,9 +95,10 @@ pub fn resolve(
             files
         }
     };
+    let base = project_dir(&files[0]);
     let runbook = load(&files)?;
     let spec = runbook
-        .job(name, vars)
+        .job_in(name, vars, base.as_deref().and_then(Path::to_str))
         .map_err(|e| Failure::usage(e.to_string()))?;
     spec.validate().map_err(|e| {
         Failure::usage(format!(
@@ -106,6 +107,17 @@ pub fn resolve(
         ))
     })?;
     Ok(spec)
+}
+
+/// What a runbook's relative `dir` is relative to: the directory that
+/// holds `.oj/` for a runbook in `.oj/runbooks/`, else (a `--file` kept
+/// elsewhere) the runbook file's own directory.
+fn project_dir(runbook: &Path) -> Option<PathBuf> {
+    let parent = std::path::absolute(runbook).ok()?.parent()?.to_path_buf();
+    if parent.ends_with(RUNBOOK_DIR) {
+        return parent.parent()?.parent().map(Path::to_path_buf);
+    }
+    Some(parent)
 }
 
 #[cfg(test)]
@@ -154,6 +166,32 @@ run = "cargo build --target ${var.target} --profile ${var.profile}"
         // A nearer .oj/runbooks shadows the outer one.
         fs::create_dir_all(p.path().join("src/.oj/runbooks")).unwrap();
         assert_eq!(find_dir(&deep), Some(p.path().join("src/.oj/runbooks")));
+    }
+
+    /// A runbook's relative `dir` is relative to the directory holding
+    /// `.oj/`, wherever `oj run` is started; labels come along.
+    #[test]
+    fn a_relative_runbook_dir_is_relative_to_the_project() {
+        let p = project();
+        let text = "[job.b]\nvars = [\"sub\"]\ndir = \"src/${var.sub}\"\nlabels = { team = \"web\" }\n[[job.b.step]]\nname = \"s\"\nrun = \"true\"\n\n[job.abs]\ndir = \"/srv/x\"\n[[job.abs.step]]\nname = \"s\"\nrun = \"true\"\n";
+        fs::write(p.path().join(RUNBOOK_DIR).join("b.toml"), text).unwrap();
+        let deep = p.path().join("src/deep/er");
+        let spec = resolve("b", &vars(&[("sub", "deep")]), None, &deep).unwrap();
+        let root = std::path::absolute(p.path()).unwrap();
+        assert_eq!(spec.dir.unwrap(), root.join("src/deep").to_str().unwrap());
+        assert_eq!(spec.labels["team"], "web");
+        let spec = resolve("abs", &vars(&[]), None, &deep).unwrap();
+        assert_eq!(spec.dir.as_deref(), Some("/srv/x"));
+        // --file elsewhere: relative to the file's directory.
+        fs::write(p.path().join("src/other.toml"), text.replace("src/", "")).unwrap();
+        let spec = resolve(
+            "b",
+            &vars(&[("sub", "deep")]),
+            Some(Path::new("../../other.toml")),
+            &deep,
+        )
+        .unwrap();
+        assert_eq!(spec.dir.unwrap(), root.join("src/deep").to_str().unwrap());
     }
 
     #[test]

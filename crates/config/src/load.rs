@@ -535,7 +535,16 @@ fn load_with(opts: &LoadOptions, env: &Environment, skip: &Skip) -> Result<Loade
                 // figment's messages can quote the value: never for secrets.
                 let message = match &key {
                     Some(k) if keys::is_secret(k) => "has an invalid value".to_string(),
-                    _ => err.kind.to_string(),
+                    _ => crate::int_words::figment_int_message(
+                        key.as_deref()
+                            .and_then(keys::find)
+                            .and_then(|k| match k.kind {
+                                keys::Kind::Int { min } => Some(min),
+                                _ => None,
+                            }),
+                        &err.kind,
+                    )
+                    .unwrap_or_else(|| err.kind.to_string()),
                 };
                 errors.push(ConfigError::new(key.as_deref(), layer.as_deref(), message));
             }
@@ -575,18 +584,7 @@ fn read_toml_file(path: &Path) -> Result<toml::Table, String> {
 
 /// Parses TOML text; the error starts with `:LINE:COLUMN: ` when known.
 pub fn parse_toml(text: &str) -> Result<toml::Table, String> {
-    toml::from_str::<toml::Table>(text).map_err(|e| {
-        let position = e.span().map(|span| {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let column = before
-                .rfind('\n')
-                .map_or(before.len(), |nl| before.len() - nl - 1)
-                + 1;
-            format!(":{line}:{column}")
-        });
-        format!("{}: {}", position.unwrap_or_default(), e.message())
-    })
+    toml::from_str::<toml::Table>(text).map_err(|e| crate::excerpt::toml_error(text, &e))
 }
 
 /// Removes the top-level `profile = "…"` of a config file and returns it.

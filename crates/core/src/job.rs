@@ -326,6 +326,12 @@ pub struct Job {
     #[serde(deserialize_with = "crate::spec::exact_vec")]
     pub steps: Vec<StepStatus>,
     pub spec: JobSpec,
+    /// The job this one reruns (`oj job rerun`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerun_of: Option<JobId>,
+    /// The `Idempotency-Key` it was submitted with; kept as long as the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 impl Job {
@@ -360,6 +366,8 @@ impl Job {
                 })
                 .collect(),
             spec,
+            rerun_of: None,
+            idempotency_key: None,
         }
     }
 

@@ -5,8 +5,13 @@
 //! passes times and ids in, so every rule can be tested with plain values.
 
 pub mod events;
+pub mod idempotency;
 pub mod job;
+pub mod job_filter;
+pub mod job_view;
+pub mod labels;
 pub mod notification;
+pub mod placement;
 pub mod queue;
 pub mod retry;
 pub mod runbook;
@@ -18,6 +23,8 @@ pub mod template;
 
 pub use events::Event;
 pub use job::{IdGen, Job, JobId, JobState, StepState, StepStatus, Timestamp};
+pub use job_filter::{JobFilter, JobIndex};
+pub use job_view::JobView;
 pub use notification::{Notification, NotificationKind};
 pub use queue::{Dependency, Need, QueueError, WaitReason, Waiting};
 pub use retry::{RetryCause, RetryError, RetrySpec};

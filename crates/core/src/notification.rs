@@ -167,6 +167,8 @@ mod tests {
         let spec = JobSpec {
             name: "build".into(),
             queue: "default".into(),
+            dir: None,
+            labels: Default::default(),
             env: Default::default(),
             notify,
             container: None,

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use oj_config::excerpt::{MAX_EXCERPT_CHARS, MAX_LISTED, capped_list, excerpt};
 use serde::Deserialize;
 
 use crate::retry::RetrySpec;
@@ -43,6 +44,11 @@ struct RawJob {
     container: Option<ContainerSpec>,
     #[serde(default)]
     retry: Option<RetrySpec>,
+    /// Relative = to the directory that holds `.oj/` (see [`Runbook::job_in`]).
+    #[serde(default)]
+    dir: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
     #[serde(default)]
     step: Vec<StepSpec>,
     /// SPEC §8.2: the queue, priority and hold of the job.
@@ -77,7 +83,7 @@ pub enum RunbookError {
         origin: String,
         missing: Vec<String>,
     },
-    #[error("job {job:?} ({origin}) does not declare {}; it takes: {}", list_vars(.unexpected), if .declared.is_empty() { "no vars".to_string() } else { .declared.join(", ") })]
+    #[error("job {job:?} ({origin}) does not declare {}; it takes: {}", list_vars(.unexpected), if .declared.is_empty() { "no vars".to_string() } else { capped_list(.declared, ", ") })]
     UnexpectedVars {
         job: String,
         origin: String,
@@ -118,13 +124,17 @@ fn unknown_job_message(name: &str, available: &[String]) -> String {
     } else {
         format!(
             "no job named {name:?}; the runbooks define: {}",
-            available.join(", ")
+            capped_list(available, ", ")
         )
     }
 }
 
 fn missing_vars_message(job: &str, origin: &str, missing: &[String]) -> String {
-    let flags: Vec<String> = missing.iter().map(|v| format!("--var {v}=…")).collect();
+    let flags: Vec<String> = missing
+        .iter()
+        .take(MAX_LISTED)
+        .map(|v| format!("--var {}=…", excerpt(v, MAX_EXCERPT_CHARS)))
+        .collect();
     format!(
         "job {job:?} ({origin}) needs {} {}; pass {}",
         if missing.len() == 1 {
@@ -132,16 +142,30 @@ fn missing_vars_message(job: &str, origin: &str, missing: &[String]) -> String {
         } else {
             "variables"
         },
-        missing.join(", "),
+        capped_list(missing, ", "),
         flags.join(" ")
     )
 }
 
+/// `base` + `/` + a relative `dir`, with `.` parts dropped and `..` parts
+/// taking one off (as the shell's `cd` does); never above `/`.
+fn join_dir(base: &str, dir: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for p in base.split('/').chain(dir.split('/')) {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
 fn list_vars(v: &[String]) -> String {
-    v.iter()
-        .map(|n| format!("--var {n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    let flags: Vec<String> = v.iter().map(|n| format!("--var {n}")).collect();
+    capped_list(&flags, ", ")
 }
 
 impl Runbook {
@@ -149,7 +173,7 @@ impl Runbook {
     pub fn parse(text: &str, origin: &str) -> Result<Runbook, RunbookError> {
         let raw: RawRunbook = toml::from_str(text).map_err(|e| RunbookError::Parse {
             origin: origin.to_string(),
-            message: e.to_string().trim_end().to_string(),
+            message: oj_config::excerpt::toml_error_words(text, &e),
         })?;
         Ok(Runbook {
             jobs: raw
@@ -210,6 +234,17 @@ impl Runbook {
         &self,
         name: &str,
         vars: &BTreeMap<String, String>,
+    ) -> Result<JobSpec, RunbookError> {
+        self.job_in(name, vars, None)
+    }
+
+    /// Like [`Runbook::job`]; a relative `dir` is joined to `base` (the
+    /// directory that holds `.oj/`, an absolute path).
+    pub fn job_in(
+        &self,
+        name: &str,
+        vars: &BTreeMap<String, String>,
+        base: Option<&str>,
     ) -> Result<JobSpec, RunbookError> {
         let Some(job) = self.jobs.get(name) else {
             return Err(RunbookError::UnknownJob {
@@ -319,6 +354,20 @@ impl Runbook {
                 retry: s.retry.clone(),
             });
         }
+        let dir = match raw.dir.as_deref() {
+            None => None,
+            Some(d) => {
+                let d = fill(d, "dir")?;
+                Some(match base {
+                    Some(b) if !d.starts_with('/') => join_dir(b, &d),
+                    _ => d,
+                })
+            }
+        };
+        let mut labels = BTreeMap::new();
+        for (k, v) in &raw.labels {
+            labels.insert(k.clone(), fill(v, &format!("labels.{k}"))?);
+        }
         let spec = JobSpec {
             name: name.to_string(),
             queue: raw
@@ -333,6 +382,8 @@ impl Runbook {
             after: Vec::new(),
             hold: raw.hold,
             not_before: None,
+            dir,
+            labels,
             steps,
         };
         spec.validate().map_err(|source| RunbookError::Invalid {
@@ -484,6 +535,35 @@ retry = { attempts = 5, on = ["infra", "timeout"] }
             text.contains("--var a=…") && text.contains("--var b=…"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_job_with_200000_vars_gets_a_short_missing_vars_message() {
+        let names: Vec<String> = (0..200_000).map(|i| format!("v{i}")).collect();
+        let text = format!(
+            "[job.x]\nvars = [{}]\n[[job.x.step]]\nname = \"s\"\nrun = \"true\"\n",
+            names
+                .iter()
+                .map(|n| format!("{n:?}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let rb = Runbook::parse(&text, "x.toml").unwrap();
+        let msg = rb.job("x", &BTreeMap::new()).unwrap_err().to_string();
+        assert!(msg.len() < 1000, "{} bytes", msg.len());
+        assert!(
+            msg.contains("needs variables v0, v1,") && msg.contains("and 199990 more"),
+            "{msg}"
+        );
+        assert!(msg.contains("pass --var v0=… --var v1=…"), "{msg}");
+    }
+
+    #[test]
+    fn a_runbook_toml_error_names_line_and_column_without_echoing_the_line() {
+        let text = format!("[job.x]\nname = \"{}", "x".repeat(200_000));
+        let msg = Runbook::parse(&text, "x.toml").unwrap_err().to_string();
+        assert!(msg.starts_with("x.toml: line 2, column "), "{msg}");
+        assert!(msg.len() < 500, "{} bytes", msg.len());
     }
 
     #[test]

@@ -95,6 +95,16 @@ pub fn runbook_json_schema() -> Value {
                 "description": "Higher starts first; default 0."
             },
             "hold": { "type": "boolean", "description": "Stays queued until `oj job release`." },
+            "dir": {
+                "type": "string",
+                "minLength": 1,
+                "description": "Working directory of the steps the daemon runs; relative = to the directory holding .oj/."
+            },
+            "labels": {
+                "type": "object",
+                "additionalProperties": { "type": "string", "maxLength": 63 },
+                "description": "Labels in Kubernetes label syntax, to find jobs by (oj job list --label K=V)."
+            },
             "step": { "type": "array", "items": step, "minItems": 1 }
         }
     });

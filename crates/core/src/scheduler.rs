@@ -389,6 +389,8 @@ mod tests {
             after,
             hold: false,
             not_before: None,
+            dir: None,
+            labels: Default::default(),
             steps: vec![StepSpec {
                 name: "a".into(),
                 run: "true".into(),

@@ -52,6 +52,13 @@ pub struct JobSpec {
     /// Default retry policy of the steps (a step's own `retry` wins).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetrySpec>,
+    /// Absolute working directory of the steps the daemon runs itself (not
+    /// of pods); unset = a fresh `work/<job-id>/` under the state dir.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    /// Labels in Kubernetes label syntax, to find jobs by (not put on pods).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
     #[serde(deserialize_with = "exact_vec")]
     pub steps: Vec<StepSpec>,
     /// Higher starts first (SPEC §8.2), -1000…1000.
@@ -226,6 +233,8 @@ pub enum SpecError {
     Retry(#[from] RetryError),
     #[error("{0}")]
     Queue(#[from] QueueError),
+    #[error("{0}")]
+    Where(#[from] crate::placement::PlacementError),
 }
 
 /// A step's `run` and environment with `${job_id}`, `${name}` and `${step}`
@@ -306,6 +315,7 @@ impl JobSpec {
             r.validate("job")?;
         }
         crate::queue::validate(&self.queue, self.priority, &self.after)?;
+        crate::placement::validate(self)?;
         let mut seen = BTreeSet::new();
         for (i, step) in self.steps.iter().enumerate() {
             if step.name.is_empty() {
@@ -599,6 +609,8 @@ mod tests {
         JobSpec {
             name: "j".into(),
             queue: "default".into(),
+            dir: None,
+            labels: Default::default(),
             env: BTreeMap::new(),
             notify: None,
             container: None,

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::events::Event;
 use crate::job::{Job, JobId, JobState, StepStatus, Timestamp};
+use crate::job_filter::{JobFilter, JobIndex};
 use crate::notification::Notification;
 use crate::queue::Waiting;
 use crate::scheduler::{Gate, Index, Limits};
@@ -81,6 +82,8 @@ pub struct State {
     counts: JobCounts,
     /// Queues, priorities, dependencies, holds (SPEC §8.2).
     sched: Index,
+    /// Labels, queues, names and idempotency keys (list filters, SPEC §8.1).
+    filters: JobIndex,
 }
 
 /// What one applied event changed, so that [`State::undo`] can put it back.
@@ -156,6 +159,7 @@ impl State {
         for job in jobs.values() {
             state.count(&job.id, job.state);
             state.sched.add(job, &jobs);
+            state.filters.add(job);
         }
         state.jobs = jobs;
         for n in snapshot.notifications {
@@ -178,6 +182,7 @@ impl State {
 
     fn insert(&mut self, job: Job) {
         self.count(&job.id, job.state);
+        self.filters.add(&job);
         let id = job.id.clone();
         self.jobs.insert(id.clone(), job);
         self.sched_add(&id);
@@ -223,6 +228,7 @@ impl State {
     fn remove(&mut self, id: &JobId) {
         self.sched_remove(id);
         if let Some(job) = self.jobs.remove(id) {
+            self.filters.remove(&job);
             *self.counts.slot(job.state) -= 1;
             self.queued.remove(id);
             self.running.remove(id);
@@ -559,6 +565,27 @@ impl State {
         (page, more)
     }
 
+    /// One page of the jobs matching `filter`, newest first, older than
+    /// `after`, from the filter index (see [`JobIndex::page`]).
+    pub fn page_filtered(
+        &self,
+        filter: &JobFilter,
+        after: Option<&JobId>,
+        limit: usize,
+    ) -> (Vec<&Job>, bool) {
+        if filter.is_plain() {
+            return self.page(filter.status, after, limit);
+        }
+        self.filters.page(&self.jobs, filter, after, limit)
+    }
+
+    /// The kept job submitted with this idempotency key.
+    pub fn idempotency_holder(&self, key: &str) -> Option<&Job> {
+        self.filters
+            .key_holder(key)
+            .and_then(|id| self.jobs.get(id))
+    }
+
     pub fn counts(&self) -> JobCounts {
         self.counts
     }
@@ -681,6 +708,8 @@ mod tests {
         JobSpec {
             name: "j".into(),
             queue: "default".into(),
+            dir: None,
+            labels: Default::default(),
             env: Default::default(),
             notify: None,
             container: None,

@@ -19,6 +19,8 @@ fn events() -> Vec<Event> {
         let spec = JobSpec {
             name: format!("bench-{n}"),
             queue: "default".into(),
+            dir: None,
+            labels: Default::default(),
             env: Default::default(),
             notify: None,
             container: None,

@@ -15,16 +15,16 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path as UrlPath, Query, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use oj_core::{JobId, JobSpec, JobState};
+use oj_core::{JobId, JobSpec, JobView};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
 use crate::drain::ShutdownTrigger;
-use crate::engine::{CancelError, EngineHandle, PAGE_DEFAULT, PAGE_MAX, SubmitError};
+use crate::engine::{CancelError, EngineHandle, SubmitError};
 
 /// Bytes read from a log file at a time.
 const LOG_CHUNK: usize = 64 * 1024;
@@ -70,7 +70,7 @@ pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Resp
 pub fn router(shared: Shared) -> Router {
     Router::new()
         .route("/v1/status", get(status))
-        .route("/v1/jobs", post(submit).get(list))
+        .route("/v1/jobs", post(submit).get(crate::api_where::list))
         .route("/v1/jobs/prune", post(crate::api_retention::prune))
         .route(
             "/v1/jobs/{id}",
@@ -82,11 +82,19 @@ pub fn router(shared: Shared) -> Router {
         .route("/v1/queues", get(crate::api_queues::list))
         .route("/v1/queues/{name}/pause", post(crate::api_queues::pause))
         .route("/v1/queues/{name}/resume", post(crate::api_queues::resume))
+        .route("/v1/jobs/{id}/rerun", post(crate::api_where::rerun))
         .route("/v1/shutdown", post(shutdown))
         .route("/v1/config", get(crate::config_api::get_config))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(shared.clone(), standby_gate))
         .with_state(shared)
+}
+
+/// serde's words for a bad spec, bounded, with integer ranges instead of
+/// `u32`.
+fn spec_error_words(e: &str) -> String {
+    let words = oj_config::int_words::plain_int_words(e);
+    oj_config::excerpt::excerpt(&words, 1000).into_owned()
 }
 
 async fn not_found(req: Request) -> Response {
@@ -134,7 +142,7 @@ async fn status(State(s): State<Shared>) -> Response {
     .into_response()
 }
 
-async fn submit(State(s): State<Shared>, body: Bytes) -> Response {
+async fn submit(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     if *s.draining.borrow() {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -142,13 +150,17 @@ async fn submit(State(s): State<Shared>, body: Bytes) -> Response {
             SubmitError::Draining.to_string(),
         );
     }
+    let key = match crate::api_where::idempotency_key(&headers) {
+        Ok(key) => key,
+        Err(bad) => return bad.into_response(),
+    };
     let spec = match JobSpec::from_json(&body) {
         Ok(spec) => spec,
         Err(e) => {
             return error(
                 StatusCode::BAD_REQUEST,
                 "invalid_spec",
-                format!("invalid job spec: {e}"),
+                format!("invalid job spec: {}", spec_error_words(&e)),
             );
         }
     };
@@ -161,77 +173,11 @@ async fn submit(State(s): State<Shared>, body: Bytes) -> Response {
     {
         return error(StatusCode::BAD_REQUEST, "invalid_spec", e);
     }
-    match s.engine.submit(spec).await {
-        Ok(job) => (StatusCode::CREATED, axum::Json(job)).into_response(),
-        Err(e @ SubmitError::Invalid(_)) => {
-            error(StatusCode::BAD_REQUEST, "invalid_spec", e.to_string())
-        }
-        Err(e @ SubmitError::Draining) => {
-            error(StatusCode::SERVICE_UNAVAILABLE, "draining", e.to_string())
-        }
-        Err(e @ SubmitError::NotLeader) => {
-            error(StatusCode::SERVICE_UNAVAILABLE, "standby", e.to_string())
-        }
-        Err(e @ SubmitError::Gone) => {
-            error(StatusCode::SERVICE_UNAVAILABLE, "draining", e.to_string())
-        }
-        Err(e @ SubmitError::Storage(_)) => {
-            error(StatusCode::INSUFFICIENT_STORAGE, "storage", e.to_string())
-        }
-    }
-}
-
-async fn list(State(s): State<Shared>, Query(q): Query<HashMap<String, String>>) -> Response {
-    let status = match q.get("status").filter(|v| !v.is_empty()) {
-        None => None,
-        Some(v) => match v.parse::<JobState>() {
-            Ok(st) => Some(st),
-            Err(e) => return error(StatusCode::BAD_REQUEST, "bad_query", e.to_string()),
-        },
+    let meta = crate::engine::SubmitMeta {
+        rerun_of: None,
+        idempotency_key: key,
     };
-    let limit = match q.get("limit").filter(|v| !v.is_empty()) {
-        None => PAGE_DEFAULT,
-        Some(v) => match v.parse::<usize>() {
-            Ok(n) if n >= 1 => n.min(PAGE_MAX),
-            _ => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "bad_query",
-                    format!("limit={v:?} is not a number from 1 to {PAGE_MAX}; use e.g. ?limit=20"),
-                );
-            }
-        },
-    };
-    let after = match q.get("after").filter(|v| !v.is_empty()) {
-        None => None,
-        Some(v) => match v.parse::<JobId>() {
-            Ok(id) => Some(id),
-            Err(_) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "bad_query",
-                    format!(
-                        "after={v:?} is not a job id; pass the \"next\" value of the previous page"
-                    ),
-                );
-            }
-        },
-    };
-    match s.engine.page(status, after, limit).await {
-        Some(page) => (
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            page.body,
-        )
-            .into_response(),
-        None => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "draining",
-            "the daemon is shutting down",
-        ),
-    }
+    crate::api_where::submitted(s.engine.submit_with(spec, meta).await)
 }
 
 pub(crate) fn bad_id(id: &str) -> Response {
@@ -255,7 +201,7 @@ async fn show(State(s): State<Shared>, UrlPath(id): UrlPath<String>) -> Response
         return bad_id(&id);
     };
     match s.engine.get(id.clone()).await {
-        Some(job) => axum::Json(job).into_response(),
+        Some(job) => axum::Json(JobView::of(&job)).into_response(),
         None => unknown(&id),
     }
 }
@@ -265,7 +211,7 @@ async fn cancel(State(s): State<Shared>, UrlPath(id): UrlPath<String>) -> Respon
         return bad_id(&id);
     };
     match s.engine.cancel(id.clone()).await {
-        Ok(job) => (StatusCode::ACCEPTED, axum::Json(job)).into_response(),
+        Ok(job) => (StatusCode::ACCEPTED, axum::Json(JobView::of(&job))).into_response(),
         Err(CancelError::NotFound(_)) => unknown(&id),
         Err(e @ CancelError::Ended { .. }) => error(StatusCode::CONFLICT, "ended", e.to_string()),
         Err(e @ CancelError::NotLeader) => {

@@ -26,8 +26,8 @@ use std::time::{Duration, SystemTime};
 
 use futures::future::BoxFuture;
 use oj_core::{
-    Event, IdGen, Job, JobCounts, JobId, JobSpec, JobState, Notification, NotificationKind,
-    SpecError, State, StepStatus, Timestamp, Undo,
+    Event, IdGen, Job, JobCounts, JobFilter, JobId, JobSpec, JobState, JobView, Notification,
+    NotificationKind, SpecError, State, StepStatus, Timestamp, Undo,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -37,10 +37,13 @@ use crate::job_span;
 mod queues;
 mod retention;
 mod retry;
+mod submit_meta;
+mod workdir;
 
 pub use queues::{QueueInfo, QueueOpError, ReleaseError, configured_queues, removed_queues_in_use};
 
 pub use retention::{PruneError, PruneFilter, RemoveError, Retention};
+pub use submit_meta::{SubmitMeta, Submitted};
 
 use crate::metrics::Metrics;
 use crate::runner::{Runners, StepContext, StepOutcome, Stop};
@@ -127,6 +130,14 @@ pub enum SubmitError {
     Storage(String),
     #[error("the engine has stopped")]
     Gone,
+    #[error(
+        "the Idempotency-Key was first used for job {0} with a different job spec; send the same spec to get that job back, or use a new key for a new job"
+    )]
+    IdempotencyConflict(JobId),
+    #[error(
+        "the first request with this Idempotency-Key (job {0}) is still being committed; retry in a moment"
+    )]
+    IdempotencyInProgress(JobId),
 }
 
 /// Why a cancel was refused.
@@ -178,14 +189,15 @@ pub struct Progress {
 enum Command {
     Submit {
         spec: Box<JobSpec>,
-        reply: oneshot::Sender<Result<Job, SubmitError>>,
+        meta: SubmitMeta,
+        reply: oneshot::Sender<Result<Submitted, SubmitError>>,
     },
     Get {
         id: JobId,
         reply: oneshot::Sender<Option<Job>>,
     },
     Page {
-        status: Option<JobState>,
+        filter: Box<JobFilter>,
         after: Option<JobId>,
         limit: usize,
         reply: oneshot::Sender<JobPage>,
@@ -243,12 +255,9 @@ impl EngineHandle {
     }
 
     pub async fn submit(&self, spec: JobSpec) -> Result<Job, SubmitError> {
-        self.ask(|reply| Command::Submit {
-            spec: Box::new(spec),
-            reply,
-        })
-        .await
-        .unwrap_or(Err(SubmitError::Gone))
+        self.submit_with(spec, SubmitMeta::default())
+            .await
+            .map(|s| s.job)
     }
 
     pub async fn get(&self, id: JobId) -> Option<Job> {
@@ -263,13 +272,11 @@ impl EngineHandle {
         after: Option<JobId>,
         limit: usize,
     ) -> Option<JobPage> {
-        self.ask(|reply| Command::Page {
+        let filter = JobFilter {
             status,
-            after,
-            limit: limit.clamp(1, PAGE_MAX),
-            reply,
-        })
-        .await
+            ..JobFilter::default()
+        };
+        self.page_filtered(filter, after, limit).await
     }
 
     /// A job's state and steps (cheaper than [`EngineHandle::get`]).
@@ -368,6 +375,8 @@ struct Turn {
     internal: Vec<Command>,
     /// The turn ran the recovery after a restart.
     recovered: bool,
+    /// Idempotency keys of jobs submitted in this turn (not durable yet).
+    keys: HashSet<String>,
 }
 
 /// A storage episode: writes fail.
@@ -746,17 +755,17 @@ impl Engine {
             self.after_turn();
         }
         match cmd {
-            Command::Submit { spec, reply } => self.submit(spec, reply),
+            Command::Submit { spec, meta, reply } => self.submit(spec, meta, reply),
             Command::Get { id, reply } => {
                 let _ = reply.send(self.shown(&id));
             }
             Command::Page {
-                status,
+                filter,
                 after,
                 limit,
                 reply,
             } => {
-                let _ = reply.send(self.page(status, after.as_ref(), limit));
+                let _ = reply.send(self.page(&filter, after.as_ref(), limit));
             }
             Command::Progress { id, reply } => {
                 let _ = reply.send(self.state.job(&id).map(|j| Progress {
@@ -826,7 +835,12 @@ impl Engine {
         None
     }
 
-    fn submit(&mut self, spec: Box<JobSpec>, reply: oneshot::Sender<Result<Job, SubmitError>>) {
+    fn submit(
+        &mut self,
+        spec: Box<JobSpec>,
+        meta: SubmitMeta,
+        reply: oneshot::Sender<Result<Submitted, SubmitError>>,
+    ) {
         let refuse = if !self.is_leader {
             Some(SubmitError::NotLeader)
         } else if self.draining {
@@ -845,13 +859,18 @@ impl Engine {
             let _ = reply.send(Err(e));
             return;
         }
+        if let Some(answer) = self.idempotent_answer(&spec, &meta) {
+            let _ = reply.send(answer);
+            return;
+        }
         let at = now();
         let id = self.ids.next(at.0);
         if let Err(e) = spec.check_filled(id.as_str()) {
             let _ = reply.send(Err(SubmitError::Invalid(e)));
             return;
         }
-        let job = Job::new(id.clone(), *spec, at);
+        let mut job = Job::new(id.clone(), *spec, at);
+        self.stamp(&mut job, meta);
         let _in_job = job_span::job_span(id.as_str(), &job.name).entered();
         tracing::info!(job_id = %id, name = %job.name, steps = job.steps.len(), "job submitted");
         self.record(Event::JobSubmitted {
@@ -862,7 +881,7 @@ impl Engine {
         self.effects.push(Effect::Submitted);
         self.effects.push(Effect::Reply(Box::new(move |err| {
             let _ = reply.send(match err {
-                None => Ok(job),
+                None => Ok(Submitted { job, created: true }),
                 Some(e) => Err(SubmitError::Storage(e.to_string())),
             });
         })));
@@ -1052,6 +1071,7 @@ impl Engine {
                 .and_then(|c| c.resources.clone()),
             step_resources: step.container.as_ref().and_then(|c| c.resources.clone()),
             timeout: step.timeout.unwrap_or(self.cfg.step_timeout),
+            work_dir: self.work_dir(job, index),
             log_path: self
                 .cfg
                 .logs_dir
@@ -1160,8 +1180,8 @@ impl Engine {
     }
 
     /// One page of jobs as the JSON body of `GET /v1/jobs`.
-    fn page(&self, status: Option<JobState>, after: Option<&JobId>, limit: usize) -> JobPage {
-        let (jobs, mut more) = self.state.page(status, after, limit);
+    fn page(&self, filter: &JobFilter, after: Option<&JobId>, limit: usize) -> JobPage {
+        let (jobs, mut more) = self.state.page_filtered(filter, after, limit);
         let mut body = b"{\"jobs\":[".to_vec();
         let mut len = 0;
         for job in &jobs {
@@ -1176,7 +1196,7 @@ impl Engine {
                 .then(|| self.shown(&job.id))
                 .flatten();
             let job = shown.as_ref().unwrap_or(job);
-            if let Err(e) = serde_json::to_writer(&mut body, job) {
+            if let Err(e) = serde_json::to_writer(&mut body, &JobView::of(job)) {
                 tracing::error!(job_id = %job.id, error = %e, "internal: cannot encode a job");
             }
             len += 1;
@@ -1258,7 +1278,10 @@ impl Engine {
             Effect::Submitted => {
                 self.metrics.jobs_submitted.inc();
             }
-            Effect::RemoveLogs(id) => self.remove_logs(&id),
+            Effect::RemoveLogs(id) => {
+                self.remove_logs(&id);
+                self.remove_work_dir(&id);
+            }
             Effect::Forget(id) => {
                 self.running.remove(&id);
                 self.active_dirty = true;
@@ -1525,6 +1548,8 @@ mod tests {
         JobSpec {
             name: "t".into(),
             queue: "default".into(),
+            dir: None,
+            labels: Default::default(),
             env: Default::default(),
             notify: None,
             container: None,

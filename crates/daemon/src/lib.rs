@@ -9,8 +9,10 @@
 
 pub mod admin;
 pub mod api;
+mod api_errors;
 mod api_queues;
 mod api_retention;
+mod api_where;
 mod config_api;
 pub mod drain;
 pub mod engine;
@@ -550,6 +552,7 @@ impl Daemon {
             drain_ms = drain_started.elapsed().as_millis() as u64,
             "daemon stopped"
         );
+        ready::stopped(drain_started.elapsed(), report.terminated.len());
         if let Err(e) = snap {
             return Err(Failure::new(
                 EXIT_RUNTIME,

@@ -536,6 +536,8 @@ mod tests {
         let spec = JobSpec {
             name: format!("job{n}"),
             queue: "default".into(),
+            dir: None,
+            labels: Default::default(),
             env: Default::default(),
             notify: None,
             container: None,

@@ -220,6 +220,7 @@ impl Engine {
         if !self.orphan_logs_checked {
             self.orphan_logs_checked = true;
             self.remove_orphan_logs();
+            self.remove_orphan_work_dirs();
         }
         let now = SystemTime::now();
         let mut excess = self.finished_count().saturating_sub(max_finished);

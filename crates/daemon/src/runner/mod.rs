@@ -6,6 +6,7 @@
 
 pub mod leftovers;
 pub mod shell;
+mod workdir;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -56,8 +57,21 @@ pub struct StepContext {
     /// The step's own `container.resources` (overlaid last).
     pub step_resources: Option<ContainerResources>,
     pub timeout: Duration,
+    /// The working directory of a shell step (`None` for container steps:
+    /// the daemon's own, which a pod never sees).
+    pub work_dir: Option<WorkDir>,
     /// `state_dir/logs/<job-id>/<step>.log`; the runner appends the output here.
     pub log_path: PathBuf,
+}
+
+/// Where a shell step runs (SPEC §8.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkDir {
+    /// The job's `dir`: it must exist when the step starts, or the step fails.
+    Given(PathBuf),
+    /// The job's scratch `state_dir/work/<job-id>/`, created (mode 0700)
+    /// by the first step that needs it and deleted with the job's logs.
+    Scratch(PathBuf),
 }
 
 impl StepContext {

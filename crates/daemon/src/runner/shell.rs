@@ -84,7 +84,11 @@ async fn run_shell(
     let mut child = match leftovers::spawn_tracked(&mut cmd) {
         Ok(c) => c,
         Err(e) => {
-            let msg = format!("cannot start {:?} (jobs.shell): {e}", shell[0]);
+            // The directory may have gone between the check and the start.
+            let msg = match ctx.work_dir.as_ref().and_then(super::workdir::problem) {
+                Some(problem) => problem,
+                None => format!("cannot start {:?} (jobs.shell): {e}", shell[0]),
+            };
             append_note(&ctx.log_path, &msg);
             return (
                 StepOutcome::Error(format!("step {}: {msg}", ctx.step_name)),
@@ -150,7 +154,11 @@ fn prepare(
             )));
         }
     };
+    let work_dir = super::workdir::prepare(ctx)?;
     let mut cmd = Command::new(program);
+    if let Some(dir) = work_dir {
+        cmd.current_dir(dir);
+    }
     cmd.args(args)
         .arg(&ctx.run)
         .env_clear()
@@ -318,6 +326,7 @@ mod tests {
             job_resources: None,
             step_resources: None,
             timeout,
+            work_dir: None,
             log_path: dir.join("logs/x/s.log"),
         }
     }
