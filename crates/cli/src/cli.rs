@@ -68,6 +68,9 @@ pub enum Command {
     /// List, show, follow, wait for and cancel jobs
     #[command(subcommand)]
     Job(JobCommand),
+    /// List, pause and resume queues
+    #[command(subcommand)]
+    Queue(crate::queue_cmds::QueueCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     #[command(after_help = "Examples:\n  \
                             oj completions bash > ~/.local/share/bash-completion/completions/oj\n  \
@@ -166,6 +169,8 @@ pub struct RunArgs {
     #[arg(short, long)]
     pub wait: bool,
     #[command(flatten)]
+    pub queueing: crate::queue_cmds::QueueFlags,
+    #[command(flatten)]
     pub placement: crate::where_cmds::WhereArgs,
 }
 
@@ -180,6 +185,8 @@ pub struct ExecArgs {
     /// The command and its arguments (after --)
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
+    #[command(flatten)]
+    pub queueing: crate::queue_cmds::QueueFlags,
     #[command(flatten)]
     pub placement: crate::where_cmds::WhereArgs,
 }
@@ -239,6 +246,12 @@ pub enum JobCommand {
         /// Give up after this long (e.g. 30s, 10m, 1h), exit 124
         #[arg(long, value_name = "D", value_parser = parse_duration)]
         timeout: Option<std::time::Duration>,
+    },
+    /// Release held jobs (submitted with --hold) so they may start
+    Release {
+        /// The job ids
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
     },
     /// Cancel a queued or running job
     Cancel {

@@ -36,14 +36,17 @@ pub const STATES: [&str; 6] = [
 const POLL: Duration = Duration::from_millis(100);
 
 /// A small single-threaded runtime: a client command does one thing at a time.
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Failure::runtime(format!("cannot start the async runtime: {e}")))
 }
 
-fn connect(opts: &LoadOptions, env: &Environment) -> Result<(Loaded, ApiClient), Failure> {
+pub(crate) fn connect(
+    opts: &LoadOptions,
+    env: &Environment,
+) -> Result<(Loaded, ApiClient), Failure> {
     let loaded = config_cmds::load_for_client(opts, env)?;
     let client = ApiClient::from_loaded(&loaded)?;
     Ok((loaded, client))
@@ -510,6 +513,8 @@ pub fn run(args: RunArgs, opts: &LoadOptions, env: &Environment) -> Result<i32, 
         .map_err(|e| Failure::runtime(format!("cannot read the current directory: {e}")))?;
     // Everything about the runbook is checked before the daemon is contacted.
     let mut spec = runbooks::resolve(&args.name, &vars, args.file.as_deref(), &cwd)?;
+    args.queueing
+        .apply(&mut spec, std::time::SystemTime::now())?;
     let (_loaded, client) = connect(opts, env)?;
     args.placement
         .apply(&mut spec, client.endpoint(), env, &cwd)?;
@@ -617,6 +622,10 @@ pub fn exec_spec(name: Option<&str>, command: &[String]) -> Result<JobSpec, Fail
         notify: None,
         container: None,
         retry: None,
+        priority: 0,
+        after: Vec::new(),
+        hold: false,
+        not_before: None,
         steps: vec![StepSpec {
             name: step_name_for(&name),
             run: shell_join(command),
@@ -635,6 +644,8 @@ pub fn exec_spec(name: Option<&str>, command: &[String]) -> Result<JobSpec, Fail
 
 pub fn exec(args: ExecArgs, opts: &LoadOptions, env: &Environment) -> Result<i32, Failure> {
     let mut spec = exec_spec(args.name.as_deref(), &args.command)?;
+    args.queueing
+        .apply(&mut spec, std::time::SystemTime::now())?;
     let cwd = crate::where_cmds::working_dir(&args.placement)?;
     let (_loaded, client) = connect(opts, env)?;
     args.placement
@@ -758,6 +769,7 @@ pub fn job(cmd: JobCommand, opts: &LoadOptions, env: &Environment) -> Result<i32
             rt.block_on(follow::wait_all(&client, &ids, timeout, err))
         }
         JobCommand::Cancel { id } => rt.block_on(job_cancel(&client, &id)),
+        JobCommand::Release { ids } => rt.block_on(crate::queue_cmds::release(&client, &ids)),
         JobCommand::Rm { ids } => rt.block_on(crate::job_cleanup::rm(&client, &ids)),
         JobCommand::Prune { older_than, state } => rt.block_on(crate::job_cleanup::prune(
             &client,
@@ -869,7 +881,7 @@ fn render_job_list(jobs: &[Value], now: SystemTime, style: Style) -> String {
             let mut row = vec![
                 str_field(j, "id").unwrap_or("?").to_string(),
                 str_field(j, "name").unwrap_or("?").to_string(),
-                str_field(j, "state").unwrap_or("?").to_string(),
+                crate::queue_cmds::state_text(j),
                 str_field(j, "created_at")
                     .map(table::short_time)
                     .unwrap_or_else(|| "-".into()),
@@ -951,6 +963,9 @@ fn render_job(job: &Value, now: SystemTime, style: Style) -> String {
     };
     if let Some(e) = f("error") {
         field("error", e.into());
+    }
+    for (k, v) in crate::queue_cmds::show_fields(job) {
+        field(k, v);
     }
     for (k, v) in crate::where_cmds::show_fields(job) {
         field(k, v);

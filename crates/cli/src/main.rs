@@ -9,6 +9,7 @@ mod exit;
 mod follow;
 mod job_cleanup;
 mod manual;
+mod queue_cmds;
 mod runbooks;
 mod table;
 mod term;
@@ -66,6 +67,7 @@ fn run(cli: Cli) -> Result<i32, Failure> {
         Command::Run(args) => client_cmds::run(args, &opts, &env),
         Command::Exec(args) => client_cmds::exec(args, &opts, &env),
         Command::Job(cmd) => client_cmds::job(cmd, &opts, &env),
+        Command::Queue(cmd) => queue_cmds::run(cmd, &opts, &env),
         Command::Completions { shell } => manual::completions(shell),
         Command::Man => manual::man(),
     }

@@ -61,6 +61,12 @@ pub enum Event {
     NotificationQueued { notification: Box<Notification> },
     /// A notification was delivered (or given up on) and will not be retried.
     NotificationAcked { id: String },
+    /// A held job was released (`oj job release`).
+    JobReleased { id: JobId },
+    /// A queue was paused: its jobs start no more until it is resumed.
+    QueuePaused { queue: String },
+    /// A paused queue was resumed.
+    QueueResumed { queue: String },
 }
 
 impl Event {
@@ -73,8 +79,12 @@ impl Event {
             | Event::StepFinished { id, .. }
             | Event::StepRetrying { id, .. }
             | Event::JobRemoved { id }
+            | Event::JobReleased { id }
             | Event::JobFinished { id, .. } => Some(id),
-            Event::NotificationQueued { .. } | Event::NotificationAcked { .. } => None,
+            Event::NotificationQueued { .. }
+            | Event::NotificationAcked { .. }
+            | Event::QueuePaused { .. }
+            | Event::QueueResumed { .. } => None,
         }
     }
 

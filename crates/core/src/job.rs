@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::queue::{Dependency, Waiting};
 use crate::spec::JobSpec;
 
 /// A job id: lowercase base36, DNS-1123 safe, sortable by creation
@@ -342,6 +343,20 @@ pub struct Job {
     pub ended_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// SPEC §8.2 (copied from the spec; `hold` turns false on release).
+    #[serde(default = "crate::queue::default_queue_name")]
+    pub queue: String,
+    #[serde(default)]
+    pub priority: i32,
+    #[serde(default)]
+    pub after: Vec<Dependency>,
+    #[serde(default)]
+    pub hold: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<Timestamp>,
+    /// Why a queued job waits; filled in when the job is shown, never stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Waiting>,
     #[serde(deserialize_with = "crate::spec::exact_vec")]
     pub steps: Vec<StepStatus>,
     pub spec: JobSpec,
@@ -364,6 +379,12 @@ impl Job {
             started_at: None,
             ended_at: None,
             error: None,
+            queue: spec.queue.clone(),
+            priority: spec.priority,
+            after: spec.after.clone(),
+            hold: spec.hold,
+            not_before: spec.not_before,
+            waiting: None,
             steps: spec
                 .steps
                 .iter()

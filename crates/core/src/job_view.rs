@@ -15,7 +15,6 @@ use crate::job::Job;
 pub struct JobView<'a> {
     #[serde(flatten)]
     job: &'a Job,
-    queue: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     dir: Option<&'a str>,
     labels: &'a BTreeMap<String, String>,
@@ -25,7 +24,6 @@ impl<'a> JobView<'a> {
     pub fn of(job: &'a Job) -> JobView<'a> {
         JobView {
             job,
-            queue: &job.spec.queue,
             dir: job.spec.dir.as_deref(),
             labels: &job.spec.labels,
         }

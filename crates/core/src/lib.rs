@@ -13,9 +13,11 @@ pub mod job_view;
 pub mod labels;
 pub mod notification;
 pub mod placement;
+pub mod queue;
 pub mod retry;
 pub mod runbook;
 mod runbook_schema;
+pub mod scheduler;
 pub mod spec;
 pub mod state;
 pub mod template;
@@ -26,9 +28,11 @@ pub use job::{IdGen, Job, JobId, JobState, StepState, StepStatus, Timestamp};
 pub use job_filter::{JobFilter, JobIndex};
 pub use job_view::JobView;
 pub use notification::{Notification, NotificationKind};
+pub use queue::{Dependency, Need, QueueError, WaitReason, Waiting};
 pub use retry::{RetryCause, RetryError, RetrySpec};
 pub use runbook::{Runbook, RunbookError};
 pub use runbook_schema::runbook_json_schema;
+pub use scheduler::{Gate, Limits, QueueCounts};
 pub use spec::{
     ContainerResources, ContainerSpec, FilledStep, JobSpec, MAX_NAME_BYTES, NotifyTemplates,
     ResourceAmounts, SpecError, StepSpec,

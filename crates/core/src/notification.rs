@@ -173,6 +173,10 @@ mod tests {
             notify,
             container: None,
             retry: None,
+            priority: 0,
+            after: Vec::new(),
+            hold: false,
+            not_before: None,
             steps: vec![StepSpec {
                 name: "s".into(),
                 run: "x".into(),

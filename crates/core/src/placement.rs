@@ -60,6 +60,9 @@ impl JobSpec {
     /// its queue allows.
     pub fn for_rerun(&self, from_step: Option<&str>) -> Result<JobSpec, RerunError> {
         let mut spec = self.clone();
+        spec.after.clear();
+        spec.hold = false;
+        spec.not_before = None;
         if let Some(name) = from_step {
             let Some(i) = self.steps.iter().position(|s| s.name == name) else {
                 return Err(RerunError::UnknownStep {

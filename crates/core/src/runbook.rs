@@ -55,6 +55,13 @@ struct RawJob {
     workspace: Option<crate::cluster::Workspace>,
     #[serde(default)]
     secrets: BTreeMap<String, String>,
+    /// SPEC §8.2: the queue, priority and hold of the job.
+    #[serde(default)]
+    queue: Option<String>,
+    #[serde(default)]
+    priority: i32,
+    #[serde(default)]
+    hold: bool,
 }
 
 /// What can go wrong reading a runbook or turning one of its jobs into a spec.
@@ -368,11 +375,18 @@ impl Runbook {
         }
         let spec = JobSpec {
             name: name.to_string(),
-            queue: "default".into(),
+            queue: raw
+                .queue
+                .clone()
+                .unwrap_or_else(|| crate::queue::DEFAULT_QUEUE.to_string()),
             env,
             notify,
             container,
             retry: raw.retry.clone(),
+            priority: raw.priority,
+            after: Vec::new(),
+            hold: raw.hold,
+            not_before: None,
             dir,
             labels,
             steps,
@@ -420,6 +434,32 @@ run = "echo hello from ${name} ${job_id} in $HOME"
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn queue_priority_and_hold_are_read_from_the_job() {
+        let rb = Runbook::parse(
+            "[job.deploy]\nqueue = \"deploy\"\npriority = 5\nhold = true\n[[job.deploy.step]]\nname = \"s\"\nrun = \"x\"\n[job.plain]\n[[job.plain.step]]\nname = \"s\"\nrun = \"x\"\n",
+            "rb.toml",
+        )
+        .unwrap();
+        let spec = rb.job("deploy", &BTreeMap::new()).unwrap();
+        assert_eq!(
+            (spec.queue.as_str(), spec.priority, spec.hold),
+            ("deploy", 5, true)
+        );
+        let plain = rb.job("plain", &BTreeMap::new()).unwrap();
+        assert_eq!(
+            (plain.queue.as_str(), plain.priority, plain.hold),
+            ("default", 0, false)
+        );
+        let bad = Runbook::parse(
+            "[job.x]\nqueue = \"Bad Name\"\n[[job.x.step]]\nname = \"s\"\nrun = \"x\"\n",
+            "rb.toml",
+        )
+        .unwrap();
+        let e = bad.job("x", &BTreeMap::new()).unwrap_err().to_string();
+        assert!(e.contains("\"Bad Name\" is not a queue name"), "{e}");
     }
 
     #[test]

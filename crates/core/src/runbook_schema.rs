@@ -106,6 +106,18 @@ pub fn runbook_json_schema() -> Value {
                 }
             },
             "container": container,
+            "queue": {
+                "type": "string",
+                "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$",
+                "description": "The queue the job waits in (default \"default\")."
+            },
+            "priority": {
+                "type": "integer",
+                "minimum": crate::queue::PRIORITY_MIN,
+                "maximum": crate::queue::PRIORITY_MAX,
+                "description": "Higher starts first; default 0."
+            },
+            "hold": { "type": "boolean", "description": "Stays queued until `oj job release`." },
             "dir": {
                 "type": "string",
                 "minLength": 1,

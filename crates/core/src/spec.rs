@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use oj_config::Quantity;
 
+use crate::job::Timestamp;
+use crate::queue::{Dependency, QueueError};
 use crate::retry::{RetryError, RetrySpec};
 use crate::template::{MAX_FILLED_BYTES, RuntimeVars};
 use serde::de::{self, MapAccess, Visitor};
@@ -65,6 +67,18 @@ pub struct JobSpec {
     /// Environment from Kubernetes Secrets: env name → `"<secret>/<key>"`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, String>,
+    /// Higher starts first (SPEC §8.2), -1000…1000.
+    #[serde(default, skip_serializing_if = "crate::queue::is_zero")]
+    pub priority: i32,
+    /// Jobs this one waits for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<Dependency>,
+    /// Stays queued until released.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hold: bool,
+    /// Not started before this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<Timestamp>,
 }
 
 /// Per-job notification messages; `${name}`, `${job_id}`, `${error}` are filled in.
@@ -254,6 +268,8 @@ pub enum SpecError {
     #[error("{0}")]
     Retry(#[from] RetryError),
     #[error("{0}")]
+    Queue(#[from] QueueError),
+    #[error("{0}")]
     Where(#[from] crate::placement::PlacementError),
     /// A Kubernetes-side field (SPEC §8.5): pass-through, secrets, workspace.
     #[error("{place}: {message}")]
@@ -337,6 +353,7 @@ impl JobSpec {
         if let Some(r) = &self.retry {
             r.validate("job")?;
         }
+        crate::queue::validate(&self.queue, self.priority, &self.after)?;
         crate::placement::validate(self)?;
         self.validate_cluster()?;
         let mut seen = BTreeSet::new();
@@ -640,6 +657,10 @@ mod tests {
             notify: None,
             container: None,
             retry: None,
+            priority: 0,
+            after: Vec::new(),
+            hold: false,
+            not_before: None,
             steps,
             workspace: None,
             secrets: BTreeMap::new(),

@@ -10,6 +10,8 @@ use crate::events::Event;
 use crate::job::{Job, JobId, JobState, StepStatus, Timestamp};
 use crate::job_filter::{JobFilter, JobIndex};
 use crate::notification::Notification;
+use crate::queue::Waiting;
+use crate::scheduler::{Gate, Index, Limits};
 
 /// Why an event does not fit the state (a corrupt or reordered log).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,6 +24,10 @@ pub enum ApplyError {
     UnknownStep { id: JobId, step: usize },
     #[error("job {id} is {state}; only a finished job can be removed")]
     NotFinished { id: JobId, state: JobState },
+    #[error("job {0} is named in the `after` of a job that has not started")]
+    Needed(JobId),
+    #[error("job {0} is not held")]
+    NotHeld(JobId),
     #[error("job {id}: cannot go from {from} to {to}")]
     BadTransition {
         id: JobId,
@@ -74,6 +80,8 @@ pub struct State {
     queued: BTreeSet<JobId>,
     running: BTreeSet<JobId>,
     counts: JobCounts,
+    /// Queues, priorities, dependencies, holds (SPEC §8.2).
+    sched: Index,
     /// Labels, queues, names and idempotency keys (list filters, SPEC §8.1).
     filters: JobIndex,
 }
@@ -94,6 +102,10 @@ enum UndoKind {
     Progress(JobId, Progress),
     /// The event set or removed this notification; here is what was there.
     Notification(String, Option<Notification>),
+    /// The event released this held job.
+    Released(JobId),
+    /// The event paused or resumed this queue; whether it was paused.
+    Paused(String, bool),
 }
 
 /// The part of a job that events after its submission change.
@@ -124,6 +136,9 @@ pub struct Snapshot {
     pub jobs: Vec<Job>,
     #[serde(default)]
     pub notifications: Vec<Notification>,
+    /// Paused queues (SPEC §8.2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paused_queues: Vec<String>,
 }
 
 impl State {
@@ -142,12 +157,16 @@ impl State {
             .map(|job| (job.id.clone(), job))
             .collect();
         for job in jobs.values() {
-            state.index(&job.id, job.state);
+            state.count(&job.id, job.state);
+            state.sched.add(job, &jobs);
             state.filters.add(job);
         }
         state.jobs = jobs;
         for n in snapshot.notifications {
             state.notifications.insert(n.id.clone(), n);
+        }
+        for q in snapshot.paused_queues {
+            state.sched.set_paused(&q, true);
         }
         state
     }
@@ -157,17 +176,43 @@ impl State {
         Snapshot {
             jobs: self.jobs.values().cloned().collect(),
             notifications: self.notifications.values().cloned().collect(),
+            paused_queues: self.sched.paused().cloned().collect(),
         }
     }
 
     fn insert(&mut self, job: Job) {
-        self.index(&job.id, job.state);
+        self.count(&job.id, job.state);
         self.filters.add(&job);
-        self.jobs.insert(job.id.clone(), job);
+        let id = job.id.clone();
+        self.jobs.insert(id.clone(), job);
+        self.sched_add(&id);
+    }
+
+    /// Puts job `id` (as it is now) into the scheduler's index, and looks
+    /// again at the jobs waiting for it.
+    fn sched_add(&mut self, id: &JobId) {
+        let Some(job) = self.jobs.get(id) else {
+            return;
+        };
+        self.sched.add(job, &self.jobs);
+        let dependents: Vec<JobId> = self.sched.dependents_of(id).cloned().collect();
+        for d in dependents {
+            if let Some(dj) = self.jobs.get(&d) {
+                self.sched.remove(dj);
+                self.sched.add(dj, &self.jobs);
+            }
+        }
+    }
+
+    /// Takes job `id` (as it is now) out of the scheduler's index.
+    fn sched_remove(&mut self, id: &JobId) {
+        if let Some(job) = self.jobs.get(id) {
+            self.sched.remove(job);
+        }
     }
 
     /// Counts a job that enters the state, and lists it when it waits or runs.
-    fn index(&mut self, id: &JobId, state: JobState) {
+    fn count(&mut self, id: &JobId, state: JobState) {
         *self.counts.slot(state) += 1;
         match state {
             JobState::Queued => {
@@ -181,6 +226,7 @@ impl State {
     }
 
     fn remove(&mut self, id: &JobId) {
+        self.sched_remove(id);
         if let Some(job) = self.jobs.remove(id) {
             self.filters.remove(&job);
             *self.counts.slot(job.state) -= 1;
@@ -189,7 +235,7 @@ impl State {
         }
     }
 
-    fn set_state(&mut self, id: &JobId, to: JobState) {
+    fn set_state_unindexed(&mut self, id: &JobId, to: JobState) {
         let Some(job) = self.jobs.get_mut(id) else {
             return;
         };
@@ -219,6 +265,23 @@ impl State {
 
     /// Applies one event. An error leaves the state unchanged.
     pub fn apply(&mut self, event: &Event) -> Result<(), ApplyError> {
+        // An event about a job already in the state changes what the
+        // scheduler's index says of it: take it out, then put it back.
+        let changed = match event {
+            Event::JobSubmitted { .. } | Event::JobRemoved { .. } => None,
+            e => e.job_id().cloned(),
+        };
+        if let Some(id) = &changed {
+            self.sched_remove(id);
+        }
+        let result = self.apply_unindexed(event);
+        if let Some(id) = &changed {
+            self.sched_add(id);
+        }
+        result
+    }
+
+    fn apply_unindexed(&mut self, event: &Event) -> Result<(), ApplyError> {
         match event {
             Event::JobSubmitted { job } => {
                 if self.jobs.contains_key(&job.id) {
@@ -230,7 +293,7 @@ impl State {
                 let job = self.job_mut(id)?;
                 check(id, job.state, JobState::Running, &[JobState::Queued])?;
                 job.started_at = Some(*at);
-                self.set_state(id, JobState::Running);
+                self.set_state_unindexed(id, JobState::Running);
             }
             Event::StepStarted { id, step, at, pod } => {
                 let job = self.job_mut(id)?;
@@ -304,6 +367,9 @@ impl State {
                         state: job.state,
                     });
                 }
+                if self.sched.is_needed(id) {
+                    return Err(ApplyError::Needed(id.clone()));
+                }
                 self.remove(id);
             }
             Event::JobFinished {
@@ -345,7 +411,7 @@ impl State {
                     }
                     s.retry_at = None;
                 }
-                self.set_state(id, *state);
+                self.set_state_unindexed(id, *state);
             }
             Event::NotificationQueued { notification } => {
                 self.notifications
@@ -353,6 +419,19 @@ impl State {
             }
             Event::NotificationAcked { id } => {
                 self.notifications.remove(id);
+            }
+            Event::JobReleased { id } => {
+                let job = self.job_mut(id)?;
+                if job.state != JobState::Queued || !job.hold {
+                    return Err(ApplyError::NotHeld(id.clone()));
+                }
+                job.hold = false;
+            }
+            Event::QueuePaused { queue } => {
+                self.sched.set_paused(queue, true);
+            }
+            Event::QueueResumed { queue } => {
+                self.sched.set_paused(queue, false);
             }
         }
         Ok(())
@@ -375,6 +454,10 @@ impl State {
                     .get(id)
                     .ok_or_else(|| ApplyError::UnknownJob(id.clone()))?;
                 UndoKind::Removed(Box::new(job.clone()))
+            }
+            Event::JobReleased { id } => UndoKind::Released(id.clone()),
+            Event::QueuePaused { queue } | Event::QueueResumed { queue } => {
+                UndoKind::Paused(queue.clone(), self.sched.is_paused(queue))
             }
             Event::JobStarted { id, .. }
             | Event::StepStarted { id, .. }
@@ -399,13 +482,25 @@ impl State {
             UndoKind::Inserted(id) => self.remove(&id),
             UndoKind::Removed(job) => self.insert(*job),
             UndoKind::Progress(id, p) => {
-                self.set_state(&id, p.state);
+                self.sched_remove(&id);
+                self.set_state_unindexed(&id, p.state);
                 if let Some(job) = self.jobs.get_mut(&id) {
                     job.started_at = p.started_at;
                     job.ended_at = p.ended_at;
                     job.error = p.error;
                     job.steps = p.steps;
                 }
+                self.sched_add(&id);
+            }
+            UndoKind::Released(id) => {
+                self.sched_remove(&id);
+                if let Some(job) = self.jobs.get_mut(&id) {
+                    job.hold = true;
+                }
+                self.sched_add(&id);
+            }
+            UndoKind::Paused(queue, was) => {
+                self.sched.set_paused(&queue, was);
             }
             UndoKind::Notification(id, before) => match before {
                 Some(n) => {
@@ -510,11 +605,43 @@ impl State {
         self.jobs.keys().next_back()
     }
 
-    /// The queued jobs to start now so that at most `max_concurrent` run,
-    /// in submission order.
+    /// The queued jobs to start now so that at most `max_concurrent` run
+    /// (one queue, no per-queue limits).
     pub fn next_to_start(&self, max_concurrent: usize) -> Vec<JobId> {
-        let free = max_concurrent.saturating_sub(self.running.len());
-        self.queued.iter().take(free).cloned().collect()
+        self.sched.pick(&Limits::total(max_concurrent))
+    }
+
+    /// The queued jobs to start now within `limits`, best first (SPEC §8.2).
+    pub fn pick(&self, limits: &Limits) -> Vec<JobId> {
+        self.sched.pick(limits)
+    }
+
+    /// The scheduler's index (queue counts, pauses, dependents).
+    pub fn scheduler(&self) -> &Index {
+        &self.sched
+    }
+
+    /// Tells the scheduler the time: jobs whose `not_before` has come may start.
+    pub fn advance_clock(&mut self, now: Timestamp) {
+        self.sched.advance_clock(now, &self.jobs);
+    }
+
+    /// Why queued job `id` waits (`None` when it is not queued).
+    pub fn waiting(&self, id: &JobId, limits: &Limits, gate: Gate) -> Option<Waiting> {
+        self.sched
+            .waiting(self.jobs.get(id)?, &self.jobs, limits, gate)
+    }
+
+    /// `id` with its `waiting` filled in when it is queued.
+    pub fn shown(&self, id: &JobId, limits: &Limits, gate: Gate) -> Option<Job> {
+        let mut job = self.jobs.get(id)?.clone();
+        job.waiting = self.waiting(id, limits, gate);
+        Some(job)
+    }
+
+    /// The `done` dependency of queued job `id` that ended otherwise, if any.
+    pub fn doomed(&self, id: &JobId) -> Option<(JobId, JobState)> {
+        Index::doomed_by(self.jobs.get(id)?, &self.jobs)
     }
 
     /// Events that end every job left `running` by a process that died:
@@ -587,6 +714,10 @@ mod tests {
             notify: None,
             container: None,
             retry: None,
+            priority: 0,
+            after: Vec::new(),
+            hold: false,
+            not_before: None,
             steps: steps
                 .iter()
                 .map(|s| StepSpec {

@@ -25,6 +25,10 @@ fn events() -> Vec<Event> {
             notify: None,
             container: None,
             retry: None,
+            priority: 0,
+            after: Vec::new(),
+            hold: false,
+            not_before: None,
             steps: vec![StepSpec {
                 name: "main".into(),
                 run: "true".into(),

@@ -82,6 +82,10 @@ pub fn router(shared: Shared) -> Router {
         )
         .route("/v1/jobs/{id}/logs", get(logs))
         .route("/v1/jobs/{id}/cancel", post(cancel))
+        .route("/v1/jobs/{id}/release", post(crate::api_queues::release))
+        .route("/v1/queues", get(crate::api_queues::list))
+        .route("/v1/queues/{name}/pause", post(crate::api_queues::pause))
+        .route("/v1/queues/{name}/resume", post(crate::api_queues::resume))
         .route("/v1/jobs/{id}/rerun", post(crate::api_where::rerun))
         .route("/v1/shutdown", post(shutdown))
         .route("/v1/config", get(crate::config_api::get_config))
@@ -439,6 +443,7 @@ mod tests {
             reload_on_lead: false,
             allow_shell: true,
             retention: crate::engine::Retention::default(),
+            queues: Default::default(),
         };
         let (engine, handle) = Engine::new(
             state,

@@ -25,6 +25,7 @@ pub(crate) async fn remove(State(s): State<Shared>, UrlPath(id): UrlPath<String>
         Err(e @ RemoveError::NotFinished { .. }) => {
             error(StatusCode::CONFLICT, "not_finished", e.to_string())
         }
+        Err(e @ RemoveError::Needed { .. }) => error(StatusCode::CONFLICT, "needed", e.to_string()),
         Err(e @ RemoveError::NotLeader) => {
             error(StatusCode::SERVICE_UNAVAILABLE, "standby", e.to_string())
         }

@@ -34,10 +34,13 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::job_span;
+mod queues;
 mod retention;
 mod retry;
 mod submit_meta;
 mod workdir;
+
+pub use queues::{QueueInfo, QueueOpError, ReleaseError, configured_queues, removed_queues_in_use};
 
 pub use retention::{PruneError, PruneFilter, RemoveError, Retention};
 pub use submit_meta::{SubmitMeta, Submitted};
@@ -64,7 +67,10 @@ impl Command {
     fn reads_state(&self) -> bool {
         matches!(
             self,
-            Command::Get { .. } | Command::Page { .. } | Command::Progress { .. }
+            Command::Get { .. }
+                | Command::Page { .. }
+                | Command::Progress { .. }
+                | Command::Queue(queues::QueueCommand::List { .. })
         )
     }
 }
@@ -103,6 +109,8 @@ pub struct EngineConfig {
     pub allow_shell: bool,
     /// `jobs.keep_finished` and `jobs.max_finished`.
     pub retention: Retention,
+    /// `queues.<name>.max_concurrent` (`None` = `jobs.max_concurrent`).
+    pub queues: std::collections::BTreeMap<String, Option<usize>>,
 }
 
 /// Why a submission was refused.
@@ -226,6 +234,8 @@ enum Command {
     },
     /// A reload's new `jobs.*` slice: applies to jobs started from now on.
     Reconfigure(EngineConfig),
+    /// Release, pause, resume, the queue list (SPEC §8.2).
+    Queue(queues::QueueCommand),
 }
 
 /// A cheap, cloneable handle to the engine task.
@@ -414,6 +424,12 @@ pub struct Engine {
     active_dirty: bool,
     counts_tx: watch::Sender<JobCounts>,
     storage_error_tx: watch::Sender<Option<String>>,
+    /// Jobs whose dependencies must be judged before this turn commits.
+    to_judge: Vec<JobId>,
+    /// Steps whose retry is due but waits for a free slot.
+    retry_ready: Vec<(JobId, usize)>,
+    /// The queues as the metrics last showed them.
+    published_queues: Vec<QueueInfo>,
 }
 
 impl Engine {
@@ -463,6 +479,9 @@ impl Engine {
             active_dirty: false,
             counts_tx,
             storage_error_tx,
+            to_judge: Vec::new(),
+            retry_ready: Vec::new(),
+            published_queues: Vec::new(),
         };
         (
             engine,
@@ -496,6 +515,7 @@ impl Engine {
         self.after_turn();
         loop {
             let (step_retry_at, prune_at) = (self.next_step_retry(), self.prune_at);
+            let not_before = self.next_not_before();
             let cmd = tokio::select! {
                 // Leadership first: a request sent after the API saw the
                 // change must see it too.
@@ -515,6 +535,10 @@ impl Engine {
                 }
                 () = sleep_until(step_retry_at), if step_retry_at.is_some() => {
                     self.start_due_retries();
+                    self.after_turn();
+                    continue;
+                }
+                () = sleep_until(not_before), if not_before.is_some() => {
                     self.after_turn();
                     continue;
                 }
@@ -723,6 +747,7 @@ impl Engine {
                 }
             }
         }
+        self.judge_all_blocked();
         let queued = self.state.counts().queued;
         if queued > 0 {
             tracing::info!(queued, "queued jobs from before the restart will start");
@@ -737,7 +762,7 @@ impl Engine {
         match cmd {
             Command::Submit { spec, meta, reply } => self.submit(spec, meta, reply),
             Command::Get { id, reply } => {
-                let _ = reply.send(self.state.job(&id).cloned());
+                let _ = reply.send(self.shown(&id));
             }
             Command::Page {
                 filter,
@@ -810,6 +835,7 @@ impl Engine {
                 }
             }
             Command::Shutdown { reply } => return Some(reply),
+            Command::Queue(cmd) => self.queue_command(cmd),
         }
         None
     }
@@ -830,6 +856,7 @@ impl Engine {
                     true => Ok(()),
                     false => spec.refuse_shell_steps(),
                 })
+                .and_then(|()| self.admit(&spec))
                 .err()
                 .map(SubmitError::Invalid)
         };
@@ -854,6 +881,8 @@ impl Engine {
         self.record(Event::JobSubmitted {
             job: Box::new(job.clone()),
         });
+        self.judge_dependents();
+        let job = self.shown(&id).unwrap_or(job);
         self.effects.push(Effect::Submitted);
         self.effects.push(Effect::Reply(Box::new(move |err| {
             let _ = reply.send(match err {
@@ -1007,7 +1036,9 @@ impl Engine {
         if !self.is_leader || self.draining || !self.recovered {
             return;
         }
-        for id in self.state.next_to_start(self.cfg.max_concurrent) {
+        self.state.advance_clock(now());
+        self.start_retries_with_room();
+        for id in self.state.pick(&self.limits()) {
             let _in_job = job_span::of(&self.state, &id).entered();
             let at = now();
             self.record(Event::JobStarted { id: id.clone(), at });
@@ -1130,6 +1161,7 @@ impl Engine {
             }
         }
         self.storage.append(&event);
+        self.note_for_dependents(&event);
         if matches!(event, Event::JobStarted { .. } | Event::JobFinished { .. }) {
             // Metrics count what is durable: after the commit.
             self.effects.push(Effect::Observe(event.clone()));
@@ -1172,6 +1204,10 @@ impl Engine {
             if len > 0 {
                 body.push(b',');
             }
+            let shown = (job.state == JobState::Queued)
+                .then(|| self.shown(&job.id))
+                .flatten();
+            let job = shown.as_ref().unwrap_or(job);
             if let Err(e) = serde_json::to_writer(&mut body, &JobView::of(job)) {
                 tracing::error!(job_id = %job.id, error = %e, "internal: cannot encode a job");
             }
@@ -1204,6 +1240,7 @@ impl Engine {
     /// Schedules, commits the WAL, then performs the effects of the turn —
     /// or, when the commit fails, undoes the turn.
     fn after_turn(&mut self) {
+        self.judge_dependents();
         self.prune_if_over_max();
         self.schedule();
         let commit = if self.storage.has_pending() {
@@ -1364,6 +1401,7 @@ impl Engine {
 
     /// Publishes what the API reads without asking the engine.
     fn publish(&mut self) {
+        self.publish_queues();
         let counts = self.state.counts();
         self.counts_tx.send_if_modified(|c| {
             let changed = *c != counts;
@@ -1546,6 +1584,10 @@ mod tests {
             notify: None,
             container: None,
             retry: None,
+            priority: 0,
+            after: Vec::new(),
+            hold: false,
+            not_before: None,
             steps: runs
                 .iter()
                 .enumerate()
@@ -1585,6 +1627,7 @@ mod tests {
             logs_dir: dir.join("logs"),
             reload_on_lead: true,
             retention,
+            queues: Default::default(),
         };
         let (engine, handle) = Engine::new(
             state,

@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod api;
 mod api_errors;
+mod api_queues;
 mod api_retention;
 mod api_where;
 pub mod cluster;
@@ -384,6 +385,7 @@ impl Daemon {
             reload_on_lead: cfg.lock.strategy == oj_config::LockStrategy::Lease,
             allow_shell: cfg.jobs.allow_shell,
             retention: crate::engine::Retention::from_config(&cfg.jobs),
+            queues: crate::engine::configured_queues(&cfg),
         };
         let (mut engine, handle) = Engine::new(
             state,

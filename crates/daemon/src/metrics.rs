@@ -15,6 +15,7 @@
 //!   older agents) otherwise see every counter as untyped.
 
 mod process;
+pub mod queues;
 
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -117,6 +118,8 @@ pub struct Metrics {
     // Bumped by the reloader (§7.7).
     config_reloads: Family<ResultLabel, Counter>,
     config_generation: Gauge,
+    /// Set by the engine when a queue changes (§8.2).
+    pub queues: queues::QueueMetrics,
 }
 
 /// What a scrape reads from the rest of the daemon.
@@ -201,6 +204,7 @@ impl Metrics {
             http_requests: Family::default(),
             config_reloads: Family::default(),
             config_generation: Gauge::default(),
+            queues: queues::QueueMetrics::default(),
         };
         r.register("oj_jobs", "Jobs by state", m.jobs.clone());
         r.register(
@@ -307,6 +311,7 @@ impl Metrics {
             let _ = m.jobs_finished.get_or_create(&label);
             let _ = m.job_duration.get_or_create(&label);
         }
+        m.queues.register(&mut r);
         Metrics {
             registry: Mutex::new(r),
             ..m

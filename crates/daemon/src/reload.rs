@@ -163,7 +163,7 @@ impl LiveSlices {
         {
             tracing::error!(error = %e, "cannot apply the new log.level; the old one stays");
         }
-        if touched("jobs.") {
+        if touched("jobs.") || touched("queues.") {
             self.engine
                 .reconfigure(engine_config(&self.engine_base, cfg));
         }
@@ -265,6 +265,7 @@ pub fn engine_config(base: &EngineConfig, cfg: &RuntimeConfig) -> EngineConfig {
         step_timeout: cfg.jobs.step_timeout,
         allow_shell: cfg.jobs.allow_shell,
         retention: crate::engine::Retention::from_config(&cfg.jobs),
+        queues: crate::engine::configured_queues(cfg),
         ..base.clone()
     }
 }
@@ -340,10 +341,16 @@ impl Reloader {
                     &self.env,
                     oj_adapters::preflight::Mode::Start,
                 );
-                if report.errors.is_empty() {
+                let mut errors = report.errors;
+                errors.extend(crate::engine::removed_queues_in_use(
+                    &self.status.running().config,
+                    &loaded.config,
+                    &self.live.engine,
+                ));
+                if errors.is_empty() {
                     Ok(loaded)
                 } else {
-                    Err(report.errors)
+                    Err(errors)
                 }
             })
     }
@@ -501,11 +508,45 @@ fn restore_sources(
 pub fn changed_keys(a: &RuntimeConfig, b: &RuntimeConfig) -> Vec<String> {
     let a = serde_json::to_value(a).unwrap_or(Value::Null);
     let b = serde_json::to_value(b).unwrap_or(Value::Null);
-    keys::KEYS
+    let mut changed: Vec<String> = keys::KEYS
         .iter()
+        .filter(|k| !k.name.contains('*'))
         .filter(|k| render::lookup(&a, k.name) != render::lookup(&b, k.name))
         .map(|k| k.name.to_string())
-        .collect()
+        .collect();
+    changed.extend(changed_named_keys(&a, &b));
+    changed
+}
+
+/// The changed keys of user-named tables (`queues.*.max_concurrent`): per
+/// name, each leaf that differs, and `queues.<name>` for a table that came
+/// or went.
+fn changed_named_keys(a: &Value, b: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let names = |v: &Value, table: &str| -> std::collections::BTreeSet<String> {
+        render::lookup(v, table)
+            .and_then(Value::as_object)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    for k in keys::KEYS.iter().filter(|k| k.name.contains(".*.")) {
+        let (table, leaf) = k.name.split_once(".*.").unwrap_or((k.name, ""));
+        let (in_a, in_b) = (names(a, table), names(b, table));
+        for name in in_a.union(&in_b) {
+            let whole = format!("{table}.{name}");
+            if in_a.contains(name) != in_b.contains(name) {
+                if !out.contains(&whole) {
+                    out.push(whole);
+                }
+                continue;
+            }
+            let key = format!("{whole}.{leaf}");
+            if render::lookup(a, &key) != render::lookup(b, &key) {
+                out.push(key);
+            }
+        }
+    }
+    out
 }
 
 fn set_dotted(tree: &mut Value, key: &str, value: Option<Value>) {

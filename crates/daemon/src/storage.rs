@@ -650,6 +650,10 @@ mod tests {
             notify: None,
             container: None,
             retry: None,
+            priority: 0,
+            after: Vec::new(),
+            hold: false,
+            not_before: None,
             steps: vec![StepSpec {
                 name: "s".into(),
                 run: "true".into(),

@@ -80,6 +80,10 @@ pub enum RemoveError {
         "job {id} is {state}, not finished; cancel it first (`oj job cancel {id}`), then remove it once it has ended"
     )]
     NotFinished { id: JobId, state: JobState },
+    #[error(
+        "job {id} is named in the `after` of job {dependent}, which has not started; it is kept until every job waiting for it has started or ended"
+    )]
+    Needed { id: JobId, dependent: JobId },
     #[error("this daemon is a standby (it does not hold the lock)")]
     NotLeader,
     #[error(
@@ -160,6 +164,11 @@ impl Engine {
             let _ = reply.send(Err(RemoveError::NotFinished { id, state }));
             return;
         }
+        let dependent = self.state.scheduler().dependents_of(&id).next().cloned();
+        if let Some(dependent) = dependent {
+            let _ = reply.send(Err(RemoveError::Needed { id, dependent }));
+            return;
+        }
         tracing::info!(job_id = %id, "removing finished job and its logs");
         self.record_removal(id);
         self.effects.push(Effect::Reply(Box::new(move |err| {
@@ -185,6 +194,7 @@ impl Engine {
             .state
             .jobs()
             .filter(|j| j.state.is_terminal())
+            .filter(|j| !self.state.scheduler().is_needed(&j.id))
             .filter(|j| filter.state.is_none_or(|s| j.state == s))
             .filter(|j| {
                 filter
@@ -242,6 +252,9 @@ impl Engine {
             .state
             .jobs()
             .filter(|j| j.state.is_terminal())
+            // Kept while a job that has not started waits for it (and the
+            // next oldest goes instead).
+            .filter(|j| !self.state.scheduler().is_needed(&j.id))
             .filter(|j| {
                 let over = excess > 0;
                 excess = excess.saturating_sub(1);

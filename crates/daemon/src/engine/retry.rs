@@ -161,6 +161,9 @@ impl Engine {
                 self.cancel_waiting_retry(&id);
                 continue;
             }
+            if !self.retry_has_room(&id, step) {
+                continue;
+            }
             tracing::info!(job_id = %id, step, "retrying step");
             self.note_retry_in_log(&id, step);
             self.start_step(&id, step);

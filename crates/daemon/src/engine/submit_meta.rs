@@ -155,6 +155,7 @@ mod tests {
             logs_dir: dir.path().join("logs"),
             reload_on_lead: false,
             retention: Retention::default(),
+            queues: Default::default(),
         };
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::new("t", "t"));
         let (mut engine, _h) = Engine::new(state, storage, cfg, runners, metrics, leader_rx);

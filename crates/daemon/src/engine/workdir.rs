@@ -87,6 +87,7 @@ mod tests {
             logs_dir: dir.join("logs"),
             reload_on_lead: false,
             retention: Retention::default(),
+            queues: Default::default(),
         };
         let metrics = Arc::new(crate::metrics::Metrics::new("t", "t"));
         Engine::new(state, storage, cfg, runners, metrics, leader).0
