@@ -10,6 +10,7 @@ pub mod notification;
 pub mod retry;
 pub mod runbook;
 mod runbook_schema;
+pub mod schedule;
 pub mod spec;
 pub mod state;
 pub mod template;
