@@ -311,6 +311,9 @@ pub struct Job {
     #[serde(deserialize_with = "crate::spec::exact_vec")]
     pub steps: Vec<StepStatus>,
     pub spec: JobSpec,
+    /// The schedule fire that submitted the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<crate::schedule_book::JobSchedule>,
 }
 
 impl Job {
@@ -339,6 +342,7 @@ impl Job {
                 })
                 .collect(),
             spec,
+            schedule: None,
         }
     }
 

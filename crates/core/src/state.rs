@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::events::Event;
 use crate::job::{Job, JobId, JobState, StepStatus, Timestamp};
 use crate::notification::Notification;
+use crate::schedule_book::{self, ScheduleBook, ScheduleRecord};
 
 /// Why an event does not fit the state (a corrupt or reordered log).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,6 +22,8 @@ pub enum ApplyError {
     UnknownStep { id: JobId, step: usize },
     #[error("job {id} is {state}; only a finished job can be removed")]
     NotFinished { id: JobId, state: JobState },
+    #[error(transparent)]
+    UnknownSchedule(#[from] schedule_book::UnknownSchedule),
     #[error("job {id}: cannot go from {from} to {to}")]
     BadTransition {
         id: JobId,
@@ -73,6 +76,7 @@ pub struct State {
     queued: BTreeSet<JobId>,
     running: BTreeSet<JobId>,
     counts: JobCounts,
+    schedules: ScheduleBook,
 }
 
 /// What one applied event changed, so that [`State::undo`] can put it back.
@@ -91,6 +95,9 @@ enum UndoKind {
     Progress(JobId, Progress),
     /// The event set or removed this notification; here is what was there.
     Notification(String, Option<Notification>),
+    /// The event changed this schedule's record; here is what was there
+    /// (and the job it added, for a scheduled job's submission).
+    Schedule(String, Option<Box<ScheduleRecord>>, Option<JobId>),
 }
 
 /// The part of a job that events after its submission change.
@@ -121,6 +128,8 @@ pub struct Snapshot {
     pub jobs: Vec<Job>,
     #[serde(default)]
     pub notifications: Vec<Notification>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<ScheduleRecord>,
 }
 
 impl State {
@@ -145,6 +154,9 @@ impl State {
         for n in snapshot.notifications {
             state.notifications.insert(n.id.clone(), n);
         }
+        for r in snapshot.schedules {
+            state.schedules.insert(r.name.clone(), r);
+        }
         state
     }
 
@@ -153,6 +165,7 @@ impl State {
         Snapshot {
             jobs: self.jobs.values().cloned().collect(),
             notifications: self.notifications.values().cloned().collect(),
+            schedules: self.schedules.values().cloned().collect(),
         }
     }
 
@@ -213,6 +226,12 @@ impl State {
 
     /// Applies one event. An error leaves the state unchanged.
     pub fn apply(&mut self, event: &Event) -> Result<(), ApplyError> {
+        if let Event::JobSubmitted { job } = event
+            && self.jobs.contains_key(&job.id)
+        {
+            return Err(ApplyError::DuplicateJob(job.id.clone()));
+        }
+        schedule_book::apply(&mut self.schedules, event)?;
         match event {
             Event::JobSubmitted { job } => {
                 if self.jobs.contains_key(&job.id) {
@@ -348,6 +367,10 @@ impl State {
             Event::NotificationAcked { id } => {
                 self.notifications.remove(id);
             }
+            Event::ScheduleDefined { .. }
+            | Event::ScheduleSettled { .. }
+            | Event::SchedulePaused { .. }
+            | Event::ScheduleRemoved { .. } => {}
         }
         Ok(())
     }
@@ -355,7 +378,14 @@ impl State {
     /// Applies one event like [`State::apply`] and returns how to undo it.
     pub fn apply_undoable(&mut self, event: &Event) -> Result<Undo, ApplyError> {
         let undo = match event {
-            Event::JobSubmitted { job } => UndoKind::Inserted(job.id.clone()),
+            Event::JobSubmitted { job } => match &job.schedule {
+                Some(s) => UndoKind::Schedule(
+                    s.name.clone(),
+                    self.schedules.get(&s.name).cloned().map(Box::new),
+                    Some(job.id.clone()),
+                ),
+                None => UndoKind::Inserted(job.id.clone()),
+            },
             Event::NotificationQueued { notification } => UndoKind::Notification(
                 notification.id.clone(),
                 self.notifications.get(&notification.id).cloned(),
@@ -370,6 +400,14 @@ impl State {
                     .ok_or_else(|| ApplyError::UnknownJob(id.clone()))?;
                 UndoKind::Removed(Box::new(job.clone()))
             }
+            Event::ScheduleDefined { schedule, .. }
+            | Event::ScheduleSettled { schedule, .. }
+            | Event::SchedulePaused { schedule, .. }
+            | Event::ScheduleRemoved { schedule } => UndoKind::Schedule(
+                schedule.clone(),
+                self.schedules.get(schedule).cloned().map(Box::new),
+                None,
+            ),
             Event::JobStarted { id, .. }
             | Event::StepStarted { id, .. }
             | Event::StepFinished { id, .. }
@@ -399,6 +437,19 @@ impl State {
                     job.ended_at = p.ended_at;
                     job.error = p.error;
                     job.steps = p.steps;
+                }
+            }
+            UndoKind::Schedule(name, before, job) => {
+                if let Some(id) = job {
+                    self.remove(&id);
+                }
+                match before {
+                    Some(r) => {
+                        self.schedules.insert(name, *r);
+                    }
+                    None => {
+                        self.schedules.remove(&name);
+                    }
                 }
             }
             UndoKind::Notification(id, before) => match before {
@@ -466,6 +517,16 @@ impl State {
 
     pub fn counts(&self) -> JobCounts {
         self.counts
+    }
+
+    /// One schedule's durable record.
+    pub fn schedule(&self, name: &str) -> Option<&ScheduleRecord> {
+        self.schedules.get(name)
+    }
+
+    /// Every schedule's record, by name.
+    pub fn schedules(&self) -> impl Iterator<Item = &ScheduleRecord> {
+        self.schedules.values()
     }
 
     /// Ids of running jobs.
