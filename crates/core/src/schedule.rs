@@ -14,144 +14,12 @@
 use std::fmt;
 use std::time::Duration;
 
-use croner::Cron;
-use croner::parser::{CronParser, Seconds, Year};
 use jiff::tz::{AmbiguousOffset, TimeZone};
 use jiff::{Timestamp as Instant, Zoned};
 
 use crate::job::Timestamp;
-
-/// The `@` shorthands oj accepts (crontab(5), without `@reboot`).
-const SHORTHANDS: [&str; 6] = [
-    "@hourly",
-    "@daily",
-    "@weekly",
-    "@monthly",
-    "@yearly",
-    "@annually",
-];
-
-/// Month and weekday names croner accepts; stripped before looking for the
-/// `L` and `W` modifiers oj refuses (`JUL` and `WED` are fine).
-const NAMES: [&str; 19] = [
-    "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC", "SUN",
-    "MON", "TUE", "WED", "THU", "FRI", "SAT",
-];
-
-/// A cron expression that oj accepts, parsed.
-#[derive(Debug, Clone)]
-pub struct CronExpr {
-    text: String,
-    cron: Cron,
-}
-
-/// Why a cron expression is refused (the message says what would be valid).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct CronError(String);
-
-impl CronExpr {
-    /// Parses `text`: five fields as in crontab(5) or one of `@hourly`
-    /// `@daily` `@weekly` `@monthly` `@yearly` (`@annually`).
-    pub fn parse(text: &str) -> Result<CronExpr, CronError> {
-        let trimmed = text.trim();
-        let refuse = |why: String| {
-            Err(CronError(format!(
-                "{trimmed:?} is not a valid cron expression: {why}; write five fields \
-                 (minute hour day-of-month month day-of-week, e.g. \"0 3 * * *\") or one of \
-                 @hourly @daily @weekly @monthly @yearly"
-            )))
-        };
-        if trimmed.is_empty() {
-            return refuse("it is empty".into());
-        }
-        if trimmed.starts_with('@') {
-            let lower = trimmed.to_ascii_lowercase();
-            if lower == "@reboot" {
-                return refuse(
-                    "@reboot is not supported (a schedule fires at times, not at daemon start)"
-                        .into(),
-                );
-            }
-            if !SHORTHANDS.contains(&lower.as_str()) {
-                return refuse(format!("{trimmed} is not a known shorthand"));
-            }
-        } else {
-            let fields: Vec<&str> = trimmed.split_whitespace().collect();
-            match fields.len() {
-                5 => {}
-                6 => {
-                    return refuse(
-                        "it has 6 fields; a seconds (or year) field is not supported".into(),
-                    );
-                }
-                n => return refuse(format!("it has {n} field(s), not 5")),
-            }
-            for field in &fields {
-                let mut upper = field.to_ascii_uppercase();
-                for name in NAMES {
-                    upper = upper.replace(name, "");
-                }
-                if let Some(c) = upper
-                    .chars()
-                    .find(|c| matches!(c, 'L' | 'W' | '#' | '?' | '+'))
-                {
-                    return refuse(format!(
-                        "`{c}` in field {field:?} is not crontab(5) syntax (L W # ? + are not supported)"
-                    ));
-                }
-            }
-        }
-        let parser = CronParser::builder()
-            .seconds(Seconds::Disallowed)
-            .year(Year::Disallowed)
-            .dom_and_dow(false)
-            .build();
-        match parser.parse(trimmed) {
-            Ok(cron) => Ok(CronExpr {
-                text: trimmed.to_string(),
-                cron,
-            }),
-            Err(e) => refuse(e.to_string()),
-        }
-    }
-
-    /// The expression as written (trimmed).
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-
-    /// Whether minute and hour are fixed (the DST rule for such entries applies).
-    pub fn is_fixed_time(&self) -> bool {
-        self.cron.determine_job_type() == croner::JobType::FixedTime
-    }
-}
-
-impl fmt::Display for CronExpr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
-    }
-}
-
-/// Why a time zone is refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "{0:?} is not a known time zone; use an IANA name such as \"Europe/Paris\" or \"UTC\", or \"local\" for the daemon's zone"
-)]
-pub struct ZoneError(String);
-
-/// Resolves a `timezone` value: an IANA name, or `"local"` (then `local`,
-/// the daemon's zone, which the caller looks up).
-pub fn parse_zone(name: &str, local: &TimeZone) -> Result<TimeZone, ZoneError> {
-    let name = name.trim();
-    if name.eq_ignore_ascii_case("local") {
-        return Ok(local.clone());
-    }
-    if name.is_empty() {
-        return Err(ZoneError(name.to_string()));
-    }
-    TimeZone::get(name).map_err(|_| ZoneError(name.to_string()))
-}
+pub use jiff::tz::TimeZone as Zone;
+pub use oj_config::cron::{CronError, CronExpr, ZoneError, parse_zone};
 
 /// An oj timestamp as a jiff instant (whole seconds, rounded down).
 fn instant(t: Timestamp) -> Instant {
@@ -167,7 +35,7 @@ fn timestamp(i: Instant) -> Timestamp {
 /// expression never matches again (e.g. `0 0 30 2 *`).
 pub fn next_fire(cron: &CronExpr, after: Timestamp, zone: &TimeZone) -> Option<Timestamp> {
     let start = instant(after).to_zoned(zone.clone());
-    cron.cron
+    cron.croner()
         .find_next_occurrence(&start, false)
         .ok()
         .map(|z: Zoned| timestamp(z.timestamp()))
@@ -254,7 +122,7 @@ pub fn first_dst_note(
             .ok()?
             .checked_sub(jiff::SignedDuration::from_secs(1))
             .ok()?;
-        let m = cron.cron.find_next_occurrence(&start, false).ok()?;
+        let m = cron.croner().find_next_occurrence(&start, false).ok()?;
         let wall = m.datetime();
         if wall >= hi {
             continue;
@@ -312,6 +180,8 @@ pub struct Due {
     pub run: bool,
     /// Fire times before `fire_time` that are settled as missed.
     pub missed_before: u64,
+    /// The newest of those (when there are any).
+    pub missed_until: Option<Timestamp>,
 }
 
 /// The fire times in (`settled`, `now`] of a schedule, and what to do with
@@ -333,6 +203,7 @@ pub fn plan(
     let mut from = settled;
     let mut count: u64 = 0;
     let mut newest = None;
+    let mut previous = None;
     let mut enumerated = 0;
     while let Some(t) = next_fire(cron, from, zone) {
         if t > now {
@@ -349,6 +220,7 @@ pub fn plan(
             }
         }
         count += 1;
+        previous = newest;
         newest = Some(t);
         from = t;
     }
@@ -358,6 +230,7 @@ pub fn plan(
         fire_time,
         run,
         missed_before: count - 1,
+        missed_until: previous.filter(|_| count > 1),
     })
 }
 

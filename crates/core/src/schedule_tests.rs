@@ -382,7 +382,8 @@ fn plan_runs_the_latest_missed_fire_within_the_window() {
         Some(Due {
             fire_time: ts("2026-01-01T00:01:00Z"),
             run: true,
-            missed_before: 0
+            missed_before: 0,
+            missed_until: None
         })
     );
     // two fires missed while down: one catch-up run for the newest
@@ -398,7 +399,8 @@ fn plan_runs_the_latest_missed_fire_within_the_window() {
         Some(Due {
             fire_time: ts("2026-01-01T00:02:00Z"),
             run: true,
-            missed_before: 1
+            missed_before: 1,
+            missed_until: Some(ts("2026-01-01T00:01:00Z"))
         })
     );
     // catch_up = none: late fires are missed, an on-time one runs
@@ -414,7 +416,8 @@ fn plan_runs_the_latest_missed_fire_within_the_window() {
         Some(Due {
             fire_time: ts("2026-01-01T00:05:00Z"),
             run: true,
-            missed_before: 4
+            missed_before: 4,
+            missed_until: Some(ts("2026-01-01T00:04:00Z"))
         })
     );
     let daily = cron("0 3 * * *");
@@ -430,7 +433,8 @@ fn plan_runs_the_latest_missed_fire_within_the_window() {
         Some(Due {
             fire_time: ts("2026-01-01T03:00:00Z"),
             run: false,
-            missed_before: 0
+            missed_before: 0,
+            missed_until: None
         })
     );
     // older than catch_up_within: dropped (missed)
@@ -446,7 +450,8 @@ fn plan_runs_the_latest_missed_fire_within_the_window() {
         Some(Due {
             fire_time: ts("2026-01-01T03:00:00Z"),
             run: false,
-            missed_before: 0
+            missed_before: 0,
+            missed_until: None
         })
     );
     // weeks of downtime of a minute schedule stay cheap to plan

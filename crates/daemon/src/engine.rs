@@ -36,6 +36,7 @@ use tracing::Instrument;
 use crate::job_span;
 mod retention;
 mod retry;
+pub mod schedules;
 
 pub use retention::{PruneError, PruneFilter, RemoveError, Retention};
 
@@ -61,7 +62,10 @@ impl Command {
     fn reads_state(&self) -> bool {
         matches!(
             self,
-            Command::Get { .. } | Command::Page { .. } | Command::Progress { .. }
+            Command::Get { .. }
+                | Command::Page { .. }
+                | Command::Progress { .. }
+                | Command::Schedule(schedules::ScheduleCommand::List { .. })
         )
     }
 }
@@ -214,6 +218,10 @@ enum Command {
     },
     /// A reload's new `jobs.*` slice: applies to jobs started from now on.
     Reconfigure(EngineConfig),
+    /// `GET /v1/schedules`, `POST /v1/schedules/{name}/…`.
+    Schedule(schedules::ScheduleCommand),
+    /// A reload's new `schedules.*`.
+    Schedules(schedules::ScheduleConfigs),
 }
 
 /// A cheap, cloneable handle to the engine task.
@@ -340,6 +348,14 @@ enum Effect {
     Notify(Box<Notification>),
     /// Job metrics (queue wait, duration, ends) of a committed event.
     Observe(Event),
+    /// Schedule fire times settled (counted once durable).
+    ScheduleFired {
+        schedule: String,
+        result: oj_core::FireResult,
+        count: u64,
+    },
+    /// A schedule left the config: its metric series go.
+    ScheduleGone(String),
     /// Deletes `logs/<id>/` of a removed job (only once the removal is durable).
     RemoveLogs(JobId),
     /// The engine stops tracking a step that ended (and, when the job
@@ -405,6 +421,7 @@ pub struct Engine {
     active_dirty: bool,
     counts_tx: watch::Sender<JobCounts>,
     storage_error_tx: watch::Sender<Option<String>>,
+    sched: schedules::Scheduler,
 }
 
 impl Engine {
@@ -454,6 +471,7 @@ impl Engine {
             active_dirty: false,
             counts_tx,
             storage_error_tx,
+            sched: schedules::Scheduler::new(schedules::system_clock(), &Default::default()),
         };
         (
             engine,
@@ -476,6 +494,11 @@ impl Engine {
         self.lead_hook = Some(hook);
     }
 
+    /// The wall clock schedules fire by, and the configured schedules.
+    pub fn set_schedules(&mut self, clock: schedules::Clock, configs: &schedules::ScheduleConfigs) {
+        self.sched = schedules::Scheduler::new(clock, configs);
+    }
+
     /// Plugs in the notifier.
     pub fn set_notifier(&mut self, sink: Arc<dyn NotifySink>) {
         self.notify = Some(sink);
@@ -487,6 +510,7 @@ impl Engine {
         self.after_turn();
         loop {
             let (step_retry_at, prune_at) = (self.next_step_retry(), self.prune_at);
+            let schedule_at = self.sched.wake_at;
             let cmd = tokio::select! {
                 // Leadership first: a request sent after the API saw the
                 // change must see it too.
@@ -506,6 +530,10 @@ impl Engine {
                 }
                 () = sleep_until(step_retry_at), if step_retry_at.is_some() => {
                     self.start_due_retries();
+                    self.after_turn();
+                    continue;
+                }
+                () = sleep_until(schedule_at), if schedule_at.is_some() => {
                     self.after_turn();
                     continue;
                 }
@@ -757,6 +785,8 @@ impl Engine {
                 }
             }
             Command::Reconfigure(cfg) => self.cfg = cfg,
+            Command::Schedule(cmd) => self.handle_schedule(cmd),
+            Command::Schedules(configs) => self.configure_schedules(configs),
             Command::Remove { id, reply } => self.remove_job(id, reply),
             Command::Prune { filter, reply } => self.prune_matching(filter, reply),
             Command::Drain => {
@@ -801,6 +831,27 @@ impl Engine {
     }
 
     fn submit(&mut self, spec: Box<JobSpec>, reply: oneshot::Sender<Result<Job, SubmitError>>) {
+        match self.admit(spec, None) {
+            Ok(job) => self.effects.push(Effect::Reply(Box::new(move |err| {
+                let _ = reply.send(match err {
+                    None => Ok(job),
+                    Some(e) => Err(SubmitError::Storage(e.to_string())),
+                });
+            }))),
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    /// The admission of every job, submitted or fired by a schedule:
+    /// checks the spec, records the job (with the schedule fire it
+    /// settles, in the same WAL record) and returns it.
+    fn admit(
+        &mut self,
+        spec: Box<JobSpec>,
+        schedule: Option<oj_core::JobSchedule>,
+    ) -> Result<Job, SubmitError> {
         let refuse = if !self.is_leader {
             Some(SubmitError::NotLeader)
         } else if self.draining {
@@ -815,28 +866,20 @@ impl Engine {
                 .map(SubmitError::Invalid)
         };
         if let Some(e) = refuse {
-            let _ = reply.send(Err(e));
-            return;
+            return Err(e);
         }
         let at = now();
         let id = self.ids.next(at.0);
-        if let Err(e) = spec.check_filled(id.as_str()) {
-            let _ = reply.send(Err(SubmitError::Invalid(e)));
-            return;
-        }
-        let job = Job::new(id.clone(), *spec, at);
+        spec.check_filled(id.as_str())?;
+        let mut job = Job::new(id.clone(), *spec, at);
+        job.schedule = schedule;
         let _in_job = job_span::job_span(id.as_str(), &job.name).entered();
         tracing::info!(job_id = %id, name = %job.name, steps = job.steps.len(), "job submitted");
         self.record(Event::JobSubmitted {
             job: Box::new(job.clone()),
         });
         self.effects.push(Effect::Submitted);
-        self.effects.push(Effect::Reply(Box::new(move |err| {
-            let _ = reply.send(match err {
-                None => Ok(job),
-                Some(e) => Err(SubmitError::Storage(e.to_string())),
-            });
-        })));
+        Ok(job)
     }
 
     fn cancel(&mut self, id: JobId, reply: oneshot::Sender<Result<Job, CancelError>>) {
@@ -1173,6 +1216,7 @@ impl Engine {
     /// or, when the commit fails, undoes the turn.
     fn after_turn(&mut self) {
         self.prune_if_over_max();
+        self.tick_schedules();
         self.schedule();
         let commit = if self.storage.has_pending() {
             // Inline, not through block_in_place: a write and an fdatasync
@@ -1266,7 +1310,16 @@ impl Engine {
                     sink.enqueue(&n);
                 }
             }
-            Effect::Observe(event) => self.metrics.observe(&event, &self.state),
+            Effect::Observe(event) => {
+                self.observe_schedule_end(&event);
+                self.metrics.observe(&event, &self.state)
+            }
+            Effect::ScheduleFired {
+                schedule,
+                result,
+                count,
+            } => self.metrics.schedules.fired(&schedule, result, count),
+            Effect::ScheduleGone(name) => self.metrics.schedules.forget(&name),
         }
     }
 
@@ -1281,6 +1334,7 @@ impl Engine {
             self.recovered = false;
         }
         self.rearm_undone_retries();
+        self.sched.touch();
         for effect in std::mem::take(&mut self.effects) {
             if let Effect::Reply(reply) = effect {
                 reply(Some(&error));

@@ -10,6 +10,8 @@
 pub mod admin;
 pub mod api;
 mod api_retention;
+mod api_schedules;
+mod schedule_stub;
 mod config_api;
 pub mod drain;
 pub mod engine;

@@ -15,6 +15,7 @@
 //!   older agents) otherwise see every counter as untyped.
 
 mod process;
+mod schedules;
 
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -117,6 +118,8 @@ pub struct Metrics {
     // Bumped by the reloader (§7.7).
     config_reloads: Family<ResultLabel, Counter>,
     config_generation: Gauge,
+    /// Schedule fires, next fires and last successes (§8.3).
+    pub schedules: schedules::ScheduleMetrics,
 }
 
 /// What a scrape reads from the rest of the daemon.
@@ -201,6 +204,7 @@ impl Metrics {
             http_requests: Family::default(),
             config_reloads: Family::default(),
             config_generation: Gauge::default(),
+            schedules: schedules::ScheduleMetrics::register(&mut r),
         };
         r.register("oj_jobs", "Jobs by state", m.jobs.clone());
         r.register(
