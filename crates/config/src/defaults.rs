@@ -163,6 +163,8 @@ impl RuntimeConfig {
                 token: None,
                 token_file: None,
             },
+            queues: BTreeMap::new(),
+            schedules: BTreeMap::new(),
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod inspect;
 pub mod keys;
 mod load;
 mod model;
+pub mod named;
 mod quantity;
 pub mod render;
 mod schema;
