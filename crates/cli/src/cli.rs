@@ -68,6 +68,9 @@ pub enum Command {
     /// List, show, follow, wait for and cancel jobs
     #[command(subcommand)]
     Job(JobCommand),
+    /// List schedules (schedules.* in the config), fire one now, pause or resume them
+    #[command(subcommand)]
+    Schedule(crate::schedule_cmds::ScheduleCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     #[command(after_help = "Examples:\n  \
                             oj completions bash > ~/.local/share/bash-completion/completions/oj\n  \

@@ -36,14 +36,17 @@ pub const STATES: [&str; 6] = [
 const POLL: Duration = Duration::from_millis(100);
 
 /// A small single-threaded runtime: a client command does one thing at a time.
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Failure::runtime(format!("cannot start the async runtime: {e}")))
 }
 
-fn connect(opts: &LoadOptions, env: &Environment) -> Result<(Loaded, ApiClient), Failure> {
+pub(crate) fn connect(
+    opts: &LoadOptions,
+    env: &Environment,
+) -> Result<(Loaded, ApiClient), Failure> {
     let loaded = config_cmds::load_for_client(opts, env)?;
     let client = ApiClient::from_loaded(&loaded)?;
     Ok((loaded, client))

@@ -10,6 +10,7 @@ mod follow;
 mod job_cleanup;
 mod manual;
 mod runbooks;
+mod schedule_cmds;
 mod table;
 mod term;
 
@@ -59,6 +60,7 @@ fn run(cli: Cli) -> Result<i32, Failure> {
         Command::Run(args) => client_cmds::run(args, &opts, &env),
         Command::Exec(args) => client_cmds::exec(args, &opts, &env),
         Command::Job(cmd) => client_cmds::job(cmd, &opts, &env),
+        Command::Schedule(cmd) => schedule_cmds::run(cmd, &opts, &env),
         Command::Completions { shell } => manual::completions(shell),
         Command::Man => manual::man(),
     }

@@ -18,8 +18,19 @@ use jiff::tz::{AmbiguousOffset, TimeZone};
 use jiff::{Timestamp as Instant, Zoned};
 
 use crate::job::Timestamp;
+use crate::runbook::Runbook;
+use crate::spec::JobSpec;
 pub use jiff::tz::TimeZone as Zone;
 pub use oj_config::cron::{CronError, CronExpr, ZoneError, parse_zone};
+
+/// The job spec of a schedule's `job` table (a runbook job table without
+/// `vars`; the job is named after the schedule), validated.
+pub fn job_spec(name: &str, table: &serde_json::Value) -> Result<JobSpec, String> {
+    let origin = format!("schedules.{name}.job");
+    Runbook::from_table(name, table, &origin)
+        .and_then(|rb| rb.job(name, &std::collections::BTreeMap::new()))
+        .map_err(|e| e.to_string())
+}
 
 /// An oj timestamp as a jiff instant (whole seconds, rounded down).
 fn instant(t: Timestamp) -> Instant {

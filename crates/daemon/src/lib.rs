@@ -11,7 +11,6 @@ pub mod admin;
 pub mod api;
 mod api_retention;
 mod api_schedules;
-mod schedule_stub;
 mod config_api;
 pub mod drain;
 pub mod engine;
@@ -363,6 +362,7 @@ impl Daemon {
         if let Some(hook) = kube.on_lead {
             engine.set_on_lead(hook);
         }
+        engine.set_schedules(engine::schedules::system_clock(), &cfg.schedules);
         let notifier = start_notifier(&loaded, &mut engine, &handle, &metrics)?;
         let engine_task = tokio::spawn(engine.run());
 

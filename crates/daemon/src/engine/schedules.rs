@@ -15,16 +15,13 @@ use std::time::{Duration, SystemTime};
 
 use oj_core::schedule::Zone as TimeZone;
 use oj_core::schedule::{self, CatchUp, CronExpr};
-use oj_core::{
-    Event, FireResult, Job, JobId, JobSchedule, JobSpec, JobState, Runbook, ScheduleRecord,
-    Timestamp,
-};
+use oj_core::{Event, FireResult, Job, JobId, JobSchedule, JobState, ScheduleRecord, Timestamp};
 use serde::Serialize;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::{Command, Effect, Engine, EngineHandle, SubmitError};
-use crate::schedule_stub::{ScheduleCatchUp, ScheduleConfig, ScheduleOverlap};
+use oj_config::{ScheduleCatchUp, ScheduleConfig, ScheduleOverlap};
 
 /// The wall clock the engine fires by (tests pass their own).
 pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
@@ -157,7 +154,9 @@ pub enum ScheduleError {
         "schedule {name:?} still has job {job} queued or running and its overlap is \"skip\"; wait for it, cancel it, or set schedules.{name}.overlap"
     )]
     Overlap { name: String, job: JobId },
-    #[error("schedule {name:?} cannot submit its job: {reason}; fix schedules.{name}.job in the config and reload")]
+    #[error(
+        "schedule {name:?} cannot submit its job: {reason}; fix schedules.{name}.job in the config and reload"
+    )]
     Invalid { name: String, reason: String },
     #[error(transparent)]
     Submit(#[from] SubmitError),
@@ -230,15 +229,6 @@ fn catch_up_word(c: ScheduleCatchUp) -> &'static str {
         ScheduleCatchUp::Latest => "latest",
         ScheduleCatchUp::None => "none",
     }
-}
-
-/// The job spec of a schedule's `job` table (a runbook job table without
-/// `vars`; its name is the schedule's).
-pub fn schedule_spec(name: &str, table: &serde_json::Value) -> Result<JobSpec, String> {
-    let origin = format!("schedules.{name}.job");
-    Runbook::from_table(name, table, &origin)
-        .and_then(|rb| rb.job(name, &BTreeMap::new()))
-        .map_err(|e| e.to_string())
 }
 
 impl Engine {
@@ -378,14 +368,20 @@ impl Engine {
 
     /// Submits schedule `name`'s job for `fire_time`, obeying `overlap`,
     /// through the same admission as `POST /v1/jobs`.
-    fn fire(&mut self, name: &str, fire_time: Timestamp, manual: bool) -> Result<Job, ScheduleError> {
+    fn fire(
+        &mut self,
+        name: &str,
+        fire_time: Timestamp,
+        manual: bool,
+    ) -> Result<Job, ScheduleError> {
         let Some(def) = self.sched.defs.get(name) else {
             return Err(self.not_found(name));
         };
-        let spec = schedule_spec(name, &def.cfg.job).map_err(|reason| ScheduleError::Invalid {
-            name: name.to_string(),
-            reason,
-        })?;
+        let spec =
+            schedule::job_spec(name, &def.cfg.job).map_err(|reason| ScheduleError::Invalid {
+                name: name.to_string(),
+                reason,
+            })?;
         let overlap = def.cfg.overlap;
         let active = self
             .state
@@ -440,7 +436,9 @@ impl Engine {
         if !self.sched.success_seeded {
             self.sched.success_seeded = true;
             for job in self.state.jobs() {
-                if let (Some(s), JobState::Done, Some(end)) = (&job.schedule, job.state, job.ended_at) {
+                if let (Some(s), JobState::Done, Some(end)) =
+                    (&job.schedule, job.state, job.ended_at)
+                {
                     let e = self.sched.last_success.entry(s.name.clone()).or_insert(end);
                     *e = (*e).max(end);
                 }
@@ -502,7 +500,12 @@ impl Engine {
     pub(super) fn handle_schedule(&mut self, cmd: ScheduleCommand) {
         match cmd {
             ScheduleCommand::List { reply } => {
-                let list = self.sched.defs.keys().filter_map(|n| self.info(n)).collect();
+                let list = self
+                    .sched
+                    .defs
+                    .keys()
+                    .filter_map(|n| self.info(n))
+                    .collect();
                 let _ = reply.send(list);
             }
             ScheduleCommand::Run { name, reply } => {
@@ -547,7 +550,11 @@ impl Engine {
                     let _ = reply.send(Err(self.not_found(&name)));
                     return;
                 }
-                if self.state.schedule(&name).is_some_and(|r| r.paused != paused) {
+                if self
+                    .state
+                    .schedule(&name)
+                    .is_some_and(|r| r.paused != paused)
+                {
                     tracing::info!(schedule = %name, paused, "schedule {}", if paused { "paused" } else { "resumed" });
                     self.record(Event::SchedulePaused {
                         schedule: name.clone(),

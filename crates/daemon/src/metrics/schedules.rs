@@ -25,8 +25,11 @@ struct ScheduleLabel {
 }
 
 /// The results `oj_schedule_fires_total` counts.
-pub const FIRE_RESULTS: [FireResult; 3] =
-    [FireResult::Submitted, FireResult::Skipped, FireResult::Missed];
+pub const FIRE_RESULTS: [FireResult; 3] = [
+    FireResult::Submitted,
+    FireResult::Skipped,
+    FireResult::Missed,
+];
 
 #[derive(Default)]
 pub struct ScheduleMetrics {
@@ -87,7 +90,9 @@ impl ScheduleMetrics {
     pub fn set_next_fire(&self, schedule: &str, at: Option<Timestamp>) {
         match at {
             Some(t) => {
-                self.next_fire.get_or_create(&Self::label(schedule)).set(unix(t));
+                self.next_fire
+                    .get_or_create(&Self::label(schedule))
+                    .set(unix(t));
             }
             None => {
                 self.next_fire.remove(&Self::label(schedule));
