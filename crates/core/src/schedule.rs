@@ -176,7 +176,7 @@ pub enum CatchUp {
 /// How late a fire may be handled and still count as on time (not missed)
 /// when `catch_up = "none"`: the engine wakes at each fire time, so only
 /// downtime or a suspend makes it later than this.
-pub const ON_TIME: Duration = Duration::from_secs(60);
+pub const ON_TIME: Duration = Duration::from_secs(15);
 
 /// The most fire times one plan enumerates; older ones (a minute schedule
 /// after weeks of downtime) are settled as missed without being counted.

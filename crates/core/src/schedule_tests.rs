@@ -409,7 +409,7 @@ fn plan_runs_the_latest_missed_fire_within_the_window() {
             &c,
             &utc,
             ts("2026-01-01T00:00:00Z"),
-            ts("2026-01-01T00:05:30Z"),
+            ts("2026-01-01T00:05:10Z"),
             CatchUp::None,
             day
         ),

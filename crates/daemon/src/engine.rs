@@ -1334,7 +1334,7 @@ impl Engine {
             self.recovered = false;
         }
         self.rearm_undone_retries();
-        self.sched.touch();
+        self.sched.undone();
         for effect in std::mem::take(&mut self.effects) {
             if let Effect::Reply(reply) = effect {
                 reply(Some(&error));

@@ -34,6 +34,9 @@ pub fn system_clock() -> Clock {
 /// Longest sleep before the wall clock is read again (suspend, clock steps).
 pub const MAX_NAP: Duration = Duration::from_secs(10);
 
+/// How often schedules are looked at while the WAL cannot be written.
+const STORAGE_PAUSE: Duration = Duration::from_secs(1);
+
 /// The configured schedules, by name (`schedules.*`).
 pub type ScheduleConfigs = BTreeMap<String, ScheduleConfig>;
 
@@ -112,7 +115,13 @@ impl Scheduler {
         self.wake_at = Some(Instant::now());
     }
 
-    /// Something must be looked at again at once (an undone turn).
+    /// A turn was undone (its commit failed): what it settled is not
+    /// settled; look again once storage works.
+    pub(super) fn undone(&mut self) {
+        self.dirty = true;
+    }
+
+    /// Something must be looked at again at once (a pause or resume).
     pub(super) fn touch(&mut self) {
         self.dirty = true;
         self.wake_at = Some(Instant::now());
@@ -238,6 +247,12 @@ impl Engine {
     pub(super) fn tick_schedules(&mut self) {
         if !self.is_leader || self.draining || !self.recovered {
             self.sched.wake_at = None;
+            return;
+        }
+        if self.trouble.is_some() {
+            // Storage fails: the engine writes again with backoff; look
+            // again after a while rather than fail each turn anew.
+            self.sched.wake_at = Some(Instant::now() + STORAGE_PAUSE);
             return;
         }
         let now = self.sched.now();
