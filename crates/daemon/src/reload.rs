@@ -484,10 +484,20 @@ fn restore_sources(
 pub fn changed_keys(a: &RuntimeConfig, b: &RuntimeConfig) -> Vec<String> {
     let a = serde_json::to_value(a).unwrap_or(Value::Null);
     let b = serde_json::to_value(b).unwrap_or(Value::Null);
+    // `schedules.*.cron` stands for the names either side has.
+    let names = |table: &str| {
+        let mut n = oj_config::named::names_in(&a, table);
+        for m in oj_config::named::names_in(&b, table) {
+            if !n.contains(&m) {
+                n.push(m);
+            }
+        }
+        n
+    };
     keys::KEYS
         .iter()
-        .filter(|k| render::lookup(&a, k.name) != render::lookup(&b, k.name))
-        .map(|k| k.name.to_string())
+        .flat_map(|k| oj_config::named::instances(k.name, names))
+        .filter(|k| render::lookup(&a, k) != render::lookup(&b, k))
         .collect()
 }
 
