@@ -23,12 +23,25 @@ use crate::spec::JobSpec;
 pub use jiff::tz::TimeZone as Zone;
 pub use oj_config::cron::{CronError, CronExpr, ZoneError, parse_zone};
 
-/// The job spec of a schedule's `job` table (a runbook job table without
-/// `vars`; the job is named after the schedule), validated.
+/// The job spec of a schedule's `job` table, validated: a runbook job
+/// table without `vars` (`step = [...]`), the job named after the
+/// schedule. The shape of a job spec (`name`?, `steps = [...]`) is
+/// accepted too, `name` then naming the job.
 pub fn job_spec(name: &str, table: &serde_json::Value) -> Result<JobSpec, String> {
     let origin = format!("schedules.{name}.job");
-    Runbook::from_table(name, table, &origin)
-        .and_then(|rb| rb.job(name, &std::collections::BTreeMap::new()))
+    let mut table = table.clone();
+    let mut job_name = name.to_string();
+    if let Some(map) = table.as_object_mut()
+        && !map.contains_key("step")
+        && let Some(steps) = map.remove("steps")
+    {
+        map.insert("step".into(), steps);
+        if let Some(serde_json::Value::String(n)) = map.remove("name") {
+            job_name = n;
+        }
+    }
+    Runbook::from_table(&job_name, &table, &origin)
+        .and_then(|rb| rb.job(&job_name, &std::collections::BTreeMap::new()))
         .map_err(|e| e.to_string())
 }
 

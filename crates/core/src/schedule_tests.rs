@@ -311,6 +311,34 @@ fn next_three_fires_step_forward() {
 }
 
 #[test]
+fn job_tables_build_specs_in_runbook_or_spec_shape() {
+    let table = serde_json::json!({"env": {"A": "1"}, "step": [{"name": "s", "run": "true", "timeout": "5m"}]});
+    let spec = job_spec("nightly", &table).unwrap();
+    assert_eq!((spec.name.as_str(), spec.steps.len()), ("nightly", 1));
+    let table = serde_json::json!({"name": "report", "steps": [{"name": "s", "run": "make"}]});
+    assert_eq!(job_spec("nightly", &table).unwrap().name, "report");
+    for (bad, why) in [
+        (
+            serde_json::json!({"vars": ["x"], "step": [{"name": "s", "run": "${var.x}"}]}),
+            "x",
+        ),
+        (
+            serde_json::json!({"step": [{"name": "s", "run": "${var.y}"}]}),
+            "var.y",
+        ),
+        (serde_json::json!({"step": []}), "step"),
+        (serde_json::json!({"stpe": []}), "stpe"),
+    ] {
+        let e = job_spec("nightly", &bad).expect_err(&bad.to_string());
+        assert!(
+            e.contains("schedules.nightly.job") || e.contains(why),
+            "{e}"
+        );
+        assert!(e.contains(why), "{e}");
+    }
+}
+
+#[test]
 fn zones_are_iana_names_or_local() {
     let local = zone("Europe/Paris");
     assert_eq!(parse_zone("local", &local).unwrap(), local);

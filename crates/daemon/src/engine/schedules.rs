@@ -474,6 +474,13 @@ impl Engine {
                 _ => None,
             };
             self.metrics.schedules.set_next_fire(name, t);
+            let period = match (&def.parsed, t) {
+                (Ok((cron, zone)), Some(t)) => {
+                    schedule::next_fire(cron, t, zone).map(|after| after.since(t))
+                }
+                _ => None,
+            };
+            self.metrics.schedules.set_period(name, period);
             next.insert(name.clone(), t);
         }
         self.sched.due_at = next.values().flatten().min().copied();

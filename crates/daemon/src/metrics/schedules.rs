@@ -36,6 +36,7 @@ pub struct ScheduleMetrics {
     fires: Family<FireLabels, Counter>,
     next_fire: Family<ScheduleLabel, Gauge>,
     last_success: Family<ScheduleLabel, Gauge>,
+    period: Family<ScheduleLabel, Gauge>,
 }
 
 fn unix(t: Timestamp) -> i64 {
@@ -63,6 +64,12 @@ impl ScheduleMetrics {
             "When a job of each schedule last ended done (Unix time)",
             Unit::Seconds,
             m.last_success.clone(),
+        );
+        r.register_with_unit(
+            "oj_schedule_period",
+            "Time between a schedule's next two fire times (what the stale-schedule alert compares the last success with)",
+            Unit::Seconds,
+            m.period.clone(),
         );
         m
     }
@@ -100,6 +107,19 @@ impl ScheduleMetrics {
         }
     }
 
+    pub fn set_period(&self, schedule: &str, period: Option<std::time::Duration>) {
+        match period {
+            Some(p) => {
+                self.period
+                    .get_or_create(&Self::label(schedule))
+                    .set(p.as_secs() as i64);
+            }
+            None => {
+                self.period.remove(&Self::label(schedule));
+            }
+        }
+    }
+
     pub fn set_last_success(&self, schedule: &str, at: Timestamp) {
         self.last_success
             .get_or_create(&Self::label(schedule))
@@ -110,6 +130,7 @@ impl ScheduleMetrics {
     pub fn forget(&self, schedule: &str) {
         self.next_fire.remove(&Self::label(schedule));
         self.last_success.remove(&Self::label(schedule));
+        self.period.remove(&Self::label(schedule));
         for r in FIRE_RESULTS {
             self.fires.remove(&FireLabels {
                 schedule: schedule.to_string(),
