@@ -134,6 +134,10 @@ fn a_minute_schedule_fires_once_per_fire_time() {
         text.contains("oj_schedule_last_success_timestamp_seconds{schedule=\"tick\"}"),
         "{text}"
     );
+    assert!(
+        text.contains("oj_schedule_period_seconds{schedule=\"tick\"} 60"),
+        "{text}"
+    );
     let out = env.run(&["schedule", "list"]);
     assert_eq!(out.code, Some(0), "{out:?}");
     assert!(
