@@ -602,6 +602,10 @@ fn the_dashboard_and_the_alerts_use_only_metrics_the_daemon_exports() {
     let mut exported = m.families();
     exported.insert("oj_tls_cert_expiry_timestamp_seconds".into());
     exported.insert("oj_lease_renewals_total".into());
+    // Per-schedule series exist once a schedule is configured (and has
+    // succeeded); tests/e2e_schedules.rs scrapes them.
+    exported.insert("oj_schedule_last_success_timestamp_seconds".into());
+    exported.insert("oj_schedule_period_seconds".into());
     exported.extend(SPEC_METRICS_ELSEWHERE.iter().map(|s| s.to_string()));
 
     let dashboard: Value = serde_json::from_str(

@@ -10,4 +10,5 @@ pub mod log_file;
 pub mod logging;
 pub mod notify;
 pub mod preflight;
+pub mod schedule_check;
 pub mod tls;

@@ -117,6 +117,8 @@ pub fn check(loaded: &Loaded, env: &Environment, mode: Mode) -> Report {
         }
     }
 
+    crate::schedule_check::check(loaded, mode, std::time::SystemTime::now(), &mut r);
+
     // In a cluster: RBAC, the pod's grace period, LimitRange/ResourceQuota
     // (the daemon runs the same checks in the background after it starts).
     // A laptop config with no cluster in sight gets no cluster talk at all;

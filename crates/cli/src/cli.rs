@@ -71,6 +71,9 @@ pub enum Command {
     /// List, pause and resume queues
     #[command(subcommand)]
     Queue(crate::queue_cmds::QueueCommand),
+    /// List schedules (schedules.* in the config), fire one now, pause or resume them
+    #[command(subcommand)]
+    Schedule(crate::schedule_cmds::ScheduleCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     #[command(after_help = "Examples:\n  \
                             oj completions bash > ~/.local/share/bash-completion/completions/oj\n  \

@@ -11,6 +11,7 @@ mod job_cleanup;
 mod manual;
 mod queue_cmds;
 mod runbooks;
+mod schedule_cmds;
 mod table;
 mod term;
 mod where_cmds;
@@ -68,6 +69,7 @@ fn run(cli: Cli) -> Result<i32, Failure> {
         Command::Exec(args) => client_cmds::exec(args, &opts, &env),
         Command::Job(cmd) => client_cmds::job(cmd, &opts, &env),
         Command::Queue(cmd) => queue_cmds::run(cmd, &opts, &env),
+        Command::Schedule(cmd) => schedule_cmds::run(cmd, &opts, &env),
         Command::Completions { shell } => manual::completions(shell),
         Command::Man => manual::man(),
     }

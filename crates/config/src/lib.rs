@@ -6,6 +6,7 @@
 //! the layers say. Checks that need the machine (certificates, the state
 //! directory, D-Bus) belong to the subsystems and run in `oj config check`.
 
+pub mod cron;
 mod defaults;
 pub mod duration_text;
 mod environment;

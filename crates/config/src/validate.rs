@@ -49,6 +49,15 @@ pub fn validate(loaded: &Loaded, errors: &mut Vec<ConfigError>) {
         ));
     };
 
+    for (name, s) in &c.schedules {
+        if let Err(e) = crate::cron::CronExpr::parse(&s.cron) {
+            err(&format!("schedules.{name}.cron"), e.to_string());
+        }
+        if let Err(e) = crate::cron::parse_zone(&s.timezone, &jiff::tz::TimeZone::UTC) {
+            err(&format!("schedules.{name}.timezone"), e.to_string());
+        }
+    }
+
     if c.jobs.shell.is_empty() || c.jobs.shell[0].is_empty() {
         err(
             "jobs.shell",

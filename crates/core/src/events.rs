@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::job::{Job, JobId, JobState, StepState, Timestamp};
 use crate::notification::{Notification, NotificationKind};
+use crate::schedule_book::FireResult;
 
 /// One state change. Serialized as JSON with a `type` tag, one per WAL line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,6 +68,37 @@ pub enum Event {
     QueuePaused { queue: String },
     /// A paused queue was resumed.
     QueueResumed { queue: String },
+    /// A schedule appeared in the config, or its `cron`, `timezone` or
+    /// `enabled` changed (fires before `at` are then not caught up).
+    ScheduleDefined {
+        schedule: String,
+        cron: String,
+        timezone: String,
+        enabled: bool,
+        at: Timestamp,
+    },
+    /// Fire times up to `fire_time` are settled without a job: `fire_time`
+    /// as `result`, the `missed_before` fire times before it as missed. (A
+    /// `submitted` fire is its job's `JobSubmitted`, in the same record.)
+    ScheduleSettled {
+        schedule: String,
+        fire_time: Timestamp,
+        result: FireResult,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        missed_before: u64,
+    },
+    /// `oj schedule pause` / `resume`.
+    SchedulePaused {
+        schedule: String,
+        paused: bool,
+        at: Timestamp,
+    },
+    /// The schedule left the config.
+    ScheduleRemoved { schedule: String },
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Event {
@@ -85,6 +117,10 @@ impl Event {
             | Event::NotificationAcked { .. }
             | Event::QueuePaused { .. }
             | Event::QueueResumed { .. } => None,
+            | Event::ScheduleDefined { .. }
+            | Event::ScheduleSettled { .. }
+            | Event::SchedulePaused { .. }
+            | Event::ScheduleRemoved { .. } => None,
         }
     }
 

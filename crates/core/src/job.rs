@@ -366,6 +366,9 @@ pub struct Job {
     /// The `Idempotency-Key` it was submitted with; kept as long as the job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// The schedule fire that submitted the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<crate::schedule_book::JobSchedule>,
 }
 
 impl Job {
@@ -402,6 +405,7 @@ impl Job {
             spec,
             rerun_of: None,
             idempotency_key: None,
+            schedule: None,
         }
     }
 

@@ -18,6 +18,8 @@ pub mod retry;
 pub mod runbook;
 mod runbook_schema;
 pub mod scheduler;
+pub mod schedule;
+pub mod schedule_book;
 pub mod spec;
 pub mod state;
 pub mod template;
@@ -33,6 +35,7 @@ pub use retry::{RetryCause, RetryError, RetrySpec};
 pub use runbook::{Runbook, RunbookError};
 pub use runbook_schema::runbook_json_schema;
 pub use scheduler::{Gate, Limits, QueueCounts};
+pub use schedule_book::{FireResult, JobSchedule, ScheduleRecord};
 pub use spec::{
     ContainerResources, ContainerSpec, FilledStep, JobSpec, MAX_NAME_BYTES, NotifyTemplates,
     ResourceAmounts, SpecError, StepSpec,

@@ -196,6 +196,26 @@ impl Runbook {
         })
     }
 
+    /// A runbook of one job, `name`, from a job table given as JSON (a
+    /// schedule's `job`); `origin` names it in errors.
+    pub fn from_table(
+        name: &str,
+        table: &serde_json::Value,
+        origin: &str,
+    ) -> Result<Runbook, RunbookError> {
+        let raw = RawJob::deserialize(table).map_err(|e| RunbookError::Parse {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        let job = RunbookJob {
+            origin: origin.to_string(),
+            raw,
+        };
+        Ok(Runbook {
+            jobs: BTreeMap::from([(name.to_string(), job)]),
+        })
+    }
+
     /// An empty runbook, to merge files into.
     pub fn empty() -> Runbook {
         Runbook {

@@ -12,6 +12,7 @@ use crate::job_filter::{JobFilter, JobIndex};
 use crate::notification::Notification;
 use crate::queue::Waiting;
 use crate::scheduler::{Gate, Index, Limits};
+use crate::schedule_book::{self, ScheduleBook, ScheduleRecord};
 
 /// Why an event does not fit the state (a corrupt or reordered log).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,6 +29,8 @@ pub enum ApplyError {
     Needed(JobId),
     #[error("job {0} is not held")]
     NotHeld(JobId),
+    #[error(transparent)]
+    UnknownSchedule(#[from] schedule_book::UnknownSchedule),
     #[error("job {id}: cannot go from {from} to {to}")]
     BadTransition {
         id: JobId,
@@ -84,6 +87,7 @@ pub struct State {
     sched: Index,
     /// Labels, queues, names and idempotency keys (list filters, SPEC §8.1).
     filters: JobIndex,
+    schedules: ScheduleBook,
 }
 
 /// What one applied event changed, so that [`State::undo`] can put it back.
@@ -106,6 +110,9 @@ enum UndoKind {
     Released(JobId),
     /// The event paused or resumed this queue; whether it was paused.
     Paused(String, bool),
+    /// The event changed this schedule's record; here is what was there
+    /// (and the job it added, for a scheduled job's submission).
+    Schedule(String, Option<Box<ScheduleRecord>>, Option<JobId>),
 }
 
 /// The part of a job that events after its submission change.
@@ -139,6 +146,8 @@ pub struct Snapshot {
     /// Paused queues (SPEC §8.2).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub paused_queues: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<ScheduleRecord>,
 }
 
 impl State {
@@ -168,6 +177,9 @@ impl State {
         for q in snapshot.paused_queues {
             state.sched.set_paused(&q, true);
         }
+        for r in snapshot.schedules {
+            state.schedules.insert(r.name.clone(), r);
+        }
         state
     }
 
@@ -177,6 +189,7 @@ impl State {
             jobs: self.jobs.values().cloned().collect(),
             notifications: self.notifications.values().cloned().collect(),
             paused_queues: self.sched.paused().cloned().collect(),
+            schedules: self.schedules.values().cloned().collect(),
         }
     }
 
@@ -282,6 +295,12 @@ impl State {
     }
 
     fn apply_unindexed(&mut self, event: &Event) -> Result<(), ApplyError> {
+        if let Event::JobSubmitted { job } = event
+            && self.jobs.contains_key(&job.id)
+        {
+            return Err(ApplyError::DuplicateJob(job.id.clone()));
+        }
+        schedule_book::apply(&mut self.schedules, event)?;
         match event {
             Event::JobSubmitted { job } => {
                 if self.jobs.contains_key(&job.id) {
@@ -433,6 +452,10 @@ impl State {
             Event::QueueResumed { queue } => {
                 self.sched.set_paused(queue, false);
             }
+            Event::ScheduleDefined { .. }
+            | Event::ScheduleSettled { .. }
+            | Event::SchedulePaused { .. }
+            | Event::ScheduleRemoved { .. } => {}
         }
         Ok(())
     }
@@ -440,7 +463,14 @@ impl State {
     /// Applies one event like [`State::apply`] and returns how to undo it.
     pub fn apply_undoable(&mut self, event: &Event) -> Result<Undo, ApplyError> {
         let undo = match event {
-            Event::JobSubmitted { job } => UndoKind::Inserted(job.id.clone()),
+            Event::JobSubmitted { job } => match &job.schedule {
+                Some(s) => UndoKind::Schedule(
+                    s.name.clone(),
+                    self.schedules.get(&s.name).cloned().map(Box::new),
+                    Some(job.id.clone()),
+                ),
+                None => UndoKind::Inserted(job.id.clone()),
+            },
             Event::NotificationQueued { notification } => UndoKind::Notification(
                 notification.id.clone(),
                 self.notifications.get(&notification.id).cloned(),
@@ -459,6 +489,14 @@ impl State {
             Event::QueuePaused { queue } | Event::QueueResumed { queue } => {
                 UndoKind::Paused(queue.clone(), self.sched.is_paused(queue))
             }
+            Event::ScheduleDefined { schedule, .. }
+            | Event::ScheduleSettled { schedule, .. }
+            | Event::SchedulePaused { schedule, .. }
+            | Event::ScheduleRemoved { schedule } => UndoKind::Schedule(
+                schedule.clone(),
+                self.schedules.get(schedule).cloned().map(Box::new),
+                None,
+            ),
             Event::JobStarted { id, .. }
             | Event::StepStarted { id, .. }
             | Event::StepFinished { id, .. }
@@ -501,6 +539,19 @@ impl State {
             }
             UndoKind::Paused(queue, was) => {
                 self.sched.set_paused(&queue, was);
+            }
+            UndoKind::Schedule(name, before, job) => {
+                if let Some(id) = job {
+                    self.remove(&id);
+                }
+                match before {
+                    Some(r) => {
+                        self.schedules.insert(name, *r);
+                    }
+                    None => {
+                        self.schedules.remove(&name);
+                    }
+                }
             }
             UndoKind::Notification(id, before) => match before {
                 Some(n) => {
@@ -588,6 +639,16 @@ impl State {
 
     pub fn counts(&self) -> JobCounts {
         self.counts
+    }
+
+    /// One schedule's durable record.
+    pub fn schedule(&self, name: &str) -> Option<&ScheduleRecord> {
+        self.schedules.get(name)
+    }
+
+    /// Every schedule's record, by name.
+    pub fn schedules(&self) -> impl Iterator<Item = &ScheduleRecord> {
+        self.schedules.values()
     }
 
     /// Ids of running jobs.

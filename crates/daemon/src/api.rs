@@ -89,6 +89,16 @@ pub fn router(shared: Shared) -> Router {
         .route("/v1/jobs/{id}/rerun", post(crate::api_where::rerun))
         .route("/v1/shutdown", post(shutdown))
         .route("/v1/config", get(crate::config_api::get_config))
+        .route("/v1/schedules", get(crate::api_schedules::list))
+        .route("/v1/schedules/{name}/run", post(crate::api_schedules::run))
+        .route(
+            "/v1/schedules/{name}/pause",
+            post(crate::api_schedules::pause),
+        )
+        .route(
+            "/v1/schedules/{name}/resume",
+            post(crate::api_schedules::resume),
+        )
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(shared.clone(), standby_gate))
         .with_state(shared)

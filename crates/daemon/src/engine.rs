@@ -41,6 +41,7 @@ mod submit_meta;
 mod workdir;
 
 pub use queues::{QueueInfo, QueueOpError, ReleaseError, configured_queues, removed_queues_in_use};
+pub mod schedules;
 
 pub use retention::{PruneError, PruneFilter, RemoveError, Retention};
 pub use submit_meta::{SubmitMeta, Submitted};
@@ -71,6 +72,7 @@ impl Command {
                 | Command::Page { .. }
                 | Command::Progress { .. }
                 | Command::Queue(queues::QueueCommand::List { .. })
+                | Command::Schedule(schedules::ScheduleCommand::List { .. })
         )
     }
 }
@@ -236,6 +238,10 @@ enum Command {
     Reconfigure(EngineConfig),
     /// Release, pause, resume, the queue list (SPEC §8.2).
     Queue(queues::QueueCommand),
+    /// `GET /v1/schedules`, `POST /v1/schedules/{name}/…`.
+    Schedule(schedules::ScheduleCommand),
+    /// A reload's new `schedules.*`.
+    Schedules(schedules::ScheduleConfigs),
 }
 
 /// A cheap, cloneable handle to the engine task.
@@ -357,6 +363,14 @@ enum Effect {
     Notify(Box<Notification>),
     /// Job metrics (queue wait, duration, ends) of a committed event.
     Observe(Event),
+    /// Schedule fire times settled (counted once durable).
+    ScheduleFired {
+        schedule: String,
+        result: oj_core::FireResult,
+        count: u64,
+    },
+    /// A schedule left the config: its metric series go.
+    ScheduleGone(String),
     /// Deletes `logs/<id>/` of a removed job (only once the removal is durable).
     RemoveLogs(JobId),
     /// The engine stops tracking a step that ended (and, when the job
@@ -430,6 +444,7 @@ pub struct Engine {
     retry_ready: Vec<(JobId, usize)>,
     /// The queues as the metrics last showed them.
     published_queues: Vec<QueueInfo>,
+    sched: schedules::Scheduler,
 }
 
 impl Engine {
@@ -482,6 +497,7 @@ impl Engine {
             to_judge: Vec::new(),
             retry_ready: Vec::new(),
             published_queues: Vec::new(),
+            sched: schedules::Scheduler::new(schedules::system_clock(), &Default::default()),
         };
         (
             engine,
@@ -504,6 +520,11 @@ impl Engine {
         self.lead_hook = Some(hook);
     }
 
+    /// The wall clock schedules fire by, and the configured schedules.
+    pub fn set_schedules(&mut self, clock: schedules::Clock, configs: &schedules::ScheduleConfigs) {
+        self.sched = schedules::Scheduler::new(clock, configs);
+    }
+
     /// Plugs in the notifier.
     pub fn set_notifier(&mut self, sink: Arc<dyn NotifySink>) {
         self.notify = Some(sink);
@@ -516,6 +537,7 @@ impl Engine {
         loop {
             let (step_retry_at, prune_at) = (self.next_step_retry(), self.prune_at);
             let not_before = self.next_not_before();
+            let schedule_at = self.sched.wake_at;
             let cmd = tokio::select! {
                 // Leadership first: a request sent after the API saw the
                 // change must see it too.
@@ -539,6 +561,10 @@ impl Engine {
                     continue;
                 }
                 () = sleep_until(not_before), if not_before.is_some() => {
+                    self.after_turn();
+                    continue;
+                }
+                () = sleep_until(schedule_at), if schedule_at.is_some() => {
                     self.after_turn();
                     continue;
                 }
@@ -796,6 +822,8 @@ impl Engine {
                 }
             }
             Command::Reconfigure(cfg) => self.cfg = cfg,
+            Command::Schedule(cmd) => self.handle_schedule(cmd),
+            Command::Schedules(configs) => self.configure_schedules(configs),
             Command::Remove { id, reply } => self.remove_job(id, reply),
             Command::Prune { filter, reply } => self.prune_matching(filter, reply),
             Command::Drain => {
@@ -840,13 +868,11 @@ impl Engine {
         None
     }
 
-    fn submit(
-        &mut self,
-        spec: Box<JobSpec>,
-        meta: SubmitMeta,
-        reply: oneshot::Sender<Result<Submitted, SubmitError>>,
-    ) {
-        let refuse = if !self.is_leader {
+    /// Why a job cannot be admitted now, if it cannot: standby, draining,
+    /// a bad spec, a shell step under `jobs.allow_shell = false`, an
+    /// unknown queue or dependency.
+    fn refusal(&self, spec: &JobSpec) -> Option<SubmitError> {
+        if !self.is_leader {
             Some(SubmitError::NotLeader)
         } else if self.draining {
             Some(SubmitError::Draining)
@@ -856,11 +882,19 @@ impl Engine {
                     true => Ok(()),
                     false => spec.refuse_shell_steps(),
                 })
-                .and_then(|()| self.admit(&spec))
+                .and_then(|()| self.admit(spec))
                 .err()
                 .map(SubmitError::Invalid)
-        };
-        if let Some(e) = refuse {
+        }
+    }
+
+    fn submit(
+        &mut self,
+        spec: Box<JobSpec>,
+        meta: SubmitMeta,
+        reply: oneshot::Sender<Result<Submitted, SubmitError>>,
+    ) {
+        if let Some(e) = self.refusal(&spec) {
             let _ = reply.send(Err(e));
             return;
         }
@@ -868,14 +902,38 @@ impl Engine {
             let _ = reply.send(answer);
             return;
         }
+        match self.admit_job(spec, meta, None) {
+            Ok(job) => self.effects.push(Effect::Reply(Box::new(move |err| {
+                let _ = reply.send(match err {
+                    None => Ok(Submitted { job, created: true }),
+                    Some(e) => Err(SubmitError::Storage(e.to_string())),
+                });
+            }))),
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    /// The admission of every job, submitted or fired by a schedule:
+    /// checks the spec, records the job (with the schedule fire it
+    /// settles, in the same WAL record) and returns it.
+    fn admit_job(
+        &mut self,
+        spec: Box<JobSpec>,
+        meta: SubmitMeta,
+        schedule: Option<oj_core::JobSchedule>,
+    ) -> Result<Job, SubmitError> {
+        if let Some(e) = self.refusal(&spec) {
+            return Err(e);
+        }
         let at = now();
         let id = self.ids.next(at.0);
-        if let Err(e) = spec.check_filled(id.as_str()) {
-            let _ = reply.send(Err(SubmitError::Invalid(e)));
-            return;
-        }
+        spec.check_filled(id.as_str())
+            .map_err(SubmitError::Invalid)?;
         let mut job = Job::new(id.clone(), *spec, at);
         self.stamp(&mut job, meta);
+        job.schedule = schedule;
         let _in_job = job_span::job_span(id.as_str(), &job.name).entered();
         tracing::info!(job_id = %id, name = %job.name, steps = job.steps.len(), "job submitted");
         self.record(Event::JobSubmitted {
@@ -884,12 +942,7 @@ impl Engine {
         self.judge_dependents();
         let job = self.shown(&id).unwrap_or(job);
         self.effects.push(Effect::Submitted);
-        self.effects.push(Effect::Reply(Box::new(move |err| {
-            let _ = reply.send(match err {
-                None => Ok(Submitted { job, created: true }),
-                Some(e) => Err(SubmitError::Storage(e.to_string())),
-            });
-        })));
+        Ok(job)
     }
 
     fn cancel(&mut self, id: JobId, reply: oneshot::Sender<Result<Job, CancelError>>) {
@@ -1242,6 +1295,7 @@ impl Engine {
     fn after_turn(&mut self) {
         self.judge_dependents();
         self.prune_if_over_max();
+        self.tick_schedules();
         self.schedule();
         let commit = if self.storage.has_pending() {
             // Inline, not through block_in_place: a write and an fdatasync
@@ -1339,6 +1393,7 @@ impl Engine {
                 }
             }
             Effect::Observe(event) => {
+                self.observe_schedule_end(&event);
                 self.metrics.observe(&event, &self.state);
                 if let Event::JobFinished { id, .. } = &event
                     && self
@@ -1350,6 +1405,12 @@ impl Engine {
                     self.runners.container.release(release);
                 }
             }
+            Effect::ScheduleFired {
+                schedule,
+                result,
+                count,
+            } => self.metrics.schedules.fired(&schedule, result, count),
+            Effect::ScheduleGone(name) => self.metrics.schedules.forget(&name),
         }
     }
 
@@ -1364,6 +1425,7 @@ impl Engine {
             self.recovered = false;
         }
         self.rearm_undone_retries();
+        self.sched.undone();
         for effect in std::mem::take(&mut self.effects) {
             if let Effect::Reply(reply) = effect {
                 reply(Some(&error));

@@ -14,6 +14,7 @@ mod api_queues;
 mod api_retention;
 mod api_where;
 pub mod cluster;
+mod api_schedules;
 mod config_api;
 mod conn_slots;
 pub mod drain;
@@ -398,6 +399,7 @@ impl Daemon {
         if let Some(hook) = kube.on_lead {
             engine.set_on_lead(hook);
         }
+        engine.set_schedules(engine::schedules::system_clock(), &cfg.schedules);
         let notifier = start_notifier(&loaded, &mut engine, &handle, &metrics)?;
         let engine_task = tokio::spawn(engine.run());
 

@@ -16,6 +16,7 @@
 
 mod process;
 pub mod queues;
+mod schedules;
 
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -120,6 +121,8 @@ pub struct Metrics {
     config_generation: Gauge,
     /// Set by the engine when a queue changes (§8.2).
     pub queues: queues::QueueMetrics,
+    /// Schedule fires, next fires and last successes (§8.3).
+    pub schedules: schedules::ScheduleMetrics,
 }
 
 /// What a scrape reads from the rest of the daemon.
@@ -205,6 +208,7 @@ impl Metrics {
             config_reloads: Family::default(),
             config_generation: Gauge::default(),
             queues: queues::QueueMetrics::default(),
+            schedules: schedules::ScheduleMetrics::register(&mut r),
         };
         r.register("oj_jobs", "Jobs by state", m.jobs.clone());
         r.register(

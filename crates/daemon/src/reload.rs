@@ -170,6 +170,9 @@ impl LiveSlices {
         if touched("notify.") {
             self.swap_notifier(cfg);
         }
+        if touched("schedules.") {
+            self.engine.reconfigure_schedules(cfg.schedules.clone());
+        }
         if touched("pods.")
             && let Some(pods) = &self.pods
         {
