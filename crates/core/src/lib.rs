@@ -13,6 +13,7 @@ mod runbook_schema;
 pub mod spec;
 pub mod state;
 pub mod template;
+pub mod topic;
 
 pub use events::Event;
 pub use job::{IdGen, Job, JobId, JobState, StepState, StepStatus, Timestamp};
@@ -26,3 +27,4 @@ pub use spec::{
 };
 pub use state::{ApplyError, JobCounts, State, Undo};
 pub use template::{MAX_FILLED_BYTES, MAX_MESSAGE_BYTES, RuntimeVars, TemplateError};
+pub use topic::Topic;

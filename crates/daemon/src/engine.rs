@@ -223,9 +223,15 @@ pub struct EngineHandle {
     active: watch::Receiver<Vec<ActiveStep>>,
     counts: watch::Receiver<JobCounts>,
     storage_error: watch::Receiver<Option<String>>,
+    events: Arc<crate::events::Hub>,
 }
 
 impl EngineHandle {
+    /// What the engine publishes after each commit (`GET /v1/events`).
+    pub fn events(&self) -> &Arc<crate::events::Hub> {
+        &self.events
+    }
+
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(make(tx)).ok()?;
@@ -272,6 +278,11 @@ impl EngineHandle {
     /// Jobs per state as of the last engine turn; never waits for the
     /// engine (so `/v1/status` answers while a big request is served).
     pub async fn counts(&self) -> JobCounts {
+        *self.counts.borrow()
+    }
+
+    /// [`EngineHandle::counts`] without awaiting.
+    pub fn counts_now(&self) -> JobCounts {
         *self.counts.borrow()
     }
 
@@ -405,6 +416,8 @@ pub struct Engine {
     active_dirty: bool,
     counts_tx: watch::Sender<JobCounts>,
     storage_error_tx: watch::Sender<Option<String>>,
+    /// Publishes each durable turn's changes (crate::events).
+    events: crate::events::Publisher,
 }
 
 impl Engine {
@@ -422,6 +435,8 @@ impl Engine {
         let (counts_tx, counts_rx) = watch::channel(state.counts());
         let (storage_error_tx, storage_error_rx) = watch::channel(None);
         let ids = IdGen::after(state.newest_id());
+        let events = crate::events::Publisher::new(storage.next_seq() - 1);
+        let hub = events.hub();
         let engine = Engine {
             state,
             storage,
@@ -454,6 +469,7 @@ impl Engine {
             active_dirty: false,
             counts_tx,
             storage_error_tx,
+            events,
         };
         (
             engine,
@@ -462,6 +478,7 @@ impl Engine {
                 active: active_rx,
                 counts: counts_rx,
                 storage_error: storage_error_rx,
+                events: hub,
             },
         )
     }
@@ -585,6 +602,7 @@ impl Engine {
         let leader = *self.leader.borrow_and_update();
         if leader != self.is_leader {
             self.is_leader = leader;
+            self.events.status_changed();
             if leader {
                 tracing::info!("leader: jobs may run");
             } else {
@@ -762,6 +780,7 @@ impl Engine {
             Command::Drain => {
                 if !self.draining {
                     self.draining = true;
+                    self.events.status_changed();
                     tracing::info!(
                         queued = self.state.counts().queued,
                         "draining: no new jobs start; queued jobs stay queued"
@@ -1090,6 +1109,7 @@ impl Engine {
     /// Applies an event to the state (keeping its undo for this turn) and
     /// buffers it for the WAL; queues the notification it calls for.
     fn record(&mut self, event: Event) {
+        self.events.before(&event, &self.state);
         match self.state.apply_undoable(&event) {
             Ok(undo) => self.turn.undo.push(undo),
             Err(e) => {
@@ -1097,7 +1117,9 @@ impl Engine {
                 return;
             }
         }
+        let seq = self.storage.next_seq();
         self.storage.append(&event);
+        self.events.staged(seq, &event);
         if matches!(event, Event::JobStarted { .. } | Event::JobFinished { .. }) {
             // Metrics count what is durable: after the commit.
             self.effects.push(Effect::Observe(event.clone()));
@@ -1202,9 +1224,14 @@ impl Engine {
                     self.perform(effect);
                 }
             }
-            Err(e) => self.undo_turn(e),
+            Err(e) => {
+                self.events.discard();
+                self.undo_turn(e);
+            }
         }
         self.publish();
+        self.events
+            .commit(&self.state, || self.storage.reserve_seq());
         if self.storage.wal_len() >= SNAPSHOT_EVERY && self.trouble.is_none() {
             match tokio::task::block_in_place(|| self.storage.snapshot(&self.state)) {
                 Ok(()) => tracing::debug!("snapshot written"),
@@ -1288,6 +1315,9 @@ impl Engine {
         }
         self.retry.extend(turn.internal);
         self.metrics.storage_errors.inc();
+        if self.trouble.is_none() {
+            self.events.status_changed();
+        }
         let trouble = self.trouble.get_or_insert_with(|| {
             tracing::error!(
                 error = %error,
@@ -1308,6 +1338,7 @@ impl Engine {
     /// A commit succeeded: end a storage episode, if one was going on.
     fn storage_works(&mut self) {
         if let Some(t) = self.trouble.take() {
+            self.events.status_changed();
             tracing::info!(failed_writes = t.failures, "the WAL can be written again");
             self.storage_error_tx.send_replace(None);
         }

@@ -9,15 +9,18 @@
 
 pub mod admin;
 pub mod api;
+mod api_events;
 mod api_retention;
 mod config_api;
 pub mod drain;
 pub mod engine;
+pub mod events;
 pub mod harden;
 pub mod job_span;
 pub mod k8s;
 pub mod listen;
 pub mod lock;
+mod log_watch;
 pub mod metrics;
 pub mod notify;
 pub mod ready;
