@@ -7,22 +7,27 @@
 //! final line on stderr names the state. A job that waits in the queue says
 //! so ("queued, 3 ahead") instead of waiting silently, and a log stream that
 //! breaks midway is an error, never a partial log with exit 0.
+//!
+//! Nothing here polls: each waits on the daemon's event stream
+//! (`GET /v1/events?job=ID`, which opens with the job as it is now, so an
+//! end that came first is not missed) and the pushed log stream. A job that
+//! retention deleted right after it ended still reports its end state: the
+//! stream carries its last JSON with `"removed": true`.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::api_client::{ApiClient, ApiError};
 use crate::client_cmds::{emit, job_failure, path_segment, str_field};
+use crate::events_client::{EventStream, StreamEnd};
 use crate::exit::{self, Failure};
 use crate::table;
 use crate::term::Style;
 
-/// How often a wait looks again.
-const POLL: Duration = Duration::from_millis(100);
-/// How often a queued job's place in the queue is looked up.
-const QUEUE_POLL: Duration = Duration::from_millis(500);
+/// Job ids one event stream may filter on (the daemon's limit).
+const IDS_PER_STREAM: usize = 1000;
 /// The exit code of a wait that ran out of time (as timeout(1)).
 pub const TIMED_OUT: i32 = 124;
 
@@ -33,7 +38,23 @@ pub fn is_terminal(state: &str) -> bool {
 /// Streams the job's logs to stdout until it ends and returns the final
 /// job. A queued job first reports its place in the queue on stderr.
 pub async fn follow(client: &ApiClient, id: &str, style: Style) -> Result<Value, Failure> {
-    wait_while_queued(client, id, style).await?;
+    let ids = [id.to_string()];
+    let mut watch = JobWatch::open(client, &ids).await?;
+    let mut job = watch.next_job().await?;
+    if str_field(&job, "state") == Some("queued") {
+        let ahead = jobs_ahead(client, &job).await;
+        eprintln!(
+            "oj: job {id} is {} ({ahead} ahead); its output follows once it starts",
+            style.state("queued")
+        );
+        while str_field(&job, "state") == Some("queued") {
+            job = watch.next_job().await?;
+        }
+    }
+    if job.get("removed").and_then(Value::as_bool) == Some(true) {
+        // Deleted by retention right after it ended: its log is gone.
+        return Ok(job);
+    }
     let path = format!("/v1/jobs/{}/logs?follow=true", path_segment(id));
     match client.get_stream(&path).await {
         Ok(mut resp) => loop {
@@ -43,24 +64,96 @@ pub async fn follow(client: &ApiClient, id: &str, style: Style) -> Result<Value,
                 Err(e) => return Err(broken_stream(client, id, &e).await),
             }
         },
-        Err(ApiError::Status {
-            status: StatusCode::NOT_FOUND,
-            message,
-        }) => {
-            return Err(job_failure(
-                client,
-                id,
-                ApiError::Status {
-                    status: StatusCode::NOT_FOUND,
-                    message,
-                },
-            ));
-        }
-        // Logs are a nicety; the state is what the exit status reports.
+        // Deleted before its log was asked for (retention): the event
+        // stream still tells how it ended. Other refusals: logs are a
+        // nicety; the state is what the exit status reports.
         Err(ApiError::Status { .. }) => {}
         Err(e @ ApiError::Failure(_)) => return Err(e.into_failure(client)),
     }
-    wait_ended(client, id).await
+    while !str_field(&job, "state").is_some_and(is_terminal) {
+        job = watch.next_job().await?;
+    }
+    Ok(job)
+}
+
+/// The daemon's event stream about some jobs: each one as it is when the
+/// stream opens, then every change to them.
+struct JobWatch<'a> {
+    client: &'a ApiClient,
+    ids: &'a [String],
+    stream: EventStream,
+}
+
+impl<'a> JobWatch<'a> {
+    async fn open(client: &'a ApiClient, ids: &'a [String]) -> Result<JobWatch<'a>, Failure> {
+        let stream = Self::connect(client, ids).await?;
+        Ok(JobWatch {
+            client,
+            ids,
+            stream,
+        })
+    }
+
+    async fn connect(client: &ApiClient, ids: &[String]) -> Result<EventStream, Failure> {
+        let query = ids
+            .iter()
+            .map(|id| format!("job={}", path_segment(id)))
+            .collect::<Vec<_>>()
+            .join("&");
+        match EventStream::open(client, &format!("/v1/events?{query}")).await {
+            Ok(s) => Ok(s),
+            Err(
+                e @ ApiError::Status {
+                    status: StatusCode::NOT_FOUND,
+                    ..
+                },
+            ) => {
+                // Name the id the daemon does not know.
+                for id in ids {
+                    get_job(client, id).await?;
+                }
+                Err(e.into_failure(client))
+            }
+            Err(e) => Err(waiting_failure(ids, e.into_failure(client))),
+        }
+    }
+
+    /// The next state of one of the jobs (the first ones are the states
+    /// when the stream opened).
+    async fn next_job(&mut self) -> Result<Value, Failure> {
+        loop {
+            match self.stream.next().await {
+                Ok(ev) if ev.kind == "job" => return Ok(ev.json()),
+                // Fell behind: start again from the jobs as they are now.
+                Ok(ev) if ev.kind == "reset" => {
+                    self.stream = Self::connect(self.client, self.ids).await?
+                }
+                Ok(_) => {}
+                // The stream ends when the daemon stops (or the connection
+                // broke); if it still answers, carry on with a new stream.
+                Err(StreamEnd::Closed | StreamEnd::Broken) => {
+                    self.stream = Self::connect(self.client, self.ids).await?
+                }
+            }
+        }
+    }
+}
+
+/// The daemon went away (or refused) while jobs were waited for.
+fn waiting_failure(ids: &[String], f: Failure) -> Failure {
+    match ids {
+        [id] if f.code == exit::UNREACHABLE => unreachable_while_waiting(id, f),
+        _ if f.code == exit::UNREACHABLE => Failure::new(
+            f.code,
+            format!(
+                "stopped waiting for {}: {}; once the daemon runs again, `oj job show ID` \
+                 tells how each job ended",
+                ids.join(", "),
+                f.message
+            ),
+        ),
+        _ => f,
+    }
 }
 
 /// A log stream that ended without its last chunk. If the daemon is gone,
@@ -80,27 +173,6 @@ pub async fn broken_stream(client: &ApiClient, id: &str, e: &reqwest::Error) -> 
             "the log of job {id} was cut off by the daemon ({cause}); the output above is \
              incomplete: run `oj job logs {id}` again, and check the daemon's log if it repeats"
         )),
-    }
-}
-
-/// While the job is queued, prints `queued (n ahead)` on stderr whenever
-/// its place changes; returns once it left the queue.
-async fn wait_while_queued(client: &ApiClient, id: &str, style: Style) -> Result<(), Failure> {
-    let mut shown: Option<usize> = None;
-    loop {
-        let job = get_job(client, id).await?;
-        if str_field(&job, "state") != Some("queued") {
-            return Ok(());
-        }
-        let ahead = jobs_ahead(client, &job).await;
-        if shown != Some(ahead) {
-            eprintln!(
-                "oj: job {id} is {} ({ahead} ahead); its output follows once it starts",
-                style.state("queued")
-            );
-            shown = Some(ahead);
-        }
-        tokio::time::sleep(QUEUE_POLL).await;
     }
 }
 
@@ -153,17 +225,6 @@ fn unreachable_while_waiting(id: &str, f: Failure) -> Failure {
             f.message
         ),
     )
-}
-
-/// Polls the job until it ended.
-async fn wait_ended(client: &ApiClient, id: &str) -> Result<Value, Failure> {
-    loop {
-        let job = get_job(client, id).await?;
-        if str_field(&job, "state").is_some_and(is_terminal) {
-            return Ok(job);
-        }
-        tokio::time::sleep(POLL).await;
-    }
 }
 
 /// The end of a follow: `done` prints its final line and exits 0; any other
@@ -232,62 +293,71 @@ pub async fn wait_all(
     timeout: Option<Duration>,
     style: Style,
 ) -> Result<i32, Failure> {
-    let deadline = timeout.map(|t| Instant::now() + t);
-    // Unknown ids are a mistake to report before any waiting.
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut unique: Vec<String> = Vec::new();
     for id in ids {
-        get_job(client, id).await?;
+        if !unique.contains(id) {
+            unique.push(id.clone());
+        }
     }
-    let mut pending: Vec<&String> = ids.iter().collect();
     let mut not_done: Vec<String> = Vec::new();
-    while !pending.is_empty() {
-        let mut still = Vec::new();
-        for id in pending {
-            let job = get_job(client, id).await?;
-            let state = str_field(&job, "state").unwrap_or("unknown");
-            if !is_terminal(state) {
-                still.push(id);
+    let mut left: Vec<&String> = unique.iter().collect();
+    for group in unique.chunks(IDS_PER_STREAM) {
+        let mut watch = JobWatch::open(client, group).await?;
+        let mut pending: Vec<&String> = group.iter().collect();
+        while !pending.is_empty() {
+            let next = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, watch.next_job()).await {
+                    Ok(next) => next,
+                    Err(_) => return Err(timed_out(timeout.unwrap_or_default(), &left)),
+                },
+                None => watch.next_job().await,
+            };
+            let job = next?;
+            let (Some(id), Some(state)) = (str_field(&job, "id"), str_field(&job, "state")) else {
+                continue;
+            };
+            if !is_terminal(state) || !pending.iter().any(|p| p.as_str() == id) {
                 continue;
             }
+            pending.retain(|p| p.as_str() != id);
+            left.retain(|p| p.as_str() != id);
             let (done, line) = final_line(id, &job, style);
             eprintln!("oj: {line}");
             if !done {
                 not_done.push(format!("{id} {state}"));
             }
         }
-        pending = still;
-        if pending.is_empty() {
-            break;
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            let waiting = pending
-                .iter()
-                .map(|id| id.as_str())
-                .collect::<Vec<_>>()
-                .join(", ");
-            return Err(Failure::new(
-                TIMED_OUT,
-                format!(
-                    "timed out after {} waiting for {waiting}; the job{} keep{} running \
-                     (`oj job wait` again, or `oj job cancel ID`)",
-                    humantime::format_duration(timeout.unwrap_or_default()),
-                    if pending.len() == 1 { "" } else { "s" },
-                    if pending.len() == 1 { "s" } else { "" },
-                ),
-            ));
-        }
-        tokio::time::sleep(POLL).await;
     }
     if not_done.is_empty() {
-        Ok(exit::OK)
-    } else {
-        Err(Failure::runtime(format!(
-            "{} of {} job{} did not end done: {}",
-            not_done.len(),
-            ids.len(),
-            if ids.len() == 1 { "" } else { "s" },
-            not_done.join(", ")
-        )))
+        return Ok(exit::OK);
     }
+    Err(Failure::runtime(format!(
+        "{} of {} job{} did not end done: {}",
+        not_done.len(),
+        unique.len(),
+        if unique.len() == 1 { "" } else { "s" },
+        not_done.join(", ")
+    )))
+}
+
+/// `oj job wait --timeout` ran out: name what still runs (exit 124).
+fn timed_out(timeout: Duration, pending: &[&String]) -> Failure {
+    let waiting = pending
+        .iter()
+        .map(|id| id.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    Failure::new(
+        TIMED_OUT,
+        format!(
+            "timed out after {} waiting for {waiting}; the job{} keep{} running \
+             (`oj job wait` again, or `oj job cancel ID`)",
+            humantime::format_duration(timeout),
+            if pending.len() == 1 { "" } else { "s" },
+            if pending.len() == 1 { "s" } else { "" },
+        ),
+    )
 }
 
 #[cfg(test)]

@@ -118,6 +118,13 @@ pub async fn events(
         );
     }
     let hub = s.engine.events().clone();
+    if hub.is_closed() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "the daemon is shutting down: no more events",
+        );
+    }
     let jobs = q.jobs.clone();
     let (rx, start) = hub.subscribe(q.after, |f| keep(&jobs, f));
     let mut first: Vec<Bytes> = Vec::new();
