@@ -42,14 +42,7 @@ pub async fn follow(client: &ApiClient, id: &str, style: Style) -> Result<Value,
     let mut watch = JobWatch::open(client, &ids).await?;
     let mut job = watch.next_job().await?;
     if str_field(&job, "state") == Some("queued") {
-        let ahead = jobs_ahead(client, &job).await;
-        eprintln!(
-            "oj: job {id} is {} ({ahead} ahead); its output follows once it starts",
-            style.state("queued")
-        );
-        while str_field(&job, "state") == Some("queued") {
-            job = watch.next_job().await?;
-        }
+        job = wait_in_queue(client, &mut watch, job, style).await?;
     }
     if job.get("removed").and_then(Value::as_bool) == Some(true) {
         // Deleted by retention right after it ended: its log is gone.
@@ -82,6 +75,8 @@ struct JobWatch<'a> {
     client: &'a ApiClient,
     ids: &'a [String],
     stream: EventStream,
+    /// The id of the last event read.
+    last_id: Option<u64>,
 }
 
 impl<'a> JobWatch<'a> {
@@ -91,6 +86,7 @@ impl<'a> JobWatch<'a> {
             client,
             ids,
             stream,
+            last_id: None,
         })
     }
 
@@ -123,7 +119,10 @@ impl<'a> JobWatch<'a> {
     async fn next_job(&mut self) -> Result<Value, Failure> {
         loop {
             match self.stream.next().await {
-                Ok(ev) if ev.kind == "job" => return Ok(ev.json()),
+                Ok(ev) if ev.kind == "job" => {
+                    self.last_id = ev.id.or(self.last_id);
+                    return Ok(ev.json());
+                }
                 // Fell behind: start again from the jobs as they are now.
                 Ok(ev) if ev.kind == "reset" => {
                     self.stream = Self::connect(self.client, self.ids).await?
@@ -176,17 +175,72 @@ pub async fn broken_stream(client: &ApiClient, id: &str, e: &reqwest::Error) -> 
     }
 }
 
-/// How many queued jobs were submitted before `job` (they start first).
-/// A daemon that cannot list them counts as "0 ahead": the line is a hint.
-async fn jobs_ahead(client: &ApiClient, job: &Value) -> usize {
+/// While the job is queued, says on stderr how many jobs are ahead of it,
+/// and again whenever that changes: one look at the queue, then every
+/// job's changes from the event stream (resumed right after the job's own
+/// first event, so nothing in between is missed).
+async fn wait_in_queue(
+    client: &ApiClient,
+    watch: &mut JobWatch<'_>,
+    mut job: Value,
+    style: Style,
+) -> Result<Value, Failure> {
+    let id = str_field(&job, "id").unwrap_or_default().to_string();
+    let mut ahead = jobs_ahead(client, &job).await;
+    let say = |n: usize| {
+        eprintln!(
+            "oj: job {id} is {} ({n} ahead); its output follows once it starts",
+            style.state("queued")
+        )
+    };
+    say(ahead.len());
+    let all = match watch.last_id {
+        Some(n) => EventStream::open(client, &format!("/v1/events?after={n}"))
+            .await
+            .ok(),
+        None => None,
+    };
+    if let Some(mut all) = all {
+        while let Ok(ev) = all.next().await {
+            if ev.kind == "reset" {
+                break;
+            }
+            if ev.kind != "job" {
+                continue;
+            }
+            let v = ev.json();
+            let (Some(other), Some(state)) = (str_field(&v, "id"), str_field(&v, "state")) else {
+                continue;
+            };
+            if other == id {
+                let started = state != "queued";
+                job = v.clone();
+                if started {
+                    return Ok(job);
+                }
+            } else if state != "queued" && ahead.remove(other) {
+                say(ahead.len());
+            }
+        }
+    }
+    // Without the whole stream, the job's own events still tell its start.
+    while str_field(&job, "state") == Some("queued") {
+        job = watch.next_job().await?;
+    }
+    Ok(job)
+}
+
+/// The queued jobs submitted before `job` (they start first). A daemon
+/// that cannot list them counts as none ahead: the line is a hint.
+async fn jobs_ahead(client: &ApiClient, job: &Value) -> std::collections::HashSet<String> {
     let (Some(id), Some(created)) = (
         str_field(job, "id"),
         str_field(job, "created_at").and_then(table::parse_time),
     ) else {
-        return 0;
+        return Default::default();
     };
     let Ok(page) = client.get_json("/v1/jobs?status=queued&limit=1000").await else {
-        return 0;
+        return Default::default();
     };
     page.get("jobs")
         .and_then(Value::as_array)
@@ -198,9 +252,10 @@ async fn jobs_ahead(client: &ApiClient, job: &Value) -> usize {
                 })
                 // Submission order; the id breaks ties within a millisecond.
                 .filter(|&(t, other)| (t, other) < (created, id))
-                .count()
+                .map(|(_, other)| other.to_string())
+                .collect()
         })
-        .unwrap_or(0)
+        .unwrap_or_default()
 }
 
 async fn get_job(client: &ApiClient, id: &str) -> Result<Value, Failure> {

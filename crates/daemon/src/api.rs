@@ -358,6 +358,11 @@ async fn stream_logs(
     let mut step = 0usize;
     loop {
         let Some(job) = engine.progress(id.clone()).await else {
+            if sent_whole(&engine, &id, step) {
+                // Deleted after it ended and after its last step was sent
+                // (retention right at the end): the log is whole.
+                return;
+            }
             // Deleted (`oj job rm`, retention) or the daemon stopped while
             // its log was read: what was sent is not the whole log.
             tracing::debug!(job_id = %id, "the job went away while its log was read; the response is cut off");
@@ -450,6 +455,17 @@ async fn send_file(
             waker.wait(tx).await?;
         }
     }
+}
+
+/// Whether a job that is gone had no step from `next` on that ever
+/// started (its last state, as published when it was deleted, says so).
+fn sent_whole(engine: &EngineHandle, id: &JobId, next: usize) -> bool {
+    let Some(frame) = engine.events().removed_job(id) else {
+        return false;
+    };
+    serde_json::from_slice::<oj_core::Job>(&frame.data).is_ok_and(|job| {
+        job.state.is_terminal() && job.steps.iter().skip(next).all(|s| s.started_at.is_none())
+    })
 }
 
 async fn step_ended(engine: &EngineHandle, id: &JobId, step: usize) -> bool {

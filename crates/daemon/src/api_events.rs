@@ -74,9 +74,8 @@ fn parse_query(raw: Option<&str>) -> Result<Query, Response> {
                 }
             },
             "job" => {
-                let id = v
-                    .parse::<JobId>()
-                    .map_err(|e| bad_query(format!("job: {e}")))?;
+                // Like GET /v1/jobs/{id}: a malformed id names no job (404).
+                let id = v.parse::<JobId>().map_err(|_| crate::api::bad_id(v))?;
                 if q.jobs.len() == MAX_JOBS {
                     return Err(bad_query(format!(
                         "at most {MAX_JOBS} job= filters on one stream; open another stream for the rest"
