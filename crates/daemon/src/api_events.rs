@@ -52,11 +52,11 @@ struct Query {
     logs: bool,
 }
 
-fn bad_query(msg: String) -> Response {
-    error(StatusCode::BAD_REQUEST, "bad_query", msg)
+fn bad_query(msg: String) -> Box<Response> {
+    Box::new(error(StatusCode::BAD_REQUEST, "bad_query", msg))
 }
 
-fn parse_query(raw: Option<&str>) -> Result<Query, Response> {
+fn parse_query(raw: Option<&str>) -> Result<Query, Box<Response>> {
     let mut q = Query {
         after: None,
         jobs: Vec::new(),
@@ -75,7 +75,9 @@ fn parse_query(raw: Option<&str>) -> Result<Query, Response> {
             },
             "job" => {
                 // Like GET /v1/jobs/{id}: a malformed id names no job (404).
-                let id = v.parse::<JobId>().map_err(|_| crate::api::bad_id(v))?;
+                let id = v
+                    .parse::<JobId>()
+                    .map_err(|_| Box::new(crate::api::bad_id(v)))?;
                 if q.jobs.len() == MAX_JOBS {
                     return Err(bad_query(format!(
                         "at most {MAX_JOBS} job= filters on one stream; open another stream for the rest"
@@ -105,7 +107,7 @@ pub async fn events(
 ) -> Response {
     let mut q = match parse_query(raw.as_deref()) {
         Ok(q) => q,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if let Some(v) = headers.get("last-event-id") {
         // What we sent back is a number; anything else resumes nothing.
