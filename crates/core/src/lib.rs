@@ -12,6 +12,7 @@ pub mod runbook;
 mod runbook_schema;
 pub mod spec;
 pub mod state;
+pub mod step_end;
 pub mod template;
 pub mod topic;
 
@@ -26,5 +27,6 @@ pub use spec::{
     ResourceAmounts, SpecError, StepSpec,
 };
 pub use state::{ApplyError, JobCounts, State, Undo};
+pub use step_end::{AfterStep, after_step};
 pub use template::{MAX_FILLED_BYTES, MAX_MESSAGE_BYTES, RuntimeVars, TemplateError};
 pub use topic::Topic;

@@ -958,42 +958,20 @@ impl Engine {
             exit_code,
             reason: error.clone(),
         });
-        let steps_total = self.state.job(&id).map(|j| j.steps.len()).unwrap_or(0);
         self.effects.push(Effect::Forget(id.clone()));
-        let job_end = match step_state {
-            JobState::Done if cancelled => {
-                Some((JobState::Cancelled, Some("cancelled".to_string())))
+        // What comes next is a pure decision (oj_core::step_end).
+        let steps = self.state.job(&id).map_or(&[][..], |j| &j.steps[..]);
+        match oj_core::after_step(steps, step, step_state, error, cancelled, self.terminating) {
+            oj_core::AfterStep::StartNext(next) => self.start_step(&id, next),
+            oj_core::AfterStep::JobEnds { state, error } => {
+                tracing::info!(job_id = %id, state = %state, error = error.as_deref(), "job ended");
+                self.record(Event::JobFinished {
+                    id,
+                    at,
+                    state,
+                    error,
+                });
             }
-            JobState::Done if step + 1 < steps_total => {
-                if self.terminating {
-                    let next = self
-                        .state
-                        .job(&id)
-                        .map(|j| j.steps[step + 1].name.clone())
-                        .unwrap_or_default();
-                    Some((
-                        JobState::Interrupted,
-                        Some(format!(
-                            "the daemon shut down before step {next} could start"
-                        )),
-                    ))
-                } else {
-                    self.start_step(&id, step + 1);
-                    None
-                }
-            }
-            JobState::Done => Some((JobState::Done, None)),
-            JobState::Cancelled => Some((JobState::Cancelled, Some("cancelled".to_string()))),
-            other => Some((other, error)),
-        };
-        if let Some((state, error)) = job_end {
-            tracing::info!(job_id = %id, state = %state, error = error.as_deref(), "job ended");
-            self.record(Event::JobFinished {
-                id,
-                at,
-                state,
-                error,
-            });
         }
     }
 
