@@ -343,6 +343,54 @@ fn the_stream_ends_when_the_daemon_stops() {
     d.sigterm();
     assert!(r.ends_within(LONG), "the stream must end with the daemon");
     assert!(d.wait_exit(LONG).is_some());
+    // The drain was published as the daemon's status before the end.
+    let seen: Vec<Ev> =
+        std::iter::from_fn(|| r.rx.recv_timeout(Duration::from_secs(2)).ok()).collect();
+    let status = seen.iter().find(|e| e.kind == "status");
+    assert!(
+        status.is_some_and(|e| e.data["draining"] == true && e.id.is_some()),
+        "a status event with draining: {seen:?}"
+    );
+}
+
+/// Event streams are connections like any other: on TCP they count
+/// against `listen.max_connections`, and a closed one frees its slot.
+#[test]
+fn event_streams_count_against_max_connections() {
+    let env = TestEnv::new();
+    let port = free_port();
+    env.write_config(&format!(
+        "[listen]\ntcp = \"127.0.0.1:{port}\"\nauth_token = \"t0ken-for-events\"\nmax_connections = 2\n[notify]\nbackend = \"none\"\n"
+    ));
+    let d = env.start_daemon_on_tcp(port);
+    let url = format!("http://127.0.0.1:{port}/v1/events");
+    let stream = || {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sN", "-H", "Authorization: Bearer t0ken-for-events"])
+            .arg(&url);
+        Reader::spawn(cmd)
+    };
+    let first = stream();
+    let second = stream();
+    std::thread::sleep(Duration::from_millis(500));
+    let status = |limit: &str| {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", limit])
+            .args(["-H", "Authorization: Bearer t0ken-for-events"])
+            .arg(format!("http://127.0.0.1:{port}/v1/status"))
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_ne!(
+        status("1"),
+        "200",
+        "a third connection must wait while two streams are open"
+    );
+    drop(first);
+    assert_eq!(status("20"), "200", "a closed stream frees its slot");
+    let id = d.submit(&spec("true"));
+    second.until("the job on the stream still open", job_done(&id));
 }
 
 /// Issue 30 item 8: `oj job logs` of a job deleted while its log is read

@@ -128,9 +128,18 @@ impl<'a> JobWatch<'a> {
                     self.stream = Self::connect(self.client, self.ids).await?
                 }
                 Ok(_) => {}
-                // The stream ends when the daemon stops (or the connection
-                // broke); if it still answers, carry on with a new stream.
-                Err(StreamEnd::Closed | StreamEnd::Broken) => {
+                // The stream ends when the daemon's engine stops: the
+                // daemon is exiting before the job ended.
+                Err(StreamEnd::Closed) => {
+                    let f = Failure::new(
+                        exit::UNREACHABLE,
+                        format!("the daemon at {} stopped", self.client.endpoint().display()),
+                    );
+                    return Err(waiting_failure(self.ids, f));
+                }
+                // The connection broke: if the daemon still answers, carry
+                // on with a new stream.
+                Err(StreamEnd::Broken) => {
                     self.stream = Self::connect(self.client, self.ids).await?
                 }
             }

@@ -49,6 +49,9 @@ pub struct Frame {
 impl Frame {
     pub fn new(seq: u64, topic: Topic, data: Bytes, removed: bool) -> Frame {
         let sse = sse_frame(Some(seq), topic.kind(), &data);
+        // One copy of the JSON: `data` is a view into the frame.
+        let start = sse.len() - 2 - data.len();
+        let data = sse.slice(start..start + data.len());
         Frame {
             seq,
             topic,
