@@ -43,6 +43,9 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const MAX_JOBS: usize = 1000;
 /// Bytes of log text per `event: log`.
 const LOG_CHUNK: usize = 32 * 1024;
+/// A reader's frames that are already waiting are sent together, up to
+/// about this many bytes.
+const BATCH_BYTES: usize = 256 * 1024;
 /// Without inotify, how often a follower looks at its log files.
 const NO_INOTIFY_TICK: Duration = Duration::from_secs(1);
 
@@ -244,7 +247,27 @@ async fn pump(
                             return;
                         }
                     }
-                    if tx.send(frame.sse.clone()).await.is_err() {
+                    // Frames already waiting go out in the same write: a
+                    // busy daemon costs each reader one wake-up per batch,
+                    // not per frame.
+                    let mut out = frame.sse.clone();
+                    if logs.is_none() {
+                        let mut batch: Option<Vec<u8>> = None;
+                        while let Ok(more) = rx.try_recv() {
+                            if keep(&jobs, &more) {
+                                batch
+                                    .get_or_insert_with(|| out.to_vec())
+                                    .extend_from_slice(&more.sse);
+                            }
+                            if batch.as_ref().is_some_and(|b| b.len() > BATCH_BYTES) {
+                                break;
+                            }
+                        }
+                        if let Some(b) = batch {
+                            out = Bytes::from(b);
+                        }
+                    }
+                    if tx.send(out).await.is_err() {
                         return;
                     }
                 }
