@@ -13,6 +13,10 @@ use crate::api_client::{ApiClient, ApiError};
 /// an oj daemon speaking SSE.
 const MAX_EVENT_BYTES: usize = 64 << 20;
 
+/// Why a daemon's answer to `GET /v1/events` is not an event stream.
+pub const NO_STREAM: &str =
+    "the daemon does not stream events (GET /v1/events); it is older than this client, upgrade it";
+
 /// One server-sent event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SseEvent {
@@ -48,6 +52,18 @@ impl EventStream {
     /// Opens `path` (`/v1/events?...`); a refusal is the daemon's status.
     pub async fn open(client: &ApiClient, path: &str) -> Result<EventStream, ApiError> {
         let resp = client.get_stream(path).await?;
+        let sse = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if !sse {
+            // An older daemon (or something else) answered.
+            return Err(ApiError::Status {
+                status: reqwest::StatusCode::NOT_IMPLEMENTED,
+                message: NO_STREAM.into(),
+            });
+        }
         Ok(EventStream {
             resp,
             buf: Vec::new(),

@@ -40,9 +40,15 @@ pub fn is_terminal(state: &str) -> bool {
 pub async fn follow(client: &ApiClient, id: &str, style: Style) -> Result<Value, Failure> {
     let ids = [id.to_string()];
     let mut watch = JobWatch::open(client, &ids).await?;
-    let mut job = watch.next_job().await?;
-    if str_field(&job, "state") == Some("queued") {
-        job = wait_in_queue(client, &mut watch, job, style).await?;
+    let mut job = match &mut watch {
+        Some(w) => w.next_job().await?,
+        // An older daemon: its log stream alone waits for the end.
+        None => get_job(client, id).await?,
+    };
+    if let Some(w) = &mut watch
+        && str_field(&job, "state") == Some("queued")
+    {
+        job = wait_in_queue(client, w, job, style).await?;
     }
     if job.get("removed").and_then(Value::as_bool) == Some(true) {
         // Deleted by retention right after it ended: its log is gone.
@@ -63,6 +69,9 @@ pub async fn follow(client: &ApiClient, id: &str, style: Style) -> Result<Value,
         Err(ApiError::Status { .. }) => {}
         Err(e @ ApiError::Failure(_)) => return Err(e.into_failure(client)),
     }
+    let Some(watch) = &mut watch else {
+        return get_job(client, id).await;
+    };
     while !str_field(&job, "state").is_some_and(is_terminal) {
         job = watch.next_job().await?;
     }
@@ -80,14 +89,22 @@ struct JobWatch<'a> {
 }
 
 impl<'a> JobWatch<'a> {
-    async fn open(client: &'a ApiClient, ids: &'a [String]) -> Result<JobWatch<'a>, Failure> {
-        let stream = Self::connect(client, ids).await?;
-        Ok(JobWatch {
+    /// `None` when the daemon has no event stream (an older one).
+    async fn open(
+        client: &'a ApiClient,
+        ids: &'a [String],
+    ) -> Result<Option<JobWatch<'a>>, Failure> {
+        let stream = match Self::connect(client, ids).await {
+            Ok(s) => s,
+            Err(f) if f.message.contains(crate::events_client::NO_STREAM) => return Ok(None),
+            Err(f) => return Err(f),
+        };
+        Ok(Some(JobWatch {
             client,
             ids,
             stream,
             last_id: None,
-        })
+        }))
     }
 
     async fn connect(client: &ApiClient, ids: &[String]) -> Result<EventStream, Failure> {
@@ -367,7 +384,13 @@ pub async fn wait_all(
     let mut not_done: Vec<String> = Vec::new();
     let mut left: Vec<&String> = unique.iter().collect();
     for group in unique.chunks(IDS_PER_STREAM) {
-        let mut watch = JobWatch::open(client, group).await?;
+        let Some(mut watch) = JobWatch::open(client, group).await? else {
+            return Err(Failure::runtime(format!(
+                "cannot wait at {}: {}",
+                client.endpoint().display(),
+                crate::events_client::NO_STREAM
+            )));
+        };
         let mut pending: Vec<&String> = group.iter().collect();
         while !pending.is_empty() {
             let next = match deadline {
