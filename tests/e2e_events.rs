@@ -20,6 +20,15 @@ use serde_json::{Value, json};
 
 const LONG: Duration = Duration::from_secs(30);
 
+/// One test of this file at a time: the slow-reader test floods its daemon
+/// with events, and readers of the other tests must not wait behind it on
+/// a busy machine.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[derive(Debug, Clone)]
 struct Ev {
     id: Option<u64>,
@@ -100,7 +109,10 @@ impl Reader {
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let curl = self.child.id();
+                    panic!("the stream ended (curl pid {curl} exited) before {what}; saw {seen:?}");
+                }
             }
         }
         panic!("never saw {what}; saw {seen:?}");
@@ -134,6 +146,7 @@ fn start(env: &TestEnv) -> Daemon {
 
 #[test]
 fn committed_jobs_stream_with_increasing_ids_and_resume_from_the_last_one() {
+    let _one_at_a_time = serial();
     let env = TestEnv::new();
     let d = start(&env);
     let all = Reader::unix(&d.socket, "", &[]);
@@ -178,6 +191,7 @@ fn committed_jobs_stream_with_increasing_ids_and_resume_from_the_last_one() {
 
 #[test]
 fn a_job_filter_opens_with_the_job_as_it_is_and_shows_only_it_with_its_output() {
+    let _one_at_a_time = serial();
     let env = TestEnv::new();
     let d = start(&env);
     let done = d.submit(&spec("true"));
@@ -225,6 +239,7 @@ fn a_job_filter_opens_with_the_job_as_it_is_and_shows_only_it_with_its_output() 
 
 #[test]
 fn ids_keep_increasing_across_a_restart_and_an_old_resume_point_is_a_reset() {
+    let _one_at_a_time = serial();
     let env = TestEnv::new();
     let d = start(&env);
     let all = Reader::unix(&d.socket, "", &[]);
@@ -256,6 +271,7 @@ fn ids_keep_increasing_across_a_restart_and_an_old_resume_point_is_a_reset() {
 /// it gets `reset` and the stream ends.
 #[test]
 fn a_reader_that_falls_behind_is_reset_and_closed() {
+    let _one_at_a_time = serial();
     let env = TestEnv::new();
     let d = start(&env);
     let mut slow = UnixStream::connect(&d.socket).expect("connect");
@@ -308,6 +324,7 @@ fn a_reader_that_falls_behind_is_reset_and_closed() {
 
 #[test]
 fn on_tcp_the_stream_needs_the_token() {
+    let _one_at_a_time = serial();
     let env = TestEnv::new();
     let port = free_port();
     env.write_config(&format!(
@@ -336,6 +353,7 @@ fn on_tcp_the_stream_needs_the_token() {
 
 #[test]
 fn the_stream_ends_when_the_daemon_stops() {
+    let _one_at_a_time = serial();
     let env = TestEnv::new();
     let mut d = start(&env);
     let mut r = Reader::unix(&d.socket, "", &[]);
@@ -357,6 +375,7 @@ fn the_stream_ends_when_the_daemon_stops() {
 /// against `listen.max_connections`, and a closed one frees its slot.
 #[test]
 fn event_streams_count_against_max_connections() {
+    let _one_at_a_time = serial();
     let env = TestEnv::new();
     let port = free_port();
     env.write_config(&format!(
@@ -397,6 +416,7 @@ fn event_streams_count_against_max_connections() {
 /// must not exit 0 with a partial log.
 #[test]
 fn a_log_read_cut_by_a_delete_is_an_error() {
+    let _one_at_a_time = serial();
     let env = TestEnv::new();
     let d = start(&env);
     // Two steps with big logs: the reader is in the first when the job goes.
@@ -438,6 +458,7 @@ fn a_log_read_cut_by_a_delete_is_an_error() {
 /// `done` and are deleted at once; every waiter still learns `done`.
 #[test]
 fn waiters_learn_the_end_of_jobs_retention_removed() {
+    let _one_at_a_time = serial();
     let env = TestEnv::new();
     env.write_config(
         "[notify]\nbackend = \"none\"\n[jobs]\nmax_finished = 1\nmax_concurrent = 8\n",
@@ -479,6 +500,7 @@ fn waiters_learn_the_end_of_jobs_retention_removed() {
 
 #[test]
 fn waiting_clients_follow_the_stream_not_a_timer() {
+    let _one_at_a_time = serial();
     let env = TestEnv::new();
     let d = start(&env);
     let id = oj_id(&env.run(&[
