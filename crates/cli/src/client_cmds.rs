@@ -32,9 +32,6 @@ pub const STATES: [&str; 6] = [
     "interrupted",
 ];
 
-/// How often `daemon stop` looks again.
-const POLL: Duration = Duration::from_millis(100);
-
 /// A small single-threaded runtime: a client command does one thing at a time.
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_current_thread()
@@ -383,6 +380,9 @@ pub fn daemon_stop(opts: &LoadOptions, env: &Environment) -> Result<i32, Failure
             .pointer("/jobs/running")
             .and_then(Value::as_u64)
             .unwrap_or(0);
+        // Told, not asked: the event stream ends when the daemon's engine
+        // has stopped. Opened before the request, so that end is not missed.
+        let events = crate::events_client::EventStream::open(&client, "/v1/events").await;
         client
             .post_json("/v1/shutdown", &Value::Object(Default::default()))
             .await
@@ -416,32 +416,38 @@ pub fn daemon_stop(opts: &LoadOptions, env: &Environment) -> Result<i32, Failure
                 if running == 1 { "" } else { "s" }
             );
         }
-        // Poll with fresh connections until nothing answers any more.
         let mut last_running = running;
-        loop {
-            match client.get_json("/v1/status").await {
-                Ok(v) => {
-                    last_running = v
-                        .pointer("/jobs/running")
-                        .and_then(Value::as_u64)
-                        .unwrap_or(0);
+        if let Ok(mut events) = events {
+            let end = tokio::time::timeout(bound, async {
+                // Status events carry the running count while it drains.
+                while let Ok(ev) = events.next().await {
+                    if ev.kind == "status"
+                        && let Some(n) = ev.json().pointer("/jobs/running").and_then(Value::as_u64)
+                    {
+                        last_running = n;
+                    }
                 }
-                Err(ApiError::Status { .. }) => {}
-                Err(ApiError::Failure(_)) => break,
-            }
-            if started.elapsed() > bound {
+            })
+            .await;
+            if end.is_err() {
                 return Err(Failure::runtime(format!(
                     "the daemon at {addr} still answers {}s after the stop request \
                      ({last_running} job(s) running); check its log, or stop it with SIGTERM",
                     bound.as_secs()
                 )));
             }
-            tokio::time::sleep(POLL).await;
         }
         if let Some(pid) = local_pid {
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while process_alive(pid) && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+            let limit = Duration::from_secs(15);
+            match crate::events_client::process_exit(pid, limit).await {
+                Some(_) => {}
+                // No pidfd (Linux before 5.3): look every 20 ms.
+                None => {
+                    let deadline = Instant::now() + limit;
+                    while process_alive(pid) && Instant::now() < deadline {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
             }
             if process_alive(pid) {
                 return Err(Failure::runtime(format!(

@@ -7,22 +7,27 @@
 //! final line on stderr names the state. A job that waits in the queue says
 //! so ("queued, 3 ahead") instead of waiting silently, and a log stream that
 //! breaks midway is an error, never a partial log with exit 0.
+//!
+//! Nothing here polls: each waits on the daemon's event stream
+//! (`GET /v1/events?job=ID`, which opens with the job as it is now, so an
+//! end that came first is not missed) and the pushed log stream. A job that
+//! retention deleted right after it ended still reports its end state: the
+//! stream carries its last JSON with `"removed": true`.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::api_client::{ApiClient, ApiError};
 use crate::client_cmds::{emit, job_failure, path_segment, str_field};
+use crate::events_client::{EventStream, StreamEnd};
 use crate::exit::{self, Failure};
 use crate::table;
 use crate::term::Style;
 
-/// How often a wait looks again.
-const POLL: Duration = Duration::from_millis(100);
-/// How often a queued job's place in the queue is looked up.
-const QUEUE_POLL: Duration = Duration::from_millis(500);
+/// Job ids one event stream may filter on (the daemon's limit).
+const IDS_PER_STREAM: usize = 1000;
 /// The exit code of a wait that ran out of time (as timeout(1)).
 pub const TIMED_OUT: i32 = 124;
 
@@ -33,7 +38,22 @@ pub fn is_terminal(state: &str) -> bool {
 /// Streams the job's logs to stdout until it ends and returns the final
 /// job. A queued job first reports its place in the queue on stderr.
 pub async fn follow(client: &ApiClient, id: &str, style: Style) -> Result<Value, Failure> {
-    wait_while_queued(client, id, style).await?;
+    let ids = [id.to_string()];
+    let mut watch = JobWatch::open(client, &ids).await?;
+    let mut job = match &mut watch {
+        Some(w) => w.next_job().await?,
+        // An older daemon: its log stream alone waits for the end.
+        None => get_job(client, id).await?,
+    };
+    if let Some(w) = &mut watch
+        && str_field(&job, "state") == Some("queued")
+    {
+        job = wait_in_queue(client, w, job, style).await?;
+    }
+    if job.get("removed").and_then(Value::as_bool) == Some(true) {
+        // Deleted by retention right after it ended: its log is gone.
+        return Ok(job);
+    }
     let path = format!("/v1/jobs/{}/logs?follow=true", path_segment(id));
     match client.get_stream(&path).await {
         Ok(mut resp) => loop {
@@ -43,24 +63,122 @@ pub async fn follow(client: &ApiClient, id: &str, style: Style) -> Result<Value,
                 Err(e) => return Err(broken_stream(client, id, &e).await),
             }
         },
-        Err(ApiError::Status {
-            status: StatusCode::NOT_FOUND,
-            message,
-        }) => {
-            return Err(job_failure(
-                client,
-                id,
-                ApiError::Status {
-                    status: StatusCode::NOT_FOUND,
-                    message,
-                },
-            ));
-        }
-        // Logs are a nicety; the state is what the exit status reports.
+        // Deleted before its log was asked for (retention): the event
+        // stream still tells how it ended. Other refusals: logs are a
+        // nicety; the state is what the exit status reports.
         Err(ApiError::Status { .. }) => {}
         Err(e @ ApiError::Failure(_)) => return Err(e.into_failure(client)),
     }
-    wait_ended(client, id).await
+    let Some(watch) = &mut watch else {
+        return get_job(client, id).await;
+    };
+    while !str_field(&job, "state").is_some_and(is_terminal) {
+        job = watch.next_job().await?;
+    }
+    Ok(job)
+}
+
+/// The daemon's event stream about some jobs: each one as it is when the
+/// stream opens, then every change to them.
+struct JobWatch<'a> {
+    client: &'a ApiClient,
+    ids: &'a [String],
+    stream: EventStream,
+    /// The id of the last event read.
+    last_id: Option<u64>,
+}
+
+impl<'a> JobWatch<'a> {
+    /// `None` when the daemon has no event stream (an older one).
+    async fn open(
+        client: &'a ApiClient,
+        ids: &'a [String],
+    ) -> Result<Option<JobWatch<'a>>, Failure> {
+        let stream = match Self::connect(client, ids).await {
+            Ok(s) => s,
+            Err(f) if f.message.contains(crate::events_client::NO_STREAM) => return Ok(None),
+            Err(f) => return Err(f),
+        };
+        Ok(Some(JobWatch {
+            client,
+            ids,
+            stream,
+            last_id: None,
+        }))
+    }
+
+    async fn connect(client: &ApiClient, ids: &[String]) -> Result<EventStream, Failure> {
+        let query = ids
+            .iter()
+            .map(|id| format!("job={}", path_segment(id)))
+            .collect::<Vec<_>>()
+            .join("&");
+        match EventStream::open(client, &format!("/v1/events?{query}")).await {
+            Ok(s) => Ok(s),
+            Err(
+                e @ ApiError::Status {
+                    status: StatusCode::NOT_FOUND,
+                    ..
+                },
+            ) => {
+                // Name the id the daemon does not know.
+                for id in ids {
+                    get_job(client, id).await?;
+                }
+                Err(e.into_failure(client))
+            }
+            Err(e) => Err(waiting_failure(ids, e.into_failure(client))),
+        }
+    }
+
+    /// The next state of one of the jobs (the first ones are the states
+    /// when the stream opened).
+    async fn next_job(&mut self) -> Result<Value, Failure> {
+        loop {
+            match self.stream.next().await {
+                Ok(ev) if ev.kind == "job" => {
+                    self.last_id = ev.id.or(self.last_id);
+                    return Ok(ev.json());
+                }
+                // Fell behind: start again from the jobs as they are now.
+                Ok(ev) if ev.kind == "reset" => {
+                    self.stream = Self::connect(self.client, self.ids).await?
+                }
+                Ok(_) => {}
+                // The stream ends when the daemon's engine stops: the
+                // daemon is exiting before the job ended.
+                Err(StreamEnd::Closed) => {
+                    let f = Failure::new(
+                        exit::UNREACHABLE,
+                        format!("the daemon at {} stopped", self.client.endpoint().display()),
+                    );
+                    return Err(waiting_failure(self.ids, f));
+                }
+                // The connection broke: if the daemon still answers, carry
+                // on with a new stream.
+                Err(StreamEnd::Broken) => {
+                    self.stream = Self::connect(self.client, self.ids).await?
+                }
+            }
+        }
+    }
+}
+
+/// The daemon went away (or refused) while jobs were waited for.
+fn waiting_failure(ids: &[String], f: Failure) -> Failure {
+    match ids {
+        [id] if f.code == exit::UNREACHABLE => unreachable_while_waiting(id, f),
+        _ if f.code == exit::UNREACHABLE => Failure::new(
+            f.code,
+            format!(
+                "stopped waiting for {}: {}; once the daemon runs again, `oj job show ID` \
+                 tells how each job ended",
+                ids.join(", "),
+                f.message
+            ),
+        ),
+        _ => f,
+    }
 }
 
 /// A log stream that ended without its last chunk. If the daemon is gone,
@@ -83,22 +201,54 @@ pub async fn broken_stream(client: &ApiClient, id: &str, e: &reqwest::Error) -> 
     }
 }
 
-/// While the job is queued, prints `queued (n ahead)` on stderr whenever
-/// its place changes; returns once it left the queue.
-async fn wait_while_queued(client: &ApiClient, id: &str, style: Style) -> Result<(), Failure> {
-    let mut shown: Option<usize> = None;
-    loop {
-        let job = get_job(client, id).await?;
-        if str_field(&job, "state") != Some("queued") {
-            return Ok(());
+/// While the job is queued, says on stderr how many jobs are ahead of it,
+/// and again whenever that changes: one look at the queue, then every
+/// job's changes from the event stream (resumed right after the job's own
+/// first event, so nothing in between is missed).
+async fn wait_in_queue(
+    client: &ApiClient,
+    watch: &mut JobWatch<'_>,
+    mut job: Value,
+    style: Style,
+) -> Result<Value, Failure> {
+    let id = str_field(&job, "id").unwrap_or_default().to_string();
+    let mut ahead = jobs_ahead(client, &job).await;
+    let say = |n: usize| eprintln!("oj: {}", queued_line(&id, n, style));
+    say(ahead.len());
+    let all = match watch.last_id {
+        Some(n) => EventStream::open(client, &format!("/v1/events?after={n}"))
+            .await
+            .ok(),
+        None => None,
+    };
+    if let Some(mut all) = all {
+        while let Ok(ev) = all.next().await {
+            if ev.kind == "reset" {
+                break;
+            }
+            if ev.kind != "job" {
+                continue;
+            }
+            let v = ev.json();
+            let (Some(other), Some(state)) = (str_field(&v, "id"), str_field(&v, "state")) else {
+                continue;
+            };
+            if other == id {
+                let started = state != "queued";
+                job = v.clone();
+                if started {
+                    return Ok(job);
+                }
+            } else if state != "queued" && ahead.remove(other) {
+                say(ahead.len());
+            }
         }
-        let ahead = jobs_ahead(client, &job).await;
-        if shown != Some(ahead) {
-            eprintln!("oj: {}", queued_line(id, ahead, style));
-            shown = Some(ahead);
-        }
-        tokio::time::sleep(QUEUE_POLL).await;
     }
+    // Without the whole stream, the job's own events still tell its start.
+    while str_field(&job, "state") == Some("queued") {
+        job = watch.next_job().await?;
+    }
+    Ok(job)
 }
 
 /// `job X is queued (2 ahead); …`, or `… queued, next to start; …` when
@@ -115,17 +265,17 @@ fn queued_line(id: &str, ahead: usize, style: Style) -> String {
     )
 }
 
-/// How many queued jobs were submitted before `job` (they start first).
-/// A daemon that cannot list them counts as "0 ahead": the line is a hint.
-async fn jobs_ahead(client: &ApiClient, job: &Value) -> usize {
+/// The queued jobs submitted before `job` (they start first). A daemon
+/// that cannot list them counts as none ahead: the line is a hint.
+async fn jobs_ahead(client: &ApiClient, job: &Value) -> std::collections::HashSet<String> {
     let (Some(id), Some(created)) = (
         str_field(job, "id"),
         str_field(job, "created_at").and_then(table::parse_time),
     ) else {
-        return 0;
+        return Default::default();
     };
     let Ok(page) = client.get_json("/v1/jobs?status=queued&limit=1000").await else {
-        return 0;
+        return Default::default();
     };
     page.get("jobs")
         .and_then(Value::as_array)
@@ -137,9 +287,10 @@ async fn jobs_ahead(client: &ApiClient, job: &Value) -> usize {
                 })
                 // Submission order; the id breaks ties within a millisecond.
                 .filter(|&(t, other)| (t, other) < (created, id))
-                .count()
+                .map(|(_, other)| other.to_string())
+                .collect()
         })
-        .unwrap_or(0)
+        .unwrap_or_default()
 }
 
 async fn get_job(client: &ApiClient, id: &str) -> Result<Value, Failure> {
@@ -164,17 +315,6 @@ fn unreachable_while_waiting(id: &str, f: Failure) -> Failure {
             f.message
         ),
     )
-}
-
-/// Polls the job until it ended.
-async fn wait_ended(client: &ApiClient, id: &str) -> Result<Value, Failure> {
-    loop {
-        let job = get_job(client, id).await?;
-        if str_field(&job, "state").is_some_and(is_terminal) {
-            return Ok(job);
-        }
-        tokio::time::sleep(POLL).await;
-    }
 }
 
 /// The end of a follow: `done` prints its final line and exits 0; any other
@@ -253,22 +393,41 @@ pub async fn wait_all(
     timeout: Option<Duration>,
     style: Style,
 ) -> Result<i32, Failure> {
-    let deadline = timeout.map(|t| Instant::now() + t);
-    // Unknown ids are a mistake to report before any waiting.
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut unique: Vec<String> = Vec::new();
     for id in ids {
-        get_job(client, id).await?;
+        if !unique.contains(id) {
+            unique.push(id.clone());
+        }
     }
-    let mut pending: Vec<&String> = ids.iter().collect();
     let mut not_done: Vec<String> = Vec::new();
-    while !pending.is_empty() {
-        let mut still = Vec::new();
-        for id in pending {
-            let job = get_job(client, id).await?;
-            let state = str_field(&job, "state").unwrap_or("unknown");
-            if !is_terminal(state) {
-                still.push(id);
+    let mut left: Vec<&String> = unique.iter().collect();
+    for group in unique.chunks(IDS_PER_STREAM) {
+        let Some(mut watch) = JobWatch::open(client, group).await? else {
+            return Err(Failure::runtime(format!(
+                "cannot wait at {}: {}",
+                client.endpoint().display(),
+                crate::events_client::NO_STREAM
+            )));
+        };
+        let mut pending: Vec<&String> = group.iter().collect();
+        while !pending.is_empty() {
+            let next = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, watch.next_job()).await {
+                    Ok(next) => next,
+                    Err(_) => return Err(timed_out(timeout.unwrap_or_default(), &left)),
+                },
+                None => watch.next_job().await,
+            };
+            let job = next?;
+            let (Some(id), Some(state)) = (str_field(&job, "id"), str_field(&job, "state")) else {
+                continue;
+            };
+            if !is_terminal(state) || !pending.iter().any(|p| p.as_str() == id) {
                 continue;
             }
+            pending.retain(|p| p.as_str() != id);
+            left.retain(|p| p.as_str() != id);
             let (done, line) = final_line(id, &job, style);
             if !done && ids.len() == 1 {
                 // One job: its end line is the whole story, said once.
@@ -279,40 +438,36 @@ pub async fn wait_all(
                 not_done.push(format!("{id} {state}"));
             }
         }
-        pending = still;
-        if pending.is_empty() {
-            break;
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            let waiting = pending
-                .iter()
-                .map(|id| id.as_str())
-                .collect::<Vec<_>>()
-                .join(", ");
-            return Err(Failure::new(
-                TIMED_OUT,
-                format!(
-                    "timed out after {} waiting for {waiting}; the job{} keep{} running \
-                     (`oj job wait` again, or `oj job cancel ID`)",
-                    humantime::format_duration(timeout.unwrap_or_default()),
-                    if pending.len() == 1 { "" } else { "s" },
-                    if pending.len() == 1 { "s" } else { "" },
-                ),
-            ));
-        }
-        tokio::time::sleep(POLL).await;
     }
     if not_done.is_empty() {
-        Ok(exit::OK)
-    } else {
-        Err(Failure::runtime(format!(
-            "{} of {} job{} did not end done: {}",
-            not_done.len(),
-            ids.len(),
-            if ids.len() == 1 { "" } else { "s" },
-            not_done.join(", ")
-        )))
+        return Ok(exit::OK);
     }
+    Err(Failure::runtime(format!(
+        "{} of {} job{} did not end done: {}",
+        not_done.len(),
+        unique.len(),
+        if unique.len() == 1 { "" } else { "s" },
+        not_done.join(", ")
+    )))
+}
+
+/// `oj job wait --timeout` ran out: name what still runs (exit 124).
+fn timed_out(timeout: Duration, pending: &[&String]) -> Failure {
+    let waiting = pending
+        .iter()
+        .map(|id| id.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    Failure::new(
+        TIMED_OUT,
+        format!(
+            "timed out after {} waiting for {waiting}; the job{} keep{} running \
+             (`oj job wait` again, or `oj job cancel ID`)",
+            humantime::format_duration(timeout),
+            if pending.len() == 1 { "" } else { "s" },
+            if pending.len() == 1 { "s" } else { "" },
+        ),
+    )
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ mod api_client;
 mod cli;
 mod client_cmds;
 mod config_cmds;
+mod events_client;
 mod exit;
 mod follow;
 mod job_cleanup;

@@ -22,7 +22,9 @@ pub mod schedule;
 pub mod schedule_book;
 pub mod spec;
 pub mod state;
+pub mod step_end;
 pub mod template;
+pub mod topic;
 
 pub use cluster::{PodOverlay, SecretRef, WORKSPACE_MOUNT, Workspace};
 pub use events::Event;
@@ -41,4 +43,6 @@ pub use spec::{
     ResourceAmounts, SpecError, StepSpec,
 };
 pub use state::{ApplyError, JobCounts, State, Undo};
+pub use step_end::{AfterStep, after_step};
 pub use template::{MAX_FILLED_BYTES, MAX_MESSAGE_BYTES, RuntimeVars, TemplateError};
+pub use topic::Topic;

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -23,6 +23,7 @@ use oj_core::{JobId, JobSpec, JobView};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
+use crate::api_events::JobWaker;
 use crate::drain::ShutdownTrigger;
 use crate::engine::{CancelError, EngineHandle, SubmitError};
 
@@ -72,8 +73,13 @@ pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Resp
 
 /// The `/v1/*` router.
 pub fn router(shared: Shared) -> Router {
+    let for_status = shared.clone();
+    shared.engine.events().set_status_source(move || {
+        serde_json::to_vec(&status_json(&for_status)).unwrap_or_default()
+    });
     Router::new()
         .route("/v1/status", get(status))
+        .route("/v1/events", get(crate::api_events::events))
         .route("/v1/jobs", post(submit).get(crate::api_where::list))
         .route("/v1/jobs/prune", post(crate::api_retention::prune))
         .route(
@@ -136,9 +142,14 @@ async fn standby_gate(State(s): State<Shared>, req: Request, next: Next) -> Resp
 }
 
 async fn status(State(s): State<Shared>) -> Response {
-    let counts = s.engine.counts().await;
+    axum::Json(status_json(&s)).into_response()
+}
+
+/// The body of `GET /v1/status` (also the data of `event: status`).
+fn status_json(s: &Shared) -> serde_json::Value {
+    let counts = s.engine.counts_now();
     let info = &s.info;
-    axum::Json(json!({
+    json!({
         "version": info.version,
         "profile": info.profile,
         "instance": info.instance,
@@ -155,8 +166,7 @@ async fn status(State(s): State<Shared>) -> Response {
             s.config.as_ref().is_none_or(|c| c.running().config.jobs.kill_leftovers)
         ),
         "config": s.config.as_ref().map(crate::reload::ConfigStatus::status_json),
-    }))
-    .into_response()
+    })
 }
 
 async fn submit(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
@@ -322,9 +332,24 @@ async fn stream_logs(
     follow: bool,
     tx: mpsc::Sender<std::io::Result<Bytes>>,
 ) {
+    // Subscribed before the first look: no change after it is missed.
+    let mut waker = JobWaker::new(&engine, &logs_dir, &id);
     let mut step = 0usize;
     loop {
         let Some(job) = engine.progress(id.clone()).await else {
+            if sent_whole(&engine, &id, step) {
+                // Deleted after it ended and after its last step was sent
+                // (retention right at the end): the log is whole.
+                return;
+            }
+            // Deleted (`oj job rm`, retention) or the daemon stopped while
+            // its log was read: what was sent is not the whole log.
+            tracing::debug!(job_id = %id, "the job went away while its log was read; the response is cut off");
+            let _ = tx
+                .send(Err(std::io::Error::other(format!(
+                    "job {id} was deleted (or the daemon stopped) while its log was read"
+                ))))
+                .await;
             return;
         };
         let Some(st) = job.steps.get(step) else {
@@ -335,11 +360,12 @@ async fn stream_logs(
                 step += 1; // never ran
                 continue;
             }
-            if wait(&tx).await.is_err() {
+            if waker.wait(&tx).await.is_err() {
                 return;
             }
             continue;
         }
+        waker.arm();
         if tx
             .send(Ok(Bytes::from(step_header(&st.name))))
             .await
@@ -349,7 +375,7 @@ async fn stream_logs(
         }
         let path = log_path(&logs_dir, &id, &st.name);
         let until_end = follow && !st.state.is_terminal();
-        match send_file(&engine, &id, step, &path, until_end, &tx).await {
+        match send_file(&engine, &mut waker, &id, step, &path, until_end, &tx).await {
             Ok(()) => step += 1,
             Err(e) => {
                 tracing::warn!(job_id = %id, path = %path.display(), error = %e, "cannot read a step log; the response is cut off");
@@ -366,6 +392,7 @@ async fn stream_logs(
 /// is read before the last read, so that read held all of its output).
 async fn send_file(
     engine: &EngineHandle,
+    waker: &mut JobWaker,
     id: &JobId,
     step: usize,
     path: &Path,
@@ -381,7 +408,7 @@ async fn send_file(
                 if !until_end || step_ended(engine, id, step).await {
                     return Ok(());
                 }
-                wait(tx).await?;
+                waker.wait(tx).await?;
             }
             Err(e) => return Err(e),
         }
@@ -404,23 +431,26 @@ async fn send_file(
         }
         ended = step_ended(engine, id, step).await;
         if !ended {
-            wait(tx).await?;
+            waker.wait(tx).await?;
         }
     }
+}
+
+/// Whether a job that is gone had no step from `next` on that ever
+/// started (its last state, as published when it was deleted, says so).
+fn sent_whole(engine: &EngineHandle, id: &JobId, next: usize) -> bool {
+    let Some(frame) = engine.events().removed_job(id) else {
+        return false;
+    };
+    serde_json::from_slice::<oj_core::Job>(&frame.data).is_ok_and(|job| {
+        job.state.is_terminal() && job.steps.iter().skip(next).all(|s| s.started_at.is_none())
+    })
 }
 
 async fn step_ended(engine: &EngineHandle, id: &JobId, step: usize) -> bool {
     match engine.progress(id.clone()).await {
         Some(p) => p.steps.get(step).is_none_or(|s| s.state.is_terminal()),
         None => true,
-    }
-}
-
-/// Waits one poll interval, or fails when the client is gone.
-async fn wait(tx: &mpsc::Sender<std::io::Result<Bytes>>) -> std::io::Result<()> {
-    tokio::select! {
-        () = tokio::time::sleep(Duration::from_millis(100)) => Ok(()),
-        () = tx.closed() => Err(std::io::Error::other("the client went away")),
     }
 }
 
@@ -432,6 +462,7 @@ mod tests {
     use crate::runner::shell::ShellRunner;
     use crate::runner::{NoContainerRunner, Runners};
     use crate::storage::Storage;
+    use std::time::Duration;
     use tower::ServiceExt;
 
     fn shared(dir: &Path, leader: bool) -> (Shared, watch::Sender<bool>, watch::Sender<bool>) {

@@ -251,9 +251,15 @@ pub struct EngineHandle {
     active: watch::Receiver<Vec<ActiveStep>>,
     counts: watch::Receiver<JobCounts>,
     storage_error: watch::Receiver<Option<String>>,
+    events: Arc<crate::events::Hub>,
 }
 
 impl EngineHandle {
+    /// What the engine publishes after each commit (`GET /v1/events`).
+    pub fn events(&self) -> &Arc<crate::events::Hub> {
+        &self.events
+    }
+
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(make(tx)).ok()?;
@@ -295,6 +301,11 @@ impl EngineHandle {
     /// Jobs per state as of the last engine turn; never waits for the
     /// engine (so `/v1/status` answers while a big request is served).
     pub async fn counts(&self) -> JobCounts {
+        *self.counts.borrow()
+    }
+
+    /// [`EngineHandle::counts`] without awaiting.
+    pub fn counts_now(&self) -> JobCounts {
         *self.counts.borrow()
     }
 
@@ -445,6 +456,8 @@ pub struct Engine {
     /// The queues as the metrics last showed them.
     published_queues: Vec<QueueInfo>,
     sched: schedules::Scheduler,
+    /// Publishes each durable turn's changes (crate::events).
+    events: crate::events::Publisher,
 }
 
 impl Engine {
@@ -462,6 +475,8 @@ impl Engine {
         let (counts_tx, counts_rx) = watch::channel(state.counts());
         let (storage_error_tx, storage_error_rx) = watch::channel(None);
         let ids = IdGen::after(state.newest_id()).with_node(crate::identity::id_node());
+        let events = crate::events::Publisher::new(storage.next_seq() - 1);
+        let hub = events.hub();
         let engine = Engine {
             state,
             storage,
@@ -498,6 +513,7 @@ impl Engine {
             retry_ready: Vec::new(),
             published_queues: Vec::new(),
             sched: schedules::Scheduler::new(schedules::system_clock(), &Default::default()),
+            events,
         };
         (
             engine,
@@ -506,6 +522,7 @@ impl Engine {
                 active: active_rx,
                 counts: counts_rx,
                 storage_error: storage_error_rx,
+                events: hub,
             },
         )
     }
@@ -644,6 +661,7 @@ impl Engine {
         let leader = *self.leader.borrow_and_update();
         if leader != self.is_leader {
             self.is_leader = leader;
+            self.events.status_changed();
             if leader {
                 tracing::info!("leader: jobs may run");
             } else {
@@ -829,6 +847,7 @@ impl Engine {
             Command::Drain => {
                 if !self.draining {
                     self.draining = true;
+                    self.events.status_changed();
                     tracing::info!(
                         queued = self.state.counts().queued,
                         "draining: no new jobs start; queued jobs stay queued"
@@ -1045,42 +1064,20 @@ impl Engine {
             exit_code,
             reason: error.clone(),
         });
-        let steps_total = self.state.job(&id).map(|j| j.steps.len()).unwrap_or(0);
         self.effects.push(Effect::Forget(id.clone()));
-        let job_end = match step_state {
-            JobState::Done if cancelled => {
-                Some((JobState::Cancelled, Some("cancelled".to_string())))
+        // What comes next is a pure decision (oj_core::step_end).
+        let steps = self.state.job(&id).map_or(&[][..], |j| &j.steps[..]);
+        match oj_core::after_step(steps, step, step_state, error, cancelled, self.terminating) {
+            oj_core::AfterStep::StartNext(next) => self.start_step(&id, next),
+            oj_core::AfterStep::JobEnds { state, error } => {
+                tracing::info!(job_id = %id, state = %state, error = error.as_deref(), "job ended");
+                self.record(Event::JobFinished {
+                    id,
+                    at,
+                    state,
+                    error,
+                });
             }
-            JobState::Done if step + 1 < steps_total => {
-                if self.terminating {
-                    let next = self
-                        .state
-                        .job(&id)
-                        .map(|j| j.steps[step + 1].name.clone())
-                        .unwrap_or_default();
-                    Some((
-                        JobState::Interrupted,
-                        Some(format!(
-                            "the daemon shut down before step {next} could start"
-                        )),
-                    ))
-                } else {
-                    self.start_step(&id, step + 1);
-                    None
-                }
-            }
-            JobState::Done => Some((JobState::Done, None)),
-            JobState::Cancelled => Some((JobState::Cancelled, Some("cancelled".to_string()))),
-            other => Some((other, error)),
-        };
-        if let Some((state, error)) = job_end {
-            tracing::info!(job_id = %id, state = %state, error = error.as_deref(), "job ended");
-            self.record(Event::JobFinished {
-                id,
-                at,
-                state,
-                error,
-            });
         }
     }
 
@@ -1206,6 +1203,7 @@ impl Engine {
     /// Applies an event to the state (keeping its undo for this turn) and
     /// buffers it for the WAL; queues the notification it calls for.
     fn record(&mut self, event: Event) {
+        self.events.before(&event, &self.state);
         match self.state.apply_undoable(&event) {
             Ok(undo) => self.turn.undo.push(undo),
             Err(e) => {
@@ -1213,8 +1211,10 @@ impl Engine {
                 return;
             }
         }
+        let seq = self.storage.next_seq();
         self.storage.append(&event);
         self.note_for_dependents(&event);
+        self.events.staged(seq, &event);
         if matches!(event, Event::JobStarted { .. } | Event::JobFinished { .. }) {
             // Metrics count what is durable: after the commit.
             self.effects.push(Effect::Observe(event.clone()));
@@ -1325,9 +1325,14 @@ impl Engine {
                     self.perform(effect);
                 }
             }
-            Err(e) => self.undo_turn(e),
+            Err(e) => {
+                self.events.discard();
+                self.undo_turn(e);
+            }
         }
         self.publish();
+        self.events
+            .commit(&self.state, || self.storage.reserve_seq());
         if self.storage.wal_len() >= SNAPSHOT_EVERY && self.trouble.is_none() {
             match tokio::task::block_in_place(|| self.storage.snapshot(&self.state)) {
                 Ok(()) => tracing::debug!("snapshot written"),
@@ -1433,6 +1438,9 @@ impl Engine {
         }
         self.retry.extend(turn.internal);
         self.metrics.storage_errors.inc();
+        if self.trouble.is_none() {
+            self.events.status_changed();
+        }
         let trouble = self.trouble.get_or_insert_with(|| {
             tracing::error!(
                 error = %error,
@@ -1453,6 +1461,7 @@ impl Engine {
     /// A commit succeeded: end a storage episode, if one was going on.
     fn storage_works(&mut self) {
         if let Some(t) = self.trouble.take() {
+            self.events.status_changed();
             tracing::info!(failed_writes = t.failures, "the WAL can be written again");
             self.storage_error_tx.send_replace(None);
         }

@@ -319,6 +319,24 @@ impl Storage {
         }
     }
 
+    /// The sequence number the next appended event gets.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Takes a sequence number for something published outside the WAL
+    /// (a status change): the next record, commit or snapshot makes it
+    /// durable. Only between turns (nothing buffered), so a failed commit
+    /// rolls back exactly its own records.
+    pub fn reserve_seq(&mut self) -> u64 {
+        if self.buffered > 0 {
+            return self.next_seq.saturating_sub(1);
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
     /// Whether events wait in the buffer.
     pub fn has_pending(&self) -> bool {
         !self.buf.is_empty()
