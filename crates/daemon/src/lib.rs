@@ -24,6 +24,7 @@ pub mod ready;
 pub mod reload;
 pub mod runner;
 pub mod storage;
+pub mod ui;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -701,7 +702,7 @@ fn serve(
     stop_rx: &watch::Receiver<bool>,
     metrics: &Arc<metrics::Metrics>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let api = api::router(shared);
+    let api = ui::app(api::router(shared), cfg.ui.enabled);
     let max = cfg.listen.max_request_bytes;
     let mut servers = Vec::new();
     if let Some((l, _, _)) = bound.unix {
@@ -717,11 +718,18 @@ fn serve(
     }
     if let Some(l) = bound.tcp {
         let auth = listen::Auth::new(token.map(Secret::expose));
+        let router = if cfg.ui.enabled {
+            let port = l.local_addr().map(|a| a.port()).unwrap_or(0);
+            let gate = ui::Gate::new(auth, bound.tls.is_some(), port, &cfg.ui);
+            ui::wrap_tcp(listen::wrap(api.clone(), max, None), gate)
+        } else {
+            listen::wrap(api.clone(), max, Some(auth))
+        };
         servers.push(tokio::spawn(listen::serve_tcp(
             l,
             bound.tls.clone(),
             metrics::count_requests(
-                listen::wrap(api.clone(), max, Some(auth)),
+                router,
                 metrics.clone(),
                 "tcp",
             ),
