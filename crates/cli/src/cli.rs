@@ -68,6 +68,11 @@ pub enum Command {
     /// List, show, follow, wait for and cancel jobs
     #[command(subcommand)]
     Job(JobCommand),
+    /// Open the web UI of the daemon this client reaches, through a private
+    /// listener on 127.0.0.1 (for a daemon on its Unix socket, or a remote one)
+    #[command(after_help = "Examples:\n  oj ui\n  \
+                            oj ui --no-open    # print the one-time URL instead of opening a browser")]
+    Ui(UiArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     #[command(after_help = "Examples:\n  \
                             oj completions bash > ~/.local/share/bash-completion/completions/oj\n  \
@@ -80,6 +85,13 @@ pub enum Command {
     },
     /// Print the man page (roff) on stdout, e.g. `oj man | man -l -`
     Man,
+}
+
+#[derive(Debug, Args)]
+pub struct UiArgs {
+    /// Print the URL (with its one-time code) instead of opening a browser
+    #[arg(long)]
+    pub no_open: bool,
 }
 
 #[derive(Debug, Args)]

@@ -12,6 +12,7 @@ mod manual;
 mod runbooks;
 mod table;
 mod term;
+mod ui_cmd;
 
 use clap::Parser;
 
@@ -60,6 +61,7 @@ fn run(cli: Cli) -> Result<i32, Failure> {
         Command::Exec(args) => client_cmds::exec(args, &opts, &env),
         Command::Job(cmd) => client_cmds::job(cmd, &opts, &env),
         Command::Completions { shell } => manual::completions(shell),
+        Command::Ui(args) => ui_cmd::run(args, &opts, &env),
         Command::Man => manual::man(),
     }
 }
