@@ -94,7 +94,11 @@ fn assert_ui_headers(r: &Http, what: &str) {
         "{what}: CSP {csp:?}"
     );
     assert!(!csp.contains("unsafe-inline"), "{what}: {csp}");
-    assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{what}");
+    assert_eq!(
+        r.header("x-content-type-options"),
+        Some("nosniff"),
+        "{what}"
+    );
 }
 
 /// The `name=value` of a `Set-Cookie` header.
@@ -138,21 +142,34 @@ fn every_page_is_served_with_its_security_headers() {
     assert!(list.body.contains("&lt;img src=x onerror=alert(1)&gt;"));
     assert!(list.body.contains(&format!("href=\"/ui/jobs/{id}\"")));
     let job = unix(&env, &[], &format!("/ui/jobs/{id}"));
-    assert!(job.body.contains(&format!("oj job cancel {id}")), "the CLI equivalent is shown");
+    assert!(
+        job.body.contains(&format!("oj job cancel {id}")),
+        "the CLI equivalent is shown"
+    );
     assert!(job.body.contains(&format!("oj job rerun {id}")));
     let config = unix(&env, &[], "/ui/config");
     for key in ["ui.session_ttl", "jobs.max_concurrent", "notify.backend"] {
         assert!(config.body.contains(key), "config page lacks {key}");
     }
-    assert!(config.body.contains("file "), "the layer of notify.backend is shown");
+    assert!(
+        config.body.contains("file "),
+        "the layer of notify.backend is shown"
+    );
     let filtered = unix(&env, &[], "/ui/?status=failed");
     assert!(!filtered.body.contains(&id), "the state filter applies");
 
     let js = unix(&env, &[], "/ui/assets/app.js");
     assert_eq!(js.status, 200);
-    assert!(js.header("content-type").unwrap().starts_with("text/javascript"));
+    assert!(
+        js.header("content-type")
+            .unwrap()
+            .starts_with("text/javascript")
+    );
     assert!(js.body.contains("EventSource"));
-    assert!(!js.body.contains("innerHTML"), "the script writes text only");
+    assert!(
+        !js.body.contains("innerHTML"),
+        "the script writes text only"
+    );
     assert_ui_headers(&js, "app.js");
     let css = unix(&env, &[], "/ui/assets/style.css");
     assert!(css.header("content-type").unwrap().starts_with("text/css"));
@@ -167,7 +184,11 @@ fn every_page_is_served_with_its_security_headers() {
 fn on_tcp_a_session_cookie_replaces_the_token_and_changes_need_the_origin() {
     let env = TestEnv::new();
     let port = free_port();
-    tcp_config(&env, port, "[ui]\norigin = \"https://oj.example.com\"\nsession_ttl = \"1h\"\n");
+    tcp_config(
+        &env,
+        port,
+        "[ui]\norigin = \"https://oj.example.com\"\nsession_ttl = \"1h\"\n",
+    );
     let _d = env.start_daemon_on_tcp(port);
     let base = format!("http://127.0.0.1:{port}");
     let url = |p: &str| format!("{base}{p}");
@@ -180,7 +201,11 @@ fn on_tcp_a_session_cookie_replaces_the_token_and_changes_need_the_origin() {
     assert!(login.body.contains("id=\"login\""), "{}", login.body);
     assert_ui_headers(&login, "login page");
     assert_eq!(curl(&[], &url("/ui/config")).status, 401);
-    assert!(!curl(&[], &url("/ui/config")).body.contains("jobs.max_concurrent"));
+    assert!(
+        !curl(&[], &url("/ui/config"))
+            .body
+            .contains("jobs.max_concurrent")
+    );
     assert_eq!(curl(&[], &url("/v1/jobs")).status, 401);
     assert_eq!(curl(&["-X", "POST"], &url("/v1/session")).status, 401);
     let wrong = curl(
@@ -230,7 +255,10 @@ fn on_tcp_a_session_cookie_replaces_the_token_and_changes_need_the_origin() {
     assert_eq!(none.status, 403, "no Origin: {}", none.body);
     assert_eq!(none.json()["code"], "origin");
     assert_eq!(post(&["-H", "Origin: http://evil.example"]).status, 403);
-    assert_eq!(post(&["-H", &format!("Origin: http://127.0.0.1:{}", port + 1)]).status, 403);
+    assert_eq!(
+        post(&["-H", &format!("Origin: http://127.0.0.1:{}", port + 1)]).status,
+        403
+    );
     assert_eq!(post(&["-H", "Origin: null"]).status, 403);
     let same = post(&["-H", &format!("Origin: http://127.0.0.1:{port}")]);
     assert_eq!(same.status, 201, "{}", same.body);
@@ -238,15 +266,30 @@ fn on_tcp_a_session_cookie_replaces_the_token_and_changes_need_the_origin() {
     assert_eq!(proxied.status, 201, "ui.origin: {}", proxied.body);
     // The bearer token needs no Origin, as before.
     let with_token = curl(
-        &["-X", "POST", "-H", &bearer, "-H", "Content-Type: application/json", "--data-binary", spec],
+        &[
+            "-X",
+            "POST",
+            "-H",
+            &bearer,
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            spec,
+        ],
         &url("/v1/jobs"),
     );
     assert_eq!(with_token.status, 201);
 
     // Ending the session: the Origin rule holds there too, then the cookie is dead.
     let origin = format!("Origin: http://127.0.0.1:{port}");
-    assert_eq!(curl(&["-X", "DELETE", "-b", &cookie], &url("/v1/session")).status, 403);
-    let ended = curl(&["-X", "DELETE", "-b", &cookie, "-H", &origin], &url("/v1/session"));
+    assert_eq!(
+        curl(&["-X", "DELETE", "-b", &cookie], &url("/v1/session")).status,
+        403
+    );
+    let ended = curl(
+        &["-X", "DELETE", "-b", &cookie, "-H", &origin],
+        &url("/v1/session"),
+    );
     assert_eq!(ended.status, 204);
     assert!(ended.header("set-cookie").unwrap().contains("Max-Age=0"));
     assert_eq!(curl(&["-b", &cookie], &url("/v1/jobs")).status, 401);
@@ -261,11 +304,19 @@ fn the_session_lives_in_memory_only() {
     let mut d = env.start_daemon_on_tcp(port);
     let url = format!("http://127.0.0.1:{port}");
     let started = curl(
-        &["-X", "POST", "-H", &format!("Authorization: Bearer {TOKEN}")],
+        &[
+            "-X",
+            "POST",
+            "-H",
+            &format!("Authorization: Bearer {TOKEN}"),
+        ],
         &format!("{url}/v1/session"),
     );
     let cookie = cookie_pair(&started);
-    assert_eq!(curl(&["-b", &cookie], &format!("{url}/v1/status")).status, 200);
+    assert_eq!(
+        curl(&["-b", &cookie], &format!("{url}/v1/status")).status,
+        200
+    );
     d.sigterm();
     assert!(d.wait_exit(Duration::from_secs(20)).is_some());
     let _d = env.start_daemon_on_tcp(port);
@@ -286,8 +337,15 @@ fn with_the_ui_off_there_are_no_pages_and_no_sessions() {
     let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
     assert_eq!(curl(&["-H", &bearer], &url("/ui/")).status, 404);
     assert_eq!(curl(&["-H", &bearer], &url("/")).status, 404);
-    assert_eq!(curl(&["-X", "POST", "-H", &bearer], &url("/v1/session")).status, 404);
-    assert_eq!(curl(&[], &url("/ui/")).status, 401, "strangers still learn nothing");
+    assert_eq!(
+        curl(&["-X", "POST", "-H", &bearer], &url("/v1/session")).status,
+        404
+    );
+    assert_eq!(
+        curl(&[], &url("/ui/")).status,
+        401,
+        "strangers still learn nothing"
+    );
     assert_eq!(unix(&env, &[], "/ui/").status, 404);
 }
 
@@ -315,7 +373,10 @@ impl OjUi {
             .read_line(&mut line)
             .expect("read the URL");
         let url = line.trim().to_string();
-        assert!(url.starts_with("http://127.0.0.1:"), "oj ui printed {url:?}");
+        assert!(
+            url.starts_with("http://127.0.0.1:"),
+            "oj ui printed {url:?}"
+        );
         let base = url.split("/ui/").next().unwrap().to_string();
         OjUi { child, url, base }
     }
@@ -416,7 +477,11 @@ fn oj_ui_opens_the_browser_through_a_private_file() {
     std::fs::write(&opener, script).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&opener, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     env.set_var("PATH", &path);
     let mut child = env
         .oj()
@@ -438,7 +503,10 @@ fn oj_ui_opens_the_browser_through_a_private_file() {
         arg.starts_with(env.path().join("runtime").to_str().unwrap()),
         "the file is in $XDG_RUNTIME_DIR: {arg}"
     );
-    assert!(!arg.contains("code="), "the code is not on a command line: {arg}");
+    assert!(
+        !arg.contains("code="),
+        "the code is not on a command line: {arg}"
+    );
     assert_eq!(lines.next(), Some("600"), "the redirect file is 0600");
     let _ = child.kill();
     let _ = child.wait();
@@ -448,12 +516,7 @@ fn oj_ui_opens_the_browser_through_a_private_file() {
 
 /// Chromium and its driver, or why the browser test cannot run.
 fn browser_binaries() -> Result<(PathBuf, PathBuf), String> {
-    let find = |names: &[&str]| {
-        names
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.is_file())
-    };
+    let find = |names: &[&str]| names.iter().map(PathBuf::from).find(|p| p.is_file());
     let driver = find(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"])
         .ok_or("chromedriver is not installed (Debian: apt-get install chromium-driver)")?;
     let browser = find(&["/usr/lib/chromium/chromium", "/usr/bin/chromium"])
@@ -573,7 +636,16 @@ async fn shot(c: &fantoccini::Client, name: &str) {
 /// Whether this build serves `GET /v1/events` (the live part needs it).
 fn events_available(env: &TestEnv) -> bool {
     let out = Command::new("curl")
-        .args(["-s", "-m", "2", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket"])
+        .args([
+            "-s",
+            "-m",
+            "2",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--unix-socket",
+        ])
         .arg(env.socket())
         .arg("http://localhost/v1/events")
         .output()
@@ -597,7 +669,8 @@ async fn the_ui_in_a_real_browser() {
     tcp_config(&env, port, "[jobs]\nmax_concurrent = 8\n");
     let d: Daemon = env.start_daemon_on_tcp(port);
     let base = format!("http://127.0.0.1:{port}");
-    let evil = d.submit(&json!({"name": EVIL, "steps": [{"name": "a", "run": "echo '<b>not bold</b>'"}]}));
+    let evil =
+        d.submit(&json!({"name": EVIL, "steps": [{"name": "a", "run": "echo '<b>not bold</b>'"}]}));
     d.wait_job(&evil, &["done"], Duration::from_secs(20));
     let live_events = events_available(&env);
 
@@ -607,8 +680,18 @@ async fn the_ui_in_a_real_browser() {
     // Sign in once with the token.
     c.goto(&format!("{base}/ui/")).await.unwrap();
     shot(&c, "login").await;
-    c.find(Css("#token")).await.unwrap().send_keys(TOKEN).await.unwrap();
-    c.find(Css("#login button[type=submit]")).await.unwrap().click().await.unwrap();
+    c.find(Css("#token"))
+        .await
+        .unwrap()
+        .send_keys(TOKEN)
+        .await
+        .unwrap();
+    c.find(Css("#login button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     eventually("the jobs page after signing in", 20, || async {
         c.find(Css("table#jobs")).await.is_ok()
     })
@@ -617,7 +700,10 @@ async fn the_ui_in_a_real_browser() {
     // The evil name is text: the cell says it, no <img> exists, no alert.
     let row = format!("tr[data-id='{evil}'] [data-f=name]");
     assert_eq!(text_of(&c, &row).await, EVIL);
-    assert!(c.find_all(Css("img")).await.unwrap().is_empty(), "an <img> was made");
+    assert!(
+        c.find_all(Css("img")).await.unwrap().is_empty(),
+        "an <img> was made"
+    );
     assert!(c.get_alert_text().await.is_err(), "an alert is open");
     assert_eq!(text_of(&c, "#h-role").await, "leader");
     shot(&c, "jobs").await;
@@ -629,9 +715,13 @@ async fn the_ui_in_a_real_browser() {
             text_of(&c, "#live").await == "live"
         })
         .await;
-        let id = d.submit(&json!({"name": "appears-live", "steps": [{"name": "a", "run": "sleep 1"}]}));
+        let id =
+            d.submit(&json!({"name": "appears-live", "steps": [{"name": "a", "run": "sleep 1"}]}));
         let cell = format!("tr[data-id='{id}'] [data-f=state]");
-        eventually("the new job's row", 20, || async { !text_of(&c, &cell).await.is_empty() }).await;
+        eventually("the new job's row", 20, || async {
+            !text_of(&c, &cell).await.is_empty()
+        })
+        .await;
         eventually("the new job done on the page", 30, || async {
             text_of(&c, &cell).await == "done"
         })
@@ -648,21 +738,33 @@ async fn the_ui_in_a_real_browser() {
     let logged = d.submit(&json!({"name": "talks", "steps": [{"name": "say",
         "run": "for i in 1 2 3; do echo line-$i; sleep 1; done; echo '<i>markup</i>'"}]}));
     c.goto(&format!("{base}/ui/jobs/{logged}")).await.unwrap();
-    eventually("line-1 in the log", 20, || async { text_of(&c, "#log").await.contains("line-1") }).await;
+    eventually("line-1 in the log", 20, || async {
+        text_of(&c, "#log").await.contains("line-1")
+    })
+    .await;
     eventually("the rest of the log", 30, || async {
         text_of(&c, "#log").await.contains("<i>markup</i>")
     })
     .await;
-    assert!(c.find_all(Css("#log i")).await.unwrap().is_empty(), "log bytes became markup");
+    assert!(
+        c.find_all(Css("#log i")).await.unwrap().is_empty(),
+        "log bytes became markup"
+    );
     shot(&c, "job").await;
 
     // Cancel from the job page.
-    let sleeper = d.submit(&json!({"name": "sleeper", "steps": [{"name": "a", "run": "sleep 60"}]}));
+    let sleeper =
+        d.submit(&json!({"name": "sleeper", "steps": [{"name": "a", "run": "sleep 60"}]}));
     d.wait_job(&sleeper, &["running"], Duration::from_secs(20));
     c.goto(&format!("{base}/ui/jobs/{sleeper}")).await.unwrap();
     let cmd = text_of(&c, "[data-action-box=cancel] code").await;
     assert_eq!(cmd, format!("oj job cancel {sleeper}"));
-    c.find(Css("[data-action-box=cancel] button")).await.unwrap().click().await.unwrap();
+    c.find(Css("[data-action-box=cancel] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     d.wait_job(&sleeper, &["cancelled"], Duration::from_secs(20));
     eventually("the notice after cancel", 10, || async {
         text_of(&c, "#notice").await.contains("Cancel")
@@ -695,14 +797,29 @@ async fn the_ui_in_a_real_browser() {
     // Narrow and dark.
     let narrow = driver.session(400, true).await;
     narrow.goto(&format!("{base}/ui/")).await.unwrap();
-    narrow.find(Css("#token")).await.unwrap().send_keys(TOKEN).await.unwrap();
-    narrow.find(Css("#login button[type=submit]")).await.unwrap().click().await.unwrap();
+    narrow
+        .find(Css("#token"))
+        .await
+        .unwrap()
+        .send_keys(TOKEN)
+        .await
+        .unwrap();
+    narrow
+        .find(Css("#login button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     eventually("the jobs page, narrow", 20, || async {
         narrow.find(Css("table#jobs")).await.is_ok()
     })
     .await;
     shot(&narrow, "jobs-narrow-dark").await;
-    narrow.goto(&format!("{base}/ui/jobs/{logged}")).await.unwrap();
+    narrow
+        .goto(&format!("{base}/ui/jobs/{logged}"))
+        .await
+        .unwrap();
     eventually("the log, narrow", 20, || async {
         text_of(&narrow, "#log").await.contains("line-3")
     })
@@ -724,7 +841,8 @@ async fn oj_ui_in_a_real_browser() {
     let env = TestEnv::new();
     env.write_config("[notify]\nbackend = \"none\"\n");
     let d = env.start_daemon(&[]);
-    let id = d.submit(&json!({"name": "from-the-socket", "steps": [{"name": "a", "run": "echo hi"}]}));
+    let id =
+        d.submit(&json!({"name": "from-the-socket", "steps": [{"name": "a", "run": "echo hi"}]}));
     d.wait_job(&id, &["done"], Duration::from_secs(20));
     let ui = OjUi::start(&env, &["--no-open"]);
     let driver = Driver::start(browser, &driver);
@@ -737,7 +855,10 @@ async fn oj_ui_in_a_real_browser() {
     let cell = format!("tr[data-id='{id}'] [data-f=name]");
     assert_eq!(text_of(&c, &cell).await, "from-the-socket");
     c.goto(&format!("{}/ui/jobs/{id}", ui.base)).await.unwrap();
-    eventually("the log through oj ui", 20, || async { text_of(&c, "#log").await.contains("hi") }).await;
+    eventually("the log through oj ui", 20, || async {
+        text_of(&c, "#log").await.contains("hi")
+    })
+    .await;
     c.close().await.unwrap();
     assert_eq!(ui.interrupt(), Some(0));
 }

@@ -33,11 +33,8 @@ const CODE_TTL: Duration = Duration::from_secs(60);
 /// Largest request body forwarded (the daemon's own default limit).
 const MAX_BODY: usize = 1 << 20;
 /// Request headers passed on to the daemon.
-const FORWARD_REQUEST: &[header::HeaderName] = &[
-    header::CONTENT_TYPE,
-    header::ACCEPT,
-    header::IF_NONE_MATCH,
-];
+const FORWARD_REQUEST: &[header::HeaderName] =
+    &[header::CONTENT_TYPE, header::ACCEPT, header::IF_NONE_MATCH];
 /// Response headers passed back to the browser.
 const FORWARD_RESPONSE: &[header::HeaderName] = &[
     header::CONTENT_TYPE,
@@ -63,11 +60,15 @@ struct Proxy {
 
 impl Proxy {
     fn forget_redirect(&self) {
-        if let Some(path) = self.redirect.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(path) = self
+            .redirect
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
             let _ = std::fs::remove_file(path);
         }
     }
-
 }
 
 /// The unredeemed code and when it was drawn; `None` once used.
@@ -78,7 +79,9 @@ impl OneTimeCode {
     fn redeem(&self, given: &str, now: Instant) -> bool {
         let mut code = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let ok = match &*code {
-            Some((c, at)) => now.duration_since(*at) < CODE_TTL && same(c.as_bytes(), given.as_bytes()),
+            Some((c, at)) => {
+                now.duration_since(*at) < CODE_TTL && same(c.as_bytes(), given.as_bytes())
+            }
             None => false,
         };
         if ok {
@@ -214,14 +217,17 @@ fn write_redirect(runtime_dir: Option<&Path>, url: &str) -> Result<PathBuf, Fail
                 path.display()
             ))
         })?;
-    f.write_all(html.as_bytes()).map_err(|e| {
-        Failure::runtime(format!("cannot write {}: {e}", path.display()))
-    })?;
+    f.write_all(html.as_bytes())
+        .map_err(|e| Failure::runtime(format!("cannot write {}: {e}", path.display())))?;
     Ok(path)
 }
 
 fn open_browser(file: &Path) -> std::io::Result<()> {
-    let opener = if cfg!(target_os = "macos") { "open" } else { "xdg-open" };
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
     let status = std::process::Command::new(opener)
         .arg(file)
         .stdin(std::process::Stdio::null())
@@ -232,7 +238,9 @@ fn open_browser(file: &Path) -> std::io::Result<()> {
     if status.success() {
         Ok(())
     } else {
-        Err(std::io::Error::other(format!("{opener} exited with {status}")))
+        Err(std::io::Error::other(format!(
+            "{opener} exited with {status}"
+        )))
     }
 }
 
@@ -281,7 +289,10 @@ async fn handle(State(p): State<Arc<Proxy>>, req: Request) -> Response {
         );
     };
     if !session::is_safe(req.method()) {
-        let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok());
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok());
         if !session::origin_allowed(origin, Some(&p.origin), false, None) {
             return oj_daemon::api::error(
                 StatusCode::FORBIDDEN,
@@ -409,9 +420,12 @@ async fn forward(p: &Proxy, req: Request) -> Response {
             r = r.header(name, v);
         }
     }
-    let stream = resp.bytes_stream().map(|c| c.map_err(std::io::Error::other));
-    r.body(Body::from_stream(stream))
-        .unwrap_or_else(|e| oj_daemon::api::error(StatusCode::BAD_GATEWAY, "internal", e.to_string()))
+    let stream = resp
+        .bytes_stream()
+        .map(|c| c.map_err(std::io::Error::other));
+    r.body(Body::from_stream(stream)).unwrap_or_else(|e| {
+        oj_daemon::api::error(StatusCode::BAD_GATEWAY, "internal", e.to_string())
+    })
 }
 
 #[cfg(test)]

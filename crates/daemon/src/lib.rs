@@ -728,11 +728,7 @@ fn serve(
         servers.push(tokio::spawn(listen::serve_tcp(
             l,
             bound.tls.clone(),
-            metrics::count_requests(
-                router,
-                metrics.clone(),
-                "tcp",
-            ),
+            metrics::count_requests(router, metrics.clone(), "tcp"),
             tcp_limits(&cfg.listen),
             "tcp",
             stop_rx.clone(),

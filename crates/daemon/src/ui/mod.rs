@@ -28,7 +28,8 @@ pub use session::{Access, Gate};
 
 /// Every UI response's policy: nothing from another origin, no inline
 /// script or style, never inside a frame.
-pub const CSP: &str = "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+pub const CSP: &str =
+    "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// Largest API answer a page reads (a page of jobs is about 1 MB at most).
 const MAX_API_BODY: usize = 8 << 20;
@@ -54,8 +55,14 @@ pub fn app(api: Router, enabled: bool) -> Router {
         .route("/ui/queues", get(queues_page))
         .route("/ui/schedules", get(schedules_page))
         .route("/ui/config", get(config_page))
-        .route("/ui/assets/app.js", get(|| asset(APP_JS, "text/javascript; charset=utf-8")))
-        .route("/ui/assets/style.css", get(|| asset(STYLE_CSS, "text/css; charset=utf-8")))
+        .route(
+            "/ui/assets/app.js",
+            get(|| asset(APP_JS, "text/javascript; charset=utf-8")),
+        )
+        .route(
+            "/ui/assets/style.css",
+            get(|| asset(STYLE_CSS, "text/css; charset=utf-8")),
+        )
         .route("/ui/{*rest}", get(missing_page))
         .layer(middleware::map_response(security_headers))
         .with_state(Ui { api: api.clone() });
@@ -150,8 +157,7 @@ async fn chrome(ui: &Ui, access: Option<&Access>) -> pages::Chrome {
 
 /// `None` = go on; `Some(login page)` for a stranger on TCP.
 fn login_needed(access: Option<&Access>) -> Option<Response> {
-    (access == Some(&Access::Anonymous))
-        .then(|| html(StatusCode::UNAUTHORIZED, pages::login()))
+    (access == Some(&Access::Anonymous)).then(|| html(StatusCode::UNAUTHORIZED, pages::login()))
 }
 
 fn html(status: StatusCode, markup: maud::Markup) -> Response {
@@ -167,7 +173,9 @@ fn html(status: StatusCode, markup: maud::Markup) -> Response {
 }
 
 /// Query keys the jobs page passes on to `GET /v1/jobs`.
-const JOB_FILTERS: &[&str] = &["status", "queue", "label", "name", "since", "after", "limit"];
+const JOB_FILTERS: &[&str] = &[
+    "status", "queue", "label", "name", "since", "after", "limit",
+];
 
 /// The jobs page's query, kept to the filters, empty values dropped.
 fn job_query(raw: Option<&str>) -> Vec<(String, String)> {
@@ -235,10 +243,7 @@ async fn queues_page(State(ui): State<Ui>, access: Option<axum::Extension<Access
     html(StatusCode::OK, pages::queues(&chrome, &queues))
 }
 
-async fn schedules_page(
-    State(ui): State<Ui>,
-    access: Option<axum::Extension<Access>>,
-) -> Response {
+async fn schedules_page(State(ui): State<Ui>, access: Option<axum::Extension<Access>>) -> Response {
     let access = access.map(|a| a.0);
     if let Some(r) = login_needed(access.as_ref()) {
         return r;

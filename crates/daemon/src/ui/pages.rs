@@ -194,7 +194,15 @@ pub fn jobs(chrome: &Chrome, query: &[(String, String)], jobs: &Fetched) -> Mark
         .map(|(_, v)| v.as_str())
         .collect();
     let first_page = q("after").is_empty();
-    let states = ["", "queued", "running", "done", "failed", "cancelled", "interrupted"];
+    let states = [
+        "",
+        "queued",
+        "running",
+        "done",
+        "failed",
+        "cancelled",
+        "interrupted",
+    ];
     let empty = Vec::new();
     let (list, next) = match jobs {
         Fetched::Ok(v) => (
@@ -554,7 +562,9 @@ mod tests {
 
     fn chrome() -> Chrome {
         Chrome {
-            status: Some(json!({"version": "1", "profile": "desktop", "instance": "<b>i</b>", "leader": true, "draining": false})),
+            status: Some(
+                json!({"version": "1", "profile": "desktop", "instance": "<b>i</b>", "leader": true, "draining": false}),
+            ),
             session: false,
         }
     }
@@ -570,21 +580,35 @@ mod tests {
         let page = super::job(&chrome(), "j1", &Fetched::Ok(job.clone())).into_string();
         assert!(!page.contains("<img"), "{page}");
         assert!(page.contains("&lt;img src=x onerror=alert(1)&gt;"));
-        assert!(page.contains("&lt;b&gt;i&lt;/b&gt;"), "the header escapes too");
-        let list = super::jobs(&chrome(), &[], &Fetched::Ok(json!({"jobs": [job], "next": null})))
-            .into_string();
+        assert!(
+            page.contains("&lt;b&gt;i&lt;/b&gt;"),
+            "the header escapes too"
+        );
+        let list = super::jobs(
+            &chrome(),
+            &[],
+            &Fetched::Ok(json!({"jobs": [job], "next": null})),
+        )
+        .into_string();
         assert!(!list.contains("<img"));
         assert!(list.contains("2026-12-07 17:01:02"));
     }
 
     #[test]
     fn no_inline_script_or_style() {
-        let page = super::jobs(&chrome(), &[], &Fetched::Ok(json!({"jobs": [], "next": null})))
-            .into_string();
+        let page = super::jobs(
+            &chrome(),
+            &[],
+            &Fetched::Ok(json!({"jobs": [], "next": null})),
+        )
+        .into_string();
         assert!(page.contains(r#"<script src="/ui/assets/app.js" defer></script>"#));
         assert_eq!(page.matches("<script").count(), 1);
         assert!(!page.contains("style="));
-        assert!(!page.contains("onclick") && !page.contains("onload"), "no inline handlers");
+        assert!(
+            !page.contains("onclick") && !page.contains("onload"),
+            "no inline handlers"
+        );
     }
 
     #[test]

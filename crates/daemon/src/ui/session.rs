@@ -356,7 +356,13 @@ mod tests {
         assert_eq!(cookie_name(true, 7777), "__Host-oj_session");
         assert_eq!(cookie_name(false, 7777), "oj_session_7777");
         let c = set_cookie("__Host-oj_session", "ab", true, Duration::from_secs(60));
-        for part in ["HttpOnly", "SameSite=Strict", "Path=/", "Secure", "Max-Age=60"] {
+        for part in [
+            "HttpOnly",
+            "SameSite=Strict",
+            "Path=/",
+            "Secure",
+            "Max-Age=60",
+        ] {
             assert!(c.contains(part), "{c}");
         }
         assert!(!set_cookie("x", "ab", false, Duration::from_secs(1)).contains("Secure"));
@@ -365,7 +371,10 @@ mod tests {
     #[test]
     fn the_cookie_is_found_among_others() {
         let mut h = HeaderMap::new();
-        h.append(header::COOKIE, HeaderValue::from_static("a=1; oj_session_80=xyz"));
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; oj_session_80=xyz"),
+        );
         h.append(header::COOKIE, HeaderValue::from_static("b=2"));
         assert_eq!(cookie_value(&h, "oj_session_80"), Some("xyz"));
         assert_eq!(cookie_value(&h, "b"), Some("2"));
@@ -377,8 +386,18 @@ mod tests {
     fn origin_must_match_host_or_the_configured_origin() {
         let ok = |o, h, tls, conf| origin_allowed(Some(o), Some(h), tls, conf);
         assert!(ok("http://127.0.0.1:7777", "127.0.0.1:7777", false, None));
-        assert!(ok("https://oj.example.com", "oj.example.com:443", true, None));
-        assert!(ok("https://OJ.example.com:443", "oj.example.com", true, None));
+        assert!(ok(
+            "https://oj.example.com",
+            "oj.example.com:443",
+            true,
+            None
+        ));
+        assert!(ok(
+            "https://OJ.example.com:443",
+            "oj.example.com",
+            true,
+            None
+        ));
         assert!(ok("http://[::1]:8080", "[::1]:8080", false, None));
         assert!(!ok("http://127.0.0.1:7778", "127.0.0.1:7777", false, None));
         assert!(!ok("http://evil.example", "127.0.0.1:7777", false, None));
