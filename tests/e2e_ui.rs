@@ -862,3 +862,71 @@ async fn oj_ui_in_a_real_browser() {
     c.close().await.unwrap();
     assert_eq!(ui.interrupt(), Some(0));
 }
+
+#[test]
+fn under_tls_the_cookie_is_host_prefixed_and_secure() {
+    let env = TestEnv::new();
+    let port = free_port();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let cert_path = env.write("pki/tls.crt", &cert.pem());
+    let key_path = env.write("pki/tls.key", &key.serialize_pem());
+    tcp_config(
+        &env,
+        port,
+        &format!(
+            "[tls]\nenabled = true\ncert = \"{}\"\nkey = \"{}\"\n",
+            cert_path.display(),
+            key_path.display()
+        ),
+    );
+    let _d = env.start_daemon_on_tcp(port);
+    let url = |p: &str| format!("https://127.0.0.1:{port}{p}");
+    let started = curl(
+        &[
+            "-k",
+            "-X",
+            "POST",
+            "-H",
+            &format!("Authorization: Bearer {TOKEN}"),
+        ],
+        &url("/v1/session"),
+    );
+    assert_eq!(started.status, 201, "{}", started.body);
+    let set = started.header("set-cookie").unwrap().to_string();
+    assert!(set.starts_with("__Host-oj_session="), "{set}");
+    for part in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(part), "{set} lacks {part}");
+    }
+    assert!(!set.contains("Domain"), "{set}");
+    let cookie = cookie_pair(&started);
+    assert_eq!(curl(&["-k", "-b", &cookie], &url("/ui/")).status, 200);
+    let spec = r#"{"name":"x","steps":[{"name":"a","run":"true"}]}"#;
+    let post = |origin: &str| {
+        curl(
+            &[
+                "-k",
+                "-X",
+                "POST",
+                "-b",
+                &cookie,
+                "-H",
+                &format!("Origin: {origin}"),
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                spec,
+            ],
+            &url("/v1/jobs"),
+        )
+    };
+    assert_eq!(
+        post(&format!("http://127.0.0.1:{port}")).status,
+        403,
+        "the scheme counts"
+    );
+    assert_eq!(post(&format!("https://127.0.0.1:{port}")).status, 201);
+}
