@@ -1,11 +1,21 @@
 //! End to end: every command in README.md and docs/*.md is run, as
-//! written, against the real `oj` binary in a clean `HOME`.
+//! written, against the real `oj` binary in a clean `HOME`, and what it
+//! prints is compared with the sample output the doc shows.
 //!
 //! The rules the docs follow (this test enforces them):
 //! * Commands are in ```` ```console ```` blocks, one per `$ ` line; lines
 //!   that follow (and do not continue the command with `\` or a heredoc) are
-//!   sample output and are not compared. A `sh`/`bash`/`shell` block is an
-//!   error: every command block is either run or says why not.
+//!   its sample output, up to the next `$ ` line. A `sh`/`bash`/`shell` block
+//!   is an error: every command block is either run or says why not.
+//! * Sample output is compared with what the command printed (stdout and
+//!   stderr as one stream, in order) the trycmd/snapbox way: `[..]` in a
+//!   line matches any text within that line (ids, times, durations), a line
+//!   that is only `...` matches any number of whole lines, trailing blanks
+//!   are ignored, so is the width of a gap between words (table columns
+//!   may be wider or narrower), and the sandbox's home directory is shown as
+//!   `/home/alice` (its work dir is `/home/alice/project`). A command with
+//!   no sample lines under it is not compared, so a block shows only the
+//!   output worth showing.
 //! * ```` ```console not-run ```` marks a block that cannot run here (a
 //!   cluster, a remote daemon, a package manager); the prose around it says
 //!   why. The test lists them.
@@ -13,8 +23,10 @@
 //!   started in the background, as the README's set-up command leaves one
 //!   running in another terminal.
 //! * A command that is exactly `oj daemon` (flags allowed) is that "other
-//!   terminal": it is started in the background and waited for until
-//!   `oj status` answers; the doc stops it with `oj daemon stop`.
+//!   terminal": it is started in the background on a pseudo-terminal and
+//!   waited for until `oj status` answers; its sample output (the warnings
+//!   and the ready line it prints on a terminal) is compared with what it
+//!   printed by then. The doc stops it with `oj daemon stop`.
 //! * A command expected to fail says so at the end of its line:
 //!   `$ oj config check   # → exit 78`. Any other non-zero exit fails the test.
 //!
@@ -74,18 +86,21 @@ fn blocks(file: &str, markdown: &str) -> Vec<Block> {
     out
 }
 
-/// One command of a console block, with the exit status it expects.
+/// One command of a console block, with the exit status it expects and
+/// the sample output shown under it.
 #[derive(Debug, Clone)]
 struct Cmd {
     text: String,
     expect: i32,
+    /// The lines under the command up to the next `$ ` line (may be empty).
+    output: String,
 }
 
 /// The `$ ` commands of a console block, with their continuation lines
-/// (`\` at the end, heredoc bodies).
+/// (`\` at the end, heredoc bodies) and the sample output under each.
 fn commands(block: &str) -> Vec<Cmd> {
     let mut out: Vec<Cmd> = Vec::new();
-    let mut lines = block.lines();
+    let mut lines = block.lines().peekable();
     while let Some(line) = lines.next() {
         let Some(first) = line.strip_prefix("$ ") else {
             continue;
@@ -114,7 +129,16 @@ fn commands(block: &str) -> Vec<Cmd> {
             .nth(1)
             .and_then(|n| n.trim().parse().ok())
             .unwrap_or(0);
-        out.push(Cmd { text, expect });
+        let mut output = String::new();
+        while let Some(l) = lines.next_if(|l| !l.starts_with("$ ")) {
+            output.push_str(l);
+            output.push('\n');
+        }
+        out.push(Cmd {
+            text,
+            expect,
+            output,
+        });
     }
     out
 }
@@ -176,7 +200,7 @@ impl Sandbox {
             .prefix("oj-docs-")
             .tempdir()
             .expect("tempdir");
-        for sub in ["home", "work", "bin"] {
+        for sub in ["home/project", "bin"] {
             fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
         }
         let bin = dir.path().join("bin");
@@ -201,7 +225,7 @@ impl Sandbox {
             .env("HOME", p.join("home"))
             .env("USER", "docs")
             .env("TERM", "dumb")
-            .current_dir(p.join("work"))
+            .current_dir(p.join("home/project"))
             .stdin(Stdio::null());
         cmd
     }
@@ -215,28 +239,63 @@ impl Sandbox {
             .is_ok_and(|s| s.success())
     }
 
-    /// `oj daemon ARGS` "in another terminal": in the background, until
-    /// `oj status` answers.
-    fn start_daemon(&mut self, cmd: &str, at: &str) {
+    /// `oj daemon ARGS` "in another terminal": in the background on a
+    /// pseudo-terminal (`script`), until `oj status` answers; then what it
+    /// printed is compared with the doc's sample output.
+    fn start_daemon(&mut self, cmd: &Cmd, at: &str) {
         self.reap();
-        let log = self.dir.path().join("daemon.stderr");
-        let child = self
-            .command("sh")
-            .arg("-c")
-            .arg(format!("exec {cmd}"))
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).expect("log"))
-            .spawn()
-            .expect("spawn oj daemon");
+        let log = self.dir.path().join("daemon.tty");
+        let pty = has_script();
+        let child = if pty {
+            self.command("script")
+                .args(["--quiet", "--flush", "--return", "--command"])
+                .arg(format!("exec {}", cmd.text))
+                .arg("/dev/null")
+                .stdout(fs::File::create(&log).expect("log"))
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn oj daemon under script(1)")
+        } else {
+            self.command("sh")
+                .arg("-c")
+                .arg(format!("exec {}", cmd.text))
+                .stdout(Stdio::null())
+                .stderr(fs::File::create(&log).expect("log"))
+                .spawn()
+                .expect("spawn oj daemon")
+        };
         self.daemon = Some(child);
         let up = wait_until(Duration::from_secs(15), || {
             self.daemon_exited() || self.status_answers()
         });
-        let err = fs::read_to_string(&log).unwrap_or_default();
+        let printed = || fs::read_to_string(&log).unwrap_or_default();
         assert!(
             up && !self.daemon_exited(),
-            "{at}: `{cmd}` did not come up:\n{err}"
+            "{at}: `{}` did not come up:\n{}",
+            cmd.text,
+            printed()
         );
+        if cmd.output.trim().is_empty() || !pty {
+            // Without script(1) there is no terminal, hence no ready line.
+            return;
+        }
+        // The ready line follows the first answer closely.
+        wait_until(Duration::from_secs(5), || {
+            self.output_differs(&printed(), &cmd.output).is_none()
+        });
+        if let Some(diff) = self.output_differs(&printed(), &cmd.output) {
+            panic!(
+                "{at}: `{}` printed something else than the doc shows \
+                 ([..] matches within a line, ... whole lines):\n{diff}",
+                cmd.text
+            );
+        }
+    }
+
+    /// Compares what a command printed with a doc's sample output; `None`
+    /// when they match, else the difference.
+    fn output_differs(&self, actual: &str, expected: &str) -> Option<String> {
+        output_differs(&self.dir.path().join("home"), actual, expected)
     }
 
     fn daemon_exited(&mut self) -> bool {
@@ -252,14 +311,18 @@ impl Sandbox {
         }
     }
 
-    /// Runs commands in one bash, each bounded; returns each exit status.
+    /// Runs commands in one bash, each bounded; returns each exit status
+    /// and what each printed (stdout and stderr as one stream).
     fn run(&self, cmds: &[Cmd], at: &str) -> Vec<(Cmd, i32, String)> {
         let dir = self.dir.path();
         let rc_file = dir.join("rc");
+        let out_dir = dir.join("out");
+        let _ = fs::remove_dir_all(&out_dir);
+        fs::create_dir_all(&out_dir).expect("mkdir out");
         let mut script = String::from("exec 3>\"$DOCS_RC_FILE\"\n");
         for (i, c) in cmds.iter().enumerate() {
             script.push_str(&format!(
-                "{{\n{}\n}} </dev/null\necho \"{i} $?\" >&3\n",
+                "{{\n{}\n}} </dev/null >\"$DOCS_OUT_DIR/{i}\" 2>&1\necho \"{i} $?\" >&3\n",
                 c.text
             ));
         }
@@ -271,13 +334,19 @@ impl Sandbox {
             .arg("bash")
             .arg(&path)
             .env("DOCS_RC_FILE", &rc_file)
+            .env("DOCS_OUT_DIR", &out_dir)
             .output()
             .expect("run bash");
-        let transcript = format!(
+        let printed =
+            |i: usize| fs::read_to_string(out_dir.join(i.to_string())).unwrap_or_default();
+        let mut transcript = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        for (i, c) in cmds.iter().enumerate() {
+            transcript.push_str(&format!("$ {}\n{}", c.text, printed(i)));
+        }
         let rcs = fs::read_to_string(&rc_file).unwrap_or_default();
         let mut results = Vec::new();
         for (i, c) in cmds.iter().enumerate() {
@@ -288,23 +357,94 @@ impl Sandbox {
                 .unwrap_or_else(|| {
                     panic!("{at}: the block stopped before `{}`:\n{transcript}", c.text)
                 });
-            results.push((c.clone(), rc, transcript.clone()));
+            results.push((c.clone(), rc, printed(i)));
         }
         results
     }
 }
 
+/// Whether script(1) (util-linux) is here to give `oj daemon` a terminal.
+fn has_script() -> bool {
+    let ok = Command::new("script")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("script(1) is missing: the output of `oj daemon` in the docs is not compared");
+    }
+    ok
+}
+
+/// Compares what a command printed (in a sandbox whose home is `home`) with
+/// a doc's sample output, with snapbox's wildcards; `None` when they match,
+/// else the difference.
+fn output_differs(home: &Path, actual: &str, expected: &str) -> Option<String> {
+    let actual = tidy(&actual.replace(&*home.to_string_lossy(), "/home/alice"));
+    snapbox::Assert::new()
+        .normalize_paths(false)
+        .try_eq(
+            Some(&"printed"),
+            snapbox::Data::text(actual),
+            snapbox::Data::text(tidy(expected)),
+        )
+        .err()
+        .map(|e| e.to_string())
+}
+
+/// Output as the docs write it: no trailing blanks on a line, no blank
+/// lines at the end, and a run of spaces inside a line (the gap between
+/// table columns) counted as one, so a column that is wider or narrower
+/// here (a longer path, another id) does not matter. Indentation counts.
+fn tidy(text: &str) -> String {
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let l = l.trim_end();
+            let body = l.trim_start_matches(' ');
+            let mut out = l[..l.len() - body.len()].to_string();
+            let mut gap = false;
+            for c in body.chars() {
+                if c == ' ' {
+                    gap = true;
+                    continue;
+                }
+                if gap {
+                    out.push(' ');
+                    gap = false;
+                }
+                out.push(c);
+            }
+            out
+        })
+        .collect();
+    let mut out = lines.join("\n");
+    out.truncate(out.trim_end().len());
+    out.push('\n');
+    out
+}
+
 impl Drop for Sandbox {
     fn drop(&mut self) {
+        self.reap();
         if let Some(mut child) = self.daemon.take() {
+            // script(1) is the child; the daemon under it is asked to stop.
+            let _ = self
+                .command("timeout")
+                .args(["30", "oj", "daemon", "stop"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
             let _ = child.kill();
             let _ = child.wait();
         }
     }
 }
 
-/// Runs the console blocks of one file; returns the blocks it skipped.
-fn run_file(path: &Path) -> Vec<String> {
+/// Runs the console blocks of one file; returns the blocks it skipped and
+/// every sample output that differs from what its command printed.
+fn run_file(path: &Path) -> (Vec<String>, Vec<String>) {
     let name = path
         .strip_prefix(repo_root())
         .unwrap_or(path)
@@ -313,6 +453,7 @@ fn run_file(path: &Path) -> Vec<String> {
     let text = fs::read_to_string(path).expect("read doc");
     let mut sandbox = Sandbox::new();
     let mut skipped = Vec::new();
+    let mut failures = Vec::new();
     for block in blocks(&name, &text) {
         let at = format!("{}:{}", block.file, block.line);
         assert!(
@@ -343,7 +484,12 @@ fn run_file(path: &Path) -> Vec<String> {
         }
         sandbox.reap();
         if block.flags.contains("needs-daemon") && sandbox.daemon.is_none() {
-            sandbox.start_daemon("oj daemon", &at);
+            let cmd = Cmd {
+                text: "oj daemon".into(),
+                expect: 0,
+                output: String::new(),
+            };
+            sandbox.start_daemon(&cmd, &at);
         }
         // Split at `oj daemon` lines: those run "in another terminal".
         let mut batch: Vec<Cmd> = Vec::new();
@@ -357,19 +503,38 @@ fn run_file(path: &Path) -> Vec<String> {
         }
         segments.push((batch, None));
         for (cmds, daemon) in segments {
-            for (cmd, rc, transcript) in sandbox.run(&cmds, &at) {
+            for (cmd, rc, printed) in sandbox.run(&cmds, &at) {
                 assert_eq!(
                     rc, cmd.expect,
-                    "{at}: `{}` exited {rc}, the doc expects {}:\n{transcript}",
+                    "{at}: `{}` exited {rc}, the doc expects {}:\n{printed}",
                     cmd.text, cmd.expect
                 );
+                if cmd.output.trim().is_empty() {
+                    continue;
+                }
+                if let Some(diff) = sandbox.output_differs(&printed, &cmd.output) {
+                    failures.push(format!(
+                        "{at}: `{}` printed something else than the doc shows \
+                         ([..] matches within a line, ... whole lines):\n{diff}",
+                        cmd.text
+                    ));
+                }
             }
             if let Some(d) = daemon {
-                sandbox.start_daemon(&d.text, &at);
+                sandbox.start_daemon(&d, &at);
             }
         }
     }
-    skipped
+    // The Quick start works in a scratch directory: following it leaves
+    // nothing (an .oj/ with a runbook) in the checkout it was read from.
+    let leftover = sandbox.dir.path().join("home/project/.oj");
+    assert!(
+        name != "README.md" || !leftover.exists(),
+        "README.md: following the Quick start left {} in the directory it was started from; \
+         run it in a scratch directory",
+        leftover.display()
+    );
+    (skipped, failures)
 }
 
 #[test]
@@ -379,6 +544,9 @@ fn console_blocks_parse_into_commands() {
          $ curl -s \\\n  http://x\n$ oj config check   # → exit 78\n",
     );
     assert_eq!(cmds.len(), 4, "{cmds:?}");
+    assert_eq!(cmds[0].output, "");
+    assert_eq!(cmds[1].output, "output line\n");
+    assert_eq!(cmds[2].output, "");
     assert!(cmds[0].text.ends_with("TOML"), "{cmds:?}");
     assert_eq!(cmds[1].text, "oj status");
     assert!(cmds[2].text.contains("http://x"));
@@ -390,13 +558,38 @@ fn console_blocks_parse_into_commands() {
 }
 
 #[test]
+fn sample_output_is_compared_with_wildcards_for_what_varies() {
+    let home = Path::new("/tmp/oj-docs-x1/home");
+    let printed = "0mxdjgl2y000\n==> echo <==\nhello\n\
+                   oj: job 0mxdjgl2y000 (echo) done after 19ms\n\
+                   ID            NAME\n/tmp/oj-docs-x1/home/.local/state/oj/daemon.sock\n";
+    let doc = "[..]\n==> echo <==\n...\noj: job [..] (echo) done after [..]\n\
+               ID  NAME\n/home/alice/.local/state/oj/daemon.sock\n";
+    assert_eq!(output_differs(home, printed, doc), None);
+    // Drift is caught: a changed word, a missing line, an extra line.
+    let drifted = doc.replace("done after", "finished after");
+    assert!(output_differs(home, printed, &drifted).is_some());
+    assert!(output_differs(home, printed, "[..]\n==> echo <==\n").is_some());
+    assert!(output_differs(home, &format!("{printed}oj: one more\n"), doc).is_some());
+}
+
+#[test]
 fn every_command_in_the_docs_runs_as_written() {
     let mut skipped = Vec::new();
+    let mut failures = Vec::new();
     for file in doc_files() {
-        skipped.extend(run_file(&file));
+        let (s, f) = run_file(&file);
+        skipped.extend(s);
+        failures.extend(f);
     }
     eprintln!("console blocks not run (marked not-run):");
     for s in &skipped {
         eprintln!("  {s}");
     }
+    assert!(
+        failures.is_empty(),
+        "{} sample output(s) differ from the real output:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }

@@ -6,21 +6,40 @@
 
 use std::borrow::Cow;
 
-/// Control characters (C0 including newline and ESC, DEL, C1) written as
-/// Rust-style escapes (`\n`, `\r`, `\u{1b}`); everything else unchanged.
+/// Control characters (C0 including newline and ESC, DEL, C1) and the
+/// invisible characters that change how a terminal shows the text around
+/// them (bidirectional overrides and isolates such as U+202E, the line and
+/// paragraph separators U+2028/U+2029, zero-width spaces and marks, the
+/// byte-order mark) written as Rust-style escapes (`\n`, `\r`, `\u{1b}`,
+/// `\u{202e}`); everything else unchanged (emoji joiners included).
 pub fn control_chars(s: &str) -> Cow<'_, str> {
-    if !s.chars().any(char::is_control) {
+    if !s.chars().any(needs_escape) {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
-        if c.is_control() {
+        if needs_escape(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
         }
     }
     Cow::Owned(out)
+}
+
+/// Whether `c` is escaped by [`control_chars`].
+pub fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}'                  // Arabic letter mark
+            | '\u{200b}'                // zero-width space
+            | '\u{200e}'..='\u{200f}'   // left-to-right / right-to-left marks
+            | '\u{2028}'..='\u{202e}'   // line/paragraph separators, embeddings, overrides
+            | '\u{2060}'                // word joiner
+            | '\u{2066}'..='\u{2069}'   // isolates
+            | '\u{feff}'                // byte-order mark, zero-width no-break space
+        )
 }
 
 /// Slack's message text: `&`, `<`, `>` become entities, which is all Slack
@@ -63,6 +82,18 @@ mod tests {
             control_chars("a\nINFO forged\r\u{1b}[31m\u{85}"),
             "a\\nINFO forged\\r\\u{1b}[31m\\u{85}"
         );
+    }
+
+    #[test]
+    fn bidi_overrides_and_line_separators_are_escaped_too() {
+        assert_eq!(
+            control_chars(
+                "evil\u{202e}txt.exe\u{2028}next\u{2029}\u{2066}i\u{2069}\u{200b}\u{feff}"
+            ),
+            "evil\\u{202e}txt.exe\\u{2028}next\\u{2029}\\u{2066}i\\u{2069}\\u{200b}\\u{feff}"
+        );
+        // A family emoji keeps its zero-width joiners; accents stay.
+        assert_eq!(control_chars("👩\u{200d}👧 café"), "👩\u{200d}👧 café");
     }
 
     #[test]

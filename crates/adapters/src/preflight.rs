@@ -77,8 +77,8 @@ pub fn check(loaded: &Loaded, env: &Environment, mode: Mode) -> Report {
 
     if c.tls.enabled && c.listen.tcp.is_some() {
         let tls = crate::tls::check_files(&c.tls, std::time::SystemTime::now());
-        r.errors.extend(tls.errors.iter().map(|m| {
-            let m = with_layer(m, loaded);
+        r.errors.extend(tls.errors.iter().map(|p| {
+            let m = keyed(p, loaded);
             // Kubernetes words only for those who run oj in a cluster.
             if in_kubernetes && m.contains("does not exist") {
                 format!("{m}; in a pod: is the TLS Secret mounted at /etc/oj/tls?")
@@ -87,7 +87,7 @@ pub fn check(loaded: &Loaded, env: &Environment, mode: Mode) -> Report {
             }
         }));
         r.warnings
-            .extend(tls.warnings.iter().map(|m| with_layer(m, loaded)));
+            .extend(tls.warnings.iter().map(|p| keyed(p, loaded)));
     }
 
     // Builds the webhook sender as the daemon would (URL, signing key or
@@ -197,6 +197,20 @@ pub fn kubernetes_api_configured(env: &Environment) -> bool {
 /// The directory exists (or can be created) and accepts a new file.
 fn check_dir_writable(dir: &Path) -> Result<(), String> {
     if !dir.exists() {
+        // A symbolic link to nothing (the directory or one of the ancestors
+        // to be created) makes the creation fail with "File exists".
+        let mut p = Some(dir);
+        while let Some(path) = p.filter(|p| !p.exists()) {
+            if let Ok(target) = std::fs::read_link(path) {
+                return Err(format!(
+                    "cannot be created: {} is a symbolic link to {}, which does not exist; \
+                     create that directory, or remove the link",
+                    path.display(),
+                    target.display()
+                ));
+            }
+            p = path.parent();
+        }
         // Not created here (check has no side effects): the nearest existing
         // ancestor must accept a new directory.
         let mut ancestor = dir.parent();
@@ -224,6 +238,12 @@ fn tempfile_in(dir: &Path) -> std::io::Result<()> {
     let probe = dir.join(format!(".oj-write-probe-{}", std::process::id()));
     std::fs::write(&probe, b"")?;
     std::fs::remove_file(&probe)
+}
+
+/// A TLS finding with its key's layer: `tls.cert (from profile
+/// kubernetes) = /etc/oj/tls/tls.crt: does not exist`.
+fn keyed(p: &crate::tls::Problem, loaded: &Loaded) -> String {
+    format!("{} ({}){}", p.key, loaded.origin(p.key), p.detail)
 }
 
 /// Adds the layer after a message's leading key (`tls.cert = …` becomes

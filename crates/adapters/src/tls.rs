@@ -74,21 +74,21 @@ pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A file named by `key` cannot be used.
-    #[error("{key} = {}: {problem}", path.display())]
+    #[error("{key}{}", self.detail())]
     File {
         key: &'static str,
         path: PathBuf,
         problem: String,
     },
     /// A key that is needed is unset.
-    #[error("{key} is unset but {why}; {fix}")]
+    #[error("{key}{}", self.detail())]
     Unset {
         key: &'static str,
         why: &'static str,
         fix: &'static str,
     },
     /// rustls refused the assembled configuration.
-    #[error("{key}: {problem}")]
+    #[error("{key}{}", self.detail())]
     Setup { key: &'static str, problem: String },
 }
 
@@ -99,6 +99,16 @@ impl TlsError {
             TlsError::File { key, .. }
             | TlsError::Unset { key, .. }
             | TlsError::Setup { key, .. } => key,
+        }
+    }
+
+    /// What follows the key in the message (` = /path: problem`), so a
+    /// caller can put the key's layer between them.
+    pub fn detail(&self) -> String {
+        match self {
+            TlsError::File { path, problem, .. } => format!(" = {}: {problem}", path.display()),
+            TlsError::Unset { why, fix, .. } => format!(" is unset but {why}; {fix}"),
+            TlsError::Setup { problem, .. } => format!(": {problem}"),
         }
     }
 
@@ -114,8 +124,33 @@ impl TlsError {
 /// What `oj config check` prints about the TLS files.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CheckReport {
-    pub errors: Vec<String>,
-    pub warnings: Vec<String>,
+    pub errors: Vec<Problem>,
+    pub warnings: Vec<Problem>,
+}
+
+/// One finding about a TLS file: the key it is about and what is wrong,
+/// kept apart so that `oj config check` adds the key's layer without
+/// parsing the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: &'static str,
+    /// What follows the key: ` = /path: problem`.
+    pub detail: String,
+}
+
+impl From<TlsError> for Problem {
+    fn from(e: TlsError) -> Self {
+        Problem {
+            key: e.key(),
+            detail: e.detail(),
+        }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}", self.key, self.detail)
+    }
 }
 
 /// Facts about the certificate being served (for logs and tests).
@@ -691,10 +726,10 @@ pub fn check_files(cfg: &TlsConfig, now: SystemTime) -> CheckReport {
         return report;
     };
     let cert_bytes = read("tls.cert", cert_path)
-        .map_err(|e| report.errors.push(e.to_string()))
+        .map_err(|e| report.errors.push(e.into()))
         .ok();
     let key_bytes = read("tls.key", key_path)
-        .map_err(|e| report.errors.push(e.to_string()))
+        .map_err(|e| report.errors.push(e.into()))
         .ok();
     if let (Some(cert_bytes), Some(key_bytes)) = (&cert_bytes, &key_bytes) {
         match load_pair(cert_path, cert_bytes, key_path, key_bytes, now) {
@@ -702,29 +737,35 @@ pub fn check_files(cfg: &TlsConfig, now: SystemTime) -> CheckReport {
                 let now_s = unix(now);
                 let left = pair.info.not_after - now_s;
                 if left <= EXPIRY_WARNING.as_secs() as i64 {
-                    report.warnings.push(format!(
-                        "tls.cert = {}: the certificate (serial {}) expires at {} ({} from now); renew it soon",
+                    report.warnings.push(Problem {
+                        key: "tls.cert",
+                        detail: format!(
+                        " = {}: the certificate (serial {}) expires at {} ({} from now); renew it soon",
                         cert_path.display(),
                         pair.info.serial,
                         pair.info.not_after_rfc3339(),
                         humantime::format_duration(Duration::from_secs(left.max(0) as u64 / 60 * 60))
-                    ));
+                    ),
+                    });
                 }
                 if pair.info.not_before > now_s {
-                    report.warnings.push(format!(
-                        "tls.cert = {}: the certificate (serial {}) is not valid before {}; clients will refuse it until then (check the clock)",
+                    report.warnings.push(Problem {
+                        key: "tls.cert",
+                        detail: format!(
+                        " = {}: the certificate (serial {}) is not valid before {}; clients will refuse it until then (check the clock)",
                         cert_path.display(),
                         pair.info.serial,
                         rfc3339(pair.info.not_before)
-                    ));
+                    ),
+                    });
                 }
             }
-            Err(e) => report.errors.push(e.to_string()),
+            Err(e) => report.errors.push(e.into()),
         }
     } else if let Some(cert_bytes) = &cert_bytes
         && let Err(e) = parse_certs("tls.cert", cert_path, cert_bytes)
     {
-        report.errors.push(e.to_string());
+        report.errors.push(e.into());
     }
     if let Some(path) = &cfg.client_ca {
         match read("tls.client_ca", path).and_then(|b| load_client_ca(path, &b)) {
@@ -732,13 +773,16 @@ pub fn check_files(cfg: &TlsConfig, now: SystemTime) -> CheckReport {
                 if let Err(e) =
                     WebPkiClientVerifier::builder_with_provider(roots, provider()).build()
                 {
-                    report.errors.push(format!(
-                        "tls.client_ca = {}: cannot verify client certificates with it ({e})",
-                        path.display()
-                    ));
+                    report.errors.push(Problem {
+                        key: "tls.client_ca",
+                        detail: format!(
+                            " = {}: cannot verify client certificates with it ({e})",
+                            path.display()
+                        ),
+                    });
                 }
             }
-            Err(e) => report.errors.push(e.to_string()),
+            Err(e) => report.errors.push(e.into()),
         }
     }
     report

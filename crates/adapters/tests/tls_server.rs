@@ -440,13 +440,15 @@ fn check_files_warns_within_14_days_and_errors_when_expired() {
     assert!(soon.errors.is_empty(), "{soon:?}");
     assert_eq!(soon.warnings.len(), 1, "{soon:?}");
     assert!(
-        soon.warnings[0].contains("expires") && soon.warnings[0].contains("2030-06-15"),
+        soon.warnings[0].key == "tls.cert"
+            && soon.warnings[0].detail.contains("expires")
+            && soon.warnings[0].detail.contains("2030-06-15"),
         "{soon:?}"
     );
 
     let late = check_files(&cfg, at(2030, 7, 1));
     assert_eq!(late.errors.len(), 1, "{late:?}");
-    assert!(late.errors[0].contains("expired"), "{late:?}");
+    assert!(late.errors[0].detail.contains("expired"), "{late:?}");
 
     let mut off = cfg.clone();
     off.enabled = false;
@@ -459,8 +461,8 @@ fn check_files_warns_within_14_days_and_errors_when_expired() {
     let r = check_files(&broken, at(2030, 1, 1));
     assert_eq!(r.errors.len(), 2, "{r:?}");
     assert!(
-        r.errors.iter().any(|e| e.contains("tls.key"))
-            && r.errors.iter().any(|e| e.contains("tls.client_ca")),
+        r.errors.iter().any(|e| e.key == "tls.key")
+            && r.errors.iter().any(|e| e.key == "tls.client_ca"),
         "{r:?}"
     );
 }

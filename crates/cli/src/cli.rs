@@ -200,7 +200,7 @@ pub enum JobCommand {
         #[arg(long)]
         json: bool,
         /// Only jobs in this state (queued, running, done, failed, cancelled, interrupted)
-        #[arg(long, value_name = "S")]
+        #[arg(long, value_name = "S", value_parser = job_states(), hide_possible_values = true)]
         status: Option<String>,
         /// At most N jobs, the newest [default: all]
         #[arg(short = 'n', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -259,4 +259,9 @@ pub enum JobCommand {
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(s.trim())
         .map_err(|e| format!("{e}; write a duration like 30s, 10m or 1h"))
+}
+
+/// The job states, as `--status` takes them (and shells complete them).
+fn job_states() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(oj_core::JobState::ALL.map(|s| s.as_str()))
 }

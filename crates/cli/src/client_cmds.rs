@@ -573,6 +573,11 @@ pub fn exec_spec(name: Option<&str>, command: &[String]) -> Result<JobSpec, Fail
             "oj exec needs a command after --, e.g. oj exec -- make test",
         ));
     };
+    if first.trim().is_empty() {
+        return Err(Failure::usage(format!(
+            "the command after -- is empty ({first:?}); give the program to run, e.g. oj exec -- make test"
+        )));
+    }
     let name = match name {
         Some(n) if !n.trim().is_empty() => n.to_string(),
         Some(_) => return Err(Failure::usage("--name must not be empty")),
@@ -859,7 +864,12 @@ fn render_job(job: &Value, now: SystemTime, style: Style) -> String {
     };
     field("id", f("id").unwrap_or("?").into());
     field("name", f("name").unwrap_or("?").into());
-    field("state", style.state(f("state").unwrap_or("?")));
+    // The state is escaped before it is painted: the colour codes are ours.
+    let state = table::escape_for_terminal(f("state").unwrap_or("?")).into_owned();
+    out.push_str(&format!("{:<9} {}\n", "state", style.state(&state)));
+    let mut field = |k: &str, v: String| {
+        out.push_str(&format!("{k:<9} {}\n", table::escape_for_terminal(&v)));
+    };
     if let Some(e) = f("error") {
         field("error", e.into());
     }

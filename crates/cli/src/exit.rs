@@ -16,6 +16,8 @@ pub const CONFIG: i32 = 78;
 pub struct Failure {
     pub code: i32,
     pub message: String,
+    /// The message is already escaped and may hold our own colour codes.
+    escaped: bool,
 }
 
 impl Failure {
@@ -23,6 +25,7 @@ impl Failure {
         Failure {
             code,
             message: message.into(),
+            escaped: false,
         }
     }
 
@@ -38,11 +41,40 @@ impl Failure {
         Self::new(CONFIG, message)
     }
 
-    /// Prints the message on stderr and returns the exit code.
+    /// The message was escaped for the terminal where it was written (it
+    /// may colour a state): [`Failure::report`] prints it as it is.
+    pub fn already_escaped(mut self) -> Self {
+        self.escaped = true;
+        self
+    }
+
+    /// Prints the message on stderr and returns the exit code. What the
+    /// message quotes (a job name from a runbook, a daemon's answer) may
+    /// hold ESC or a bidi override: each line is escaped for the terminal
+    /// ([`terminal_text`]).
     pub fn report(self) -> i32 {
-        eprintln!("oj: {}", self.message);
+        if self.escaped {
+            eprintln!("oj: {}", self.message);
+        } else {
+            eprintln!("oj: {}", terminal_text(&self.message));
+        }
         self.code
     }
+}
+
+/// `text` escaped for a terminal line by line: the message's own line
+/// breaks and tabs stay, every other control character (and bidi override,
+/// line separator, …) is shown as an escape.
+pub fn terminal_text(text: &str) -> String {
+    text.split('\n')
+        .map(|line| {
+            line.split('\t')
+                .map(|part| oj_adapters::escape::control_chars(part).into_owned())
+                .collect::<Vec<_>>()
+                .join("\t")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl fmt::Display for Failure {
@@ -64,5 +96,20 @@ pub fn process_environment() -> oj_config::Environment {
             .collect(),
         hostname,
         cwd: std::env::current_dir().ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_keeps_its_lines_but_not_a_quoted_escape_sequence() {
+        assert_eq!(
+            terminal_text(
+                "no job named \"x\"; the runbooks define: \u{1b}[31mred\u{1b}[0m, a\u{202e}b\n\tnext"
+            ),
+            "no job named \"x\"; the runbooks define: \\u{1b}[31mred\\u{1b}[0m, a\\u{202e}b\n\tnext"
+        );
     }
 }

@@ -94,14 +94,25 @@ async fn wait_while_queued(client: &ApiClient, id: &str, style: Style) -> Result
         }
         let ahead = jobs_ahead(client, &job).await;
         if shown != Some(ahead) {
-            eprintln!(
-                "oj: job {id} is {} ({ahead} ahead); its output follows once it starts",
-                style.state("queued")
-            );
+            eprintln!("oj: {}", queued_line(id, ahead, style));
             shown = Some(ahead);
         }
         tokio::time::sleep(QUEUE_POLL).await;
     }
+}
+
+/// `job X is queued (2 ahead); …`, or `… queued, next to start; …` when
+/// no job is ahead of it (it waits for a free slot).
+fn queued_line(id: &str, ahead: usize, style: Style) -> String {
+    let place = if ahead == 0 {
+        ", next to start".to_string()
+    } else {
+        format!(" ({ahead} ahead)")
+    };
+    format!(
+        "job {id} is {}{place}; its output follows once it starts",
+        style.state("queued")
+    )
 }
 
 /// How many queued jobs were submitted before `job` (they start first).
@@ -174,14 +185,17 @@ pub fn finish(id: &str, job: &Value, style: Style) -> Result<i32, Failure> {
             eprintln!("oj: {line}");
             Ok(exit::OK)
         }
-        (false, line) => Err(Failure::runtime(line)),
+        (false, line) => Err(Failure::runtime(line).already_escaped()),
     }
 }
 
-/// Whether an ended job is `done`, and the line that says how it ended.
+/// Whether an ended job is `done`, and the line that says how it ended
+/// (what the daemon sent is escaped; the colour is ours).
 fn final_line(id: &str, job: &Value, style: Style) -> (bool, String) {
-    let state = str_field(job, "state").unwrap_or("unknown");
-    let name = str_field(job, "name").unwrap_or("?");
+    let state_raw = table::escape_for_terminal(str_field(job, "state").unwrap_or("unknown"));
+    let state = state_raw.as_ref();
+    let name = table::escape_for_terminal(str_field(job, "name").unwrap_or("?"));
+    let id = table::escape_for_terminal(id);
     if state == "done" {
         let took = table::run_time(
             str_field(job, "started_at"),
@@ -193,13 +207,20 @@ fn final_line(id: &str, job: &Value, style: Style) -> (bool, String) {
             format!("job {id} ({name}) {} after {took}", style.state("done")),
         );
     }
+    let error = table::escape_for_terminal(&error_of(job)).into_owned();
+    // "was cancelled before it started", not "ended cancelled: cancelled".
+    let how = match error.strip_prefix(state) {
+        Some(rest)
+            if matches!(state, "cancelled" | "interrupted")
+                && (rest.is_empty() || rest.starts_with(' ')) =>
+        {
+            format!("was {}{rest}", style.state(state))
+        }
+        _ => format!("ended {}: {error}", style.state(state)),
+    };
     (
         false,
-        format!(
-            "job {id} ({name}) ended {}: {}; `oj job logs {id}` shows its output",
-            style.state(state),
-            error_of(job)
-        ),
+        format!("job {id} ({name}) {how}; `oj job logs {id}` shows its output"),
     )
 }
 
@@ -249,6 +270,10 @@ pub async fn wait_all(
                 continue;
             }
             let (done, line) = final_line(id, &job, style);
+            if !done && ids.len() == 1 {
+                // One job: its end line is the whole story, said once.
+                return Err(Failure::runtime(line).already_escaped());
+            }
             eprintln!("oj: {line}");
             if !done {
                 not_done.push(format!("{id} {state}"));
@@ -320,7 +345,43 @@ mod tests {
             plain,
         )
         .unwrap_err();
-        assert!(f.message.contains("cancelled by request"), "{}", f.message);
+        assert!(
+            f.message.contains("was cancelled by request"),
+            "{}",
+            f.message
+        );
+        // The state is not said twice.
+        let f = finish(
+            "x",
+            &serde_json::json!({"state": "cancelled", "name": "b", "error": "cancelled"}),
+            plain,
+        )
+        .unwrap_err();
+        assert_eq!(
+            f.message,
+            "job x (b) was cancelled; `oj job logs x` shows its output"
+        );
+        let f = finish(
+            "x",
+            &serde_json::json!({"state": "interrupted", "name": "b", "error": "daemon restarted"}),
+            plain,
+        )
+        .unwrap_err();
+        assert!(
+            f.message.contains("ended interrupted: daemon restarted"),
+            "{}",
+            f.message
+        );
+    }
+
+    #[test]
+    fn the_queued_line_says_next_to_start_rather_than_zero_ahead() {
+        let plain = Style::default();
+        assert_eq!(
+            queued_line("x", 0, plain),
+            "job x is queued, next to start; its output follows once it starts"
+        );
+        assert!(queued_line("x", 2, plain).contains("queued (2 ahead);"));
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub async fn rm(client: &ApiClient, ids: &[String]) -> Result<i32, Failure> {
             Ok(()) => println!("removed {id}"),
             Err(f) if f.code == exit::UNREACHABLE => return Err(f),
             Err(f) => {
-                eprintln!("oj: {}", f.message);
+                eprintln!("oj: {}", exit::terminal_text(&f.message));
                 failed += 1;
             }
         }

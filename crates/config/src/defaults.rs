@@ -168,6 +168,8 @@ impl RuntimeConfig {
                 token: None,
                 token_file: None,
             },
+            queues: BTreeMap::new(),
+            schedules: BTreeMap::new(),
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use crate::keys::{self, Kind};
 use crate::load::Loaded;
+use crate::named;
 use crate::render::{self, View};
 use crate::secret::REDACTED;
 
@@ -59,6 +60,12 @@ fn explain_key(loaded: &Loaded, k: &keys::Key, asked: &str) -> String {
         .first()
         .and_then(|l| l.values().get(asked))
         .map(shown)
+        .or_else(|| {
+            keys::NAMED_DEFAULTS
+                .iter()
+                .find(|(name, _)| *name == k.name)
+                .map(|(_, d)| d.to_string())
+        })
         .unwrap_or_else(|| "unset".into());
     row(&mut out, "default:", &default);
     let env = if k.kind == Kind::StrTable && asked == k.name {
@@ -177,6 +184,12 @@ pub fn diff(left: &View, right: &View, skip: impl Fn(&str) -> bool) -> Vec<Diffe
     let mut out = Vec::new();
     for key in keys::KEYS.iter().filter(|k| !skip(k.name)) {
         let mut names = vec![key.name.to_string()];
+        if named::is_pattern(key.name) {
+            names = named::instances(key.name, |t| named::names_in(&l, t));
+            names.extend(named::instances(key.name, |t| named::names_in(&r, t)));
+            names.sort();
+            names.dedup();
+        }
         if key.kind == Kind::StrTable {
             names.clear();
             for tree in [&l, &r] {

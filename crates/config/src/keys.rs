@@ -3,6 +3,8 @@
 //! errors are reported together), unknown-key suggestions, redaction and
 //! `oj config env`.
 
+use crate::named;
+
 /// The type of a leaf, as the user writes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -24,6 +26,9 @@ pub enum Kind {
     EnumArray(&'static [&'static str]),
     /// A table of strings with free keys (`notify.webhook.headers`).
     StrTable,
+    /// A free-form table read whole by the subsystem that owns it (a
+    /// schedule's `job`, a runbook job table): its inside is checked there.
+    Table,
 }
 
 /// One configuration key.
@@ -69,6 +74,20 @@ const fn secret(name: &'static str, kind: Kind, description: &'static str) -> Ke
 
 pub const NOTIFY_BACKENDS: &[&str] = &["desktop", "webhook", "log", "none"];
 pub const NOTIFY_EVENTS: &[&str] = &["start", "done", "fail", "retry"];
+pub const SCHEDULE_OVERLAP: &[&str] = &["skip", "allow", "replace"];
+pub const SCHEDULE_CATCH_UP: &[&str] = &["latest", "none"];
+
+/// Compiled defaults of the keys of user-named tables, as TOML writes them
+/// (the defaults tree has no entries to hold them); keys missing here have
+/// none (`schedules.*.cron` and `schedules.*.job` are required,
+/// `queues.*.max_concurrent` is unset).
+pub const NAMED_DEFAULTS: &[(&str, &str)] = &[
+    ("schedules.*.timezone", "\"local\""),
+    ("schedules.*.overlap", "\"skip\""),
+    ("schedules.*.catch_up", "\"latest\""),
+    ("schedules.*.catch_up_within", "\"1d\""),
+    ("schedules.*.enabled", "true"),
+];
 
 /// All keys, in the order `config show` prints them.
 pub const KEYS: &[Key] = &[
@@ -363,6 +382,46 @@ pub const KEYS: &[Key] = &[
         "Origin browsers use behind a proxy (https://host[:port]); unset = the request's Host",
     ),
     opt(
+        "queues.*.max_concurrent",
+        Kind::Int { min: 1 },
+        "Jobs of queue <name> running at once; unset = jobs.max_concurrent (still the daemon-wide limit)",
+    ),
+    key(
+        "schedules.*.cron",
+        Kind::Str,
+        "When schedule <name> fires: 5 cron fields as in crontab(5), or @hourly @daily @weekly @monthly @yearly",
+    ),
+    key(
+        "schedules.*.timezone",
+        Kind::Str,
+        "IANA time zone of the cron fields (\"Europe/Berlin\"), or \"local\" (the daemon's zone)",
+    ),
+    key(
+        "schedules.*.job",
+        Kind::Table,
+        "The job a fire submits: a job table as in a runbook (name, steps, env, …), without vars",
+    ),
+    key(
+        "schedules.*.overlap",
+        Kind::Enum(SCHEDULE_OVERLAP),
+        "skip = no new run while the last one is queued or running; allow; replace = cancel it and start anew",
+    ),
+    key(
+        "schedules.*.catch_up",
+        Kind::Enum(SCHEDULE_CATCH_UP),
+        "After downtime: latest = one run for the missed fires; none = skip them",
+    ),
+    key(
+        "schedules.*.catch_up_within",
+        Kind::Duration,
+        "Missed fires older than this are dropped, not caught up",
+    ),
+    key(
+        "schedules.*.enabled",
+        Kind::Bool,
+        "false = the schedule does not fire (its fires are not caught up later)",
+    ),
+    opt(
         "client.url",
         Kind::Url,
         "Daemon address for client commands: unix:///path, http://…, https://…",
@@ -410,6 +469,8 @@ pub const LIVE: &[&str] = &[
     "jobs.keep_finished",
     "jobs.max_finished",
     "shutdown.",
+    "queues.",
+    "schedules.",
 ];
 
 /// Keys only client commands read: a daemon neither uses nor reports them.
@@ -447,31 +508,31 @@ pub fn used_by_client(key: &str) -> bool {
     matches_any(USED_BY_CLIENT, key)
 }
 
-/// Looks a key up by its dotted name.
+/// Looks a key up by its dotted name; `queues.build.max_concurrent` finds
+/// the pattern `queues.*.max_concurrent`.
 pub fn find(name: &str) -> Option<&'static Key> {
-    KEYS.iter().find(|k| k.name == name)
+    KEYS.iter()
+        .find(|k| k.name == name)
+        .or_else(|| KEYS.iter().find(|k| named::matches(k.name, name)))
 }
 
 /// The key a dotted path belongs to: itself, or a free-form table above it
-/// (`notify.webhook.headers.x-team` belongs to `notify.webhook.headers`).
+/// (`notify.webhook.headers.x-team` belongs to `notify.webhook.headers`,
+/// `schedules.nightly.job.steps` to `schedules.*.job`).
 pub fn owning_key(path: &str) -> Option<&'static Key> {
     find(path).or_else(|| {
         KEYS.iter().find(|k| {
-            k.kind == Kind::StrTable
-                && path.len() > k.name.len()
-                && path.starts_with(k.name)
-                && path.as_bytes()[k.name.len()] == b'.'
+            matches!(k.kind, Kind::StrTable | Kind::Table)
+                && (1..path.len())
+                    .any(|i| path.as_bytes()[i] == b'.' && named::matches(k.name, &path[..i]))
         })
     })
 }
 
-/// Whether `path` is a section (a table of keys), e.g. `notify` or `log.file`.
+/// Whether `path` is a section (a table of keys), e.g. `notify`,
+/// `log.file`, `queues` or `queues.build`.
 pub fn is_section(path: &str) -> bool {
-    KEYS.iter().any(|k| {
-        k.name.len() > path.len()
-            && k.name.starts_with(path)
-            && k.name.as_bytes()[path.len()] == b'.'
-    })
+    KEYS.iter().any(|k| named::is_prefix(k.name, path))
 }
 
 /// Whether a value at `path` is a secret to redact.
@@ -491,9 +552,10 @@ pub fn nearest(name: &str) -> Option<&'static str> {
     best.filter(|(_, s)| *s > 0.7).map(|(n, _)| n)
 }
 
-/// `OJ_` + the key upper-cased with `.` as `__`.
+/// `OJ_` + the key upper-cased with `.` as `__`; a user-named segment
+/// shows as `<NAME>` (`OJ_QUEUES__<NAME>__MAX_CONCURRENT`).
 pub fn env_var_name(key: &str) -> String {
-    format!("OJ_{}", key.replace('.', "__").to_ascii_uppercase())
+    format!("OJ_{}", key.replace('.', "__").to_ascii_uppercase()).replace('*', "<NAME>")
 }
 
 /// Describes the valid values of a kind, for error messages.
@@ -513,6 +575,7 @@ pub fn describe(kind: Kind) -> String {
         Kind::StrArray => "an array of strings".into(),
         Kind::EnumArray(values) => format!("an array with values from {}", quoted_list(values)),
         Kind::StrTable => "a table of strings".into(),
+        Kind::Table => "a table".into(),
     }
 }
 

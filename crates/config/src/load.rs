@@ -13,6 +13,7 @@ use crate::environment::Environment;
 use crate::error::{ConfigError, ConfigErrors};
 use crate::keys::{self, Kind};
 use crate::model::RuntimeConfig;
+use crate::named;
 use crate::validate;
 
 /// What the command line adds to the environment.
@@ -484,18 +485,35 @@ fn load_with(opts: &LoadOptions, env: &Environment, skip: &Skip) -> Result<Loade
     // merges all layers again on each call.
     let merged = Merged::of(&figment);
     let mut leaf_sources = BTreeMap::new();
+    check_table_names(&merged, &mut errors);
     for key in keys::KEYS {
-        let value = merged.find(key.name);
-        if let Some(value) = value
-            && let Err(msg) = check_kind(key, value)
-        {
-            errors.push(ConfigError::new(
-                Some(key.name),
-                Some(&merged.layer_of(value)),
-                msg,
-            ));
+        for name in named::instances(key.name, |table| merged.names_under(table)) {
+            let value = merged.find(&name);
+            if let Some(value) = value
+                && let Err(msg) = check_kind(key, value)
+            {
+                errors.push(ConfigError::new(
+                    Some(&name),
+                    Some(&merged.layer_of(value)),
+                    msg,
+                ));
+            }
+            if value.is_none()
+                && named::is_pattern(key.name)
+                && REQUIRED_IN_TABLE.contains(&key.name)
+            {
+                let table = name.rsplit_once('.').map_or(name.as_str(), |(t, _)| t);
+                errors.push(ConfigError::new(
+                    Some(&name),
+                    Some(&merged.layer(table)),
+                    format!(
+                        "is missing: every [{table}] needs it ({})",
+                        keys::describe(key.kind)
+                    ),
+                ));
+            }
+            leaf_sources.insert(name.clone(), merged.layer(&name));
         }
-        leaf_sources.insert(key.name.to_string(), merged.layer(key.name));
     }
     if let Some(Value::Dict(_, headers)) = merged.find("notify.webhook.headers") {
         for name in headers.keys() {
@@ -517,7 +535,16 @@ fn load_with(opts: &LoadOptions, env: &Environment, skip: &Skip) -> Result<Loade
                 // figment's messages can quote the value: never for secrets.
                 let message = match &key {
                     Some(k) if keys::is_secret(k) => "has an invalid value".to_string(),
-                    _ => err.kind.to_string(),
+                    _ => crate::int_words::figment_int_message(
+                        key.as_deref()
+                            .and_then(keys::find)
+                            .and_then(|k| match k.kind {
+                                keys::Kind::Int { min } => Some(min),
+                                _ => None,
+                            }),
+                        &err.kind,
+                    )
+                    .unwrap_or_else(|| err.kind.to_string()),
                 };
                 errors.push(ConfigError::new(key.as_deref(), layer.as_deref(), message));
             }
@@ -557,18 +584,7 @@ fn read_toml_file(path: &Path) -> Result<toml::Table, String> {
 
 /// Parses TOML text; the error starts with `:LINE:COLUMN: ` when known.
 pub fn parse_toml(text: &str) -> Result<toml::Table, String> {
-    toml::from_str::<toml::Table>(text).map_err(|e| {
-        let position = e.span().map(|span| {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let column = before
-                .rfind('\n')
-                .map_or(before.len(), |nl| before.len() - nl - 1)
-                + 1;
-            format!(":{line}:{column}")
-        });
-        format!("{}: {}", position.unwrap_or_default(), e.message())
-    })
+    toml::from_str::<toml::Table>(text).map_err(|e| crate::excerpt::toml_error(text, &e))
 }
 
 /// Removes the top-level `profile = "…"` of a config file and returns it.
@@ -826,7 +842,9 @@ fn typed_value(kind: Kind, raw: &str, lenient_bools: bool) -> Value {
             }
             as_toml(raw).unwrap_or_else(|| Value::from(raw.to_string()))
         }
-        Kind::Int { .. } => as_toml(raw).unwrap_or_else(|| Value::from(raw.to_string())),
+        Kind::Int { .. } | Kind::Table => {
+            as_toml(raw).unwrap_or_else(|| Value::from(raw.to_string()))
+        }
         Kind::StrArray | Kind::EnumArray(_) => {
             if raw.trim_start().starts_with('[') {
                 as_toml(raw).unwrap_or_else(|| Value::from(raw.to_string()))
@@ -1124,6 +1142,26 @@ pub fn nearest_variable(var: &str) -> Option<String> {
         if let Some(k) = keys::KEYS.iter().find(|k| squash(k.name) == wanted) {
             return Some(keys::env_var_name(k.name));
         }
+        // A user-named table: keep the name the variable gave
+        // (`OJ_QUEUES__BUILD__MAX_CONCURENT` → `OJ_QUEUES__BUILD__MAX_CONCURRENT`).
+        let parts: Vec<&str> = var.strip_prefix("OJ_").unwrap_or(var).split("__").collect();
+        for k in keys::KEYS.iter().filter(|k| named::is_pattern(k.name)) {
+            let pattern: Vec<&str> = k.name.split('.').collect();
+            let Some(star) = pattern.iter().position(|p| *p == named::WILDCARD) else {
+                continue;
+            };
+            let (Some(head), Some(name)) = (parts.first(), parts.get(star)) else {
+                continue;
+            };
+            if !head.eq_ignore_ascii_case(pattern[0]) {
+                continue;
+            }
+            let concrete = k.name.replace('*', &name.to_ascii_lowercase());
+            let score = strsim::jaro_winkler(&wanted, &squash(&concrete));
+            if score > 0.9 {
+                return Some(keys::env_var_name(&concrete));
+            }
+        }
         let tail = |k: &&keys::Key| {
             let leaf = k.name.rsplit('.').next().unwrap_or(k.name);
             squash(leaf) == wanted || squash(k.name).ends_with(&wanted) && wanted.len() >= 6
@@ -1145,8 +1183,12 @@ pub fn nearest_variable(var: &str) -> Option<String> {
 /// "did you mean OJ_LOG__FORMAT (key `log.format`)?"
 fn variable_hint(var: &str) -> String {
     match nearest_variable(var) {
-        Some(n) => match keys::KEYS.iter().find(|k| keys::env_var_name(k.name) == n) {
-            Some(k) => format!("did you mean {n} (key `{}`)?", k.name),
+        Some(n) => match n
+            .strip_prefix("OJ_")
+            .map(|rest| rest.replace("__", ".").to_ascii_lowercase())
+            .filter(|key| keys::find(key).is_some())
+        {
+            Some(key) => format!("did you mean {n} (key `{key}`)?"),
             None => format!("did you mean {n}?"),
         },
         None => "`oj config env` lists every accepted variable.".into(),
@@ -1242,11 +1284,45 @@ impl<'a> Merged<'a> {
             .unwrap_or_else(|| "default".into())
     }
 
+    /// The names of the entries of the table at a dotted key.
+    fn names_under(&self, table: &str) -> Vec<String> {
+        match self.find(table) {
+            Some(Value::Dict(_, d)) => d.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The layer that set a dotted key (`default` when none did).
     fn layer(&self, key: &str) -> String {
         self.find(key)
             .map(|v| self.layer_of(v))
             .unwrap_or_else(|| "default".into())
+    }
+}
+
+/// Keys of a user-named table that have no default (a schedule without a
+/// `cron` or a `job` means nothing).
+const REQUIRED_IN_TABLE: &[&str] = &["schedules.*.cron", "schedules.*.job"];
+
+/// The names users gave their queues and schedules follow one rule (they
+/// appear in URLs, metrics labels and pod labels).
+fn check_table_names(merged: &Merged, errors: &mut Vec<ConfigError>) {
+    let mut tables: Vec<&str> = keys::KEYS
+        .iter()
+        .filter_map(|k| named::table_of(k.name))
+        .collect();
+    tables.dedup();
+    for table in tables {
+        for name in merged.names_under(table) {
+            if !named::is_valid_name(&name) {
+                let key = format!("{table}.{name}");
+                errors.push(ConfigError::new(
+                    Some(&key),
+                    Some(&merged.layer(&key)),
+                    format!("{name:?} is not a valid name: use {}", named::NAME_RULE),
+                ));
+            }
+        }
     }
 }
 
@@ -1393,6 +1469,10 @@ fn check_kind(key: &keys::Key, value: &Value) -> Result<(), String> {
         },
         Kind::StrTable => match value {
             Value::Dict(_, d) if d.values().all(|v| matches!(v, Value::String(..))) => Ok(()),
+            _ => invalid(""),
+        },
+        Kind::Table => match value {
+            Value::Dict(..) => Ok(()),
             _ => invalid(""),
         },
     }

@@ -28,6 +28,86 @@ pub struct RuntimeConfig {
     pub shutdown: ShutdownConfig,
     pub ui: UiConfig,
     pub client: ClientConfig,
+    /// `queues.<name>`: named queues and their limits (SPEC §8.2). The
+    /// queue `default` exists whether or not it is listed here.
+    #[serde(default)]
+    pub queues: BTreeMap<String, QueueConfig>,
+    /// `schedules.<name>`: jobs submitted on a cron schedule (SPEC §8.3).
+    #[serde(default)]
+    pub schedules: BTreeMap<String, ScheduleConfig>,
+}
+
+/// `queues.<name>`: one named queue.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Jobs of this queue running at once; unset = `jobs.max_concurrent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<u32>,
+}
+
+/// `schedules.<name>`: a job submitted at the fire times of a cron
+/// expression. The config crate checks the shape; the cron expression, the
+/// zone and the job table are checked by the scheduler's own parsers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// 5 cron fields as in crontab(5), or `@hourly` … `@yearly`.
+    pub cron: String,
+    /// IANA zone name, or `"local"` (the daemon's zone).
+    #[serde(default = "local_zone")]
+    pub timezone: String,
+    /// The job table a fire submits (as in a runbook, without `vars`).
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
+    pub job: serde_json::Value,
+    #[serde(default)]
+    pub overlap: ScheduleOverlap,
+    #[serde(default)]
+    pub catch_up: ScheduleCatchUp,
+    /// Missed fires older than this are dropped.
+    #[serde(default = "one_day", with = "crate::duration_text")]
+    #[schemars(with = "String")]
+    pub catch_up_within: Duration,
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+}
+
+fn local_zone() -> String {
+    "local".to_string()
+}
+
+fn one_day() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+fn enabled() -> bool {
+    true
+}
+
+/// `schedules.<name>.overlap`: what a fire does while the schedule's last
+/// job is still queued or running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleOverlap {
+    /// No new run (the fire is settled `skipped`).
+    #[default]
+    Skip,
+    /// Start another run beside it.
+    Allow,
+    /// Cancel the running job and start the new one.
+    Replace,
+}
+
+/// `schedules.<name>.catch_up`: what happens to fires missed while no
+/// leader ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleCatchUp {
+    /// One run for the missed fires (within `catch_up_within`).
+    #[default]
+    Latest,
+    /// Missed fires are settled `missed`.
+    None,
 }
 
 /// Where the daemon keeps its state and how it names itself.

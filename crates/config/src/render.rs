@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::keys::{self, Kind};
 use crate::load::Loaded;
+use crate::named;
 use crate::secret::REDACTED;
 
 /// How to print the configuration.
@@ -127,25 +128,30 @@ pub fn lookup<'a>(tree: &'a serde_json::Value, key: &str) -> Option<&'a serde_js
 /// `[section]` appears once, so the output is valid TOML.
 fn toml_with_sources(view: &View, tree: &serde_json::Value) -> String {
     let mut out = format!("# {}\n", view.header);
-    let mut sections: Vec<(&str, Vec<&keys::Key>)> = Vec::new();
+    // (section, [(concrete key, key)]): a user-named table such as
+    // `queues.build` is a section of its own, one per name in the tree.
+    type Section<'k> = (String, Vec<(String, &'k keys::Key)>);
+    let mut sections: Vec<Section> = Vec::new();
     for key in keys::KEYS {
-        let sec = if key.kind == Kind::StrTable {
-            key.name
-        } else {
-            key.name.rsplit_once('.').map_or("", |(s, _)| s)
-        };
-        match sections.iter_mut().find(|(s, _)| *s == sec) {
-            Some((_, ks)) => ks.push(key),
-            None => sections.push((sec, vec![key])),
+        for name in named::instances(key.name, |t| named::names_in(tree, t)) {
+            let sec = if key.kind == Kind::StrTable {
+                name.clone()
+            } else {
+                name.rsplit_once('.').map_or("", |(s, _)| s).to_string()
+            };
+            match sections.iter_mut().find(|(s, _)| *s == sec) {
+                Some((_, ks)) => ks.push((name, key)),
+                None => sections.push((sec, vec![(name, key)])),
+            }
         }
     }
     // A table of free keys goes right after the section that holds it.
-    let mut ordered: Vec<(&str, Vec<&keys::Key>)> = Vec::new();
+    let mut ordered: Vec<Section> = Vec::new();
     let (tables, plain): (Vec<_>, Vec<_>) = sections
         .into_iter()
-        .partition(|(_, ks)| ks.iter().any(|k| k.kind == Kind::StrTable));
+        .partition(|(_, ks)| ks.iter().any(|(_, k)| k.kind == Kind::StrTable));
     for sec in plain {
-        let name = sec.0;
+        let name = sec.0.clone();
         ordered.push(sec);
         ordered.extend(
             tables
@@ -156,13 +162,13 @@ fn toml_with_sources(view: &View, tree: &serde_json::Value) -> String {
     }
     for (sec, ks) in ordered {
         out.push_str(&format!("\n[{sec}]"));
-        if let [table] = ks.as_slice()
-            && table.kind == Kind::StrTable
+        if let [(table, key)] = ks.as_slice()
+            && key.kind == Kind::StrTable
         {
-            out.push_str(&format!("  # {}\n", view.source(table.name)));
-            if let Some(serde_json::Value::Object(entries)) = lookup(tree, table.name) {
+            out.push_str(&format!("  # {}\n", view.source(table)));
+            if let Some(serde_json::Value::Object(entries)) = lookup(tree, table) {
                 for (name, v) in entries {
-                    let full = format!("{}.{name}", table.name);
+                    let full = format!("{table}.{name}");
                     out.push_str(&format!(
                         "{} = {}  # {}\n",
                         toml_key(name),
@@ -174,12 +180,12 @@ fn toml_with_sources(view: &View, tree: &serde_json::Value) -> String {
             continue;
         }
         out.push('\n');
-        for key in ks {
-            let leaf = key.name.rsplit_once('.').map_or(key.name, |(_, l)| l);
-            let value = lookup(tree, key.name)
+        for (name, _) in ks {
+            let leaf = name.rsplit_once('.').map_or(name.as_str(), |(_, l)| l);
+            let value = lookup(tree, &name)
                 .map(render_value)
                 .unwrap_or_else(|| "\"\"".into());
-            out.push_str(&format!("{leaf} = {value}  # {}\n", view.source(key.name)));
+            out.push_str(&format!("{leaf} = {value}  # {}\n", view.source(&name)));
         }
     }
     out

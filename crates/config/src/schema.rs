@@ -13,6 +13,7 @@ use crate::defaults::BuiltinProfile;
 use crate::environment::Environment;
 use crate::keys::{self, Kind};
 use crate::model::RuntimeConfig;
+use crate::named;
 use crate::quantity::QUANTITY_PATTERN;
 
 /// Keys whose default depends on the machine: described, not defaulted.
@@ -40,6 +41,12 @@ pub fn json_schema() -> Value {
             && let Some(d) = crate::render::lookup(&defaults, key.name)
         {
             leaf.insert("default".into(), d.clone());
+        }
+        if let Some((_, d)) = keys::NAMED_DEFAULTS.iter().find(|(n, _)| *n == key.name)
+            && let Ok(doc) = toml::from_str::<toml::Table>(&format!("v = {d}"))
+            && let Some(v) = doc.get("v").and_then(|v| serde_json::to_value(v).ok())
+        {
+            leaf.insert("default".into(), v);
         }
         set_leaf(&mut root, key.name, Value::Object(leaf));
     }
@@ -133,6 +140,7 @@ fn leaf_schema(key: &keys::Key) -> Map<String, Value> {
             "type": "object",
             "additionalProperties": { "type": "string" }
         }),
+        Kind::Table => json!({ "type": "object" }),
     };
     let mut map = match value {
         Value::Object(m) => m,
@@ -155,6 +163,21 @@ fn set_leaf(root: &mut Value, key: &str, leaf: Value) {
     let mut node = root;
     let parts: Vec<&str> = key.split('.').collect();
     for (i, part) in parts.iter().enumerate() {
+        if *part == named::WILDCARD {
+            // A user-named table: its entries are `additionalProperties`,
+            // their names follow the queue-name rule.
+            if let Some(obj) = node.as_object_mut() {
+                obj.insert(
+                    "propertyNames".into(),
+                    json!({ "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$" }),
+                );
+            }
+            node = match node.get_mut("additionalProperties") {
+                Some(n) => n,
+                None => return,
+            };
+            continue;
+        }
         let Some(props) = node.get_mut("properties").and_then(Value::as_object_mut) else {
             return;
         };

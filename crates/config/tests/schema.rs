@@ -89,7 +89,11 @@ fn every_key_has_a_description_and_a_default_or_a_reason() {
     for key in oj_config::keys::KEYS {
         let mut node = &schema;
         for part in key.name.split('.') {
-            node = &node["properties"][part];
+            node = if part == "*" {
+                &node["additionalProperties"]
+            } else {
+                &node["properties"][part]
+            };
         }
         assert!(
             node["description"].as_str().is_some_and(|d| d.len() > 10),
@@ -97,8 +101,10 @@ fn every_key_has_a_description_and_a_default_or_a_reason() {
             key.name
         );
         let machine = ["daemon.state_dir", "daemon.instance"].contains(&key.name);
+        // A schedule means nothing without its cron and job: required.
+        let required = ["schedules.*.cron", "schedules.*.job"].contains(&key.name);
         assert!(
-            node.get("default").is_some() || key.optional || machine,
+            node.get("default").is_some() || key.optional || machine || required,
             "{} has no default: {node}",
             key.name
         );
@@ -124,6 +130,17 @@ const CORPUS: &[(&str, bool)] = &[
         true,
     ),
     ("[listen]\ntcp = \"\"\n", true),
+    ("[queues.deploy]\nmax_concurrent = 1\n", true),
+    ("[queues.Deploy]\nmax_concurrent = 1\n", false),
+    ("[queues.deploy]\nmax_concurent = 1\n", false),
+    (
+        "[schedules.nightly]\ncron = \"@daily\"\novelap = \"skip\"\njob = { name = \"n\", steps = [] }\n",
+        false,
+    ),
+    (
+        "[schedules.nightly]\ncron = \"@daily\"\novercap = 1\n",
+        false,
+    ),
     (
         "[pods.resources.requests]\ncpu = \"0.5\"\nmemory = \"1e3\"\n",
         true,

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use oj_config::excerpt::{MAX_EXCERPT_CHARS, MAX_LISTED, capped_list, excerpt};
 use serde::Deserialize;
 
 use crate::retry::RetrySpec;
@@ -70,7 +71,7 @@ pub enum RunbookError {
         origin: String,
         missing: Vec<String>,
     },
-    #[error("job {job:?} ({origin}) does not declare {}; it takes: {}", list_vars(.unexpected), if .declared.is_empty() { "no vars".to_string() } else { .declared.join(", ") })]
+    #[error("job {job:?} ({origin}) does not declare {}; it takes: {}", list_vars(.unexpected), if .declared.is_empty() { "no vars".to_string() } else { capped_list(.declared, ", ") })]
     UnexpectedVars {
         job: String,
         origin: String,
@@ -111,13 +112,17 @@ fn unknown_job_message(name: &str, available: &[String]) -> String {
     } else {
         format!(
             "no job named {name:?}; the runbooks define: {}",
-            available.join(", ")
+            capped_list(available, ", ")
         )
     }
 }
 
 fn missing_vars_message(job: &str, origin: &str, missing: &[String]) -> String {
-    let flags: Vec<String> = missing.iter().map(|v| format!("--var {v}=…")).collect();
+    let flags: Vec<String> = missing
+        .iter()
+        .take(MAX_LISTED)
+        .map(|v| format!("--var {}=…", excerpt(v, MAX_EXCERPT_CHARS)))
+        .collect();
     format!(
         "job {job:?} ({origin}) needs {} {}; pass {}",
         if missing.len() == 1 {
@@ -125,16 +130,14 @@ fn missing_vars_message(job: &str, origin: &str, missing: &[String]) -> String {
         } else {
             "variables"
         },
-        missing.join(", "),
+        capped_list(missing, ", "),
         flags.join(" ")
     )
 }
 
 fn list_vars(v: &[String]) -> String {
-    v.iter()
-        .map(|n| format!("--var {n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    let flags: Vec<String> = v.iter().map(|n| format!("--var {n}")).collect();
+    capped_list(&flags, ", ")
 }
 
 impl Runbook {
@@ -142,7 +145,7 @@ impl Runbook {
     pub fn parse(text: &str, origin: &str) -> Result<Runbook, RunbookError> {
         let raw: RawRunbook = toml::from_str(text).map_err(|e| RunbookError::Parse {
             origin: origin.to_string(),
-            message: e.to_string().trim_end().to_string(),
+            message: oj_config::excerpt::toml_error_words(text, &e),
         })?;
         Ok(Runbook {
             jobs: raw
@@ -443,6 +446,35 @@ retry = { attempts = 5, on = ["infra", "timeout"] }
             text.contains("--var a=…") && text.contains("--var b=…"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_job_with_200000_vars_gets_a_short_missing_vars_message() {
+        let names: Vec<String> = (0..200_000).map(|i| format!("v{i}")).collect();
+        let text = format!(
+            "[job.x]\nvars = [{}]\n[[job.x.step]]\nname = \"s\"\nrun = \"true\"\n",
+            names
+                .iter()
+                .map(|n| format!("{n:?}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let rb = Runbook::parse(&text, "x.toml").unwrap();
+        let msg = rb.job("x", &BTreeMap::new()).unwrap_err().to_string();
+        assert!(msg.len() < 1000, "{} bytes", msg.len());
+        assert!(
+            msg.contains("needs variables v0, v1,") && msg.contains("and 199990 more"),
+            "{msg}"
+        );
+        assert!(msg.contains("pass --var v0=… --var v1=…"), "{msg}");
+    }
+
+    #[test]
+    fn a_runbook_toml_error_names_line_and_column_without_echoing_the_line() {
+        let text = format!("[job.x]\nname = \"{}", "x".repeat(200_000));
+        let msg = Runbook::parse(&text, "x.toml").unwrap_err().to_string();
+        assert!(msg.starts_with("x.toml: line 2, column "), "{msg}");
+        assert!(msg.len() < 500, "{} bytes", msg.len());
     }
 
     #[test]

@@ -85,6 +85,13 @@ pub fn router(shared: Shared) -> Router {
         .with_state(shared)
 }
 
+/// serde's words for a bad spec, bounded, with integer ranges instead of
+/// `u32`.
+fn spec_error_words(e: &str) -> String {
+    let words = oj_config::int_words::plain_int_words(e);
+    oj_config::excerpt::excerpt(&words, 1000).into_owned()
+}
+
 async fn not_found(req: Request) -> Response {
     error(
         StatusCode::NOT_FOUND,
@@ -144,7 +151,7 @@ async fn submit(State(s): State<Shared>, body: Bytes) -> Response {
             return error(
                 StatusCode::BAD_REQUEST,
                 "invalid_spec",
-                format!("invalid job spec: {e}"),
+                format!("invalid job spec: {}", spec_error_words(&e)),
             );
         }
     };

@@ -62,7 +62,7 @@ fn filter_of(body: &[u8]) -> Result<PruneFilter, String> {
             let st = word.parse::<JobState>().map_err(|e| e.to_string())?;
             if !st.is_terminal() {
                 return Err(format!(
-                    "state {st:?} is not a finished state; only done, failed, cancelled and interrupted jobs are pruned"
+                    "state \"{st}\" is not a finished state; only done, failed, cancelled and interrupted jobs are pruned"
                 ));
             }
             Some(st)

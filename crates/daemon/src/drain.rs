@@ -47,6 +47,7 @@ impl ShutdownTrigger {
             );
         }
         self.tx.send_modify(|c| *c += 1);
+        crate::ready::stopping(why, n);
     }
 }
 

@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod api;
+mod api_errors;
 mod api_retention;
 mod config_api;
 pub mod drain;
@@ -549,6 +550,7 @@ impl Daemon {
             drain_ms = drain_started.elapsed().as_millis() as u64,
             "daemon stopped"
         );
+        ready::stopped(drain_started.elapsed(), report.terminated.len());
         if let Err(e) = snap {
             return Err(Failure::new(
                 EXIT_RUNTIME,

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
@@ -97,10 +97,7 @@ fn bearer_token(value: &[u8]) -> Option<&[u8]> {
 
 async fn require_token(State(auth): State<Auth>, req: Request, next: Next) -> Response {
     if !auth.allows(&req) {
-        let mut r = error(StatusCode::UNAUTHORIZED, "unauthorized", "unauthorized");
-        r.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return r;
+        return crate::api_errors::unauthorized(req).await;
     }
     next.run(req).await
 }
@@ -126,6 +123,7 @@ async fn limit_body(State(max): State<u64>, req: Request, next: Next) -> Respons
 pub fn wrap(router: Router, max_request_bytes: u64, auth: Option<Auth>) -> Router {
     let limit = usize::try_from(max_request_bytes).unwrap_or(usize::MAX);
     let router = router
+        .layer(middleware::from_fn(crate::api_errors::json_errors))
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(
             max_request_bytes,

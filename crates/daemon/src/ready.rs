@@ -30,6 +30,43 @@ pub fn announce(cfg: &RuntimeConfig, version: &str, profile: &str, listeners: &[
     }
 }
 
+/// Says on a terminal that the daemon is stopping, so that Ctrl-C is not
+/// met with silence while running jobs finish (`nth` counts the requests:
+/// the second one interrupts them).
+pub fn stopping(why: &str, nth: u32) {
+    if std::io::stderr().is_terminal() {
+        let _ = writeln!(std::io::stderr().lock(), "{}", stopping_line(why, nth));
+    }
+}
+
+/// The line [`stopping`] prints.
+pub fn stopping_line(why: &str, nth: u32) -> String {
+    if nth <= 1 {
+        format!(
+            "oj: stopping ({why}): no new jobs start; running steps get shutdown.drain_timeout \
+             to finish; Ctrl-C again interrupts them now"
+        )
+    } else {
+        format!("oj: stopping now ({why} again): interrupting the running steps")
+    }
+}
+
+/// Says on a terminal that the daemon has stopped, and how long the drain took.
+pub fn stopped(drain: std::time::Duration, interrupted: usize) {
+    if std::io::stderr().is_terminal() {
+        let steps = match interrupted {
+            0 => String::new(),
+            1 => "; 1 running step was interrupted".into(),
+            n => format!("; {n} running steps were interrupted"),
+        };
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "oj: daemon stopped after {:.1}s{steps}",
+            drain.as_secs_f64()
+        );
+    }
+}
+
 /// `oj 0.1.0 ready (profile desktop): unix:///…/daemon.sock; log: /…/daemon.2026-12-01.log; Ctrl-C stops it`
 pub fn ready_line(
     cfg: &RuntimeConfig,
@@ -72,6 +109,16 @@ fn log_destination(cfg: &RuntimeConfig) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_stopping_line_says_what_a_second_ctrl_c_does() {
+        let first = stopping_line("SIGINT", 1);
+        assert!(
+            first.starts_with("oj: stopping (SIGINT): ") && first.contains("Ctrl-C again"),
+            "{first}"
+        );
+        assert!(stopping_line("SIGINT", 2).contains("interrupting the running steps"));
+    }
 
     #[test]
     fn the_ready_line_names_listeners_and_the_log_file() {

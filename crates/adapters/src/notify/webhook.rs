@@ -174,8 +174,8 @@ impl WebhookBackend {
                         webhook_host = %self.host,
                         notification_id = %n.id,
                         http_status = status,
-                        "webhook receiver rejected the notification; not retried (check notify.webhook.headers, \
-                         notify.webhook.format and the receiver's configuration)"
+                        "{}",
+                        rejected_message(status)
                     );
                     return Outcome::Failed;
                 }
@@ -261,6 +261,29 @@ impl WebhookBackend {
             _ => Attempt::Rejected(status),
         }
     }
+}
+
+/// Why a receiver's answer is final, and what to check: a redirect is not
+/// a credentials problem, a 401 is not a URL problem.
+pub fn rejected_message(status: u16) -> String {
+    let what = match status {
+        300..=399 => {
+            "webhook receiver answered a redirect; oj does not follow redirects (the body and its \
+             signature are for one URL): set notify.webhook.url to the address it redirects to"
+        }
+        401 | 403 => {
+            "webhook receiver refused the credentials; not retried (check notify.webhook.headers, \
+             e.g. an Authorization header, and the signing key the receiver expects)"
+        }
+        404 | 405 => {
+            "webhook receiver has no such endpoint; not retried (check the path of notify.webhook.url)"
+        }
+        _ => {
+            "webhook receiver rejected the notification; not retried (check notify.webhook.format, \
+             notify.webhook.headers and the receiver's configuration)"
+        }
+    };
+    format!("{what} [HTTP {status}]")
 }
 
 /// A transport error without the URL (which is a secret): the error's own
@@ -379,6 +402,19 @@ pub fn slack_body(n: &Notification) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_redirect_is_not_blamed_on_the_headers() {
+        let m = rejected_message(302);
+        assert!(
+            m.contains("redirect") && m.contains("notify.webhook.url"),
+            "{m}"
+        );
+        assert!(!m.contains("headers"), "{m}");
+        assert!(rejected_message(401).contains("notify.webhook.headers"));
+        assert!(rejected_message(404).contains("path of notify.webhook.url"));
+        assert!(rejected_message(422).contains("notify.webhook.format"));
+    }
 
     #[test]
     fn backoff_doubles_from_the_first_delay_and_caps_at_five_minutes() {
