@@ -233,14 +233,19 @@ fn public(path: &str) -> bool {
     path == "/" || path == "/ui" || path.starts_with("/ui/")
 }
 
-fn unauthorized() -> Response {
-    let mut r = error(StatusCode::UNAUTHORIZED, "unauthorized", "unauthorized");
-    r.headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    r
+/// The 401, after reading (a bounded part of) the body, as the plain token
+/// check does: an HTTP/2 client still sending would otherwise see a stream
+/// reset instead of the answer.
+async fn unauthorized(req: Request) -> Response {
+    crate::api_errors::unauthorized(req).await
 }
 
-fn forbidden_origin() -> Response {
+async fn forbidden_origin(req: Request) -> Response {
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        axum::body::to_bytes(req.into_body(), 64 * 1024),
+    )
+    .await;
     error(
         StatusCode::FORBIDDEN,
         "origin",
@@ -257,7 +262,7 @@ pub async fn gate(State(g): State<Gate>, mut req: Request, next: Next) -> Respon
     let path = req.uri().path().to_string();
     let bearer = g.auth.allows(&req);
     if path == "/v1/session" {
-        return session_endpoint(&g, &req, bearer, now);
+        return session_endpoint(&g, req, bearer, now).await;
     }
     let access = if bearer {
         Access::Token
@@ -268,9 +273,9 @@ pub async fn gate(State(g): State<Gate>, mut req: Request, next: Next) -> Respon
         }
     };
     match access {
-        Access::Anonymous if !public(&path) => return unauthorized(),
+        Access::Anonymous if !public(&path) => return unauthorized(req).await,
         Access::Session if !is_safe(req.method()) && !origin_ok(&g, &req) => {
-            return forbidden_origin();
+            return forbidden_origin(req).await;
         }
         _ => {}
     }
@@ -284,11 +289,11 @@ fn origin_ok(g: &Gate, req: &Request) -> bool {
     origin_allowed(header_str(header::ORIGIN), host, g.tls, g.origin.as_deref())
 }
 
-fn session_endpoint(g: &Gate, req: &Request, bearer: bool, now: Instant) -> Response {
+async fn session_endpoint(g: &Gate, req: Request, bearer: bool, now: Instant) -> Response {
     match *req.method() {
         Method::POST => {
             if !bearer {
-                return unauthorized();
+                return unauthorized(req).await;
             }
             let value = match g.sessions.start(now, g.ttl) {
                 Ok(v) => v,
@@ -314,16 +319,16 @@ fn session_endpoint(g: &Gate, req: &Request, bearer: bool, now: Instant) -> Resp
             r
         }
         Method::DELETE => {
-            let value = cookie_value(req.headers(), &g.cookie);
-            let session = value.is_some_and(|v| g.sessions.valid(v, now));
+            let value = cookie_value(req.headers(), &g.cookie).map(str::to_string);
+            let session = value.as_deref().is_some_and(|v| g.sessions.valid(v, now));
             if !bearer && !session {
-                return unauthorized();
+                return unauthorized(req).await;
             }
-            if session && !bearer && !origin_ok(g, req) {
-                return forbidden_origin();
+            if session && !bearer && !origin_ok(g, &req) {
+                return forbidden_origin(req).await;
             }
             if let Some(v) = value {
-                g.sessions.end(v);
+                g.sessions.end(&v);
             }
             let mut r = StatusCode::NO_CONTENT.into_response();
             if let Ok(v) = HeaderValue::from_str(&clear_cookie(&g.cookie, g.tls)) {
@@ -333,7 +338,7 @@ fn session_endpoint(g: &Gate, req: &Request, bearer: bool, now: Instant) -> Resp
         }
         _ => {
             if !bearer {
-                return unauthorized();
+                return unauthorized(req).await;
             }
             let mut r = error(
                 StatusCode::METHOD_NOT_ALLOWED,
