@@ -328,7 +328,9 @@ fn corpus(known_id: &str) -> Vec<Case> {
             Is(405),
         ),
         // --- unknown paths ------------------------------------------------------
-        case("GET /", req("GET", "/", None, b""), Is(404)),
+        // `GET /` redirects to the web UI (SPEC §8.4, `ui.enabled`).
+        case("GET /", req("GET", "/", None, b""), Is(303)),
+        case("GET /ui/unknown", req("GET", "/ui/unknown", None, b""), Is(404)),
         case("GET /v2/status", req("GET", "/v2/status", None, b""), Is(404)),
         case("GET /v1/job", req("GET", "/v1/job", None, b""), Is(404)),
         case(

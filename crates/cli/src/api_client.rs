@@ -349,6 +349,18 @@ impl ApiClient {
         })
     }
 
+    /// A request for `path` (and query) on the daemon, with the token where
+    /// one is needed and no timeout: `oj ui` streams it both ways itself.
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let mut req = self.http.request(method, self.endpoint.url(path));
+        if self.endpoint.is_tcp()
+            && let Some((token, _)) = &self.token
+        {
+            req = req.bearer_auth(token.expose());
+        }
+        req
+    }
+
     /// GET a JSON document.
     pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, ApiError> {
         let resp = self.send(Method::GET, path, None, true).await?;

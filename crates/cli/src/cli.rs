@@ -74,6 +74,11 @@ pub enum Command {
     /// List schedules (schedules.* in the config), fire one now, pause or resume them
     #[command(subcommand)]
     Schedule(crate::schedule_cmds::ScheduleCommand),
+    /// Open the web UI of the daemon this client reaches, through a private
+    /// listener on 127.0.0.1 (for a daemon on its Unix socket, or a remote one)
+    #[command(after_help = "Examples:\n  oj ui\n  \
+                            oj ui --no-open    # print the one-time URL instead of opening a browser")]
+    Ui(UiArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     #[command(after_help = "Examples:\n  \
                             oj completions bash > ~/.local/share/bash-completion/completions/oj\n  \
@@ -86,6 +91,13 @@ pub enum Command {
     },
     /// Print the man page (roff) on stdout, e.g. `oj man | man -l -`
     Man,
+}
+
+#[derive(Debug, Args)]
+pub struct UiArgs {
+    /// Print the URL (with its one-time code) instead of opening a browser
+    #[arg(long)]
+    pub no_open: bool,
 }
 
 #[derive(Debug, Args)]

@@ -16,6 +16,7 @@ mod schedule_cmds;
 mod table;
 mod term;
 mod where_cmds;
+mod ui_cmd;
 
 use clap::Parser;
 
@@ -72,6 +73,7 @@ fn run(cli: Cli) -> Result<i32, Failure> {
         Command::Queue(cmd) => queue_cmds::run(cmd, &opts, &env),
         Command::Schedule(cmd) => schedule_cmds::run(cmd, &opts, &env),
         Command::Completions { shell } => manual::completions(shell),
+        Command::Ui(args) => ui_cmd::run(args, &opts, &env),
         Command::Man => manual::man(),
     }
 }

@@ -162,6 +162,11 @@ impl RuntimeConfig {
                 drain_timeout: secs(5),
                 container_steps: ContainerStepsOnDrain::Detach,
             },
+            ui: UiConfig {
+                enabled: true,
+                session_ttl: secs(12 * 3600),
+                origin: None,
+            },
             client: ClientConfig {
                 url: None,
                 ca: None,

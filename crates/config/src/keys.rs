@@ -409,6 +409,21 @@ pub const KEYS: &[Key] = &[
         Kind::Enum(&["detach", "cancel"]),
         "At drain: detach (pods keep running, followed after restart) or cancel (pods deleted, steps interrupted)",
     ),
+    key(
+        "ui.enabled",
+        Kind::Bool,
+        "Serve the web UI at /ui/ on the API listeners (GET / redirects there)",
+    ),
+    key(
+        "ui.session_ttl",
+        Kind::Duration,
+        "How long a web UI session (cookie from POST /v1/session) stays good",
+    ),
+    opt(
+        "ui.origin",
+        Kind::Url,
+        "Origin browsers use behind a proxy (https://host[:port]); unset = the request's Host",
+    ),
     opt(
         "queues.*.max_concurrent",
         Kind::Int { min: 1 },

@@ -26,6 +26,7 @@ pub struct RuntimeConfig {
     pub lock: LockConfig,
     pub pods: PodsConfig,
     pub shutdown: ShutdownConfig,
+    pub ui: UiConfig,
     pub client: ClientConfig,
     /// `queues.<name>`: named queues and their limits (SPEC §8.2). The
     /// queue `default` exists whether or not it is listed here.
@@ -511,6 +512,26 @@ pub struct ShutdownConfig {
 pub enum ContainerStepsOnDrain {
     Detach,
     Cancel,
+}
+
+/// The web UI on the API listeners (SPEC §8.4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UiConfig {
+    /// Serve the UI at `/ui/` on the API listeners (`GET /` redirects there).
+    pub enabled: bool,
+    /// How long a UI session cookie stays good.
+    #[serde(with = "crate::duration_text")]
+    #[schemars(with = "String")]
+    pub session_ttl: Duration,
+    /// The origin (`https://host[:port]`) browsers use when the daemon is
+    /// behind a proxy; unset = the request's own `Host`.
+    #[serde(
+        default,
+        deserialize_with = "empty_as_none",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub origin: Option<String>,
 }
 
 /// How client commands reach the daemon.

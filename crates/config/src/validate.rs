@@ -38,6 +38,30 @@ pub fn url(key: &str, s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `ui.*`: a session that lasts, an origin without a path.
+fn validate_ui(ui: &UiConfig, err: &mut impl FnMut(&str, String)) {
+    if ui.session_ttl.is_zero() {
+        err(
+            "ui.session_ttl",
+            "must be longer than 0s, e.g. \"12h\"".into(),
+        );
+    }
+    if let Some(origin) = &ui.origin {
+        let rest = origin
+            .strip_prefix("https://")
+            .or_else(|| origin.strip_prefix("http://"))
+            .unwrap_or("");
+        if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
+            err(
+                "ui.origin",
+                format!(
+                    "{origin:?} is not an origin; write scheme, host and port only, e.g. \"https://oj.example.com\" or \"http://127.0.0.1:8080\""
+                ),
+            );
+        }
+    }
+}
+
 /// Cross-key rules; pushes one error per problem.
 pub fn validate(loaded: &Loaded, errors: &mut Vec<ConfigError>) {
     let c = &loaded.config;
@@ -132,6 +156,7 @@ pub fn validate(loaded: &Loaded, errors: &mut Vec<ConfigError>) {
     }
 
     validate_hardening(c, &mut err);
+    validate_ui(&c.ui, &mut err);
 
     if c.listen.tcp.is_some()
         && c.listen.auth_token.is_none()

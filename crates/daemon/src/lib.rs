@@ -36,6 +36,7 @@ pub mod reload;
 mod reload_guard;
 pub mod runner;
 pub mod storage;
+pub mod ui;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -745,7 +746,7 @@ fn serve(
     stop_rx: &watch::Receiver<bool>,
     metrics: &Arc<metrics::Metrics>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let api = api::router(shared);
+    let api = ui::app(api::router(shared), cfg.ui.enabled);
     let max = cfg.listen.max_request_bytes;
     let mut servers = Vec::new();
     if let Some((l, _, _)) = bound.unix {
@@ -762,14 +763,17 @@ fn serve(
     }
     if let Some(l) = bound.tcp {
         let auth = listen::Auth::new(token.map(Secret::expose));
+        let router = if cfg.ui.enabled {
+            let port = l.local_addr().map(|a| a.port()).unwrap_or(0);
+            let gate = ui::Gate::new(auth, bound.tls.is_some(), port, &cfg.ui);
+            ui::wrap_tcp(listen::wrap(api.clone(), max, None), gate)
+        } else {
+            listen::wrap(api.clone(), max, Some(auth))
+        };
         servers.push(tokio::spawn(listen::serve_tcp(
             l,
             bound.tls.clone(),
-            metrics::count_requests(
-                listen::wrap(api.clone(), max, Some(auth)),
-                metrics.clone(),
-                "tcp",
-            ),
+            metrics::count_requests(router, metrics.clone(), "tcp"),
             tcp_limits(&cfg.listen),
             "tcp",
             stop_rx.clone(),

@@ -74,7 +74,7 @@ impl Auth {
     /// One reading of `Authorization` for HTTP/1.1 and HTTP/2 (HTTP/1.1
     /// parsing drops trailing spaces from a header value, HTTP/2 keeps
     /// them, so neither may decide what an empty token means).
-    fn allows(&self, req: &Request) -> bool {
+    pub fn allows(&self, req: &Request) -> bool {
         let Some(expected) = &self.token else {
             return true;
         };
