@@ -15,8 +15,8 @@ mod runbooks;
 mod schedule_cmds;
 mod table;
 mod term;
-mod where_cmds;
 mod ui_cmd;
+mod where_cmds;
 
 use clap::Parser;
 

@@ -117,7 +117,7 @@ impl Event {
             | Event::NotificationAcked { .. }
             | Event::QueuePaused { .. }
             | Event::QueueResumed { .. } => None,
-            | Event::ScheduleDefined { .. }
+            Event::ScheduleDefined { .. }
             | Event::ScheduleSettled { .. }
             | Event::SchedulePaused { .. }
             | Event::ScheduleRemoved { .. } => None,

@@ -17,9 +17,9 @@ pub mod queue;
 pub mod retry;
 pub mod runbook;
 mod runbook_schema;
-pub mod scheduler;
 pub mod schedule;
 pub mod schedule_book;
+pub mod scheduler;
 pub mod spec;
 pub mod state;
 pub mod step_end;
@@ -36,8 +36,8 @@ pub use queue::{Dependency, Need, QueueError, WaitReason, Waiting};
 pub use retry::{RetryCause, RetryError, RetrySpec};
 pub use runbook::{Runbook, RunbookError};
 pub use runbook_schema::runbook_json_schema;
-pub use scheduler::{Gate, Limits, QueueCounts};
 pub use schedule_book::{FireResult, JobSchedule, ScheduleRecord};
+pub use scheduler::{Gate, Limits, QueueCounts};
 pub use spec::{
     ContainerResources, ContainerSpec, FilledStep, JobSpec, MAX_NAME_BYTES, NotifyTemplates,
     ResourceAmounts, SpecError, StepSpec,

@@ -11,8 +11,8 @@ use crate::job::{Job, JobId, JobState, StepStatus, Timestamp};
 use crate::job_filter::{JobFilter, JobIndex};
 use crate::notification::Notification;
 use crate::queue::Waiting;
-use crate::scheduler::{Gate, Index, Limits};
 use crate::schedule_book::{self, ScheduleBook, ScheduleRecord};
+use crate::scheduler::{Gate, Index, Limits};
 
 /// Why an event does not fit the state (a corrupt or reordered log).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -10,12 +10,12 @@
 pub mod admin;
 pub mod api;
 mod api_errors;
-mod api_queues;
 mod api_events;
+mod api_queues;
 mod api_retention;
+mod api_schedules;
 mod api_where;
 pub mod cluster;
-mod api_schedules;
 mod config_api;
 mod conn_slots;
 pub mod drain;
