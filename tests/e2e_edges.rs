@@ -98,7 +98,9 @@ fn error_of(d: &Daemon, id: &str) -> String {
 #[test]
 fn allow_shell_false_stops_queued_and_retrying_shell_steps() {
     let env = TestEnv::new();
-    let base = "[notify]\nbackend = \"log\"\n[jobs]\nmax_concurrent = 2\n";
+    // One slot: a step waiting for its retry holds none (issue 30 item
+    // 10), so the blocker takes it and the queued job waits behind it.
+    let base = "[notify]\nbackend = \"log\"\n[jobs]\nmax_concurrent = 1\n";
     let file = env.write_config(base);
     let d = env.start_daemon(&[]);
     let retrying = d.submit(

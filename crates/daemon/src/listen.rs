@@ -557,15 +557,18 @@ pub async fn serve_unix(
     let mut warnings = AcceptWarnings::new("unix");
     let mut cap_warnings = AcceptWarnings::new("unix");
     loop {
-        if !room(&slots, "unix", &mut cap_warnings, &mut stop).await {
-            break;
-        }
         let accepted = tokio::select! {
             a = listener.accept() => a,
             () = stopped(&mut stop) => break,
         };
         match accepted {
             Ok((stream, _)) => {
+                // Room only for a client that came: making it ahead of time
+                // would evict a connection that has not sent its first
+                // request yet.
+                if !room(&slots, "unix", &mut cap_warnings, &mut stop).await {
+                    break;
+                }
                 let activity = Activity::new(Instant::now());
                 let slot = slots.register(activity.clone());
                 let router = router.clone();
@@ -603,11 +606,6 @@ pub async fn serve_tcp(
     // a connection counts as unauthenticated until one passed.
     let needs_auth = name == "tcp";
     loop {
-        // Room first: at the cap a silent or idle connection gives way;
-        // when all are busy, new clients wait in the backlog.
-        if !room(&slots, name, &mut cap_warnings, &mut stop).await {
-            break;
-        }
         let accepted = tokio::select! {
             a = listener.accept() => a,
             () = stopped(&mut stop) => break,
@@ -622,6 +620,13 @@ pub async fn serve_tcp(
                 continue;
             }
         };
+        // Room for the client that came: at the cap a silent or idle
+        // connection gives way; when all are busy, this one waits (unserved)
+        // and the next ones wait in the backlog. Making room before a client
+        // came would evict one that has not sent its first request yet.
+        if !room(&slots, name, &mut cap_warnings, &mut stop).await {
+            break;
+        }
         let activity = Activity::new(Instant::now());
         activity.needs_auth.store(needs_auth, Ordering::SeqCst);
         let slot = slots.register(activity.clone());

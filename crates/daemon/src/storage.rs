@@ -332,6 +332,12 @@ impl Storage {
         if self.buffered > 0 {
             return self.next_seq.saturating_sub(1);
         }
+        if self.next_seq == 1 {
+            // Nothing was ever written: a WAL with no snapshot must start at
+            // record 1 (a later start takes a missing first record for a
+            // lost snapshot), so the status before the first commit is 0.
+            return 0;
+        }
         let seq = self.next_seq;
         self.next_seq += 1;
         seq
