@@ -225,7 +225,7 @@ impl Engine {
         }
         if self.trouble.is_none() {
             // Room again (or still): keep the reserve for the next full disk.
-            tokio::task::block_in_place(|| self.storage.ensure_reserve());
+            blocking(|| self.storage.ensure_reserve());
         }
         let Retention {
             keep_finished,
@@ -234,7 +234,7 @@ impl Engine {
         self.prune_at = Instant::now() + keep_finished.clamp(PRUNE_MIN_EVERY, PRUNE_EVERY);
         // A WAL or snapshot deleted while nothing was committed is written
         // again now, not first at the next commit (or never, after a kill).
-        match tokio::task::block_in_place(|| self.storage.verify(&self.state)) {
+        match blocking(|| self.storage.verify(&self.state)) {
             Ok(_) => {}
             Err(e) => {
                 tracing::error!(error = %e, "cannot write the state again after its files were deleted or replaced; the next commit tries again")
@@ -335,6 +335,16 @@ impl Engine {
                 tracing::warn!(path = %dir.display(), error = %e, "cannot delete the logs of a removed job; delete the directory by hand")
             }
         });
+    }
+}
+
+/// File work on the engine's task: `block_in_place` on the daemon's
+/// multi-threaded runtime, inline on a current-thread one (the engine's
+/// paused-time tests), where `block_in_place` would panic.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 
