@@ -330,6 +330,11 @@ pub struct Attempt {
     pub ended_at: Timestamp,
 }
 
+/// Every job the state keeps, by id. Boxed: a job is over 1 KB, and a
+/// B-tree filled in id order leaves its nodes about half empty, so inline
+/// jobs would cost twice their size (SPEC §8.2 budgets 2 KB per waiting job).
+pub type JobMap = std::collections::BTreeMap<JobId, Box<Job>>;
+
 /// A job: the API's JSON shape (SPEC §3.2) plus the spec it runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {

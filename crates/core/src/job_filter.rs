@@ -12,7 +12,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 
-use crate::job::{Job, JobId, JobState, Timestamp};
+use crate::id_set::IdSet;
+
+use crate::job::{Job, JobId, JobMap, JobState, Timestamp};
 
 /// What a job list asks for; every condition set must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -78,36 +80,33 @@ fn has_wildcard(pattern: &str) -> bool {
     pattern.contains(['*', '?'])
 }
 
-/// Ids of jobs by label pair, queue and name, and the job of each
+/// The ids of jobs by label pair, queue and name, and the job of each
 /// idempotency key; changed only when a job enters or leaves the state
 /// (none of these change afterwards).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct JobIndex {
-    labels: BTreeMap<(String, String), BTreeSet<JobId>>,
-    queues: BTreeMap<String, BTreeSet<JobId>>,
-    names: BTreeMap<String, BTreeSet<JobId>>,
+    labels: BTreeMap<(String, String), IdSet>,
+    queues: BTreeMap<String, IdSet>,
+    names: BTreeMap<String, IdSet>,
     keys: HashMap<String, JobId>,
 }
 
-fn add_to<K: Ord + Clone>(map: &mut BTreeMap<K, BTreeSet<JobId>>, key: &K, id: &JobId) {
+fn add_to<K: Ord + Clone>(map: &mut BTreeMap<K, IdSet>, key: &K, id: &JobId) {
     // Most jobs share their queue and name with others: clone the key
     // only for a new one.
     match map.get_mut(key) {
-        Some(set) => {
-            set.insert(id.clone());
-        }
+        Some(ids) => ids.insert(id),
         None => {
-            map.insert(key.clone(), BTreeSet::from([id.clone()]));
+            map.insert(key.clone(), IdSet::One(id.clone()));
         }
     }
 }
 
-fn remove_from<K: Ord>(map: &mut BTreeMap<K, BTreeSet<JobId>>, key: &K, id: &JobId) {
-    if let Some(set) = map.get_mut(key) {
-        set.remove(id);
-        if set.is_empty() {
-            map.remove(key);
-        }
+fn remove_from<K: Ord>(map: &mut BTreeMap<K, IdSet>, key: &K, id: &JobId) {
+    if let Some(ids) = map.get_mut(key)
+        && ids.remove(id)
+    {
+        map.remove(key);
     }
 }
 
@@ -145,9 +144,9 @@ impl JobIndex {
 
     /// The sets of ids a filter's indexed conditions allow, smallest first
     /// choice: `None` when no indexed condition is set (walk every job).
-    fn narrowest<'a>(&'a self, f: &JobFilter) -> Option<Vec<&'a BTreeSet<JobId>>> {
-        static EMPTY: BTreeSet<JobId> = BTreeSet::new();
-        let mut options: Vec<Vec<&BTreeSet<JobId>>> = Vec::new();
+    fn narrowest<'a>(&'a self, f: &JobFilter) -> Option<Vec<&'a IdSet>> {
+        static EMPTY: IdSet = IdSet::Many(BTreeSet::new());
+        let mut options: Vec<Vec<&IdSet>> = Vec::new();
         for (k, v) in &f.labels {
             let set = self.labels.get(&(k.clone(), v.clone())).unwrap_or(&EMPTY);
             options.push(vec![set]);
@@ -160,7 +159,7 @@ impl JobIndex {
                 // Distinct names are few next to jobs; a literal prefix
                 // narrows them further.
                 let prefix: String = g.chars().take_while(|c| !matches!(c, '*' | '?')).collect();
-                let sets: Vec<&BTreeSet<JobId>> = self
+                let sets: Vec<&IdSet> = self
                     .names
                     .range::<String, _>((Bound::Included(&prefix), Bound::Unbounded))
                     .take_while(|(n, _)| n.starts_with(&prefix))
@@ -181,7 +180,7 @@ impl JobIndex {
     /// at most `limit`, and whether more match after it.
     pub fn page<'a>(
         &self,
-        jobs: &'a BTreeMap<JobId, Job>,
+        jobs: &'a JobMap,
         f: &JobFilter,
         after: Option<&JobId>,
         limit: usize,
@@ -205,14 +204,16 @@ impl JobIndex {
         let range = (lower, upper);
         let ids: Box<dyn Iterator<Item = &JobId> + '_> = match self.narrowest(f) {
             None => Box::new(jobs.range(range.clone()).rev().map(|(id, _)| id)),
-            Some(sets) if sets.len() == 1 => Box::new(sets[0].range(range.clone()).rev()),
+            Some(sets) if sets.len() == 1 => sets[0].newest_first(range.clone()),
             Some(sets) => Box::new(MergeDesc::new(
                 sets.into_iter()
-                    .map(|s| s.range(range.clone()).rev())
+                    .map(|s| s.newest_first(range.clone()))
                     .collect(),
             )),
         };
-        let mut matching = ids.filter_map(|id| jobs.get(id)).filter(|j| f.matches(j));
+        let mut matching = ids
+            .filter_map(|id| jobs.get(id).map(|j| &**j))
+            .filter(|j| f.matches(j));
         let page: Vec<&Job> = matching.by_ref().take(limit).collect();
         let more = matching.next().is_some();
         (page, more)
@@ -276,7 +277,7 @@ mod tests {
         j
     }
 
-    fn setup() -> (BTreeMap<JobId, Job>, JobIndex) {
+    fn setup() -> (JobMap, JobIndex) {
         let jobs = [
             job(1, "build-a", "default", &[("team", "x")], Some("k1")),
             job(2, "build-b", "ci", &[("team", "x"), ("tier", "1")], None),
@@ -288,7 +289,7 @@ mod tests {
         let mut map = BTreeMap::new();
         for j in jobs {
             index.add(&j);
-            map.insert(j.id.clone(), j);
+            map.insert(j.id.clone(), Box::new(j));
         }
         (map, index)
     }
@@ -402,5 +403,30 @@ mod tests {
             index.remove(j);
         }
         assert_eq!(index, JobIndex::default());
+    }
+
+    #[test]
+    fn a_key_shrinks_back_to_one_id_and_goes_when_its_last_job_does() {
+        let (mut jobs, mut index) = setup();
+        let again = job(6, "test", "ci", &[], None);
+        index.add(&again);
+        jobs.insert(again.id.clone(), Box::new(again.clone()));
+        let by_name = JobFilter {
+            name: Some("test".into()),
+            ..JobFilter::default()
+        };
+        assert_eq!(
+            names(&index.page(&jobs, &by_name, None, 10).0),
+            ["test", "test"]
+        );
+        index.remove(&again);
+        jobs.remove(&again.id);
+        let (page, _) = index.page(&jobs, &by_name, None, 10);
+        assert_eq!(page.len(), 1);
+        assert_eq!(page[0].id, JobId::from_parts(1_795_000_003_000, 0));
+        let first = page[0].clone();
+        index.remove(&first);
+        assert!(!index.names.contains_key("test"));
+        assert!(index.page(&jobs, &by_name, None, 10).0.is_empty());
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod events;
+mod id_set;
 pub mod idempotency;
 pub mod job;
 pub mod job_filter;
@@ -28,7 +29,7 @@ pub mod topic;
 
 pub use cluster::{PodOverlay, SecretRef, WORKSPACE_MOUNT, Workspace};
 pub use events::Event;
-pub use job::{IdGen, Job, JobId, JobState, StepState, StepStatus, Timestamp};
+pub use job::{IdGen, Job, JobId, JobMap, JobState, StepState, StepStatus, Timestamp};
 pub use job_filter::{JobFilter, JobIndex};
 pub use job_view::JobView;
 pub use notification::{Notification, NotificationKind};

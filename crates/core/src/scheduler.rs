@@ -14,7 +14,8 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::ops::Bound;
 
-use crate::job::{Job, JobId, JobState, Timestamp};
+use crate::id_set::IdSet;
+use crate::job::{Job, JobId, JobMap, JobState, Timestamp};
 use crate::queue::{Dependency, Need, WaitReason, Waiting};
 
 /// Jobs of one queue, as `GET /v1/queues` and the metrics count them.
@@ -66,7 +67,7 @@ type Key = (i32, JobId);
 pub struct Index {
     ready: BTreeMap<String, BTreeSet<Key>>,
     blocked: HashMap<JobId, u32>,
-    dependents: HashMap<JobId, BTreeSet<JobId>>,
+    dependents: HashMap<JobId, IdSet>,
     held: BTreeSet<JobId>,
     timed: BTreeSet<(Timestamp, JobId)>,
     clock: Option<Timestamp>,
@@ -77,7 +78,7 @@ pub struct Index {
 
 /// Whether a dependency is met (a missing job counts as met: it cannot be
 /// removed while needed, so only an old state can lack it).
-fn met(dep: &Dependency, jobs: &BTreeMap<JobId, Job>) -> bool {
+fn met(dep: &Dependency, jobs: &JobMap) -> bool {
     match jobs.get(&dep.job) {
         None => true,
         Some(d) => match dep.need {
@@ -105,7 +106,7 @@ impl Index {
     }
 
     /// Adds `job` (already in `jobs`, as it is now) to the index.
-    pub(crate) fn add(&mut self, job: &Job, jobs: &BTreeMap<JobId, Job>) {
+    pub(crate) fn add(&mut self, job: &Job, jobs: &JobMap) {
         if holds_slot(job) {
             self.counts_of(&job.queue).running += 1;
             self.active += 1;
@@ -116,10 +117,13 @@ impl Index {
         self.counts_of(&job.queue).queued += 1;
         let mut unmet = 0;
         for dep in &job.after {
-            self.dependents
-                .entry(dep.job.clone())
-                .or_default()
-                .insert(job.id.clone());
+            match self.dependents.get_mut(&dep.job) {
+                Some(ids) => ids.insert(&job.id),
+                None => {
+                    self.dependents
+                        .insert(dep.job.clone(), IdSet::One(job.id.clone()));
+                }
+            }
             if !met(dep, jobs) {
                 unmet += 1;
             }
@@ -154,11 +158,10 @@ impl Index {
                 q.queued = q.queued.saturating_sub(1);
             }
             for dep in &job.after {
-                if let Some(set) = self.dependents.get_mut(&dep.job) {
-                    set.remove(&job.id);
-                    if set.is_empty() {
-                        self.dependents.remove(&dep.job);
-                    }
+                if let Some(ids) = self.dependents.get_mut(&dep.job)
+                    && ids.remove(&job.id)
+                {
+                    self.dependents.remove(&dep.job);
                 }
             }
             self.blocked.remove(&job.id);
@@ -182,7 +185,7 @@ impl Index {
 
     /// The queued jobs that wait for `id`.
     pub fn dependents_of(&self, id: &JobId) -> impl Iterator<Item = &JobId> {
-        self.dependents.get(id).into_iter().flatten()
+        self.dependents.get(id).into_iter().flat_map(IdSet::iter)
     }
 
     /// Whether a job that has not started names `id` in its `after`.
@@ -196,7 +199,7 @@ impl Index {
     }
 
     /// Moves jobs whose `not_before` is not after `now` to the ready sets.
-    pub(crate) fn advance_clock(&mut self, now: Timestamp, jobs: &BTreeMap<JobId, Job>) {
+    pub(crate) fn advance_clock(&mut self, now: Timestamp, jobs: &JobMap) {
         if self.clock.is_some_and(|c| c >= now) {
             return;
         }
@@ -302,7 +305,7 @@ impl Index {
     pub fn waiting(
         &self,
         job: &Job,
-        jobs: &BTreeMap<JobId, Job>,
+        jobs: &JobMap,
         limits: &Limits,
         gate: Gate,
     ) -> Option<Waiting> {
@@ -353,7 +356,7 @@ impl Index {
 
     /// The first dependency of queued `job` that can no longer be met (a
     /// `done` dependency that ended otherwise) and how it ended.
-    pub fn doomed_by(job: &Job, jobs: &BTreeMap<JobId, Job>) -> Option<(JobId, JobState)> {
+    pub fn doomed_by(job: &Job, jobs: &JobMap) -> Option<(JobId, JobState)> {
         if job.state != JobState::Queued {
             return None;
         }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::events::Event;
-use crate::job::{Job, JobId, JobState, StepStatus, Timestamp};
+use crate::job::{Job, JobId, JobMap, JobState, StepStatus, Timestamp};
 use crate::job_filter::{JobFilter, JobIndex};
 use crate::notification::Notification;
 use crate::queue::Waiting;
@@ -77,7 +77,7 @@ impl JobCounts {
 /// Everything the daemon knows, rebuilt from snapshot + WAL on start.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct State {
-    jobs: BTreeMap<JobId, Job>,
+    jobs: JobMap,
     notifications: BTreeMap<String, Notification>,
     // Indexes kept in step with `jobs` so scheduling does not scan history.
     queued: BTreeSet<JobId>,
@@ -160,10 +160,10 @@ impl State {
         let mut state = State::new();
         // Built in one go, the map's nodes are full; inserted one by one
         // in id order they would stay half empty.
-        let jobs: BTreeMap<JobId, Job> = snapshot
+        let jobs: JobMap = snapshot
             .jobs
             .into_iter()
-            .map(|job| (job.id.clone(), job))
+            .map(|job| (job.id.clone(), Box::new(job)))
             .collect();
         for job in jobs.values() {
             state.count(&job.id, job.state);
@@ -186,14 +186,14 @@ impl State {
     /// The state as a snapshot value.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
-            jobs: self.jobs.values().cloned().collect(),
+            jobs: self.jobs.values().map(|j| (**j).clone()).collect(),
             notifications: self.notifications.values().cloned().collect(),
             paused_queues: self.sched.paused().cloned().collect(),
             schedules: self.schedules.values().cloned().collect(),
         }
     }
 
-    fn insert(&mut self, job: Job) {
+    fn insert(&mut self, job: Box<Job>) {
         self.count(&job.id, job.state);
         self.filters.add(&job);
         let id = job.id.clone();
@@ -306,7 +306,7 @@ impl State {
                 if self.jobs.contains_key(&job.id) {
                     return Err(ApplyError::DuplicateJob(job.id.clone()));
                 }
-                self.insert((**job).clone());
+                self.insert(job.clone());
             }
             Event::JobStarted { id, at } => {
                 let job = self.job_mut(id)?;
@@ -483,7 +483,7 @@ impl State {
                     .jobs
                     .get(id)
                     .ok_or_else(|| ApplyError::UnknownJob(id.clone()))?;
-                UndoKind::Removed(Box::new(job.clone()))
+                UndoKind::Removed(job.clone())
             }
             Event::JobReleased { id } => UndoKind::Released(id.clone()),
             Event::QueuePaused { queue } | Event::QueueResumed { queue } => {
@@ -518,7 +518,7 @@ impl State {
     pub fn undo(&mut self, undo: Undo) {
         match undo.0 {
             UndoKind::Inserted(id) => self.remove(&id),
-            UndoKind::Removed(job) => self.insert(*job),
+            UndoKind::Removed(job) => self.insert(job),
             UndoKind::Progress(id, p) => {
                 self.sched_remove(&id);
                 self.set_state_unindexed(&id, p.state);
@@ -567,16 +567,17 @@ impl State {
     fn job_mut(&mut self, id: &JobId) -> Result<&mut Job, ApplyError> {
         self.jobs
             .get_mut(id)
+            .map(|j| &mut **j)
             .ok_or_else(|| ApplyError::UnknownJob(id.clone()))
     }
 
     pub fn job(&self, id: &JobId) -> Option<&Job> {
-        self.jobs.get(id)
+        self.jobs.get(id).map(|j| &**j)
     }
 
     /// All jobs, oldest first.
     pub fn jobs(&self) -> impl DoubleEndedIterator<Item = &Job> {
-        self.jobs.values()
+        self.jobs.values().map(|j| &**j)
     }
 
     /// Pending notifications, by id.
@@ -589,6 +590,7 @@ impl State {
         self.jobs
             .values()
             .rev()
+            .map(|j| &**j)
             .filter(|j| status.is_none_or(|s| j.state == s))
             .take(limit.unwrap_or(usize::MAX))
             .collect()
@@ -609,7 +611,7 @@ impl State {
         };
         let mut matching = older
             .rev()
-            .map(|(_, j)| j)
+            .map(|(_, j)| &**j)
             .filter(|j| status.is_none_or(|s| j.state == s));
         let page: Vec<&Job> = matching.by_ref().take(limit).collect();
         let more = matching.next().is_some();
@@ -635,6 +637,7 @@ impl State {
         self.filters
             .key_holder(key)
             .and_then(|id| self.jobs.get(id))
+            .map(|j| &**j)
     }
 
     pub fn counts(&self) -> JobCounts {
@@ -695,7 +698,7 @@ impl State {
 
     /// `id` with its `waiting` filled in when it is queued.
     pub fn shown(&self, id: &JobId, limits: &Limits, gate: Gate) -> Option<Job> {
-        let mut job = self.jobs.get(id)?.clone();
+        let mut job = (**self.jobs.get(id)?).clone();
         job.waiting = self.waiting(id, limits, gate);
         Some(job)
     }
