@@ -1,8 +1,14 @@
 //! The one function that owns precedence: [`load`] merges compiled
 //! defaults < profile < files < environment < `--set` flags, remembers
-//! which layer set every leaf, and reports every problem at once.
+//! which layer set every leaf (a typed [`Layer`]), and reports every
+//! problem at once.
+//!
+//! Beside it: `profiles` (where profiles are and their `extends` chain),
+//! `overrides` (the env and `--set` layers), `variables` (the `OJ_*` names
+//! that are no key), `leaf_checks` (per-layer and per-leaf checks), `paths`
+//! (resolving path values) and `tolerate` (a load that survives its errors).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use figment::value::{Dict, Map, Value};
@@ -12,6 +18,7 @@ use crate::defaults::BuiltinProfile;
 use crate::environment::Environment;
 use crate::error::{ConfigError, ConfigErrors};
 use crate::keys::{self, Kind};
+use crate::layer::{DEFAULT_LAYER, Flag, Layer, LayerRecord};
 use crate::model::RuntimeConfig;
 use crate::named;
 use crate::validate;
@@ -45,24 +52,6 @@ pub struct LoadOptions {
     pub sets: Vec<String>,
 }
 
-/// One layer as it was read: the leaves it sets (dotted keys, paths already
-/// resolved) and, for paths that were rewritten, the value as written. The
-/// leaves are listed when first asked for: a client command never asks.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct LayerRecord {
-    pub name: String,
-    dict: Dict,
-    values: std::sync::OnceLock<BTreeMap<String, serde_json::Value>>,
-    pub written: BTreeMap<String, String>,
-}
-
-impl LayerRecord {
-    /// Every leaf this layer sets, by dotted key.
-    pub fn values(&self) -> &BTreeMap<String, serde_json::Value> {
-        self.values.get_or_init(|| leaves(&self.dict))
-    }
-}
-
 /// The effective configuration and everything known about how it was made.
 #[derive(Debug, Clone)]
 pub struct Loaded {
@@ -71,12 +60,13 @@ pub struct Loaded {
     pub profile: String,
     /// The built-in profile at the root of the `extends` chain.
     pub base: BuiltinProfile,
-    /// How the profile was selected (`--profile`, `env OJ_PROFILE`, …).
-    pub profile_source: String,
+    /// How the profile was selected (`flag --profile`, `env OJ_PROFILE`,
+    /// `default` when nothing did, …).
+    pub profile_source: Layer,
     /// The config files read, in order.
     pub files: Vec<PathBuf>,
     /// For every leaf key, the layer its value came from.
-    pub sources: BTreeMap<String, String>,
+    pub sources: BTreeMap<String, Layer>,
     /// Every layer, lowest first, with what it sets (for `oj config explain`).
     pub layers: Vec<LayerRecord>,
     /// The options this was loaded with: a reload loads again with them.
@@ -87,11 +77,8 @@ pub struct Loaded {
 
 impl Loaded {
     /// The layer that set `key` (`default` if unknown).
-    pub fn source(&self, key: &str) -> &str {
-        self.sources
-            .get(key)
-            .map(String::as_str)
-            .unwrap_or("default")
+    pub fn source(&self, key: &str) -> &Layer {
+        self.sources.get(key).unwrap_or(&DEFAULT_LAYER)
     }
 
     /// The value of a path key as written in its layer, when `~/` or a
@@ -101,7 +88,7 @@ impl Loaded {
         self.layers
             .iter()
             .rev()
-            .find(|l| l.name == layer && l.values().contains_key(key))
+            .find(|l| l.layer == *layer && l.values().contains_key(key))
             .and_then(|l| l.written.get(key))
             .map(String::as_str)
     }
@@ -117,17 +104,18 @@ impl Loaded {
     }
 }
 
-/// A figment provider for one named layer.
-struct Layer {
-    name: String,
+/// What one layer sets, as a figment provider; figment knows it by the
+/// layer's name, and [`LayerNames`] turns that name back into the layer.
+struct LayerData {
+    layer: Layer,
     dict: Dict,
     /// Path values as written, where resolving changed them.
     written: BTreeMap<String, String>,
 }
 
-impl Provider for Layer {
+impl Provider for LayerData {
     fn metadata(&self) -> Metadata {
-        Metadata::named(self.name.clone())
+        Metadata::named(self.layer.to_string())
     }
 
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
@@ -137,7 +125,7 @@ impl Provider for Layer {
 
 /// A parsed TOML source (profile or file) before merging.
 struct Source {
-    layer: String,
+    layer: Layer,
     table: toml::Table,
     /// The file it was read from (none for a built-in profile); relative
     /// paths in it are relative to its directory.
@@ -160,17 +148,17 @@ fn load_with(opts: &LoadOptions, env: &Environment, skip: &Skip) -> Result<Loade
             .map(PathBuf::from)
             .collect()
     });
-    let mut explicit: Vec<(PathBuf, String)> = Vec::new();
+    let mut explicit: Vec<(PathBuf, Layer)> = Vec::new();
     for p in oj_config.iter().flatten() {
-        explicit.push((p.clone(), format!("env {OJ_CONFIG}")));
+        explicit.push((p.clone(), Layer::env(OJ_CONFIG)));
     }
     for p in &opts.config_files {
-        explicit.push((p.clone(), "flag --config".into()));
+        explicit.push((p.clone(), Layer::Flag(Flag::Config)));
     }
     let mut file_sources: Vec<(PathBuf, Source, Option<String>)> = Vec::new();
     for (written, how) in &explicit {
         let path = &env.absolute(written);
-        if skip.layers.contains(&file_layer(path)) {
+        if skip.files.contains(path) {
             continue;
         }
         match read_toml_file(path) {
@@ -179,7 +167,7 @@ fn load_with(opts: &LoadOptions, env: &Environment, skip: &Skip) -> Result<Loade
                 file_sources.push((
                     path.clone(),
                     Source {
-                        layer: file_layer(path),
+                        layer: Layer::file(path),
                         table,
                         path: Some(path.clone()),
                     },
@@ -188,7 +176,7 @@ fn load_with(opts: &LoadOptions, env: &Environment, skip: &Skip) -> Result<Loade
             }
             Err(e) => errors.push(ConfigError::new(
                 None,
-                Some(&file_layer(path)),
+                Some(&Layer::file(path)),
                 if path == written {
                     format!("{e} (named by {how})")
                 } else {
@@ -207,23 +195,23 @@ fn load_with(opts: &LoadOptions, env: &Environment, skip: &Skip) -> Result<Loade
         .profile
         .clone()
         .filter(|p| !p.is_empty())
-        .map(|p| (p, "flag --profile".to_string()));
+        .map(|p| (p, Layer::Flag(Flag::Profile)));
     let from_env = env
         .get(OJ_PROFILE)
-        .map(|p| (p.to_string(), format!("env {OJ_PROFILE}")));
+        .map(|p| (p.to_string(), Layer::env(OJ_PROFILE)));
     let from_files = |files: &[(PathBuf, Source, Option<String>)]| {
         files
             .iter()
             .rev()
-            .find_map(|(path, _, p)| p.clone().map(|p| (p, format!("file {}", path.display()))))
+            .find_map(|(path, _, p)| p.clone().map(|p| (p, Layer::file(path))))
     };
     let from_k8s = env.get("KUBERNETES_SERVICE_HOST").map(|_| {
         (
             "kubernetes".to_string(),
-            "env KUBERNETES_SERVICE_HOST".to_string(),
+            Layer::env("KUBERNETES_SERVICE_HOST"),
         )
     });
-    let fallback = ("desktop".to_string(), "default".to_string());
+    let fallback = ("desktop".to_string(), Layer::Default);
     let preliminary = from_flag
         .clone()
         .or(from_env.clone())
@@ -238,7 +226,7 @@ fn load_with(opts: &LoadOptions, env: &Environment, skip: &Skip) -> Result<Loade
             .unwrap_or(BuiltinProfile::Desktop);
         if let Some(path) = default_config_file(env, base_guess)
             && path.is_file()
-            && !skip.layers.contains(&file_layer(&path))
+            && !skip.files.contains(&path)
         {
             match read_toml_file(&path) {
                 Ok(mut table) => {
@@ -248,7 +236,7 @@ fn load_with(opts: &LoadOptions, env: &Environment, skip: &Skip) -> Result<Loade
                         (
                             path.clone(),
                             Source {
-                                layer: file_layer(&path),
+                                layer: Layer::file(&path),
                                 table,
                                 path: Some(path.clone()),
                             },
@@ -256,7 +244,7 @@ fn load_with(opts: &LoadOptions, env: &Environment, skip: &Skip) -> Result<Loade
                         ),
                     );
                 }
-                Err(e) => errors.push(ConfigError::new(None, Some(&file_layer(&path)), e)),
+                Err(e) => errors.push(ConfigError::new(None, Some(&Layer::file(&path)), e)),
             }
         }
     }
@@ -280,13 +268,13 @@ fn load_with(opts: &LoadOptions, env: &Environment, skip: &Skip) -> Result<Loade
     let mut sources: Vec<Source> = Vec::new();
     match toml::from_str::<toml::Table>(base.toml()) {
         Ok(table) => sources.push(Source {
-            layer: format!("profile {}", base.name()),
+            layer: Layer::profile(base.name()),
             table,
             path: None,
         }),
         Err(e) => errors.push(ConfigError::new(
             None,
-            Some(base.name()),
+            Some(&Layer::profile(base.name())),
             format!("built-in profile is broken: {e}"),
         )),
     }
@@ -307,9 +295,13 @@ fn load_with(opts: &LoadOptions, env: &Environment, skip: &Skip) -> Result<Loade
         Ok(Value::Dict(_, d)) => d,
         _ => Dict::new(),
     };
-    let mut records = vec![record("default", &default_dict, BTreeMap::new())];
-    let mut figment = Figment::new().merge(Layer {
-        name: "default".into(),
+    let mut records = vec![LayerRecord::new(
+        Layer::Default,
+        &default_dict,
+        BTreeMap::new(),
+    )];
+    let mut figment = Figment::new().merge(LayerData {
+        layer: Layer::Default,
         dict: default_dict,
         written: BTreeMap::new(),
     });
@@ -324,9 +316,9 @@ fn load_with(opts: &LoadOptions, env: &Environment, skip: &Skip) -> Result<Loade
             Ok(Value::Dict(_, dict)) => {
                 check_unknown_keys(&dict, "", &src.layer, &mut errors);
                 check_blank_tokens(&dict, &src.layer, &mut errors);
-                records.push(record(&src.layer, &dict, written));
-                figment = figment.merge(Layer {
-                    name: src.layer.clone(),
+                records.push(LayerRecord::new(src.layer.clone(), &dict, written));
+                figment = figment.merge(LayerData {
+                    layer: src.layer.clone(),
                     dict,
                     written: BTreeMap::new(),
                 });
@@ -343,21 +335,27 @@ fn load_with(opts: &LoadOptions, env: &Environment, skip: &Skip) -> Result<Loade
         .into_iter()
         .chain(set_layers(&opts.sets, skip, env, &mut errors));
     for layer in overrides {
-        check_blank_tokens(&layer.dict, &layer.name, &mut errors);
-        records.push(record(&layer.name, &layer.dict, layer.written.clone()));
+        check_blank_tokens(&layer.dict, &layer.layer, &mut errors);
+        records.push(LayerRecord::new(
+            layer.layer.clone(),
+            &layer.dict,
+            layer.written.clone(),
+        ));
         figment = figment.merge(layer);
     }
 
-    let (derived, derived_layer) = apply_derived_rules(figment);
+    let mut names = LayerNames::of(&records);
+    let (derived, derived_layer) = apply_derived_rules(figment, &names);
     figment = derived;
     if let Some(layer) = derived_layer {
-        records.push(record(&layer.name, &layer.dict, BTreeMap::new()));
+        names.add(&layer.layer);
+        records.push(LayerRecord::new(layer.layer, &layer.dict, BTreeMap::new()));
     }
 
     // Per-leaf type checks, so that every bad value is reported, not only the
     // first. One merged tree serves every lookup: figment's own `find_value`
     // merges all layers again on each call.
-    let merged = Merged::of(&figment);
+    let merged = Merged::of(&figment, &names);
     let mut leaf_sources = BTreeMap::new();
     check_table_names(&merged, &mut errors);
     for key in keys::KEYS {
@@ -368,7 +366,7 @@ fn load_with(opts: &LoadOptions, env: &Environment, skip: &Skip) -> Result<Loade
             {
                 errors.push(ConfigError::new(
                     Some(&name),
-                    Some(&merged.layer_of(value)),
+                    Some(merged.layer_of(value)),
                     msg,
                 ));
             }
@@ -379,14 +377,14 @@ fn load_with(opts: &LoadOptions, env: &Environment, skip: &Skip) -> Result<Loade
                 let table = name.rsplit_once('.').map_or(name.as_str(), |(t, _)| t);
                 errors.push(ConfigError::new(
                     Some(&name),
-                    Some(&merged.layer(table)),
+                    Some(merged.layer(table)),
                     format!(
                         "is missing: every [{table}] needs it ({})",
                         keys::describe(key.kind)
                     ),
                 ));
             }
-            leaf_sources.insert(name.clone(), merged.layer(&name));
+            leaf_sources.insert(name.clone(), merged.layer(&name).clone());
         }
     }
     // Each entry of a free-form table (`notify.webhook.headers`,
@@ -394,7 +392,10 @@ fn load_with(opts: &LoadOptions, env: &Environment, skip: &Skip) -> Result<Loade
     for key in keys::KEYS.iter().filter(|k| k.kind == Kind::StrTable) {
         if let Some(Value::Dict(_, entries)) = merged.find(key.name) {
             for (name, value) in entries {
-                leaf_sources.insert(format!("{}.{name}", key.name), merged.layer_of(value));
+                leaf_sources.insert(
+                    format!("{}.{name}", key.name),
+                    merged.layer_of(value).clone(),
+                );
             }
         }
     }
@@ -408,7 +409,7 @@ fn load_with(opts: &LoadOptions, env: &Environment, skip: &Skip) -> Result<Loade
         Err(e) => {
             for err in e {
                 let key = (!err.path.is_empty()).then(|| err.path.join("."));
-                let layer = err.metadata.as_ref().map(|m| m.name.to_string());
+                let layer = err.metadata.as_ref().map(|m| names.get(&m.name));
                 // figment's messages can quote the value: never for secrets.
                 let message = match &key {
                     Some(k) if keys::is_secret(k) => "has an invalid value".to_string(),
@@ -423,7 +424,7 @@ fn load_with(opts: &LoadOptions, env: &Environment, skip: &Skip) -> Result<Loade
                     )
                     .unwrap_or_else(|| err.kind.to_string()),
                 };
-                errors.push(ConfigError::new(key.as_deref(), layer.as_deref(), message));
+                errors.push(ConfigError::new(key.as_deref(), layer, message));
             }
             return Err(ConfigErrors(errors));
         }
@@ -446,10 +447,6 @@ fn load_with(opts: &LoadOptions, env: &Environment, skip: &Skip) -> Result<Loade
     } else {
         Err(ConfigErrors(errors))
     }
-}
-
-fn file_layer(path: &Path) -> String {
-    format!("file {}", path.display())
 }
 
 /// Reads and parses a TOML file; errors name the file, line and column.
@@ -486,50 +483,12 @@ fn take_profile_key(
         Some(_) => {
             errors.push(ConfigError::new(
                 Some("profile"),
-                Some(&file_layer(path)),
+                Some(&Layer::file(path)),
                 "must be a string naming a profile",
             ));
             None
         }
     }
-}
-
-/// The record of a layer; its leaves are listed on first use.
-fn record(name: &str, dict: &Dict, written: BTreeMap<String, String>) -> LayerRecord {
-    LayerRecord {
-        name: name.to_string(),
-        dict: dict.clone(),
-        values: std::sync::OnceLock::new(),
-        written,
-    }
-}
-
-/// The leaves of a layer's tree by dotted key; a free-form table's entries
-/// are leaves of their own.
-fn leaves(dict: &Dict) -> BTreeMap<String, serde_json::Value> {
-    fn walk(prefix: &str, dict: &Dict, out: &mut BTreeMap<String, serde_json::Value>) {
-        for (k, v) in dict {
-            let path = if prefix.is_empty() {
-                k.clone()
-            } else {
-                format!("{prefix}.{k}")
-            };
-            match v {
-                Value::Dict(_, inner)
-                    if keys::is_section(&path)
-                        || keys::find(&path).is_some_and(|k| k.kind == Kind::StrTable) =>
-                {
-                    walk(&path, inner, out)
-                }
-                other => {
-                    out.insert(path, serde_json::to_value(other).unwrap_or_default());
-                }
-            }
-        }
-    }
-    let mut values = BTreeMap::new();
-    walk("", dict, &mut values);
-    values
 }
 
 fn nest(key: &str, value: Value) -> Dict {
@@ -538,15 +497,40 @@ fn nest(key: &str, value: Value) -> Dict {
         .unwrap_or_default()
 }
 
+/// The layers merged so far by the name figment knows each by (its
+/// metadata name), so that a value's tag leads back to a typed [`Layer`].
+struct LayerNames(HashMap<String, Layer>);
+
+impl LayerNames {
+    fn of(records: &[LayerRecord]) -> Self {
+        LayerNames(
+            records
+                .iter()
+                .map(|r| (r.layer.to_string(), r.layer.clone()))
+                .collect(),
+        )
+    }
+
+    fn add(&mut self, layer: &Layer) {
+        self.0.insert(layer.to_string(), layer.clone());
+    }
+
+    /// The layer figment calls `name` (`default` for one it made up).
+    fn get(&self, name: &str) -> &Layer {
+        self.0.get(name).unwrap_or(&DEFAULT_LAYER)
+    }
+}
+
 /// The merged value tree of a figment, computed once, and the layer that
 /// set each value (by figment's metadata).
 struct Merged<'a> {
     figment: &'a Figment,
+    names: &'a LayerNames,
     root: Value,
 }
 
 impl<'a> Merged<'a> {
-    fn of(figment: &'a Figment) -> Self {
+    fn of(figment: &'a Figment, names: &'a LayerNames) -> Self {
         let dict = figment
             .data()
             .ok()
@@ -554,6 +538,7 @@ impl<'a> Merged<'a> {
             .unwrap_or_default();
         Merged {
             figment,
+            names,
             root: Value::Dict(figment::value::Tag::Default, dict),
         }
     }
@@ -566,11 +551,12 @@ impl<'a> Merged<'a> {
         })
     }
 
-    fn layer_of(&self, value: &Value) -> String {
-        self.figment
-            .get_metadata(value.tag())
-            .map(|m| m.name.to_string())
-            .unwrap_or_else(|| "default".into())
+    fn layer_of(&self, value: &Value) -> &'a Layer {
+        let names = self.names;
+        match self.figment.get_metadata(value.tag()) {
+            Some(m) => names.get(&m.name),
+            None => &DEFAULT_LAYER,
+        }
     }
 
     /// The names of the entries of the table at a dotted key.
@@ -582,10 +568,11 @@ impl<'a> Merged<'a> {
     }
 
     /// The layer that set a dotted key (`default` when none did).
-    fn layer(&self, key: &str) -> String {
-        self.find(key)
-            .map(|v| self.layer_of(v))
-            .unwrap_or_else(|| "default".into())
+    fn layer(&self, key: &str) -> &'a Layer {
+        match self.find(key) {
+            Some(v) => self.layer_of(v),
+            None => &DEFAULT_LAYER,
+        }
     }
 }
 
@@ -607,7 +594,7 @@ fn check_table_names(merged: &Merged, errors: &mut Vec<ConfigError>) {
                 let key = format!("{table}.{name}");
                 errors.push(ConfigError::new(
                     Some(&key),
-                    Some(&merged.layer(&key)),
+                    Some(merged.layer(&key)),
                     format!("{name:?} is not a valid name: use {}", named::NAME_RULE),
                 ));
             }
@@ -615,28 +602,27 @@ fn check_table_names(merged: &Merged, errors: &mut Vec<ConfigError>) {
     }
 }
 
-fn is_user_layer(layer: &str) -> bool {
-    layer.starts_with("file ") || layer.starts_with("env ") || layer.starts_with("flag ")
-}
-
 /// §2.6: a webhook URL set by a file, env or flag switches a backend that
 /// only a profile (or the default) chose to `webhook`. Returns the layer it
 /// added, if any.
-fn apply_derived_rules(figment: Figment) -> (Figment, Option<Layer>) {
-    let merged = Merged::of(&figment);
+fn apply_derived_rules(figment: Figment, names: &LayerNames) -> (Figment, Option<LayerData>) {
+    let merged = Merged::of(&figment, names);
     let url_layer = merged.layer("notify.webhook.url");
     let url_set =
         matches!(merged.find("notify.webhook.url"), Some(Value::String(_, s)) if !s.is_empty());
     let backend_layer = merged.layer("notify.backend");
     drop(merged);
-    if url_set && is_user_layer(&url_layer) && !is_user_layer(&backend_layer) {
-        let layer = Layer {
-            name: format!("derived from notify.webhook.url ({url_layer})"),
+    if url_set && url_layer.is_user() && !backend_layer.is_user() {
+        let layer = LayerData {
+            layer: Layer::Derived {
+                key: "notify.webhook.url".into(),
+                from: Box::new(url_layer.clone()),
+            },
             dict: nest("notify.backend", Value::from("webhook".to_string())),
             written: BTreeMap::new(),
         };
-        let merged = figment.merge(Layer {
-            name: layer.name.clone(),
+        let merged = figment.merge(LayerData {
+            layer: layer.layer.clone(),
             dict: layer.dict.clone(),
             written: BTreeMap::new(),
         });

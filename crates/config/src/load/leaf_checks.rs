@@ -6,13 +6,14 @@ use figment::value::{Dict, Value};
 
 use crate::error::ConfigError;
 use crate::keys::{self, Kind};
+use crate::layer::Layer;
 use crate::validate;
 
 /// Reports keys that are neither a known leaf nor a section.
 pub(super) fn check_unknown_keys(
     dict: &Dict,
     prefix: &str,
-    layer: &str,
+    layer: &Layer,
     errors: &mut Vec<ConfigError>,
 ) {
     for (k, v) in dict {
@@ -42,7 +43,7 @@ pub(super) fn check_unknown_keys(
 /// SPEC 7.1: a token that is empty once surrounding whitespace is trimmed
 /// is an error in whichever layer sets it, even one a later layer
 /// overrides (`""` still means unset). Never quotes the value.
-pub(super) fn check_blank_tokens(dict: &Dict, layer: &str, errors: &mut Vec<ConfigError>) {
+pub(super) fn check_blank_tokens(dict: &Dict, layer: &Layer, errors: &mut Vec<ConfigError>) {
     for key in ["listen.auth_token", "client.token"] {
         let mut value = None;
         let mut table = Some(dict);
@@ -66,7 +67,7 @@ pub(super) fn check_blank_tokens(dict: &Dict, layer: &str, errors: &mut Vec<Conf
     }
 }
 
-pub(super) fn unknown_key(path: &str, layer: &str) -> ConfigError {
+pub(super) fn unknown_key(path: &str, layer: &Layer) -> ConfigError {
     let hint = match keys::nearest(path) {
         Some(n) => format!("; did you mean `{n}`?"),
         None => "; `oj config show` lists every key".into(),

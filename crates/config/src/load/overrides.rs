@@ -9,12 +9,13 @@ use figment::value::Value;
 use crate::environment::Environment;
 use crate::error::ConfigError;
 use crate::keys::{self, Kind};
+use crate::layer::{Flag, Layer};
 
 use super::leaf_checks::unknown_key;
 use super::paths::resolve_path;
 use super::tolerate::Skip;
 use super::variables::{ALIASES, is_known_plain_variable, unknown_variable, variable_hint};
-use super::{Layer, nest};
+use super::{LayerData, nest};
 
 /// Environment layers: aliases first, then `OJ_A__B` variables, so that a
 /// `__` variable beats an alias for the same key. One layer per variable so
@@ -23,7 +24,7 @@ pub(super) fn env_layers(
     env: &Environment,
     skip: &Skip,
     errors: &mut Vec<ConfigError>,
-) -> Vec<Layer> {
+) -> Vec<LayerData> {
     let mut layers = Vec::new();
     for (var, key, _) in ALIASES {
         let Some(raw) = env.vars.get(*var) else {
@@ -32,7 +33,7 @@ pub(super) fn env_layers(
         if skip.vars.contains(*var) || skip.skips_key(key) {
             continue;
         }
-        let layer = format!("env {var}");
+        let layer = Layer::env(*var);
         let value = match *var {
             "OJ_TCP_PORT" if !raw.is_empty() => match raw.parse::<u16>() {
                 Ok(port) => Value::from(format!("0.0.0.0:{port}")),
@@ -78,7 +79,7 @@ pub(super) fn env_layers(
             }
             continue;
         }
-        let layer = format!("env {var}");
+        let layer = Layer::env(var.as_str());
         let path = rest.replace("__", ".").to_ascii_lowercase();
         if skip.skips_key(&path) {
             continue;
@@ -116,10 +117,10 @@ pub(super) fn set_layers(
     skip: &Skip,
     env: &Environment,
     errors: &mut Vec<ConfigError>,
-) -> Vec<Layer> {
+) -> Vec<LayerData> {
     let mut layers = Vec::new();
     for item in sets {
-        let layer = "flag --set";
+        let layer = &Layer::Flag(Flag::Set);
         let Some((key, raw)) = item.split_once('=') else {
             errors.push(ConfigError::new(
                 None,
@@ -145,7 +146,7 @@ pub(super) fn set_layers(
                     Kind::StrTable => Value::from(raw.to_string()),
                     kind => typed_value(kind, raw, false),
                 };
-                layers.push(override_layer(layer.into(), key, value, env))
+                layers.push(override_layer(layer.clone(), key, value, env))
             }
             None => errors.push(unknown_key(key, layer)),
         }
@@ -202,7 +203,7 @@ fn typed_value(kind: Kind, raw: &str, lenient_bools: bool) -> Value {
 
 /// An env or `--set` layer setting one key; a path value is resolved
 /// against the home directory and the working directory oj started in.
-fn override_layer(name: String, key: &str, value: Value, env: &Environment) -> Layer {
+fn override_layer(layer: Layer, key: &str, value: Value, env: &Environment) -> LayerData {
     let mut written = BTreeMap::new();
     let value = match (&value, keys::find(key)) {
         (Value::String(_, raw), Some(k)) if k.kind == Kind::Path => {
@@ -216,8 +217,8 @@ fn override_layer(name: String, key: &str, value: Value, env: &Environment) -> L
         }
         _ => value,
     };
-    Layer {
-        name,
+    LayerData {
+        layer,
         dict: nest(key, value),
         written,
     }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use crate::defaults::BuiltinProfile;
 use crate::environment::Environment;
+use crate::layer::Layer;
 
 use super::{Source, read_toml_file};
 
@@ -103,7 +104,7 @@ pub(super) fn resolve_profile_chain(
         table.remove("description");
         seen.push(current.clone());
         chain.push(Source {
-            layer: format!("profile {current}"),
+            layer: Layer::Profile(current.clone()),
             table,
             path: Some(path.clone()),
         });

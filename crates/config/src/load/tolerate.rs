@@ -5,9 +5,11 @@
 //! to the layer below.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 
 use crate::environment::Environment;
 use crate::error::{ConfigError, ConfigErrors};
+use crate::layer::Layer;
 
 use super::{LoadOptions, Loaded, load_with};
 
@@ -17,7 +19,7 @@ use super::{LoadOptions, Loaded, load_with};
 pub(super) struct Skip {
     pub(super) keys: BTreeSet<String>,
     pub(super) vars: BTreeSet<String>,
-    pub(super) layers: BTreeSet<String>,
+    pub(super) files: BTreeSet<PathBuf>,
 }
 
 impl Skip {
@@ -25,10 +27,8 @@ impl Skip {
     fn add(&mut self, e: &ConfigError) -> bool {
         match (&e.key, &e.layer) {
             (Some(k), _) if k != "profile" => self.keys.insert(k.clone()),
-            (None, Some(l)) if l.starts_with("env ") => {
-                self.vars.insert(l.trim_start_matches("env ").to_string())
-            }
-            (None, Some(l)) if l.starts_with("file ") => self.layers.insert(l.clone()),
+            (None, Some(Layer::Env(var))) => self.vars.insert(var.clone()),
+            (None, Some(Layer::File(path))) => self.files.insert(path.clone()),
             _ => false,
         }
     }

@@ -4,6 +4,7 @@
 
 use crate::error::ConfigError;
 use crate::keys;
+use crate::layer::Layer;
 use crate::named;
 
 /// Names of the environment variables that select things rather than set keys.
@@ -145,7 +146,7 @@ pub(super) fn unknown_variable(var: &str) -> ConfigError {
     let hint = variable_hint(var);
     ConfigError::new(
         None,
-        Some(&format!("env {var}")),
+        Some(&Layer::env(var)),
         format!(
             "is not a variable oj reads (settings are OJ_ + the dotted key with '.' as '__'); {hint} Unset it if it is not meant for oj"
         ),
