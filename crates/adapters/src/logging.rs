@@ -93,7 +93,7 @@ impl LoggingInput {
             .sources
             .iter()
             .filter(|(k, _)| k.starts_with("log."))
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.clone(), v.to_string()))
             .collect();
         let mut secrets: Vec<Secret> = Vec::new();
         secrets.extend(c.listen.auth_token.iter().cloned());

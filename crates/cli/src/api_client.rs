@@ -103,7 +103,7 @@ impl Endpoint {
 pub fn endpoint(loaded: &Loaded) -> Result<Endpoint, Failure> {
     let cfg = &loaded.config;
     if let Some(url) = &cfg.client.url {
-        return Endpoint::parse_url(url, loaded.source("client.url"));
+        return Endpoint::parse_url(url, &loaded.source("client.url").to_string());
     }
     match cfg.unix_socket_path() {
         Some(path) => Ok(Endpoint::Unix(path)),

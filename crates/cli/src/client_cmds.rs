@@ -312,12 +312,13 @@ pub fn daemon_config(opts: &LoadOptions, env: &Environment) -> Result<DaemonConf
             .await
             .map_err(|e| e.into_failure(&client))
     })?;
+    // Layer names as the daemon displays them, typed again here at the edge.
     let sources = v
         .get("sources")
         .and_then(Value::as_object)
         .map(|m| {
             m.iter()
-                .map(|(k, l)| (k.clone(), l.as_str().unwrap_or_default().to_string()))
+                .filter_map(|(k, l)| Some((k.clone(), l.as_str()?.parse().ok()?)))
                 .collect()
         })
         .unwrap_or_default();

@@ -6,7 +6,7 @@
 
 use oj_config::inspect::{self, Difference};
 use oj_config::render::{self, View};
-use oj_config::{ConfigError, ConfigErrors, Environment, LoadOptions, Loaded, keys};
+use oj_config::{ConfigError, ConfigErrors, Environment, Layer, LoadOptions, Loaded, keys};
 
 use crate::cli::ConfigCommand;
 use crate::client_cmds::emit;
@@ -42,7 +42,7 @@ pub fn load_or_fail(opts: &LoadOptions, env: &Environment) -> Result<Loaded, Fai
 fn client_can_ignore(e: &ConfigError) -> bool {
     match (&e.key, &e.layer) {
         (Some(k), _) => k != "profile" && !keys::used_by_client(k),
-        (None, Some(l)) => l.starts_with("env "),
+        (None, Some(layer)) => matches!(layer, Layer::Env(_)),
         (None, None) => false,
     }
 }
@@ -255,7 +255,7 @@ fn diff(daemon: bool, opts: &LoadOptions, env: &Environment) -> Result<i32, Fail
     if daemon {
         // Values the daemon took from its own environment or flags, or the
         // client from its own, are not about the files: no drift there.
-        let not_files = |layer: &str| layer.starts_with("env ") || layer.starts_with("flag ");
+        let not_files = |layer: &Layer| matches!(layer, Layer::Env(_) | Layer::Flag(_));
         differences.retain(|d| !not_files(&d.left_layer) && !not_files(&d.right_layer));
     }
     let (left_name, right_name) = (&sides.left_name, &sides.right_name);

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::layer::Layer;
+
 /// One problem with the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -9,16 +11,16 @@ pub struct ConfigError {
     pub key: Option<String>,
     /// The layer the offending value came from (`default`, `profile NAME`,
     /// `file PATH`, `env VAR`, `flag --set`).
-    pub layer: Option<String>,
+    pub layer: Option<Layer>,
     /// What is wrong and what would be valid. Never contains a secret.
     pub message: String,
 }
 
 impl ConfigError {
-    pub fn new(key: Option<&str>, layer: Option<&str>, message: impl Into<String>) -> Self {
+    pub fn new(key: Option<&str>, layer: Option<&Layer>, message: impl Into<String>) -> Self {
         ConfigError {
             key: key.map(str::to_string),
-            layer: layer.map(str::to_string),
+            layer: layer.cloned(),
             message: message.into(),
         }
     }

@@ -3,6 +3,7 @@
 //! in which two configurations differ, each side with its layer.
 
 use crate::keys::{self, Kind};
+use crate::layer::Layer;
 use crate::load::Loaded;
 use crate::named;
 use crate::render::{self, View};
@@ -103,7 +104,7 @@ fn explain_key(loaded: &Loaded, k: &keys::Key, asked: &str) -> String {
         );
     }
     out.push_str("  layers, lowest first (the last one wins):\n");
-    let effective_layer = loaded.source(asked).to_string();
+    let effective_layer = loaded.source(asked);
     let mut any = false;
     for layer in &loaded.layers {
         let values: Vec<(&String, &serde_json::Value)> = layer
@@ -118,11 +119,11 @@ fn explain_key(loaded: &Loaded, k: &keys::Key, asked: &str) -> String {
             .collect();
         for (name, value) in values {
             any = true;
-            let mut line = format!("    {:<40} {}", layer.name, shown(value));
+            let mut line = format!("    {:<40} {}", layer.layer, shown(value));
             if name.as_str() != asked {
                 line = format!(
                     "    {:<40} {} = {}",
-                    layer.name,
+                    layer.layer,
                     &name[asked.len() + 1..],
                     shown(value)
                 );
@@ -130,7 +131,7 @@ fn explain_key(loaded: &Loaded, k: &keys::Key, asked: &str) -> String {
             if let Some(w) = layer.written.get(name.as_str()) {
                 line.push_str(&format!("  (written {w:?})"));
             }
-            if layer.name == effective_layer {
+            if layer.layer == *effective_layer {
                 line.push_str("  <- effective");
             } else {
                 line.push_str("  (shadowed)");
@@ -159,9 +160,9 @@ fn explain_key(loaded: &Loaded, k: &keys::Key, asked: &str) -> String {
 pub struct Difference {
     pub key: String,
     pub left: String,
-    pub left_layer: String,
+    pub left_layer: Layer,
     pub right: String,
-    pub right_layer: String,
+    pub right_layer: Layer,
 }
 
 impl std::fmt::Display for Difference {
@@ -210,9 +211,9 @@ pub fn diff(left: &View, right: &View, skip: impl Fn(&str) -> bool) -> Vec<Diffe
                 };
                 out.push(Difference {
                     left: show(lv),
-                    left_layer: left.source(&name).to_string(),
+                    left_layer: left.source(&name).clone(),
                     right: show(rv),
-                    right_layer: right.source(&name).to_string(),
+                    right_layer: right.source(&name).clone(),
                     key: name,
                 });
             }

@@ -16,6 +16,7 @@ pub mod inspect;
 pub mod int_words;
 pub mod k8s_syntax;
 pub mod keys;
+mod layer;
 mod load;
 mod model;
 pub mod named;
@@ -28,10 +29,11 @@ mod validate;
 pub use defaults::BuiltinProfile;
 pub use environment::Environment;
 pub use error::{ConfigError, ConfigErrors};
+pub use layer::{Flag, Layer, LayerRecord, UnknownLayer};
 pub use load::{
-    ALIASES, LayerRecord, LoadOptions, Loaded, OJ_CONFIG, OJ_PROFILE, ProfileInfo, STEP_VARIABLES,
-    Tolerated, accepted_variables, default_config_file, list_profiles, load, load_tolerant,
-    nearest_variable, parse_toml, user_profile_dirs,
+    ALIASES, LoadOptions, Loaded, OJ_CONFIG, OJ_PROFILE, ProfileInfo, STEP_VARIABLES, Tolerated,
+    accepted_variables, default_config_file, list_profiles, load, load_tolerant, nearest_variable,
+    parse_toml, user_profile_dirs,
 };
 pub use model::*;
 pub use quantity::{QUANTITY_PATTERN, Quantity, QuantityError};

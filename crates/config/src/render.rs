@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::keys::{self, Kind};
+use crate::layer::{DEFAULT_LAYER, Layer};
 use crate::load::Loaded;
 use crate::named;
 use crate::secret::REDACTED;
@@ -21,7 +22,7 @@ pub struct ShowOptions {
 #[derive(Debug, Clone)]
 pub struct View {
     pub tree: serde_json::Value,
-    pub sources: BTreeMap<String, String>,
+    pub sources: BTreeMap<String, Layer>,
     /// The first comment line, e.g. `profile: desktop (default)`.
     pub header: String,
 }
@@ -37,11 +38,8 @@ impl View {
     }
 
     /// The source of a key (`default` when unknown).
-    pub fn source(&self, key: &str) -> &str {
-        self.sources
-            .get(key)
-            .map(String::as_str)
-            .unwrap_or("default")
+    pub fn source(&self, key: &str) -> &Layer {
+        self.sources.get(key).unwrap_or(&DEFAULT_LAYER)
     }
 }
 

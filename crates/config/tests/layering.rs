@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use oj_config::{Environment, LoadOptions, Loaded, LogFormat, NotifyBackend, NotifyEvent, load};
+use oj_config::{
+    Environment, Layer, LoadOptions, Loaded, LogFormat, NotifyBackend, NotifyEvent, load,
+};
 
 struct Sandbox {
     dir: tempfile::TempDir,
@@ -329,10 +331,16 @@ fn webhook_url_from_env_switches_a_profile_backend() {
     let sb = Sandbox::new().var("OJ_NOTIFY_WEBHOOK_URL", "http://127.0.0.1:9/hook");
     let l = sb.ok(with_profile("kubernetes"));
     assert_eq!(l.config.notify.backend, NotifyBackend::Webhook);
-    assert!(
-        l.source("notify.backend").contains("OJ_NOTIFY_WEBHOOK_URL"),
-        "{}",
-        l.source("notify.backend")
+    assert_eq!(
+        *l.source("notify.backend"),
+        Layer::Derived {
+            key: "notify.webhook.url".into(),
+            from: Box::new(Layer::env("OJ_NOTIFY_WEBHOOK_URL")),
+        }
+    );
+    assert_eq!(
+        l.source("notify.backend"),
+        "derived from notify.webhook.url (env OJ_NOTIFY_WEBHOOK_URL)"
     );
     // but not a backend the user chose explicitly
     let sb = sb.var("OJ_NOTIFY__BACKEND", "log");

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use oj_config::{Environment, LoadOptions, load, load_tolerant};
+use oj_config::{Environment, Flag, Layer, LoadOptions, load, load_tolerant};
 
 fn env(dir: &std::path::Path, vars: &[(&str, &str)]) -> Environment {
     let mut all: Vec<(String, String)> = vec![
@@ -154,23 +154,34 @@ fn every_layer_is_recorded_with_what_it_sets() {
         ..Default::default()
     };
     let l = load(&opts, &e).unwrap();
-    let setters: Vec<(&str, String)> = l
+    let setters: Vec<(&Layer, String)> = l
         .layers
         .iter()
         .filter_map(|r| {
             r.values()
                 .get("jobs.max_concurrent")
-                .map(|v| (r.name.as_str(), v.to_string()))
+                .map(|v| (&r.layer, v.to_string()))
         })
         .collect();
     assert_eq!(
         setters,
         vec![
-            ("default", "4".to_string()),
-            ("profile desktop", "4".to_string()),
-            (format!("file {}", file.display()).as_str(), "6".to_string()),
-            ("env OJ_JOBS__MAX_CONCURRENT", "7".to_string()),
-            ("flag --set", "8".to_string()),
+            (&Layer::Default, "4".to_string()),
+            (&Layer::profile("desktop"), "4".to_string()),
+            (&Layer::file(&file), "6".to_string()),
+            (&Layer::env("OJ_JOBS__MAX_CONCURRENT"), "7".to_string()),
+            (&Layer::Flag(Flag::Set), "8".to_string()),
+        ]
+    );
+    let names: Vec<String> = setters.iter().map(|(l, _)| l.to_string()).collect();
+    assert_eq!(
+        names,
+        [
+            "default".to_string(),
+            "profile desktop".into(),
+            format!("file {}", file.display()),
+            "env OJ_JOBS__MAX_CONCURRENT".into(),
+            "flag --set".into(),
         ]
     );
     assert_eq!(l.options.sets, vec!["jobs.max_concurrent=8".to_string()]);
@@ -234,4 +245,102 @@ fn secrets_stay_redacted_in_explain() {
     let text = oj_config::inspect::explain(&l, "client.token").unwrap();
     assert!(!text.contains("hunter2"), "{text}");
     assert!(text.contains("<redacted>"), "{text}");
+}
+
+#[test]
+fn errors_and_the_profile_name_their_layer_by_variant() {
+    let dir = tempfile::tempdir().unwrap();
+    let layer_of = |vars: &[(&str, &str)], opts: LoadOptions| -> Vec<Option<Layer>> {
+        match load(&opts, &env(dir.path(), vars)) {
+            Ok(_) => panic!("expected errors"),
+            Err(e) => e.0.into_iter().map(|e| e.layer).collect(),
+        }
+    };
+    assert_eq!(
+        layer_of(&[("OJ_NO__SUCH_KEY", "1")], LoadOptions::default()),
+        [Some(Layer::env("OJ_NO__SUCH_KEY"))]
+    );
+    let missing = dir.path().join("missing.toml");
+    assert_eq!(
+        layer_of(
+            &[],
+            LoadOptions {
+                config_files: vec![missing.clone()],
+                ..Default::default()
+            }
+        ),
+        [Some(Layer::File(missing))]
+    );
+    assert_eq!(
+        layer_of(
+            &[],
+            LoadOptions {
+                sets: vec!["no.such.key=1".into()],
+                ..Default::default()
+            }
+        ),
+        [Some(Layer::Flag(Flag::Set))]
+    );
+    assert_eq!(
+        layer_of(&[("OJ_PROFILE", "nope")], LoadOptions::default()),
+        [Some(Layer::env("OJ_PROFILE"))]
+    );
+    let profile = dir.path().join("cfg/oj/profiles/ci.toml");
+    std::fs::create_dir_all(profile.parent().unwrap()).unwrap();
+    std::fs::write(
+        &profile,
+        "extends = \"desktop\"\n[jobs]\nmax_concurrnt = 2\n",
+    )
+    .unwrap();
+    assert_eq!(
+        layer_of(
+            &[],
+            LoadOptions {
+                profile: Some("ci".into()),
+                ..Default::default()
+            }
+        ),
+        [Some(Layer::profile("ci"))]
+    );
+    std::fs::write(&profile, "extends = \"desktop\"\n").unwrap();
+
+    let selected_by = |vars: &[(&str, &str)], profile: Option<&str>| {
+        let opts = LoadOptions {
+            profile: profile.map(str::to_string),
+            ..Default::default()
+        };
+        load(&opts, &env(dir.path(), vars)).unwrap().profile_source
+    };
+    assert_eq!(selected_by(&[], None), Layer::Default);
+    assert_eq!(selected_by(&[], Some("ci")), Layer::Flag(Flag::Profile));
+    assert_eq!(
+        selected_by(&[("OJ_PROFILE", "ci")], None),
+        Layer::env("OJ_PROFILE")
+    );
+    assert_eq!(
+        selected_by(&[("KUBERNETES_SERVICE_HOST", "10.0.0.1")], None),
+        Layer::env("KUBERNETES_SERVICE_HOST")
+    );
+}
+
+#[test]
+fn a_lenient_load_leaves_out_the_file_or_variable_an_error_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(&broken, "[jobs\n").unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "[jobs]\nmax_concurrent = 5\n").unwrap();
+    let opts = LoadOptions {
+        config_files: vec![broken.clone(), good.clone()],
+        ..Default::default()
+    };
+    let e = env(dir.path(), &[("OJ_STRAY", "1")]);
+    let t = load_tolerant(&opts, &e, |_| true).unwrap();
+    let layers: Vec<Option<Layer>> = t.ignored.iter().map(|e| e.layer.clone()).collect();
+    assert_eq!(
+        layers,
+        [Some(Layer::File(broken)), Some(Layer::env("OJ_STRAY"))]
+    );
+    assert_eq!(t.loaded.files, std::slice::from_ref(&good));
+    assert_eq!(*t.loaded.source("jobs.max_concurrent"), Layer::File(good));
 }

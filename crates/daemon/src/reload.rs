@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 
 use oj_adapters::logging::LevelControl;
 use oj_adapters::notify::Notifier;
-use oj_config::{Environment, Loaded, NotifyBackend, RuntimeConfig, keys, render};
+use oj_config::{Environment, Layer, Loaded, NotifyBackend, RuntimeConfig, keys, render};
 use serde_json::{Value, json};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
@@ -492,8 +492,8 @@ fn running_config(started: &Loaded, new: &Loaded) -> (Loaded, Vec<String>) {
 }
 
 fn restore_sources(
-    sources: &mut BTreeMap<String, String>,
-    start: &BTreeMap<String, String>,
+    sources: &mut BTreeMap<String, Layer>,
+    start: &BTreeMap<String, Layer>,
     key: &str,
 ) {
     let under = |k: &String| k == key || k.starts_with(&format!("{key}."));
