@@ -8,12 +8,12 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use common::pki::{Ca, Leaf, ServerPki, Ymd};
+use common::pki::{Ca, SecretVolume, ServerPki, Ymd};
 use common::{Daemon, TestEnv, free_port, wait_until};
 
 const TOKEN: &str = "e2e-tls-token-7f3a9c";
@@ -304,35 +304,6 @@ fn mtls_refuses_missing_and_foreign_client_certificates() {
     );
 }
 
-/// Lays out files the way the kubelet does for a Secret volume.
-struct SecretVolume {
-    root: PathBuf,
-    n: u32,
-}
-
-impl SecretVolume {
-    fn new(root: PathBuf, leaf: &Leaf) -> SecretVolume {
-        std::fs::create_dir_all(&root).unwrap();
-        let mut v = SecretVolume { root, n: 0 };
-        v.swap(&leaf.cert, &leaf.key);
-        std::os::unix::fs::symlink("..data/tls.crt", v.root.join("tls.crt")).unwrap();
-        std::os::unix::fs::symlink("..data/tls.key", v.root.join("tls.key")).unwrap();
-        v
-    }
-
-    fn swap(&mut self, cert: &str, key: &str) {
-        self.n += 1;
-        let name = format!("..2026_11_26_09_00_{:02}.{}", self.n, self.n);
-        let dir = self.root.join(&name);
-        std::fs::create_dir(&dir).unwrap();
-        std::fs::write(dir.join("tls.crt"), cert).unwrap();
-        std::fs::write(dir.join("tls.key"), key).unwrap();
-        let tmp = self.root.join("..data_tmp");
-        std::os::unix::fs::symlink(&name, &tmp).unwrap();
-        std::fs::rename(&tmp, self.root.join("..data")).unwrap();
-    }
-}
-
 /// The daemon's own log (desktop profile: text files in the state dir).
 fn daemon_log(state: &Path) -> String {
     let mut text = String::new();
@@ -350,7 +321,7 @@ fn rotation_is_served_without_restart_and_a_broken_pair_keeps_the_old_one() {
     let env = TestEnv::new();
     let ca = Ca::new("oj e2e CA");
     let ca_path = env.write("pki/ca.crt", &ca.pem);
-    let mut vol = SecretVolume::new(env.path().join("tls"), &ca.server().serial(0xa1).issue());
+    let mut vol = SecretVolume::new(&env.path().join("tls"), &ca.server().serial(0xa1).issue());
     let port = free_port();
     env.write_config(&config(
         port,

@@ -1,8 +1,12 @@
 //! Certificates for the end-to-end tests, made with rcgen: a CA that issues
 //! server and client leaves (with a chosen serial, names or validity), and
 //! the usual set of a CA plus a server certificate for localhost/127.0.0.1
-//! written as PEM files. (`e2e_tls` also makes certificates with the
-//! openssl recipe of docs/tls.md; that one tests the docs and stays there.)
+//! written as PEM files, and a Kubernetes-style Secret volume to rotate
+//! them in. (`e2e_tls` also makes certificates with the openssl recipe of
+//! docs/tls.md; that one tests the docs and stays there.)
+//!
+//! It needs nothing but rcgen, so the TLS tests of `oj-adapters`
+//! (`crates/adapters/tests/tls_server.rs`) use this file too, by path.
 
 use std::path::{Path, PathBuf};
 
@@ -155,5 +159,51 @@ impl ServerPki {
             cert: put("tls.crt", &server.cert),
             key: put("tls.key", &server.key),
         }
+    }
+}
+
+/// A Secret volume laid out the way the kubelet does: `tls.crt` and
+/// `tls.key` are links into `..data`, itself a link to a timestamped
+/// directory that [`SecretVolume::swap`] replaces atomically.
+pub struct SecretVolume {
+    pub root: PathBuf,
+    n: u32,
+}
+
+impl SecretVolume {
+    /// The volume at `root` (created) holding `leaf`.
+    pub fn new(root: &Path, leaf: &Leaf) -> SecretVolume {
+        std::fs::create_dir_all(root).expect("create the volume dir");
+        let mut v = SecretVolume {
+            root: root.to_path_buf(),
+            n: 0,
+        };
+        v.swap(&leaf.cert, &leaf.key);
+        std::os::unix::fs::symlink("..data/tls.crt", root.join("tls.crt")).expect("link tls.crt");
+        std::os::unix::fs::symlink("..data/tls.key", root.join("tls.key")).expect("link tls.key");
+        v
+    }
+
+    /// `<root>/tls.crt`.
+    pub fn cert(&self) -> PathBuf {
+        self.root.join("tls.crt")
+    }
+
+    /// `<root>/tls.key`.
+    pub fn key(&self) -> PathBuf {
+        self.root.join("tls.key")
+    }
+
+    /// Writes a new timestamped directory and repoints `..data` to it.
+    pub fn swap(&mut self, cert: &str, key: &str) {
+        self.n += 1;
+        let name = format!("..2026_11_26_09_00_{:02}.{}", self.n, self.n);
+        let dir = self.root.join(&name);
+        std::fs::create_dir(&dir).expect("create the data dir");
+        std::fs::write(dir.join("tls.crt"), cert).expect("write tls.crt");
+        std::fs::write(dir.join("tls.key"), key).expect("write tls.key");
+        let tmp = self.root.join("..data_tmp");
+        std::os::unix::fs::symlink(&name, &tmp).expect("link ..data_tmp");
+        std::fs::rename(&tmp, self.root.join("..data")).expect("repoint ..data");
     }
 }
