@@ -608,38 +608,24 @@ mod tls_server {
     use std::net::TcpListener;
     use std::sync::{Arc, Mutex};
 
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+    use crate::common::pki::{Ca, Leaf};
+
+    /// One CA, a server certificate for localhost and a client certificate.
     pub struct Pki {
-        pub ca_pem: String,
-        pub server_cert_pem: String,
-        pub server_key_pem: String,
-        pub client_cert_pem: String,
-        pub client_key_pem: String,
+        pub ca: Ca,
+        pub server: Leaf,
+        pub client: Leaf,
     }
 
     pub fn pki() -> Pki {
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-        let server_key = KeyPair::generate().unwrap();
-        let server = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .unwrap()
-            .signed_by(&server_key, &ca)
-            .unwrap();
-        let client_key = KeyPair::generate().unwrap();
-        let client = CertificateParams::new(vec!["client".to_string()])
-            .unwrap()
-            .signed_by(&client_key, &ca)
-            .unwrap();
+        let ca = Ca::new("oj e2e CA");
         Pki {
-            ca_pem: ca.pem(),
-            server_cert_pem: server.pem(),
-            server_key_pem: server_key.serialize_pem(),
-            client_cert_pem: client.pem(),
-            client_key_pem: client_key.serialize_pem(),
+            server: ca.server().issue(),
+            client: ca.client().issue(),
+            ca,
         }
     }
 
@@ -658,7 +644,7 @@ mod tls_server {
         let builder = if require_client_cert {
             let mut roots = rustls::RootCertStore::empty();
             roots
-                .add(CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap())
+                .add(CertificateDer::from_pem_slice(pki.ca.pem.as_bytes()).unwrap())
                 .unwrap();
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
                 Arc::new(roots),
@@ -673,8 +659,8 @@ mod tls_server {
         let config = Arc::new(
             builder
                 .with_single_cert(
-                    vec![CertificateDer::from_pem_slice(pki.server_cert_pem.as_bytes()).unwrap()],
-                    PrivateKeyDer::from_pem_slice(pki.server_key_pem.as_bytes()).unwrap(),
+                    vec![CertificateDer::from_pem_slice(pki.server.cert.as_bytes()).unwrap()],
+                    PrivateKeyDer::from_pem_slice(pki.server.key.as_bytes()).unwrap(),
                 )
                 .unwrap(),
         );
@@ -728,9 +714,9 @@ mod tls_server {
 
 fn tls_files(env: &TestEnv, pki: &tls_server::Pki) -> [String; 3] {
     [
-        env.write("pki/ca.pem", &pki.ca_pem),
-        env.write("pki/client.pem", &pki.client_cert_pem),
-        env.write("pki/client.key", &pki.client_key_pem),
+        env.write("pki/ca.pem", &pki.ca.pem),
+        env.write("pki/client.pem", &pki.client.cert),
+        env.write("pki/client.key", &pki.client.key),
     ]
     .map(|p| p.to_string_lossy().into_owned())
 }
@@ -762,7 +748,7 @@ fn https_with_an_untrusted_certificate_says_to_set_client_ca() {
     let pki = tls_server::pki();
     let other = tls_server::pki();
     // A CA that did not sign the server's certificate.
-    let wrong_ca = env.write("pki/other-ca.pem", &other.ca_pem);
+    let wrong_ca = env.write("pki/other-ca.pem", &other.ca.pem);
     let server = tls_server::start(&pki, false);
     let url = format!("https://localhost:{}", server.port);
     let out = oj_with(

@@ -12,6 +12,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::pki::{Ca, Leaf};
 use common::{Output, TestEnv, free_port};
 
 /// What a fake daemon answers: the raw HTTP response for a request target.
@@ -248,58 +249,6 @@ fn a_log_stream_cut_midway_is_an_error_not_a_short_log() {
 
 // ------------------------------------------------------------------ mTLS
 
-mod pki {
-    use rcgen::{
-        BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-        date_time_ymd,
-    };
-
-    pub struct Ca {
-        pub pem: String,
-        issuer: Issuer<'static, KeyPair>,
-    }
-
-    pub struct Leaf {
-        pub cert: String,
-        pub key: String,
-    }
-
-    impl Ca {
-        pub fn new() -> Ca {
-            let key = KeyPair::generate().unwrap();
-            let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            let cert = p.self_signed(&key).unwrap();
-            Ca {
-                pem: cert.pem(),
-                issuer: Issuer::new(p, key),
-            }
-        }
-
-        /// A leaf for `names`; `expired` = valid only in 2020.
-        pub fn leaf(&self, names: &[&str], server: bool, expired: bool) -> Leaf {
-            let key = KeyPair::generate().unwrap();
-            let mut p =
-                CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                    .unwrap();
-            p.extended_key_usages = vec![if server {
-                ExtendedKeyUsagePurpose::ServerAuth
-            } else {
-                ExtendedKeyUsagePurpose::ClientAuth
-            }];
-            if expired {
-                p.not_before = date_time_ymd(2020, 1, 1);
-                p.not_after = date_time_ymd(2020, 12, 31);
-            }
-            let cert = p.signed_by(&key, &self.issuer).unwrap();
-            Leaf {
-                cert: cert.pem(),
-                key: key.serialize_pem(),
-            }
-        }
-    }
-}
-
 fn s(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
@@ -307,17 +256,17 @@ fn s(p: &Path) -> String {
 #[test]
 fn every_refused_client_certificate_names_the_cause_and_the_fix() {
     let env = TestEnv::new();
-    let server_ca = pki::Ca::new();
-    let client_ca = pki::Ca::new();
-    let rogue_ca = pki::Ca::new();
-    let server = server_ca.leaf(&["localhost"], true, false);
+    let server_ca = Ca::new("oj e2e CA");
+    let client_ca = Ca::new("oj e2e client CA");
+    let rogue_ca = Ca::new("rogue CA");
+    let server = server_ca.server().names(&["localhost"]).issue();
     let put = |name: &str, text: &str| s(&env.write(&format!("pki/{name}"), text));
     let ca = put("ca.crt", &server_ca.pem);
     let clients = put("clients.crt", &client_ca.pem);
     let (cert, key) = (put("tls.crt", &server.cert), put("tls.key", &server.key));
-    let good = client_ca.leaf(&["client"], false, false);
-    let expired = client_ca.leaf(&["client"], false, true);
-    let foreign = rogue_ca.leaf(&["client"], false, false);
+    let good = client_ca.client().issue();
+    let expired = client_ca.client().expired().issue();
+    let foreign = rogue_ca.client().issue();
     let port = free_port();
     env.write_config(&format!(
         "[listen]\ntcp = \"127.0.0.1:{port}\"\nauth_token = \"t0ken-for-tests\"\n\
@@ -326,7 +275,7 @@ fn every_refused_client_certificate_names_the_cause_and_the_fix() {
     ));
     let _d = env.start_daemon_on_tcp(port);
     // The client side: the daemon's URL and CA, plus an optional cert/key pair.
-    let client = |host: &str, pair: Option<(&pki::Leaf, &str)>| -> Output {
+    let client = |host: &str, pair: Option<(&Leaf, &str)>| -> Output {
         let mut cmd = env.oj();
         cmd.env("OJ_DAEMON_URL", format!("https://{host}:{port}"))
             .env("OJ_AUTH_TOKEN", "t0ken-for-tests")
@@ -347,7 +296,7 @@ fn every_refused_client_certificate_names_the_cause_and_the_fix() {
     assert_eq!(ok.code, Some(0), "a good pair works: {ok:?}");
 
     // (host in the URL, client pair, what the one stderr line must say)
-    type Case<'a> = (&'a str, Option<(&'a pki::Leaf, &'a str)>, &'a [&'a str]);
+    type Case<'a> = (&'a str, Option<(&'a Leaf, &'a str)>, &'a [&'a str]);
     let cases: [Case; 4] = [
         (
             "localhost",

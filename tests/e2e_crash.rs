@@ -10,14 +10,11 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use common::webhook::{Mode, Receiver};
 use common::*;
 use serde_json::{Value, json};
 
@@ -38,71 +35,6 @@ impl Rng {
     fn range(&mut self, lo: u64, hi: u64) -> u64 {
         lo + self.next() % (hi - lo)
     }
-}
-
-/// One webhook request as received: (webhook-id, job id, type).
-type Hit = (String, String, String);
-
-#[derive(Clone, Default)]
-struct Shared {
-    /// Requests answered 2xx.
-    delivered: Arc<Mutex<Vec<Hit>>>,
-    /// Every request, for the "refuse some" decision.
-    count: Arc<AtomicU64>,
-}
-
-/// A webhook receiver on 127.0.0.1 that refuses every fifth request with
-/// 503, so retries (and retries cut short by a kill) are part of the run.
-struct Receiver {
-    addr: SocketAddr,
-    shared: Shared,
-    _rt: tokio::runtime::Runtime,
-}
-
-impl Receiver {
-    fn start() -> Receiver {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let shared = Shared::default();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", 0)))
-            .expect("bind the receiver");
-        let addr = listener.local_addr().unwrap();
-        let app = axum::Router::new()
-            .fallback(handle)
-            .with_state(shared.clone());
-        rt.spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Receiver {
-            addr,
-            shared,
-            _rt: rt,
-        }
-    }
-
-    fn delivered(&self) -> Vec<Hit> {
-        self.shared.delivered.lock().unwrap().clone()
-    }
-}
-
-async fn handle(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    if s.count.fetch_add(1, Ordering::SeqCst) % 5 == 4 {
-        return StatusCode::SERVICE_UNAVAILABLE;
-    }
-    let id = headers
-        .get("webhook-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let job = v["data"]["job_id"].as_str().unwrap_or("").to_string();
-    let ty = v["type"].as_str().unwrap_or("").to_string();
-    s.delivered.lock().unwrap().push((id, job, ty));
-    StatusCode::NO_CONTENT
 }
 
 /// Three kinds of job: two steps that take a while, one step that fails,
@@ -138,7 +70,9 @@ fn kill_9_at_random_moments_loses_nothing_and_runs_nothing_twice() {
     eprintln!("e2e_crash seed: {seed} (OJ_CRASH_SEED={seed} replays the kill points)");
     let mut rng = Rng(seed);
 
-    let rx = Receiver::start();
+    // Every fifth request is refused with 503, so retries (and retries cut
+    // short by a kill) are part of the run.
+    let rx = Receiver::with_mode(Mode::RefuseEvery(5));
     let env = TestEnv::new();
     let runs = env.path().join("runs.log");
     let runs_s = runs.to_string_lossy().into_owned();
@@ -159,7 +93,7 @@ timeout = "2s"
 [shutdown]
 drain_timeout = "1s"
 "#,
-        rx.addr
+        rx.addr()
     ));
 
     let mut accepted: Vec<String> = Vec::new();
@@ -354,10 +288,15 @@ drain_timeout = "1s"
         };
     }
     let all_in = wait_until(WAIT, || {
-        let got: BTreeSet<String> = rx.delivered().into_iter().map(|h| h.0).collect();
+        let got: BTreeSet<String> = rx.delivered().iter().map(|r| r.id()).collect();
         expected.is_subset(&got)
     });
-    let delivered = rx.delivered();
+    // (webhook-id, job id, type) of every delivery.
+    let delivered: Vec<(String, String, String)> = rx
+        .delivered()
+        .iter()
+        .map(|r| (r.id(), r.job_id(), r.event_type()))
+        .collect();
     let got: BTreeSet<String> = delivered.iter().map(|h| h.0.clone()).collect();
     assert!(
         all_in,

@@ -24,7 +24,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
-use common::TestEnv;
+use common::pki::Ca;
+use common::{TestEnv, http};
 
 /// The Kubernetes version the schemas are checked against: the API the code
 /// is built for (k8s-openapi feature `v1_33`).
@@ -1484,46 +1485,6 @@ fn compiled_in_files() -> Vec<(String, PathBuf)> {
     out
 }
 
-/// `GET path` on 127.0.0.1:port over plain HTTP/1.1 (the admin endpoints);
-/// 0 when nothing answers.
-fn http_status(port: u16, path: &str) -> u16 {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect_timeout(
-        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-        Duration::from_secs(2),
-    ) else {
-        return 0;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-    if stream.write_all(request.as_bytes()).is_err() {
-        return 0;
-    }
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0)
-}
-
-/// A CA and a server certificate for localhost, as cert-manager's CA issuer
-/// or the openssl recipe in docs/deploy.md would make them.
-fn pki() -> (String, String, String) {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key"))
-        .expect("CA certificate");
-    let key = KeyPair::generate().expect("server key");
-    let cert = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-        .expect("server params")
-        .signed_by(&key, &ca)
-        .expect("server certificate");
-    (ca.pem(), cert.pem(), key.serialize_pem())
-}
-
 #[test]
 fn a_daemon_from_the_configmap_answers_the_probes_and_a_laptop_client() {
     let objects = render("deploy/base");
@@ -1537,10 +1498,13 @@ fn a_daemon_from_the_configmap_answers_the_probes_and_a_laptop_client() {
     // The pod's files, in a temp dir instead of /etc/oj and /var/lib/oj.
     let env = TestEnv::new();
     let config = env.write("etc/oj/config.toml", &mounted_config_toml(&objects));
-    let (ca, cert, key) = pki();
-    let ca_file = env.write("laptop/oj-ca.crt", &ca);
-    let cert_file = env.write("etc/oj/tls/tls.crt", &cert);
-    let key_file = env.write("etc/oj/tls/tls.key", &key);
+    // A CA and a server certificate for localhost, as cert-manager's CA
+    // issuer or the openssl recipe in docs/deploy.md would make them.
+    let ca = Ca::new("oj e2e CA");
+    let server = ca.server().issue();
+    let ca_file = env.write("laptop/oj-ca.crt", &ca.pem);
+    let cert_file = env.write("etc/oj/tls/tls.crt", &server.cert);
+    let key_file = env.write("etc/oj/tls/tls.key", &server.key);
     let token = "c2VjcmV0LXRva2VuLWZvci10aGUtZGVwbG95LXRlc3Q";
     let token_file = env.write("etc/oj/secret/token", &format!("{token}\n"));
     let state = env.path().join("var/lib/oj");
@@ -1572,7 +1536,7 @@ fn a_daemon_from_the_configmap_answers_the_probes_and_a_laptop_client() {
     let probe_path = |probe: &str| s(c, &format!("/{probe}/httpGet/path")).to_string();
     let (live, ready) = (probe_path("livenessProbe"), probe_path("readinessProbe"));
     let up = common::wait_until(Duration::from_secs(15), || {
-        daemon.exited().is_some() || http_status(admin, &ready) == 200
+        daemon.exited().is_some() || http::get(admin, &ready).status == 200
     });
     assert!(
         up && daemon.exited().is_none(),
@@ -1580,7 +1544,7 @@ fn a_daemon_from_the_configmap_answers_the_probes_and_a_laptop_client() {
         daemon.stdout(),
         daemon.stderr()
     );
-    assert_eq!(http_status(admin, &live), 200, "liveness probe {live}");
+    assert_eq!(http::get(admin, &live).status, 200, "liveness probe {live}");
 
     // Logs are JSON lines on stdout, as `kubectl logs` shows them.
     let first = daemon

@@ -3,10 +3,9 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
-use common::{Daemon, TestEnv, free_port, parse_curl, wait_until};
+use common::{Daemon, TestEnv, free_port, http, wait_until};
 use serde_json::{Value, json};
 
 const LONG: Duration = Duration::from_secs(20);
@@ -19,15 +18,6 @@ fn config(env: &TestEnv, extra: &str) {
 
 fn one_step(name: &str, run: &str) -> Value {
     json!({ "name": name, "steps": [{ "name": "main", "run": run }] })
-}
-
-fn http(port: u16, path: &str) -> u16 {
-    let out = Command::new("curl")
-        .args(["-s", "-m", "5", "-o", "-", "-w", "\n%{http_code}"])
-        .arg(format!("http://127.0.0.1:{port}{path}"))
-        .output()
-        .expect("curl");
-    parse_curl(&String::from_utf8_lossy(&out.stdout)).0
 }
 
 /// A step that waits for `go` to exist, so the test decides when it ends.
@@ -154,7 +144,7 @@ fn during_the_drain_submissions_and_readiness_fail_and_a_second_sigterm_terminat
         &format!("[shutdown]\ndrain_timeout = \"60s\"\n\n[admin]\naddr = \"127.0.0.1:{admin}\"\n"),
     );
     let mut d = env.start_daemon(&[]);
-    assert_eq!(http(admin, "/readyz"), 200);
+    assert_eq!(http::get(admin, "/readyz").status, 200);
     let marker = env.path().join("got-term");
     let run = format!(
         "trap 'echo term > {}; exit 1' TERM; while true; do sleep 0.05; done",
@@ -168,8 +158,8 @@ fn during_the_drain_submissions_and_readiness_fail_and_a_second_sigterm_terminat
     let (s, body) = d.post("/v1/jobs", &one_step("late", "true"));
     assert_eq!(s, 503, "{body}");
     assert_eq!(body["code"], "draining", "{body}");
-    assert_eq!(http(admin, "/readyz"), 503);
-    assert_eq!(http(admin, "/healthz"), 200);
+    assert_eq!(http::get(admin, "/readyz").status, 503);
+    assert_eq!(http::get(admin, "/healthz").status, 200);
     // Reads still work while draining.
     assert_eq!(d.get(&format!("/v1/jobs/{id}")).0, 200);
     assert!(d.exited().is_none());

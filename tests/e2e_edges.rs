@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Daemon, TestEnv, wait_until};
+use common::{Daemon, TestEnv, http, wait_until};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
@@ -584,28 +584,6 @@ fn two_daemons_never_share_ids_and_a_restart_only_kills_its_own() {
 
 const TOKEN: &str = "edges-token-0123456789abcdef";
 
-/// One HTTP/1.1 GET on a fresh TCP connection; the status code, or 0 when
-/// no answer came within `within`.
-fn http_status(port: u16, path: &str, token: Option<&str>, within: Duration) -> u16 {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return 0;
-    };
-    let _ = s.set_read_timeout(Some(within));
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let _ = write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
-    );
-    let mut head = [0u8; 12];
-    match s.read_exact(&mut head) {
-        Ok(()) => String::from_utf8_lossy(&head[9..12]).parse().unwrap_or(0),
-        Err(_) => 0,
-    }
-}
-
 // Item 6: silent connections give way to new ones on every listener, under
 // a low `nofile` (prlimit): 70 on the admin port (cap 64) do not keep
 // `/healthz` from answering, 1100 on the TCP port do not starve a token
@@ -633,9 +611,11 @@ fn silent_connections_give_way_on_every_listener_under_a_low_nofile() {
     cmd.args(["--nofile=1024:1024", "--", common::oj_bin(), "daemon"]);
     let mut d = Daemon::spawn_raw(cmd, env.path(), env.socket());
     assert!(wait_ready(&mut d), "no daemon: {}", d.stderr());
-    assert!(wait_until(WAIT, || http_status(
-        admin, "/healthz", None, WAIT
-    ) == 200));
+    assert!(wait_until(WAIT, || http::Get::new(admin, "/healthz")
+        .within(WAIT)
+        .send()
+        .status
+        == 200));
     let fast = Duration::from_secs(5);
 
     let mut held = Vec::new();
@@ -643,7 +623,7 @@ fn silent_connections_give_way_on_every_listener_under_a_low_nofile() {
         held.push(std::net::TcpStream::connect(("127.0.0.1", admin)).unwrap());
     }
     assert_eq!(
-        http_status(admin, "/healthz", None, fast),
+        http::Get::new(admin, "/healthz").within(fast).send().status,
         200,
         "admin port under 70 silent connections"
     );
@@ -654,11 +634,18 @@ fn silent_connections_give_way_on_every_listener_under_a_low_nofile() {
         }
     }
     assert_eq!(
-        http_status(port, "/v1/status", Some(TOKEN), fast),
+        http::Get::new(port, "/v1/status")
+            .bearer(TOKEN)
+            .within(fast)
+            .send()
+            .status,
         200,
         "a token holder behind 1100 silent TCP connections"
     );
-    assert_eq!(http_status(admin, "/healthz", None, fast), 200);
+    assert_eq!(
+        http::Get::new(admin, "/healthz").within(fast).send().status,
+        200
+    );
 
     let mut unix = Vec::new();
     for _ in 0..1100 {
@@ -675,8 +662,18 @@ fn silent_connections_give_way_on_every_listener_under_a_low_nofile() {
         "oj status behind 1100 silent Unix connections: {out:?}"
     );
     assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
-    assert_eq!(http_status(port, "/v1/status", Some(TOKEN), fast), 200);
-    assert_eq!(http_status(admin, "/healthz", None, fast), 200);
+    assert_eq!(
+        http::Get::new(port, "/v1/status")
+            .bearer(TOKEN)
+            .within(fast)
+            .send()
+            .status,
+        200
+    );
+    assert_eq!(
+        http::Get::new(admin, "/healthz").within(fast).send().status,
+        200
+    );
     let fds = std::fs::read_dir(format!("/proc/{}/fd", d.pid()))
         .map(|d| d.count())
         .unwrap_or(0);

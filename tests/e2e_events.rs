@@ -9,25 +9,18 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use common::{Daemon, TestEnv, free_port};
 use serde_json::{Value, json};
 
 const LONG: Duration = Duration::from_secs(30);
-
-/// One test of this file at a time: the slow-reader test floods its daemon
-/// with events, and readers of the other tests must not wait behind it on
-/// a busy machine.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 #[derive(Debug, Clone)]
 struct Ev {
@@ -36,39 +29,70 @@ struct Ev {
     data: Value,
 }
 
-/// `curl -N` on the event stream, read event by event in a thread.
+/// A reader of the event stream, read event by event in a thread. It asks
+/// with HTTP/1.0, so the body is the stream itself (no chunks) and ends
+/// when the daemon closes it. It is made once the response head has come:
+/// the daemon subscribes a reader before it answers, so everything
+/// committed after that is on the stream. (A reader not yet subscribed
+/// when a short job ran would miss the job's events; on a busy machine
+/// that was a flake.)
 struct Reader {
-    child: Child,
+    conn: Conn,
     rx: mpsc::Receiver<Ev>,
+    /// The daemon ended the stream.
+    ended: Arc<AtomicBool>,
+}
+
+enum Conn {
+    Unix(UnixStream),
+    Tcp(TcpStream),
 }
 
 impl Reader {
+    /// On the Unix socket; `headers` are whole lines (`Name: value`).
     fn unix(socket: &Path, query: &str, headers: &[&str]) -> Reader {
-        let mut cmd = Command::new("curl");
-        cmd.args(["-sN", "--unix-socket"])
-            .arg(socket)
-            .arg(format!("http://localhost/v1/events{query}"));
-        for h in headers {
-            cmd.args(["-H", h]);
-        }
-        Reader::spawn(cmd)
+        let s = UnixStream::connect(socket).expect("connect to the daemon's socket");
+        let read = s.try_clone().expect("clone the socket");
+        Reader::open(Conn::Unix(s), Box::new(read), query, headers)
     }
 
-    fn spawn(mut cmd: Command) -> Reader {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("curl");
-        let out = child.stdout.take().expect("stdout");
+    /// On the TCP listener at 127.0.0.1:`port`.
+    fn tcp(port: u16, query: &str, headers: &[&str]) -> Reader {
+        let s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the daemon's port");
+        let read = s.try_clone().expect("clone the socket");
+        Reader::open(Conn::Tcp(s), Box::new(read), query, headers)
+    }
+
+    fn open(mut conn: Conn, read: Box<dyn Read + Send>, query: &str, headers: &[&str]) -> Reader {
+        let mut request = format!("GET /v1/events{query} HTTP/1.0\r\nHost: localhost\r\n");
+        for h in headers {
+            request.push_str(&format!("{h}\r\n"));
+        }
+        request.push_str("\r\n");
+        let sent = match &mut conn {
+            Conn::Unix(s) => s.write_all(request.as_bytes()),
+            Conn::Tcp(s) => s.write_all(request.as_bytes()),
+        };
+        sent.expect("send the request");
         let (tx, rx) = mpsc::channel();
+        let (open_tx, open) = mpsc::channel();
+        let ended = Arc::new(AtomicBool::new(false));
+        let end = ended.clone();
         std::thread::spawn(move || {
+            let mut lines = BufReader::new(read).lines();
+            // The response head ends with a blank line.
+            for line in lines.by_ref() {
+                if line.map_or(true, |l| l.is_empty()) {
+                    break;
+                }
+            }
+            let _ = open_tx.send(());
             let mut ev = Ev {
                 id: None,
                 kind: String::new(),
                 data: Value::Null,
             };
-            for line in BufReader::new(out).lines() {
+            for line in lines {
                 let Ok(line) = line else { break };
                 if line.is_empty() {
                     if !ev.kind.is_empty() && tx.send(ev.clone()).is_err() {
@@ -87,8 +111,11 @@ impl Reader {
                     ev.data = serde_json::from_str(v).unwrap_or(Value::Null);
                 }
             }
+            end.store(true, Ordering::SeqCst);
         });
-        Reader { child, rx }
+        // Without a head by then, `until` reports the stream as ended or silent.
+        let _ = open.recv_timeout(LONG);
+        Reader { conn, rx, ended }
     }
 
     fn next(&self) -> Option<Ev> {
@@ -110,24 +137,26 @@ impl Reader {
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let curl = self.child.id();
-                    panic!("the stream ended (curl pid {curl} exited) before {what}; saw {seen:?}");
+                    panic!("the stream ended before {what}; saw {seen:?}");
                 }
             }
         }
         panic!("never saw {what}; saw {seen:?}");
     }
 
-    /// Whether the stream ends (curl exits) within `t`.
+    /// Whether the daemon ends the stream within `t`.
     fn ends_within(&mut self, t: Duration) -> bool {
-        common::wait_until(t, || matches!(self.child.try_wait(), Ok(Some(_))))
+        common::wait_until(t, || self.ended.load(Ordering::SeqCst))
     }
 }
 
 impl Drop for Reader {
+    /// Closes the connection, which ends the reading thread.
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = match &self.conn {
+            Conn::Unix(s) => s.shutdown(Shutdown::Both),
+            Conn::Tcp(s) => s.shutdown(Shutdown::Both),
+        };
     }
 }
 
@@ -146,7 +175,6 @@ fn start(env: &TestEnv) -> Daemon {
 
 #[test]
 fn committed_jobs_stream_with_increasing_ids_and_resume_from_the_last_one() {
-    let _one_at_a_time = serial();
     let env = TestEnv::new();
     let d = start(&env);
     let all = Reader::unix(&d.socket, "", &[]);
@@ -191,7 +219,6 @@ fn committed_jobs_stream_with_increasing_ids_and_resume_from_the_last_one() {
 
 #[test]
 fn a_job_filter_opens_with_the_job_as_it_is_and_shows_only_it_with_its_output() {
-    let _one_at_a_time = serial();
     let env = TestEnv::new();
     let d = start(&env);
     let done = d.submit(&spec("true"));
@@ -239,7 +266,6 @@ fn a_job_filter_opens_with_the_job_as_it_is_and_shows_only_it_with_its_output() 
 
 #[test]
 fn ids_keep_increasing_across_a_restart_and_an_old_resume_point_is_a_reset() {
-    let _one_at_a_time = serial();
     let env = TestEnv::new();
     let d = start(&env);
     let all = Reader::unix(&d.socket, "", &[]);
@@ -271,7 +297,6 @@ fn ids_keep_increasing_across_a_restart_and_an_old_resume_point_is_a_reset() {
 /// it gets `reset` and the stream ends.
 #[test]
 fn a_reader_that_falls_behind_is_reset_and_closed() {
-    let _one_at_a_time = serial();
     let env = TestEnv::new();
     let d = start(&env);
     let mut slow = UnixStream::connect(&d.socket).expect("connect");
@@ -324,7 +349,6 @@ fn a_reader_that_falls_behind_is_reset_and_closed() {
 
 #[test]
 fn on_tcp_the_stream_needs_the_token() {
-    let _one_at_a_time = serial();
     let env = TestEnv::new();
     let port = free_port();
     env.write_config(&format!(
@@ -343,21 +367,16 @@ fn on_tcp_the_stream_needs_the_token() {
     };
     assert_eq!(code(&[]), "401");
     assert_eq!(code(&["-H", "Authorization: Bearer wrong"]), "401");
-    let mut cmd = Command::new("curl");
-    cmd.args(["-sN", "-H", "Authorization: Bearer t0ken-for-events"])
-        .arg(&url);
-    let r = Reader::spawn(cmd);
+    let r = Reader::tcp(port, "", &["Authorization: Bearer t0ken-for-events"]);
     let id = d.submit(&spec("true"));
     r.until("the job over TCP", job_done(&id));
 }
 
 #[test]
 fn the_stream_ends_when_the_daemon_stops() {
-    let _one_at_a_time = serial();
     let env = TestEnv::new();
     let mut d = start(&env);
     let mut r = Reader::unix(&d.socket, "", &[]);
-    std::thread::sleep(Duration::from_millis(200));
     d.sigterm();
     assert!(r.ends_within(LONG), "the stream must end with the daemon");
     assert!(d.wait_exit(LONG).is_some());
@@ -375,23 +394,15 @@ fn the_stream_ends_when_the_daemon_stops() {
 /// against `listen.max_connections`, and a closed one frees its slot.
 #[test]
 fn event_streams_count_against_max_connections() {
-    let _one_at_a_time = serial();
     let env = TestEnv::new();
     let port = free_port();
     env.write_config(&format!(
         "[listen]\ntcp = \"127.0.0.1:{port}\"\nauth_token = \"t0ken-for-events\"\nmax_connections = 2\n[notify]\nbackend = \"none\"\n"
     ));
     let d = env.start_daemon_on_tcp(port);
-    let url = format!("http://127.0.0.1:{port}/v1/events");
-    let stream = || {
-        let mut cmd = Command::new("curl");
-        cmd.args(["-sN", "-H", "Authorization: Bearer t0ken-for-events"])
-            .arg(&url);
-        Reader::spawn(cmd)
-    };
+    let stream = || Reader::tcp(port, "", &["Authorization: Bearer t0ken-for-events"]);
     let first = stream();
     let second = stream();
-    std::thread::sleep(Duration::from_millis(500));
     let status = |limit: &str| {
         let out = Command::new("curl")
             .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", limit])
@@ -416,7 +427,6 @@ fn event_streams_count_against_max_connections() {
 /// must not exit 0 with a partial log.
 #[test]
 fn a_log_read_cut_by_a_delete_is_an_error() {
-    let _one_at_a_time = serial();
     let env = TestEnv::new();
     let d = start(&env);
     // Two steps with big logs: the reader is in the first when the job goes.
@@ -458,7 +468,6 @@ fn a_log_read_cut_by_a_delete_is_an_error() {
 /// `done` and are deleted at once; every waiter still learns `done`.
 #[test]
 fn waiters_learn_the_end_of_jobs_retention_removed() {
-    let _one_at_a_time = serial();
     let env = TestEnv::new();
     env.write_config(
         "[notify]\nbackend = \"none\"\n[jobs]\nmax_finished = 1\nmax_concurrent = 8\n",
@@ -500,7 +509,6 @@ fn waiters_learn_the_end_of_jobs_retention_removed() {
 
 #[test]
 fn waiting_clients_follow_the_stream_not_a_timer() {
-    let _one_at_a_time = serial();
     let env = TestEnv::new();
     let d = start(&env);
     let id = oj_id(&env.run(&[

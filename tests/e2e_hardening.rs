@@ -17,8 +17,9 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::pki::ServerPki;
+use common::webhook::Receiver;
 use common::{Daemon, TestEnv, curl_unix, free_port, wait_until};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use serde_json::json;
 
 const TOKEN: &str = "e2e-hardening-token-4c1d9e";
@@ -63,28 +64,6 @@ fn daemon_under(env: &TestEnv, prefix: &str) -> Command {
 }
 
 // ------------------------------------------------------------ tokens
-
-/// A CA and a server certificate for localhost / 127.0.0.1, as PEM files.
-fn write_pki(env: &TestEnv) -> (PathBuf, PathBuf, PathBuf) {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "oj e2e hardening CA");
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    (
-        env.write("pki/ca.pem", &ca_cert.pem()),
-        env.write("pki/tls.crt", &leaf.pem()),
-        env.write("pki/tls.key", &key.serialize_pem()),
-    )
-}
 
 /// An HTTP client speaking only `h2` (prior knowledge on plain TCP, ALPN
 /// `h2` on TLS) or only HTTP/1.1.
@@ -186,7 +165,7 @@ fn blank_and_empty_bearers_are_refused_on_h1_and_h2_with_and_without_tls() {
     // TLS (ALPN h2 and http/1.1).
     let env = TestEnv::new();
     let port = free_port();
-    let (ca, cert, key) = write_pki(&env);
+    let ServerPki { ca, cert, key } = ServerPki::write(&env.path().join("pki"));
     env.write_config(&format!(
         "[listen]\ntcp = \"127.0.0.1:{port}\"\nauth_token = \"{TOKEN}\"\n[tls]\nenabled = true\ncert = \"{}\"\nkey = \"{}\"\n[notify]\nbackend = \"none\"\n",
         s(&cert),
@@ -706,53 +685,13 @@ fn job_list_and_show_print_control_characters_escaped() {
     }
 }
 
-/// A one-shot HTTP receiver on 127.0.0.1: collects request bodies.
-fn receiver() -> (u16, Arc<Mutex<Vec<String>>>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let bodies = Arc::new(Mutex::new(Vec::new()));
-    let seen = bodies.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(20) {
-            let Ok(mut stream) = stream else { continue };
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut data = Vec::new();
-            let mut buf = [0u8; 4096];
-            // Read the head, then Content-Length bytes of body.
-            loop {
-                match stream.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => data.extend_from_slice(&buf[..n]),
-                }
-                let text = String::from_utf8_lossy(&data).into_owned();
-                if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                    let len = head
-                        .lines()
-                        .find_map(|l| {
-                            let (k, v) = l.split_once(':')?;
-                            k.eq_ignore_ascii_case("content-length")
-                                .then(|| v.trim().parse::<usize>().ok())?
-                        })
-                        .unwrap_or(0);
-                    if body.len() >= len {
-                        seen.lock().unwrap().push(body.to_string());
-                        break;
-                    }
-                }
-            }
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-        }
-    });
-    (port, bodies)
-}
-
 #[test]
 fn slack_messages_cannot_mention_a_channel() {
-    let (port, bodies) = receiver();
+    let rx = Receiver::start();
     let env = TestEnv::new();
     env.write_config(&format!(
-        "[notify]\nbackend = \"webhook\"\nevents = [\"start\"]\n[notify.webhook]\nurl = \"http://127.0.0.1:{port}/slack\"\nformat = \"slack\"\n"
+        "[notify]\nbackend = \"webhook\"\nevents = [\"start\"]\n[notify.webhook]\nurl = \"http://{}/slack\"\nformat = \"slack\"\n",
+        rx.addr()
     ));
     let d = env.start_daemon(&[]);
     let id = d.submit(&json!({
@@ -761,12 +700,9 @@ fn slack_messages_cannot_mention_a_channel() {
         "steps": [{"name": "s", "run": "true"}]
     }));
     d.wait_job(&id, &["done"], WAIT);
-    assert!(
-        wait_until(WAIT, || !bodies.lock().unwrap().is_empty()),
-        "no webhook arrived"
-    );
-    let body = bodies.lock().unwrap()[0].clone();
-    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON body");
+    let got = rx.wait_delivered(1, WAIT);
+    assert!(!got.is_empty(), "no webhook arrived");
+    let v = got[0].json();
     let text = v["text"].as_str().unwrap_or_default();
     assert_eq!(
         text,

@@ -10,15 +10,10 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use common::webhook::Receiver;
 use common::*;
 use serde_json::{Value, json};
 
@@ -279,65 +274,6 @@ fn the_retention_keys_are_in_show_env_and_schema() {
 
 // -------------------------------------------------------------- retries
 
-/// Every request the receiver got: headers and body.
-type Deliveries = Arc<Mutex<Vec<(HeaderMap, Bytes)>>>;
-
-/// A webhook receiver on 127.0.0.1 that accepts everything.
-struct Receiver {
-    addr: SocketAddr,
-    got: Deliveries,
-    _rt: tokio::runtime::Runtime,
-}
-
-impl Receiver {
-    fn start() -> Receiver {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let got: Deliveries = Default::default();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", 0)))
-            .expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("addr");
-        let app = axum::Router::new()
-            .fallback(receive)
-            .with_state(got.clone());
-        rt.spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Receiver { addr, got, _rt: rt }
-    }
-
-    /// `(type, webhook-id, body)` of every delivery so far.
-    fn events(&self) -> Vec<(String, String, Value)> {
-        self.got
-            .lock()
-            .expect("lock")
-            .iter()
-            .map(|(h, b)| {
-                let body: Value = serde_json::from_slice(b).unwrap_or(Value::Null);
-                let id = h
-                    .get("webhook-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_string();
-                (
-                    body["type"].as_str().unwrap_or_default().to_string(),
-                    id,
-                    body,
-                )
-            })
-            .collect()
-    }
-}
-
-async fn receive(State(got): State<Deliveries>, headers: HeaderMap, body: Bytes) -> Response {
-    got.lock().expect("lock").push((headers, body));
-    StatusCode::NO_CONTENT.into_response()
-}
-
 /// A step that fails until its `n`-th run (counted in a file).
 fn fails_until(counter: &Path, n: u32) -> String {
     let c = counter.display();
@@ -352,7 +288,7 @@ fn a_failing_step_is_retried_with_backoff_every_attempt_shown_and_notified() {
     let env = TestEnv::new();
     env.write_config(&format!(
         "[notify]\nbackend = \"webhook\"\nevents = [\"retry\", \"done\", \"fail\"]\n[notify.webhook]\nurl = \"http://{}/hook\"\nbackoff = \"50ms\"\n",
-        rx.addr
+        rx.addr()
     ));
     let d = env.start_daemon(&[]);
     let counter = env.path().join("count");
@@ -405,12 +341,13 @@ fn a_failing_step_is_retried_with_backoff_every_attempt_shown_and_notified() {
     assert!(text.contains("step main exited with code 1"), "{text}");
 
     // Two retries, each its own notification, then the job's end.
-    assert!(
-        wait_until(WAIT, || rx.events().len() >= 3),
-        "{:?}",
-        rx.events()
-    );
-    let events = rx.events();
+    let got = rx.wait_delivered(3, WAIT);
+    // (type, webhook-id, body) of every delivery.
+    let events: Vec<(String, String, Value)> = got
+        .iter()
+        .map(|r| (r.event_type(), r.id(), r.json_or_null()))
+        .collect();
+    assert!(events.len() >= 3, "{events:?}");
     let kinds: Vec<&str> = events.iter().map(|(t, _, _)| t.as_str()).collect();
     assert_eq!(
         kinds,

@@ -16,38 +16,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use common::pki::ServerPki;
 use common::*;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "e2e-load-token-3b8e1f";
 const CLIENTS: usize = 16;
 const JOBS_PER_CLIENT: usize = 20;
 const WAIT: Duration = Duration::from_secs(90);
-
-/// A CA and a server certificate for localhost, as PEM files in `dir`.
-fn pki(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "oj load CA");
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let mut leaf =
-        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let cert = leaf.signed_by(&key, &issuer).unwrap();
-    let (ca_p, cert_p, key_p) = (dir.join("ca.crt"), dir.join("tls.crt"), dir.join("tls.key"));
-    std::fs::write(&ca_p, ca_cert.pem()).unwrap();
-    std::fs::write(&cert_p, cert.pem()).unwrap();
-    std::fs::write(&key_p, key.serialize_pem()).unwrap();
-    (ca_p, cert_p, key_p)
-}
 
 /// One client: its own connection pool, so its requests share one
 /// keep-alive TLS connection.
@@ -144,7 +120,7 @@ fn wait_all_done(
 #[test]
 fn concurrent_tls_clients_then_a_drain_lose_nothing() {
     let env = TestEnv::new();
-    let (ca, cert, key) = pki(env.path());
+    let ServerPki { ca, cert, key } = ServerPki::write(env.path());
     let port = free_port();
     let runs = env.path().join("runs.log");
     env.write_config(&format!(

@@ -15,18 +15,17 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use common::{Daemon, TestEnv, free_port, wait_until};
+use common::pki::Ca;
+use common::webhook::{Mode, Receiver};
+use common::{Daemon, TestEnv, free_port, http, wait_until};
 
 /// The Kubernetes version the schemas are checked against (as e2e_deploy).
 const K8S_VERSION: &str = "1.33.0";
@@ -86,54 +85,16 @@ impl Scrape {
 }
 
 fn scrape(port: u16, accept: Option<&str>) -> Scrape {
-    let mut cmd = Command::new("curl");
-    cmd.args([
-        "-s",
-        "-m",
-        "10",
-        "-o",
-        "-",
-        "-w",
-        "\n%{http_code} %{content_type}",
-    ]);
+    let mut get = http::Get::new(port, "/metrics").within(Duration::from_secs(10));
     if let Some(a) = accept {
-        cmd.args(["-H", &format!("Accept: {a}")]);
+        get = get.header("Accept", a);
     }
-    let out = cmd
-        .arg(format!("http://127.0.0.1:{port}/metrics"))
-        .output()
-        .expect("run curl");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, tail) = text.rsplit_once('\n').unwrap_or(("", &text));
-    let (status, content_type) = tail.split_once(' ').unwrap_or((tail, ""));
+    let reply = get.send();
     Scrape {
-        status: status.parse().unwrap_or(0),
-        content_type: content_type.to_string(),
-        body: format!("{body}\n"),
+        status: reply.status,
+        content_type: reply.header("content-type").unwrap_or_default().to_string(),
+        body: format!("{}\n", reply.body),
     }
-}
-
-/// A webhook receiver on loopback that answers every request 500; counts them.
-fn failing_receiver() -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind receiver");
-    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counter = hits.clone();
-    std::thread::spawn(move || {
-        // Bounded: a test sends a handful of requests; the thread ends with
-        // the test process at the latest.
-        for stream in listener.incoming().take(200) {
-            let Ok(mut s) = stream else { continue };
-            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-            let mut buf = [0u8; 8192];
-            let _ = s.read(&mut buf);
-            counter.fetch_add(1, Ordering::SeqCst);
-            let _ = s.write_all(
-                b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-            );
-        }
-    });
-    (url, hits)
 }
 
 fn job(name: &str, run: &str) -> Value {
@@ -158,8 +119,9 @@ fn start_with_admin(env: &TestEnv, admin: u16, extra: &[&str]) -> Daemon {
 fn a_scrape_after_jobs_and_a_failing_webhook_shows_every_metric_moved() {
     let env = TestEnv::new();
     let admin = free_port();
-    let (url, hits) = failing_receiver();
-    let url_set = format!("notify.webhook.url={url}");
+    // A receiver that answers every request 500.
+    let rx = Receiver::with_mode(Mode::Status(500));
+    let url_set = format!("notify.webhook.url={}", rx.url());
     let d = start_with_admin(
         &env,
         admin,
@@ -224,11 +186,7 @@ fn a_scrape_after_jobs_and_a_failing_webhook_shows_every_metric_moved() {
         m.must(r#"oj_notification_attempts_total{backend="webhook"}"#),
         8.0
     );
-    assert_eq!(
-        hits.load(Ordering::SeqCst),
-        8,
-        "the receiver saw every attempt"
-    );
+    assert_eq!(rx.attempts().len(), 8, "the receiver saw every attempt");
     assert_eq!(
         m.must(r#"oj_notification_delivery_seconds_count{backend="webhook"}"#),
         4.0
@@ -406,16 +364,13 @@ fn the_text_format_is_the_default_and_promtool_accepts_it() {
 
 #[test]
 fn a_tls_daemon_reports_when_its_certificate_expires() {
-    use rcgen::{CertificateParams, KeyPair, date_time_ymd};
     let env = TestEnv::new();
-    let key = KeyPair::generate().expect("key");
-    let mut p = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-        .expect("params");
-    p.not_before = date_time_ymd(2025, 1, 1);
-    p.not_after = date_time_ymd(2031, 1, 1);
-    let cert = p.self_signed(&key).expect("self-signed");
-    let cert_path = env.write("tls/tls.crt", &cert.pem());
-    let key_path = env.write("tls/tls.key", &key.serialize_pem());
+    let leaf = Ca::new("oj e2e CA")
+        .server()
+        .valid((2025, 1, 1), (2031, 1, 1))
+        .issue();
+    let cert_path = env.write("tls/tls.crt", &leaf.cert);
+    let key_path = env.write("tls/tls.key", &leaf.key);
     let tcp = free_port();
     let admin = free_port();
     let sets = [

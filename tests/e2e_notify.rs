@@ -6,137 +6,16 @@
 
 mod common;
 
-use std::collections::VecDeque;
 use std::io::Write;
-use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use common::webhook::{Mode, Received, Receiver};
 use common::*;
 use serde_json::{Value, json};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const WAIT: Duration = Duration::from_secs(60);
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Mode {
-    Ok,
-    Unavailable,
-    Hang,
-}
-
-#[derive(Clone, Debug)]
-struct Received {
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Received {
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    }
-    fn id(&self) -> String {
-        self.header("webhook-id").to_string()
-    }
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).expect("JSON body")
-    }
-}
-
-#[derive(Clone)]
-struct Shared {
-    mode: Arc<Mutex<Mode>>,
-    /// Every request, including the ones answered with an error.
-    attempts: Arc<Mutex<Vec<Received>>>,
-    /// Requests answered 2xx, in order.
-    delivered: Arc<Mutex<VecDeque<Received>>>,
-}
-
-/// A webhook receiver on 127.0.0.1 (axum on its own runtime thread).
-struct Receiver {
-    addr: SocketAddr,
-    shared: Shared,
-    _rt: tokio::runtime::Runtime,
-}
-
-impl Receiver {
-    fn start(port: u16, mode: Mode) -> Receiver {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let shared = Shared {
-            mode: Arc::new(Mutex::new(mode)),
-            attempts: Default::default(),
-            delivered: Default::default(),
-        };
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
-            .expect("bind the receiver port");
-        let addr = listener.local_addr().unwrap();
-        let app = axum::Router::new()
-            .fallback(handle)
-            .with_state(shared.clone());
-        rt.spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Receiver {
-            addr,
-            shared,
-            _rt: rt,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/hooks/oj", self.addr)
-    }
-
-    fn set_mode(&self, mode: Mode) {
-        *self.shared.mode.lock().unwrap() = mode;
-    }
-
-    fn attempts(&self) -> Vec<Received> {
-        self.shared.attempts.lock().unwrap().clone()
-    }
-
-    fn delivered(&self) -> Vec<Received> {
-        self.shared
-            .delivered
-            .lock()
-            .unwrap()
-            .iter()
-            .cloned()
-            .collect()
-    }
-
-    fn wait_delivered(&self, n: usize) -> Vec<Received> {
-        wait_until(WAIT, || self.delivered().len() >= n);
-        self.delivered()
-    }
-}
-
-async fn handle(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    let r = Received { headers, body };
-    s.attempts.lock().unwrap().push(r.clone());
-    let mode = *s.mode.lock().unwrap();
-    match mode {
-        Mode::Ok => {
-            s.delivered.lock().unwrap().push_back(r);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Mode::Unavailable => StatusCode::SERVICE_UNAVAILABLE.into_response(),
-        Mode::Hang => std::future::pending().await,
-    }
-}
 
 /// Verifies `webhook-signature` with openssl, the recipe of docs/notifications.md.
 fn assert_signature_verifies(r: &Received) {
@@ -204,7 +83,7 @@ fn reserved_port() -> u16 {
 
 #[test]
 fn the_webhook_url_alone_selects_webhooks_and_the_payload_describes_the_job() {
-    let rx = Receiver::start(0, Mode::Ok);
+    let rx = Receiver::start();
     let mut env = TestEnv::new();
     env.set_var("OJ_NOTIFY_WEBHOOK_URL", &rx.url());
     let admin = free_port();
@@ -215,7 +94,7 @@ fn the_webhook_url_alone_selects_webhooks_and_the_payload_describes_the_job() {
     let bad = d.submit(&job_spec("broken", "exit 3"));
     d.wait_job(&bad, &["failed"], WAIT);
 
-    let got = rx.wait_delivered(4);
+    let got = rx.wait_delivered(4, WAIT);
     assert_eq!(
         got.len(),
         4,
@@ -322,8 +201,8 @@ fn a_receiver_that_is_down_while_jobs_run_gets_every_notification_once_it_is_up(
         d.wait_job(id, &["done"], WAIT);
     }
 
-    let rx = Receiver::start(port, Mode::Ok);
-    let got = rx.wait_delivered(6);
+    let rx = Receiver::start_on(port, Mode::Ok);
+    let got = rx.wait_delivered(6, WAIT);
     assert_eq!(got.len(), 6, "daemon stderr:\n{}", d.stderr());
     for r in &got {
         assert_signature_verifies(r);
@@ -354,7 +233,7 @@ fn a_receiver_that_is_down_while_jobs_run_gets_every_notification_once_it_is_up(
 
 #[test]
 fn notifications_survive_kill_9_and_are_redelivered_with_the_same_webhook_id() {
-    let rx = Receiver::start(0, Mode::Unavailable);
+    let rx = Receiver::with_mode(Mode::UNAVAILABLE);
     let env = TestEnv::new();
     env.write_config(&webhook_config(&rx.url()));
 
@@ -374,7 +253,7 @@ fn notifications_survive_kill_9_and_are_redelivered_with_the_same_webhook_id() {
 
     rx.set_mode(Mode::Ok);
     let d2 = env.start_daemon(&[]);
-    let got = rx.wait_delivered(4);
+    let got = rx.wait_delivered(4, WAIT);
     assert_eq!(
         got.len(),
         4,
@@ -407,7 +286,7 @@ fn notifications_survive_kill_9_and_are_redelivered_with_the_same_webhook_id() {
     let d3 = env.start_daemon(&[]);
     let fresh = d3.submit(&job_spec("after", "true"));
     d3.wait_job(&fresh, &["done"], WAIT);
-    let got = rx.wait_delivered(6);
+    let got = rx.wait_delivered(6, WAIT);
     assert_eq!(got.len(), 6, "stderr:\n{}", d3.stderr());
     for r in &got[4..] {
         assert_eq!(
@@ -420,7 +299,7 @@ fn notifications_survive_kill_9_and_are_redelivered_with_the_same_webhook_id() {
 
 #[test]
 fn a_receiver_that_never_answers_does_not_hold_jobs_back() {
-    let rx = Receiver::start(0, Mode::Hang);
+    let rx = Receiver::with_mode(Mode::Hang);
     let env = TestEnv::new();
     let mut cfg = webhook_config(&rx.url());
     cfg = cfg.replace("timeout = \"2s\"", "timeout = \"1h\"");
@@ -576,11 +455,11 @@ fn switching_to_the_none_backend_finishes_what_an_earlier_backend_left_pending()
     // Back on webhooks with a live receiver: only the new job is announced.
     // Pending notifications would be delivered first, so once the new job's
     // two have arrived, anything left over from `old` would have too.
-    let rx = Receiver::start(port, Mode::Ok);
+    let rx = Receiver::start_on(port, Mode::Ok);
     let d = env.start_daemon(&[]);
     let fresh = d.submit(&job_spec("fresh", "true"));
     d.wait_job(&fresh, &["done"], WAIT);
-    let got = rx.wait_delivered(2);
+    let got = rx.wait_delivered(2, WAIT);
     let ids: Vec<String> = got
         .iter()
         .map(|r| {

@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -86,20 +85,6 @@ fn job(d: &Daemon, id: &str) -> Value {
     let (code, job) = d.get(&format!("/v1/jobs/{id}"));
     assert_eq!(code, 200, "{job}");
     job
-}
-
-fn http_get(port: u16, path: &str) -> String {
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return String::new();
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    );
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
 }
 
 /// With one slot, queued jobs start by priority, then by submission; a
@@ -194,7 +179,7 @@ fn a_full_or_paused_queue_never_holds_back_another() {
     );
     let json_list: Value = serde_json::from_str(&b.ok(&["queue", "list", "--json"])).unwrap();
     assert_eq!(json_list["queues"], body["queues"]);
-    let metrics = http_get(admin, "/metrics");
+    let metrics = http::get(admin, "/metrics").body;
     for line in [
         "oj_queue_paused{queue=\"build\"} 1",
         "oj_queue_limit{queue=\"deploy\"} 1",

@@ -6,11 +6,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Daemon, TestEnv, free_port, wait_until};
+use common::{Daemon, TestEnv, free_port, http, wait_until};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -45,20 +44,6 @@ fn wait_config(d: &Daemon, what: impl Fn(&Value) -> bool) -> Value {
 
 fn generation(v: &Value) -> u64 {
     v["generation"].as_u64().unwrap_or(0)
-}
-
-fn http_get(port: u16, path: &str) -> String {
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return String::new();
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    );
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
 }
 
 #[test]
@@ -163,7 +148,7 @@ fn an_invalid_file_changes_nothing_and_is_counted_as_rejected() {
     let id = d.submit(&json!({"name": "ok", "steps": [{"name": "s", "run": "true"}]}));
     d.wait_job(&id, &["done"], WAIT);
 
-    let metrics = http_get(port, "/metrics");
+    let metrics = http::get(port, "/metrics").body;
     assert!(
         metrics.contains("oj_config_reloads_total{result=\"rejected\"} 1"),
         "{metrics}"
@@ -180,7 +165,7 @@ fn an_invalid_file_changes_nothing_and_is_counted_as_rejected() {
     wait_config(&d, |v| {
         generation(v) == 2 && v["last_reload"]["result"] == "ok"
     });
-    let metrics = http_get(port, "/metrics");
+    let metrics = http::get(port, "/metrics").body;
     assert!(
         metrics.contains("oj_config_reloads_total{result=\"ok\"} 1"),
         "{metrics}"

@@ -11,7 +11,7 @@ use std::fs;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Daemon, TestEnv, Tmpfs, fill, free_port, parse_curl, wait_until};
+use common::{Daemon, TestEnv, Tmpfs, fill, free_port, http, parse_curl, wait_until};
 use serde_json::{Value, json};
 
 /// POSTs a body from a file (curl's argument limit is far below a big spec).
@@ -38,17 +38,6 @@ fn post_file(d: &Daemon, env: &TestEnv, path: &str, body: &Value) -> (u16, Value
         .output()
         .unwrap();
     parse_curl(&String::from_utf8_lossy(&out.stdout))
-}
-
-fn http_get(port: u16, path: &str) -> (u16, String) {
-    let out = Command::new("curl")
-        .args(["-s", "-m", "5", "-o", "-", "-w", "\n%{http_code}"])
-        .arg(format!("http://127.0.0.1:{port}{path}"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-    (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
 /// Every job the daemon knows, walking the pages.
@@ -145,7 +134,8 @@ fn a_full_disk_refuses_with_507_runs_nothing_refused_and_loses_nothing_accepted(
         "{status}"
     );
     assert_eq!(d.get("/v1/jobs").0, 200);
-    let (s, why) = http_get(admin, "/readyz");
+    let ready = http::get(admin, "/readyz");
+    let (s, why) = (ready.status, ready.body);
     assert_eq!(s, 503, "{why}");
     assert!(why.contains("storage"), "{why}");
     // Let the slow step end while nothing (or only a small record) can be
@@ -154,11 +144,12 @@ fn a_full_disk_refuses_with_507_runs_nothing_refused_and_loses_nothing_accepted(
 
     fs::remove_file(filler).unwrap();
     d.wait_job(&slow, &["done"], Duration::from_secs(20));
-    assert!(wait_until(Duration::from_secs(10), || http_get(
+    assert!(wait_until(Duration::from_secs(10), || http::get(
         admin, "/readyz"
     )
-    .0 == 200));
-    let (_, metrics) = http_get(admin, "/metrics");
+    .status
+        == 200));
+    let metrics = http::get(admin, "/metrics").body;
     let errors: f64 = metrics
         .lines()
         .find(|l| l.starts_with("oj_storage_errors_total"))

@@ -8,65 +8,15 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use common::pki::{Ca, SecretVolume, ServerPki, Ymd};
 use common::{Daemon, TestEnv, free_port, wait_until};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SerialNumber, date_time_ymd,
-};
 
 const TOKEN: &str = "e2e-tls-token-7f3a9c";
-
-struct Ca {
-    pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-struct Leaf {
-    cert: String,
-    key: String,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.distinguished_name.push(DnType::CommonName, name);
-        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let cert = p.self_signed(&key).unwrap();
-        Ca {
-            pem: cert.pem(),
-            issuer: Issuer::new(p, key),
-        }
-    }
-
-    /// A leaf for localhost/127.0.0.1; `until` = (y, m, d) of expiry.
-    fn leaf(&self, serial: u64, server: bool, until: Option<(i32, u8, u8)>) -> Leaf {
-        let key = KeyPair::generate().unwrap();
-        let mut p =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-        p.serial_number = Some(SerialNumber::from(serial));
-        p.extended_key_usages = vec![if server {
-            ExtendedKeyUsagePurpose::ServerAuth
-        } else {
-            ExtendedKeyUsagePurpose::ClientAuth
-        }];
-        if let Some((y, m, d)) = until {
-            p.not_before = date_time_ymd(y - 1, 1, 1);
-            p.not_after = date_time_ymd(y, m, d);
-        }
-        let cert = p.signed_by(&key, &self.issuer).unwrap();
-        Leaf {
-            cert: cert.pem(),
-            key: key.serialize_pem(),
-        }
-    }
-}
 
 fn s(p: &Path) -> String {
     p.to_string_lossy().into_owned()
@@ -180,19 +130,10 @@ fn served_serial(port: u16, ca: &Path) -> Result<String, String> {
     Ok(oj_adapters::tls::cert_info(&der)?.serial)
 }
 
-struct Pki {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-fn pki(env: &TestEnv, ca: &Ca, serial: u64) -> Pki {
-    let leaf = ca.leaf(serial, true, None);
-    Pki {
-        ca: env.write("pki/ca.crt", &ca.pem),
-        cert: env.write("pki/tls.crt", &leaf.cert),
-        key: env.write("pki/tls.key", &leaf.key),
-    }
+/// `ca` and a server certificate with `serial` from it, under `pki/`.
+fn pki(env: &TestEnv, ca: &Ca, serial: u64) -> ServerPki {
+    let leaf = ca.server().serial(serial).issue();
+    ServerPki::write_with(&env.path().join("pki"), ca, &leaf)
 }
 
 #[test]
@@ -285,8 +226,8 @@ fn mtls_refuses_missing_and_foreign_client_certificates() {
     let rogue = Ca::new("rogue CA");
     let p = pki(&env, &ca, 0x77);
     let client_ca = env.write("pki/client-ca.crt", &clients.pem);
-    let good = clients.leaf(0x600d, false, None);
-    let bad = rogue.leaf(0xbad, false, None);
+    let good = clients.client().serial(0x600d).issue();
+    let bad = rogue.client().serial(0xbad).issue();
     let good_cert = env.write("pki/good.crt", &good.cert);
     let good_key = env.write("pki/good.key", &good.key);
     let bad_cert = env.write("pki/bad.crt", &bad.cert);
@@ -363,35 +304,6 @@ fn mtls_refuses_missing_and_foreign_client_certificates() {
     );
 }
 
-/// Lays out files the way the kubelet does for a Secret volume.
-struct SecretVolume {
-    root: PathBuf,
-    n: u32,
-}
-
-impl SecretVolume {
-    fn new(root: PathBuf, leaf: &Leaf) -> SecretVolume {
-        std::fs::create_dir_all(&root).unwrap();
-        let mut v = SecretVolume { root, n: 0 };
-        v.swap(&leaf.cert, &leaf.key);
-        std::os::unix::fs::symlink("..data/tls.crt", v.root.join("tls.crt")).unwrap();
-        std::os::unix::fs::symlink("..data/tls.key", v.root.join("tls.key")).unwrap();
-        v
-    }
-
-    fn swap(&mut self, cert: &str, key: &str) {
-        self.n += 1;
-        let name = format!("..2026_11_26_09_00_{:02}.{}", self.n, self.n);
-        let dir = self.root.join(&name);
-        std::fs::create_dir(&dir).unwrap();
-        std::fs::write(dir.join("tls.crt"), cert).unwrap();
-        std::fs::write(dir.join("tls.key"), key).unwrap();
-        let tmp = self.root.join("..data_tmp");
-        std::os::unix::fs::symlink(&name, &tmp).unwrap();
-        std::fs::rename(&tmp, self.root.join("..data")).unwrap();
-    }
-}
-
 /// The daemon's own log (desktop profile: text files in the state dir).
 fn daemon_log(state: &Path) -> String {
     let mut text = String::new();
@@ -409,7 +321,7 @@ fn rotation_is_served_without_restart_and_a_broken_pair_keeps_the_old_one() {
     let env = TestEnv::new();
     let ca = Ca::new("oj e2e CA");
     let ca_path = env.write("pki/ca.crt", &ca.pem);
-    let mut vol = SecretVolume::new(env.path().join("tls"), &ca.leaf(0xa1, true, None));
+    let mut vol = SecretVolume::new(&env.path().join("tls"), &ca.server().serial(0xa1).issue());
     let port = free_port();
     env.write_config(&config(
         port,
@@ -422,8 +334,8 @@ fn rotation_is_served_without_restart_and_a_broken_pair_keeps_the_old_one() {
     assert_eq!(served_serial(port, &ca_path).unwrap(), "a1");
 
     // A broken pair: the certificate of one key with another key.
-    let x = ca.leaf(0xb2, true, None);
-    let y = ca.leaf(0xc3, true, None);
+    let x = ca.server().serial(0xb2).issue();
+    let y = ca.server().serial(0xc3).issue();
     vol.swap(&x.cert, &y.key);
     // Wait until the reloader has looked at it and said so in the log.
     let state = env.state_dir();
@@ -528,9 +440,9 @@ fn start_fails(env: &TestEnv) -> (Option<i32>, String) {
 fn startup_refuses_missing_mismatched_and_expired_files_with_78() {
     let env = TestEnv::new();
     let ca = Ca::new("oj e2e CA");
-    let a = ca.leaf(1, true, None);
-    let b = ca.leaf(2, true, None);
-    let old = ca.leaf(3, true, Some((2021, 1, 1)));
+    let a = ca.server().serial(1).issue();
+    let b = ca.server().serial(2).issue();
+    let old = ca.server().serial(3).until((2021, 1, 1)).issue();
     let cert = env.write("pki/a.crt", &a.cert);
     let key_b = env.write("pki/b.key", &b.key);
     let old_cert = env.write("pki/old.crt", &old.cert);
@@ -562,7 +474,7 @@ fn startup_refuses_missing_mismatched_and_expired_files_with_78() {
 }
 
 /// (y, m, d) of `now + days`, in UTC.
-fn ymd_in(days: u64) -> (i32, u8, u8) {
+fn ymd_in(days: u64) -> Ymd {
     let t = SystemTime::now() + Duration::from_secs(days * 86_400);
     let ts = humantime::format_rfc3339_seconds(t).to_string();
     (
@@ -576,8 +488,8 @@ fn ymd_in(days: u64) -> (i32, u8, u8) {
 fn config_check_warns_when_the_certificate_expires_within_14_days() {
     let env = TestEnv::new();
     let ca = Ca::new("oj e2e CA");
-    let soon = ca.leaf(0x14, true, Some(ymd_in(7)));
-    let later = ca.leaf(0x15, true, Some(ymd_in(60)));
+    let soon = ca.server().serial(0x14).until(ymd_in(7)).issue();
+    let later = ca.server().serial(0x15).until(ymd_in(60)).issue();
     let port = free_port();
 
     let cert = env.write("pki/soon.crt", &soon.cert);
@@ -655,7 +567,7 @@ fn a_config_reload_switches_to_new_certificate_paths_and_min_version() {
     let env = TestEnv::new();
     let ca = Ca::new("oj e2e CA");
     let ca_path = env.write("pki/ca.crt", &ca.pem);
-    let first = ca.leaf(0xd1, true, None);
+    let first = ca.server().serial(0xd1).issue();
     let (cert_a, key_a) = (
         env.write("a/tls.crt", &first.cert),
         env.write("a/tls.key", &first.key),
@@ -666,7 +578,7 @@ fn a_config_reload_switches_to_new_certificate_paths_and_min_version() {
     assert_eq!(served_serial(port, &ca_path).unwrap(), "d1");
 
     // New files under other paths: only a config reload can find them.
-    let second = ca.leaf(0xe2, true, None);
+    let second = ca.server().serial(0xe2).issue();
     let (cert_b, key_b) = (
         env.write("b/tls.crt", &second.cert),
         env.write("b/tls.key", &second.key),

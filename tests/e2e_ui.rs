@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::pki::Ca;
 use common::{Daemon, TestEnv, free_port, wait_until};
 use serde_json::{Value, json};
 
@@ -867,13 +868,9 @@ async fn oj_ui_in_a_real_browser() {
 fn under_tls_the_cookie_is_host_prefixed_and_secure() {
     let env = TestEnv::new();
     let port = free_port();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    let cert_path = env.write("pki/tls.crt", &cert.pem());
-    let key_path = env.write("pki/tls.key", &key.serialize_pem());
+    let leaf = Ca::new("oj e2e CA").server().issue();
+    let cert_path = env.write("pki/tls.crt", &leaf.cert);
+    let key_path = env.write("pki/tls.key", &leaf.key);
     tcp_config(
         &env,
         port,

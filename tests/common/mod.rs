@@ -3,7 +3,10 @@
 //! socket. Every wait is bounded.
 #![allow(dead_code)]
 
+pub mod http;
+pub mod pki;
 pub mod private_bus;
+pub mod webhook;
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -11,6 +11,11 @@ use oj_adapters::k8s::client::{
 use oj_config::Environment;
 use oj_k8s_fake::FakeKube;
 
+// The PKI helper of the end-to-end tests (rcgen only).
+#[allow(dead_code)]
+#[path = "../../../tests/common/pki.rs"]
+mod pki;
+
 fn env(vars: &[(&str, &str)]) -> Environment {
     Environment::new(
         vars.iter().map(|(k, v)| (k.to_string(), v.to_string())),
@@ -116,12 +121,8 @@ async fn a_broken_kubeconfig_is_reported_with_its_path() {
 
 fn service_account_dir(namespace: Option<&str>) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["kubernetes.default.svc".into()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    std::fs::write(dir.path().join("ca.crt"), cert.pem()).unwrap();
+    let ca = pki::Ca::new("kubernetes");
+    std::fs::write(dir.path().join("ca.crt"), &ca.pem).unwrap();
     std::fs::write(dir.path().join("token"), "sa-token").unwrap();
     if let Some(ns) = namespace {
         std::fs::write(dir.path().join("namespace"), ns).unwrap();

@@ -8,70 +8,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use oj_adapters::tls::{ReloadOutcome, ServerTls, cert_info, check_files, client_config};
 use oj_config::{ClientConfig, TlsConfig, TlsVersion};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SerialNumber, date_time_ymd,
-};
+use pki::{Ca, SecretVolume};
+use rcgen::date_time_ymd;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+// The PKI helper of the end-to-end tests (rcgen only).
+#[allow(dead_code)]
+#[path = "../../../tests/common/pki.rs"]
+mod pki;
+
 const LIMIT: Duration = Duration::from_secs(10);
-
-/// A CA that issues server and client certificates, written as PEM files.
-struct Ca {
-    cert_pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-struct Leaf {
-    cert_pem: String,
-    key_pem: String,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let cert = params.self_signed(&key).unwrap();
-        Ca {
-            cert_pem: cert.pem(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    fn leaf(&self, serial: u64, server: bool, not_after: Option<(i32, u8, u8)>) -> Leaf {
-        let key = KeyPair::generate().unwrap();
-        let mut params =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-        params.serial_number = Some(SerialNumber::from(serial));
-        params.distinguished_name.push(
-            DnType::CommonName,
-            if server { "oj daemon" } else { "oj client" },
-        );
-        params.extended_key_usages = vec![if server {
-            ExtendedKeyUsagePurpose::ServerAuth
-        } else {
-            ExtendedKeyUsagePurpose::ClientAuth
-        }];
-        if let Some((y, m, d)) = not_after {
-            params.not_before = date_time_ymd(y - 2, m, d);
-            params.not_after = date_time_ymd(y, m, d);
-        }
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        Leaf {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        }
-    }
-}
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
@@ -156,11 +104,11 @@ fn client(ca: &Path, identity: Option<(&Path, &Path)>) -> rustls::ClientConfig {
 async fn handshake_succeeds_with_the_right_ca_and_fails_with_another() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("oj test CA");
-    let leaf = ca.leaf(0x1001, true, None);
-    let cert = write(dir.path(), "tls.crt", &leaf.cert_pem);
-    let key = write(dir.path(), "tls.key", &leaf.key_pem);
-    let ca_path = write(dir.path(), "ca.crt", &ca.cert_pem);
-    let other_ca = write(dir.path(), "other.crt", &Ca::new("someone else").cert_pem);
+    let leaf = ca.server().serial(0x1001).issue();
+    let cert = write(dir.path(), "tls.crt", &leaf.cert);
+    let key = write(dir.path(), "tls.key", &leaf.key);
+    let ca_path = write(dir.path(), "ca.crt", &ca.pem);
+    let other_ca = write(dir.path(), "other.crt", &Ca::new("someone else").pem);
 
     let addr = serve(ServerTls::build(&tls_cfg(&cert, &key)).unwrap()).await;
     assert_eq!(fetch(addr, client(&ca_path, None)).await.unwrap(), "1001");
@@ -172,10 +120,10 @@ async fn handshake_succeeds_with_the_right_ca_and_fails_with_another() {
 async fn alpn_offers_h2_and_http11() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("oj test CA");
-    let leaf = ca.leaf(7, true, None);
+    let leaf = ca.server().serial(7).issue();
     let tls = ServerTls::build(&tls_cfg(
-        &write(dir.path(), "c", &leaf.cert_pem),
-        &write(dir.path(), "k", &leaf.key_pem),
+        &write(dir.path(), "c", &leaf.cert),
+        &write(dir.path(), "k", &leaf.key),
     ))
     .unwrap();
     assert_eq!(
@@ -188,10 +136,10 @@ async fn alpn_offers_h2_and_http11() {
 async fn tls12_is_refused_when_min_version_is_13() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("oj test CA");
-    let leaf = ca.leaf(0x12, true, None);
-    let cert = write(dir.path(), "tls.crt", &leaf.cert_pem);
-    let key = write(dir.path(), "tls.key", &leaf.key_pem);
-    let ca_path = write(dir.path(), "ca.crt", &ca.cert_pem);
+    let leaf = ca.server().serial(0x12).issue();
+    let cert = write(dir.path(), "tls.crt", &leaf.cert);
+    let key = write(dir.path(), "tls.key", &leaf.key);
+    let ca_path = write(dir.path(), "ca.crt", &ca.pem);
 
     let only_12 = |roots: &Path| {
         let mut store = rustls::RootCertStore::empty();
@@ -227,29 +175,29 @@ async fn mtls_requires_a_client_certificate_from_the_client_ca() {
     let ca = Ca::new("oj server CA");
     let clients = Ca::new("oj client CA");
     let rogue = Ca::new("rogue CA");
-    let leaf = ca.leaf(0x5e, true, None);
-    let cert = write(dir.path(), "tls.crt", &leaf.cert_pem);
-    let key = write(dir.path(), "tls.key", &leaf.key_pem);
-    let ca_path = write(dir.path(), "ca.crt", &ca.cert_pem);
+    let leaf = ca.server().serial(0x5e).issue();
+    let cert = write(dir.path(), "tls.crt", &leaf.cert);
+    let key = write(dir.path(), "tls.key", &leaf.key);
+    let ca_path = write(dir.path(), "ca.crt", &ca.pem);
     let mut cfg = tls_cfg(&cert, &key);
-    cfg.client_ca = Some(write(dir.path(), "client-ca.crt", &clients.cert_pem));
+    cfg.client_ca = Some(write(dir.path(), "client-ca.crt", &clients.pem));
     let addr = serve(ServerTls::build(&cfg).unwrap()).await;
 
     // No client certificate.
     assert!(fetch(addr, client(&ca_path, None)).await.is_err());
     // A certificate from another CA.
-    let bad = rogue.leaf(0xbad, false, None);
-    let bad_cert = write(dir.path(), "bad.crt", &bad.cert_pem);
-    let bad_key = write(dir.path(), "bad.key", &bad.key_pem);
+    let bad = rogue.client().serial(0xbad).issue();
+    let bad_cert = write(dir.path(), "bad.crt", &bad.cert);
+    let bad_key = write(dir.path(), "bad.key", &bad.key);
     assert!(
         fetch(addr, client(&ca_path, Some((&bad_cert, &bad_key))))
             .await
             .is_err()
     );
     // The right one.
-    let good = clients.leaf(0x600d, false, None);
-    let good_cert = write(dir.path(), "good.crt", &good.cert_pem);
-    let good_key = write(dir.path(), "good.key", &good.key_pem);
+    let good = clients.client().serial(0x600d).issue();
+    let good_cert = write(dir.path(), "good.crt", &good.cert);
+    let good_key = write(dir.path(), "good.key", &good.key);
     assert_eq!(
         fetch(addr, client(&ca_path, Some((&good_cert, &good_key))))
             .await
@@ -258,59 +206,26 @@ async fn mtls_requires_a_client_certificate_from_the_client_ca() {
     );
 }
 
-/// Lays out a Secret volume the way the kubelet does: `..data` -> a
-/// timestamped dir, `tls.crt`/`tls.key` -> `..data/…`.
-struct SecretVolume {
-    root: PathBuf,
-    n: u32,
-}
-
-impl SecretVolume {
-    fn new(root: &Path, leaf: &Leaf) -> SecretVolume {
-        let mut v = SecretVolume {
-            root: root.to_path_buf(),
-            n: 0,
-        };
-        v.swap(&leaf.cert_pem, &leaf.key_pem);
-        std::os::unix::fs::symlink("..data/tls.crt", root.join("tls.crt")).unwrap();
-        std::os::unix::fs::symlink("..data/tls.key", root.join("tls.key")).unwrap();
-        v
-    }
-
-    /// Writes a new timestamped dir and atomically repoints `..data`.
-    fn swap(&mut self, cert: &str, key: &str) {
-        self.n += 1;
-        let name = format!("..2026_11_26_08_00_0{}.{}", self.n, self.n);
-        let d = self.root.join(&name);
-        std::fs::create_dir(&d).unwrap();
-        std::fs::write(d.join("tls.crt"), cert).unwrap();
-        std::fs::write(d.join("tls.key"), key).unwrap();
-        let tmp = self.root.join("..data_tmp");
-        std::os::unix::fs::symlink(&name, &tmp).unwrap();
-        std::fs::rename(&tmp, self.root.join("..data")).unwrap();
-    }
-
-    fn cfg(&self) -> TlsConfig {
-        tls_cfg(&self.root.join("tls.crt"), &self.root.join("tls.key"))
-    }
+/// The TLS config of a Secret volume's files.
+fn volume_cfg(v: &SecretVolume) -> TlsConfig {
+    tls_cfg(&v.cert(), &v.key())
 }
 
 #[tokio::test]
 async fn rotation_through_a_symlink_swap_is_served_without_restart() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("oj test CA");
-    let ca_path = write(dir.path(), "ca.crt", &ca.cert_pem);
+    let ca_path = write(dir.path(), "ca.crt", &ca.pem);
     let vol_dir = dir.path().join("tls");
-    std::fs::create_dir(&vol_dir).unwrap();
-    let mut vol = SecretVolume::new(&vol_dir, &ca.leaf(0xa1, true, None));
+    let mut vol = SecretVolume::new(&vol_dir, &ca.server().serial(0xa1).issue());
 
-    let tls = ServerTls::build(&vol.cfg()).unwrap();
+    let tls = ServerTls::build(&volume_cfg(&vol)).unwrap();
     let addr = serve(tls.clone()).await;
     assert_eq!(fetch(addr, client(&ca_path, None)).await.unwrap(), "a1");
     assert_eq!(tls.reload(), ReloadOutcome::Unchanged);
 
-    let next = ca.leaf(0xb2, true, None);
-    vol.swap(&next.cert_pem, &next.key_pem);
+    let next = ca.server().serial(0xb2).issue();
+    vol.swap(&next.cert, &next.key);
     // The reloader task notices within the interval; no restart, same listener.
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let task = tls.spawn_reloader(Duration::from_millis(20), async move {
@@ -333,17 +248,16 @@ async fn rotation_through_a_symlink_swap_is_served_without_restart() {
 async fn a_broken_replacement_keeps_the_old_pair_serving() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("oj test CA");
-    let ca_path = write(dir.path(), "ca.crt", &ca.cert_pem);
+    let ca_path = write(dir.path(), "ca.crt", &ca.pem);
     let vol_dir = dir.path().join("tls");
-    std::fs::create_dir(&vol_dir).unwrap();
-    let mut vol = SecretVolume::new(&vol_dir, &ca.leaf(0xc3, true, None));
-    let tls = ServerTls::build(&vol.cfg()).unwrap();
+    let mut vol = SecretVolume::new(&vol_dir, &ca.server().serial(0xc3).issue());
+    let tls = ServerTls::build(&volume_cfg(&vol)).unwrap();
     let addr = serve(tls.clone()).await;
 
     // New certificate with the key of another certificate.
-    let a = ca.leaf(0xd4, true, None);
-    let b = ca.leaf(0xe5, true, None);
-    vol.swap(&a.cert_pem, &b.key_pem);
+    let a = ca.server().serial(0xd4).issue();
+    let b = ca.server().serial(0xe5).issue();
+    vol.swap(&a.cert, &b.key);
     match tls.reload() {
         ReloadOutcome::Failed(msg) => assert!(
             msg.contains("tls.key") && msg.contains("does not match"),
@@ -356,12 +270,12 @@ async fn a_broken_replacement_keeps_the_old_pair_serving() {
     assert_eq!(fetch(addr, client(&ca_path, None)).await.unwrap(), "c3");
 
     // Garbage is refused the same way.
-    vol.swap("not a certificate", &a.key_pem);
+    vol.swap("not a certificate", &a.key);
     assert!(matches!(tls.reload(), ReloadOutcome::Failed(_)));
     assert_eq!(fetch(addr, client(&ca_path, None)).await.unwrap(), "c3");
 
     // A good pair afterwards is taken.
-    vol.swap(&a.cert_pem, &a.key_pem);
+    vol.swap(&a.cert, &a.key);
     assert!(matches!(tls.reload(), ReloadOutcome::Reloaded(ref i) if i.serial == "d4"));
     assert_eq!(fetch(addr, client(&ca_path, None)).await.unwrap(), "d4");
 }
@@ -370,11 +284,11 @@ async fn a_broken_replacement_keeps_the_old_pair_serving() {
 fn build_errors_name_the_key_the_path_and_the_fix() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("oj test CA");
-    let a = ca.leaf(1, true, None);
-    let b = ca.leaf(2, true, None);
-    let cert = write(dir.path(), "tls.crt", &a.cert_pem);
-    let key = write(dir.path(), "tls.key", &a.key_pem);
-    let other_key = write(dir.path(), "other.key", &b.key_pem);
+    let a = ca.server().serial(1).issue();
+    let b = ca.server().serial(2).issue();
+    let cert = write(dir.path(), "tls.crt", &a.cert);
+    let key = write(dir.path(), "tls.key", &a.key);
+    let other_key = write(dir.path(), "other.key", &b.key);
 
     let missing = dir.path().join("nope.crt");
     let e = ServerTls::build(&tls_cfg(&missing, &key)).unwrap_err();
@@ -396,9 +310,9 @@ fn build_errors_name_the_key_the_path_and_the_fix() {
         "{msg}"
     );
 
-    let old = ca.leaf(3, true, Some((2020, 1, 1)));
-    let old_cert = write(dir.path(), "old.crt", &old.cert_pem);
-    let old_key = write(dir.path(), "old.key", &old.key_pem);
+    let old = ca.server().serial(3).until((2020, 1, 1)).issue();
+    let old_cert = write(dir.path(), "old.crt", &old.cert);
+    let old_key = write(dir.path(), "old.key", &old.key);
     let e = ServerTls::build(&tls_cfg(&old_cert, &old_key)).unwrap_err();
     let msg = e.to_string();
     assert!(
@@ -427,10 +341,10 @@ fn at(y: i32, m: u8, d: u8) -> SystemTime {
 fn check_files_warns_within_14_days_and_errors_when_expired() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("oj test CA");
-    let leaf = ca.leaf(9, true, Some((2030, 6, 15)));
+    let leaf = ca.server().serial(9).until((2030, 6, 15)).issue();
     let cfg = tls_cfg(
-        &write(dir.path(), "tls.crt", &leaf.cert_pem),
-        &write(dir.path(), "tls.key", &leaf.key_pem),
+        &write(dir.path(), "tls.crt", &leaf.cert),
+        &write(dir.path(), "tls.key", &leaf.key),
     );
 
     let far = check_files(&cfg, at(2030, 1, 1));
@@ -483,11 +397,11 @@ fn client_config_errors_name_the_client_keys() {
     assert!(e.to_string().contains("missing-ca.pem"), "{e}");
 
     let ca = Ca::new("oj test CA");
-    c.ca = Some(write(dir.path(), "ca.pem", &ca.cert_pem));
-    let leaf = ca.leaf(4, false, None);
-    c.cert = Some(write(dir.path(), "c.pem", &leaf.cert_pem));
+    c.ca = Some(write(dir.path(), "ca.pem", &ca.pem));
+    let leaf = ca.client().serial(4).issue();
+    c.cert = Some(write(dir.path(), "c.pem", &leaf.cert));
     assert_eq!(client_config(&c).unwrap_err().key(), "client.key");
-    c.key = Some(write(dir.path(), "k.pem", &leaf.key_pem));
+    c.key = Some(write(dir.path(), "k.pem", &leaf.key));
     let cfg = client_config(&c).unwrap();
     assert!(cfg.client_auth_cert_resolver.has_certs());
 }
@@ -498,26 +412,26 @@ async fn a_new_client_ca_on_disk_takes_effect_for_new_handshakes() {
     let ca = Ca::new("oj server CA");
     let old_clients = Ca::new("old client CA");
     let new_clients = Ca::new("new client CA");
-    let leaf = ca.leaf(0x42, true, None);
-    let ca_path = write(dir.path(), "ca.crt", &ca.cert_pem);
+    let leaf = ca.server().serial(0x42).issue();
+    let ca_path = write(dir.path(), "ca.crt", &ca.pem);
     let mut cfg = tls_cfg(
-        &write(dir.path(), "tls.crt", &leaf.cert_pem),
-        &write(dir.path(), "tls.key", &leaf.key_pem),
+        &write(dir.path(), "tls.crt", &leaf.cert),
+        &write(dir.path(), "tls.key", &leaf.key),
     );
-    let client_ca = write(dir.path(), "client-ca.crt", &old_clients.cert_pem);
+    let client_ca = write(dir.path(), "client-ca.crt", &old_clients.pem);
     cfg.client_ca = Some(client_ca.clone());
     let tls = ServerTls::build(&cfg).unwrap();
     let addr = serve(tls.clone()).await;
 
-    let old = old_clients.leaf(1, false, None);
+    let old = old_clients.client().serial(1).issue();
     let old_id = (
-        write(dir.path(), "old.crt", &old.cert_pem),
-        write(dir.path(), "old.key", &old.key_pem),
+        write(dir.path(), "old.crt", &old.cert),
+        write(dir.path(), "old.key", &old.key),
     );
-    let new = new_clients.leaf(2, false, None);
+    let new = new_clients.client().serial(2).issue();
     let new_id = (
-        write(dir.path(), "new.crt", &new.cert_pem),
-        write(dir.path(), "new.key", &new.key_pem),
+        write(dir.path(), "new.crt", &new.cert),
+        write(dir.path(), "new.key", &new.key),
     );
     assert!(
         fetch(addr, client(&ca_path, Some((&old_id.0, &old_id.1))))
@@ -530,7 +444,7 @@ async fn a_new_client_ca_on_disk_takes_effect_for_new_handshakes() {
             .is_err()
     );
 
-    std::fs::write(&client_ca, &new_clients.cert_pem).unwrap();
+    std::fs::write(&client_ca, &new_clients.pem).unwrap();
     assert!(matches!(tls.reload(), ReloadOutcome::Reloaded(_)));
     assert!(
         fetch(addr, client(&ca_path, Some((&new_id.0, &new_id.1))))
@@ -548,14 +462,14 @@ async fn a_new_client_ca_on_disk_takes_effect_for_new_handshakes() {
 async fn client_errors_are_explained_in_terms_of_client_settings() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("oj test CA");
-    let leaf = ca.leaf(0x99, true, None);
+    let leaf = ca.server().serial(0x99).issue();
     let tls = ServerTls::build(&tls_cfg(
-        &write(dir.path(), "tls.crt", &leaf.cert_pem),
-        &write(dir.path(), "tls.key", &leaf.key_pem),
+        &write(dir.path(), "tls.crt", &leaf.cert),
+        &write(dir.path(), "tls.key", &leaf.key),
     ))
     .unwrap();
     let addr = serve(tls).await;
-    let other = write(dir.path(), "other.crt", &Ca::new("someone else").cert_pem);
+    let other = write(dir.path(), "other.crt", &Ca::new("someone else").pem);
     let connector = tokio_rustls::TlsConnector::from(Arc::new(client(&other, None)));
     let tcp = TcpStream::connect(addr).await.unwrap();
     let err = tokio::time::timeout(

@@ -535,4 +535,28 @@ mod tests {
         assert_eq!(read_text(&p, 1, false).await, Some(("é\n".into(), 3)));
         assert_eq!(read_text(&p, 4, false).await, None);
     }
+
+    /// A reader with nothing to read gets a comment every `KEEP_ALIVE`, not
+    /// before, so proxies keep the stream open. Paused tokio time: the
+    /// intervals pass without waiting.
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_reader_gets_a_keep_alive_every_interval() {
+        let hub = Hub::new(0);
+        let (rx, _) = hub.subscribe(None, |_| true);
+        let (tx, mut out) = mpsc::channel(4);
+        let t0 = tokio::time::Instant::now();
+        let reader = tokio::spawn(pump(hub.clone(), rx, Vec::new(), Vec::new(), None, tx));
+        for n in 1..=3 {
+            let frame = out.recv().await.expect("a keep-alive");
+            assert_eq!(&frame[..], b": keep-alive\n\n");
+            let waited = t0.elapsed();
+            assert!(
+                waited >= KEEP_ALIVE * n && waited < KEEP_ALIVE * n + Duration::from_secs(1),
+                "keep-alive {n} after {waited:?}"
+            );
+        }
+        // The reader going away ends the pump.
+        drop(out);
+        reader.await.unwrap();
+    }
 }

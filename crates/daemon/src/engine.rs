@@ -1685,6 +1685,26 @@ mod tests {
         leader: bool,
         retention: Retention,
     ) -> (EngineHandle, watch::Sender<bool>) {
+        start_engine(dir, leader, retention, true)
+    }
+
+    /// A leading engine for a current-thread runtime (paused tokio time
+    /// needs one): it does not reload the state on taking the lead, which
+    /// blocks in place, and must not be shut down (the final snapshot
+    /// blocks in place too); drop its handle instead.
+    pub(super) fn start_current_thread(
+        dir: &std::path::Path,
+        retention: Retention,
+    ) -> (EngineHandle, watch::Sender<bool>) {
+        start_engine(dir, true, retention, false)
+    }
+
+    fn start_engine(
+        dir: &std::path::Path,
+        leader: bool,
+        retention: Retention,
+        reload_on_lead: bool,
+    ) -> (EngineHandle, watch::Sender<bool>) {
         let (storage, state, _) = Storage::open(dir).unwrap();
         let (leader_tx, leader_rx) = watch::channel(leader);
         let runners = Runners {
@@ -1696,7 +1716,7 @@ mod tests {
             allow_shell: true,
             step_timeout: Duration::from_secs(60),
             logs_dir: dir.join("logs"),
-            reload_on_lead: true,
+            reload_on_lead,
             retention,
             queues: Default::default(),
         };

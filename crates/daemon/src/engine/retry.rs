@@ -230,33 +230,62 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    use crate::engine::Retention;
-    use crate::engine::tests::{spec, start_with, wait_state};
+    use crate::engine::tests::{spec, start_current_thread, start_with, wait_state};
+    use crate::engine::{EngineHandle, Retention};
     use crate::storage::Storage;
     use oj_core::retry::MAX_BACKOFF;
-    use oj_core::{RetrySpec, State};
+    use oj_core::{Job, RetrySpec, State};
+
+    /// The first backoff of the policies below; it doubles per retry.
+    const BACKOFF: Duration = Duration::from_secs(1);
 
     fn retry(attempts: u32, on: &[RetryCause]) -> Option<RetrySpec> {
         Some(RetrySpec {
             attempts,
-            backoff: Duration::from_millis(20),
+            backoff: BACKOFF,
             on: on.to_vec(),
         })
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    /// `wait_state` for a paused clock: polls for up to a virtual minute.
+    async fn wait_state_paused(h: &EngineHandle, id: &JobId, want: JobState) -> Job {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Some(j) = h.get(id.clone()).await
+                && j.state == want
+            {
+                return j;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!(
+            "job {id} never reached {want}: {:?}",
+            h.get(id.clone()).await
+        );
+    }
+
+    /// The backoff is the engine's own timer on tokio time, paused here: the
+    /// retries wait `BACKOFF`, then twice that, and not longer.
+    #[tokio::test(start_paused = true)]
     async fn a_failing_step_runs_again_until_its_attempts_are_used() {
         let dir = tempfile::tempdir().unwrap();
-        let (h, _l) = start_with(dir.path(), true, Retention::default());
+        let (h, _l) = start_current_thread(dir.path(), Retention::default());
         let mut flaky = spec(&["0", "flaky 3"]);
         flaky.retry = retry(3, &[RetryCause::Failed]);
         let mut hopeless = spec(&["7"]);
         hopeless.steps[0].retry = retry(2, &[RetryCause::Failed]);
         let mut infra_only = spec(&["5"]);
         infra_only.retry = retry(4, &[RetryCause::Infra]);
+        let t0 = Instant::now();
         let flaky = h.submit(flaky).await.unwrap();
         let hopeless = h.submit(hopeless).await.unwrap();
-        let j = wait_state(&h, &flaky.id, JobState::Done).await;
+        let j = wait_state_paused(&h, &flaky.id, JobState::Done).await;
+        let waited = t0.elapsed();
+        assert!(
+            waited >= BACKOFF * 3 && waited < BACKOFF * 3 + BACKOFF / 2,
+            "two retries after {BACKOFF:?} and {:?} took {waited:?}",
+            BACKOFF * 2
+        );
         assert_eq!(
             j.steps[0].attempts.len(),
             1,
@@ -271,13 +300,16 @@ mod tests {
         );
         assert_eq!(tries[2].exit_code, Some(0));
         assert!(tries[0].ended_at <= tries[1].started_at);
-        let j = wait_state(&h, &hopeless.id, JobState::Failed).await;
+        let j = wait_state_paused(&h, &hopeless.id, JobState::Failed).await;
         assert_eq!(j.steps[0].attempts.len(), 2);
         assert_eq!(j.error.as_deref(), Some("step s0 exited with code 7"));
         let infra_only = h.submit(infra_only).await.unwrap();
-        let j = wait_state(&h, &infra_only.id, JobState::Failed).await;
+        let j = wait_state_paused(&h, &infra_only.id, JobState::Failed).await;
         assert_eq!(j.steps[0].attempts.len(), 1, "a plain failure is not infra");
-        h.shutdown().await.unwrap();
+        // What a reader was shown is in the WAL: the engine ends with its
+        // last handle, and the state read back has every attempt.
+        drop(h);
+        tokio::time::sleep(Duration::from_secs(1)).await;
         let (_, state, _) = Storage::open(dir.path()).unwrap();
         assert_eq!(state.job(&flaky.id).unwrap().steps[1].attempts.len(), 3);
     }
