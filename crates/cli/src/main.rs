@@ -24,7 +24,10 @@ use crate::cli::{Cli, Command, DaemonCommand};
 use crate::exit::Failure;
 
 fn main() {
-    // First: a SIGHUP before the daemon's reload handler exists must not
+    // A step entering its cgroup on its way to the shell: nothing of the
+    // client or the daemon runs (see `cgroup::DOORWAY_ARG`).
+    oj_daemon::runner::cgroup::enter_doorway_if_asked();
+    // Then: a SIGHUP before the daemon's reload handler exists must not
     // end it (see `oj_daemon::early_signals`).
     oj_daemon::early_signals::block_hangup();
     // One rustls crypto provider for the whole process (ring).

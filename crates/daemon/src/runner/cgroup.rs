@@ -108,14 +108,21 @@ fn setup(mark: &str) -> Result<PathBuf, String> {
     // ancestor too: try it with a throwaway child now, not at each step.
     let probe = root.join("probe");
     let _ = std::fs::create_dir(&probe);
-    let moved = std::process::Command::new("/bin/sh")
-        .args(["-c", "exit 0"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .pre_exec_into(&probe)
-        .and_then(|mut c| c.wait())
-        .map(|s| s.success());
+    // Through the same doorway as a step: this also proves it works here.
+    let moved = procs_path(&probe).and_then(|procs| {
+        let mut cmd = std::process::Command::new(SELF_EXE);
+        cmd.arg(DOORWAY_ARG)
+            .arg(procs.as_c_str().to_str().unwrap_or_default())
+            .args(["/bin/sh", "-c"])
+            .arg(format!(
+                "grep -q '^0::.*/{}/probe$' /proc/self/cgroup",
+                root.file_name().unwrap_or_default().to_string_lossy()
+            ))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        cmd.spawn().and_then(|mut c| c.wait()).map(|s| s.success())
+    });
     let _ = std::fs::remove_dir(&probe);
     // Empty step cgroups a killed run of this daemon left (populated ones
     // are ended by the restart's sweep); the subtree is made again by the
@@ -131,50 +138,9 @@ fn setup(mark: &str) -> Result<PathBuf, String> {
     }
 }
 
-/// A spawn whose child joins a cgroup before `exec` (or fails).
-trait IntoCgroup {
-    fn pre_exec_into(&mut self, dir: &Path) -> std::io::Result<std::process::Child>;
-}
-
-impl IntoCgroup for std::process::Command {
-    fn pre_exec_into(&mut self, dir: &Path) -> std::io::Result<std::process::Child> {
-        use std::os::unix::process::CommandExt;
-        let procs = procs_path(dir)?;
-        // SAFETY: the closure only makes async-signal-safe system calls
-        // (open, write, close) on memory allocated before the fork.
-        unsafe {
-            self.pre_exec(move || join(&procs, true));
-        }
-        self.spawn()
-    }
-}
-
 fn procs_path(dir: &Path) -> std::io::Result<CString> {
     CString::new(dir.join("cgroup.procs").as_os_str().as_bytes())
         .map_err(|_| std::io::Error::other("a NUL in the cgroup path"))
-}
-
-/// In the forked child: moves the calling process into the cgroup whose
-/// `cgroup.procs` is `procs` (writing `0` means "me"). With `strict`, a
-/// failure fails the spawn; else the step runs without its cgroup (the
-/// `/proc` sweep still ends its leftovers).
-fn join(procs: &CString, strict: bool) -> std::io::Result<()> {
-    // SAFETY: plain system calls on a NUL-terminated path and a static buffer.
-    let ok = unsafe {
-        let fd = nix::libc::open(procs.as_ptr(), nix::libc::O_WRONLY | nix::libc::O_CLOEXEC);
-        if fd < 0 {
-            false
-        } else {
-            let n = nix::libc::write(fd, b"0".as_ptr().cast(), 1);
-            nix::libc::close(fd);
-            n == 1
-        }
-    };
-    if ok || !strict {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
 }
 
 /// A step's cgroup, created (empty) before the step starts; `None` when
@@ -203,14 +169,52 @@ pub fn for_step(job_id: &str, step_index: usize, attempt: u32) -> Option<PathBuf
     None
 }
 
-/// Makes the command join `dir` before it runs its program (best effort:
-/// a step that cannot join still runs, and the scan finds its leftovers).
-pub fn join_before_exec(cmd: &mut tokio::process::Command, dir: &Path) {
-    let Ok(procs) = procs_path(dir) else { return };
-    // SAFETY: see `join`: only async-signal-safe calls in the child.
-    unsafe {
-        cmd.pre_exec(move || join(&procs, false));
+/// How the daemon starts a step inside its cgroup without `fork`: a
+/// `pre_exec` hook would make std fork the daemon, whose page tables grow
+/// with its heap (10 000 waiting jobs halved the start rate, issue 26).
+/// Instead the step starts as `oj DOORWAY_ARG <cgroup.procs> <program>
+/// <args>…` through `posix_spawn`; that first joins the cgroup (writing
+/// `0` means "me"), then execs the program — so everything the step starts
+/// is born inside it, as before. See [`enter_doorway_if_asked`].
+pub const DOORWAY_ARG: &str = "__oj-step-in-cgroup";
+
+/// The daemon's own binary (still runnable when replaced on disk).
+pub const SELF_EXE: &str = "/proc/self/exe";
+
+/// The command that starts `program` with `args` inside the cgroup `dir`
+/// (best effort: a step that cannot join still runs, and the scan finds
+/// its leftovers).
+pub fn doorway(dir: &Path, program: &Path) -> Option<tokio::process::Command> {
+    let procs = procs_path(dir).ok()?;
+    let mut cmd = tokio::process::Command::new(SELF_EXE);
+    cmd.arg(DOORWAY_ARG)
+        .arg(std::ffi::OsStr::from_bytes(procs.as_bytes()))
+        .arg(program);
+    Some(cmd)
+}
+
+/// Called first thing in `main`: when this process is a step's doorway,
+/// joins the cgroup and execs the step's program (never returns); else
+/// does nothing.
+pub fn enter_doorway_if_asked() {
+    use std::os::unix::process::CommandExt;
+    let mut args = std::env::args_os().skip(1);
+    if args.next().as_deref() != Some(std::ffi::OsStr::new(DOORWAY_ARG)) {
+        return;
     }
+    let (Some(procs), Some(program)) = (args.next(), args.next()) else {
+        eprintln!("oj: {DOORWAY_ARG} needs <cgroup.procs> <program> [args...]");
+        std::process::exit(127);
+    };
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&procs)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"0"));
+    // `exec` starts the program with an empty signal mask and SIGPIPE at
+    // its default, like any other spawn.
+    let err = std::process::Command::new(&program).args(args).exec();
+    eprintln!("oj: cannot start {program:?} (jobs.shell): {err}");
+    std::process::exit(127);
 }
 
 /// The pids in a cgroup.

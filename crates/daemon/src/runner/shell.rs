@@ -10,7 +10,7 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -88,13 +88,10 @@ async fn run_shell(
     stop: watch::Receiver<Stop>,
     cgroup: Option<&Path>,
 ) -> (StepOutcome, Option<Pid>) {
-    let mut cmd = match prepare(&shell, &base_env, &ctx) {
+    let mut cmd = match prepare(&shell, &base_env, &ctx, cgroup) {
         Ok(cmd) => cmd,
         Err(outcome) => return (outcome, None),
     };
-    if let Some(dir) = cgroup {
-        cgroup::join_before_exec(&mut cmd, dir);
-    }
     let mut child = match leftovers::spawn_tracked(&mut cmd) {
         Ok(c) => c,
         Err(e) => {
@@ -131,6 +128,7 @@ fn prepare(
     shell: &[String],
     base_env: &BTreeMap<String, String>,
     ctx: &StepContext,
+    cgroup: Option<&Path>,
 ) -> Result<Command, StepOutcome> {
     let Some((program, args)) = shell.split_first() else {
         return Err(StepOutcome::Error(
@@ -169,7 +167,27 @@ fn prepare(
         }
     };
     let work_dir = super::workdir::prepare(ctx)?;
-    let mut cmd = Command::new(program);
+    // A path, found the way `execvp` in the child would (with the step's
+    // PATH): with a bare name and a cleared environment std would fork the
+    // daemon instead of using `posix_spawn`, and fork slows as the daemon's
+    // heap grows (see `cgroup::DOORWAY_ARG`).
+    let path_var = ctx
+        .env
+        .get("PATH")
+        .or_else(|| base_env.get("PATH"))
+        .map(String::as_str);
+    let program = match find_program(program, path_var) {
+        Ok(p) => p,
+        Err(e) => {
+            let msg = format!("cannot start {program:?} (jobs.shell): {e}");
+            append_note(&ctx.log_path, &msg);
+            return Err(StepOutcome::Error(format!("step {}: {msg}", ctx.step_name)));
+        }
+    };
+    let mut cmd = match cgroup.and_then(|dir| cgroup::doorway(dir, &program)) {
+        Some(cmd) => cmd,
+        None => Command::new(&program),
+    };
     if let Some(dir) = work_dir {
         cmd.current_dir(dir);
     }
@@ -189,6 +207,30 @@ fn prepare(
         cmd.env(crate::identity::MARK_VARIABLE, mark);
     }
     Ok(cmd)
+}
+
+/// `program` as a path to an executable file: as given when it has a
+/// `/`, else the first match in `path_var` (`execvp`'s default search path
+/// when unset).
+fn find_program(program: &str, path_var: Option<&str>) -> std::io::Result<PathBuf> {
+    use nix::unistd::{AccessFlags, access};
+    let executable = |p: &Path| p.is_file() && access(p, AccessFlags::X_OK).is_ok();
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return if executable(&p) {
+            Ok(p)
+        } else if p.exists() {
+            Err(std::io::Error::from_raw_os_error(nix::libc::EACCES))
+        } else {
+            Err(std::io::Error::from_raw_os_error(nix::libc::ENOENT))
+        };
+    }
+    path_var
+        .unwrap_or("/bin:/usr/bin")
+        .split(':')
+        .map(|dir| Path::new(if dir.is_empty() { "." } else { dir }).join(program))
+        .find(|p| executable(p))
+        .ok_or_else(|| std::io::Error::from_raw_os_error(nix::libc::ENOENT))
 }
 
 /// Waits for the step's process: its exit, its timeout, or a stop request.
@@ -336,6 +378,21 @@ pub fn append_note(path: &Path, note: &str) {
 mod tests {
     use super::*;
     use oj_core::JobId;
+
+    #[test]
+    fn the_shell_is_found_on_the_steps_path_as_execvp_would() {
+        assert_eq!(
+            find_program("sh", Some("/nonexistent:/bin")).unwrap(),
+            Path::new("/bin/sh")
+        );
+        assert_eq!(find_program("/bin/sh", None).unwrap(), Path::new("/bin/sh"));
+        let missing = find_program("/bin/no-such-shell", None).unwrap_err();
+        assert_eq!(missing.raw_os_error(), Some(nix::libc::ENOENT));
+        assert!(find_program("no-such-shell", Some("/bin")).is_err());
+        // A directory is not a program.
+        let dir = find_program("/bin", None).unwrap_err();
+        assert_eq!(dir.raw_os_error(), Some(nix::libc::EACCES));
+    }
 
     fn ctx(dir: &Path, run: &str, timeout: Duration) -> StepContext {
         StepContext {
