@@ -187,10 +187,10 @@ impl JobSpec {
         let mut changed = 0;
         for step in &mut self.steps {
             if step.container.is_none() {
-                step.container = Some(ContainerSpec {
+                step.container = Some(Box::new(ContainerSpec {
                     image: image.to_string(),
                     ..Default::default()
-                });
+                }));
                 changed += 1;
             }
         }
@@ -270,8 +270,8 @@ impl JobSpec {
 
     /// What step `index`'s pod carries from `pods.*` and the containers.
     pub fn pod_overlay(&self, cfg: &PodsConfig, index: usize) -> PodOverlay {
-        let step = self.steps.get(index).and_then(|s| s.container.as_ref());
-        PodOverlay::merge(cfg, self.container.as_ref(), step)
+        let step = self.steps.get(index).and_then(|s| s.container.as_deref());
+        PodOverlay::merge(cfg, self.container.as_deref(), step)
     }
 }
 

@@ -170,7 +170,7 @@ mod tests {
             dir: None,
             labels: Default::default(),
             env: Default::default(),
-            notify,
+            notify: notify.map(Box::new),
             container: None,
             retry: None,
             priority: 0,

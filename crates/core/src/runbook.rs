@@ -373,7 +373,7 @@ impl Runbook {
                 container: s
                     .container
                     .as_ref()
-                    .map(|c| fill_container(c, &format!("{label} container.image")))
+                    .map(|c| fill_container(c, &format!("{label} container.image")).map(Box::new))
                     .transpose()?,
                 retry: s.retry.clone(),
                 secrets: s.secrets.clone(),
@@ -400,8 +400,8 @@ impl Runbook {
                 .clone()
                 .unwrap_or_else(|| crate::queue::DEFAULT_QUEUE.to_string()),
             env,
-            notify,
-            container,
+            notify: notify.map(Box::new),
+            container: container.map(Box::new),
             retry: raw.retry.clone(),
             priority: raw.priority,
             after: Vec::new(),
@@ -410,7 +410,7 @@ impl Runbook {
             dir,
             labels,
             steps,
-            workspace: raw.workspace.clone(),
+            workspace: raw.workspace.clone().map(Box::new),
             secrets: raw.secrets.clone(),
         };
         spec.validate().map_err(|source| RunbookError::Invalid {

@@ -45,10 +45,10 @@ pub struct JobSpec {
     pub env: BTreeMap<String, String>,
     /// Notification message templates; unset ones use the default message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notify: Option<NotifyTemplates>,
+    pub notify: Option<Box<NotifyTemplates>>,
     /// Default container of the steps (a step's own `container` wins).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub container: Option<ContainerSpec>,
+    pub container: Option<Box<ContainerSpec>>,
     /// Default retry policy of the steps (a step's own `retry` wins).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetrySpec>,
@@ -63,7 +63,7 @@ pub struct JobSpec {
     pub steps: Vec<StepSpec>,
     /// A volume shared by the job's step pods (SPEC §8.5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workspace: Option<crate::cluster::Workspace>,
+    pub workspace: Option<Box<crate::cluster::Workspace>>,
     /// Environment from Kubernetes Secrets: env name → `"<secret>/<key>"`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, String>,
@@ -107,7 +107,7 @@ pub struct StepSpec {
     )]
     pub timeout: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub container: Option<ContainerSpec>,
+    pub container: Option<Box<ContainerSpec>>,
     /// Overrides the job's `retry`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetrySpec>,
@@ -501,8 +501,8 @@ impl JobSpec {
     pub fn step_container(&self, index: usize) -> Option<&ContainerSpec> {
         self.steps
             .get(index)
-            .and_then(|s| s.container.as_ref())
-            .or(self.container.as_ref())
+            .and_then(|s| s.container.as_deref())
+            .or(self.container.as_deref())
     }
 }
 

@@ -22,12 +22,15 @@ pub struct PodParts {
 pub fn pod_parts(spec: &JobSpec, index: usize) -> PodParts {
     PodParts {
         extras: PodExtras {
-            job_container: spec.container.clone(),
-            step_container: spec.steps.get(index).and_then(|s| s.container.clone()),
+            job_container: spec.container.as_deref().cloned(),
+            step_container: spec
+                .steps
+                .get(index)
+                .and_then(|s| s.container.as_deref().cloned()),
             secrets: spec.step_secrets(index),
             workspace_claim: None,
         },
-        workspace: spec.workspace.clone(),
+        workspace: spec.workspace.as_deref().cloned(),
     }
 }
 

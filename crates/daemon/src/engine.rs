@@ -1820,11 +1820,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (h, _l) = start(dir.path(), true);
         let mut s = spec(&["0"]);
-        s.container = Some(oj_core::ContainerSpec {
+        s.container = Some(Box::new(oj_core::ContainerSpec {
             image: "alpine".into(),
             resources: None,
             ..Default::default()
-        });
+        }));
         let job = h.submit(s).await.unwrap();
         let j = wait_state(&h, &job.id, JobState::Running).await;
         assert_eq!(

@@ -100,10 +100,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let e = engine(dir.path());
         let mut s = spec(&["0", "0"]);
-        s.steps[1].container = Some(ContainerSpec {
+        s.steps[1].container = Some(Box::new(ContainerSpec {
             image: "alpine".into(),
             ..ContainerSpec::default()
-        });
+        }));
         let id = JobId::from_parts(1_795_000_000_000, 0);
         let mut job = Job::new(id.clone(), s, Timestamp(std::time::SystemTime::now()));
         assert_eq!(
