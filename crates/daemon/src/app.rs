@@ -17,13 +17,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use oj_adapters::logging::LevelControl;
-use oj_config::{Environment, Loaded, NotifyBackend, RuntimeConfig, Secret};
+use oj_config::{Environment, Loaded, NotifyBackend, RuntimeConfig, Secret, ShutdownConfig};
 use tokio::signal::unix::Signal;
 use tokio::sync::watch;
 
 use crate::api::{DaemonInfo, Shared};
 use crate::drain::{ShutdownRequests, ShutdownTrigger};
-use crate::engine::{Engine, EngineConfig, EngineHandle};
+use crate::engine::{Engine, EngineHandle};
+use crate::live::{Live, Slices};
 use crate::lock::LockError;
 use crate::reload::{ConfigStatus, LiveSlices, Reloader};
 use crate::runner::Runners;
@@ -49,7 +50,8 @@ pub struct Daemon {
     lock_name: &'static str,
     engine: Engine,
     handle: EngineHandle,
-    engine_cfg: EngineConfig,
+    /// Every live slice of the configuration, published by reloads.
+    slices: Slices,
     bound: Bound,
     pods: Option<Arc<k8s::PodStepRunner>>,
     log_level: Option<LevelControl>,
@@ -69,7 +71,8 @@ pub struct RunningDaemon {
     socket: Option<(std::path::PathBuf, harden::SocketId)>,
     stop_tx: watch::Sender<bool>,
     draining_tx: watch::Sender<bool>,
-    live_config: watch::Receiver<Arc<RuntimeConfig>>,
+    /// `shutdown.*` as it applies when the drain starts.
+    shutdown: Live<ShutdownConfig>,
 }
 
 impl Daemon {
@@ -97,7 +100,8 @@ impl Daemon {
         // Kubernetes (pods, lease) when configured; a lease that cannot reach
         // the API is a configuration problem.
         let metrics = Arc::new(metrics::Metrics::new(VERSION, &loaded.profile));
-        let kube = k8s::plugins(&cfg, &env, &metrics)
+        let slices = Slices::new(&cfg);
+        let kube = k8s::plugins(&cfg, &slices, &env, &metrics)
             .await
             .map_err(StartError::Config)?;
 
@@ -154,19 +158,10 @@ impl Daemon {
             }),
             container: plugins.container_runner.unwrap_or(kube.container_runner),
         };
-        let engine_cfg = EngineConfig {
-            max_concurrent: cfg.jobs.max_concurrent.max(1) as usize,
-            step_timeout: cfg.jobs.step_timeout,
-            logs_dir: state_dir.join("logs"),
-            reload_on_lead: cfg.lock.strategy == oj_config::LockStrategy::Lease,
-            allow_shell: cfg.jobs.allow_shell,
-            retention: crate::engine::Retention::from_config(&cfg.jobs),
-            queues: crate::engine::configured_queues(&cfg),
-        };
         let (mut engine, handle) = Engine::new(
             state,
             storage,
-            engine_cfg.clone(),
+            slices.engine(),
             runners,
             metrics.clone(),
             leader,
@@ -188,11 +183,21 @@ impl Daemon {
             lock_name,
             engine,
             handle,
-            engine_cfg,
+            slices,
             bound,
             pods: kube.pods,
             log_level,
         })
+    }
+
+    /// A handle to the engine (which answers once spawned).
+    pub fn engine(&self) -> EngineHandle {
+        self.handle.clone()
+    }
+
+    /// The API listeners, bound, as URLs.
+    pub fn listeners(&self) -> &[String] {
+        &self.bound.urls
     }
 
     /// The spawn phase: the reaper, the notifier, the engine, the servers
@@ -211,7 +216,7 @@ impl Daemon {
             lock_name,
             mut engine,
             handle,
-            engine_cfg,
+            slices,
             bound,
             pods,
             log_level,
@@ -242,8 +247,8 @@ impl Daemon {
             leader: leader.clone(),
             draining: draining_rx.clone(),
             shutdown: trigger.clone(),
-            logs_dir: engine_cfg.logs_dir.clone(),
-            pods: Some(Arc::new(cfg.pods.clone())),
+            logs_dir: slices.engine().get().logs_dir.clone(),
+            pods: Some(slices.pods()),
             config: Some(config_status.clone()),
             pod_steps: pods.clone(),
         };
@@ -268,7 +273,7 @@ impl Daemon {
             &metrics,
         );
 
-        let (config_tx, live_config) = watch::channel(Arc::new(cfg.clone()));
+        let shutdown = slices.shutdown();
         let state_dir = cfg.daemon.state_dir.clone();
         let instance = cfg.daemon.instance.clone();
         let announce_cfg = cfg.clone();
@@ -277,14 +282,12 @@ impl Daemon {
             env,
             config_status,
             LiveSlices {
+                slices,
                 engine: handle.clone(),
-                engine_base: engine_cfg,
                 log_level,
                 notifier: notifier.clone(),
                 profile: profile.clone(),
                 tls,
-                pods,
-                config: config_tx,
                 metrics: metrics.clone(),
             },
             metrics,
@@ -311,7 +314,7 @@ impl Daemon {
             socket,
             stop_tx,
             draining_tx,
-            live_config,
+            shutdown,
         })
     }
 }
@@ -320,7 +323,7 @@ impl RunningDaemon {
     /// The run phase: serve and reload until `shutdown` (or the API) asks
     /// to stop, or leadership is lost; then drain, stop the servers and
     /// release the socket and the lock.
-    pub async fn run(self, shutdown: ShutdownRequests) -> Result<(), StartError> {
+    pub async fn run(self, requests_in: ShutdownRequests) -> Result<(), StartError> {
         let RunningDaemon {
             trigger,
             requests,
@@ -333,9 +336,9 @@ impl RunningDaemon {
             socket,
             stop_tx,
             draining_tx,
-            live_config,
+            shutdown,
         } = self;
-        drain::forward(shutdown, trigger);
+        drain::forward(requests_in, trigger);
         let mut requests_rx = requests.clone();
         let mut leader_rx = held.leader.clone();
         let mut was_leader = *leader_rx.borrow();
@@ -367,7 +370,7 @@ impl RunningDaemon {
         };
 
         // `shutdown.*` applies live: the drain uses the value running now.
-        let shutdown_cfg = live_config.borrow().shutdown.clone();
+        let shutdown_cfg = shutdown.get();
         let drain_started = Instant::now();
         let report = drain::drain(
             &handle,
@@ -505,67 +508,4 @@ fn serve(
         tracing::info!(addr = %local, "admin endpoints listening (/healthz /readyz /metrics)");
     }
     servers
-}
-
-#[cfg(test)]
-mod tests {
-    use futures::StreamExt;
-
-    use super::*;
-
-    fn loaded(state_dir: &std::path::Path) -> Loaded {
-        let env = Environment::new([("HOME", "/nonexistent-home")], "h");
-        let opts = oj_config::LoadOptions {
-            sets: vec![format!("daemon.state_dir={}", state_dir.display())],
-            ..Default::default()
-        };
-        oj_config::load(&opts, &env).expect("loads")
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_daemon_is_built_spawned_and_stopped_by_its_shutdown_input() {
-        let dir = tempfile::tempdir().unwrap();
-        let env = Environment::new([("HOME", "/nonexistent-home")], "h");
-        let built = Daemon::build(loaded(dir.path()), env, None, Plugins::default(), None)
-            .await
-            .expect("builds");
-        // Built, not started: the socket is bound but the engine does not
-        // answer yet.
-        let socket = built
-            .bound
-            .unix
-            .as_ref()
-            .map(|(_, p, _)| p.clone())
-            .unwrap();
-        assert!(socket.exists());
-        let handle = built.handle.clone();
-        let not_yet = tokio::time::timeout(Duration::from_millis(50), handle.page(None, None, 1));
-        assert!(
-            not_yet.await.is_err(),
-            "the engine does not run before spawn"
-        );
-        let running = built.spawn().expect("spawns");
-        let page = handle
-            .page(None, None, 1)
-            .await
-            .expect("the engine answers");
-        assert_eq!(page.len, 0);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let input = futures::stream::once(async move {
-            let _ = stopped.await;
-            "test"
-        })
-        .boxed();
-        let run = tokio::spawn(running.run(input));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!run.is_finished(), "runs until asked to stop");
-        stop.send(()).unwrap();
-        let result = tokio::time::timeout(Duration::from_secs(10), run)
-            .await
-            .expect("an idle daemon drains at once")
-            .unwrap();
-        assert_eq!(result, Ok(()));
-        assert!(!socket.exists(), "the socket is released");
-        assert!(handle.shutdown().await.is_err(), "the engine has stopped");
-    }
 }

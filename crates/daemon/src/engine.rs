@@ -53,6 +53,7 @@ pub use handle::EngineHandle;
 pub use retention::{PruneError, PruneFilter, RemoveError, Retention};
 pub use submit_meta::{SubmitMeta, Submitted};
 
+use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::runner::{Runners, StepOutcome, Stop};
 use crate::storage::Storage;
@@ -104,7 +105,7 @@ pub trait NotifySink: Send + Sync + 'static {
 pub type LeadHook = Arc<dyn Fn(HashSet<String>) -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// The engine's slice of the configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EngineConfig {
     pub max_concurrent: usize,
     pub step_timeout: Duration,
@@ -118,6 +119,22 @@ pub struct EngineConfig {
     pub retention: Retention,
     /// `queues.<name>.max_concurrent` (`None` = `jobs.max_concurrent`).
     pub queues: std::collections::BTreeMap<String, Option<usize>>,
+}
+
+impl EngineConfig {
+    /// The engine's slice of `cfg`: the one builder, at start and at every
+    /// reload ([`crate::live::Slices`]).
+    pub fn of(cfg: &oj_config::RuntimeConfig) -> EngineConfig {
+        EngineConfig {
+            max_concurrent: cfg.jobs.max_concurrent.max(1) as usize,
+            step_timeout: cfg.jobs.step_timeout,
+            logs_dir: cfg.daemon.state_dir.join("logs"),
+            reload_on_lead: cfg.lock.strategy == oj_config::LockStrategy::Lease,
+            allow_shell: cfg.jobs.allow_shell,
+            retention: Retention::from_config(&cfg.jobs),
+            queues: configured_queues(cfg),
+        }
+    }
 }
 
 /// A step being run now, as the drain reports it.
@@ -195,8 +212,6 @@ enum Command {
     Shutdown {
         reply: oneshot::Sender<Result<(), String>>,
     },
-    /// A reload's new `jobs.*` slice: applies to jobs started from now on.
-    Reconfigure(EngineConfig),
     /// Release, pause, resume, the queue list (SPEC §8.2).
     Queue(queues::QueueCommand),
     /// `GET /v1/schedules`, `POST /v1/schedules/{name}/…`.
@@ -217,7 +232,8 @@ struct Running {
 pub struct Engine {
     state: State,
     storage: Storage,
-    cfg: EngineConfig,
+    /// `jobs.*` and `queues.*` as they apply now: read per use.
+    cfg: Live<EngineConfig>,
     runners: Runners,
     notify: Option<Arc<dyn NotifySink>>,
     metrics: Arc<Metrics>,
@@ -268,7 +284,7 @@ impl Engine {
     pub fn new(
         state: State,
         storage: Storage,
-        cfg: EngineConfig,
+        cfg: Live<EngineConfig>,
         runners: Runners,
         metrics: Arc<Metrics>,
         leader: watch::Receiver<bool>,
@@ -368,6 +384,12 @@ impl Engine {
                         self.leader_open = false;
                     }
                     self.check_leader();
+                    self.after_turn();
+                    continue;
+                }
+                // A reload's new `jobs.*` / `queues.*`: every use reads it
+                // already; a turn starts what the new limits make room for.
+                _ = self.cfg.changed() => {
                     self.after_turn();
                     continue;
                 }
@@ -501,7 +523,6 @@ impl Engine {
                     self.record(Event::NotificationAcked { id });
                 }
             }
-            Command::Reconfigure(cfg) => self.cfg = cfg,
             Command::Schedule(cmd) => self.handle_schedule(cmd),
             Command::Schedules(configs) => self.configure_schedules(configs),
             Command::Remove { id, reply } => self.remove_job(id, reply),
@@ -718,7 +739,7 @@ mod tests {
         let (engine, handle) = Engine::new(
             state,
             storage,
-            cfg,
+            crate::live::Live::fixed(cfg),
             runners,
             Arc::new(Metrics::new("t", "t")),
             leader_rx,

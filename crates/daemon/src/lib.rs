@@ -29,6 +29,7 @@ pub mod identity;
 pub mod job_span;
 pub mod k8s;
 pub mod listen;
+pub mod live;
 pub mod lock;
 mod log_watch;
 pub mod metrics;

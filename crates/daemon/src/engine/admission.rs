@@ -20,7 +20,7 @@ impl Engine {
             Some(SubmitError::Draining)
         } else {
             spec.validate()
-                .and_then(|()| match self.cfg.allow_shell {
+                .and_then(|()| match self.cfg.get().allow_shell {
                     true => Ok(()),
                     false => spec.refuse_shell_steps(),
                 })

@@ -7,9 +7,7 @@ use std::sync::Arc;
 use oj_core::{Job, JobCounts, JobFilter, JobId, JobSpec, JobState};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{
-    ActiveStep, CancelError, Command, EngineConfig, JobPage, Progress, SubmitError, SubmitMeta,
-};
+use super::{ActiveStep, CancelError, Command, JobPage, Progress, SubmitError, SubmitMeta};
 
 /// A cheap, cloneable handle to the engine task.
 #[derive(Clone)]
@@ -112,11 +110,6 @@ impl EngineHandle {
         self.ask(|reply| Command::Shutdown { reply })
             .await
             .unwrap_or_else(|| Err("the engine had already stopped".into()))
-    }
-
-    /// Applies a reloaded `jobs.max_concurrent` / `jobs.step_timeout` at once.
-    pub fn reconfigure(&self, cfg: EngineConfig) {
-        let _ = self.tx.send(Command::Reconfigure(cfg));
     }
 
     /// The steps running now (updated on every change).

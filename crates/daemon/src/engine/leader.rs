@@ -45,7 +45,7 @@ impl Engine {
 
     /// Reloads state from disk (first leadership of a lease standby).
     pub(super) fn reload(&mut self) {
-        if !self.cfg.reload_on_lead {
+        if !self.cfg.get().reload_on_lead {
             return;
         }
         let dir = self.storage.dir().to_path_buf();

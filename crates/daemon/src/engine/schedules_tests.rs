@@ -119,7 +119,7 @@ fn start(
     let (mut engine, handle) = Engine::new(
         state,
         storage,
-        cfg,
+        crate::live::Live::fixed(cfg),
         runners,
         Arc::new(Metrics::new("t", "t")),
         leader_rx,

@@ -115,10 +115,11 @@ impl Engine {
                 .as_ref()
                 .and_then(|c| c.resources.clone()),
             step_resources: step.container.as_ref().and_then(|c| c.resources.clone()),
-            timeout: step.timeout.unwrap_or(self.cfg.step_timeout),
+            timeout: step.timeout.unwrap_or(self.cfg.get().step_timeout),
             work_dir: self.work_dir(job, index),
             log_path: self
                 .cfg
+                .get()
                 .logs_dir
                 .join(job.id.as_str())
                 .join(format!("{}.log", step.name)),
@@ -135,7 +136,7 @@ impl Engine {
             Ok(ctx) => ctx,
             Err(e) => return self.fail_unstartable(id, index, at, e.to_string()),
         };
-        if ctx.container.is_none() && !self.cfg.allow_shell {
+        if ctx.container.is_none() && !self.cfg.get().allow_shell {
             // Accepted before the policy changed (queued, waiting for its
             // retry, restored from the WAL): the policy holds at the start.
             let error = shell_refused(&ctx.step_name);
