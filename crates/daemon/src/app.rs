@@ -24,9 +24,9 @@ use tokio::sync::watch;
 use crate::api::{DaemonInfo, Shared};
 use crate::drain::{ShutdownRequests, ShutdownTrigger};
 use crate::engine::{Engine, EngineHandle};
-use crate::live::{Live, Slices};
+use crate::live::{self, Live, Slices};
 use crate::lock::LockError;
-use crate::reload::{ConfigStatus, LiveSlices, Reloader};
+use crate::reload::{ConfigStatus, Reloader};
 use crate::runner::Runners;
 use crate::runner::shell::{KILL_GRACE, ShellRunner};
 use crate::startup::{Bound, bind_listeners, open_state};
@@ -169,7 +169,7 @@ impl Daemon {
         if let Some(hook) = kube.on_lead {
             engine.set_on_lead(hook);
         }
-        engine.set_schedules(engine::schedules::system_clock(), &cfg.schedules);
+        engine.set_schedules(engine::schedules::system_clock(), slices.schedules());
         Ok(Daemon {
             loaded,
             env,
@@ -223,7 +223,25 @@ impl Daemon {
         } = self;
         let cfg = &loaded.config;
         let leader = held.leader.clone();
-        let notifier = start_notifier(&loaded, &mut engine, &handle, &metrics)?;
+        let parts = notify::NotifierParts {
+            instance: cfg.daemon.instance.clone(),
+            profile: loaded.profile.clone(),
+            engine: handle.clone(),
+            metrics: metrics.clone(),
+        };
+        let notifier = start_notifier(&cfg.notify, &parts, &mut engine)?;
+        // What is built from a live slice follows it from now on.
+        notifier.follow(slices.notify(), parts);
+        if let Some(level) = log_level {
+            live::follow(slices.log_level(), move |new| {
+                if let Err(e) = level.set(new) {
+                    tracing::error!(error = %e, "cannot apply the new log.level; the old one stays");
+                }
+            });
+        }
+        if let Some(tls) = &bound.tls {
+            follow_tls(tls.clone(), slices.tls());
+        }
         tokio::spawn(runner::leftovers::run_reaper());
         let engine_task = tokio::spawn(engine.run());
 
@@ -261,7 +279,6 @@ impl Daemon {
             tls: bound.tls.clone(),
         };
         let listeners = bound.urls.clone();
-        let tls = bound.tls.clone();
         let socket = bound.unix.as_ref().map(|(_, path, id)| (path.clone(), *id));
         let servers = serve(
             bound,
@@ -277,21 +294,7 @@ impl Daemon {
         let state_dir = cfg.daemon.state_dir.clone();
         let instance = cfg.daemon.instance.clone();
         let announce_cfg = cfg.clone();
-        let reloader = Reloader::new(
-            loaded,
-            env,
-            config_status,
-            LiveSlices {
-                slices,
-                engine: handle.clone(),
-                log_level,
-                notifier: notifier.clone(),
-                profile: profile.clone(),
-                tls,
-                metrics: metrics.clone(),
-            },
-            metrics,
-        );
+        let reloader = Reloader::new(loaded, env, config_status, slices, handle.clone(), metrics);
         let reload_task = tokio::spawn(reloader.run(hangup, stop_tx.subscribe()));
         tracing::info!(
             listeners = %listeners.join(" "),
@@ -418,28 +421,44 @@ impl RunningDaemon {
     }
 }
 
+/// New connections use a new `tls.*` slice's certificate, key, client CA
+/// and minimum version; a set that does not load keeps the old one serving.
+fn follow_tls(tls: oj_adapters::tls::ServerTls, slice: Live<oj_config::TlsConfig>) {
+    live::follow(slice, move |new| match tls.reconfigure(new) {
+        Ok(()) => tracing::info!(
+            target: "oj::tls",
+            serial = %tls.current_cert().serial,
+            "TLS: new tls.* settings in use for new connections"
+        ),
+        Err(e) => tracing::error!(
+            target: "oj::tls",
+            error = %e,
+            "cannot use the new tls.* settings; still serving the previous ones"
+        ),
+    });
+}
+
 /// Starts the notifier for `notify.*` (none for `backend = "none"`) and
 /// plugs it into the engine behind a [`notify::LiveNotifier`].
 fn start_notifier(
-    loaded: &Loaded,
+    notify: &oj_config::NotifyConfig,
+    parts: &notify::NotifierParts,
     engine: &mut Engine,
-    handle: &EngineHandle,
-    metrics: &Arc<metrics::Metrics>,
 ) -> Result<notify::LiveNotifier, StartError> {
-    let cfg = &loaded.config;
+    let handle = &parts.engine;
     let pending: Vec<_> = engine
         .pending_notifications()
         .iter()
         .map(notify::to_adapter)
         .collect();
-    if cfg.notify.backend == NotifyBackend::None {
+    if notify.backend == NotifyBackend::None {
         // Nothing will deliver what an earlier backend left pending: finish
         // it now, so the WAL and snapshot do not carry it forever.
         for p in &pending {
             handle.ack_notification(&p.id);
         }
     }
-    let n = reload::build_notifier(cfg, &loaded.profile, handle, pending, metrics)
+    let n = notify::build_notifier(notify, parts, pending)
         .map_err(|e| StartError::Config(e.to_string()))?;
     let live = notify::LiveNotifier::new(n);
     engine.set_notifier(Arc::new(notify::NotifierSink(live.clone())));

@@ -216,8 +216,6 @@ enum Command {
     Queue(queues::QueueCommand),
     /// `GET /v1/schedules`, `POST /v1/schedules/{name}/…`.
     Schedule(schedules::ScheduleCommand),
-    /// A reload's new `schedules.*`.
-    Schedules(schedules::ScheduleConfigs),
 }
 
 struct Running {
@@ -275,6 +273,8 @@ pub struct Engine {
     /// The queues as the metrics last showed them.
     published_queues: Vec<QueueInfo>,
     sched: schedules::Scheduler,
+    /// `schedules.*` as it applies now; a new value reconfigures `sched`.
+    sched_cfg: Live<schedules::ScheduleConfigs>,
     /// Publishes each durable turn's changes (crate::events).
     events: crate::events::Publisher,
 }
@@ -332,6 +332,7 @@ impl Engine {
             retry_ready: Vec::new(),
             published_queues: Vec::new(),
             sched: schedules::Scheduler::new(schedules::system_clock(), &Default::default()),
+            sched_cfg: Live::fixed(Default::default()),
             events,
         };
         (
@@ -356,9 +357,15 @@ impl Engine {
         self.lead_hook = Some(hook);
     }
 
-    /// The wall clock schedules fire by, and the configured schedules.
-    pub fn set_schedules(&mut self, clock: schedules::Clock, configs: &schedules::ScheduleConfigs) {
-        self.sched = schedules::Scheduler::new(clock, configs);
+    /// The wall clock schedules fire by, and the configured schedules
+    /// (`schedules.*`, which a reload may change).
+    pub fn set_schedules(
+        &mut self,
+        clock: schedules::Clock,
+        configs: Live<schedules::ScheduleConfigs>,
+    ) {
+        self.sched = schedules::Scheduler::new(clock, &configs.get());
+        self.sched_cfg = configs;
     }
 
     /// Plugs in the notifier.
@@ -390,6 +397,11 @@ impl Engine {
                 // A reload's new `jobs.*` / `queues.*`: every use reads it
                 // already; a turn starts what the new limits make room for.
                 _ = self.cfg.changed() => {
+                    self.after_turn();
+                    continue;
+                }
+                configs = self.sched_cfg.changed() => {
+                    self.configure_schedules(&configs);
                     self.after_turn();
                     continue;
                 }
@@ -524,7 +536,6 @@ impl Engine {
                 }
             }
             Command::Schedule(cmd) => self.handle_schedule(cmd),
-            Command::Schedules(configs) => self.configure_schedules(configs),
             Command::Remove { id, reply } => self.remove_job(id, reply),
             Command::Prune { filter, reply } => self.prune_matching(filter, reply),
             Command::Drain => {

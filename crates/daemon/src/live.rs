@@ -19,6 +19,7 @@ use oj_config::{NotifyConfig, PodsConfig, RuntimeConfig, ShutdownConfig, TlsConf
 use tokio::sync::watch;
 
 use crate::engine::EngineConfig;
+use crate::engine::schedules::ScheduleConfigs;
 
 /// A subsystem's slice of the running configuration. [`Live::get`] is the
 /// value in effect now: read it per use, do not keep it.
@@ -50,16 +51,44 @@ impl<T> Live<T> {
         self.rx.borrow().clone()
     }
 
+    /// A slice and the sender that publishes it (a test's own reloads).
+    pub fn channel(value: T) -> (watch::Sender<Arc<T>>, Live<T>) {
+        let (tx, rx) = watch::channel(Arc::new(value));
+        (tx, Live { rx, open: true })
+    }
+
     /// Waits until a reload publishes a new value of this slice, and
     /// returns it; waits for ever once the publisher is gone (so it can
     /// sit in a `select!` loop).
     pub async fn changed(&mut self) -> Arc<T> {
+        match self.next().await {
+            Some(value) => value,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// The next published value; `None` once the publisher is gone.
+    pub async fn next(&mut self) -> Option<Arc<T>> {
         if self.open && self.rx.changed().await.is_ok() {
-            return self.rx.borrow_and_update().clone();
+            return Some(self.rx.borrow_and_update().clone());
         }
         self.open = false;
-        std::future::pending().await
+        None
     }
+}
+
+/// For a subsystem that holds something built from its slice (the log
+/// filter, the TLS acceptor, the notifier): rebuilds it with `apply` on
+/// every new value, until the publisher is gone.
+pub fn follow<T: Send + Sync + 'static>(
+    mut live: Live<T>,
+    mut apply: impl FnMut(&T) + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(value) = live.next().await {
+            apply(&value);
+        }
+    })
 }
 
 /// One channel.
@@ -105,6 +134,7 @@ pub struct Slices {
     tls: Slice<TlsConfig>,
     pods: Slice<PodsConfig>,
     shutdown: Slice<ShutdownConfig>,
+    schedules: Slice<ScheduleConfigs>,
 }
 
 impl Slices {
@@ -117,6 +147,7 @@ impl Slices {
             tls: Slice::new(cfg, |c| c.tls.clone()),
             pods: Slice::new(cfg, |c| c.pods.clone()),
             shutdown: Slice::new(cfg, |c| c.shutdown.clone()),
+            schedules: Slice::new(cfg, |c| c.schedules.clone()),
         }
     }
 
@@ -129,6 +160,7 @@ impl Slices {
         self.tls.publish(cfg);
         self.pods.publish(cfg);
         self.shutdown.publish(cfg);
+        self.schedules.publish(cfg);
     }
 
     /// `jobs.*` and `queues.*` (the engine).
@@ -159,6 +191,11 @@ impl Slices {
     /// `shutdown.*` (the drain, and what it does to step pods).
     pub fn shutdown(&self) -> Live<ShutdownConfig> {
         self.shutdown.subscribe()
+    }
+
+    /// `schedules.*` (the engine's scheduler).
+    pub fn schedules(&self) -> Live<ScheduleConfigs> {
+        self.schedules.subscribe()
     }
 }
 

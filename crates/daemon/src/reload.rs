@@ -19,9 +19,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use oj_adapters::logging::LevelControl;
-use oj_adapters::notify::Notifier;
-use oj_config::{Environment, Loaded, NotifyBackend, RuntimeConfig, keys, render};
+use oj_config::{Environment, Loaded, RuntimeConfig, keys, render};
 use serde_json::{Value, json};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
@@ -29,7 +27,6 @@ use tokio::sync::watch;
 use crate::engine::EngineHandle;
 use crate::live::Slices;
 use crate::metrics::Metrics;
-use crate::notify::LiveNotifier;
 
 /// How often the watched files' metadata is read.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -130,129 +127,16 @@ fn last_reload_json(r: &LastReload) -> Value {
     })
 }
 
-/// Where a reload's running configuration goes: the slices every
-/// subsystem reads per use ([`Slices`]: engine, pods, drain, API), and the
-/// subsystems that hold something built from their slice and rebuild it
-/// here (the log filter, the notifier, the TLS acceptor, the schedules).
-pub struct LiveSlices {
-    pub slices: Slices,
-    /// Schedules and the notifier's acknowledgements go to the engine.
-    pub engine: EngineHandle,
-    /// `log.level` of the installed subscriber (none when logging was set
-    /// up by someone else, e.g. in tests).
-    pub log_level: Option<LevelControl>,
-    /// `notify.*`: a new notifier replaces the old one.
-    pub notifier: LiveNotifier,
-    /// The profile name notifications carry.
-    pub profile: String,
-    /// Notification attempts and outcomes are counted here.
-    pub metrics: Arc<Metrics>,
-    /// TLS of the TCP listener, when it serves TLS.
-    pub tls: Option<oj_adapters::tls::ServerTls>,
-}
-
-impl LiveSlices {
-    /// Applies the live part of `cfg` (whose restart-only keys are already
-    /// back at their start values): publishes every slice, then rebuilds
-    /// what is built from a changed one.
-    fn apply(&self, cfg: &RuntimeConfig, changed: &[String]) {
-        let touched = |prefix: &str| changed.iter().any(|k| k.starts_with(prefix));
-        self.slices.publish(cfg);
-        if touched("log.level")
-            && let Some(level) = &self.log_level
-            && let Err(e) = level.set(&cfg.log.level)
-        {
-            tracing::error!(error = %e, "cannot apply the new log.level; the old one stays");
-        }
-        if touched("notify.") {
-            self.swap_notifier(cfg);
-        }
-        if touched("schedules.") {
-            self.engine.reconfigure_schedules(cfg.schedules.clone());
-        }
-        if touched("tls.") {
-            self.reconfigure_tls(cfg);
-        }
-    }
-}
-
-impl LiveSlices {
-    /// New connections use the reloaded certificate, key, client CA and
-    /// minimum version; a set that does not load keeps the old one serving.
-    fn reconfigure_tls(&self, cfg: &RuntimeConfig) {
-        let Some(tls) = &self.tls else { return };
-        match tls.reconfigure(&cfg.tls) {
-            Ok(()) => tracing::info!(
-                target: "oj::tls",
-                serial = %tls.current_cert().serial,
-                "TLS: new tls.* settings in use for new connections"
-            ),
-            Err(e) => tracing::error!(
-                target: "oj::tls",
-                error = %e,
-                "cannot use the new tls.* settings; still serving the previous ones"
-            ),
-        }
-    }
-
-    /// Starts a notifier for the new `notify.*` and retires the old one: it
-    /// gets [`RETIRE_GRACE`] to deliver what it holds; what it cannot is
-    /// still in the WAL, unacknowledged, and is delivered after a restart.
-    fn swap_notifier(&self, cfg: &RuntimeConfig) {
-        match build_notifier(cfg, &self.profile, &self.engine, Vec::new(), &self.metrics) {
-            Ok(new) => {
-                let backend = new.as_ref().map_or("none", |n| n.backend());
-                if let Some(old) = self.notifier.replace(new) {
-                    tokio::spawn(old.shutdown(tokio::time::Instant::now() + RETIRE_GRACE));
-                }
-                tracing::info!(backend, "notifications: new notify.* settings in use");
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot start the notifier for the new notify.* settings; the old one stays");
-            }
-        }
-    }
-}
-
-/// How long a notifier replaced by a reload may deliver what it holds.
-const RETIRE_GRACE: Duration = Duration::from_secs(10);
-
-/// A notifier for `cfg.notify` (none for backend `none`), acknowledging to
-/// the engine; `pending` are delivered first.
-pub fn build_notifier(
-    cfg: &RuntimeConfig,
-    profile: &str,
-    engine: &EngineHandle,
-    pending: Vec<oj_adapters::notify::Notification>,
-    metrics: &Arc<Metrics>,
-) -> Result<Option<Notifier>, oj_adapters::notify::NotifyError> {
-    if cfg.notify.backend == NotifyBackend::None {
-        // The series exist (at 0) for dashboards and alerts all the same.
-        metrics.init_notify_backend("none");
-        return Ok(None);
-    }
-    let ack = engine.clone();
-    let n = Notifier::start_observed(
-        cfg.notify.clone(),
-        oj_adapters::notify::NotifyContext {
-            instance: cfg.daemon.instance.clone(),
-            profile: profile.to_string(),
-        },
-        pending,
-        Box::new(move |id: &str| ack.ack_notification(id)),
-        metrics.clone(),
-    )?;
-    metrics.init_notify_backend(n.backend());
-    Ok(Some(n))
-}
-
 /// Loads the configuration again, decides what applies, applies it.
 pub struct Reloader {
     env: Environment,
     /// The configuration the daemon started with: restart-only keys stay here.
     started: Loaded,
     status: ConfigStatus,
-    live: LiveSlices,
+    /// Where the running configuration goes: every subsystem's slice.
+    slices: Slices,
+    /// Asked which removed queues still hold jobs.
+    engine: EngineHandle,
     metrics: Arc<Metrics>,
     /// Restart-only keys already logged as pending (logged once each).
     announced: Vec<String>,
@@ -265,13 +149,15 @@ impl Reloader {
         started: Loaded,
         env: Environment,
         status: ConfigStatus,
-        live: LiveSlices,
+        slices: Slices,
+        engine: EngineHandle,
         metrics: Arc<Metrics>,
     ) -> Reloader {
         Reloader {
             env,
             status,
-            live,
+            slices,
+            engine,
             metrics,
             announced: Vec::new(),
             read: crate::reload_guard::ReadAtStart::of(&started),
@@ -321,7 +207,7 @@ impl Reloader {
                 errors.extend(crate::engine::removed_queues_in_use(
                     &self.status.running().config,
                     &loaded.config,
-                    &self.live.engine,
+                    &self.engine,
                 ));
                 if errors.is_empty() {
                     Ok(loaded)
@@ -363,7 +249,9 @@ impl Reloader {
             }
         }
         self.announced.retain(|k| pending.contains(k));
-        self.live.apply(&running.config, &changed);
+        // Each subsystem reads its slice per use; those that build
+        // something from it (log filter, TLS, notifier) follow it.
+        self.slices.publish(&running.config);
         if !changed.is_empty() {
             tracing::info!(changed = %changed.join(" "), "config reloaded: live keys applied");
         }
