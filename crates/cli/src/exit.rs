@@ -3,11 +3,12 @@
 
 use std::fmt;
 
-// 75 (another instance holds the lock) is returned by `oj_daemon::run`.
 pub const OK: i32 = 0;
 pub const RUNTIME: i32 = 1;
 pub const USAGE: i32 = 2;
 pub const UNREACHABLE: i32 = 69;
+/// Another daemon holds the lock or the socket.
+pub const LOCKED: i32 = 75;
 pub const CONFIG: i32 = 78;
 
 /// A failure with its exit code. The first line of `message` is what the

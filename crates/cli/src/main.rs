@@ -54,6 +54,17 @@ fn main() {
     std::process::exit(code);
 }
 
+/// The exit code and stderr line of a daemon that did not start, or
+/// stopped on a failure (SPEC §1); the daemon's message is printed as it is.
+fn daemon_failure(e: oj_daemon::StartError) -> Failure {
+    let code = match &e {
+        oj_daemon::StartError::Config(_) => exit::CONFIG,
+        oj_daemon::StartError::Locked(_) => exit::LOCKED,
+        oj_daemon::StartError::Runtime(_) => exit::RUNTIME,
+    };
+    Failure::new(code, e.to_string()).already_escaped()
+}
+
 fn run(cli: Cli) -> Result<i32, Failure> {
     let env = exit::process_environment();
     let opts = cli.global.load_options();
@@ -65,7 +76,9 @@ fn run(cli: Cli) -> Result<i32, Failure> {
         Command::Daemon(d) => match d.command {
             None => {
                 let loaded = config_cmds::load_or_fail(&opts, &env)?;
-                Ok(oj_daemon::run(loaded, env))
+                oj_daemon::run(loaded, env)
+                    .map(|()| exit::OK)
+                    .map_err(daemon_failure)
             }
             Some(DaemonCommand::Stop) => client_cmds::daemon_stop(&opts, &env),
         },

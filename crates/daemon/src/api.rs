@@ -52,8 +52,9 @@ pub struct Shared {
     pub draining: watch::Receiver<bool>,
     pub shutdown: ShutdownTrigger,
     pub logs_dir: PathBuf,
-    /// `pods.*`: container steps whose merged resources are invalid get 400.
-    pub pods: Option<Arc<oj_config::PodsConfig>>,
+    /// `pods.*` as it applies now: container steps whose merged resources
+    /// are invalid get 400.
+    pub pods: Option<crate::live::Live<oj_config::PodsConfig>>,
     /// The running config (`GET /v1/config`, the `config` part of status).
     pub config: Option<crate::reload::ConfigStatus>,
     /// Container steps, when a Kubernetes API is configured: a rerun from a
@@ -192,9 +193,7 @@ async fn submit(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
         }
     };
     // `pods.*` applies live: check against the running config.
-    let pods = s.config.as_ref().map_or(s.pods.clone(), |c| {
-        Some(Arc::new(c.running().config.pods.clone()))
-    });
+    let pods = s.pods.as_ref().map(crate::live::Live::get);
     if let Some(pods) = &pods
         && let Err(e) = crate::k8s::validate_spec(&spec, pods)
     {
@@ -489,7 +488,7 @@ mod tests {
         let (engine, handle) = Engine::new(
             state,
             storage,
-            cfg,
+            crate::live::Live::fixed(cfg),
             runners,
             Arc::new(Metrics::new("t", "t")),
             leader_rx.clone(),

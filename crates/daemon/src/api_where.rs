@@ -3,8 +3,6 @@
 //! repeatable, `queue=`, `name=` glob, `since=` RFC 3339), which the engine
 //! serves from its filter index, page by page.
 
-use std::sync::Arc;
-
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -152,9 +150,7 @@ pub(crate) async fn rerun(
         return error(StatusCode::CONFLICT, "workspace_gone", why);
     }
     // `pods.*` applies live: check against the running config, as a submit does.
-    let pods = s.config.as_ref().map_or(s.pods.clone(), |c| {
-        Some(Arc::new(c.running().config.pods.clone()))
-    });
+    let pods = s.pods.as_ref().map(crate::live::Live::get);
     if let Some(pods) = &pods
         && let Err(e) = crate::k8s::validate_spec(&spec, pods)
     {

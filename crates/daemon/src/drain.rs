@@ -11,11 +11,15 @@
 //! 5. the final snapshot is written (the caller then releases the lock).
 //!
 //! A second request skips straight to 3. An idle daemon goes through all of
-//! it without waiting.
+//! it without waiting. All five phases are [`drain`]; the daemon's run
+//! phase only waits for the first request, then calls it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use oj_adapters::notify::Notifier;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -51,21 +55,35 @@ impl ShutdownTrigger {
     }
 }
 
-/// Turns SIGTERM and SIGINT into shutdown requests. Registered before the
-/// daemon is ready so that an early signal is never fatal.
-pub fn listen_for_signals(trigger: ShutdownTrigger) -> std::io::Result<()> {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
+/// Shutdown requests from outside the API, the daemon's shutdown input:
+/// each item is one request with its reason (the first drains, the second
+/// terminates). [`signal_requests`] in the binary; a channel in a test.
+pub type ShutdownRequests = BoxStream<'static, &'static str>;
+
+/// SIGTERM and SIGINT as shutdown requests. The handlers are installed at
+/// once (so call this before building the daemon): a signal that comes
+/// early is never fatal, it waits in the stream until the daemon runs.
+pub fn signal_requests() -> std::io::Result<ShutdownRequests> {
+    let term = signal(SignalKind::terminate())?;
+    let int = signal(SignalKind::interrupt())?;
+    let requests = futures::stream::unfold((term, int), |(mut term, mut int)| async move {
+        let why = tokio::select! {
+            Some(()) = term.recv() => "SIGTERM",
+            Some(()) = int.recv() => "SIGINT",
+            else => return None,
+        };
+        Some((why, (term, int)))
+    });
+    Ok(requests.boxed())
+}
+
+/// Hands every request of `input` to `trigger`, until the input ends.
+pub fn forward(mut input: ShutdownRequests, trigger: ShutdownTrigger) {
     tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                Some(()) = term.recv() => trigger.request("SIGTERM"),
-                Some(()) = int.recv() => trigger.request("SIGINT"),
-                else => break,
-            }
+        while let Some(why) = input.next().await {
+            trigger.request(why);
         }
     });
-    Ok(())
 }
 
 fn describe(steps: &[ActiveStep]) -> String {
@@ -104,11 +122,46 @@ pub struct DrainReport {
     pub completed_in_window: bool,
     /// Steps that were terminated.
     pub terminated: Vec<ActiveStep>,
+    /// The final snapshot (phase 5), or why it failed.
+    pub snapshot: Result<(), String>,
 }
 
-/// Runs phases 1–3 (the caller does 4 and 5 with what is left of the window).
-/// Returns the end of the drain window.
+/// Runs the five phases: stop accepting, wait, terminate, deliver pending
+/// notifications with what is left of the window (`notifier`: the one in
+/// use), write the final snapshot (the engine stops after it).
 pub async fn drain(
+    engine: &EngineHandle,
+    draining: &watch::Sender<bool>,
+    requests: watch::Receiver<u32>,
+    shutdown: &oj_config::ShutdownConfig,
+    notifier: Option<Notifier>,
+) -> DrainReport {
+    let (deadline, mut report) = stop_steps(
+        engine,
+        draining,
+        requests,
+        shutdown.drain_timeout,
+        shutdown.container_steps,
+    )
+    .await;
+    if let Some(n) = notifier {
+        let left = n.depth();
+        tracing::info!(
+            phase = "4/5 notifications",
+            pending = left,
+            "drain: delivering pending notifications"
+        );
+        let until =
+            deadline.max(Instant::now() + Duration::from_millis(if left > 0 { 500 } else { 0 }));
+        n.shutdown(until).await;
+    }
+    tracing::info!(phase = "5/5 snapshot", "drain: writing the final snapshot");
+    report.snapshot = engine.shutdown().await;
+    report
+}
+
+/// Phases 1–3. Returns the end of the drain window.
+async fn stop_steps(
     engine: &EngineHandle,
     draining: &watch::Sender<bool>,
     mut requests: watch::Receiver<u32>,
@@ -154,6 +207,7 @@ pub async fn drain(
     let mut report = DrainReport {
         completed_in_window: left.is_empty() && !skip,
         terminated: Vec::new(),
+        snapshot: Ok(()),
     };
     if !left.is_empty() {
         tracing::warn!(

@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use oj_adapters::k8s::{LeaseLock, PodInput, PodRunner, RunOptions, StepResult};
-use oj_config::{ContainerStepsOnDrain, Environment, RuntimeConfig};
+use oj_config::{ContainerStepsOnDrain, Environment, PodsConfig, RuntimeConfig, ShutdownConfig};
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::LeadHook;
+use crate::live::{Live, Slices};
 use crate::lock::{LockError, LockHandle, LockStrategy};
 use crate::runner::{StepContext, StepOutcome, StepRunner, Stop, shell};
 
@@ -23,75 +24,82 @@ const CLEANUP_LIMIT: Duration = Duration::from_secs(30);
 
 /// Container steps as pods.
 pub struct PodStepRunner {
-    /// Swapped by a reload of `pods.*`; a step keeps the runner it started with.
-    runner: std::sync::RwLock<PodRunner>,
+    /// `pods.*` as it applies now (a reload publishes a new one; a step
+    /// keeps the runner it started with). `None`: the runner is fixed.
+    pods: Option<Live<PodsConfig>>,
+    /// The runner of the `pods.*` it was built from (rebuilt on the first
+    /// use after a reload).
+    runner: std::sync::Mutex<(Option<Arc<PodsConfig>>, PodRunner)>,
     /// Builds the runner for a reloaded `pods.*` (none in tests).
     client: Option<kube::Client>,
     /// `daemon.instance`, the owner label of the pods (restart-only).
     instance: Option<String>,
     shell: Vec<String>,
     /// `shutdown.container_steps`: what the end of the drain does to a pod.
-    on_drain: std::sync::RwLock<ContainerStepsOnDrain>,
+    shutdown: Live<ShutdownConfig>,
     /// Held (written) while the workspace sweep after a restart runs;
     /// a step reads it before creating or finding its job's workspace.
     sweeping: Arc<tokio::sync::RwLock<()>>,
 }
 
+/// A pod runner for `pods` (its namespace resolved), owned by `instance`.
+fn pod_runner(client: &kube::Client, pods: &PodsConfig, instance: Option<&String>) -> PodRunner {
+    let namespace = oj_adapters::k8s::resolve_namespace(pods.namespace.as_deref());
+    let runner = PodRunner::new(client.clone(), namespace, pods.clone());
+    match instance {
+        Some(instance) => runner.with_instance(instance.clone()),
+        None => runner,
+    }
+}
+
 impl PodStepRunner {
+    /// A runner that never changes (tests): its pods are left running by
+    /// the drain unless [`Self::on_drain`] says otherwise.
     pub fn new(runner: PodRunner, shell: Vec<String>) -> PodStepRunner {
         PodStepRunner {
-            runner: std::sync::RwLock::new(runner),
+            pods: None,
+            runner: std::sync::Mutex::new((None, runner)),
             client: None,
             instance: None,
             shell,
-            on_drain: std::sync::RwLock::new(ContainerStepsOnDrain::Detach),
+            shutdown: Live::fixed(ShutdownConfig {
+                drain_timeout: Duration::ZERO,
+                container_steps: ContainerStepsOnDrain::Detach,
+            }),
             sweeping: Arc::new(tokio::sync::RwLock::new(())),
         }
     }
 
-    /// A runner that can take a new `pods.*` slice ([`Self::reconfigure`]);
+    /// A runner that follows the live `pods.*` and `shutdown.*` slices;
     /// its pods carry `instance` as their owner.
-    pub fn reconfigurable(
+    pub fn live(
         client: kube::Client,
-        pods: &oj_config::PodsConfig,
+        pods: Live<PodsConfig>,
+        shutdown: Live<ShutdownConfig>,
         shell: Vec<String>,
         instance: String,
     ) -> PodStepRunner {
-        let namespace = oj_adapters::k8s::resolve_namespace(pods.namespace.as_deref());
-        let runner =
-            PodRunner::new(client.clone(), namespace, pods.clone()).with_instance(instance.clone());
+        let now = pods.get();
+        let runner = pod_runner(&client, &now, Some(&instance));
         PodStepRunner {
-            runner: std::sync::RwLock::new(runner),
+            pods: Some(pods),
+            runner: std::sync::Mutex::new((Some(now), runner)),
             client: Some(client),
             instance: Some(instance),
             shell,
-            on_drain: std::sync::RwLock::new(ContainerStepsOnDrain::Detach),
+            shutdown,
             sweeping: Arc::new(tokio::sync::RwLock::new(())),
         }
     }
 
-    /// Sets what the end of the drain does to running step pods
-    /// (`shutdown.container_steps`; applies live).
-    pub fn on_drain(self, on_drain: ContainerStepsOnDrain) -> PodStepRunner {
-        self.set_on_drain(on_drain);
+    /// Sets what the end of the drain does to running step pods, for good
+    /// (a runner built with [`Self::new`]).
+    pub fn on_drain(mut self, on_drain: ContainerStepsOnDrain) -> PodStepRunner {
+        self.shutdown = Live::fixed(ShutdownConfig {
+            container_steps: on_drain,
+            ..(*self.shutdown.get()).clone()
+        });
         self
-    }
-
-    /// [`Self::on_drain`] on a shared runner (a reload).
-    pub fn set_on_drain(&self, on_drain: ContainerStepsOnDrain) {
-        *self.on_drain.write().unwrap_or_else(|p| p.into_inner()) = on_drain;
-    }
-
-    /// Steps started from now on use `pods` (namespace, service account,
-    /// pull policy, resources, …); running ones keep theirs.
-    pub fn reconfigure(&self, pods: &oj_config::PodsConfig) {
-        let Some(client) = &self.client else { return };
-        let namespace = oj_adapters::k8s::resolve_namespace(pods.namespace.as_deref());
-        let mut runner = PodRunner::new(client.clone(), namespace, pods.clone());
-        if let Some(instance) = &self.instance {
-            runner = runner.with_instance(instance.clone());
-        }
-        *self.runner.write().unwrap_or_else(|p| p.into_inner()) = runner;
     }
 
     /// Whether job `job_id`'s workspace claim still exists.
@@ -99,11 +107,20 @@ impl PodStepRunner {
         self.current().workspaces().exists(job_id).await
     }
 
+    /// The runner for the `pods.*` in effect now.
     fn current(&self) -> PodRunner {
-        self.runner
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        let mut built = self.runner.lock().unwrap_or_else(|p| p.into_inner());
+        if let (Some(live), Some(client)) = (&self.pods, &self.client) {
+            let now = live.get();
+            if !built.0.as_ref().is_some_and(|b| Arc::ptr_eq(b, &now)) {
+                tracing::info!("pods: new pods.* settings for steps started from now on");
+                *built = (
+                    Some(now.clone()),
+                    pod_runner(client, &now, self.instance.as_ref()),
+                );
+            }
+        }
+        built.1.clone()
     }
 
     fn input(&self, ctx: &StepContext) -> PodInput {
@@ -135,7 +152,7 @@ impl PodStepRunner {
     ) -> BoxFuture<'static, StepOutcome> {
         let runner = self.current();
         let mut input = self.input(&ctx);
-        let on_drain = *self.on_drain.read().unwrap_or_else(|p| p.into_inner());
+        let on_drain = self.shutdown.get().container_steps;
         let sweeping = self.sweeping.clone();
         Box::pin(async move {
             if let Some(ws) = &ctx.pod.workspace {
@@ -380,7 +397,8 @@ impl LockStrategy for LeaseStrategy {
 /// What the Kubernetes side contributes to a daemon.
 pub struct KubePlugins {
     pub container_runner: Arc<dyn StepRunner>,
-    /// The same runner, typed, for a reload of `pods.*` (none without an API).
+    /// The same runner, typed, for the API's workspace checks (none
+    /// without an API).
     pub pods: Option<Arc<PodStepRunner>>,
     pub lease: Option<Box<dyn LockStrategy>>,
     /// Deletes pods of unknown jobs once leader (lease strategy only).
@@ -392,6 +410,7 @@ pub struct KubePlugins {
 /// lease when `lock.strategy = "lease"` (whose failure to connect is fatal).
 pub async fn plugins(
     cfg: &RuntimeConfig,
+    slices: &Slices,
     env: &Environment,
     metrics: &Arc<crate::metrics::Metrics>,
 ) -> Result<KubePlugins, String> {
@@ -427,15 +446,13 @@ pub async fn plugins(
     };
     // The in-cluster checks of `oj config check`, as warnings, in the background.
     oj_adapters::k8s::preflight::spawn_at_start(client.clone(), cfg, env);
-    let step_runner = Arc::new(
-        PodStepRunner::reconfigurable(
-            client.clone(),
-            &cfg.pods,
-            cfg.jobs.shell.clone(),
-            cfg.daemon.instance.clone(),
-        )
-        .on_drain(cfg.shutdown.container_steps),
-    );
+    let step_runner = Arc::new(PodStepRunner::live(
+        client.clone(),
+        slices.pods(),
+        slices.shutdown(),
+        cfg.jobs.shell.clone(),
+        cfg.daemon.instance.clone(),
+    ));
     let pods = step_runner.current();
     let container_runner: Arc<dyn StepRunner> = step_runner.clone();
     if !lease_wanted {

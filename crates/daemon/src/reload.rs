@@ -19,16 +19,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use oj_adapters::logging::LevelControl;
-use oj_adapters::notify::Notifier;
-use oj_config::{Environment, Layer, Loaded, NotifyBackend, RuntimeConfig, keys, render};
+use oj_config::{Environment, Layer, Loaded, RuntimeConfig, keys, render};
 use serde_json::{Value, json};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
 
-use crate::engine::{EngineConfig, EngineHandle};
+use crate::engine::EngineHandle;
+use crate::live::Slices;
 use crate::metrics::Metrics;
-use crate::notify::LiveNotifier;
 
 /// How often the watched files' metadata is read.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -129,157 +127,16 @@ fn last_reload_json(r: &LastReload) -> Value {
     })
 }
 
-/// The subsystems whose slice can change while the daemon runs; each takes
-/// the new configuration and applies its part.
-pub struct LiveSlices {
-    pub engine: EngineHandle,
-    /// The engine's slice at start (paths and lease mode never change live).
-    pub engine_base: EngineConfig,
-    /// `log.level` of the installed subscriber (none when logging was set
-    /// up by someone else, e.g. in tests).
-    pub log_level: Option<LevelControl>,
-    /// `notify.*`: a new notifier replaces the old one.
-    pub notifier: LiveNotifier,
-    /// The profile name notifications carry.
-    pub profile: String,
-    /// Container steps, when a Kubernetes API is configured.
-    pub pods: Option<Arc<crate::k8s::PodStepRunner>>,
-    /// Notification attempts and outcomes are counted here.
-    pub metrics: Arc<Metrics>,
-    /// TLS of the TCP listener, when it serves TLS.
-    pub tls: Option<oj_adapters::tls::ServerTls>,
-    /// Everyone else reads the running config here, per use.
-    pub config: watch::Sender<Arc<RuntimeConfig>>,
-}
-
-impl LiveSlices {
-    /// Applies the live part of `cfg` (whose restart-only keys are already
-    /// back at their start values).
-    fn apply(&self, cfg: &RuntimeConfig, changed: &[String]) {
-        let touched = |prefix: &str| changed.iter().any(|k| k.starts_with(prefix));
-        if touched("log.level")
-            && let Some(level) = &self.log_level
-            && let Err(e) = level.set(&cfg.log.level)
-        {
-            tracing::error!(error = %e, "cannot apply the new log.level; the old one stays");
-        }
-        if touched("jobs.") || touched("queues.") {
-            self.engine
-                .reconfigure(engine_config(&self.engine_base, cfg));
-        }
-        if touched("notify.") {
-            self.swap_notifier(cfg);
-        }
-        if touched("schedules.") {
-            self.engine.reconfigure_schedules(cfg.schedules.clone());
-        }
-        if touched("pods.")
-            && let Some(pods) = &self.pods
-        {
-            pods.reconfigure(&cfg.pods);
-            tracing::info!("pods: new pods.* settings for steps started from now on");
-        }
-        if touched("shutdown.container_steps")
-            && let Some(pods) = &self.pods
-        {
-            pods.set_on_drain(cfg.shutdown.container_steps);
-        }
-        if touched("tls.") {
-            self.reconfigure_tls(cfg);
-        }
-        self.config.send_replace(Arc::new(cfg.clone()));
-    }
-}
-
-impl LiveSlices {
-    /// New connections use the reloaded certificate, key, client CA and
-    /// minimum version; a set that does not load keeps the old one serving.
-    fn reconfigure_tls(&self, cfg: &RuntimeConfig) {
-        let Some(tls) = &self.tls else { return };
-        match tls.reconfigure(&cfg.tls) {
-            Ok(()) => tracing::info!(
-                target: "oj::tls",
-                serial = %tls.current_cert().serial,
-                "TLS: new tls.* settings in use for new connections"
-            ),
-            Err(e) => tracing::error!(
-                target: "oj::tls",
-                error = %e,
-                "cannot use the new tls.* settings; still serving the previous ones"
-            ),
-        }
-    }
-
-    /// Starts a notifier for the new `notify.*` and retires the old one: it
-    /// gets [`RETIRE_GRACE`] to deliver what it holds; what it cannot is
-    /// still in the WAL, unacknowledged, and is delivered after a restart.
-    fn swap_notifier(&self, cfg: &RuntimeConfig) {
-        match build_notifier(cfg, &self.profile, &self.engine, Vec::new(), &self.metrics) {
-            Ok(new) => {
-                let backend = new.as_ref().map_or("none", |n| n.backend());
-                if let Some(old) = self.notifier.replace(new) {
-                    tokio::spawn(old.shutdown(tokio::time::Instant::now() + RETIRE_GRACE));
-                }
-                tracing::info!(backend, "notifications: new notify.* settings in use");
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot start the notifier for the new notify.* settings; the old one stays");
-            }
-        }
-    }
-}
-
-/// How long a notifier replaced by a reload may deliver what it holds.
-const RETIRE_GRACE: Duration = Duration::from_secs(10);
-
-/// A notifier for `cfg.notify` (none for backend `none`), acknowledging to
-/// the engine; `pending` are delivered first.
-pub fn build_notifier(
-    cfg: &RuntimeConfig,
-    profile: &str,
-    engine: &EngineHandle,
-    pending: Vec<oj_adapters::notify::Notification>,
-    metrics: &Arc<Metrics>,
-) -> Result<Option<Notifier>, oj_adapters::notify::NotifyError> {
-    if cfg.notify.backend == NotifyBackend::None {
-        // The series exist (at 0) for dashboards and alerts all the same.
-        metrics.init_notify_backend("none");
-        return Ok(None);
-    }
-    let ack = engine.clone();
-    let n = Notifier::start_observed(
-        cfg.notify.clone(),
-        oj_adapters::notify::NotifyContext {
-            instance: cfg.daemon.instance.clone(),
-            profile: profile.to_string(),
-        },
-        pending,
-        Box::new(move |id: &str| ack.ack_notification(id)),
-        metrics.clone(),
-    )?;
-    metrics.init_notify_backend(n.backend());
-    Ok(Some(n))
-}
-
-/// The engine's slice of `cfg`, on top of what never changes live.
-pub fn engine_config(base: &EngineConfig, cfg: &RuntimeConfig) -> EngineConfig {
-    EngineConfig {
-        max_concurrent: cfg.jobs.max_concurrent.max(1) as usize,
-        step_timeout: cfg.jobs.step_timeout,
-        allow_shell: cfg.jobs.allow_shell,
-        retention: crate::engine::Retention::from_config(&cfg.jobs),
-        queues: crate::engine::configured_queues(cfg),
-        ..base.clone()
-    }
-}
-
 /// Loads the configuration again, decides what applies, applies it.
 pub struct Reloader {
     env: Environment,
     /// The configuration the daemon started with: restart-only keys stay here.
     started: Loaded,
     status: ConfigStatus,
-    live: LiveSlices,
+    /// Where the running configuration goes: every subsystem's slice.
+    slices: Slices,
+    /// Asked which removed queues still hold jobs.
+    engine: EngineHandle,
     metrics: Arc<Metrics>,
     /// Restart-only keys already logged as pending (logged once each).
     announced: Vec<String>,
@@ -292,13 +149,15 @@ impl Reloader {
         started: Loaded,
         env: Environment,
         status: ConfigStatus,
-        live: LiveSlices,
+        slices: Slices,
+        engine: EngineHandle,
         metrics: Arc<Metrics>,
     ) -> Reloader {
         Reloader {
             env,
             status,
-            live,
+            slices,
+            engine,
             metrics,
             announced: Vec::new(),
             read: crate::reload_guard::ReadAtStart::of(&started),
@@ -348,7 +207,7 @@ impl Reloader {
                 errors.extend(crate::engine::removed_queues_in_use(
                     &self.status.running().config,
                     &loaded.config,
-                    &self.live.engine,
+                    &self.engine,
                 ));
                 if errors.is_empty() {
                     Ok(loaded)
@@ -390,7 +249,9 @@ impl Reloader {
             }
         }
         self.announced.retain(|k| pending.contains(k));
-        self.live.apply(&running.config, &changed);
+        // Each subsystem reads its slice per use; those that build
+        // something from it (log filter, TLS, notifier) follow it.
+        self.slices.publish(&running.config);
         if !changed.is_empty() {
             tracing::info!(changed = %changed.join(" "), "config reloaded: live keys applied");
         }
@@ -462,33 +323,45 @@ pub fn hangup_signal() -> std::io::Result<Signal> {
 /// keep the values (and sources) the daemon started with. Returns it with
 /// the restart-only keys whose value differs.
 fn running_config(started: &Loaded, new: &Loaded) -> (Loaded, Vec<String>) {
-    let start_tree = serde_json::to_value(&started.config).unwrap_or(Value::Null);
-    let mut tree = serde_json::to_value(&new.config).unwrap_or(Value::Null);
+    let mut config = started.config.clone();
+    take_live(&mut config, &new.config);
     let mut sources = new.sources.clone();
     let mut pending = Vec::new();
     for key in changed_keys(&started.config, &new.config) {
         if keys::applies_live(&key) {
             continue;
         }
-        set_dotted(&mut tree, &key, render::lookup(&start_tree, &key).cloned());
         restore_sources(&mut sources, &started.sources, &key);
         pending.push(key);
     }
-    let config: RuntimeConfig = match serde_json::from_value(tree) {
-        Ok(c) => c,
-        Err(e) => {
-            // Cannot happen for values that came out of a RuntimeConfig;
-            // if it did, keep what runs now rather than half a config.
-            tracing::error!(error = %e, "cannot combine the reloaded config; keeping the start config for restart-only keys");
-            return (started.clone(), pending);
-        }
-    };
     let running = Loaded {
         config,
         sources,
         ..new.clone()
     };
     (running, pending)
+}
+
+/// Copies into `running` the values of `new` that apply live: the fields
+/// of the table of live keys (`oj_config::keys::LIVE`, and the client-only
+/// keys, which a daemon does not use). A test holds the two together.
+fn take_live(running: &mut RuntimeConfig, new: &RuntimeConfig) {
+    running.log.level = new.log.level.clone();
+    running.notify = new.notify.clone();
+    running.tls.cert = new.tls.cert.clone();
+    running.tls.key = new.tls.key.clone();
+    running.tls.client_ca = new.tls.client_ca.clone();
+    running.tls.min_version = new.tls.min_version;
+    running.pods = new.pods.clone();
+    running.jobs.max_concurrent = new.jobs.max_concurrent;
+    running.jobs.step_timeout = new.jobs.step_timeout;
+    running.jobs.allow_shell = new.jobs.allow_shell;
+    running.jobs.keep_finished = new.jobs.keep_finished;
+    running.jobs.max_finished = new.jobs.max_finished;
+    running.shutdown = new.shutdown.clone();
+    running.queues = new.queues.clone();
+    running.schedules = new.schedules.clone();
+    running.client = new.client.clone();
 }
 
 fn restore_sources(
@@ -550,27 +423,6 @@ fn changed_named_keys(a: &Value, b: &Value) -> Vec<String> {
         }
     }
     out
-}
-
-fn set_dotted(tree: &mut Value, key: &str, value: Option<Value>) {
-    let (parent, leaf) = key.rsplit_once('.').unwrap_or(("", key));
-    let mut node = tree;
-    for part in parent.split('.').filter(|p| !p.is_empty()) {
-        node = match node.get_mut(part) {
-            Some(n) => n,
-            None => return,
-        };
-    }
-    if let Value::Object(map) = node {
-        match value {
-            Some(v) => {
-                map.insert(leaf.to_string(), v);
-            }
-            None => {
-                map.remove(leaf);
-            }
-        }
-    }
 }
 
 /// What identifies a file's content without reading it: through symlinks,
@@ -670,6 +522,58 @@ mod tests {
             started.source("listen.max_request_bytes")
         );
         assert_eq!(pending, vec!["listen.max_request_bytes".to_string()]);
+    }
+
+    /// `take_live` copies exactly what the table of live keys names: on
+    /// a pair of configurations that differ in keys of every live entry
+    /// (and in restart-only ones), each changed key ends at the new value
+    /// when it applies live, at the start value otherwise.
+    #[test]
+    fn take_live_follows_the_table_of_live_keys() {
+        let started = load(&[]);
+        let new = load(&[
+            "log.level=debug",
+            "log.format=json",
+            "notify.backend=log",
+            "tls.cert=/c.pem",
+            "tls.key=/k.pem",
+            "tls.client_ca=/ca.pem",
+            "tls.min_version=1.3",
+            "tls.reload_interval=7s",
+            "pods.namespace=elsewhere",
+            "jobs.max_concurrent=9",
+            "jobs.step_timeout=5s",
+            "jobs.allow_shell=false",
+            "jobs.keep_finished=1h",
+            "jobs.max_finished=5",
+            "jobs.kill_leftovers=false",
+            "shutdown.drain_timeout=3s",
+            "queues.build.max_concurrent=2",
+            "listen.max_request_bytes=2048",
+            "daemon.instance=other",
+        ]);
+        let mut running = started.config.clone();
+        take_live(&mut running, &new.config);
+        let tree = |c: &RuntimeConfig| serde_json::to_value(c).unwrap();
+        let (a, b, r) = (tree(&started.config), tree(&new.config), tree(&running));
+        let changed = changed_keys(&started.config, &new.config);
+        for key in &changed {
+            let want = if keys::applies_live(key) { &b } else { &a };
+            assert_eq!(
+                render::lookup(&r, key),
+                render::lookup(want, key),
+                "{key} (live: {})",
+                keys::applies_live(key)
+            );
+        }
+        for entry in keys::LIVE.iter().filter(|e| **e != "schedules.") {
+            let prefix = entry.trim_end_matches('.');
+            assert!(
+                changed.iter().any(|k| k.starts_with(prefix)),
+                "the pair changes no key of {entry}"
+            );
+        }
+        assert!(changed.iter().any(|k| !keys::applies_live(k)));
     }
 
     #[test]

@@ -4,10 +4,24 @@
 
 use super::*;
 
+/// The listeners bound in the build phase, not yet serving.
+pub(crate) struct Bound {
+    pub(crate) unix: Option<(
+        tokio::net::UnixListener,
+        std::path::PathBuf,
+        harden::SocketId,
+    )>,
+    pub(crate) tcp: Option<tokio::net::TcpListener>,
+    pub(crate) admin: Option<(tokio::net::TcpListener, std::net::SocketAddr)>,
+    pub(crate) tls: Option<oj_adapters::tls::ServerTls>,
+    /// API listeners as URLs, for status and the ready line.
+    pub(crate) urls: Vec<String>,
+}
+
 /// Opens the WAL and snapshot, logging what replay skipped.
-pub(crate) fn open_state(state_dir: &Path) -> Result<(Storage, oj_core::State), Failure> {
+pub(crate) fn open_state(state_dir: &Path) -> Result<(Storage, oj_core::State), StartError> {
     let (storage, state, replay) = tokio::task::block_in_place(|| Storage::open(state_dir))
-        .map_err(|e| Failure::new(EXIT_RUNTIME, format!("cannot load the daemon's state: {e}")))?;
+        .map_err(|e| StartError::Runtime(format!("cannot load the daemon's state: {e}")))?;
     for problem in &replay.skipped {
         tracing::warn!(problem = %problem, "skipped a WAL record that does not fit");
     }
@@ -26,31 +40,28 @@ pub(crate) fn open_state(state_dir: &Path) -> Result<(Storage, oj_core::State), 
 }
 
 /// Builds TLS and binds the Unix socket, TCP and admin listeners.
-pub(crate) async fn bind_listeners(loaded: &Loaded) -> Result<Bound, Failure> {
+pub(crate) async fn bind_listeners(loaded: &Loaded) -> Result<Bound, StartError> {
     let cfg = &loaded.config;
     let tls = match (&cfg.listen.tcp, cfg.tls.enabled) {
         (Some(_), true) => Some(
             oj_adapters::tls::ServerTls::build(&cfg.tls)
-                .map_err(|e| Failure::new(EXIT_CONFIG, e.to_string()))?,
+                .map_err(|e| StartError::Config(e.to_string()))?,
         ),
         _ => None,
     };
     let mut urls = Vec::new();
     let unix = match cfg.unix_socket_path() {
         Some(path) if path.as_os_str().len() > MAX_SOCKET_PATH => {
-            return Err(Failure::new(
-                EXIT_CONFIG,
-                format!(
-                    "the Unix socket path {} is {} bytes long, above the system's limit of {MAX_SOCKET_PATH}; set listen.unix_socket to a shorter absolute path or use a shorter daemon.state_dir",
-                    path.display(),
-                    path.as_os_str().len()
-                ),
-            ));
+            return Err(StartError::Config(format!(
+                "the Unix socket path {} is {} bytes long, above the system's limit of {MAX_SOCKET_PATH}; set listen.unix_socket to a shorter absolute path or use a shorter daemon.state_dir",
+                path.display(),
+                path.as_os_str().len()
+            )));
         }
         Some(path) => {
             let (l, id) = harden::claim_socket(&path).await.map_err(|e| match e {
-                harden::SocketError::InUse { .. } => Failure::new(EXIT_LOCKED, e.to_string()),
-                harden::SocketError::Io { .. } => Failure::new(EXIT_RUNTIME, e.to_string()),
+                harden::SocketError::InUse { .. } => StartError::Locked(e.to_string()),
+                harden::SocketError::Io { .. } => StartError::Runtime(e.to_string()),
             })?;
             urls.push(format!("unix://{}", path.display()));
             Some((l, path, id))
@@ -85,14 +96,11 @@ pub(crate) async fn bind_tcp_for(
     loaded: &Loaded,
     key: &str,
     addr: &str,
-) -> Result<(tokio::net::TcpListener, std::net::SocketAddr), Failure> {
+) -> Result<(tokio::net::TcpListener, std::net::SocketAddr), StartError> {
     listen::bind_tcp(addr).await.map_err(|e| {
-        Failure::new(
-            EXIT_RUNTIME,
-            format!(
-                "cannot listen on {addr} ({key} {}): {e}; choose a free address",
-                loaded.origin(key)
-            ),
-        )
+        StartError::Runtime(format!(
+            "cannot listen on {addr} ({key} {}): {e}; choose a free address",
+            loaded.origin(key)
+        ))
     })
 }

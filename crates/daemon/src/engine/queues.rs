@@ -146,9 +146,10 @@ impl Engine {
     /// The limits in effect now: `jobs.max_concurrent` and `queues.*`.
     pub(super) fn limits(&self) -> Limits {
         Limits {
-            max_concurrent: self.cfg.max_concurrent,
+            max_concurrent: self.cfg.get().max_concurrent,
             queues: self
                 .cfg
+                .get()
                 .queues
                 .iter()
                 .filter_map(|(q, n)| n.map(|n| (q.clone(), n.max(1))))
@@ -173,7 +174,7 @@ impl Engine {
 
     /// The queues jobs may name: `default` and those configured.
     fn known_queues(&self) -> BTreeSet<String> {
-        let mut known: BTreeSet<String> = self.cfg.queues.keys().cloned().collect();
+        let mut known: BTreeSet<String> = self.cfg.get().queues.keys().cloned().collect();
         known.insert(DEFAULT_QUEUE.to_string());
         known
     }

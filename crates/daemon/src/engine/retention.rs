@@ -230,7 +230,7 @@ impl Engine {
         let Retention {
             keep_finished,
             max_finished,
-        } = self.cfg.retention;
+        } = self.cfg.get().retention;
         self.prune_at = Instant::now() + keep_finished.clamp(PRUNE_MIN_EVERY, PRUNE_EVERY);
         // A WAL or snapshot deleted while nothing was committed is written
         // again now, not first at the next commit (or never, after a kill).
@@ -279,7 +279,7 @@ impl Engine {
     /// Runs retention at once when a turn left more finished jobs than
     /// `max_finished` (cheap: counts only).
     pub(super) fn prune_if_over_max(&mut self) {
-        if self.finished_count() > self.cfg.retention.max_finished {
+        if self.finished_count() > self.cfg.get().retention.max_finished {
             self.prune_retention();
         }
     }
@@ -300,7 +300,7 @@ impl Engine {
         {
             return;
         }
-        let Ok(entries) = std::fs::read_dir(&self.cfg.logs_dir) else {
+        let Ok(entries) = std::fs::read_dir(&self.cfg.get().logs_dir) else {
             return;
         };
         let orphans: Vec<JobId> = entries
@@ -327,7 +327,7 @@ impl Engine {
 
     /// Deletes `logs/<id>/` off the engine task (a big log takes a while).
     pub(super) fn remove_logs(&self, id: &JobId) {
-        let dir = self.cfg.logs_dir.join(id.as_str());
+        let dir = self.cfg.get().logs_dir.join(id.as_str());
         tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

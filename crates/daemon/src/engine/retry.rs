@@ -191,6 +191,7 @@ impl Engine {
             .unwrap_or("the step failed");
         let path = self
             .cfg
+            .get()
             .logs_dir
             .join(id.as_str())
             .join(format!("{}.log", status.name));

@@ -218,11 +218,6 @@ impl EngineHandle {
         .await
         .unwrap_or(Err(ScheduleError::Submit(SubmitError::Gone)))
     }
-
-    /// Applies a reloaded `schedules.*` (adds, removes, changes) at once.
-    pub fn reconfigure_schedules(&self, configs: ScheduleConfigs) {
-        let _ = self.tx.send(Command::Schedules(configs));
-    }
 }
 
 fn overlap_word(o: ScheduleOverlap) -> &'static str {
@@ -497,8 +492,8 @@ impl Engine {
     }
 
     /// A reloaded `schedules.*`.
-    pub(super) fn configure_schedules(&mut self, configs: ScheduleConfigs) {
-        self.sched.configure(&configs);
+    pub(super) fn configure_schedules(&mut self, configs: &ScheduleConfigs) {
+        self.sched.configure(configs);
     }
 
     /// Remembers a scheduled job's success (for the metric) once durable.

@@ -92,6 +92,8 @@ fn every_minute(run: &str, overlap: ScheduleOverlap, catch_up: ScheduleCatchUp) 
 struct Running {
     handle: EngineHandle,
     leader: watch::Sender<bool>,
+    /// Publishes `schedules.*` as a reload does.
+    schedules: watch::Sender<Arc<ScheduleConfigs>>,
     task: JoinHandle<()>,
 }
 
@@ -119,16 +121,18 @@ fn start(
     let (mut engine, handle) = Engine::new(
         state,
         storage,
-        cfg,
+        crate::live::Live::fixed(cfg),
         runners,
         Arc::new(Metrics::new("t", "t")),
         leader_rx,
     );
-    engine.set_schedules(clock.clock(), configs);
+    let (schedules, live) = crate::live::Live::channel(configs.clone());
+    engine.set_schedules(clock.clock(), live);
     let task = tokio::spawn(engine.run());
     Running {
         handle,
         leader: leader_tx,
+        schedules,
         task,
     }
 }
@@ -328,19 +332,19 @@ async fn reconfiguring_adds_changes_and_removes_schedules_live() {
     sleep(1).await;
     assert!(e.handle.schedules().await.is_empty());
     let cfg = every_minute("0", ScheduleOverlap::Skip, ScheduleCatchUp::Latest);
-    e.handle.reconfigure_schedules(cfg.clone());
+    e.schedules.send_replace(Arc::new(cfg.clone()));
     sleep(60).await;
     assert_eq!(fires(&e.handle).await.len(), 1, "added schedules fire");
     // A new cron: fires before the change are not caught up.
     let mut hourly = cfg.clone();
     hourly.get_mut("tick").unwrap().cron = "0 * * * *".into();
-    e.handle.reconfigure_schedules(hourly);
+    e.schedules.send_replace(Arc::new(hourly));
     sleep(1).await;
     assert_eq!(
         e.handle.schedules().await[0].next_fire,
         Some(at(BASE + 3570))
     );
-    e.handle.reconfigure_schedules(BTreeMap::new());
+    e.schedules.send_replace(Arc::new(BTreeMap::new()));
     sleep(3600).await;
     assert_eq!(
         fires(&e.handle).await.len(),

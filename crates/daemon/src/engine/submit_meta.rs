@@ -158,7 +158,14 @@ mod tests {
             queues: Default::default(),
         };
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::new("t", "t"));
-        let (mut engine, _h) = Engine::new(state, storage, cfg, runners, metrics, leader_rx);
+        let (mut engine, _h) = Engine::new(
+            state,
+            storage,
+            crate::live::Live::fixed(cfg),
+            runners,
+            metrics,
+            leader_rx,
+        );
         engine.is_leader = true;
         let (tx1, mut rx1) = tokio::sync::oneshot::channel();
         let (tx2, mut rx2) = tokio::sync::oneshot::channel();

@@ -12,7 +12,7 @@ use crate::runner::WorkDir;
 impl Engine {
     /// `state_dir/work`: beside `state_dir/logs`.
     fn work_root(&self) -> PathBuf {
-        match self.cfg.logs_dir.parent() {
+        match self.cfg.get().logs_dir.parent() {
             Some(state_dir) => state_dir.join("work"),
             None => PathBuf::from("work"),
         }
@@ -90,7 +90,15 @@ mod tests {
             queues: Default::default(),
         };
         let metrics = Arc::new(crate::metrics::Metrics::new("t", "t"));
-        Engine::new(state, storage, cfg, runners, metrics, leader).0
+        Engine::new(
+            state,
+            storage,
+            crate::live::Live::fixed(cfg),
+            runners,
+            metrics,
+            leader,
+        )
+        .0
     }
 
     /// Shell steps run in the job's dir, else its scratch dir; container
