@@ -8,6 +8,8 @@
 #   200 readers       end-to-end job throughput (JOBS one-step `true` jobs
 #                     through the API) with 200 connected event readers,
 #                     over the same without readers; ROUNDS of each,
+#                     (readers: bench/sse_readers.c, one epoll loop, so
+#                     that their own CPU is not what is measured)
 #                     interleaved, median ratio (target >= 0.85)
 #
 # Usage: bench/events.sh [RUNS] [JOBS] [ROUNDS]     (defaults 50, 1000, 3)
@@ -23,7 +25,7 @@ source "$(dirname "$0")/lib.sh"
 
 bench_workdir events
 
-export OJ_BIN WORK RUNS JOBS ROUNDS
+export OJ_BIN WORK RUNS JOBS ROUNDS ROOT
 python3 - <<'PY'
 import json, os, selectors, signal, socket, statistics, subprocess, sys, threading, time
 
@@ -120,6 +122,32 @@ def readers(sock, n, stop):
     t = threading.Thread(target=loop); t.start()
     return t, got
 
+def c_readers():
+    """bench/sse_readers.c built into WORK with cc (one epoll loop: the
+    readers' own CPU stays small beside the daemon's), or None."""
+    import shutil
+    cc = shutil.which("cc")
+    if not cc:
+        print("note: no C compiler (cc): the readers are a python loop, whose own CPU lowers the ratio",
+              file=sys.stderr)
+        return None
+    exe = WORK + "/sse_readers"
+    src = os.path.join(os.environ["ROOT"], "bench", "sse_readers.c")
+    return exe if subprocess.run([cc, "-O2", "-o", exe, src]).returncode == 0 else None
+
+READER_EXE = c_readers()
+
+class CReaders:
+    """The C readers as a process: connected when started, stopped with SIGTERM."""
+    def __init__(self, sock, n):
+        self.p = subprocess.Popen([READER_EXE, sock, str(n)], stdout=subprocess.PIPE, text=True)
+        if self.p.stdout.readline().strip() != "ready":
+            sys.exit("the event readers did not connect")
+    def stop(self):
+        self.p.send_signal(signal.SIGTERM)
+        out, _ = self.p.communicate(timeout=30)
+        return int(out.split()[-1])
+
 def throughput(with_readers):
     d = WORK + f"/tp{time.perf_counter_ns()}"
     proc, sock = start(d)
@@ -127,7 +155,9 @@ def throughput(with_readers):
     with open(spec, "w") as f:
         json.dump({"name": "bench", "steps": [{"name": "t", "run": "true"}]}, f)
     stop = threading.Event()
-    reader = readers(sock, READERS, stop) if with_readers else None
+    reader = None
+    if with_readers:
+        reader = CReaders(sock, READERS) if READER_EXE else readers(sock, READERS, stop)
     time.sleep(0.2)
     before = status(sock)["jobs"]
     t0 = time.perf_counter()
@@ -144,7 +174,9 @@ def throughput(with_readers):
         time.sleep(0.005)
     rate = JOBS / (time.perf_counter() - t0)
     got = 0
-    if reader:
+    if isinstance(reader, CReaders):
+        got = reader.stop()
+    elif reader:
         stop.set(); reader[0].join(); got = reader[1][0]
     proc.send_signal(signal.SIGTERM); proc.wait(timeout=30)
     return rate, got

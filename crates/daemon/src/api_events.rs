@@ -46,6 +46,12 @@ const LOG_CHUNK: usize = 32 * 1024;
 /// A reader's frames that are already waiting are sent together, up to
 /// about this many bytes.
 const BATCH_BYTES: usize = 256 * 1024;
+/// Under load a reader is written at most once per this long: the frames
+/// of the commits in between go out in one write. An idle reader is
+/// written at once (nothing waits when the last write is older).
+/// Hundreds of readers otherwise cost a wake-up and a write each per
+/// commit, and the daemon's throughput with them (issue 28).
+const COALESCE: Duration = Duration::from_millis(20);
 /// Without inotify, how often a follower looks at its log files.
 const NO_INOTIFY_TICK: Duration = Duration::from_secs(1);
 
@@ -233,6 +239,7 @@ async fn pump(
     }
     let mut keep_alive =
         tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
+    let mut last_write: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             biased;
@@ -252,6 +259,11 @@ async fn pump(
                     // not per frame.
                     let mut out = frame.sse.clone();
                     if logs.is_none() {
+                        if let Some(at) = last_write
+                            && at.elapsed() < COALESCE
+                        {
+                            tokio::time::sleep_until(at + COALESCE).await;
+                        }
                         let mut batch: Option<Vec<u8>> = None;
                         while let Ok(more) = rx.try_recv() {
                             if keep(&jobs, &more) {
@@ -270,6 +282,7 @@ async fn pump(
                     if tx.send(out).await.is_err() {
                         return;
                     }
+                    last_write = Some(tokio::time::Instant::now());
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     let _ = tx.send(reset_frame(hub.newest())).await;
@@ -556,6 +569,53 @@ mod tests {
             );
         }
         // The reader going away ends the pump.
+        drop(out);
+        reader.await.unwrap();
+    }
+
+    /// Under load a reader gets a burst in one write, no sooner than
+    /// `COALESCE` after its last one; a quiet reader is written at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_reader_gets_a_burst_in_one_write_and_a_quiet_one_at_once() {
+        let hub = Hub::new(0);
+        let (rx, _) = hub.subscribe(None, |_| true);
+        let (tx, mut out) = mpsc::channel(16);
+        let reader = tokio::spawn(pump(hub.clone(), rx, Vec::new(), Vec::new(), None, tx));
+        let frame = |seq| {
+            Frame::new(
+                seq,
+                oj_core::Topic::Status,
+                Bytes::from_static(b"{}"),
+                false,
+            )
+        };
+        let t0 = tokio::time::Instant::now();
+        hub.push(frame(1));
+        let first = out.recv().await.unwrap();
+        assert_eq!(
+            t0.elapsed(),
+            Duration::ZERO,
+            "a quiet reader waits for nothing"
+        );
+        assert!(first.starts_with(b"id: 1\n"));
+        hub.push(frame(2));
+        hub.push(frame(3));
+        let burst = out.recv().await.unwrap();
+        assert!(
+            t0.elapsed() >= COALESCE,
+            "written {:?} after the last",
+            t0.elapsed()
+        );
+        let text = String::from_utf8_lossy(&burst);
+        assert!(
+            text.contains("id: 2\n") && text.contains("id: 3\n"),
+            "{text}"
+        );
+        tokio::time::sleep(COALESCE * 2).await;
+        let t1 = tokio::time::Instant::now();
+        hub.push(frame(4));
+        out.recv().await.unwrap();
+        assert_eq!(t1.elapsed(), Duration::ZERO);
         drop(out);
         reader.await.unwrap();
     }

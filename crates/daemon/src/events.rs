@@ -176,7 +176,7 @@ impl Hub {
             .cloned()
     }
 
-    fn push(&self, frame: Frame) {
+    pub(crate) fn push(&self, frame: Frame) {
         let frame = Arc::new(frame);
         let mut ring = self.ring();
         ring.newest = ring.newest.max(frame.seq);
