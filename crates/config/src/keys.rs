@@ -493,8 +493,9 @@ pub const STATE_RELATIVE: &[&str] = &["listen.unix_socket", "log.file.path"];
 /// Keys a running daemon applies on reload without a restart (SPEC §7.7):
 /// an entry ending in `.` covers every key under it. Every other key that a
 /// reload changes is reported as pending a restart. A key belongs here once
-/// its subsystem takes it from the daemon's live config (`reload.rs`:
-/// `LiveSlices`, or the `watch` of the running config). Not yet:
+/// its subsystem reads it from its slice of the live config (the daemon's
+/// `live.rs`: `Slices`, one `watch` per subsystem, published by
+/// `reload.rs`; `take_live` there is held to this table by a test). Not yet:
 /// `tls.enabled` and `tls.reload_interval` (the listener and the reloader
 /// are built once), and the keys of SPEC §7.1 that reach their subsystems
 /// in other changes.
