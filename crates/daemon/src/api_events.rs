@@ -29,6 +29,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use oj_api::ErrorCode;
 use oj_core::{Job, JobId};
 use tokio::sync::{broadcast, mpsc};
 
@@ -56,7 +57,7 @@ struct Query {
 }
 
 fn bad_query(msg: String) -> Box<Response> {
-    Box::new(error(StatusCode::BAD_REQUEST, "bad_query", msg))
+    Box::new(error(StatusCode::BAD_REQUEST, ErrorCode::BadQuery, msg))
 }
 
 fn parse_query(raw: Option<&str>) -> Result<Query, Box<Response>> {
@@ -125,7 +126,7 @@ pub async fn events(
     if hub.is_closed() {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
-            "draining",
+            ErrorCode::Draining,
             "the daemon is shutting down: no more events",
         );
     }
@@ -160,7 +161,7 @@ pub async fn events(
                     None if hub.is_closed() => {
                         return error(
                             StatusCode::SERVICE_UNAVAILABLE,
-                            "draining",
+                            ErrorCode::Draining,
                             "the daemon is shutting down",
                         );
                     }

@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod api;
 mod api_errors;
+mod api_failure;
 mod api_events;
 mod api_queues;
 mod api_retention;
