@@ -99,6 +99,8 @@ error_codes! {
     Invalid => "invalid",
     /// Something went wrong inside the daemon (5xx).
     Internal => "internal",
+    /// `oj ui`'s proxy cannot reach the daemon (502).
+    Unreachable => "unreachable",
     /// Any other failed status the daemon had no better word for.
     Error => "error",
 }

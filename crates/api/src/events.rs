@@ -63,9 +63,14 @@ mod tests {
 
     #[test]
     fn words_round_trip() {
-        for w in ["status", "job", "queue", "schedule", "log", "reset", "later"] {
+        for w in [
+            "status", "job", "queue", "schedule", "log", "reset", "later",
+        ] {
             assert_eq!(EventKind::from_word(w).as_str(), w);
         }
-        assert_eq!(EventKind::from_word("later"), EventKind::Other("later".into()));
+        assert_eq!(
+            EventKind::from_word("later"),
+            EventKind::Other("later".into())
+        );
     }
 }

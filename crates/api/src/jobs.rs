@@ -67,7 +67,10 @@ mod tests {
 
     #[test]
     fn requests_write_only_what_is_set() {
-        assert_eq!(serde_json::to_string(&PruneRequest::default()).unwrap(), "{}");
+        assert_eq!(
+            serde_json::to_string(&PruneRequest::default()).unwrap(),
+            "{}"
+        );
         let p = PruneRequest {
             older_than: Some("7d".into()),
             state: Some("failed".into()),
@@ -77,6 +80,9 @@ mod tests {
             r#"{"older_than":"7d","state":"failed"}"#
         );
         assert!(serde_json::from_str::<PruneRequest>(r#"{"older":"1h"}"#).is_err());
-        assert_eq!(serde_json::to_string(&RerunRequest::default()).unwrap(), "{}");
+        assert_eq!(
+            serde_json::to_string(&RerunRequest::default()).unwrap(),
+            "{}"
+        );
     }
 }

@@ -93,13 +93,19 @@ mod tests {
         assert_eq!(c.generation, 2);
         assert_eq!(c.pending_restart, ["listen.tcp"]);
         assert_eq!(c.last_reload.as_ref().unwrap().result, "ok");
-        assert_eq!(s.leftovers.as_ref().unwrap().reason.as_deref(), Some("no cgroup v2"));
+        assert_eq!(
+            s.leftovers.as_ref().unwrap().reason.as_deref(),
+            Some("no cgroup v2")
+        );
         assert_eq!(serde_json::to_string(&s).unwrap(), REAL);
     }
 
     #[test]
     fn a_sparse_or_strange_status_still_parses() {
-        let s: Status = serde_json::from_str(r#"{"version":"test","jobs":{},"listeners":[{"kind":"tcp","addr":"x"}],"extra":1}"#).unwrap();
+        let s: Status = serde_json::from_str(
+            r#"{"version":"test","jobs":{},"listeners":[{"kind":"tcp","addr":"x"}],"extra":1}"#,
+        )
+        .unwrap();
         assert_eq!(s.version.as_deref(), Some("test"));
         assert_eq!(s.jobs, Some(JobCounts::default()));
         assert!(matches!(s.listeners.unwrap()[0], Listener::Described(_)));

@@ -16,6 +16,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use oj_api::JobPage;
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -188,7 +189,7 @@ fn waiting_failure(ids: &[String], f: Failure) -> Failure {
 pub async fn broken_stream(client: &ApiClient, id: &str, e: &reqwest::Error) -> Failure {
     let cause = client.transport_error(e).into_failure(client).message;
     let status = client
-        .get_json(&format!("/v1/jobs/{}", path_segment(id)))
+        .get_json::<Value>(&format!("/v1/jobs/{}", path_segment(id)))
         .await;
     match status {
         Err(ApiError::Failure(f)) if f.code == exit::UNREACHABLE => {
@@ -274,23 +275,22 @@ async fn jobs_ahead(client: &ApiClient, job: &Value) -> std::collections::HashSe
     ) else {
         return Default::default();
     };
-    let Ok(page) = client.get_json("/v1/jobs?status=queued&limit=1000").await else {
+    let Ok(page) = client
+        .get_json::<JobPage<Value>>("/v1/jobs?status=queued&limit=1000")
+        .await
+    else {
         return Default::default();
     };
-    page.get("jobs")
-        .and_then(Value::as_array)
-        .map(|jobs| {
-            jobs.iter()
-                .filter_map(|j| {
-                    let t = str_field(j, "created_at").and_then(table::parse_time)?;
-                    Some((t, str_field(j, "id")?))
-                })
-                // Submission order; the id breaks ties within a millisecond.
-                .filter(|&(t, other)| (t, other) < (created, id))
-                .map(|(_, other)| other.to_string())
-                .collect()
+    page.jobs
+        .iter()
+        .filter_map(|j| {
+            let t = str_field(j, "created_at").and_then(table::parse_time)?;
+            Some((t, str_field(j, "id")?))
         })
-        .unwrap_or_default()
+        // Submission order; the id breaks ties within a millisecond.
+        .filter(|&(t, other)| (t, other) < (created, id))
+        .map(|(_, other)| other.to_string())
+        .collect()
 }
 
 async fn get_job(client: &ApiClient, id: &str) -> Result<Value, Failure> {

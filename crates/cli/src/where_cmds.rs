@@ -216,8 +216,8 @@ async fn post_rerun(
     let job = client.post_json(&path, &body).await.map_err(|e| match e {
         ApiError::Status {
             status: StatusCode::BAD_REQUEST,
-            message,
-        } => Failure::usage(format!("cannot rerun job {id}: {message}")),
+            body,
+        } => Failure::usage(format!("cannot rerun job {id}: {}", body.error)),
         other => job_failure(client, id, other),
     })?;
     str_field(&job, "id").map(str::to_string).ok_or_else(|| {

@@ -108,7 +108,11 @@ fn message_of(status: StatusCode, text: &str) -> String {
 pub async fn unauthorized(req: Request) -> Response {
     let body: Body = req.into_body();
     let _ = tokio::time::timeout(DRAIN_TIME, axum::body::to_bytes(body, DRAIN_BYTES)).await;
-    let mut r = error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, "unauthorized");
+    let mut r = error(
+        StatusCode::UNAUTHORIZED,
+        ErrorCode::Unauthorized,
+        "unauthorized",
+    );
     r.headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     r.into_response()

@@ -236,7 +236,10 @@ mod tests {
             id: id.clone(),
             state: JobState::Done,
         });
-        assert_eq!((f.status, f.body.code), (StatusCode::CONFLICT, ErrorCode::Ended));
+        assert_eq!(
+            (f.status, f.body.code),
+            (StatusCode::CONFLICT, ErrorCode::Ended)
+        );
         let f = ApiFailure::from(ScheduleError::Overlap {
             name: "n".into(),
             job: id.clone(),
