@@ -45,3 +45,17 @@ pub use jobs::{JobPage, PruneRequest, Pruned, RerunRequest};
 pub use oj_core::{Job, JobCounts, JobId, JobState, JobView};
 pub use queues::{QueueInfo, QueueList, ScheduleInfo, ScheduleList};
 pub use status::{Leftovers, Listener, ShutdownAnswer, Status};
+
+/// Writes `value` with the keys of every object in it sorted, as the
+/// `json!` objects these types replace wrote them (serde_json's map is
+/// sorted): for fields whose own type declares its fields in another order.
+pub(crate) fn sorted_keys<T, S>(value: &T, s: S) -> Result<S::Ok, S::Error>
+where
+    T: serde::Serialize,
+    S: serde::Serializer,
+{
+    use serde::Serialize;
+    serde_json::to_value(value)
+        .map_err(serde::ser::Error::custom)?
+        .serialize(s)
+}

@@ -17,8 +17,10 @@ pub struct QueueInfo {
 /// The body of `GET /v1/queues`: `{"queues": [...]}`. The item is a
 /// parameter so the client can print the items as they came.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound(serialize = "Q: Serialize", deserialize = "Q: Deserialize<'de>"))]
 pub struct QueueList<Q = QueueInfo> {
-    #[serde(default = "Vec::new")]
+    /// Written with sorted keys (the bytes of the `json!` list it replaces).
+    #[serde(default = "Vec::new", serialize_with = "crate::sorted_keys")]
     pub queues: Vec<Q>,
 }
 
@@ -57,8 +59,10 @@ fn yes() -> bool {
 
 /// The body of `GET /v1/schedules`: `{"schedules": [...]}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound(serialize = "S: Serialize", deserialize = "S: Deserialize<'de>"))]
 pub struct ScheduleList<S = ScheduleInfo> {
-    #[serde(default = "Vec::new")]
+    /// Written with sorted keys (the bytes of the `json!` list it replaces).
+    #[serde(default = "Vec::new", serialize_with = "crate::sorted_keys")]
     pub schedules: Vec<S>,
 }
 
@@ -73,7 +77,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(q.queues[0].max_concurrent, 4);
-        let text = r#"{"schedules":[{"name":"nightly","cron":"0 3 * * *","timezone":"UTC","next_fire":"2026-12-08T03:00:00.000Z","last_result":"skipped","paused":false,"enabled":true,"overlap":"skip","catch_up":"one"}]}"#;
+        let text = r#"{"schedules":[{"catch_up":"one","cron":"0 3 * * *","enabled":true,"last_result":"skipped","name":"nightly","next_fire":"2026-12-08T03:00:00.000Z","overlap":"skip","paused":false,"timezone":"UTC"}]}"#;
         let s: ScheduleList = serde_json::from_str(text).unwrap();
         assert_eq!(s.schedules[0].last_result, Some(FireResult::Skipped));
         assert_eq!(serde_json::to_string(&s).unwrap(), text);

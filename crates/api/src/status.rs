@@ -23,8 +23,8 @@ pub struct Status {
     pub draining: Option<bool>,
     #[serde(default)]
     pub instance: Option<String>,
-    /// Jobs per state.
-    #[serde(default)]
+    /// Jobs per state (written with sorted keys, as before).
+    #[serde(default, serialize_with = "crate::sorted_keys")]
     pub jobs: Option<JobCounts>,
     /// Whether this instance holds the lock (`false`: a standby).
     #[serde(default)]
@@ -81,7 +81,7 @@ mod tests {
     use super::*;
 
     /// A body as a daemon of this release sends it (`curl --unix-socket`).
-    const REAL: &str = r#"{"admin":null,"config":{"generation":2,"last_reload":{"at":"2026-12-07T10:00:00Z","changed":["log.level"],"errors":[],"reason":"SIGHUP","result":"ok"},"pending_restart":["listen.tcp"]},"draining":false,"instance":"host-1","jobs":{"queued":1,"running":2,"done":3,"failed":0,"cancelled":0,"interrupted":0},"leader":true,"leftovers":{"mode":"process-scan","reason":"no cgroup v2"},"listeners":["unix:///run/oj/daemon.sock","https://0.0.0.0:7777"],"lock":"file","pid":4242,"profile":"desktop","storage_error":null,"uptime_s":12,"version":"0.1.0"}"#;
+    const REAL: &str = r#"{"admin":null,"config":{"generation":2,"last_reload":{"at":"2026-12-07T10:00:00Z","changed":["log.level"],"errors":[],"reason":"SIGHUP","result":"ok"},"pending_restart":["listen.tcp"]},"draining":false,"instance":"host-1","jobs":{"cancelled":0,"done":3,"failed":0,"interrupted":0,"queued":1,"running":2},"leader":true,"leftovers":{"mode":"process-scan","reason":"no cgroup v2"},"listeners":["unix:///run/oj/daemon.sock","https://0.0.0.0:7777"],"lock":"file","pid":4242,"profile":"desktop","storage_error":null,"uptime_s":12,"version":"0.1.0"}"#;
 
     #[test]
     fn a_real_status_body_parses_and_writes_back_the_same_bytes() {

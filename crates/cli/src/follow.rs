@@ -16,7 +16,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use oj_api::JobPage;
+use oj_api::{EventKind, JobPage};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -137,12 +137,12 @@ impl<'a> JobWatch<'a> {
     async fn next_job(&mut self) -> Result<Value, Failure> {
         loop {
             match self.stream.next().await {
-                Ok(ev) if ev.kind == "job" => {
+                Ok(ev) if ev.event_kind() == EventKind::Job => {
                     self.last_id = ev.id.or(self.last_id);
                     return Ok(ev.json());
                 }
                 // Fell behind: start again from the jobs as they are now.
-                Ok(ev) if ev.kind == "reset" => {
+                Ok(ev) if ev.event_kind() == EventKind::Reset => {
                     self.stream = Self::connect(self.client, self.ids).await?
                 }
                 Ok(_) => {}
@@ -224,11 +224,10 @@ async fn wait_in_queue(
     };
     if let Some(mut all) = all {
         while let Ok(ev) = all.next().await {
-            if ev.kind == "reset" {
-                break;
-            }
-            if ev.kind != "job" {
-                continue;
+            match ev.event_kind() {
+                EventKind::Reset => break,
+                EventKind::Job => {}
+                _ => continue,
             }
             let v = ev.json();
             let (Some(other), Some(state)) = (str_field(&v, "id"), str_field(&v, "state")) else {

@@ -209,11 +209,10 @@ async fn post_rerun(
     from_step: Option<&str>,
 ) -> Result<String, Failure> {
     let path = format!("/v1/jobs/{}/rerun", path_segment(id));
-    let body = match from_step {
-        Some(s) => serde_json::json!({ "from_step": s }),
-        None => serde_json::json!({}),
+    let body = oj_api::RerunRequest {
+        from_step: from_step.map(str::to_string),
     };
-    let job = client.post_json(&path, &body).await.map_err(|e| match e {
+    let job: Value = client.post_json(&path, &body).await.map_err(|e| match e {
         ApiError::Status {
             status: StatusCode::BAD_REQUEST,
             body,

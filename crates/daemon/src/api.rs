@@ -571,6 +571,34 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_status_body_is_the_wire_type_with_sorted_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _l, _d) = shared(dir.path(), true);
+        let r = router(s);
+        for path in ["/v1/status", "/v1/queues", "/v1/schedules"] {
+            let req = Request::get(path).body(Body::empty()).unwrap();
+            let resp = r.clone().oneshot(req).await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK, "{path}");
+            let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            // The bytes are those the old `json!` objects wrote: every
+            // object's keys sorted (what a JSON value writes back).
+            let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(String::from_utf8_lossy(&bytes), value.to_string(), "{path}");
+        }
+        let (_, body) = call(&r, "GET", "/v1/status", "").await;
+        let status: oj_api::Status = serde_json::from_value(body).unwrap();
+        assert_eq!(status.profile.as_deref(), Some("desktop"));
+        assert_eq!(status.leader, Some(true));
+        assert_eq!(status.jobs, Some(oj_core::JobCounts::default()));
+        let (st, body) = call(&r, "POST", "/v1/jobs/nope/cancel", "").await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
+        let e: oj_api::ErrorBody = serde_json::from_value(body).unwrap();
+        assert_eq!(e.code, ErrorCode::NotFound);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn draining_refuses_submissions_with_503_draining() {
         let dir = tempfile::tempdir().unwrap();
         let (s, _l, draining) = shared(dir.path(), true);
