@@ -14,7 +14,7 @@
 //! | route | request | answer |
 //! |---|---|---|
 //! | `GET /v1/status` | — | [`Status`] |
-//! | `POST /v1/jobs` | [`oj_core::JobSpec`] | a job ([`JobView`]) |
+//! | `POST /v1/jobs` (header [`IDEMPOTENCY_KEY`]) | [`JobSpec`] | a job ([`JobView`]) |
 //! | `GET /v1/jobs` | query | [`JobPage`] |
 //! | `GET /v1/jobs/{id}`, `POST …/cancel` | — | a job ([`JobView`]) |
 //! | `POST /v1/jobs/{id}/rerun` | [`RerunRequest`] | a job ([`JobView`]) |
@@ -42,7 +42,11 @@ pub use config::{ConfigAnswer, ConfigSummary, LastReload};
 pub use error::{ErrorBody, ErrorCode};
 pub use events::EventKind;
 pub use jobs::{JobPage, PruneRequest, Pruned, RerunRequest};
-pub use oj_core::{Job, JobCounts, JobId, JobState, JobView};
+pub use oj_core::{Job, JobCounts, JobId, JobSpec, JobState, JobView};
+
+/// The request header that makes a submission or rerun idempotent (the
+/// IETF draft's `Idempotency-Key`; header names are case-insensitive).
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 pub use queues::{QueueInfo, QueueList, ScheduleInfo, ScheduleList};
 pub use status::{Leftovers, Listener, ShutdownAnswer, Status};
 

@@ -336,7 +336,7 @@ impl ApiClient {
     ) -> Result<reqwest::Response, ApiError> {
         let mut req = self.http.request(method, self.endpoint.url(path));
         if let Some(key) = idempotency_key {
-            req = req.header("Idempotency-Key", key);
+            req = req.header(oj_api::IDEMPOTENCY_KEY, key);
         }
         if timeout {
             req = req.timeout(REQUEST_TIMEOUT);

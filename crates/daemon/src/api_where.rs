@@ -9,15 +9,12 @@ use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use oj_api::{ErrorCode, RerunRequest};
+use oj_api::{ErrorCode, IDEMPOTENCY_KEY, RerunRequest};
 use oj_core::idempotency;
 use oj_core::{JobFilter, JobId, JobState, JobView, Timestamp, labels};
 
 use crate::api::{ApiFailure, Shared, bad_id, error, unknown};
 use crate::engine::{PAGE_DEFAULT, PAGE_MAX, SubmitError, SubmitMeta, Submitted};
-
-/// The request header of the IETF draft.
-pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// A request refused with 400: its error code and message.
 #[derive(Debug)]
