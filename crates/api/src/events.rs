@@ -6,6 +6,26 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
+/// The data of a `log` frame (`?logs=1`): text a step wrote, from byte
+/// `offset` of its log on. Fields in sorted order (the bytes of the
+/// `json!` object it replaces).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogData {
+    pub job: oj_core::JobId,
+    pub offset: u64,
+    pub step: String,
+    pub text: String,
+}
+
+/// The data of a `reset` frame: the newest sequence number, to resume
+/// from after reading the objects again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResetData {
+    pub id: u64,
+}
+
 /// The `event:` word of a frame. Unknown words (a newer daemon) are kept.
 /// The `data` of `reset` is `{"id": <newest sequence number>}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -40,7 +40,7 @@ mod status;
 
 pub use config::{ConfigAnswer, ConfigSummary, LastReload};
 pub use error::{ErrorBody, ErrorCode};
-pub use events::EventKind;
+pub use events::{EventKind, LogData, ResetData};
 pub use jobs::{JobPage, PruneRequest, Pruned, RerunRequest};
 pub use oj_core::{Job, JobCounts, JobId, JobSpec, JobState, JobView};
 
