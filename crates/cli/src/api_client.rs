@@ -5,6 +5,10 @@
 //! socket under `daemon.state_dir`. One reqwest client serves every
 //! transport (Unix socket, plain HTTP, HTTPS with optional mTLS), and every
 //! transport failure is turned here into one line a user can act on.
+//!
+//! Answers are read as the `oj-api` types the daemon writes; a refusal
+//! keeps the daemon's [`ErrorBody`], and what the client says about it is
+//! decided on its [`ErrorCode`], never on the words of its message.
 
 use std::error::Error as StdError;
 use std::io;
@@ -12,8 +16,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use oj_api::{ErrorBody, ErrorCode};
 use oj_config::{Loaded, Secret};
 use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::exit::{self, Failure};
 
@@ -238,8 +245,9 @@ pub struct ApiClient {
 /// A failed API call, before it becomes a [`Failure`].
 #[derive(Debug)]
 pub enum ApiError {
-    /// The daemon answered with a non-success status.
-    Status { status: StatusCode, message: String },
+    /// The daemon answered with a non-success status; its body says why
+    /// (`code` for the client, `error` for the user).
+    Status { status: StatusCode, body: ErrorBody },
     /// Anything that is already a user-facing failure (unreachable, TLS, …).
     Failure(Failure),
 }
@@ -318,17 +326,17 @@ impl ApiClient {
     }
 
     /// [`send`](Self::send) with an `Idempotency-Key` header value.
-    async fn send_keyed(
+    async fn send_keyed<B: Serialize + ?Sized>(
         &self,
         method: Method,
         path: &str,
-        body: Option<&serde_json::Value>,
+        body: Option<&B>,
         timeout: bool,
         idempotency_key: Option<&str>,
     ) -> Result<reqwest::Response, ApiError> {
         let mut req = self.http.request(method, self.endpoint.url(path));
         if let Some(key) = idempotency_key {
-            req = req.header("Idempotency-Key", key);
+            req = req.header(oj_api::IDEMPOTENCY_KEY, key);
         }
         if timeout {
             req = req.timeout(REQUEST_TIMEOUT);
@@ -349,7 +357,7 @@ impl ApiClient {
         let text = resp.text().await.unwrap_or_default();
         Err(ApiError::Status {
             status,
-            message: error_message(&text),
+            body: ErrorBody::from_text(&text),
         })
     }
 
@@ -365,29 +373,30 @@ impl ApiClient {
         req
     }
 
-    /// GET a JSON document.
-    pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, ApiError> {
+    /// GET a JSON answer as `T`: an `oj-api` type, or a
+    /// [`serde_json::Value`] to print it as it came.
+    pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
         let resp = self.send(Method::GET, path, None, true).await?;
         self.json(resp).await
     }
 
-    /// POST a JSON body and read the JSON answer (an empty answer is `null`).
-    pub async fn post_json(
+    /// POST a JSON body and read the JSON answer as `T` (an empty answer
+    /// is `null`).
+    pub async fn post_json<T: DeserializeOwned, B: Serialize + ?Sized>(
         &self,
         path: &str,
-        body: &serde_json::Value,
-    ) -> Result<serde_json::Value, ApiError> {
-        let resp = self.send(Method::POST, path, Some(body), true).await?;
-        self.json(resp).await
+        body: &B,
+    ) -> Result<T, ApiError> {
+        self.post_json_keyed(path, body, None).await
     }
 
     /// POST a JSON body with an `Idempotency-Key` header (already quoted).
-    pub async fn post_json_keyed(
+    pub async fn post_json_keyed<T: DeserializeOwned, B: Serialize + ?Sized>(
         &self,
         path: &str,
-        body: &serde_json::Value,
+        body: &B,
         idempotency_key: Option<&str>,
-    ) -> Result<serde_json::Value, ApiError> {
+    ) -> Result<T, ApiError> {
         let resp = self
             .send_keyed(Method::POST, path, Some(body), true, idempotency_key)
             .await?;
@@ -404,19 +413,33 @@ impl ApiClient {
         self.send(Method::GET, path, None, false).await
     }
 
-    async fn json(&self, resp: reqwest::Response) -> Result<serde_json::Value, ApiError> {
+    async fn json<T: DeserializeOwned>(&self, resp: reqwest::Response) -> Result<T, ApiError> {
         let bytes = resp
             .bytes()
             .await
             .map_err(|e| ApiError::Failure(self.transport_error(&e).into_failure(self)))?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(serde_json::Value::Null);
-        }
-        serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::Failure(Failure::runtime(format!(
-                "the daemon at {} sent an answer that is not JSON ({e}); is this an oj daemon?",
+        let value = if bytes.iter().all(u8::is_ascii_whitespace) {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&bytes).map_err(|e| {
+                ApiError::Failure(Failure::runtime(format!(
+                    "the daemon at {} sent an answer that is not JSON ({e}); is this an oj daemon?",
+                    self.endpoint.display()
+                )))
+            })?
+        };
+        self.read_as(value).map_err(ApiError::Failure)
+    }
+
+    /// An answer already read as JSON (to print it as it came), as the
+    /// `oj-api` type `T` (to decide on it or render it).
+    pub fn read_as<T: DeserializeOwned>(&self, value: serde_json::Value) -> Result<T, Failure> {
+        T::deserialize(value).map_err(|e| {
+            Failure::runtime(format!(
+                "the daemon at {} sent an answer of an unexpected shape ({e}); is it an oj daemon \
+                 of a compatible version?",
                 self.endpoint.display()
-            )))
+            ))
         })
     }
 
@@ -426,8 +449,9 @@ impl ApiClient {
     }
 
     /// The line for a status the caller did not handle itself.
-    pub fn status_failure(&self, status: StatusCode, message: &str) -> Failure {
+    pub fn status_failure(&self, status: StatusCode, body: &ErrorBody) -> Failure {
         let addr = self.endpoint.display();
+        let message = body.error.as_str();
         match status {
             StatusCode::UNAUTHORIZED => Failure::runtime(match &self.token {
                 Some((_, origin)) => format!(
@@ -440,13 +464,14 @@ impl ApiClient {
                 ),
             }),
             StatusCode::SERVICE_UNAVAILABLE => {
-                let lower = message.to_ascii_lowercase();
-                let what = if lower.contains("standby") || lower.contains("leader") {
-                    "is on standby (another instance holds the lock); retry, or reach the leader"
-                } else if lower.contains("drain") {
-                    "is draining and accepts no new work; retry once it has restarted"
-                } else {
-                    "is not accepting work right now"
+                let what = match body.code {
+                    ErrorCode::Standby => {
+                        "is on standby (another instance holds the lock); retry, or reach the leader"
+                    }
+                    ErrorCode::Draining => {
+                        "is draining and accepts no new work; retry once it has restarted"
+                    }
+                    _ => "is not accepting work right now",
                 };
                 Failure::runtime(format!(
                     "the daemon at {addr} {what} (503{})",
@@ -478,7 +503,7 @@ impl ApiError {
     /// The failure to report, for errors the caller does not handle itself.
     pub fn into_failure(self, client: &ApiClient) -> Failure {
         match self {
-            ApiError::Status { status, message } => client.status_failure(status, &message),
+            ApiError::Status { status, body } => client.status_failure(status, &body),
             ApiError::Failure(f) => f,
         }
     }
@@ -489,20 +514,6 @@ fn status_text(status: StatusCode) -> String {
         Some(r) => format!("{} {r}", status.as_u16()),
         None => status.as_u16().to_string(),
     }
-}
-
-/// The daemon's error bodies are `{"error": "..."}`; anything else is shown
-/// as text (first line, bounded).
-pub fn error_message(body: &str) -> String {
-    if let Ok(v) = serde_json::from_str::<serde_json::Value>(body) {
-        for key in ["error", "message", "reason"] {
-            if let Some(s) = v.get(key).and_then(|s| s.as_str()) {
-                return s.to_string();
-            }
-        }
-    }
-    let line = body.trim().lines().next().unwrap_or("").trim();
-    line.chars().take(300).collect()
 }
 
 fn read_token_file(path: &Path) -> io::Result<String> {
@@ -657,10 +668,76 @@ mod tests {
         assert_eq!(alert_in_text("connection closed"), None);
     }
 
+    /// A daemon on loopback that answers every request with `status` and
+    /// the body `{"code": code, "error": message}`.
+    async fn fake_daemon(status: u16, code: &str, message: &str) -> String {
+        let body = serde_json::json!({ "error": message, "code": code }).to_string();
+        let status = axum::http::StatusCode::from_u16(status).unwrap();
+        let app = axum::Router::new().fallback(move || {
+            let body = body.clone();
+            async move {
+                (
+                    status,
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    }
+
+    /// What `oj` says when the fake daemon refuses a request.
+    async fn refusal(status: u16, code: &str, message: &str) -> Failure {
+        let url = fake_daemon(status, code, message).await;
+        let l = loaded(|c| {
+            c.client.url = Some(url);
+            c.client.token = None;
+            c.client.token_file = None;
+            c.listen.auth_token = None;
+            c.listen.auth_token_file = None;
+        });
+        let client = ApiClient::from_loaded(&l).unwrap();
+        let e = client
+            .get_json::<serde_json::Value>("/v1/jobs")
+            .await
+            .expect_err("refused");
+        e.into_failure(&client)
+    }
+
+    #[tokio::test]
+    async fn standby_and_draining_are_told_by_the_code_not_the_words() {
+        let f = refusal(503, "standby", "x").await;
+        assert!(
+            f.message
+                .contains("is on standby (another instance holds the lock)"),
+            "{}",
+            f.message
+        );
+        assert!(f.message.ends_with("(503: x)"), "{}", f.message);
+        let f = refusal(503, "draining", "x").await;
+        assert!(
+            f.message.contains("is draining and accepts no new work"),
+            "{}",
+            f.message
+        );
+        // Words alone decide nothing: a message that names standby with
+        // another code is not taken for one.
+        let f = refusal(503, "quota", "the standby leader is draining").await;
+        assert!(
+            f.message.contains("is not accepting work right now"),
+            "{}",
+            f.message
+        );
+    }
+
     #[test]
     fn error_bodies_become_one_line() {
-        assert_eq!(error_message(r#"{"error":"no job abc"}"#), "no job abc");
-        assert_eq!(error_message("plain\nsecond"), "plain");
-        assert_eq!(error_message(""), "");
+        let message = |text: &str| ErrorBody::from_text(text).error;
+        assert_eq!(message(r#"{"error":"no job abc"}"#), "no job abc");
+        assert_eq!(message("plain\nsecond"), "plain");
+        assert_eq!(message(""), "");
     }
 }

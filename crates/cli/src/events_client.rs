@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use oj_api::EventKind;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::api_client::{ApiClient, ApiError};
@@ -30,6 +32,16 @@ impl SseEvent {
     /// The data as JSON (`Null` when it is not).
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.data).unwrap_or(Value::Null)
+    }
+
+    /// What the event is about (`status`, `job`, …).
+    pub fn event_kind(&self) -> EventKind {
+        EventKind::from_word(&self.kind)
+    }
+
+    /// The data as an `oj-api` type (`None` when it is not one).
+    pub fn data_as<T: DeserializeOwned>(&self) -> Option<T> {
+        serde_json::from_str(&self.data).ok()
     }
 }
 
@@ -61,7 +73,7 @@ impl EventStream {
             // An older daemon (or something else) answered.
             return Err(ApiError::Status {
                 status: reqwest::StatusCode::NOT_IMPLEMENTED,
-                message: NO_STREAM.into(),
+                body: oj_api::ErrorBody::new(oj_api::ErrorCode::default(), NO_STREAM),
             });
         }
         Ok(EventStream {

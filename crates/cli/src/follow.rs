@@ -16,6 +16,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use oj_api::{EventKind, JobPage};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -136,12 +137,12 @@ impl<'a> JobWatch<'a> {
     async fn next_job(&mut self) -> Result<Value, Failure> {
         loop {
             match self.stream.next().await {
-                Ok(ev) if ev.kind == "job" => {
+                Ok(ev) if ev.event_kind() == EventKind::Job => {
                     self.last_id = ev.id.or(self.last_id);
                     return Ok(ev.json());
                 }
                 // Fell behind: start again from the jobs as they are now.
-                Ok(ev) if ev.kind == "reset" => {
+                Ok(ev) if ev.event_kind() == EventKind::Reset => {
                     self.stream = Self::connect(self.client, self.ids).await?
                 }
                 Ok(_) => {}
@@ -188,7 +189,7 @@ fn waiting_failure(ids: &[String], f: Failure) -> Failure {
 pub async fn broken_stream(client: &ApiClient, id: &str, e: &reqwest::Error) -> Failure {
     let cause = client.transport_error(e).into_failure(client).message;
     let status = client
-        .get_json(&format!("/v1/jobs/{}", path_segment(id)))
+        .get_json::<Value>(&format!("/v1/jobs/{}", path_segment(id)))
         .await;
     match status {
         Err(ApiError::Failure(f)) if f.code == exit::UNREACHABLE => {
@@ -223,11 +224,10 @@ async fn wait_in_queue(
     };
     if let Some(mut all) = all {
         while let Ok(ev) = all.next().await {
-            if ev.kind == "reset" {
-                break;
-            }
-            if ev.kind != "job" {
-                continue;
+            match ev.event_kind() {
+                EventKind::Reset => break,
+                EventKind::Job => {}
+                _ => continue,
             }
             let v = ev.json();
             let (Some(other), Some(state)) = (str_field(&v, "id"), str_field(&v, "state")) else {
@@ -274,23 +274,22 @@ async fn jobs_ahead(client: &ApiClient, job: &Value) -> std::collections::HashSe
     ) else {
         return Default::default();
     };
-    let Ok(page) = client.get_json("/v1/jobs?status=queued&limit=1000").await else {
+    let Ok(page) = client
+        .get_json::<JobPage<Value>>("/v1/jobs?status=queued&limit=1000")
+        .await
+    else {
         return Default::default();
     };
-    page.get("jobs")
-        .and_then(Value::as_array)
-        .map(|jobs| {
-            jobs.iter()
-                .filter_map(|j| {
-                    let t = str_field(j, "created_at").and_then(table::parse_time)?;
-                    Some((t, str_field(j, "id")?))
-                })
-                // Submission order; the id breaks ties within a millisecond.
-                .filter(|&(t, other)| (t, other) < (created, id))
-                .map(|(_, other)| other.to_string())
-                .collect()
+    page.jobs
+        .iter()
+        .filter_map(|j| {
+            let t = str_field(j, "created_at").and_then(table::parse_time)?;
+            Some((t, str_field(j, "id")?))
         })
-        .unwrap_or_default()
+        // Submission order; the id breaks ties within a millisecond.
+        .filter(|&(t, other)| (t, other) < (created, id))
+        .map(|(_, other)| other.to_string())
+        .collect()
 }
 
 async fn get_job(client: &ApiClient, id: &str) -> Result<Value, Failure> {

@@ -5,8 +5,9 @@
 
 use std::time::SystemTime;
 
+use oj_api::{PruneRequest, Pruned};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::api_client::{ApiClient, ApiError};
 use crate::client_cmds::{job_failure, path_segment};
@@ -44,8 +45,8 @@ async fn remove_one(client: &ApiClient, id: &str) -> Result<(), Failure> {
     client.delete(&path).await.map_err(|e| match e {
         ApiError::Status {
             status: StatusCode::CONFLICT,
-            message,
-        } => Failure::runtime(format!("cannot remove job {id}: {message}")),
+            body,
+        } => Failure::runtime(format!("cannot remove job {id}: {}", body.error)),
         other => {
             let f = job_failure(client, id, other);
             Failure::new(f.code, format!("cannot remove job {id}: {}", f.message))
@@ -54,15 +55,18 @@ async fn remove_one(client: &ApiClient, id: &str) -> Result<(), Failure> {
 }
 
 /// The body of `POST /v1/jobs/prune`, or a usage error naming the flag.
-pub fn prune_request(older_than: Option<&str>, state: Option<&str>) -> Result<Value, Failure> {
-    let mut body = serde_json::Map::new();
+pub fn prune_request(
+    older_than: Option<&str>,
+    state: Option<&str>,
+) -> Result<PruneRequest, Failure> {
+    let mut body = PruneRequest::default();
     if let Some(d) = older_than {
         humantime::parse_duration(d).map_err(|e| {
             Failure::usage(format!(
                 "--older-than {d:?} is not a duration ({e}); use e.g. 7d, 12h or 30m"
             ))
         })?;
-        body.insert("older_than".into(), json!(d));
+        body.older_than = Some(d.to_string());
     }
     if let Some(s) = state {
         if !FINISHED.contains(&s) {
@@ -71,9 +75,9 @@ pub fn prune_request(older_than: Option<&str>, state: Option<&str>) -> Result<Va
                 FINISHED.join(", ")
             )));
         }
-        body.insert("state".into(), json!(s));
+        body.state = Some(s.to_string());
     }
-    Ok(Value::Object(body))
+    Ok(body)
 }
 
 /// Deletes the finished jobs that match and prints how many.
@@ -83,11 +87,11 @@ pub async fn prune(
     state: Option<&str>,
 ) -> Result<i32, Failure> {
     let body = prune_request(older_than, state)?;
-    let answer = client
+    let answer: Pruned = client
         .post_json("/v1/jobs/prune", &body)
         .await
         .map_err(|e| e.into_failure(client))?;
-    let n = answer.get("removed").and_then(Value::as_u64).unwrap_or(0);
+    let n = answer.removed;
     println!("removed {n} finished job{}", if n == 1 { "" } else { "s" });
     Ok(exit::OK)
 }
@@ -138,12 +142,14 @@ pub fn render_attempts(steps: &[Value], now: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn prune_flags_are_checked_before_sending() {
-        assert_eq!(prune_request(None, None).unwrap(), json!({}));
+        let body = |r: PruneRequest| serde_json::to_value(r).unwrap();
+        assert_eq!(body(prune_request(None, None).unwrap()), json!({}));
         assert_eq!(
-            prune_request(Some("7d"), Some("failed")).unwrap(),
+            body(prune_request(Some("7d"), Some("failed")).unwrap()),
             json!({"older_than": "7d", "state": "failed"})
         );
         let e = prune_request(Some("soon"), None).unwrap_err();

@@ -6,6 +6,7 @@
 use std::time::SystemTime;
 
 use clap::{Args, Subcommand};
+use oj_api::QueueList;
 use oj_config::{Environment, LoadOptions};
 use oj_core::{Dependency, JobId, JobSpec, Need, Timestamp};
 use reqwest::StatusCode;
@@ -150,7 +151,8 @@ pub fn run(cmd: QueueCommand, opts: &LoadOptions, env: &Environment) -> Result<i
 }
 
 async fn list(client: &ApiClient, json: bool) -> Result<i32, Failure> {
-    let body = client
+    // Read raw first: `--json` prints the body as the daemon sent it.
+    let body: Value = client
         .get_json("/v1/queues")
         .await
         .map_err(|e| e.into_failure(client))?;
@@ -164,30 +166,22 @@ async fn list(client: &ApiClient, json: bool) -> Result<i32, Failure> {
         );
         return Ok(exit::OK);
     }
-    emit(render_queues(&body).as_bytes());
+    let queues: QueueList = client.read_as(body)?;
+    emit(render_queues(&queues).as_bytes());
     Ok(exit::OK)
 }
 
-fn render_queues(body: &Value) -> String {
-    let queues = body
-        .get("queues")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let num = |q: &Value, k: &str| q.get(k).map_or("-".into(), |v| v.to_string());
-    let rows: Vec<Vec<String>> = queues
+fn render_queues(list: &QueueList) -> String {
+    let rows: Vec<Vec<String>> = list
+        .queues
         .iter()
         .map(|q| {
             vec![
-                str_field(q, "name").unwrap_or("?").to_string(),
-                num(q, "max_concurrent"),
-                num(q, "running"),
-                num(q, "queued"),
-                if q.get("paused").and_then(Value::as_bool) == Some(true) {
-                    "paused".into()
-                } else {
-                    "-".into()
-                },
+                q.name.clone(),
+                q.max_concurrent.to_string(),
+                q.running.to_string(),
+                q.queued.to_string(),
+                if q.paused { "paused" } else { "-" }.into(),
             ]
         })
         .collect();
@@ -208,15 +202,15 @@ async fn pause_all(client: &ApiClient, names: &[String], pause: bool) -> Result<
     for name in names {
         let path = format!("/v1/queues/{}/{verb}", path_segment(name));
         match client
-            .post_json(&path, &Value::Object(Default::default()))
+            .post_json::<Value, _>(&path, &serde_json::json!({}))
             .await
         {
             Ok(_) => println!("{done} queue {name}"),
             Err(ApiError::Status {
                 status: StatusCode::NOT_FOUND,
-                message,
+                body,
             }) => {
-                eprintln!("oj: cannot {verb} queue {name}: {message}");
+                eprintln!("oj: cannot {verb} queue {name}: {}", body.error);
                 failed += 1;
             }
             Err(e) => return Err(e.into_failure(client)),
@@ -238,15 +232,15 @@ pub async fn release(client: &ApiClient, ids: &[String]) -> Result<i32, Failure>
     for id in ids {
         let path = format!("/v1/jobs/{}/release", path_segment(id));
         match client
-            .post_json(&path, &Value::Object(Default::default()))
+            .post_json::<Value, _>(&path, &serde_json::json!({}))
             .await
         {
             Ok(_) => println!("released {id}"),
             Err(ApiError::Status {
                 status: StatusCode::CONFLICT,
-                message,
+                body,
             }) => {
-                eprintln!("oj: cannot release job {id}: {message}");
+                eprintln!("oj: cannot release job {id}: {}", body.error);
                 failed += 1;
             }
             Err(e) => {

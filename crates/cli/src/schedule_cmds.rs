@@ -4,6 +4,7 @@
 //! commands show them, fire one now, and pause or resume them durably.
 
 use clap::Subcommand;
+use oj_api::{ScheduleInfo, ScheduleList};
 use oj_config::{Environment, LoadOptions};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -58,7 +59,8 @@ fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 }
 
 async fn list(client: &ApiClient, json: bool) -> Result<i32, Failure> {
-    let body = client
+    // Read raw first: `--json` prints the body as the daemon sent it.
+    let body: Value = client
         .get_json("/v1/schedules")
         .await
         .map_err(|e| e.into_failure(client))?;
@@ -66,11 +68,7 @@ async fn list(client: &ApiClient, json: bool) -> Result<i32, Failure> {
         emit(format!("{body}\n").as_bytes());
         return Ok(exit::OK);
     }
-    let schedules = body
-        .get("schedules")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let ScheduleList::<ScheduleInfo> { schedules } = client.read_as(body)?;
     if schedules.is_empty() {
         eprintln!(
             "no schedules; add a [schedules.<name>] table to the config (see docs/schedules.md)"
@@ -80,27 +78,30 @@ async fn list(client: &ApiClient, json: bool) -> Result<i32, Failure> {
     let rows: Vec<Vec<String>> = schedules
         .iter()
         .map(|sc| {
-            let last = match (s(sc, "last_fire"), s(sc, "last_result")) {
-                (Some(t), Some(r)) => format!("{} {r}", table::short_time(t)),
+            let last = match (&sc.last_fire, sc.last_result) {
+                (Some(t), Some(r)) => {
+                    format!("{} {}", table::short_time(&t.to_string()), r.as_str())
+                }
                 _ => "-".to_string(),
             };
-            let job = match (s(sc, "last_job"), s(sc, "last_job_state")) {
+            let job = match (&sc.last_job, sc.last_job_state) {
                 (Some(id), Some(st)) => format!("{id} {st}"),
                 (Some(id), None) => id.to_string(),
                 _ => "-".to_string(),
             };
-            let state = if sc.get("enabled").and_then(Value::as_bool) == Some(false) {
+            let state = if !sc.enabled {
                 "disabled"
-            } else if sc.get("paused").and_then(Value::as_bool) == Some(true) {
+            } else if sc.paused {
                 "paused"
             } else {
                 "active"
             };
             vec![
-                s(sc, "name").unwrap_or("?").to_string(),
-                s(sc, "cron").unwrap_or("?").to_string(),
-                s(sc, "timezone").unwrap_or("?").to_string(),
-                s(sc, "next_fire").map_or("-".to_string(), table::short_time),
+                sc.name.clone(),
+                sc.cron.clone(),
+                sc.timezone.clone(),
+                sc.next_fire
+                    .map_or("-".to_string(), |t| table::short_time(&t.to_string())),
                 last,
                 job,
                 state.to_string(),
@@ -126,8 +127,8 @@ fn refused(client: &ApiClient, name: &str, e: ApiError) -> Failure {
     match e {
         ApiError::Status {
             status: StatusCode::NOT_FOUND | StatusCode::CONFLICT | StatusCode::BAD_REQUEST,
-            message,
-        } => Failure::runtime(format!("schedule {name}: {message}")),
+            body,
+        } => Failure::runtime(format!("schedule {name}: {}", body.error)),
         other => other.into_failure(client),
     }
 }
@@ -158,7 +159,7 @@ async fn set_paused(client: &ApiClient, names: &[String], paused: bool) -> Resul
     let mut failed = 0;
     for name in names {
         let path = format!("/v1/schedules/{}/{verb}", path_segment(name));
-        match client.post_json(&path, &json!({})).await {
+        match client.post_json::<Value, _>(&path, &json!({})).await {
             Ok(_) => println!("{done} {name}"),
             Err(e) => {
                 let f = refused(client, name, e);

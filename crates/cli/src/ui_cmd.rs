@@ -20,6 +20,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
+use oj_api::ErrorCode;
 use oj_config::{Environment, LoadOptions};
 use oj_daemon::ui::session::{self, Sessions};
 
@@ -120,7 +121,7 @@ async fn serve(
 ) -> Result<i32, Failure> {
     // The daemon must answer before a browser is sent anywhere.
     client
-        .get_json("/v1/status")
+        .get_json::<oj_api::Status>("/v1/status")
         .await
         .map_err(|e| e.into_failure(&client))?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -296,7 +297,7 @@ async fn handle(State(p): State<Arc<Proxy>>, req: Request) -> Response {
         if !session::origin_allowed(origin, Some(&p.origin), false, None) {
             return oj_daemon::api::error(
                 StatusCode::FORBIDDEN,
-                "origin",
+                ErrorCode::Origin,
                 "a request that changes anything must come from the oj ui pages themselves",
             );
         }
@@ -313,7 +314,7 @@ async fn handle(State(p): State<Arc<Proxy>>, req: Request) -> Response {
             }
             _ => oj_daemon::api::error(
                 StatusCode::METHOD_NOT_ALLOWED,
-                "method",
+                ErrorCode::Method,
                 "this browser is signed in through oj ui already; DELETE /v1/session ends it",
             ),
         };
@@ -384,7 +385,7 @@ async fn forward(p: &Proxy, req: Request) -> Response {
         Err(_) => {
             return oj_daemon::api::error(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
+                ErrorCode::TooLarge,
                 format!("the request body is larger than {MAX_BODY} bytes"),
             );
         }
@@ -406,7 +407,7 @@ async fn forward(p: &Proxy, req: Request) -> Response {
         Err(e) => {
             return oj_daemon::api::error(
                 StatusCode::BAD_GATEWAY,
-                "unreachable",
+                ErrorCode::Unreachable,
                 format!(
                     "the daemon at {} did not answer: {e}",
                     p.client.endpoint().display()
@@ -424,7 +425,7 @@ async fn forward(p: &Proxy, req: Request) -> Response {
         .bytes_stream()
         .map(|c| c.map_err(std::io::Error::other));
     r.body(Body::from_stream(stream)).unwrap_or_else(|e| {
-        oj_daemon::api::error(StatusCode::BAD_GATEWAY, "internal", e.to_string())
+        oj_daemon::api::error(StatusCode::BAD_GATEWAY, ErrorCode::Internal, e.to_string())
     })
 }
 

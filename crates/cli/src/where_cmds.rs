@@ -209,15 +209,14 @@ async fn post_rerun(
     from_step: Option<&str>,
 ) -> Result<String, Failure> {
     let path = format!("/v1/jobs/{}/rerun", path_segment(id));
-    let body = match from_step {
-        Some(s) => serde_json::json!({ "from_step": s }),
-        None => serde_json::json!({}),
+    let body = oj_api::RerunRequest {
+        from_step: from_step.map(str::to_string),
     };
-    let job = client.post_json(&path, &body).await.map_err(|e| match e {
+    let job: Value = client.post_json(&path, &body).await.map_err(|e| match e {
         ApiError::Status {
             status: StatusCode::BAD_REQUEST,
-            message,
-        } => Failure::usage(format!("cannot rerun job {id}: {message}")),
+            body,
+        } => Failure::usage(format!("cannot rerun job {id}: {}", body.error)),
         other => job_failure(client, id, other),
     })?;
     str_field(&job, "id").map(str::to_string).ok_or_else(|| {

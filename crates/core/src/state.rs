@@ -39,8 +39,10 @@ pub enum ApplyError {
     },
 }
 
-/// Number of jobs per state (the `jobs` object of `GET /v1/status`).
+/// Number of jobs per state (the `jobs` object of `GET /v1/status`); a
+/// state a daemon does not report reads as 0.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct JobCounts {
     pub queued: usize,
     pub running: usize,

@@ -1,6 +1,8 @@
 //! The HTTP API of SPEC §3.2 (`/v1/*`), the same router on the Unix socket
-//! and on TCP (where `listen.rs` adds the bearer-token check). Errors are
-//! JSON `{"error": "<what is wrong and what to do>", "code": "<word>"}`.
+//! and on TCP (where `listen.rs` adds the bearer-token check). Bodies are
+//! the types of the `oj-api` crate; errors are its `ErrorBody`, JSON
+//! `{"code": "<word>", "error": "<what is wrong and what to do>"}`, made
+//! from engine errors in one place ([`crate::api_failure`]).
 //!
 //! Every answer is bounded in memory: job lists are pages (at most
 //! [`PAGE_MAX`] jobs and about a megabyte), logs are streamed from the file
@@ -19,13 +21,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use oj_api::ErrorCode;
 use oj_core::{JobId, JobSpec, JobView};
-use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
 use crate::api_events::JobWaker;
+pub use crate::api_failure::ApiFailure;
 use crate::drain::ShutdownTrigger;
-use crate::engine::{CancelError, EngineHandle, SubmitError};
+use crate::engine::{EngineHandle, SubmitError};
 
 /// Bytes read from a log file at a time.
 const LOG_CHUNK: usize = 64 * 1024;
@@ -63,20 +66,16 @@ pub struct Shared {
     pub pod_steps: Option<Arc<crate::k8s::PodStepRunner>>,
 }
 
-/// A JSON error response.
-pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (
-        status,
-        axum::Json(json!({ "error": message.into(), "code": code })),
-    )
-        .into_response()
+/// A JSON error response (`{"code", "error"}`).
+pub fn error(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Response {
+    ApiFailure::new(status, code, message).into_response()
 }
 
 /// The `/v1/*` router.
 pub fn router(shared: Shared) -> Router {
     let for_status = shared.clone();
     shared.engine.events().set_status_source(move || {
-        serde_json::to_vec(&status_json(&for_status)).unwrap_or_default()
+        serde_json::to_vec(&status_body(&for_status)).unwrap_or_default()
     });
     Router::new()
         .route("/v1/status", get(status))
@@ -121,7 +120,7 @@ fn spec_error_words(e: &str) -> String {
 async fn not_found(req: Request) -> Response {
     error(
         StatusCode::NOT_FOUND,
-        "not_found",
+        ErrorCode::NotFound,
         format!(
             "no route {} {}; see docs/api.md for the API",
             req.method(),
@@ -135,7 +134,7 @@ async fn standby_gate(State(s): State<Shared>, req: Request, next: Next) -> Resp
     if !*s.leader.borrow() && req.uri().path() != "/v1/status" {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
-            "standby",
+            ErrorCode::Standby,
             "this daemon is a standby (another instance holds the lock); retry against the leader",
         );
     }
@@ -143,40 +142,57 @@ async fn standby_gate(State(s): State<Shared>, req: Request, next: Next) -> Resp
 }
 
 async fn status(State(s): State<Shared>) -> Response {
-    axum::Json(status_json(&s)).into_response()
+    axum::Json(status_body(&s)).into_response()
 }
 
 /// The body of `GET /v1/status` (also the data of `event: status`).
-fn status_json(s: &Shared) -> serde_json::Value {
-    let counts = s.engine.counts_now();
+fn status_body(s: &Shared) -> oj_api::Status {
     let info = &s.info;
-    json!({
-        "version": info.version,
-        "profile": info.profile,
-        "instance": info.instance,
-        "pid": std::process::id(),
-        "uptime_s": info.started.elapsed().as_secs(),
-        "leader": *s.leader.borrow(),
-        "draining": *s.draining.borrow(),
-        "listeners": info.listeners,
-        "admin": info.admin,
-        "lock": info.lock,
-        "storage_error": s.engine.storage_error(),
-        "jobs": counts,
-        "leftovers": crate::runner::cgroup::status_json(
-            s.config.as_ref().is_none_or(|c| c.running().config.jobs.kill_leftovers)
+    let kill_leftovers = s
+        .config
+        .as_ref()
+        .is_none_or(|c| c.running().config.jobs.kill_leftovers);
+    oj_api::Status {
+        admin: info.admin.clone(),
+        config: s.config.as_ref().map(crate::config_api::summary),
+        draining: Some(*s.draining.borrow()),
+        instance: Some(info.instance.clone()),
+        jobs: Some(s.engine.counts_now()),
+        leader: Some(*s.leader.borrow()),
+        leftovers: Some(leftovers(kill_leftovers)),
+        listeners: Some(
+            info.listeners
+                .iter()
+                .cloned()
+                .map(oj_api::Listener::Url)
+                .collect(),
         ),
-        "config": s.config.as_ref().map(crate::reload::ConfigStatus::status_json),
-    })
+        lock: Some(info.lock.clone()),
+        pid: Some(i64::from(std::process::id())),
+        profile: Some(info.profile.clone()),
+        storage_error: s.engine.storage_error(),
+        uptime_s: Some(info.started.elapsed().as_secs()),
+        version: Some(info.version.clone()),
+    }
+}
+
+/// How a step's leftover processes are ended (`off` when
+/// `jobs.kill_leftovers` is off).
+fn leftovers(kill_leftovers: bool) -> oj_api::Leftovers {
+    let (mode, reason) = if kill_leftovers {
+        crate::runner::cgroup::mode()
+    } else {
+        ("off", None)
+    };
+    oj_api::Leftovers {
+        mode: Some(mode.to_string()),
+        reason: reason.map(str::to_string),
+    }
 }
 
 async fn submit(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     if *s.draining.borrow() {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "draining",
-            SubmitError::Draining.to_string(),
-        );
+        return ApiFailure::from(SubmitError::Draining).into_response();
     }
     let key = match crate::api_where::idempotency_key(&headers) {
         Ok(key) => key,
@@ -187,7 +203,7 @@ async fn submit(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
         Err(e) => {
             return error(
                 StatusCode::BAD_REQUEST,
-                "invalid_spec",
+                ErrorCode::InvalidSpec,
                 format!("invalid job spec: {}", spec_error_words(&e)),
             );
         }
@@ -197,7 +213,7 @@ async fn submit(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
     if let Some(pods) = &pods
         && let Err(e) = crate::k8s::validate_spec(&spec, pods)
     {
-        return error(StatusCode::BAD_REQUEST, "invalid_spec", e);
+        return error(StatusCode::BAD_REQUEST, ErrorCode::InvalidSpec, e);
     }
     // `pods.default_image`, secrets and workspaces (SPEC §8.5).
     let prepared = match &pods {
@@ -207,7 +223,7 @@ async fn submit(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
     if let Err(e) = prepared {
         return error(
             StatusCode::BAD_REQUEST,
-            "invalid_spec",
+            ErrorCode::InvalidSpec,
             format!("invalid job spec: {e}"),
         );
     }
@@ -221,17 +237,13 @@ async fn submit(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
 pub(crate) fn bad_id(id: &str) -> Response {
     error(
         StatusCode::NOT_FOUND,
-        "not_found",
+        ErrorCode::NotFound,
         format!("{id:?} is not a job id; `oj job list` shows the jobs"),
     )
 }
 
 pub(crate) fn unknown(id: &JobId) -> Response {
-    error(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        format!("no job with id {id}; `oj job list` shows the jobs"),
-    )
+    ApiFailure::unknown_job(id).into_response()
 }
 
 async fn show(State(s): State<Shared>, UrlPath(id): UrlPath<String>) -> Response {
@@ -248,19 +260,9 @@ async fn cancel(State(s): State<Shared>, UrlPath(id): UrlPath<String>) -> Respon
     let Ok(id) = id.parse::<JobId>() else {
         return bad_id(&id);
     };
-    match s.engine.cancel(id.clone()).await {
+    match s.engine.cancel(id).await {
         Ok(job) => (StatusCode::ACCEPTED, axum::Json(JobView::of(&job))).into_response(),
-        Err(CancelError::NotFound(_)) => unknown(&id),
-        Err(e @ CancelError::Ended { .. }) => error(StatusCode::CONFLICT, "ended", e.to_string()),
-        Err(e @ CancelError::NotLeader) => {
-            error(StatusCode::SERVICE_UNAVAILABLE, "standby", e.to_string())
-        }
-        Err(e @ CancelError::Gone) => {
-            error(StatusCode::SERVICE_UNAVAILABLE, "draining", e.to_string())
-        }
-        Err(e @ CancelError::Storage(_)) => {
-            error(StatusCode::INSUFFICIENT_STORAGE, "storage", e.to_string())
-        }
+        Err(e) => ApiFailure::from(e).into_response(),
     }
 }
 
@@ -268,7 +270,7 @@ async fn shutdown(State(s): State<Shared>) -> Response {
     s.shutdown.request("POST /v1/shutdown");
     (
         StatusCode::ACCEPTED,
-        axum::Json(json!({ "draining": true })),
+        axum::Json(oj_api::ShutdownAnswer { draining: true }),
     )
         .into_response()
 }
@@ -565,6 +567,34 @@ mod tests {
         leader.send(true).unwrap();
         let (st, _) = call(&r, "POST", "/v1/jobs", SPEC).await;
         assert_eq!(st, StatusCode::CREATED);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_status_body_is_the_wire_type_with_sorted_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _l, _d) = shared(dir.path(), true);
+        let r = router(s);
+        for path in ["/v1/status", "/v1/queues", "/v1/schedules"] {
+            let req = Request::get(path).body(Body::empty()).unwrap();
+            let resp = r.clone().oneshot(req).await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK, "{path}");
+            let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            // The bytes are those the old `json!` objects wrote: every
+            // object's keys sorted (what a JSON value writes back).
+            let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(String::from_utf8_lossy(&bytes), value.to_string(), "{path}");
+        }
+        let (_, body) = call(&r, "GET", "/v1/status", "").await;
+        let status: oj_api::Status = serde_json::from_value(body).unwrap();
+        assert_eq!(status.profile.as_deref(), Some("desktop"));
+        assert_eq!(status.leader, Some(true));
+        assert_eq!(status.jobs, Some(oj_core::JobCounts::default()));
+        let (st, body) = call(&r, "POST", "/v1/jobs/nope/cancel", "").await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
+        let e: oj_api::ErrorBody = serde_json::from_value(body).unwrap();
+        assert_eq!(e.code, ErrorCode::NotFound);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,6 +22,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use oj_api::ErrorCode;
+
 use crate::api::error;
 
 /// Longest plain-text error body that is carried into the JSON message.
@@ -62,18 +64,18 @@ fn needs_rewrite(resp: &Response) -> bool {
 }
 
 /// The machine-readable `code` of a status (the API's words where it has them).
-fn code_of(status: StatusCode) -> &'static str {
+fn code_of(status: StatusCode) -> ErrorCode {
     match status.as_u16() {
-        400 => "bad_request",
-        401 => "unauthorized",
-        404 => "not_found",
-        405 => "method_not_allowed",
-        408 => "timeout",
-        413 => "too_large",
-        415 => "unsupported_media_type",
-        422 => "invalid",
-        s if s >= 500 => "internal",
-        _ => "error",
+        400 => ErrorCode::BadRequest,
+        401 => ErrorCode::Unauthorized,
+        404 => ErrorCode::NotFound,
+        405 => ErrorCode::MethodNotAllowed,
+        408 => ErrorCode::Timeout,
+        413 => ErrorCode::TooLarge,
+        415 => ErrorCode::UnsupportedMediaType,
+        422 => ErrorCode::Invalid,
+        s if s >= 500 => ErrorCode::Internal,
+        _ => ErrorCode::Error,
     }
 }
 
@@ -106,7 +108,11 @@ fn message_of(status: StatusCode, text: &str) -> String {
 pub async fn unauthorized(req: Request) -> Response {
     let body: Body = req.into_body();
     let _ = tokio::time::timeout(DRAIN_TIME, axum::body::to_bytes(body, DRAIN_BYTES)).await;
-    let mut r = error(StatusCode::UNAUTHORIZED, "unauthorized", "unauthorized");
+    let mut r = error(
+        StatusCode::UNAUTHORIZED,
+        ErrorCode::Unauthorized,
+        "unauthorized",
+    );
     r.headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     r.into_response()
@@ -175,7 +181,13 @@ mod tests {
         let app = Router::new()
             .route(
                 "/e",
-                post(|| async { error(StatusCode::CONFLICT, "busy", "it is busy") }),
+                post(|| async {
+                    error(
+                        StatusCode::CONFLICT,
+                        ErrorCode::Other("busy".into()),
+                        "it is busy",
+                    )
+                }),
             )
             .layer(axum::middleware::from_fn(json_errors));
         let req = Request::post("/e").body(Body::empty()).unwrap();

@@ -29,6 +29,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use oj_api::{ErrorCode, EventKind};
 use oj_core::{Job, JobId};
 use tokio::sync::{broadcast, mpsc};
 
@@ -62,7 +63,7 @@ struct Query {
 }
 
 fn bad_query(msg: String) -> Box<Response> {
-    Box::new(error(StatusCode::BAD_REQUEST, "bad_query", msg))
+    Box::new(error(StatusCode::BAD_REQUEST, ErrorCode::BadQuery, msg))
 }
 
 fn parse_query(raw: Option<&str>) -> Result<Query, Box<Response>> {
@@ -131,7 +132,7 @@ pub async fn events(
     if hub.is_closed() {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
-            "draining",
+            ErrorCode::Draining,
             "the daemon is shutting down: no more events",
         );
     }
@@ -156,17 +157,17 @@ pub async fn events(
             match s.engine.get(id.clone()).await {
                 Some(job) => {
                     let data = serde_json::to_vec(&job).unwrap_or_default();
-                    first.push(sse_frame(Some(n), "job", &data));
+                    first.push(sse_frame(Some(n), EventKind::Job.as_str(), &data));
                     if q.logs {
                         log_job = Some(job);
                     }
                 }
                 None => match hub.removed_job(id) {
-                    Some(f) => first.push(sse_frame(Some(n), "job", &f.data)),
+                    Some(f) => first.push(sse_frame(Some(n), EventKind::Job.as_str(), &f.data)),
                     None if hub.is_closed() => {
                         return error(
                             StatusCode::SERVICE_UNAVAILABLE,
-                            "draining",
+                            ErrorCode::Draining,
                             "the daemon is shutting down",
                         );
                     }
@@ -208,11 +209,8 @@ fn keep(jobs: &[JobId], f: &Frame) -> bool {
 }
 
 fn reset_frame(newest: u64) -> Bytes {
-    sse_frame(
-        Some(newest),
-        "reset",
-        format!("{{\"id\":{newest}}}").as_bytes(),
-    )
+    let data = serde_json::to_vec(&oj_api::ResetData { id: newest }).unwrap_or_default();
+    sse_frame(Some(newest), EventKind::Reset.as_str(), &data)
 }
 
 /// Feeds one reader: its first frames, then live ones, keep-alives and
@@ -473,14 +471,15 @@ impl LogTail {
                 let Some((text, used)) = read_text(&path, self.offsets[i], ended).await else {
                     break;
                 };
-                let data = serde_json::json!({
-                    "job": self.job.id,
-                    "step": st.name,
-                    "offset": self.offsets[i],
-                    "text": text,
-                });
+                let data = oj_api::LogData {
+                    job: self.job.id.clone(),
+                    offset: self.offsets[i],
+                    step: st.name.clone(),
+                    text,
+                };
                 self.offsets[i] += used;
-                let bytes = sse_frame(None, "log", data.to_string().as_bytes());
+                let data = serde_json::to_vec(&data).unwrap_or_default();
+                let bytes = sse_frame(None, EventKind::Log.as_str(), &data);
                 tx.send(bytes).await.map_err(|_| ())?;
             }
         }

@@ -6,18 +6,17 @@
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use oj_api::{ErrorCode, QueueList};
 use oj_core::JobId;
-use serde_json::json;
 
-use crate::api::{Shared, bad_id, error, unknown};
-use crate::engine::{QueueOpError, ReleaseError};
+use crate::api::{ApiFailure, Shared, bad_id, error};
 
 pub(crate) async fn list(State(s): State<Shared>) -> Response {
     match s.engine.queues().await {
-        Some(queues) => axum::Json(json!({ "queues": queues })).into_response(),
+        Some(queues) => axum::Json(QueueList { queues }).into_response(),
         None => error(
             StatusCode::SERVICE_UNAVAILABLE,
-            "draining",
+            ErrorCode::Draining,
             "the engine has stopped",
         ),
     }
@@ -38,10 +37,7 @@ async fn pause_or_resume(
 ) -> Response {
     match s.engine.pause_queue(name, pause).await {
         Ok(queue) => (StatusCode::ACCEPTED, axum::Json(queue)).into_response(),
-        Err(e @ QueueOpError::Unknown { .. }) => {
-            error(StatusCode::NOT_FOUND, "unknown_queue", e.to_string())
-        }
-        Err(e) => engine_error(e.to_string(), matches!(e, QueueOpError::Storage(_))),
+        Err(e) => ApiFailure::from(e).into_response(),
     }
 }
 
@@ -49,23 +45,8 @@ pub(crate) async fn release(State(s): State<Shared>, UrlPath(id): UrlPath<String
     let Ok(id) = id.parse::<JobId>() else {
         return bad_id(&id);
     };
-    match s.engine.release(id.clone()).await {
+    match s.engine.release(id).await {
         Ok(job) => (StatusCode::ACCEPTED, axum::Json(job)).into_response(),
-        Err(ReleaseError::NotFound(_)) => unknown(&id),
-        Err(e @ ReleaseError::NotHeld { .. }) => {
-            error(StatusCode::CONFLICT, "not_held", e.to_string())
-        }
-        Err(e) => engine_error(e.to_string(), matches!(e, ReleaseError::Storage(_))),
-    }
-}
-
-/// Standby, storage and a stopped engine, as the rest of the API answers them.
-fn engine_error(message: String, storage: bool) -> Response {
-    if storage {
-        error(StatusCode::INSUFFICIENT_STORAGE, "storage", message)
-    } else if message.contains("standby") {
-        error(StatusCode::SERVICE_UNAVAILABLE, "standby", message)
-    } else {
-        error(StatusCode::SERVICE_UNAVAILABLE, "draining", message)
+        Err(e) => ApiFailure::from(e).into_response(),
     }
 }

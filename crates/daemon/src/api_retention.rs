@@ -8,44 +8,20 @@ use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use oj_api::{ErrorCode, PruneRequest, Pruned};
 use oj_core::{JobId, JobState};
-use serde::Deserialize;
-use serde_json::json;
 
-use crate::api::{Shared, bad_id, error, unknown};
-use crate::engine::{PruneError, PruneFilter, RemoveError};
+use crate::api::{ApiFailure, Shared, bad_id, error};
+use crate::engine::PruneFilter;
 
 pub(crate) async fn remove(State(s): State<Shared>, UrlPath(id): UrlPath<String>) -> Response {
     let Ok(id) = id.parse::<JobId>() else {
         return bad_id(&id);
     };
-    match s.engine.remove(id.clone()).await {
+    match s.engine.remove(id).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(RemoveError::NotFound(_)) => unknown(&id),
-        Err(e @ RemoveError::NotFinished { .. }) => {
-            error(StatusCode::CONFLICT, "not_finished", e.to_string())
-        }
-        Err(e @ RemoveError::Needed { .. }) => error(StatusCode::CONFLICT, "needed", e.to_string()),
-        Err(e @ RemoveError::NotLeader) => {
-            error(StatusCode::SERVICE_UNAVAILABLE, "standby", e.to_string())
-        }
-        Err(e @ RemoveError::Gone) => {
-            error(StatusCode::SERVICE_UNAVAILABLE, "draining", e.to_string())
-        }
-        Err(e @ RemoveError::Storage(_)) => {
-            error(StatusCode::INSUFFICIENT_STORAGE, "storage", e.to_string())
-        }
+        Err(e) => ApiFailure::from(e).into_response(),
     }
-}
-
-/// The body of `POST /v1/jobs/prune`; every field optional.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PruneRequest {
-    #[serde(default)]
-    older_than: Option<String>,
-    #[serde(default)]
-    state: Option<String>,
 }
 
 /// The request as a filter, or why it is refused.
@@ -81,19 +57,11 @@ fn filter_of(body: &[u8]) -> Result<PruneFilter, String> {
 pub(crate) async fn prune(State(s): State<Shared>, body: Bytes) -> Response {
     let filter = match filter_of(&body) {
         Ok(f) => f,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", e),
+        Err(e) => return error(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, e),
     };
     match s.engine.prune(filter).await {
-        Ok(n) => axum::Json(json!({ "removed": n })).into_response(),
-        Err(e @ PruneError::NotLeader) => {
-            error(StatusCode::SERVICE_UNAVAILABLE, "standby", e.to_string())
-        }
-        Err(e @ PruneError::Gone) => {
-            error(StatusCode::SERVICE_UNAVAILABLE, "draining", e.to_string())
-        }
-        Err(e @ PruneError::Storage(_)) => {
-            error(StatusCode::INSUFFICIENT_STORAGE, "storage", e.to_string())
-        }
+        Ok(n) => axum::Json(Pruned { removed: n as u64 }).into_response(),
+        Err(e) => ApiFailure::from(e).into_response(),
     }
 }
 

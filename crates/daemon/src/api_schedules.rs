@@ -7,20 +7,38 @@
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use oj_api::ScheduleList;
 
-use crate::api::Shared;
-use crate::engine::SubmitError;
-use crate::engine::schedules::ScheduleError;
+use crate::api::{ApiFailure, Shared};
+use crate::engine::schedules::ScheduleInfo;
 
 pub(crate) async fn list(State(s): State<Shared>) -> Response {
-    axum::Json(json!({ "schedules": s.engine.schedules().await })).into_response()
+    let schedules = s.engine.schedules().await.into_iter().map(wire).collect();
+    axum::Json(ScheduleList { schedules }).into_response()
+}
+
+/// A schedule as the API writes it.
+fn wire(info: ScheduleInfo) -> oj_api::ScheduleInfo {
+    oj_api::ScheduleInfo {
+        name: info.name,
+        cron: info.cron,
+        timezone: info.timezone,
+        next_fire: info.next_fire,
+        last_fire: info.last_fire,
+        last_result: info.last_result,
+        last_job: info.last_job,
+        last_job_state: info.last_job_state,
+        paused: info.paused,
+        enabled: info.enabled,
+        overlap: info.overlap.to_string(),
+        catch_up: info.catch_up.to_string(),
+    }
 }
 
 pub(crate) async fn run(State(s): State<Shared>, UrlPath(name): UrlPath<String>) -> Response {
     match s.engine.run_schedule(name).await {
         Ok(job) => (StatusCode::CREATED, axum::Json(job)).into_response(),
-        Err(e) => refused(e),
+        Err(e) => ApiFailure::from(e).into_response(),
     }
 }
 
@@ -34,38 +52,7 @@ pub(crate) async fn resume(State(s): State<Shared>, UrlPath(name): UrlPath<Strin
 
 async fn set_paused(s: Shared, name: String, paused: bool) -> Response {
     match s.engine.pause_schedule(name, paused).await {
-        Ok(info) => (StatusCode::ACCEPTED, axum::Json(info)).into_response(),
-        Err(e) => refused(e),
+        Ok(info) => (StatusCode::ACCEPTED, axum::Json(wire(info))).into_response(),
+        Err(e) => ApiFailure::from(e).into_response(),
     }
-}
-
-fn refused(e: ScheduleError) -> Response {
-    let (status, code) = match &e {
-        ScheduleError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
-        ScheduleError::Overlap { .. } => (StatusCode::CONFLICT, "overlap"),
-        ScheduleError::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid_spec"),
-        ScheduleError::Submit(SubmitError::Invalid(_)) => (StatusCode::BAD_REQUEST, "invalid_spec"),
-        ScheduleError::Submit(SubmitError::Draining) => {
-            (StatusCode::SERVICE_UNAVAILABLE, "draining")
-        }
-        ScheduleError::Submit(SubmitError::NotLeader) => {
-            (StatusCode::SERVICE_UNAVAILABLE, "standby")
-        }
-        ScheduleError::Submit(SubmitError::Storage(_)) => {
-            (StatusCode::INSUFFICIENT_STORAGE, "storage")
-        }
-        ScheduleError::Submit(SubmitError::Gone) => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
-        // A fire carries no Idempotency-Key: these cannot happen here.
-        ScheduleError::Submit(SubmitError::IdempotencyConflict(_)) => {
-            (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_conflict")
-        }
-        ScheduleError::Submit(SubmitError::IdempotencyInProgress(_)) => {
-            (StatusCode::CONFLICT, "idempotency_in_progress")
-        }
-    };
-    let mut body = json!({ "error": e.to_string(), "code": code });
-    if let ScheduleError::Overlap { job, .. } = &e {
-        body["job"] = json!(job);
-    }
-    (status, axum::Json(body)).into_response()
 }

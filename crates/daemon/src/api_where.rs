@@ -7,20 +7,17 @@ use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use oj_api::{ErrorCode, IDEMPOTENCY_KEY, RerunRequest};
 use oj_core::idempotency;
 use oj_core::{JobFilter, JobId, JobState, JobView, Timestamp, labels};
-use serde::Deserialize;
 
-use crate::api::{Shared, bad_id, error, unknown};
+use crate::api::{ApiFailure, Shared, bad_id, error, unknown};
 use crate::engine::{PAGE_DEFAULT, PAGE_MAX, SubmitError, SubmitMeta, Submitted};
-
-/// The request header of the IETF draft.
-pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// A request refused with 400: its error code and message.
 #[derive(Debug)]
 pub(crate) struct BadRequest {
-    code: &'static str,
+    code: ErrorCode,
     message: String,
 }
 
@@ -38,7 +35,7 @@ pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Bad
         return Ok(None);
     };
     let bad = |message: String| BadRequest {
-        code: "bad_idempotency_key",
+        code: ErrorCode::BadIdempotencyKey,
         message,
     };
     if values.next().is_some() {
@@ -63,40 +60,8 @@ pub(crate) fn submitted(result: Result<Submitted, SubmitError>) -> Response {
             };
             (status, axum::Json(JobView::of(&job))).into_response()
         }
-        Err(e @ SubmitError::Invalid(_)) => {
-            error(StatusCode::BAD_REQUEST, "invalid_spec", e.to_string())
-        }
-        Err(e @ SubmitError::Draining) => {
-            error(StatusCode::SERVICE_UNAVAILABLE, "draining", e.to_string())
-        }
-        Err(e @ SubmitError::NotLeader) => {
-            error(StatusCode::SERVICE_UNAVAILABLE, "standby", e.to_string())
-        }
-        Err(e @ SubmitError::Gone) => {
-            error(StatusCode::SERVICE_UNAVAILABLE, "draining", e.to_string())
-        }
-        Err(e @ SubmitError::Storage(_)) => {
-            error(StatusCode::INSUFFICIENT_STORAGE, "storage", e.to_string())
-        }
-        Err(e @ SubmitError::IdempotencyConflict(_)) => error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency_conflict",
-            e.to_string(),
-        ),
-        Err(e @ SubmitError::IdempotencyInProgress(_)) => error(
-            StatusCode::CONFLICT,
-            "idempotency_in_progress",
-            e.to_string(),
-        ),
+        Err(e) => ApiFailure::from(e).into_response(),
     }
-}
-
-/// The body of `POST /v1/jobs/{id}/rerun` (optional).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RerunBody {
-    #[serde(default)]
-    from_step: Option<String>,
 }
 
 /// `POST /v1/jobs/{id}/rerun`: a new job with the same spec (from
@@ -111,25 +76,21 @@ pub(crate) async fn rerun(
         return bad_id(&id);
     };
     if *s.draining.borrow() {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "draining",
-            SubmitError::Draining.to_string(),
-        );
+        return ApiFailure::from(SubmitError::Draining).into_response();
     }
     let key = match idempotency_key(&headers) {
         Ok(k) => k,
         Err(bad) => return bad.into_response(),
     };
-    let req: RerunBody = if body.iter().all(u8::is_ascii_whitespace) {
-        RerunBody::default()
+    let req: RerunRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RerunRequest::default()
     } else {
         match serde_json::from_slice(&body) {
             Ok(b) => b,
             Err(e) => {
                 return error(
                     StatusCode::BAD_REQUEST,
-                    "bad_request",
+                    ErrorCode::BadRequest,
                     format!("invalid rerun body: {e}; send {{}} or {{\"from_step\": \"NAME\"}}"),
                 );
             }
@@ -140,21 +101,27 @@ pub(crate) async fn rerun(
     };
     let spec = match job.spec.for_rerun(req.from_step.as_deref()) {
         Ok(spec) => spec,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "unknown_step", e.to_string()),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::UnknownStep,
+                e.to_string(),
+            );
+        }
     };
     // SPEC §8.5: a rerun from a later step needs the files the earlier
     // steps left in the job's workspace.
     if req.from_step.is_some()
         && let Some(why) = crate::cluster::rerun_workspace_gone(s.pod_steps.as_deref(), &job).await
     {
-        return error(StatusCode::CONFLICT, "workspace_gone", why);
+        return error(StatusCode::CONFLICT, ErrorCode::WorkspaceGone, why);
     }
     // `pods.*` applies live: check against the running config, as a submit does.
     let pods = s.pods.as_ref().map(crate::live::Live::get);
     if let Some(pods) = &pods
         && let Err(e) = crate::k8s::validate_spec(&spec, pods)
     {
-        return error(StatusCode::BAD_REQUEST, "invalid_spec", e);
+        return error(StatusCode::BAD_REQUEST, ErrorCode::InvalidSpec, e);
     }
     let meta = SubmitMeta {
         rerun_of: Some(id),
@@ -165,7 +132,7 @@ pub(crate) async fn rerun(
 
 fn bad_query(message: String) -> BadRequest {
     BadRequest {
-        code: "bad_query",
+        code: ErrorCode::BadQuery,
         message,
     }
 }
@@ -252,7 +219,7 @@ pub(crate) async fn list(
             .into_response(),
         None => error(
             StatusCode::SERVICE_UNAVAILABLE,
-            "draining",
+            ErrorCode::Draining,
             "the daemon is shutting down",
         ),
     }

@@ -12,6 +12,7 @@ pub mod admin;
 pub mod api;
 mod api_errors;
 mod api_events;
+mod api_failure;
 mod api_queues;
 mod api_retention;
 mod api_schedules;

@@ -127,7 +127,7 @@ async fn limit_body(State(max): State<u64>, req: Request, next: Next) -> Respons
     if declared.is_some_and(|n| n > max) {
         return error(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
+            oj_api::ErrorCode::TooLarge,
             format!("the request body is larger than listen.max_request_bytes ({max} bytes)"),
         );
     }

@@ -20,7 +20,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use oj_config::{Environment, Layer, Loaded, RuntimeConfig, keys, render};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
 
@@ -89,42 +89,6 @@ impl ConfigStatus {
     fn update(&self, f: impl FnOnce(&mut ConfigState)) {
         f(&mut self.0.write().unwrap_or_else(|p| p.into_inner()));
     }
-
-    /// The body of `GET /v1/config` (SPEC §7.5), secrets redacted.
-    pub fn to_json(&self) -> Value {
-        let s = self.snapshot();
-        let mut tree = serde_json::to_value(&s.running.config).unwrap_or(Value::Null);
-        render::redact(&mut tree);
-        json!({
-            "generation": s.generation,
-            "profile": s.running.profile,
-            "files": s.running.files,
-            "config": tree,
-            "sources": s.running.sources,
-            "pending_restart": s.pending_restart,
-            "last_reload": s.last_reload.as_ref().map(last_reload_json),
-        })
-    }
-
-    /// The `config` part of `GET /v1/status`.
-    pub fn status_json(&self) -> Value {
-        let s = self.snapshot();
-        json!({
-            "generation": s.generation,
-            "pending_restart": s.pending_restart,
-            "last_reload": s.last_reload.as_ref().map(last_reload_json),
-        })
-    }
-}
-
-fn last_reload_json(r: &LastReload) -> Value {
-    json!({
-        "at": humantime::format_rfc3339_seconds(r.at).to_string(),
-        "result": if r.accepted { "ok" } else { "rejected" },
-        "reason": r.reason,
-        "errors": r.errors,
-        "changed": r.changed,
-    })
 }
 
 /// Loads the configuration again, decides what applies, applies it.

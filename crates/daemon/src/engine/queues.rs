@@ -15,7 +15,6 @@ use std::time::{Duration, SystemTime};
 use oj_config::RuntimeConfig;
 use oj_core::queue::DEFAULT_QUEUE;
 use oj_core::{Event, Gate, Job, JobId, JobSpec, JobState, Limits, QueueError, SpecError};
-use serde::Serialize;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -26,15 +25,8 @@ use super::{Command, Effect, Engine, EngineHandle};
 /// machine is suspended, the wall clock does.
 const NOT_BEFORE_RECHECK: Duration = Duration::from_secs(1);
 
-/// One queue as `GET /v1/queues` and `oj queue list` show it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct QueueInfo {
-    pub name: String,
-    pub max_concurrent: usize,
-    pub running: usize,
-    pub queued: usize,
-    pub paused: bool,
-}
+/// One queue as `GET /v1/queues` and `oj queue list` show it: the wire type.
+pub use oj_api::QueueInfo;
 
 /// Requests about queues and holds.
 pub(super) enum QueueCommand {

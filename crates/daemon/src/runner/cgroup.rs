@@ -38,18 +38,6 @@ pub fn mode() -> (&'static str, Option<&'static str>) {
     }
 }
 
-/// The `leftovers` part of `GET /v1/status`: `{"mode", "reason"?}`, mode
-/// `off` while `jobs.kill_leftovers = false`.
-pub fn status_json(kill_leftovers: bool) -> serde_json::Value {
-    if !kill_leftovers {
-        return serde_json::json!({"mode": "off"});
-    }
-    match mode() {
-        (m, None) => serde_json::json!({"mode": m}),
-        (m, Some(why)) => serde_json::json!({"mode": m, "reason": why}),
-    }
-}
-
 /// Removes the daemon's subtree at a clean exit (the empty step cgroups
 /// in it too; a populated one stays, and so does the subtree then).
 pub fn remove_subtree() {

@@ -248,7 +248,7 @@ async fn forbidden_origin(req: Request) -> Response {
     .await;
     error(
         StatusCode::FORBIDDEN,
-        "origin",
+        oj_api::ErrorCode::Origin,
         "a request with the session cookie that changes anything must come from this daemon's own pages (Origin must match Host, or ui.origin behind a proxy)",
     )
 }
@@ -300,7 +300,7 @@ async fn session_endpoint(g: &Gate, req: Request, bearer: bool, now: Instant) ->
                 Err(e) => {
                     return error(
                         StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal",
+                        oj_api::ErrorCode::Internal,
                         format!("cannot draw a random session id: {e}"),
                     );
                 }
@@ -342,7 +342,7 @@ async fn session_endpoint(g: &Gate, req: Request, bearer: bool, now: Instant) ->
             }
             let mut r = error(
                 StatusCode::METHOD_NOT_ALLOWED,
-                "method",
+                oj_api::ErrorCode::Method,
                 "/v1/session takes POST (start a session, with the bearer token) or DELETE (end it)",
             );
             r.headers_mut()
