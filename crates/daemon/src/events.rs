@@ -19,7 +19,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
-use oj_core::{Event, JobId, State, Topic};
+use oj_core::{Event, Gate, JobId, Limits, State, Topic};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -247,7 +247,8 @@ impl Publisher {
     pub fn before(&mut self, event: &Event, state: &State) {
         if event.removes_topic()
             && let Some(topic) = event.topic()
-            && let Some(json) = object_json(&topic, state)
+            // Only ended jobs are removed: their JSON has no `waiting`.
+            && let Some(json) = object_json(&topic, state, &Limits::total(usize::MAX), Gate::Open)
         {
             self.removed.insert(topic, mark_removed(&json));
         }
@@ -274,7 +275,16 @@ impl Publisher {
     /// The turn is durable: publishes every touched object as it is now,
     /// once, in commit order. `reserve` hands out a sequence number for a
     /// status frame.
-    pub fn commit(&mut self, state: &State, reserve: impl FnOnce() -> u64) {
+    /// Publishes the turn's staged objects as `state` has them now; a
+    /// queued job with its `waiting` (under `limits` and `gate`), as
+    /// `GET /v1/jobs/{id}` shows it.
+    pub fn commit(
+        &mut self,
+        state: &State,
+        limits: &Limits,
+        gate: Gate,
+        reserve: impl FnOnce() -> u64,
+    ) {
         if !self.staged.is_empty() {
             let mut last: HashMap<&Topic, u64> = HashMap::with_capacity(self.staged.len());
             for (seq, topic) in &self.staged {
@@ -283,7 +293,7 @@ impl Publisher {
             let mut order: Vec<(u64, &Topic)> = last.into_iter().map(|(t, s)| (s, t)).collect();
             order.sort_unstable_by_key(|(s, _)| *s);
             for (seq, topic) in order {
-                let (data, removed) = match object_json(topic, state) {
+                let (data, removed) = match object_json(topic, state, limits, gate) {
                     Some(json) => (Bytes::from(json), false),
                     None => match self.removed.get(topic) {
                         Some(json) => (json.clone(), true),
@@ -316,9 +326,17 @@ impl Drop for Publisher {
 
 /// The JSON of a topic's object as it is in `state`; `None` when it does
 /// not exist (any more). One arm per kind of object.
-fn object_json(topic: &Topic, state: &State) -> Option<Vec<u8>> {
+fn object_json(topic: &Topic, state: &State, limits: &Limits, gate: Gate) -> Option<Vec<u8>> {
     match topic {
-        Topic::Job(id) => serde_json::to_vec(&oj_core::JobView::of(state.job(id)?)).ok(),
+        Topic::Job(id) => {
+            let job = state.job(id)?;
+            if job.state == oj_core::JobState::Queued {
+                let shown = state.shown(id, limits, gate)?;
+                serde_json::to_vec(&oj_core::JobView::of(&shown)).ok()
+            } else {
+                serde_json::to_vec(&oj_core::JobView::of(job)).ok()
+            }
+        }
         // What the WAL knows of a queue (its pause); `GET /v1/queues` has
         // the limits and counts, which a reader lists afresh.
         Topic::Queue(name) => serde_json::to_vec(&serde_json::json!({
@@ -369,7 +387,30 @@ mod tests {
             *seq += 1;
             p.staged(*seq, e);
         }
-        p.commit(state, || 0);
+        p.commit(state, &Limits::total(1), Gate::Open, || 0);
+    }
+
+    #[test]
+    fn a_queued_job_is_published_with_why_it_waits() {
+        let mut p = Publisher::new(0);
+        let hub = p.hub();
+        let (mut rx, _) = hub.subscribe(None, |_| true);
+        let mut state = State::default();
+        let mut held = job(1);
+        held.hold = true;
+        held.spec.hold = true;
+        commit(
+            &mut p,
+            &mut state,
+            &mut 0,
+            &[Event::JobSubmitted {
+                job: Box::new(held),
+            }],
+        );
+        let frame = rx.try_recv().unwrap();
+        let data: serde_json::Value = serde_json::from_slice(&frame.data).unwrap();
+        assert_eq!(data["state"], "queued");
+        assert_eq!(data["waiting"]["reason"], "held", "{data}");
     }
 
     #[test]
@@ -464,7 +505,7 @@ mod tests {
         let state = State::default();
         p.staged(1, &e);
         p.discard();
-        p.commit(&state, || 0);
+        p.commit(&state, &Limits::total(1), Gate::Open, || 0);
         assert!(rx.try_recv().is_err());
     }
 

@@ -169,8 +169,9 @@ impl Engine {
             }
         }
         self.publish();
+        let (limits, gate) = (self.limits(), self.gate());
         self.events
-            .commit(&self.state, || self.storage.reserve_seq());
+            .commit(&self.state, &limits, gate, || self.storage.reserve_seq());
         if self.storage.wal_len() >= SNAPSHOT_EVERY && self.trouble.is_none() {
             match tokio::task::block_in_place(|| self.storage.snapshot(&self.state)) {
                 Ok(()) => tracing::debug!("snapshot written"),
