@@ -97,19 +97,25 @@ fn setup(mark: &str) -> Result<PathBuf, String> {
     let probe = root.join("probe");
     let _ = std::fs::create_dir(&probe);
     // Through the same doorway as a step: this also proves it works here.
+    // The answer is read, not just the exit status: a binary that is not
+    // `oj` (a program embedding this library, a test harness) exits 0 on
+    // arguments it does not know, without running the shell.
+    let expected = format!(
+        "/{}/probe",
+        root.file_name().unwrap_or_default().to_string_lossy()
+    );
     let moved = procs_path(&probe).and_then(|procs| {
-        let mut cmd = std::process::Command::new(SELF_EXE);
-        cmd.arg(DOORWAY_ARG)
-            .arg(procs.as_c_str().to_str().unwrap_or_default())
-            .args(["/bin/sh", "-c"])
-            .arg(format!(
-                "grep -q '^0::.*/{}/probe$' /proc/self/cgroup",
-                root.file_name().unwrap_or_default().to_string_lossy()
-            ))
+        let out = std::process::Command::new(SELF_EXE)
+            .arg(DOORWAY_ARG)
+            .arg(std::ffi::OsStr::from_bytes(procs.as_bytes()))
+            .args(["/bin/sh", "-c", "cat /proc/self/cgroup"])
             .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        cmd.spawn().and_then(|mut c| c.wait()).map(|s| s.success())
+            .stderr(std::process::Stdio::null())
+            .output()?;
+        Ok(out.status.success()
+            && String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.starts_with("0::") && l.ends_with(&expected)))
     });
     let _ = std::fs::remove_dir(&probe);
     // Empty step cgroups a killed run of this daemon left (populated ones
@@ -119,7 +125,7 @@ fn setup(mark: &str) -> Result<PathBuf, String> {
     match moved {
         Ok(true) => Ok(root),
         Ok(false) => Err(format!(
-            "cannot move a process into a cgroup below {}: no write access to cgroup.procs",
+            "cannot start a process inside a cgroup below {}: no write access to cgroup.procs, or this binary is not `oj` (steps enter their cgroup through `oj {DOORWAY_ARG}`)",
             root.display()
         )),
         Err(e) => Err(format!("cannot try a cgroup below {}: {e}", root.display())),
