@@ -30,10 +30,14 @@
 //! | `POST /v1/shutdown` | — | [`ShutdownAnswer`] |
 //! | `GET /v1/events` | query | SSE frames ([`EventKind`]) |
 //! | any error | — | [`ErrorBody`] with an [`ErrorCode`] |
+//!
+//! The client reads every job answer as a [`JobReport`]: the same fields,
+//! each optional, so that a newer daemon's answers still read.
 
 mod config;
 mod error;
 mod events;
+mod job_report;
 mod jobs;
 mod queues;
 mod status;
@@ -41,6 +45,9 @@ mod status;
 pub use config::{ConfigAnswer, ConfigSummary, LastReload};
 pub use error::{ErrorBody, ErrorCode};
 pub use events::{EventKind, LogData, ResetData};
+pub use job_report::{
+    AttemptReport, DependencyReport, JobReport, StateWord, StepReport, WaitingReport,
+};
 pub use jobs::{JobPage, PruneRequest, Pruned, RerunRequest};
 pub use oj_core::{Job, JobCounts, JobId, JobSpec, JobState, JobView};
 

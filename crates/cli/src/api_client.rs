@@ -500,6 +500,25 @@ impl ApiClient {
 }
 
 impl ApiError {
+    /// The daemon's body when it refused with one of `codes`; any other
+    /// error comes back as it was. Commands react to a refusal by its code
+    /// (a newer daemon may reword the message, or answer a refusal with
+    /// another status), never by the words of its message.
+    pub fn refusal(self, codes: &[ErrorCode]) -> Result<ErrorBody, ApiError> {
+        match self {
+            ApiError::Status { body, .. } if codes.contains(&body.code) => Ok(body),
+            other => Err(other),
+        }
+    }
+
+    /// The code of the daemon's refusal; `None` when it did not answer.
+    pub fn code(&self) -> Option<&ErrorCode> {
+        match self {
+            ApiError::Status { body, .. } => Some(&body.code),
+            ApiError::Failure(_) => None,
+        }
+    }
+
     /// The failure to report, for errors the caller does not handle itself.
     pub fn into_failure(self, client: &ApiClient) -> Failure {
         match self {

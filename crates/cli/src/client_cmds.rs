@@ -11,9 +11,9 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
+use oj_api::{ErrorCode, JobReport};
 use oj_config::{Environment, LoadOptions, Loaded};
 use oj_core::{JobSpec, StepSpec};
-use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::api_client::{ApiClient, ApiError};
@@ -96,22 +96,30 @@ pub(crate) fn path_segment(s: &str) -> String {
     out
 }
 
-pub(crate) fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(Value::as_str)
-}
-
-/// Maps a failed call about one job: 404 is "no job <id>".
+/// Maps a failed call about one job: `not_found` is "no job <id>".
 pub(crate) fn job_failure(client: &ApiClient, id: &str, e: ApiError) -> Failure {
-    match e {
-        ApiError::Status {
-            status: StatusCode::NOT_FOUND,
-            ..
-        } => Failure::runtime(format!(
+    match e.refusal(&[ErrorCode::NotFound]) {
+        Ok(_) => Failure::runtime(format!(
             "no job {id} on the daemon at {}; `oj job list` shows the jobs it knows",
             client.endpoint().display()
         )),
-        other => other.into_failure(client),
+        Err(other) => other.into_failure(client),
     }
+}
+
+/// The id of a job the daemon accepted (`what`: "the job", "the rerun");
+/// an answer without one is not from a daemon this client understands.
+pub(crate) fn accepted_id(
+    client: &ApiClient,
+    job: JobReport,
+    what: &str,
+) -> Result<String, Failure> {
+    job.id.ok_or_else(|| {
+        Failure::runtime(format!(
+            "the daemon at {} accepted {what} but sent no job id; is it an oj daemon of the same version?",
+            client.endpoint().display()
+        ))
+    })
 }
 
 /// Parses `--var K=V` flags; a later value for the same name wins.
@@ -284,6 +292,14 @@ pub fn exec(args: ExecArgs, opts: &LoadOptions, env: &Environment) -> Result<i32
     ))
 }
 
+/// The refusals of a submission that are the user's to fix (exit 64): the
+/// spec, the request or its `Idempotency-Key`.
+pub(crate) const REFUSED_SPEC: &[ErrorCode] = &[
+    ErrorCode::InvalidSpec,
+    ErrorCode::BadRequest,
+    ErrorCode::BadIdempotencyKey,
+];
+
 /// Submits a job, prints its id, and with `wait` follows it to the end.
 async fn submit(
     client: &ApiClient,
@@ -297,25 +313,17 @@ async fn submit(
     let key = idempotency_key
         .map(crate::where_cmds::idempotency_header)
         .transpose()?;
-    let job: Value = client
+    let job: JobReport = client
         .post_json_keyed("/v1/jobs", &body, key.as_deref())
         .await
-        .map_err(|e| match e {
-            ApiError::Status {
-                status: StatusCode::BAD_REQUEST,
-                body,
-            } => Failure::usage(format!(
+        .map_err(|e| match e.refusal(REFUSED_SPEC) {
+            Ok(body) => Failure::usage(format!(
                 "the daemon refused job {:?}: {}",
                 spec.name, body.error
             )),
-            other => other.into_failure(client),
+            Err(other) => other.into_failure(client),
         })?;
-    let Some(id) = str_field(&job, "id").map(str::to_string) else {
-        return Err(Failure::runtime(format!(
-            "the daemon at {} accepted the job but sent no job id; is it an oj daemon of the same version?",
-            client.endpoint().display()
-        )));
-    };
+    let id = accepted_id(client, job, "the job")?;
     emit_line(&id);
     follow_submitted(client, &id, wait, style).await
 }

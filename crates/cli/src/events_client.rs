@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use oj_api::EventKind;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 
 use crate::api_client::{ApiClient, ApiError};
 
@@ -29,11 +28,6 @@ pub struct SseEvent {
 }
 
 impl SseEvent {
-    /// The data as JSON (`Null` when it is not).
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.data).unwrap_or(Value::Null)
-    }
-
     /// What the event is about (`status`, `job`, …).
     pub fn event_kind(&self) -> EventKind {
         EventKind::from_word(&self.kind)
@@ -42,6 +36,28 @@ impl SseEvent {
     /// The data as an `oj-api` type (`None` when it is not one).
     pub fn data_as<T: DeserializeOwned>(&self) -> Option<T> {
         serde_json::from_str(&self.data).ok()
+    }
+}
+
+/// Why `GET /v1/events` gave no stream.
+#[derive(Debug)]
+pub enum OpenError {
+    /// The daemon answered, but not with an event stream: it is older
+    /// than this client (callers may fall back to what it has).
+    NotAStream,
+    /// The daemon refused, or could not be reached.
+    Api(ApiError),
+}
+
+impl OpenError {
+    pub fn into_failure(self, client: &ApiClient) -> crate::exit::Failure {
+        match self {
+            OpenError::NotAStream => crate::exit::Failure::runtime(format!(
+                "the daemon at {}: {NO_STREAM}",
+                client.endpoint().display()
+            )),
+            OpenError::Api(e) => e.into_failure(client),
+        }
     }
 }
 
@@ -61,9 +77,9 @@ pub struct EventStream {
 }
 
 impl EventStream {
-    /// Opens `path` (`/v1/events?...`); a refusal is the daemon's status.
-    pub async fn open(client: &ApiClient, path: &str) -> Result<EventStream, ApiError> {
-        let resp = client.get_stream(path).await?;
+    /// Opens `path` (`/v1/events?...`).
+    pub async fn open(client: &ApiClient, path: &str) -> Result<EventStream, OpenError> {
+        let resp = client.get_stream(path).await.map_err(OpenError::Api)?;
         let sse = resp
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
@@ -71,10 +87,7 @@ impl EventStream {
             .is_some_and(|v| v.starts_with("text/event-stream"));
         if !sse {
             // An older daemon (or something else) answered.
-            return Err(ApiError::Status {
-                status: reqwest::StatusCode::NOT_IMPLEMENTED,
-                body: oj_api::ErrorBody::new(oj_api::ErrorCode::default(), NO_STREAM),
-            });
+            return Err(OpenError::NotAStream);
         }
         Ok(EventStream {
             resp,
@@ -205,7 +218,8 @@ mod tests {
         let ev = parse_block(b).unwrap();
         assert_eq!(ev.id, Some(7));
         assert_eq!(ev.kind, "job");
-        assert_eq!(ev.json()["a"], 1);
+        let data: serde_json::Value = ev.data_as().unwrap();
+        assert_eq!(data["a"], 1);
         let rest = &buf[used..];
         let (b, used2) = split_block(rest).unwrap();
         assert_eq!(parse_block(b), None);

@@ -16,13 +16,12 @@
 
 use std::time::{Duration, SystemTime};
 
-use oj_api::{EventKind, JobPage};
-use reqwest::StatusCode;
-use serde_json::Value;
+use oj_api::{ErrorCode, EventKind, JobPage, JobReport};
+use oj_core::JobState;
 
 use crate::api_client::{ApiClient, ApiError};
-use crate::client_cmds::{emit, job_failure, path_segment, str_field};
-use crate::events_client::{EventStream, StreamEnd};
+use crate::client_cmds::{emit, job_failure, path_segment};
+use crate::events_client::{EventStream, OpenError, StreamEnd};
 use crate::exit::{self, Failure};
 use crate::table;
 use crate::term::Style;
@@ -32,13 +31,9 @@ const IDS_PER_STREAM: usize = 1000;
 /// The exit code of a wait that ran out of time (as timeout(1)).
 pub const TIMED_OUT: i32 = 124;
 
-pub fn is_terminal(state: &str) -> bool {
-    matches!(state, "done" | "failed" | "cancelled" | "interrupted")
-}
-
 /// Streams the job's logs to stdout until it ends and returns the final
 /// job. A queued job first reports its place in the queue on stderr.
-pub async fn follow(client: &ApiClient, id: &str, style: Style) -> Result<Value, Failure> {
+pub async fn follow(client: &ApiClient, id: &str, style: Style) -> Result<JobReport, Failure> {
     let ids = [id.to_string()];
     let mut watch = JobWatch::open(client, &ids).await?;
     let mut job = match &mut watch {
@@ -47,11 +42,11 @@ pub async fn follow(client: &ApiClient, id: &str, style: Style) -> Result<Value,
         None => get_job(client, id).await?,
     };
     if let Some(w) = &mut watch
-        && str_field(&job, "state") == Some("queued")
+        && job.is(JobState::Queued)
     {
         job = wait_in_queue(client, w, job, style).await?;
     }
-    if job.get("removed").and_then(Value::as_bool) == Some(true) {
+    if job.removed {
         // Deleted by retention right after it ended: its log is gone.
         return Ok(job);
     }
@@ -73,7 +68,7 @@ pub async fn follow(client: &ApiClient, id: &str, style: Style) -> Result<Value,
     let Some(watch) = &mut watch else {
         return get_job(client, id).await;
     };
-    while !str_field(&job, "state").is_some_and(is_terminal) {
+    while !job.is_terminal() {
         job = watch.next_job().await?;
     }
     Ok(job)
@@ -97,8 +92,8 @@ impl<'a> JobWatch<'a> {
     ) -> Result<Option<JobWatch<'a>>, Failure> {
         let stream = match Self::connect(client, ids).await {
             Ok(s) => s,
-            Err(f) if f.message.contains(crate::events_client::NO_STREAM) => return Ok(None),
-            Err(f) => return Err(f),
+            Err(OpenError::NotAStream) => return Ok(None),
+            Err(e) => return Err(Self::refused(client, ids, e).await),
         };
         Ok(Some(JobWatch {
             client,
@@ -108,43 +103,54 @@ impl<'a> JobWatch<'a> {
         }))
     }
 
-    async fn connect(client: &ApiClient, ids: &[String]) -> Result<EventStream, Failure> {
+    async fn connect(client: &ApiClient, ids: &[String]) -> Result<EventStream, OpenError> {
         let query = ids
             .iter()
             .map(|id| format!("job={}", path_segment(id)))
             .collect::<Vec<_>>()
             .join("&");
-        match EventStream::open(client, &format!("/v1/events?{query}")).await {
-            Ok(s) => Ok(s),
-            Err(
-                e @ ApiError::Status {
-                    status: StatusCode::NOT_FOUND,
-                    ..
-                },
-            ) => {
-                // Name the id the daemon does not know.
-                for id in ids {
-                    get_job(client, id).await?;
+        EventStream::open(client, &format!("/v1/events?{query}")).await
+    }
+
+    /// A stream again after a reset or a broken connection.
+    async fn reconnect(&mut self) -> Result<(), Failure> {
+        self.stream = match Self::connect(self.client, self.ids).await {
+            Ok(s) => s,
+            Err(e) => return Err(Self::refused(self.client, self.ids, e).await),
+        };
+        Ok(())
+    }
+
+    /// The failure for a stream that could not be opened.
+    async fn refused(client: &ApiClient, ids: &[String], e: OpenError) -> Failure {
+        if let OpenError::Api(api) = &e
+            && api.code() == Some(&ErrorCode::NotFound)
+        {
+            // Name the id the daemon does not know.
+            for id in ids {
+                if let Err(f) = get_job(client, id).await {
+                    return f;
                 }
-                Err(e.into_failure(client))
             }
-            Err(e) => Err(waiting_failure(ids, e.into_failure(client))),
+            return e.into_failure(client);
         }
+        waiting_failure(ids, e.into_failure(client))
     }
 
     /// The next state of one of the jobs (the first ones are the states
     /// when the stream opened).
-    async fn next_job(&mut self) -> Result<Value, Failure> {
+    async fn next_job(&mut self) -> Result<JobReport, Failure> {
         loop {
             match self.stream.next().await {
                 Ok(ev) if ev.event_kind() == EventKind::Job => {
                     self.last_id = ev.id.or(self.last_id);
-                    return Ok(ev.json());
+                    // A frame that is not a job (not from an oj daemon) says nothing.
+                    if let Some(job) = ev.data_as() {
+                        return Ok(job);
+                    }
                 }
                 // Fell behind: start again from the jobs as they are now.
-                Ok(ev) if ev.event_kind() == EventKind::Reset => {
-                    self.stream = Self::connect(self.client, self.ids).await?
-                }
+                Ok(ev) if ev.event_kind() == EventKind::Reset => self.reconnect().await?,
                 Ok(_) => {}
                 // The stream ends when the daemon's engine stops: the
                 // daemon is exiting before the job ended.
@@ -157,9 +163,7 @@ impl<'a> JobWatch<'a> {
                 }
                 // The connection broke: if the daemon still answers, carry
                 // on with a new stream.
-                Err(StreamEnd::Broken) => {
-                    self.stream = Self::connect(self.client, self.ids).await?
-                }
+                Err(StreamEnd::Broken) => self.reconnect().await?,
             }
         }
     }
@@ -189,7 +193,7 @@ fn waiting_failure(ids: &[String], f: Failure) -> Failure {
 pub async fn broken_stream(client: &ApiClient, id: &str, e: &reqwest::Error) -> Failure {
     let cause = client.transport_error(e).into_failure(client).message;
     let status = client
-        .get_json::<Value>(&format!("/v1/jobs/{}", path_segment(id)))
+        .get_json::<JobReport>(&format!("/v1/jobs/{}", path_segment(id)))
         .await;
     match status {
         Err(ApiError::Failure(f)) if f.code == exit::UNREACHABLE => {
@@ -209,10 +213,10 @@ pub async fn broken_stream(client: &ApiClient, id: &str, e: &reqwest::Error) -> 
 async fn wait_in_queue(
     client: &ApiClient,
     watch: &mut JobWatch<'_>,
-    mut job: Value,
+    mut job: JobReport,
     style: Style,
-) -> Result<Value, Failure> {
-    let id = str_field(&job, "id").unwrap_or_default().to_string();
+) -> Result<JobReport, Failure> {
+    let id = job.id.clone().unwrap_or_default();
     let mut ahead = jobs_ahead(client, &job).await;
     let say = |n: usize| eprintln!("oj: {}", queued_line(&id, n, style));
     say(ahead.len());
@@ -229,23 +233,25 @@ async fn wait_in_queue(
                 EventKind::Job => {}
                 _ => continue,
             }
-            let v = ev.json();
-            let (Some(other), Some(state)) = (str_field(&v, "id"), str_field(&v, "state")) else {
+            let Some(other) = ev.data_as::<JobReport>() else {
                 continue;
             };
-            if other == id {
-                let started = state != "queued";
-                job = v.clone();
+            let (Some(other_id), Some(state)) = (&other.id, &other.state) else {
+                continue;
+            };
+            let started = !state.is(JobState::Queued);
+            if *other_id == id {
+                job = other;
                 if started {
                     return Ok(job);
                 }
-            } else if state != "queued" && ahead.remove(other) {
+            } else if started && ahead.remove(other_id) {
                 say(ahead.len());
             }
         }
     }
     // Without the whole stream, the job's own events still tell its start.
-    while str_field(&job, "state") == Some("queued") {
+    while job.is(JobState::Queued) {
         job = watch.next_job().await?;
     }
     Ok(job)
@@ -267,15 +273,15 @@ fn queued_line(id: &str, ahead: usize, style: Style) -> String {
 
 /// The queued jobs submitted before `job` (they start first). A daemon
 /// that cannot list them counts as none ahead: the line is a hint.
-async fn jobs_ahead(client: &ApiClient, job: &Value) -> std::collections::HashSet<String> {
+async fn jobs_ahead(client: &ApiClient, job: &JobReport) -> std::collections::HashSet<String> {
     let (Some(id), Some(created)) = (
-        str_field(job, "id"),
-        str_field(job, "created_at").and_then(table::parse_time),
+        job.id.as_deref(),
+        job.created_at.as_deref().and_then(table::parse_time),
     ) else {
         return Default::default();
     };
     let Ok(page) = client
-        .get_json::<JobPage<Value>>("/v1/jobs?status=queued&limit=1000")
+        .get_json::<JobPage<JobReport>>("/v1/jobs?status=queued&limit=1000")
         .await
     else {
         return Default::default();
@@ -283,8 +289,8 @@ async fn jobs_ahead(client: &ApiClient, job: &Value) -> std::collections::HashSe
     page.jobs
         .iter()
         .filter_map(|j| {
-            let t = str_field(j, "created_at").and_then(table::parse_time)?;
-            Some((t, str_field(j, "id")?))
+            let t = j.created_at.as_deref().and_then(table::parse_time)?;
+            Some((t, j.id.as_deref()?))
         })
         // Submission order; the id breaks ties within a millisecond.
         .filter(|&(t, other)| (t, other) < (created, id))
@@ -292,7 +298,7 @@ async fn jobs_ahead(client: &ApiClient, job: &Value) -> std::collections::HashSe
         .collect()
 }
 
-async fn get_job(client: &ApiClient, id: &str) -> Result<Value, Failure> {
+async fn get_job(client: &ApiClient, id: &str) -> Result<JobReport, Failure> {
     let path = format!("/v1/jobs/{}", path_segment(id));
     client.get_json(&path).await.map_err(|e| {
         let f = job_failure(client, id, e);
@@ -318,7 +324,7 @@ fn unreachable_while_waiting(id: &str, f: Failure) -> Failure {
 
 /// The end of a follow: `done` prints its final line and exits 0; any other
 /// state is the failure (one line with the state and the error), exit 1.
-pub fn finish(id: &str, job: &Value, style: Style) -> Result<i32, Failure> {
+pub fn finish(id: &str, job: &JobReport, style: Style) -> Result<i32, Failure> {
     match final_line(id, job, style) {
         (true, line) => {
             eprintln!("oj: {line}");
@@ -330,15 +336,16 @@ pub fn finish(id: &str, job: &Value, style: Style) -> Result<i32, Failure> {
 
 /// Whether an ended job is `done`, and the line that says how it ended
 /// (what the daemon sent is escaped; the colour is ours).
-fn final_line(id: &str, job: &Value, style: Style) -> (bool, String) {
-    let state_raw = table::escape_for_terminal(str_field(job, "state").unwrap_or("unknown"));
+fn final_line(id: &str, job: &JobReport, style: Style) -> (bool, String) {
+    let state_raw =
+        table::escape_for_terminal(job.state.as_ref().map_or("unknown", |s| s.as_str()));
     let state = state_raw.as_ref();
-    let name = table::escape_for_terminal(str_field(job, "name").unwrap_or("?"));
+    let name = table::escape_for_terminal(job.name.as_deref().unwrap_or("?"));
     let id = table::escape_for_terminal(id);
-    if state == "done" {
+    if job.is(JobState::Done) {
         let took = table::run_time(
-            str_field(job, "started_at"),
-            str_field(job, "ended_at"),
+            job.started_at.as_deref(),
+            job.ended_at.as_deref(),
             SystemTime::now(),
         );
         return (
@@ -364,20 +371,17 @@ fn final_line(id: &str, job: &Value, style: Style) -> (bool, String) {
 }
 
 /// What went wrong with a job that did not end `done`.
-fn error_of(job: &Value) -> String {
-    str_field(job, "error")
-        .map(str::to_string)
+fn error_of(job: &JobReport) -> String {
+    job.error
+        .clone()
         .or_else(|| failed_step(job))
         .unwrap_or_else(|| "no error recorded".into())
 }
 
-fn failed_step(job: &Value) -> Option<String> {
-    let steps = job.get("steps")?.as_array()?;
-    let step = steps
-        .iter()
-        .find(|s| str_field(s, "state") == Some("failed"))?;
-    let name = str_field(step, "name")?;
-    Some(match step.get("exit_code").and_then(Value::as_i64) {
+fn failed_step(job: &JobReport) -> Option<String> {
+    let step = job.steps.iter().find(|s| s.is(JobState::Failed))?;
+    let name = step.name.as_deref()?;
+    Some(match step.exit_code {
         Some(code) => format!("step {name} exited with code {code}"),
         None => format!("step {name} failed"),
     })
@@ -419,12 +423,13 @@ pub async fn wait_all(
                 None => watch.next_job().await,
             };
             let job = next?;
-            let (Some(id), Some(state)) = (str_field(&job, "id"), str_field(&job, "state")) else {
+            let (Some(id), Some(state)) = (job.id.as_deref(), &job.state) else {
                 continue;
             };
-            if !is_terminal(state) || !pending.iter().any(|p| p.as_str() == id) {
+            if !state.is_terminal() || !pending.iter().any(|p| p.as_str() == id) {
                 continue;
             }
+            let state = state.as_str();
             pending.retain(|p| p.as_str() != id);
             left.retain(|p| p.as_str() != id);
             let (done, line) = final_line(id, &job, style);
@@ -473,17 +478,21 @@ fn timed_out(timeout: Duration, pending: &[&String]) -> Failure {
 mod tests {
     use super::*;
 
+    fn job(v: serde_json::Value) -> JobReport {
+        serde_json::from_value(v).unwrap()
+    }
+
     #[test]
     fn finish_reports_state_and_error() {
         let plain = Style::default();
         assert_eq!(
-            finish("x", &serde_json::json!({"state": "done"}), plain).unwrap(),
+            finish("x", &job(serde_json::json!({"state": "done"})), plain).unwrap(),
             0
         );
         let f = finish(
             "x",
-            &serde_json::json!({"state": "failed", "name": "b",
-                "steps": [{"name": "t", "state": "failed", "exit_code": 3}]}),
+            &job(serde_json::json!({"state": "failed", "name": "b",
+                "steps": [{"name": "t", "state": "failed", "exit_code": 3}]})),
             plain,
         )
         .unwrap_err();
@@ -495,7 +504,7 @@ mod tests {
         );
         let f = finish(
             "x",
-            &serde_json::json!({"state": "cancelled", "error": "cancelled by request"}),
+            &job(serde_json::json!({"state": "cancelled", "error": "cancelled by request"})),
             plain,
         )
         .unwrap_err();
@@ -507,7 +516,7 @@ mod tests {
         // The state is not said twice.
         let f = finish(
             "x",
-            &serde_json::json!({"state": "cancelled", "name": "b", "error": "cancelled"}),
+            &job(serde_json::json!({"state": "cancelled", "name": "b", "error": "cancelled"})),
             plain,
         )
         .unwrap_err();
@@ -517,7 +526,7 @@ mod tests {
         );
         let f = finish(
             "x",
-            &serde_json::json!({"state": "interrupted", "name": "b", "error": "daemon restarted"}),
+            &job(serde_json::json!({"state": "interrupted", "name": "b", "error": "daemon restarted"})),
             plain,
         )
         .unwrap_err();
@@ -539,10 +548,17 @@ mod tests {
     }
 
     #[test]
-    fn terminal_states() {
-        for s in ["done", "failed", "cancelled", "interrupted"] {
-            assert!(is_terminal(s), "{s}");
-        }
-        assert!(!is_terminal("queued") && !is_terminal("running"));
+    fn an_unknown_state_is_said_as_sent() {
+        let f = finish(
+            "x",
+            &job(serde_json::json!({"state": "lost", "name": "b"})),
+            Style::default(),
+        )
+        .unwrap_err();
+        assert!(
+            f.message.contains("ended lost: no error recorded"),
+            "{}",
+            f.message
+        );
     }
 }

@@ -5,11 +5,9 @@
 
 use std::time::SystemTime;
 
-use oj_api::{PruneRequest, Pruned};
-use reqwest::StatusCode;
-use serde_json::Value;
+use oj_api::{ErrorCode, PruneRequest, Pruned, StepReport};
 
-use crate::api_client::{ApiClient, ApiError};
+use crate::api_client::ApiClient;
 use crate::client_cmds::{job_failure, path_segment};
 use crate::exit::{self, Failure};
 use crate::table;
@@ -42,14 +40,13 @@ pub async fn rm(client: &ApiClient, ids: &[String]) -> Result<i32, Failure> {
 
 async fn remove_one(client: &ApiClient, id: &str) -> Result<(), Failure> {
     let path = format!("/v1/jobs/{}", path_segment(id));
-    client.delete(&path).await.map_err(|e| match e {
-        ApiError::Status {
-            status: StatusCode::CONFLICT,
-            body,
-        } => Failure::runtime(format!("cannot remove job {id}: {}", body.error)),
-        other => {
-            let f = job_failure(client, id, other);
-            Failure::new(f.code, format!("cannot remove job {id}: {}", f.message))
+    client.delete(&path).await.map_err(|e| {
+        match e.refusal(&[ErrorCode::NotFinished, ErrorCode::Needed]) {
+            Ok(body) => Failure::runtime(format!("cannot remove job {id}: {}", body.error)),
+            Err(other) => {
+                let f = job_failure(client, id, other);
+                Failure::new(f.code, format!("cannot remove job {id}: {}", f.message))
+            }
         }
     })
 }
@@ -98,34 +95,27 @@ pub async fn prune(
 
 /// For `oj job show`: the runs of every step that ran more than once or
 /// waits for its next run, one line each.
-pub fn render_attempts(steps: &[Value], now: SystemTime) -> String {
+pub fn render_attempts(steps: &[StepReport], now: SystemTime) -> String {
     let mut out = String::new();
     for step in steps {
-        let attempts = step
-            .get("attempts")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let retry_at = step.get("retry_at").and_then(Value::as_str);
+        let attempts = &step.attempts;
+        let retry_at = step.retry_at.as_deref();
         if attempts.len() < 2 && retry_at.is_none() {
             continue;
         }
-        let name = step.get("name").and_then(Value::as_str).unwrap_or("?");
+        let name = step.name.as_deref().unwrap_or("?");
         out.push_str(&format!("\nattempts of step {name}:\n"));
         for (i, a) in attempts.iter().enumerate() {
-            let field = |k: &str| a.get(k).and_then(Value::as_str);
+            let (started, ended) = (a.started_at.as_deref(), a.ended_at.as_deref());
             let exit = a
-                .get("exit_code")
-                .and_then(Value::as_i64)
+                .exit_code
                 .map_or_else(|| "-".to_string(), |c| c.to_string());
             out.push_str(&format!(
                 "  #{:<3} exit {exit:<4} {}  {:>8}  {}\n",
                 i + 1,
-                field("started_at")
-                    .map(table::short_time)
-                    .unwrap_or_default(),
-                table::run_time(field("started_at"), field("ended_at"), now),
-                field("reason").unwrap_or("ok"),
+                started.map(table::short_time).unwrap_or_default(),
+                table::run_time(started, ended, now),
+                a.reason.as_deref().unwrap_or("ok"),
             ));
         }
         if let Some(t) = retry_at {
@@ -169,7 +159,8 @@ mod tests {
                 {"exit_code": 1, "reason": "step flaky exited with code 1",
                  "started_at": "2026-01-01T00:00:01Z", "ended_at": "2026-01-01T00:00:03Z"}]}
         ]);
-        let text = render_attempts(steps.as_array().unwrap(), SystemTime::now());
+        let steps: Vec<StepReport> = serde_json::from_value(steps).unwrap();
+        let text = render_attempts(&steps, SystemTime::now());
         assert!(!text.contains("step once"), "{text}");
         assert!(text.contains("attempts of step flaky:"), "{text}");
         assert!(text.contains("#1   exit 1"), "{text}");

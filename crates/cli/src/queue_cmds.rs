@@ -6,14 +6,13 @@
 use std::time::SystemTime;
 
 use clap::{Args, Subcommand};
-use oj_api::QueueList;
+use oj_api::{ErrorCode, JobReport, QueueInfo, QueueList};
 use oj_config::{Environment, LoadOptions};
-use oj_core::{Dependency, JobId, JobSpec, Need, Timestamp};
-use reqwest::StatusCode;
+use oj_core::{Dependency, JobId, JobSpec, JobState, Need, Timestamp};
 use serde_json::Value;
 
-use crate::api_client::{ApiClient, ApiError};
-use crate::client_cmds::{connect, emit, job_failure, path_segment, runtime, str_field};
+use crate::api_client::ApiClient;
+use crate::client_cmds::{connect, emit, job_failure, path_segment, runtime};
 use crate::exit::{self, Failure};
 use crate::table;
 
@@ -202,18 +201,17 @@ async fn pause_all(client: &ApiClient, names: &[String], pause: bool) -> Result<
     for name in names {
         let path = format!("/v1/queues/{}/{verb}", path_segment(name));
         match client
-            .post_json::<Value, _>(&path, &serde_json::json!({}))
+            .post_json::<QueueInfo, _>(&path, &serde_json::json!({}))
             .await
         {
             Ok(_) => println!("{done} queue {name}"),
-            Err(ApiError::Status {
-                status: StatusCode::NOT_FOUND,
-                body,
-            }) => {
-                eprintln!("oj: cannot {verb} queue {name}: {}", body.error);
-                failed += 1;
-            }
-            Err(e) => return Err(e.into_failure(client)),
+            Err(e) => match e.refusal(&[ErrorCode::UnknownQueue]) {
+                Ok(body) => {
+                    eprintln!("oj: cannot {verb} queue {name}: {}", body.error);
+                    failed += 1;
+                }
+                Err(e) => return Err(e.into_failure(client)),
+            },
         }
     }
     if failed == 0 {
@@ -231,27 +229,27 @@ pub async fn release(client: &ApiClient, ids: &[String]) -> Result<i32, Failure>
     let mut failed = 0;
     for id in ids {
         let path = format!("/v1/jobs/{}/release", path_segment(id));
-        match client
-            .post_json::<Value, _>(&path, &serde_json::json!({}))
+        let refused = match client
+            .post_json::<JobReport, _>(&path, &serde_json::json!({}))
             .await
         {
-            Ok(_) => println!("released {id}"),
-            Err(ApiError::Status {
-                status: StatusCode::CONFLICT,
-                body,
-            }) => {
-                eprintln!("oj: cannot release job {id}: {}", body.error);
-                failed += 1;
+            Ok(_) => {
+                println!("released {id}");
+                continue;
             }
-            Err(e) => {
-                let f = job_failure(client, id, e);
-                if f.code == exit::UNREACHABLE {
-                    return Err(f);
+            Err(e) => match e.refusal(&[ErrorCode::NotHeld]) {
+                Ok(body) => body.error,
+                Err(e) => {
+                    let f = job_failure(client, id, e);
+                    if f.code == exit::UNREACHABLE {
+                        return Err(f);
+                    }
+                    f.message
                 }
-                eprintln!("oj: cannot release job {id}: {}", f.message);
-                failed += 1;
-            }
-        }
+            },
+        };
+        eprintln!("oj: cannot release job {id}: {refused}");
+        failed += 1;
     }
     if failed == 0 {
         Ok(exit::OK)
@@ -265,36 +263,29 @@ pub async fn release(client: &ApiClient, ids: &[String]) -> Result<i32, Failure>
 
 /// A job's state as `oj job list` shows it: `queued (after 0mx49xbba000)`
 /// while it waits.
-pub fn state_text(job: &Value) -> String {
-    let state = str_field(job, "state").unwrap_or("?");
-    match job.get("waiting").and_then(|w| str_field(w, "detail")) {
-        Some(detail) if state == "queued" => format!("queued ({detail})"),
-        _ => state.to_string(),
+pub fn state_text(job: &JobReport) -> String {
+    match job.waiting.as_ref().and_then(|w| w.detail.as_deref()) {
+        Some(detail) if job.is(JobState::Queued) => format!("queued ({detail})"),
+        _ => job.state_str().to_string(),
     }
 }
 
 /// The lines `oj job show` adds: queue, priority, dependencies, hold,
 /// start time and why the job waits.
-pub fn show_fields(job: &Value) -> Vec<(&'static str, String)> {
+pub fn show_fields(job: &JobReport) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
-    if let Some(q) = str_field(job, "queue") {
-        out.push(("queue", q.to_string()));
+    if let Some(q) = &job.queue {
+        out.push(("queue", q.clone()));
     }
-    if let Some(p) = job
-        .get("priority")
-        .and_then(Value::as_i64)
-        .filter(|p| *p != 0)
-    {
-        out.push(("priority", p.to_string()));
+    if job.priority != 0 {
+        out.push(("priority", job.priority.to_string()));
     }
     let after: Vec<String> = job
-        .get("after")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
+        .after
+        .iter()
         .map(|d| {
-            let id = str_field(d, "job").unwrap_or("?");
-            match str_field(d, "need") {
+            let id = d.job.as_deref().unwrap_or("?");
+            match d.need.as_deref() {
                 Some("ended") => format!("{id} (ended)"),
                 _ => format!("{id} (done)"),
             }
@@ -303,15 +294,15 @@ pub fn show_fields(job: &Value) -> Vec<(&'static str, String)> {
     if !after.is_empty() {
         out.push(("after", after.join(", ")));
     }
-    if job.get("hold").and_then(Value::as_bool) == Some(true) {
+    if job.hold {
         out.push(("hold", "yes (oj job release to start it)".into()));
     }
-    if let Some(t) = str_field(job, "not_before") {
+    if let Some(t) = &job.not_before {
         out.push(("not before", table::short_time(t)));
     }
-    if let Some(w) = job.get("waiting") {
-        let reason = str_field(w, "reason").unwrap_or("?");
-        let detail = str_field(w, "detail").unwrap_or("");
+    if let Some(w) = &job.waiting {
+        let reason = w.reason.as_deref().unwrap_or("?");
+        let detail = w.detail.as_deref().unwrap_or("");
         out.push(("waiting", format!("{reason}: {detail}")));
     }
     out
@@ -379,9 +370,15 @@ mod tests {
 
     #[test]
     fn a_waiting_job_says_why() {
-        let job = serde_json::json!({"state": "queued", "waiting": {"reason": "dependency", "detail": "after 0mx49xbba000"}});
+        let read = |v| serde_json::from_value::<JobReport>(v).unwrap();
+        let job = read(
+            serde_json::json!({"state": "queued", "waiting": {"reason": "dependency", "detail": "after 0mx49xbba000"}}),
+        );
         assert_eq!(state_text(&job), "queued (after 0mx49xbba000)");
-        assert_eq!(state_text(&serde_json::json!({"state": "done"})), "done");
+        assert_eq!(
+            state_text(&read(serde_json::json!({"state": "done"}))),
+            "done"
+        );
         let fields = show_fields(&job);
         assert!(fields.contains(&("waiting", "dependency: after 0mx49xbba000".into())));
     }

@@ -4,9 +4,8 @@
 //! commands show them, fire one now, and pause or resume them durably.
 
 use clap::Subcommand;
-use oj_api::{ScheduleInfo, ScheduleList};
+use oj_api::{ErrorCode, JobReport, ScheduleInfo, ScheduleList};
 use oj_config::{Environment, LoadOptions};
-use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::api_client::{ApiClient, ApiError};
@@ -52,10 +51,6 @@ pub fn run(cmd: ScheduleCommand, opts: &LoadOptions, env: &Environment) -> Resul
         ScheduleCommand::Pause { names } => rt.block_on(set_paused(&client, &names, true)),
         ScheduleCommand::Resume { names } => rt.block_on(set_paused(&client, &names, false)),
     }
-}
-
-fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(Value::as_str)
 }
 
 async fn list(client: &ApiClient, json: bool) -> Result<i32, Failure> {
@@ -121,25 +116,27 @@ async fn list(client: &ApiClient, json: bool) -> Result<i32, Failure> {
     Ok(exit::OK)
 }
 
-/// The failure for a refused schedule request; 404 and 409 are the user's
-/// to fix (exit 1 with the daemon's explanation).
+/// The failure for a refused schedule request; an unknown schedule, an
+/// overlap or a spec the daemon refuses are the user's to fix (exit 1
+/// with the daemon's explanation).
 fn refused(client: &ApiClient, name: &str, e: ApiError) -> Failure {
-    match e {
-        ApiError::Status {
-            status: StatusCode::NOT_FOUND | StatusCode::CONFLICT | StatusCode::BAD_REQUEST,
-            body,
-        } => Failure::runtime(format!("schedule {name}: {}", body.error)),
-        other => other.into_failure(client),
+    match e.refusal(&[
+        ErrorCode::NotFound,
+        ErrorCode::Overlap,
+        ErrorCode::InvalidSpec,
+    ]) {
+        Ok(body) => Failure::runtime(format!("schedule {name}: {}", body.error)),
+        Err(other) => other.into_failure(client),
     }
 }
 
 async fn fire(client: &ApiClient, name: &str) -> Result<i32, Failure> {
     let path = format!("/v1/schedules/{}/run", path_segment(name));
-    let job = client
+    let job: JobReport = client
         .post_json(&path, &json!({}))
         .await
         .map_err(|e| refused(client, name, e))?;
-    match s(&job, "id") {
+    match job.id {
         Some(id) => {
             emit(format!("{id}\n").as_bytes());
             Ok(exit::OK)
@@ -159,7 +156,7 @@ async fn set_paused(client: &ApiClient, names: &[String], paused: bool) -> Resul
     let mut failed = 0;
     for name in names {
         let path = format!("/v1/schedules/{}/{verb}", path_segment(name));
-        match client.post_json::<Value, _>(&path, &json!({})).await {
+        match client.post_json::<ScheduleInfo, _>(&path, &json!({})).await {
             Ok(_) => println!("{done} {name}"),
             Err(e) => {
                 let f = refused(client, name, e);

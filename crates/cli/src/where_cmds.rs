@@ -12,13 +12,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use clap::Args;
+use oj_api::{ErrorCode, JobReport};
 use oj_config::Environment;
 use oj_core::JobSpec;
-use reqwest::StatusCode;
-use serde_json::Value;
 
-use crate::api_client::{ApiClient, ApiError, Endpoint};
-use crate::client_cmds::{job_failure, path_segment, str_field};
+use crate::api_client::{ApiClient, Endpoint};
+use crate::client_cmds::{accepted_id, job_failure, path_segment};
 use crate::exit::Failure;
 use crate::term::Style;
 
@@ -212,68 +211,71 @@ async fn post_rerun(
     let body = oj_api::RerunRequest {
         from_step: from_step.map(str::to_string),
     };
-    let job: Value = client.post_json(&path, &body).await.map_err(|e| match e {
-        ApiError::Status {
-            status: StatusCode::BAD_REQUEST,
-            body,
-        } => Failure::usage(format!("cannot rerun job {id}: {}", body.error)),
-        other => job_failure(client, id, other),
-    })?;
-    str_field(&job, "id").map(str::to_string).ok_or_else(|| {
-        Failure::runtime(format!(
-            "the daemon at {} accepted the rerun but sent no job id; is it an oj daemon of the same version?",
-            client.endpoint().display()
-        ))
-    })
+    let job: JobReport =
+        client
+            .post_json(&path, &body)
+            .await
+            .map_err(|e| match e.refusal(REFUSED_RERUN) {
+                Ok(body) => Failure::usage(format!("cannot rerun job {id}: {}", body.error)),
+                Err(other) => job_failure(client, id, other),
+            })?;
+    accepted_id(client, job, "the rerun")
 }
 
+/// The refusals of a rerun that are the user's to fix (exit 64): those of
+/// a submission, and a `--from-step` the job does not have.
+const REFUSED_RERUN: &[ErrorCode] = &[
+    ErrorCode::InvalidSpec,
+    ErrorCode::BadRequest,
+    ErrorCode::BadIdempotencyKey,
+    ErrorCode::UnknownStep,
+];
+
 /// `k=v, k2=v2`, or `-`.
-pub fn labels_text(job: &Value) -> String {
-    let Some(map) = job.get("labels").and_then(Value::as_object) else {
-        return "-".into();
-    };
-    if map.is_empty() {
+pub fn labels_text(job: &JobReport) -> String {
+    if job.labels.is_empty() {
         return "-".into();
     }
-    map.iter()
-        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+    job.labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(",")
 }
 
 /// The `job show` lines for dir, labels and rerun_of (only those set).
-pub fn show_fields(job: &Value) -> Vec<(&'static str, String)> {
+pub fn show_fields(job: &JobReport) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
-    if let Some(d) = str_field(job, "dir") {
-        out.push(("dir", d.to_string()));
+    if let Some(d) = &job.dir {
+        out.push(("dir", d.clone()));
     }
     let labels = labels_text(job);
     if labels != "-" {
         out.push(("labels", labels));
     }
-    if let Some(r) = str_field(job, "rerun_of") {
-        out.push(("rerun of", r.to_string()));
+    if let Some(r) = &job.rerun_of {
+        out.push(("rerun of", r.clone()));
     }
     out
 }
 
 /// A `job list` column: its header and how a job's cell is made.
-pub type Column = (&'static str, fn(&Value) -> String);
+pub type Column = (&'static str, fn(&JobReport) -> String);
 
 /// Extra `job list` columns, present only when some listed job has them:
 /// LABELS and RERUN OF; DIR last (it is long, and shrinks first).
-pub fn list_columns(jobs: &[Value]) -> Vec<Column> {
+pub fn list_columns(jobs: &[JobReport]) -> Vec<Column> {
     let mut cols: Vec<Column> = Vec::new();
     if jobs.iter().any(|j| labels_text(j) != "-") {
         cols.push(("LABELS", labels_text));
     }
-    if jobs.iter().any(|j| str_field(j, "rerun_of").is_some()) {
+    if jobs.iter().any(|j| j.rerun_of.is_some()) {
         cols.push(("RERUN OF", |j| {
-            str_field(j, "rerun_of").unwrap_or("-").to_string()
+            j.rerun_of.as_deref().unwrap_or("-").to_string()
         }));
     }
-    if jobs.iter().any(|j| str_field(j, "dir").is_some()) {
-        cols.push(("DIR", |j| str_field(j, "dir").unwrap_or("-").to_string()));
+    if jobs.iter().any(|j| j.dir.is_some()) {
+        cols.push(("DIR", |j| j.dir.as_deref().unwrap_or("-").to_string()));
     }
     cols
 }

@@ -5,12 +5,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use oj_api::{ConfigAnswer, EventKind, ShutdownAnswer, Status};
+use oj_api::{ConfigAnswer, ErrorCode, EventKind, ShutdownAnswer, Status};
 use oj_config::{Environment, LoadOptions};
-use reqwest::StatusCode;
 
 use super::{connect, runtime};
-use crate::api_client::{ApiClient, ApiError, Endpoint};
+use crate::api_client::{ApiClient, Endpoint};
 use crate::config_cmds;
 use crate::exit::{self, Failure};
 use crate::table;
@@ -102,16 +101,13 @@ pub fn daemon_stop(opts: &LoadOptions, env: &Environment) -> Result<i32, Failure
         client
             .post_json::<ShutdownAnswer, _>("/v1/shutdown", &serde_json::json!({}))
             .await
-            .map_err(|e| match e {
-                ApiError::Status {
-                    status: StatusCode::SERVICE_UNAVAILABLE,
-                    body,
-                } if before.leader == Some(false) => Failure::runtime(format!(
+            .map_err(|e| match e.refusal(&[ErrorCode::Standby]) {
+                Ok(body) => Failure::runtime(format!(
                     "the daemon at {addr} is on standby and refused the stop request \
                      ({}); send it SIGTERM instead (kill, or delete its pod)",
                     body.error
                 )),
-                other => other.into_failure(&client),
+                Err(other) => other.into_failure(&client),
             })?;
         let status_pid = before
             .pid

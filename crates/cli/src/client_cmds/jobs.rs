@@ -3,15 +3,12 @@
 
 use std::time::SystemTime;
 
-use oj_api::JobPage;
+use oj_api::{ErrorCode, JobPage, JobReport};
 use oj_config::{Environment, LoadOptions};
-use reqwest::StatusCode;
 use serde_json::Value;
 
-use super::{
-    STATES, connect, emit, emit_line, job_failure, path_segment, pretty, runtime, str_field,
-};
-use crate::api_client::{ApiClient, ApiError};
+use super::{STATES, connect, emit, emit_line, job_failure, path_segment, pretty, runtime};
+use crate::api_client::ApiClient;
 use crate::cli::JobCommand;
 use crate::exit::{self, Failure};
 use crate::follow;
@@ -75,10 +72,16 @@ pub fn job(cmd: JobCommand, opts: &LoadOptions, env: &Environment) -> Result<i32
     }
 }
 
+/// A listed job: as the daemon sent it (what `--json` prints) and as read.
+struct Listed {
+    raw: Value,
+    job: JobReport,
+}
+
 /// Newest first, whatever order the daemon used.
-fn sort_newest_first(jobs: &mut [Value]) {
-    let key = |j: &Value| str_field(j, "created_at").and_then(table::parse_time);
-    jobs.sort_by_key(|j| std::cmp::Reverse(key(j)));
+fn sort_newest_first(jobs: &mut [Listed]) {
+    let key = |l: &Listed| l.job.created_at.as_deref().and_then(table::parse_time);
+    jobs.sort_by_key(|l| std::cmp::Reverse(key(l)));
 }
 
 /// The most a daemon gives in one page (`GET /v1/jobs?limit=`).
@@ -92,8 +95,8 @@ async fn list_jobs(
     status: Option<&str>,
     limit: Option<u64>,
     filters: &str,
-) -> Result<Vec<Value>, Failure> {
-    let mut jobs: Vec<Value> = Vec::new();
+) -> Result<Vec<Listed>, Failure> {
+    let mut jobs: Vec<Listed> = Vec::new();
     let mut after: Option<String> = None;
     loop {
         let want = limit.map_or(MAX_PAGE, |l| (l - jobs.len() as u64).min(MAX_PAGE));
@@ -111,7 +114,10 @@ async fn list_jobs(
             .await
             .map_err(|e| e.into_failure(client))?;
         let got = page.jobs.len();
-        jobs.extend(page.jobs);
+        for raw in page.jobs {
+            let job = client.read_as(raw.clone())?;
+            jobs.push(Listed { raw, job });
+        }
         if limit.is_some_and(|l| jobs.len() as u64 >= l) {
             break;
         }
@@ -143,9 +149,11 @@ async fn job_list(
     let mut jobs = list_jobs(client, status, limit, &query).await?;
     sort_newest_first(&mut jobs);
     if json {
-        emit_line(&pretty(&serde_json::json!({ "jobs": jobs })));
+        let raw: Vec<&Value> = jobs.iter().map(|l| &l.raw).collect();
+        emit_line(&pretty(&serde_json::json!({ "jobs": raw })));
         return Ok(exit::OK);
     }
+    let jobs: Vec<JobReport> = jobs.into_iter().map(|l| l.job).collect();
     if jobs.is_empty() && !filters.is_empty() {
         eprintln!("{}", crate::where_cmds::nothing_matches(filters));
         return Ok(exit::OK);
@@ -165,20 +173,22 @@ async fn job_list(
 const LIST_HEADER: [&str; 6] = ["ID", "NAME", "STATE", "CREATED", "DURATION", "ERROR"];
 const LIST_STATE_COL: usize = 2;
 
-fn render_job_list(jobs: &[Value], now: SystemTime, style: Style) -> String {
+fn render_job_list(jobs: &[JobReport], now: SystemTime, style: Style) -> String {
     let extra = crate::where_cmds::list_columns(jobs);
     let rows: Vec<Vec<String>> = jobs
         .iter()
         .map(|j| {
             let mut row = vec![
-                str_field(j, "id").unwrap_or("?").to_string(),
-                str_field(j, "name").unwrap_or("?").to_string(),
+                j.id.as_deref().unwrap_or("?").to_string(),
+                j.name.as_deref().unwrap_or("?").to_string(),
                 crate::queue_cmds::state_text(j),
-                str_field(j, "created_at")
+                j.created_at
+                    .as_deref()
                     .map(table::short_time)
                     .unwrap_or_else(|| "-".into()),
-                table::run_time(str_field(j, "started_at"), str_field(j, "ended_at"), now),
-                str_field(j, "error")
+                table::run_time(j.started_at.as_deref(), j.ended_at.as_deref(), now),
+                j.error
+                    .as_deref()
                     .map(one_line)
                     .unwrap_or_else(|| "-".into()),
             ];
@@ -235,27 +245,27 @@ async fn job_show(client: &ApiClient, id: &str, json: bool, style: Style) -> Res
     if json {
         emit_line(&pretty(&job));
     } else {
+        let job: JobReport = client.read_as(job)?;
         emit(render_job(&job, SystemTime::now(), style).as_bytes());
     }
     Ok(exit::OK)
 }
 
-fn render_job(job: &Value, now: SystemTime, style: Style) -> String {
-    let f = |k: &str| str_field(job, k);
+fn render_job(job: &JobReport, now: SystemTime, style: Style) -> String {
     let mut out = String::new();
     let mut field = |k: &str, v: String| {
         out.push_str(&format!("{k:<9} {}\n", table::escape_for_terminal(&v)));
     };
-    field("id", f("id").unwrap_or("?").into());
-    field("name", f("name").unwrap_or("?").into());
+    field("id", job.id.as_deref().unwrap_or("?").into());
+    field("name", job.name.as_deref().unwrap_or("?").into());
     // The state is escaped before it is painted: the colour codes are ours.
-    let state = table::escape_for_terminal(f("state").unwrap_or("?")).into_owned();
+    let state = table::escape_for_terminal(job.state_str()).into_owned();
     out.push_str(&format!("{:<9} {}\n", "state", style.state(&state)));
     let mut field = |k: &str, v: String| {
         out.push_str(&format!("{k:<9} {}\n", table::escape_for_terminal(&v)));
     };
-    if let Some(e) = f("error") {
-        field("error", e.into());
+    if let Some(e) = &job.error {
+        field("error", e.clone());
     }
     for (k, v) in crate::queue_cmds::show_fields(job) {
         field(k, v);
@@ -263,46 +273,38 @@ fn render_job(job: &Value, now: SystemTime, style: Style) -> String {
     for (k, v) in crate::where_cmds::show_fields(job) {
         field(k, v);
     }
+    let (started, ended) = (job.started_at.as_deref(), job.ended_at.as_deref());
     field(
         "created",
-        f("created_at")
+        job.created_at
+            .as_deref()
             .map(table::short_time)
             .unwrap_or_else(|| "-".into()),
     );
-    if let Some(t) = f("started_at") {
+    if let Some(t) = started {
         field("started", table::short_time(t));
     }
-    if let Some(t) = f("ended_at") {
+    if let Some(t) = ended {
         field("ended", table::short_time(t));
     }
-    field(
-        "duration",
-        table::run_time(f("started_at"), f("ended_at"), now),
-    );
-    let steps = job
-        .get("steps")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    field("duration", table::run_time(started, ended, now));
+    let steps = &job.steps;
     if !steps.is_empty() {
-        let has_pod = steps.iter().any(|s| str_field(s, "pod").is_some());
+        let has_pod = steps.iter().any(|s| s.pod.is_some());
         let rows: Vec<Vec<String>> = steps
             .iter()
             .map(|s| {
+                let (started, ended) = (s.started_at.as_deref(), s.ended_at.as_deref());
                 let mut row = vec![
-                    str_field(s, "name").unwrap_or("?").to_string(),
-                    str_field(s, "state").unwrap_or("?").to_string(),
-                    s.get("exit_code")
-                        .filter(|c| !c.is_null())
-                        .map(|c| c.to_string())
-                        .unwrap_or_else(|| "-".into()),
-                    str_field(s, "started_at")
-                        .map(table::short_time)
-                        .unwrap_or_else(|| "-".into()),
-                    table::run_time(str_field(s, "started_at"), str_field(s, "ended_at"), now),
+                    s.name.as_deref().unwrap_or("?").to_string(),
+                    s.state.as_ref().map_or("?", |st| st.as_str()).to_string(),
+                    s.exit_code
+                        .map_or_else(|| "-".to_string(), |c| c.to_string()),
+                    started.map(table::short_time).unwrap_or_else(|| "-".into()),
+                    table::run_time(started, ended, now),
                 ];
                 if has_pod {
-                    row.push(str_field(s, "pod").unwrap_or("-").to_string());
+                    row.push(s.pod.as_deref().unwrap_or("-").to_string());
                 }
                 row
             })
@@ -313,7 +315,7 @@ fn render_job(job: &Value, now: SystemTime, style: Style) -> String {
         }
         out.push('\n');
         out.push_str(&render_with_states(&header, &rows, 1, &[], style));
-        out.push_str(&crate::job_cleanup::render_attempts(&steps, now));
+        out.push_str(&crate::job_cleanup::render_attempts(steps, now));
     }
     out
 }
@@ -347,13 +349,10 @@ async fn job_logs(
 async fn job_cancel(client: &ApiClient, id: &str) -> Result<i32, Failure> {
     let path = format!("/v1/jobs/{}/cancel", path_segment(id));
     client
-        .post_json::<Value, _>(&path, &serde_json::json!({}))
+        .post_json::<JobReport, _>(&path, &serde_json::json!({}))
         .await
-        .map_err(|e| match e {
-            ApiError::Status {
-                status: StatusCode::CONFLICT,
-                body,
-            } => Failure::runtime(format!(
+        .map_err(|e| match e.refusal(&[ErrorCode::Ended]) {
+            Ok(body) => Failure::runtime(format!(
                 "job {id} cannot be cancelled: {}",
                 if body.error.is_empty() {
                     "it has already ended".into()
@@ -361,7 +360,7 @@ async fn job_cancel(client: &ApiClient, id: &str) -> Result<i32, Failure> {
                     body.error
                 }
             )),
-            other => job_failure(client, id, other),
+            Err(other) => job_failure(client, id, other),
         })?;
     eprintln!("oj: cancel requested for job {id}; `oj job show {id}` shows its state");
     Ok(exit::OK)
@@ -373,14 +372,22 @@ mod tests {
 
     #[test]
     fn job_list_is_newest_first_with_readable_columns() {
-        let mut jobs = vec![
+        let mut jobs: Vec<Listed> = [
             serde_json::json!({"id": "old", "name": "a", "state": "done",
                 "created_at": "2026-11-26T08:00:00.000Z",
                 "started_at": "2026-11-26T08:00:00.000Z", "ended_at": "2026-11-26T08:00:02.000Z"}),
             serde_json::json!({"id": "new", "name": "b", "state": "queued",
                 "created_at": "2026-11-26T09:00:00.000Z"}),
-        ];
+        ]
+        .into_iter()
+        .map(|raw| Listed {
+            job: serde_json::from_value(raw.clone()).unwrap(),
+            raw,
+        })
+        .collect();
         sort_newest_first(&mut jobs);
+        assert_eq!(jobs[0].raw["id"], "new");
+        let jobs: Vec<JobReport> = jobs.into_iter().map(|l| l.job).collect();
         let out = render_job_list(&jobs, SystemTime::now(), Style::default());
         let lines: Vec<&str> = out.lines().collect();
         assert!(lines[0].starts_with("ID"), "{out}");

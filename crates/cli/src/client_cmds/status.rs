@@ -7,7 +7,7 @@ use oj_api::{ConfigSummary, JobState, Leftovers, Listener, Status};
 use oj_config::{Environment, LoadOptions};
 use serde_json::Value;
 
-use super::{connect, emit, emit_line, runtime, str_field};
+use super::{connect, emit, emit_line, runtime};
 use crate::api_client::Endpoint;
 use crate::cli::StatusArgs;
 use crate::exit::{self, Failure};
@@ -48,7 +48,7 @@ fn listener_text(l: &Listener) -> String {
     };
     let pick = |keys: &[&str]| {
         keys.iter()
-            .find_map(|k| str_field(l, k))
+            .find_map(|k| l.get(*k).and_then(Value::as_str))
             .map(str::to_string)
     };
     let kind = pick(&["kind", "type", "scheme", "transport", "name"]);
