@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use oj_api::{ErrorBody, ErrorCode};
-use oj_config::{Loaded, Secret};
+use oj_config::{Layer, Loaded, Secret};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -47,7 +47,7 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// Parses a `client.url` value. `layer` names where it was set, for errors.
-    pub fn parse_url(url: &str, layer: &str) -> Result<Endpoint, Failure> {
+    pub fn parse_url(url: &str, layer: &Layer) -> Result<Endpoint, Failure> {
         let bad = |why: &str| {
             Failure::config(format!(
                 "client.url ({layer}) = {url:?} {why}; use unix:///path/to/daemon.sock, \
@@ -110,7 +110,7 @@ impl Endpoint {
 pub fn endpoint(loaded: &Loaded) -> Result<Endpoint, Failure> {
     let cfg = &loaded.config;
     if let Some(url) = &cfg.client.url {
-        return Endpoint::parse_url(url, &loaded.source("client.url").to_string());
+        return Endpoint::parse_url(url, loaded.source("client.url"));
     }
     match cfg.unix_socket_path() {
         Some(path) => Ok(Endpoint::Unix(path)),
@@ -127,8 +127,8 @@ pub fn endpoint(loaded: &Loaded) -> Result<Endpoint, Failure> {
 pub struct TokenOrigin {
     /// The config key (`client.token`, `listen.auth_token_file`, …).
     pub key: &'static str,
-    /// The layer that set it (`env OJ_AUTH_TOKEN`, `file /x.toml`, …).
-    pub layer: String,
+    /// The layer that set it (prints as `env OJ_AUTH_TOKEN`, `file /x.toml`, …).
+    pub layer: Layer,
 }
 
 impl std::fmt::Display for TokenOrigin {
@@ -147,7 +147,7 @@ pub fn resolve_token(
     let cfg = &loaded.config;
     let origin = |key: &'static str| TokenOrigin {
         key,
-        layer: loaded.source(key).to_string(),
+        layer: loaded.source(key).clone(),
     };
     let from_file = |key: &'static str, path: &Path| -> Result<(Secret, TokenOrigin), Failure> {
         let o = origin(key);
@@ -628,15 +628,15 @@ mod tests {
     #[test]
     fn urls_parse_into_endpoints() {
         assert_eq!(
-            Endpoint::parse_url("unix:///run/oj.sock", "flag --set").unwrap(),
+            Endpoint::parse_url("unix:///run/oj.sock", &Layer::Flag(oj_config::Flag::Set)).unwrap(),
             Endpoint::Unix("/run/oj.sock".into())
         );
         assert_eq!(
-            Endpoint::parse_url("http://127.0.0.1:7777/", "x").unwrap(),
+            Endpoint::parse_url("http://127.0.0.1:7777/", &Layer::Default).unwrap(),
             Endpoint::Http("http://127.0.0.1:7777".into())
         );
         assert_eq!(
-            Endpoint::parse_url("https://oj.example:7777", "x").unwrap(),
+            Endpoint::parse_url("https://oj.example:7777", &Layer::Default).unwrap(),
             Endpoint::Https("https://oj.example:7777".into())
         );
         for bad in [
@@ -645,7 +645,7 @@ mod tests {
             "http://",
             "127.0.0.1:7777",
         ] {
-            let e = Endpoint::parse_url(bad, "env OJ_DAEMON_URL").expect_err(bad);
+            let e = Endpoint::parse_url(bad, &Layer::Env("OJ_DAEMON_URL".into())).expect_err(bad);
             assert_eq!(e.code, exit::CONFIG);
             assert!(e.message.contains("env OJ_DAEMON_URL"), "{}", e.message);
         }
