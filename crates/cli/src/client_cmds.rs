@@ -292,7 +292,7 @@ pub fn exec(args: ExecArgs, opts: &LoadOptions, env: &Environment) -> Result<i32
     ))
 }
 
-/// The refusals of a submission that are the user's to fix (exit 64): the
+/// The refusals of a submission that are the user's to fix (a usage error, exit 2): the
 /// spec, the request or its `Idempotency-Key`.
 pub(crate) const REFUSED_SPEC: &[ErrorCode] = &[
     ErrorCode::InvalidSpec,

@@ -222,7 +222,7 @@ async fn post_rerun(
     accepted_id(client, job, "the rerun")
 }
 
-/// The refusals of a rerun that are the user's to fix (exit 64): those of
+/// The refusals of a rerun that are the user's to fix (a usage error, exit 2): those of
 /// a submission, and a `--from-step` the job does not have.
 const REFUSED_RERUN: &[ErrorCode] = &[
     ErrorCode::InvalidSpec,
