@@ -1,8 +1,10 @@
 //! End to end: the `oj` client against daemons that are not the one in this
 //! tree — a fake first-release daemon (one page, no `next`), a fake paged
 //! daemon (`?limit=&after=`, `next`), one that cuts a log stream midway
-//! (no terminating chunk) — and the real daemon refusing client
-//! certificates (mTLS) for every reason, each with its own advice.
+//! (no terminating chunk), one that refuses with codes this client does
+//! and does not know, one newer than this client (unknown fields and
+//! states) — and the real daemon refusing client certificates (mTLS) for
+//! every reason, each with its own advice.
 
 mod common;
 
@@ -245,6 +247,133 @@ fn a_log_stream_cut_midway_is_an_error_not_a_short_log() {
         );
         assert_eq!(out.stderr.trim().lines().count(), 1, "one line: {out:?}");
     }
+}
+
+// ------------------------------------------------------ codes and shapes
+
+fn refusal(status: &str, code: &str, message: &str) -> Vec<u8> {
+    let body = serde_json::json!({"code": code, "error": message}).to_string();
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// A daemon that refuses the same requests with known and unknown codes.
+fn refusing_daemon() -> Fake {
+    let route = |target: &str| match target {
+        "/v1/jobs/known/cancel" => refusal("409 Conflict", "ended", "job known has already ended"),
+        "/v1/jobs/novel/cancel" => {
+            refusal("409 Conflict", "frozen", "job novel is frozen by policy")
+        }
+        "/v1/jobs/gone" => refusal("404 Not Found", "not_found", "no job gone"),
+        "/v1/jobs/moved" => refusal("404 Not Found", "moved_away", "that route moved"),
+        "/v1/jobs/known/rerun" => refusal(
+            "400 Bad Request",
+            "unknown_step",
+            "job known has no step \"zz\"",
+        ),
+        "/v1/jobs/novel/rerun" => refusal(
+            "400 Bad Request",
+            "strange",
+            "a refusal this client cannot know",
+        ),
+        _ => refusal("500 Internal Server Error", "internal", "unexpected"),
+    };
+    Fake::start(Arc::new(route))
+}
+
+#[test]
+fn refusals_are_told_apart_by_their_code_not_their_status() {
+    let fake = refusing_daemon();
+    let env = TestEnv::new();
+    // A code the client knows gets its own sentence; an unknown one with
+    // the same status is the daemon's message as it came, not a guess.
+    let out = oj(&env, &fake.url(), &["job", "cancel", "known"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("job known cannot be cancelled: job known has already ended"),
+        "{out:?}"
+    );
+    let out = oj(&env, &fake.url(), &["job", "cancel", "novel"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(!out.stderr.contains("cannot be cancelled"), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("409 Conflict: job novel is frozen by policy"),
+        "{out:?}"
+    );
+
+    let out = oj(&env, &fake.url(), &["job", "show", "gone"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("no job gone on the daemon"), "{out:?}");
+    let out = oj(&env, &fake.url(), &["job", "show", "moved"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(!out.stderr.contains("no job moved"), "{out:?}");
+    assert!(
+        out.stderr.contains("404 Not Found: that route moved"),
+        "{out:?}"
+    );
+
+    // A rerun the user must fix is a usage error (2); an unknown 400 is not.
+    let out = oj(
+        &env,
+        &fake.url(),
+        &["job", "rerun", "known", "--from-step", "zz"],
+    );
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("cannot rerun job known: job known has no step"),
+        "{out:?}"
+    );
+    let out = oj(&env, &fake.url(), &["job", "rerun", "novel"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("400 Bad Request: a refusal this client cannot know"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_newer_daemons_jobs_still_show_and_list() {
+    let job = serde_json::json!({
+        "id": "j1", "name": "deploy", "state": "parked",
+        "created_at": "2026-12-01T08:00:00.000Z",
+        "quota": {"cpu": 2}, "labels": {"team": "web"},
+        "steps": [{"name": "push", "state": "parked", "sandbox": "gvisor"}],
+    });
+    let page = serde_json::json!({"jobs": [job.clone()], "next": null}).to_string();
+    let one = job.to_string();
+    let route = move |target: &str| {
+        if target.starts_with("/v1/jobs?") {
+            json_response(&page)
+        } else {
+            json_response(&one)
+        }
+    };
+    let fake = Fake::start(Arc::new(route));
+    let env = TestEnv::new();
+    let out = oj(&env, &fake.url(), &["job", "show", "j1"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.contains("parked"), "the state as sent: {out:?}");
+    assert!(
+        out.stdout.contains("team=web") && out.stdout.contains("push"),
+        "{out:?}"
+    );
+    let out = oj(&env, &fake.url(), &["job", "list"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.stdout.contains("j1") && out.stdout.contains("parked"),
+        "{out:?}"
+    );
+    // `--json` passes on what the daemon sent, fields this client does not know included.
+    let out = oj(&env, &fake.url(), &["job", "show", "j1", "--json"]);
+    let shown: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    assert_eq!(shown, job, "{out:?}");
 }
 
 // ------------------------------------------------------------------ mTLS
