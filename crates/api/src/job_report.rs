@@ -85,6 +85,8 @@ pub struct JobReport {
     pub dir: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub rerun_of: Option<String>,
+    /// The schedule fire that submitted the job (SPEC §8.3).
+    pub schedule: Option<ScheduleFireReport>,
     /// Set on the last event about a job that retention deleted.
     pub removed: bool,
 }
@@ -145,6 +147,16 @@ pub struct DependencyReport {
     pub job: Option<String>,
     /// `done` (the default) or `ended`.
     pub need: Option<String>,
+}
+
+/// `schedule {name, fire_time, manual}` of a job a schedule submitted.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct ScheduleFireReport {
+    pub name: Option<String>,
+    pub fire_time: Option<String>,
+    /// Fired by `oj schedule run`, not by the clock.
+    pub manual: bool,
 }
 
 /// `waiting {reason, detail}` of a queued job.

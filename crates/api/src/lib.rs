@@ -46,7 +46,8 @@ pub use config::{ConfigAnswer, ConfigSummary, LastReload};
 pub use error::{ErrorBody, ErrorCode};
 pub use events::{EventKind, LogData, ResetData};
 pub use job_report::{
-    AttemptReport, DependencyReport, JobReport, StateWord, StepReport, WaitingReport,
+    AttemptReport, DependencyReport, JobReport, ScheduleFireReport, StateWord, StepReport,
+    WaitingReport,
 };
 pub use jobs::{JobPage, PruneRequest, Pruned, RerunRequest};
 pub use oj_core::{Job, JobCounts, JobId, JobSpec, JobState, JobView};

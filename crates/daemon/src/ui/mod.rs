@@ -2,8 +2,9 @@
 //! listeners, one stylesheet and one small script, all in the binary.
 //!
 //! Pages are drawn from the same JSON the API serves: each handler calls
-//! the `/v1/*` router in-process (no socket, no second code path), so a
-//! page shows exactly what `oj` and `curl` see, a filter the API learns is
+//! the `/v1/*` router in-process (no socket, no second code path) and reads
+//! the answer as the `oj-api` type `oj` reads, so a page shows exactly what
+//! `oj` and `curl` see, a filter the API learns is
 //! a filter the page has, and a data source this build lacks (404) is
 //! shown as "not available" instead of failing the page. Templates are
 //! maud's, which escape every value: names, labels and log bytes are text,
@@ -21,7 +22,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use serde_json::Value;
+use oj_api::ErrorBody;
+use serde::de::DeserializeOwned;
 use tower::ServiceExt;
 
 pub use session::{Access, Gate};
@@ -107,15 +109,15 @@ async fn asset(body: &'static str, content_type: &'static str) -> Response {
 }
 
 /// An API answer as the page sees it.
-enum Fetched {
-    Ok(Value),
+enum Fetched<T> {
+    Ok(T),
     /// The route does not exist in this build (or the thing is unknown).
     Missing(String),
     Failed(StatusCode, String),
 }
 
-/// GETs `uri` from the API router in-process.
-async fn fetch(api: &Router, uri: &str) -> Fetched {
+/// GETs `uri` from the API router in-process, read as `T`.
+async fn fetch<T: DeserializeOwned>(api: &Router, uri: &str) -> Fetched<T> {
     let Ok(req) = Request::builder().uri(uri).body(Body::empty()) else {
         return Fetched::Failed(StatusCode::BAD_REQUEST, format!("bad request URI {uri:?}"));
     };
@@ -128,13 +130,21 @@ async fn fetch(api: &Router, uri: &str) -> Fetched {
         Ok(b) => b,
         Err(e) => return Fetched::Failed(StatusCode::BAD_GATEWAY, format!("reading {uri}: {e}")),
     };
-    let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     if status.is_success() {
-        return Fetched::Ok(value);
+        return match serde_json::from_slice(&bytes) {
+            Ok(answer) => Fetched::Ok(answer),
+            // The router is this build's own: a shape the page cannot
+            // read is a bug, shown on the page rather than hidden.
+            Err(e) => Fetched::Failed(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("{uri} answered in an unexpected shape: {e}"),
+            ),
+        };
     }
-    let message = value["error"]
-        .as_str()
-        .map(str::to_string)
+    let message = serde_json::from_slice::<ErrorBody>(&bytes)
+        .ok()
+        .map(|body| body.error)
+        .filter(|m| !m.is_empty())
         .unwrap_or_else(|| format!("{uri} answered {status}"));
     if status == StatusCode::NOT_FOUND {
         Fetched::Missing(message)

@@ -3,13 +3,15 @@
 //! updates live carry `data-id` (the object) and `data-f` (the field).
 
 use maud::{DOCTYPE, Markup, html};
+use oj_api::{ConfigAnswer, JobPage, JobReport, QueueList, ScheduleList, Status};
+use oj_core::JobState;
 use serde_json::Value;
 
 use super::Fetched;
 
 /// The header's facts (from `GET /v1/status`) and the viewer.
 pub struct Chrome {
-    pub status: Option<Value>,
+    pub status: Option<Status>,
     /// Signed in with the session cookie (TCP): offer "Sign out".
     pub session: bool,
 }
@@ -31,10 +33,10 @@ fn text(v: &Value) -> String {
     }
 }
 
-/// An RFC 3339 time shortened for a table (`2026-12-07 17:01:02`).
-fn when(v: &Value) -> String {
-    let s = text(v);
-    let s = s.replacen('T', " ", 1);
+/// An RFC 3339 time shortened for a table (`2026-12-07 17:01:02`); empty
+/// for none.
+fn when(t: Option<&str>) -> String {
+    let s = t.unwrap_or_default().replacen('T', " ", 1);
     match s.find(['.', 'Z', '+']) {
         Some(i) if i >= 19 => s[..i].to_string(),
         _ => s,
@@ -43,9 +45,11 @@ fn when(v: &Value) -> String {
 
 fn layout(title: &str, chrome: &Chrome, nav: Nav, page: &str, body: Markup) -> Markup {
     let st = chrome.status.as_ref();
-    let get = |k: &str| st.map(|s| text(&s[k])).unwrap_or_default();
-    let leader = st.and_then(|s| s["leader"].as_bool());
-    let draining = st.and_then(|s| s["draining"].as_bool()).unwrap_or(false);
+    let get = |field: fn(&Status) -> &Option<String>| {
+        st.and_then(|s| field(s).clone()).unwrap_or_default()
+    };
+    let leader = st.and_then(|s| s.leader);
+    let draining = st.and_then(|s| s.draining).unwrap_or(false);
     let link = |href: &str, label: &str, me: Nav| {
         html! {
             a href=(href) aria-current=[(nav == me).then_some("page")] { (label) }
@@ -73,9 +77,9 @@ fn layout(title: &str, chrome: &Chrome, nav: Nav, page: &str, body: Markup) -> M
                         (link("/ui/config", "Config", Nav::Config))
                     }
                     dl.facts aria-label="Daemon" {
-                        div { dt { "version" } dd #h-version { (get("version")) } }
-                        div { dt { "profile" } dd #h-profile { (get("profile")) } }
-                        div { dt { "instance" } dd #h-instance { (get("instance")) } }
+                        div { dt { "version" } dd #h-version { (get(|s| &s.version)) } }
+                        div { dt { "profile" } dd #h-profile { (get(|s| &s.profile)) } }
+                        div { dt { "instance" } dd #h-instance { (get(|s| &s.instance)) } }
                         div {
                             dt { "role" }
                             dd #h-role {
@@ -102,7 +106,7 @@ fn layout(title: &str, chrome: &Chrome, nav: Nav, page: &str, body: Markup) -> M
     }
 }
 
-fn unavailable(what: &str, f: &Fetched) -> Markup {
+fn unavailable<T>(what: &str, f: &Fetched<T>) -> Markup {
     html! {
         @match f {
             Fetched::Missing(m) => p.empty {
@@ -155,32 +159,36 @@ fn state_badge(state: &str) -> Markup {
     html! { span.state data-f="state" data-state=(state) { (state) } }
 }
 
-fn waiting(job: &Value) -> String {
-    let w = &job["waiting"];
-    if w.is_null() {
+fn waiting(job: &JobReport) -> String {
+    let Some(w) = &job.waiting else {
         return String::new();
-    }
-    let reason = text(&w["reason"]);
-    let detail = text(&w["detail"]);
-    if detail.is_empty() {
-        reason
-    } else {
-        format!("{reason}: {detail}")
+    };
+    let reason = w.reason.clone().unwrap_or_default();
+    match w.detail.as_deref() {
+        None | Some("") => reason,
+        Some(detail) => format!("{reason}: {detail}"),
     }
 }
 
-fn labels(job: &Value) -> Markup {
+fn labels(job: &JobReport) -> Markup {
     html! {
-        @if let Some(map) = job["labels"].as_object() {
-            @for (k, v) in map {
-                span.label { (k) "=" (text(v)) }
-                " "
-            }
+        @for (k, v) in &job.labels {
+            span.label { (k) "=" (v) }
+            " "
         }
     }
 }
 
-pub fn jobs(chrome: &Chrome, query: &[(String, String)], jobs: &Fetched) -> Markup {
+/// An optional field as page text (empty for none).
+fn opt(v: &Option<String>) -> &str {
+    v.as_deref().unwrap_or_default()
+}
+
+pub fn jobs(
+    chrome: &Chrome,
+    query: &[(String, String)],
+    jobs: &Fetched<JobPage<JobReport>>,
+) -> Markup {
     let q = |k: &str| {
         query
             .iter()
@@ -203,13 +211,9 @@ pub fn jobs(chrome: &Chrome, query: &[(String, String)], jobs: &Fetched) -> Mark
         "cancelled",
         "interrupted",
     ];
-    let empty = Vec::new();
     let (list, next) = match jobs {
-        Fetched::Ok(v) => (
-            v["jobs"].as_array().unwrap_or(&empty),
-            v["next"].as_str().map(str::to_string),
-        ),
-        _ => (&empty, None),
+        Fetched::Ok(page) => (&page.jobs[..], page.next.as_ref().map(|n| n.to_string())),
+        _ => (&[][..], None),
     };
     let base: Vec<(String, String)> = query
         .iter()
@@ -262,14 +266,14 @@ pub fn jobs(chrome: &Chrome, query: &[(String, String)], jobs: &Fetched) -> Mark
                 } }
                 tbody {
                     @for job in list {
-                        @let id = text(&job["id"]);
+                        @let id = opt(&job.id);
                         tr data-id=(id) {
                             td { a href=(format!("/ui/jobs/{id}")) { code { (id) } } }
-                            td data-f="name" { (text(&job["name"])) }
-                            td { (state_badge(&text(&job["state"]))) " " small.waiting data-f="waiting" { (waiting(job)) } }
-                            td data-f="queue" { (text(&job["queue"])) }
+                            td data-f="name" { (opt(&job.name)) }
+                            td { (state_badge(state_of(job))) " " small.waiting data-f="waiting" { (waiting(job)) } }
+                            td data-f="queue" { (opt(&job.queue)) }
                             td data-f="labels" { (labels(job)) }
-                            td data-f="created_at" { (when(&job["created_at"])) }
+                            td data-f="created_at" { (when(job.created_at.as_deref())) }
                         }
                     }
                 }
@@ -296,7 +300,12 @@ fn action(label: &str, method: &str, path: &str, command: &str, hidden: bool) ->
     }
 }
 
-pub fn job(chrome: &Chrome, id: &str, job: &Fetched) -> Markup {
+/// The state word as sent (empty for none).
+fn state_of(job: &JobReport) -> &str {
+    job.state.as_ref().map_or("", |s| s.as_str())
+}
+
+pub fn job(chrome: &Chrome, id: &str, job: &Fetched<JobReport>) -> Markup {
     let Fetched::Ok(j) = job else {
         return layout(
             "Job",
@@ -306,44 +315,42 @@ pub fn job(chrome: &Chrome, id: &str, job: &Fetched) -> Markup {
             html! { h1 { "Job " code { (id) } } (unavailable("This job", job)) },
         );
     };
-    let id = text(&j["id"]);
-    let state = text(&j["state"]);
-    let ended = !matches!(state.as_str(), "queued" | "running");
-    let held = j["hold"].as_bool().unwrap_or(false) && state == "queued";
-    let empty = Vec::new();
-    let steps = j["steps"].as_array().unwrap_or(&empty);
-    let meta = |k: &str| text(&j[k]);
+    let id = opt(&j.id);
+    let state = state_of(j);
+    let ended = !(j.is(JobState::Queued) || j.is(JobState::Running));
+    let held = j.hold && j.is(JobState::Queued);
+    let name = opt(&j.name);
     layout(
-        &format!("Job {}", meta("name")),
+        &format!("Job {name}"),
         chrome,
         Nav::Jobs,
         "job",
         html! {
             article #job data-id=(id) data-state=(state) {
-                h1 { span data-f="name" { (meta("name")) } " " (state_badge(&state)) }
+                h1 { span data-f="name" { (name) } " " (state_badge(state)) }
                 dl.meta {
                     div { dt { "id" } dd { code { (id) } } }
-                    div #waiting-box hidden[j["waiting"].is_null()] { dt { "waiting" } dd data-f="waiting" { (waiting(j)) } }
-                    div #error-box hidden[j["error"].is_null()] { dt { "error" } dd.error data-f="error" { (meta("error")) } }
-                    @if !j["queue"].is_null() { div { dt { "queue" } dd { (meta("queue")) } } }
-                    @if !j["priority"].is_null() { div { dt { "priority" } dd { (meta("priority")) } } }
-                    @if j["labels"].as_object().is_some_and(|m| !m.is_empty()) { div { dt { "labels" } dd { (labels(j)) } } }
-                    @if !j["dir"].is_null() { div { dt { "dir" } dd { code { (meta("dir")) } } } }
-                    @if !j["rerun_of"].is_null() {
-                        div { dt { "rerun of" } dd { a href=(format!("/ui/jobs/{}", meta("rerun_of"))) { code { (meta("rerun_of")) } } } }
+                    div #waiting-box hidden[j.waiting.is_none()] { dt { "waiting" } dd data-f="waiting" { (waiting(j)) } }
+                    div #error-box hidden[j.error.is_none()] { dt { "error" } dd.error data-f="error" { (opt(&j.error)) } }
+                    @if let Some(queue) = &j.queue { div { dt { "queue" } dd { (queue) } } }
+                    div { dt { "priority" } dd { (j.priority) } }
+                    @if !j.labels.is_empty() { div { dt { "labels" } dd { (labels(j)) } } }
+                    @if let Some(dir) = &j.dir { div { dt { "dir" } dd { code { (dir) } } } }
+                    @if let Some(of) = &j.rerun_of {
+                        div { dt { "rerun of" } dd { a href=(format!("/ui/jobs/{of}")) { code { (of) } } } }
                     }
-                    @if !j["schedule"].is_null() { div { dt { "schedule" } dd { (text(&j["schedule"]["name"])) " at " (when(&j["schedule"]["fire_time"])) } } }
-                    @if let Some(after) = j["after"].as_array().filter(|a| !a.is_empty()) {
+                    @if let Some(fire) = &j.schedule { div { dt { "schedule" } dd { (opt(&fire.name)) " at " (when(fire.fire_time.as_deref())) } } }
+                    @if !j.after.is_empty() {
                         div { dt { "after" } dd {
-                            @for dep in after {
-                                a href=(format!("/ui/jobs/{}", text(&dep["job"]))) { code { (text(&dep["job"])) } }
-                                " (" (text(&dep["need"])) ") "
+                            @for dep in &j.after {
+                                a href=(format!("/ui/jobs/{}", opt(&dep.job))) { code { (opt(&dep.job)) } }
+                                " (" (dep.need.as_deref().unwrap_or("done")) ") "
                             }
                         } }
                     }
-                    div { dt { "created" } dd { (when(&j["created_at"])) } }
-                    div { dt { "started" } dd data-f="started_at" { (when(&j["started_at"])) } }
-                    div { dt { "ended" } dd data-f="ended_at" { (when(&j["ended_at"])) } }
+                    div { dt { "created" } dd { (when(j.created_at.as_deref())) } }
+                    div { dt { "started" } dd data-f="started_at" { (when(j.started_at.as_deref())) } }
+                    div { dt { "ended" } dd data-f="ended_at" { (when(j.ended_at.as_deref())) } }
                 }
                 section.actions aria-label="Actions" {
                     (action("Cancel", "POST", &format!("/v1/jobs/{id}/cancel"), &format!("oj job cancel {id}"), ended))
@@ -357,23 +364,25 @@ pub fn job(chrome: &Chrome, id: &str, job: &Fetched) -> Markup {
                         th scope="col" { "Exit" } th scope="col" { "Attempts" } th scope="col" { "Pod" }
                     } }
                     tbody {
-                        @for (i, s) in steps.iter().enumerate() {
+                        @for (i, s) in j.steps.iter().enumerate() {
                             tr data-step=(i) {
                                 td { (i + 1) }
-                                td { (text(&s["name"])) }
-                                td { (state_badge(&text(&s["state"]))) }
-                                td data-f="exit_code" { (text(&s["exit_code"])) }
+                                td { (opt(&s.name)) }
+                                td { (state_badge(s.state.as_ref().map_or("", |st| st.as_str()))) }
+                                td data-f="exit_code" { (exit_text(s.exit_code)) }
                                 td data-f="attempts" {
-                                    @if let Some(a) = s["attempts"].as_array().filter(|a| a.len() > 1) {
-                                        (a.len()) ": "
-                                        @for (n, at) in a.iter().enumerate() {
+                                    @if s.attempts.len() > 1 {
+                                        (s.attempts.len()) ": "
+                                        @for (n, at) in s.attempts.iter().enumerate() {
                                             @if n > 0 { ", " }
-                                            (text(&at["reason"]))
-                                            @if at["reason"].is_null() { "exit " (text(&at["exit_code"])) }
+                                            @match &at.reason {
+                                                Some(reason) => (reason),
+                                                None => { "exit " (exit_text(at.exit_code)) },
+                                            }
                                         }
                                     }
                                 }
-                                td { (text(&s["pod"])) }
+                                td { (opt(&s.pod)) }
                             }
                         }
                     }
@@ -386,11 +395,15 @@ pub fn job(chrome: &Chrome, id: &str, job: &Fetched) -> Markup {
     )
 }
 
-pub fn queues(chrome: &Chrome, queues: &Fetched) -> Markup {
-    let empty = Vec::new();
+/// An exit code as page text (empty while there is none).
+fn exit_text(code: Option<i64>) -> String {
+    code.map(|c| c.to_string()).unwrap_or_default()
+}
+
+pub fn queues(chrome: &Chrome, queues: &Fetched<QueueList>) -> Markup {
     let list = match queues {
-        Fetched::Ok(v) => v["queues"].as_array().unwrap_or(&empty),
-        _ => &empty,
+        Fetched::Ok(l) => &l.queues[..],
+        _ => &[],
     };
     layout(
         "Queues",
@@ -408,13 +421,13 @@ pub fn queues(chrome: &Chrome, queues: &Fetched) -> Markup {
                     } }
                     tbody {
                         @for q in list {
-                            @let name = text(&q["name"]);
-                            @let paused = q["paused"].as_bool().unwrap_or(false);
+                            @let name = &q.name;
+                            @let paused = q.paused;
                             tr data-id=(name) {
                                 td { a href=(format!("/ui/?queue={name}")) { (name) } }
-                                td data-f="max_concurrent" { (text(&q["max_concurrent"])) }
-                                td data-f="running" { (text(&q["running"])) }
-                                td data-f="queued" { (text(&q["queued"])) }
+                                td data-f="max_concurrent" { (q.max_concurrent) }
+                                td data-f="running" { (q.running) }
+                                td data-f="queued" { (q.queued) }
                                 td data-f="paused" { (if paused { "paused" } else { "no" }) }
                                 td {
                                     (action("Pause", "POST", &format!("/v1/queues/{name}/pause"), &format!("oj queue pause {name}"), paused))
@@ -429,11 +442,10 @@ pub fn queues(chrome: &Chrome, queues: &Fetched) -> Markup {
     )
 }
 
-pub fn schedules(chrome: &Chrome, schedules: &Fetched) -> Markup {
-    let empty = Vec::new();
+pub fn schedules(chrome: &Chrome, schedules: &Fetched<ScheduleList>) -> Markup {
     let list = match schedules {
-        Fetched::Ok(v) => v["schedules"].as_array().unwrap_or(&empty),
-        _ => &empty,
+        Fetched::Ok(l) => &l.schedules[..],
+        _ => &[],
     };
     layout(
         "Schedules",
@@ -453,18 +465,16 @@ pub fn schedules(chrome: &Chrome, schedules: &Fetched) -> Markup {
                     } }
                     tbody {
                         @for s in list {
-                            @let name = text(&s["name"]);
-                            @let paused = s["paused"].as_bool().unwrap_or(false);
-                            @let enabled = s["enabled"].as_bool().unwrap_or(true);
+                            @let name = &s.name;
+                            @let (paused, enabled) = (s.paused, s.enabled);
                             tr data-id=(name) {
                                 td { (name) }
-                                td { code { (text(&s["cron"])) } }
-                                td { (text(&s["timezone"])) }
-                                td data-f="next_fire" { (when(&s["next_fire"])) }
-                                td data-f="last_fire" { (when(&s["last_fire"])) }
+                                td { code { (s.cron) } }
+                                td { (s.timezone) }
+                                td data-f="next_fire" { (when(s.next_fire.map(|t| t.to_string()).as_deref())) }
+                                td data-f="last_fire" { (when(s.last_fire.map(|t| t.to_string()).as_deref())) }
                                 td data-f="last_job" {
-                                    @let job = text(&s["last_job"]);
-                                    @if !job.is_empty() { a href=(format!("/ui/jobs/{job}")) { code { (job) } } }
+                                    @if let Some(job) = &s.last_job { a href=(format!("/ui/jobs/{job}")) { code { (job) } } }
                                 }
                                 td data-f="paused" {
                                     @if !enabled { "disabled" } @else if paused { "paused" } @else { "active" }
@@ -500,19 +510,23 @@ fn leaves(prefix: &str, v: &Value, out: &mut Vec<(String, Value)>) {
     }
 }
 
-pub fn config(chrome: &Chrome, config: &Fetched) -> Markup {
+pub fn config(chrome: &Chrome, config: &Fetched<ConfigAnswer>) -> Markup {
     let mut rows = Vec::new();
-    let (sources, pending, reload, generation) = match config {
-        Fetched::Ok(v) => {
-            leaves("", &v["config"], &mut rows);
-            (
-                v["sources"].clone(),
-                v["pending_restart"].as_array().cloned().unwrap_or_default(),
-                v["last_reload"].clone(),
-                text(&v["generation"]),
-            )
+    let answer = match config {
+        Fetched::Ok(a) => {
+            leaves("", &a.config, &mut rows);
+            Some(a)
         }
-        _ => (Value::Null, Vec::new(), Value::Null, String::new()),
+        _ => None,
+    };
+    let generation = answer.map(|a| a.generation.to_string()).unwrap_or_default();
+    let reload = answer.and_then(|a| a.last_reload.as_ref());
+    let pending = answer.map_or(&[][..], |a| &a.pending_restart[..]);
+    let layer = |key: &str| {
+        answer
+            .and_then(|a| a.sources.get(key))
+            .cloned()
+            .unwrap_or_default()
     };
     layout(
         "Config",
@@ -526,16 +540,18 @@ pub fn config(chrome: &Chrome, config: &Fetched) -> Markup {
                 p { "Generation " (generation) ". The same from a terminal: " code.cmd { "oj config show --daemon --sources" } }
                 section aria-label="Reload" {
                     h2 { "Last reload" }
-                    @if reload.is_null() { p { "None since the daemon started." } }
-                    @else {
-                        p { (when(&reload["at"])) ": " strong data-result=(text(&reload["result"])) { (text(&reload["result"])) } }
-                        @if let Some(errs) = reload["errors"].as_array().filter(|e| !e.is_empty()) {
-                            ul.error { @for e in errs { li { (text(e)) } } }
-                        }
+                    @match reload {
+                        None => p { "None since the daemon started." },
+                        Some(reload) => {
+                            p { (when(Some(&reload.at))) ": " strong data-result=(reload.result) { (reload.result) } }
+                            @if !reload.errors.is_empty() {
+                                ul.error { @for e in &reload.errors { li { (e) } } }
+                            }
+                        },
                     }
                     h2 { "Pending restart" }
                     @if pending.is_empty() { p { "Nothing: every change so far applies live." } }
-                    @else { ul #pending { @for k in &pending { li { code { (text(k)) } } } } }
+                    @else { ul #pending { @for k in pending { li { code { (k) } } } } }
                 }
                 h2 { "Keys" }
                 table #config.list {
@@ -545,7 +561,7 @@ pub fn config(chrome: &Chrome, config: &Fetched) -> Markup {
                             tr data-id=(k) {
                                 th scope="row" { code { (k) } }
                                 td { code { (text(v)) } }
-                                td { (text(&sources[k.as_str()])) }
+                                td { (layer(k)) }
                             }
                         }
                     }
@@ -560,11 +576,17 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// An answer as the page reads it.
+    fn ok<T: serde::de::DeserializeOwned>(v: Value) -> Fetched<T> {
+        Fetched::Ok(serde_json::from_value(v).unwrap())
+    }
+
     fn chrome() -> Chrome {
         Chrome {
-            status: Some(
+            status: serde_json::from_value(
                 json!({"version": "1", "profile": "desktop", "instance": "<b>i</b>", "leader": true, "draining": false}),
-            ),
+            )
+            .unwrap(),
             session: false,
         }
     }
@@ -577,31 +599,23 @@ mod tests {
             "labels": {"team": evil}, "created_at": "2026-12-07T17:01:02.5Z",
             "steps": [{"name": evil, "state": "failed", "exit_code": 1}],
         });
-        let page = super::job(&chrome(), "j1", &Fetched::Ok(job.clone())).into_string();
+        let page = super::job(&chrome(), "j1", &ok(job.clone())).into_string();
         assert!(!page.contains("<img"), "{page}");
         assert!(page.contains("&lt;img src=x onerror=alert(1)&gt;"));
         assert!(
             page.contains("&lt;b&gt;i&lt;/b&gt;"),
             "the header escapes too"
         );
-        let list = super::jobs(
-            &chrome(),
-            &[],
-            &Fetched::Ok(json!({"jobs": [job], "next": null})),
-        )
-        .into_string();
+        let list =
+            super::jobs(&chrome(), &[], &ok(json!({"jobs": [job], "next": null}))).into_string();
         assert!(!list.contains("<img"));
         assert!(list.contains("2026-12-07 17:01:02"));
     }
 
     #[test]
     fn no_inline_script_or_style() {
-        let page = super::jobs(
-            &chrome(),
-            &[],
-            &Fetched::Ok(json!({"jobs": [], "next": null})),
-        )
-        .into_string();
+        let page =
+            super::jobs(&chrome(), &[], &ok(json!({"jobs": [], "next": null}))).into_string();
         assert!(page.contains(r#"<script src="/ui/assets/app.js" defer></script>"#));
         assert_eq!(page.matches("<script").count(), 1);
         assert!(!page.contains("style="));
@@ -622,7 +636,7 @@ mod tests {
         let v = json!({"config": {"jobs": {"max_concurrent": 4}, "ui": {"enabled": true}},
                        "sources": {"jobs.max_concurrent": "env OJ_JOBS__MAX_CONCURRENT"},
                        "pending_restart": ["listen.tcp"], "last_reload": null, "generation": 2});
-        let page = super::config(&chrome(), &Fetched::Ok(v)).into_string();
+        let page = super::config(&chrome(), &ok(v)).into_string();
         assert!(page.contains("jobs.max_concurrent"));
         assert!(page.contains("env OJ_JOBS__MAX_CONCURRENT"));
         assert!(page.contains("listen.tcp"));
