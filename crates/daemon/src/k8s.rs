@@ -413,8 +413,8 @@ pub struct KubePlugins {
 /// an API is configured (in-cluster or kubeconfig), the pod runner, and the
 /// lease when `lock.strategy = "lease"` (whose failure to connect is fatal).
 /// Part of the daemon's build phase: it sends the API no request and starts
-/// no task
-/// (the in-cluster checks and the lease's election wait for spawn).
+/// no task of the daemon's (the in-cluster checks and the lease's election
+/// wait for spawn; the kube client's own request buffer is idle until then).
 pub async fn plugins(
     cfg: &RuntimeConfig,
     slices: &Slices,
