@@ -68,7 +68,7 @@ pub struct LoggingInput {
     pub version: String,
     pub profile: String,
     /// The layer that set each `log.*` key (`Loaded::sources`); missing = `default`.
-    pub sources: BTreeMap<String, String>,
+    pub sources: BTreeMap<String, oj_config::Layer>,
     /// Values scrubbed from every line (`<redacted>`). Values shorter than
     /// [`MIN_SECRET_LEN`] are ignored to avoid mangling ordinary words.
     pub secrets: Vec<Secret>,
@@ -93,7 +93,7 @@ impl LoggingInput {
             .sources
             .iter()
             .filter(|(k, _)| k.starts_with("log."))
-            .map(|(k, v)| (k.clone(), v.to_string()))
+            .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let mut secrets: Vec<Secret> = Vec::new();
         secrets.extend(c.listen.auth_token.iter().cloned());
@@ -133,11 +133,10 @@ impl LoggingInput {
         self.secrets.push(secret);
     }
 
-    fn source(&self, key: &str) -> &str {
-        self.sources
-            .get(key)
-            .map(String::as_str)
-            .unwrap_or("default")
+    /// The layer that set `key` (it prints as its name: `env OJ_LOG__FORMAT`).
+    fn source(&self, key: &str) -> &oj_config::Layer {
+        static DEFAULT: oj_config::Layer = oj_config::Layer::Default;
+        self.sources.get(key).unwrap_or(&DEFAULT)
     }
 
     /// The sinks and where their settings came from, for the startup line.

@@ -93,7 +93,10 @@ pub fn check(loaded: &Loaded, env: &Environment, mode: Mode) -> Report {
     // Builds the webhook sender as the daemon would (URL, signing key or
     // its file, headers), so `check` passes only what will start.
     if let Err(e) = crate::notify::check(&c.notify) {
-        r.errors.push(with_layer(&e.to_string(), loaded));
+        r.errors.push(match e.key() {
+            Some(key) => format!("{key} ({}){}", loaded.origin(&key), e.detail()),
+            None => e.to_string(),
+        });
     }
 
     if c.notify.backend == NotifyBackend::Desktop
@@ -248,15 +251,54 @@ fn keyed(p: &crate::tls::Problem, loaded: &Loaded) -> String {
     format!("{} ({}){}", p.key, loaded.origin(p.key), p.detail)
 }
 
-/// Adds the layer after a message's leading key (`tls.cert = …` becomes
-/// `tls.cert (from profile kubernetes) = …`), so every problem names where
-/// the value came from.
-fn with_layer(message: &str, loaded: &Loaded) -> String {
-    let end = message.find([' ', ':']).unwrap_or(message.len());
-    let key = &message[..end];
-    if oj_config::keys::owning_key(key).is_some() && !message[end..].starts_with(" (from ") {
-        format!("{key} ({}){}", loaded.origin(key), &message[end..])
-    } else {
-        message.to_string()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loaded(sets: &[&str]) -> (Loaded, Environment) {
+        let env = Environment::new([("HOME", "/nonexistent-home")], "h");
+        let opts = oj_config::LoadOptions {
+            sets: sets.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        (oj_config::load(&opts, &env).expect("loads"), env)
+    }
+
+    fn notify_errors(sets: &[&str]) -> Vec<String> {
+        let (loaded, env) = loaded(sets);
+        check(&loaded, &env, Mode::Check)
+            .errors
+            .into_iter()
+            .filter(|e| e.contains("notify."))
+            .collect()
+    }
+
+    #[test]
+    fn a_notify_error_names_its_key_then_the_keys_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("key");
+        std::fs::write(&key_file, "not-a-key").unwrap();
+        let secret = notify_errors(&[
+            "notify.backend=webhook",
+            "notify.webhook.url=https://example.com/hook",
+            &format!("notify.webhook.secret_file={}", key_file.display()),
+        ]);
+        assert_eq!(secret.len(), 1, "{secret:?}");
+        let want = format!(
+            "notify.webhook.secret_file (from flag --set) ({}) is not a Standard Webhooks signing key: ",
+            key_file.display()
+        );
+        assert!(secret[0].starts_with(&want), "{secret:?}");
+        // A message that does not begin with its key is left as it is.
+        assert_eq!(
+            notify_errors(&[
+                "notify.backend=webhook",
+                "notify.webhook.url=https://example.com/hook",
+                "notify.webhook.secret_file=/nonexistent/key",
+            ]),
+            [
+                "cannot read notify.webhook.secret_file /nonexistent/key: No such file or directory (os error 2); check the path and its permissions"
+            ]
+        );
     }
 }

@@ -1,6 +1,20 @@
 //! The `lease` lock strategy against the fake API server, with short real
 //! timings (duration 3s, renew deadline 2s, retry 300ms). Waits are bounded;
 //! nothing asserts how fast anything happened.
+//!
+//! Time, two kinds:
+//! - Expiry is judged on the wall clock the lease is given ([`Clock`]): a
+//!   test that waits for a record to expire gives the standby a
+//!   [`JumpClock`] and moves it past the record's duration instead of
+//!   sleeping through it (the takeover after a kill).
+//! - The renewal loop (retry period, renew deadline, the bound on a hung
+//!   request) runs on tokio timers, in real time here: paused tokio time
+//!   cannot be used, because every attempt is a real HTTP request over
+//!   loopback to the fake API server on its own thread and runtime, and a
+//!   paused clock auto-advances while such a request is in flight (the
+//!   timeouts would fire before any answer). The tests that wait for the
+//!   renew deadline (renewals failing, a hung API, the renewal reports)
+//!   therefore take about 2 s each.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,13 +41,44 @@ fn timings() -> LeaseTimings {
 }
 
 fn lock(fake: &FakeKube, identity: &str) -> LeaseLock {
+    lock_with(fake, identity, timings())
+}
+
+fn lock_with(fake: &FakeKube, identity: &str, timings: LeaseTimings) -> LeaseLock {
     LeaseLock::new(
         Api::namespaced(fake.client(), NS),
         NS,
         NAME,
-        timings(),
+        timings,
         identity,
     )
+}
+
+/// [`timings`] with a lease valid for an hour: it never expires on its
+/// own during a test, only when a [`JumpClock`] moves past it.
+fn hour_long() -> LeaseTimings {
+    LeaseTimings {
+        duration: Duration::from_secs(3600),
+        ..timings()
+    }
+}
+
+/// A wall clock the test moves forward: the system clock plus a jump.
+#[derive(Default)]
+struct JumpClock {
+    ahead: std::sync::Mutex<SignedDuration>,
+}
+
+impl JumpClock {
+    fn jump(&self, by: SignedDuration) {
+        *self.ahead.lock().unwrap() += by;
+    }
+}
+
+impl Clock for JumpClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now() + *self.ahead.lock().unwrap()
+    }
 }
 
 struct Running {
@@ -87,12 +132,15 @@ fn lease_held_by(holder: &str, renewed: Timestamp, seconds: i32) -> Lease {
 #[tokio::test]
 async fn one_leads_the_other_stands_by_and_takes_over_after_a_kill() {
     let fake = FakeKube::start();
-    let mut a = start(lock(&fake, "pod-a"));
+    // Records valid for an hour: only the standby's clock, moved past the
+    // record, lets it take over (no waiting for the expiry in real time).
+    let clock = Arc::new(JumpClock::default());
+    let mut a = start(lock_with(&fake, "pod-a", hour_long()));
     assert!(
         until(&mut a.leader, true).await,
         "the first instance acquires the free lease"
     );
-    let mut b = start(lock(&fake, "pod-b"));
+    let mut b = start(lock_with(&fake, "pod-b", hour_long()).with_clock(clock.clone()));
     // b has seen the lease held by a at least once (its GET came after a's create).
     let gets = fake.count("GET", &FakeKube::lease_path(NS, NAME));
     assert!(
@@ -104,7 +152,7 @@ async fn one_leads_the_other_stands_by_and_takes_over_after_a_kill() {
     assert!(*a.leader.borrow());
     assert_eq!(holder(&fake).as_deref(), Some("pod-a"));
     let spec = fake.lease(NS, NAME).unwrap().spec.unwrap();
-    assert_eq!(spec.lease_duration_seconds, Some(3));
+    assert_eq!(spec.lease_duration_seconds, Some(3600));
     assert_eq!(spec.lease_transitions, Some(0));
 
     // kill -9: the leader's task vanishes without releasing.
@@ -115,6 +163,17 @@ async fn one_leads_the_other_stands_by_and_takes_over_after_a_kill() {
         Some("pod-a"),
         "a killed leader leaves its record behind"
     );
+    let gets = fake.count("GET", &FakeKube::lease_path(NS, NAME));
+    assert!(
+        fake.wait_for(WAIT, |f| f.count("GET", &FakeKube::lease_path(NS, NAME))
+            >= gets + 2)
+            .await
+    );
+    assert!(
+        !*b.leader.borrow(),
+        "the standby waits while the killed leader's record is valid"
+    );
+    clock.jump(SignedDuration::from_secs(2 * 3600));
     assert!(
         until(&mut b.leader, true).await,
         "the standby takes over once the lease expires"
@@ -319,16 +378,7 @@ async fn clean_exit_releases_the_lease_for_the_standby() {
     let mut a = start(lock(&fake, "pod-a"));
     assert!(until(&mut a.leader, true).await);
     // A long lease: the standby can only get it this soon through the release.
-    let mut b = start(LeaseLock::new(
-        Api::namespaced(fake.client(), NS),
-        NS,
-        NAME,
-        LeaseTimings {
-            duration: Duration::from_secs(3600),
-            ..timings()
-        },
-        "pod-b",
-    ));
+    let mut b = start(lock_with(&fake, "pod-b", hour_long()));
     a.stop.take().unwrap().send(()).unwrap();
     assert_eq!(
         tokio::time::timeout(WAIT, a.task).await.unwrap().unwrap(),

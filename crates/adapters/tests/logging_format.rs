@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use oj_adapters::logging::{self, LoggingError, LoggingInput};
-use oj_config::{LogConfig, LogFileConfig, LogFormat, LogRotation, Secret};
+use oj_config::{Layer, LogConfig, LogFileConfig, LogFormat, LogRotation, Secret};
 use serde_json::Value;
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -41,8 +41,8 @@ impl<'a> MakeWriter<'a> for Buf {
 
 fn input(format: LogFormat, level: &str) -> LoggingInput {
     let mut sources = BTreeMap::new();
-    sources.insert("log.stdout".to_string(), "profile kubernetes".to_string());
-    sources.insert("log.format".to_string(), "env OJ_LOG__FORMAT".to_string());
+    sources.insert("log.stdout".to_string(), Layer::profile("kubernetes"));
+    sources.insert("log.format".to_string(), Layer::env("OJ_LOG__FORMAT"));
     LoggingInput {
         log: LogConfig {
             level: level.to_string(),
@@ -157,7 +157,7 @@ fn the_first_line_names_version_profile_sinks_and_sources() {
     desktop.sources.clear();
     desktop
         .sources
-        .insert("log.file.enabled".into(), "profile desktop".into());
+        .insert("log.file.enabled".into(), Layer::profile("desktop"));
     let out = capture(&desktop, || logging::emit_startup_line(&desktop));
     assert!(out.contains("oj starting"), "{out}");
     assert!(

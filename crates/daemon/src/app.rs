@@ -1,11 +1,12 @@
 //! The daemon's life as types (the shape of linkerd2-proxy's `App`):
 //!
-//! - [`Daemon::build`] checks the machine and prepares: Kubernetes, the
-//!   lock, the state, the listeners (bound, not serving), the engine (built,
-//!   not running). It starts no task of the daemon's own, so a failure here
-//!   leaves nothing running behind.
-//! - [`Daemon::spawn`] starts: the reaper, the notifier, the engine, the
-//!   servers, the reloader; then says "ready".
+//! - [`Daemon::build`] checks the machine and prepares: Kubernetes (a
+//!   client, no request), the lock, the state, the listeners (bound, not
+//!   serving), the engine (built, not running). It starts no task of the
+//!   daemon's own, so a failure here leaves nothing running behind.
+//! - [`Daemon::spawn`] starts: the lock's keeper (a lease's election), the
+//!   in-cluster checks, the reaper, the notifier, the engine, the servers,
+//!   the reloader; then says "ready".
 //! - [`RunningDaemon::run`] serves until its shutdown input (or `POST
 //!   /v1/shutdown`, or a lost lock) asks it to stop, then drains (all five
 //!   phases are [`drain::drain`]) and releases the socket and the lock.
@@ -16,6 +17,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use oj_adapters::k8s::preflight::ChecksAtStart;
 use oj_adapters::logging::LevelControl;
 use oj_config::{Environment, Loaded, NotifyBackend, RuntimeConfig, Secret, ShutdownConfig};
 use tokio::signal::unix::Signal;
@@ -35,8 +37,9 @@ use crate::{
     listen, lock, metrics, notify, ready, reload, runner, step_base_env, tcp_limits, ui,
 };
 
-/// A built daemon: the lock held, the state loaded, the listeners bound,
-/// the engine built; nothing running yet. [`Daemon::spawn`] starts it.
+/// A built daemon: the lock held (a lease: its election built, not yet
+/// competing), the state loaded, the listeners bound, the engine built;
+/// nothing running yet. [`Daemon::spawn`] starts it.
 pub struct Daemon {
     loaded: Loaded,
     env: Environment,
@@ -54,6 +57,8 @@ pub struct Daemon {
     slices: Slices,
     bound: Bound,
     pods: Option<Arc<k8s::PodStepRunner>>,
+    /// The in-cluster checks, run in the background from spawn on.
+    cluster_checks: Option<ChecksAtStart>,
     log_level: Option<LevelControl>,
 }
 
@@ -186,6 +191,7 @@ impl Daemon {
             slices,
             bound,
             pods: kube.pods,
+            cluster_checks: kube.checks,
             log_level,
         })
     }
@@ -200,8 +206,9 @@ impl Daemon {
         &self.bound.urls
     }
 
-    /// The spawn phase: the reaper, the notifier, the engine, the servers
-    /// and the reloader start; the daemon says it is ready.
+    /// The spawn phase: the lock's keeper, the in-cluster checks, the
+    /// reaper, the notifier, the engine, the servers and the reloader
+    /// start; the daemon says it is ready.
     pub fn spawn(self) -> Result<RunningDaemon, StartError> {
         let Daemon {
             loaded,
@@ -212,16 +219,22 @@ impl Daemon {
             requests,
             hangup,
             metrics,
-            held,
+            mut held,
             lock_name,
             mut engine,
             handle,
             slices,
             bound,
             pods,
+            cluster_checks,
             log_level,
         } = self;
         let cfg = &loaded.config;
+        // A lease is competed for (and held, and renewed) from here on.
+        held.start();
+        if let Some(checks) = cluster_checks {
+            checks.spawn();
+        }
         let leader = held.leader.clone();
         let parts = notify::NotifierParts {
             instance: cfg.daemon.instance.clone(),

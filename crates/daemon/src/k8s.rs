@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use oj_adapters::k8s::preflight::ChecksAtStart;
 use oj_adapters::k8s::{LeaseLock, PodInput, PodRunner, RunOptions, StepResult};
 use oj_config::{ContainerStepsOnDrain, Environment, PodsConfig, RuntimeConfig, ShutdownConfig};
 use tokio::sync::{oneshot, watch};
@@ -353,6 +354,13 @@ impl StepRunner for UnreachableCluster {
 
 /// `lock.strategy = "lease"`: standby until the Lease is held; leadership
 /// follows it; the lease is released (empty holder) on a clean exit.
+///
+/// `acquire` touches no lease: it builds the election (acquire, then renew
+/// every `retry_period`) as one unstarted task, which the daemon's spawn
+/// phase starts ([`LockHandle::start`]). The lease is therefore held only
+/// by a running renewal loop: however long spawn follows build (at once in
+/// `main`), nothing is held that could lapse meanwhile. Taking the lease in
+/// `acquire` instead would need spawn within `renew_deadline` of it.
 pub struct LeaseStrategy {
     pub lock: LeaseLock,
 }
@@ -366,30 +374,23 @@ impl LockStrategy for LeaseStrategy {
         Box::pin(async move {
             let (leader_tx, leader_rx) = watch::channel(false);
             let (stop_tx, stop_rx) = oneshot::channel::<()>();
-            tracing::info!(
-                lease = %self.lock.name(),
-                namespace = %self.lock.namespace(),
-                identity = %self.lock.identity(),
-                "standby until the lease is held"
-            );
-            let election = tokio::spawn(self.lock.run(leader_tx, async move {
-                let _ = stop_rx.await;
-            }));
-            Ok(LockHandle::driven(
-                leader_rx,
-                Box::new(move || {
-                    Box::pin(async move {
-                        let _ = stop_tx.send(());
-                        match election.await {
-                            Ok(Ok(())) => tracing::info!("lease released"),
-                            Ok(Err(lost)) => {
-                                tracing::warn!(error = %lost, "the lease had been lost")
-                            }
-                            Err(e) => tracing::warn!(error = %e, "the lease task failed"),
-                        }
-                    })
-                }),
-            ))
+            let lock = self.lock;
+            let election = async move {
+                tracing::info!(
+                    lease = %lock.name(),
+                    namespace = %lock.namespace(),
+                    identity = %lock.identity(),
+                    "standby until the lease is held"
+                );
+                let stopped = async move {
+                    let _ = stop_rx.await;
+                };
+                match lock.run(leader_tx, stopped).await {
+                    Ok(()) => tracing::info!("lease released"),
+                    Err(lost) => tracing::warn!(error = %lost, "the lease had been lost"),
+                }
+            };
+            Ok(LockHandle::kept(leader_rx, Box::pin(election), stop_tx))
         })
     }
 }
@@ -403,11 +404,17 @@ pub struct KubePlugins {
     pub lease: Option<Box<dyn LockStrategy>>,
     /// Deletes pods of unknown jobs once leader (lease strategy only).
     pub on_lead: Option<LeadHook>,
+    /// The in-cluster checks of `oj config check`, to run as warnings in
+    /// the background once the daemon is spawned (none without an API).
+    pub checks: Option<ChecksAtStart>,
 }
 
 /// Builds the plug-ins from the config and the environment: a client when
 /// an API is configured (in-cluster or kubeconfig), the pod runner, and the
 /// lease when `lock.strategy = "lease"` (whose failure to connect is fatal).
+/// Part of the daemon's build phase: it sends the API no request and starts
+/// no task of the daemon's (the in-cluster checks and the lease's election
+/// wait for spawn; the kube client's own request buffer is idle until then).
 pub async fn plugins(
     cfg: &RuntimeConfig,
     slices: &Slices,
@@ -441,11 +448,11 @@ pub async fn plugins(
                 pods: None,
                 lease: None,
                 on_lead: None,
+                checks: None,
             });
         }
     };
-    // The in-cluster checks of `oj config check`, as warnings, in the background.
-    oj_adapters::k8s::preflight::spawn_at_start(client.clone(), cfg, env);
+    let checks = ChecksAtStart::new(client.clone(), cfg, env);
     let step_runner = Arc::new(PodStepRunner::live(
         client.clone(),
         slices.pods(),
@@ -461,6 +468,7 @@ pub async fn plugins(
             pods: Some(step_runner),
             lease: None,
             on_lead: None,
+            checks: Some(checks),
         });
     }
     metrics.init_lease_renewals();
@@ -485,5 +493,6 @@ pub async fn plugins(
         pods: Some(step_runner),
         lease: Some(Box::new(LeaseStrategy { lock })),
         on_lead: Some(on_lead),
+        checks: Some(checks),
     })
 }

@@ -7,6 +7,11 @@
 //! start; a lease strategy starts as standby (`false`), flips to `true` when
 //! it holds the lease and back to `false` if it loses it, and the daemon
 //! reacts (no job starts while not leader; losing leadership drains).
+//!
+//! Taking a lock is part of the daemon's build phase and starts no task. A
+//! lock that must be kept by a task (the lease's election and renewal loop)
+//! hands that task over unstarted in its [`LockHandle`]; the spawn phase
+//! starts it with [`LockHandle::start`].
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -15,7 +20,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
 
 pub const LOCK_FILE: &str = "daemon.lock";
 
@@ -41,42 +47,83 @@ pub enum LockError {
     Unavailable(String),
 }
 
+/// What a lock runs on release (a file lock empties and unlocks its file).
+pub type ReleaseFn = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
+
 /// A held (or competed-for) lock.
 pub struct LockHandle {
     /// `true` while this daemon may run jobs.
     pub leader: watch::Receiver<bool>,
     /// Kept alive while the lock is held (dropping it ends a background task).
     _leader_tx: Option<watch::Sender<bool>>,
-    release: Option<Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>>,
+    /// The task that keeps the lock (a lease's election), if it needs one.
+    keeper: Option<Keeper>,
+    release: Option<ReleaseFn>,
+}
+
+/// The task that keeps a lock held, built by [`LockStrategy::acquire`] and
+/// started by [`LockHandle::start`]. It runs until `stop` fires (or ends on
+/// its own, e.g. when a lease is lost) and gives the lock up on its way out.
+struct Keeper {
+    stop: oneshot::Sender<()>,
+    /// Built, not started: a future does nothing until it is spawned.
+    built: Option<BoxFuture<'static, ()>>,
+    running: Option<JoinHandle<()>>,
 }
 
 impl LockHandle {
     /// A handle that is leader for as long as it lives; `release` runs on exit.
-    pub fn always_leader(
-        release: Option<Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>>,
-    ) -> LockHandle {
+    pub fn always_leader(release: Option<ReleaseFn>) -> LockHandle {
         let (tx, rx) = watch::channel(true);
         LockHandle {
             leader: rx,
             _leader_tx: Some(tx),
+            keeper: None,
             release,
         }
     }
 
-    /// A handle whose leadership is driven by someone else (a lease elector).
-    pub fn driven(
+    /// A handle whose leadership is driven by a task (a lease elector):
+    /// `keep` drives `leader` and ends, giving the lock up, once `stop`
+    /// fires. It does not run before [`Self::start`].
+    pub fn kept(
         leader: watch::Receiver<bool>,
-        release: Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>,
+        keep: BoxFuture<'static, ()>,
+        stop: oneshot::Sender<()>,
     ) -> LockHandle {
         LockHandle {
             leader,
             _leader_tx: None,
-            release: Some(release),
+            keeper: Some(Keeper {
+                stop,
+                built: Some(keep),
+                running: None,
+            }),
+            release: None,
         }
     }
 
-    /// Gives the lock up (clean exit).
+    /// Starts the task that keeps the lock, if it has one (the spawn phase);
+    /// a second call does nothing.
+    pub fn start(&mut self) {
+        if let Some(keeper) = &mut self.keeper
+            && let Some(keep) = keeper.built.take()
+        {
+            keeper.running = Some(tokio::spawn(keep));
+        }
+    }
+
+    /// Gives the lock up (clean exit): stops its keeper and waits for it
+    /// (a keeper never started held nothing), then runs `release`.
     pub async fn release(mut self) {
+        if let Some(keeper) = self.keeper.take() {
+            let _ = keeper.stop.send(());
+            if let Some(task) = keeper.running
+                && let Err(e) = task.await
+            {
+                tracing::warn!(error = %e, "the task keeping the lock failed");
+            }
+        }
         if let Some(r) = self.release.take() {
             r().await;
         }
@@ -87,8 +134,9 @@ impl LockHandle {
 pub trait LockStrategy: Send {
     /// `file`, `none`, `lease`.
     fn name(&self) -> &'static str;
-    /// Takes the lock (or starts competing for it). Fails at once when it
-    /// can never be had, e.g. a live daemon holds the file lock.
+    /// Takes the lock (or prepares to compete for it). Fails at once when it
+    /// can never be had, e.g. a live daemon holds the file lock. Starts no
+    /// task: one that keeps the lock goes into the handle, unstarted.
     fn acquire(self: Box<Self>) -> BoxFuture<'static, Result<LockHandle, LockError>>;
 }
 

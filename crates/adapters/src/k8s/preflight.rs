@@ -496,18 +496,36 @@ pub fn check_blocking(cfg: &RuntimeConfig, env: &Environment, source: SourceOf<'
     })
 }
 
-/// The checks at daemon start: in the background, so that they never
-/// delay it; what they find is logged as warnings (needs a Tokio runtime).
-pub fn spawn_at_start(client: kube::Client, cfg: &RuntimeConfig, env: &Environment) {
-    let cfg = cfg.clone();
-    let env = env.clone();
-    tokio::spawn(async move {
-        let found = check_cluster(client, &cfg, &env, &|_| String::new()).await;
-        for problem in found.problems.iter().chain(&found.warnings) {
-            tracing::warn!("in-cluster check: {problem}");
+/// The checks at daemon start, prepared while the daemon is built and run
+/// in the background once it is spawned ([`Self::spawn`]), so that they
+/// never delay it; what they find is logged as warnings.
+pub struct ChecksAtStart {
+    client: kube::Client,
+    cfg: RuntimeConfig,
+    env: Environment,
+}
+
+impl ChecksAtStart {
+    /// The checks of `cfg` through `client`; nothing runs yet.
+    pub fn new(client: kube::Client, cfg: &RuntimeConfig, env: &Environment) -> ChecksAtStart {
+        ChecksAtStart {
+            client,
+            cfg: cfg.clone(),
+            env: env.clone(),
         }
-        for note in &found.notes {
-            tracing::debug!("{note}");
-        }
-    });
+    }
+
+    /// Runs the checks on a task of their own (needs a Tokio runtime).
+    pub fn spawn(self) {
+        let ChecksAtStart { client, cfg, env } = self;
+        tokio::spawn(async move {
+            let found = check_cluster(client, &cfg, &env, &|_| String::new()).await;
+            for problem in found.problems.iter().chain(&found.warnings) {
+                tracing::warn!("in-cluster check: {problem}");
+            }
+            for note in &found.notes {
+                tracing::debug!("{note}");
+            }
+        });
+    }
 }

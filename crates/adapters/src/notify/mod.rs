@@ -153,35 +153,87 @@ pub fn backend_name(backend: NotifyBackend) -> &'static str {
 }
 
 /// Why the notifier could not be built. Never contains a secret value.
+///
+/// Like `tls::TlsError`, a message that begins with a config key is kept
+/// apart as [`Self::key`] and [`Self::detail`] (what follows the key), so
+/// that `oj config check` puts the key's layer between them without
+/// parsing the text; `Display` is the two together.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NotifyError {
-    #[error(
-        "notify.backend is \"webhook\" but notify.webhook.url is unset; set notify.webhook.url (or OJ_NOTIFY_WEBHOOK_URL) or choose another backend"
-    )]
+    /// `notify.backend = "webhook"` without `notify.webhook.url`.
     WebhookUrlMissing,
-    #[error(
-        "notify.webhook.url is not a usable URL ({reason}); it must be an absolute http:// or https:// URL"
-    )]
-    WebhookUrlInvalid { reason: String },
-    #[error("cannot read notify.webhook.secret_file {}: {source}; check the path and its permissions", path.display())]
+    WebhookUrlInvalid {
+        reason: String,
+    },
     SecretFile {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{key}{} is not a Standard Webhooks signing key: expected \"whsec_\" followed by the base64 of a key of 24 to 64 bytes ({reason})", path.as_ref().map(|p| format!(" ({})", p.display())).unwrap_or_default())]
     SecretInvalid {
         key: &'static str,
         path: Option<PathBuf>,
         reason: String,
     },
-    #[error("notify.webhook.headers.{name}: {reason}")]
-    Header { name: String, reason: &'static str },
-    #[error("cannot build the HTTP client for notify.webhook: {reason}")]
-    HttpClient { reason: String },
-    #[error("the notifier must be started inside a Tokio runtime")]
+    Header {
+        name: String,
+        reason: &'static str,
+    },
+    HttpClient {
+        reason: String,
+    },
     NoRuntime,
+}
+
+impl NotifyError {
+    /// The config key the message begins with (`notify.webhook.url`,
+    /// `notify.webhook.headers.NAME`, …); `None` when it begins otherwise.
+    pub fn key(&self) -> Option<String> {
+        match self {
+            NotifyError::WebhookUrlMissing => Some("notify.backend".into()),
+            NotifyError::WebhookUrlInvalid { .. } => Some("notify.webhook.url".into()),
+            NotifyError::SecretInvalid { key, .. } => Some((*key).into()),
+            NotifyError::Header { name, .. } => Some(format!("notify.webhook.headers.{name}")),
+            NotifyError::SecretFile { .. }
+            | NotifyError::HttpClient { .. }
+            | NotifyError::NoRuntime => None,
+        }
+    }
+
+    /// The message after [`Self::key`] (the whole message when it has none).
+    pub fn detail(&self) -> String {
+        match self {
+            NotifyError::WebhookUrlMissing => " is \"webhook\" but notify.webhook.url is unset; set notify.webhook.url (or OJ_NOTIFY_WEBHOOK_URL) or choose another backend".into(),
+            NotifyError::WebhookUrlInvalid { reason } => format!(
+                " is not a usable URL ({reason}); it must be an absolute http:// or https:// URL"
+            ),
+            NotifyError::SecretFile { path, source } => format!(
+                "cannot read notify.webhook.secret_file {}: {source}; check the path and its permissions",
+                path.display()
+            ),
+            NotifyError::SecretInvalid { path, reason, .. } => format!(
+                "{} is not a Standard Webhooks signing key: expected \"whsec_\" followed by the base64 of a key of 24 to 64 bytes ({reason})",
+                path.as_ref()
+                    .map(|p| format!(" ({})", p.display()))
+                    .unwrap_or_default()
+            ),
+            NotifyError::Header { reason, .. } => format!(": {reason}"),
+            NotifyError::HttpClient { reason } => {
+                format!("cannot build the HTTP client for notify.webhook: {reason}")
+            }
+            NotifyError::NoRuntime => "the notifier must be started inside a Tokio runtime".into(),
+        }
+    }
+}
+
+impl std::fmt::Display for NotifyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(key) = self.key() {
+            f.write_str(&key)?;
+        }
+        f.write_str(&self.detail())
+    }
 }
 
 /// `enqueue` refused a notification: the queue is full, or the notifier was
@@ -537,6 +589,77 @@ mod rfc3339 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The messages as users see them, and the key each begins with.
+    #[test]
+    fn each_error_is_its_key_then_its_detail() {
+        let cases: Vec<(NotifyError, Option<&str>, &str)> = vec![
+            (
+                NotifyError::WebhookUrlMissing,
+                Some("notify.backend"),
+                "notify.backend is \"webhook\" but notify.webhook.url is unset; set notify.webhook.url (or OJ_NOTIFY_WEBHOOK_URL) or choose another backend",
+            ),
+            (
+                NotifyError::WebhookUrlInvalid {
+                    reason: "it has no host".into(),
+                },
+                Some("notify.webhook.url"),
+                "notify.webhook.url is not a usable URL (it has no host); it must be an absolute http:// or https:// URL",
+            ),
+            (
+                NotifyError::SecretFile {
+                    path: "/s/key".into(),
+                    source: std::io::Error::from(std::io::ErrorKind::NotFound),
+                },
+                None,
+                "cannot read notify.webhook.secret_file /s/key: entity not found; check the path and its permissions",
+            ),
+            (
+                NotifyError::SecretInvalid {
+                    key: "notify.webhook.secret_file",
+                    path: Some("/s/key".into()),
+                    reason: "no prefix".into(),
+                },
+                Some("notify.webhook.secret_file"),
+                "notify.webhook.secret_file (/s/key) is not a Standard Webhooks signing key: expected \"whsec_\" followed by the base64 of a key of 24 to 64 bytes (no prefix)",
+            ),
+            (
+                NotifyError::SecretInvalid {
+                    key: "notify.webhook.secret",
+                    path: None,
+                    reason: "no prefix".into(),
+                },
+                Some("notify.webhook.secret"),
+                "notify.webhook.secret is not a Standard Webhooks signing key: expected \"whsec_\" followed by the base64 of a key of 24 to 64 bytes (no prefix)",
+            ),
+            (
+                NotifyError::Header {
+                    name: "Bad Header".into(),
+                    reason: "not a valid HTTP header name",
+                },
+                Some("notify.webhook.headers.Bad Header"),
+                "notify.webhook.headers.Bad Header: not a valid HTTP header name",
+            ),
+            (
+                NotifyError::HttpClient {
+                    reason: "no TLS".into(),
+                },
+                None,
+                "cannot build the HTTP client for notify.webhook: no TLS",
+            ),
+            (
+                NotifyError::NoRuntime,
+                None,
+                "the notifier must be started inside a Tokio runtime",
+            ),
+        ];
+        for (e, key, message) in cases {
+            assert_eq!(e.to_string(), message);
+            assert_eq!(e.key().as_deref(), key, "{message}");
+            let rebuilt = format!("{}{}", key.unwrap_or_default(), e.detail());
+            assert_eq!(rebuilt, message);
+        }
+    }
 
     #[test]
     fn default_messages() {

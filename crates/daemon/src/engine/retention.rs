@@ -351,8 +351,9 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::tests::{spec, start_with, wait_state};
+    use crate::engine::tests::{spec, start_current_thread, wait_state};
     use crate::storage::Storage;
+    use oj_core::{Job, State, Timestamp};
 
     async fn finished(h: &EngineHandle, runs: &[&str], want: JobState) -> JobId {
         let job = h.submit(spec(runs)).await.unwrap();
@@ -361,15 +362,16 @@ mod tests {
     }
 
     /// Over `max_finished`, the oldest finished jobs go with their logs,
-    /// durably; queued and running ones stay.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    /// durably; queued and running ones stay. On paused tokio time: the
+    /// waits below are for the engine's turns, never for real time.
+    #[tokio::test(start_paused = true)]
     async fn the_oldest_finished_jobs_beyond_the_maximum_are_removed() {
         let dir = tempfile::tempdir().unwrap();
         let retention = Retention {
             keep_finished: Duration::from_secs(3600),
             max_finished: 2,
         };
-        let (h, _l) = start_with(dir.path(), true, retention);
+        let (h, _l) = start_current_thread(dir.path(), retention);
         let logs = dir.path().join("logs");
         let blocked = h.submit(spec(&["block"])).await.unwrap();
         let a = finished(&h, &["0"], JobState::Done).await;
@@ -415,36 +417,61 @@ mod tests {
             .unwrap();
         assert_eq!(n, 0);
         assert_eq!(h.prune(PruneFilter::default()).await.unwrap(), 1);
-        h.shutdown().await.unwrap();
+        // Read back while the engine still runs (its final snapshot needs a
+        // multi-threaded runtime): every answered removal is in the WAL.
         let (_, state, _) = Storage::open(dir.path()).unwrap();
         let ids: Vec<&JobId> = state.jobs().map(|j| &j.id).collect();
         assert_eq!(ids, vec![&blocked.id], "removals are durable");
     }
 
-    /// Finished jobs older than `keep_finished` go at the next check.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    /// Finished jobs older than `keep_finished` go at the first check
+    /// after start, and so do logs whose job is gone; younger jobs stay.
+    /// Their ages are written into the stored state (the check reads the
+    /// wall clock), so nothing waits for time to pass, and the engine's
+    /// timers run on paused tokio time.
+    #[tokio::test(start_paused = true)]
     async fn finished_jobs_past_their_age_are_removed_at_start() {
         let dir = tempfile::tempdir().unwrap();
-        let (h, _l) = start_with(dir.path(), true, Retention::default());
-        let old = finished(&h, &["0"], JobState::Done).await;
-        h.shutdown().await.unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let hour = Duration::from_secs(3600);
+        let wall = SystemTime::now();
+        let ended_at = |id: &JobId, ended: SystemTime| {
+            let mut job = Job::new(id.clone(), spec(&["0"]), Timestamp(ended - hour / 60));
+            job.state = JobState::Done;
+            job.ended_at = Some(Timestamp(ended));
+            job
+        };
+        let old = JobId::from_parts(1_700_000_000_000, 1);
+        let young = JobId::from_parts(1_700_000_000_000, 2);
+        {
+            let (mut storage, _, _) = Storage::open(dir.path()).unwrap();
+            for job in [ended_at(&old, wall - hour * 2), ended_at(&young, wall)] {
+                storage.append(&Event::JobSubmitted { job: Box::new(job) });
+            }
+            storage.commit(&State::new()).unwrap();
+        }
         let retention = Retention {
-            keep_finished: Duration::from_millis(20),
+            keep_finished: hour,
             max_finished: 100,
         };
         // A log directory whose job is gone (a crash after the removal).
         let orphan = dir.path().join("logs").join("0mx49xbba000");
         std::fs::create_dir_all(&orphan).unwrap();
-        let (h, _l) = start_with(dir.path(), true, retention);
+        let (h, _l) = start_current_thread(dir.path(), retention);
         for _ in 0..500 {
             if h.get(old.clone()).await.is_none() && !orphan.exists() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        assert!(h.get(old).await.is_none());
+        assert!(
+            h.get(old).await.is_none(),
+            "the job past its age is removed"
+        );
         assert!(!orphan.exists(), "orphaned logs are deleted at start");
+        assert!(
+            h.get(young).await.is_some(),
+            "a job younger than keep_finished stays"
+        );
     }
 
     #[test]
