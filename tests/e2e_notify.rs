@@ -131,6 +131,7 @@ fn the_webhook_url_alone_selects_webhooks_and_the_payload_describes_the_job() {
         let data = &r.json()["data"];
         assert_eq!(data["profile"], "desktop");
         assert!(data["instance"].as_str().is_some_and(|s| !s.is_empty()));
+        assert!(data.get("url").is_none(), "no ui.url, no link: {data}");
     }
     let ids: std::collections::BTreeSet<String> = got.iter().map(Received::id).collect();
     assert_eq!(ids.len(), 4, "one id per notification");
@@ -183,6 +184,44 @@ fn the_webhook_url_alone_selects_webhooks_and_the_payload_describes_the_job() {
     assert!(
         !d.stderr().contains(&rx.url()) && !d.stdout().contains(&rx.url()),
         "the URL is a secret"
+    );
+}
+
+#[test]
+fn with_ui_url_every_notification_links_to_the_jobs_page() {
+    let rx = Receiver::start();
+    let mut env = TestEnv::new();
+    env.set_var("OJ_NOTIFY_WEBHOOK_URL", &rx.url());
+    // A path prefix and a trailing slash: the link has one slash between.
+    env.set_var("OJ_UI__URL", "https://oj.example.com/ops/");
+    let d = env.start_daemon(&[]);
+    let id = d.submit(&job_spec("linked", "exit 4"));
+    d.wait_job(&id, &["failed"], WAIT);
+    let got = rx.wait_delivered(2, WAIT);
+    assert_eq!(got.len(), 2, "start and fail; stderr:\n{}", d.stderr());
+    let link = format!("https://oj.example.com/ops/ui/jobs/{id}");
+    for r in &got {
+        assert_eq!(r.json()["data"]["url"], link.as_str(), "{}", r.json());
+    }
+    // The link names a page the daemon serves (here over its socket).
+    let (status, page) = d.get(&format!("/ui/jobs/{id}"));
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page["text"].as_str().is_some_and(|t| t.contains("linked")),
+        "{page}"
+    );
+
+    // A ui.url that cannot take a job's path is refused by name.
+    let out = env.run(&[
+        "config",
+        "check",
+        "--set",
+        "ui.url=\"https://oj.example.com/?x=1\"",
+    ]);
+    assert_eq!(out.code, Some(78), "{out:?}");
+    assert!(
+        out.stderr.contains("ui.url") && out.stderr.contains("cannot take a job's path"),
+        "{out:?}"
     );
 }
 

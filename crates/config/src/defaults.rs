@@ -166,6 +166,7 @@ impl RuntimeConfig {
                 enabled: true,
                 session_ttl: secs(12 * 3600),
                 origin: None,
+                url: None,
             },
             client: ClientConfig {
                 url: None,

@@ -425,6 +425,11 @@ pub const KEYS: &[Key] = &[
         "Origin browsers use behind a proxy (https://host[:port]); unset = the request's Host",
     ),
     opt(
+        "ui.url",
+        Kind::Url,
+        "Where people reach the UI (https://host[:port][/prefix]); notifications link to each job's page there; unset = no links",
+    ),
+    opt(
         "queues.*.max_concurrent",
         Kind::Int { min: 1 },
         "Jobs of queue <name> running at once; unset = jobs.max_concurrent (still the daemon-wide limit)",

@@ -532,6 +532,14 @@ pub struct UiConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub origin: Option<String>,
+    /// Where people reach this daemon's UI (`https://host[:port][/prefix]`):
+    /// notifications link to each job's page under it. Unset = no links.
+    #[serde(
+        default,
+        deserialize_with = "empty_as_none",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub url: Option<String>,
 }
 
 /// How client commands reach the daemon.

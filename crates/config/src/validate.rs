@@ -38,8 +38,20 @@ pub fn url(key: &str, s: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `ui.*`: a session that lasts, an origin without a path.
+/// `ui.*`: a session that lasts, an origin without a path, a UI URL that
+/// a job's path can be appended to and that a notification can carry as is
+/// (Slack reads `<`, `>` and `|` in a link as syntax).
 fn validate_ui(ui: &UiConfig, err: &mut impl FnMut(&str, String)) {
+    if let Some(url) = &ui.url
+        && url.contains(['?', '#', '@', '<', '>', '|', '"', ' ', '\t', '\n'])
+    {
+        err(
+            "ui.url",
+            format!(
+                "{url:?} cannot take a job's path: write scheme, host, port and an optional path prefix only, e.g. \"https://oj.example.com\" or \"https://ops.example.com/oj\""
+            ),
+        );
+    }
     if ui.session_ttl.is_zero() {
         err(
             "ui.session_ttl",

@@ -239,6 +239,7 @@ impl Daemon {
         let parts = notify::NotifierParts {
             instance: cfg.daemon.instance.clone(),
             profile: loaded.profile.clone(),
+            ui_url: cfg.ui.url.clone(),
             engine: handle.clone(),
             metrics: metrics.clone(),
         };

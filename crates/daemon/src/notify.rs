@@ -23,6 +23,8 @@ pub struct NotifierParts {
     /// `daemon.instance` and the profile, which notifications carry.
     pub instance: String,
     pub profile: String,
+    /// `ui.url`: notifications link to the job's page under it.
+    pub ui_url: Option<String>,
     /// Acknowledgements go to the engine.
     pub engine: EngineHandle,
     /// Attempts and outcomes are counted here.
@@ -47,6 +49,7 @@ pub fn build_notifier(
         oj_adapters::notify::NotifyContext {
             instance: parts.instance.clone(),
             profile: parts.profile.clone(),
+            ui_url: parts.ui_url.clone(),
         },
         pending,
         Box::new(move |id: &str| ack.ack_notification(id)),
@@ -68,6 +71,7 @@ pub fn to_adapter(n: &Notification) -> Outgoing {
         message: n.message.clone(),
         error: n.error.clone(),
         timestamp: n.created_at.0,
+        url: None,
     }
 }
 

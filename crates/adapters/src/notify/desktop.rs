@@ -66,10 +66,15 @@ impl DesktopBackend {
     }
 
     pub(crate) async fn deliver(&mut self, n: &Notification) -> Outcome {
+        // With `ui.url`, the job's page is the body's last line.
+        let text = match &n.url {
+            Some(url) => format!("{}\n{url}", n.message),
+            None => n.message.clone(),
+        };
         let body = if self.reads_markup().await {
-            crate::escape::desktop_markup(&n.message)
+            crate::escape::desktop_markup(&text).into_owned()
         } else {
-            n.message.as_str().into()
+            text
         };
         let mut note = notify_rust::Notification::new();
         note.appname("oj").summary(&n.title).body(&body);

@@ -15,6 +15,7 @@ pub(crate) fn deliver(n: &Notification) -> Outcome {
             error = %error,
             notification_id = %n.id,
             message = %n.message,
+            url = n.url.as_deref(),
         ),
         None => tracing::info!(
             target: "oj::notify",
@@ -23,6 +24,7 @@ pub(crate) fn deliver(n: &Notification) -> Outcome {
             title = %n.title,
             notification_id = %n.id,
             message = %n.message,
+            url = n.url.as_deref(),
         ),
     }
     Outcome::Delivered

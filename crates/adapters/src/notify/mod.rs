@@ -62,6 +62,10 @@ pub struct Notification {
     pub error: Option<String>,
     #[serde(with = "rfc3339")]
     pub timestamp: SystemTime,
+    /// The job's page in the web UI (`<ui.url>/ui/jobs/<id>`), set by the
+    /// notifier when `ui.url` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 impl Notification {
@@ -94,6 +98,7 @@ impl Notification {
             message,
             error,
             timestamp,
+            url: None,
         }
     }
 }
@@ -105,6 +110,24 @@ pub struct NotifyContext {
     pub instance: String,
     /// The selected profile's name.
     pub profile: String,
+    /// `ui.url`: where people reach the web UI; notifications link to the
+    /// job's page under it.
+    pub ui_url: Option<String>,
+}
+
+/// `n` with the link to its job's page under `ui_url` (`<ui.url>/ui/jobs/<id>`),
+/// kept if it already has one.
+fn linked(mut n: Notification, ui_url: Option<&str>) -> Notification {
+    if n.url.is_none()
+        && let Some(base) = ui_url
+    {
+        n.url = Some(format!(
+            "{}/ui/jobs/{}",
+            base.trim_end_matches('/'),
+            n.job_id
+        ));
+    }
+    n
 }
 
 /// The default message of SPEC §3.5.
@@ -320,6 +343,8 @@ struct Shared {
     backend: &'static str,
     events: BTreeSet<NotifyEvent>,
     tx: mpsc::Sender<Notification>,
+    /// `ui.url`, for the link every notification carries.
+    ui_url: Option<String>,
     skip_tx: mpsc::UnboundedSender<String>,
     shutdown_tx: watch::Sender<bool>,
     counters: Arc<Counters>,
@@ -371,6 +396,7 @@ impl Notifier {
         observer: Arc<dyn DeliveryObserver>,
     ) -> Result<Notifier, NotifyError> {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| NotifyError::NoRuntime)?;
+        let ui_url = ctx.ui_url.clone();
         let backend = queue::Backend::build(&cfg, ctx)?;
         let name = backend_name(cfg.backend);
         let events: BTreeSet<NotifyEvent> = cfg.events.iter().copied().collect();
@@ -384,7 +410,7 @@ impl Notifier {
         let mut backlog = std::collections::VecDeque::with_capacity(pending.len());
         for n in pending {
             if events.contains(&n.event) {
-                backlog.push_back(n);
+                backlog.push_back(linked(n, ui_url.as_deref()));
             } else {
                 // Config changed since it was persisted: finish it without delivery.
                 let _ = skip_tx.send(n.id);
@@ -416,6 +442,7 @@ impl Notifier {
                 backend: name,
                 events,
                 tx,
+                ui_url,
                 skip_tx,
                 shutdown_tx,
                 counters,
@@ -439,6 +466,7 @@ impl Notifier {
     /// `dropped` and logs a warning (once per episode).
     pub fn enqueue(&self, n: Notification) -> Result<(), QueueFull> {
         let s = &self.inner;
+        let n = linked(n, s.ui_url.as_deref());
         if s.stopped.load(Ordering::SeqCst) {
             s.counters.dropped();
             return Err(QueueFull {
@@ -563,6 +591,7 @@ pub fn check(cfg: &NotifyConfig) -> Result<(), NotifyError> {
             NotifyContext {
                 instance: String::new(),
                 profile: String::new(),
+                ui_url: None,
             },
         )?;
     }
@@ -699,6 +728,47 @@ mod tests {
         assert_eq!(json["event"], "fail");
         let back: Notification = serde_json::from_value(json).unwrap();
         assert_eq!(back, n);
+    }
+
+    #[test]
+    fn with_ui_url_every_body_links_to_the_jobs_page() {
+        let t = SystemTime::UNIX_EPOCH;
+        let bare = Notification::for_job(NotifyEvent::Fail, "j1", "a<b>", None, None, t);
+        let ctx = NotifyContext {
+            instance: "i".into(),
+            profile: "p".into(),
+            ui_url: None,
+        };
+        // Without ui.url nothing changes.
+        let n = linked(bare.clone(), None);
+        let body: serde_json::Value = serde_json::from_slice(&standard_body(&n, &ctx)).unwrap();
+        assert!(body["data"].get("url").is_none(), "{body}");
+        assert_eq!(
+            String::from_utf8(slack_body(&n)).unwrap(),
+            r#"{"text":"a&lt;b&gt;: Job a&lt;b&gt; failed"}"#
+        );
+        // With it, one slash between the prefix and the page, whatever the
+        // prefix ends with.
+        for base in ["https://oj.example.com/ops", "https://oj.example.com/ops/"] {
+            let n = linked(bare.clone(), Some(base));
+            assert_eq!(
+                n.url.as_deref(),
+                Some("https://oj.example.com/ops/ui/jobs/j1")
+            );
+            let body: serde_json::Value = serde_json::from_slice(&standard_body(&n, &ctx)).unwrap();
+            assert_eq!(body["data"]["url"], "https://oj.example.com/ops/ui/jobs/j1");
+            assert_eq!(
+                String::from_utf8(slack_body(&n)).unwrap(),
+                r#"{"text":"a&lt;b&gt;: Job a&lt;b&gt; failed <https://oj.example.com/ops/ui/jobs/j1|job j1>"}"#
+            );
+        }
+        // A link already set (a re-delivery) is kept.
+        let mut kept = bare;
+        kept.url = Some("https://old.example/ui/jobs/j1".into());
+        assert_eq!(
+            linked(kept, Some("https://new.example")).url.as_deref(),
+            Some("https://old.example/ui/jobs/j1")
+        );
     }
 
     #[test]

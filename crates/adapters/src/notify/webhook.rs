@@ -367,6 +367,9 @@ struct StandardData<'a> {
     error: Option<&'a str>,
     instance: &'a str,
     profile: &'a str,
+    /// The job's page in the web UI (with `ui.url` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<&'a str>,
 }
 
 /// The `format = "standard"` body.
@@ -382,6 +385,7 @@ pub fn standard_body(n: &Notification, ctx: &NotifyContext) -> Vec<u8> {
             error: n.error.as_deref(),
             instance: &ctx.instance,
             profile: &ctx.profile,
+            url: n.url.as_deref(),
         },
     };
     serde_json::to_vec(&body).unwrap_or_default()
@@ -389,13 +393,22 @@ pub fn standard_body(n: &Notification, ctx: &NotifyContext) -> Vec<u8> {
 
 /// The `format = "slack"` body (a Slack incoming webhook message). Slack
 /// reads `<…>` in `text` as mentions and links, so title and message are
-/// escaped: a job called `<!channel>` pings nobody.
+/// escaped: a job called `<!channel>` pings nobody. With `ui.url` the
+/// job's page follows as a Slack link (`config check` keeps `<`, `>` and
+/// `|` out of `ui.url`).
 pub fn slack_body(n: &Notification) -> Vec<u8> {
-    let text = format!(
+    let mut text = format!(
         "{}: {}",
         crate::escape::slack_text(&n.title),
         crate::escape::slack_text(&n.message)
     );
+    if let Some(url) = &n.url {
+        text.push_str(&format!(
+            " <{}|job {}>",
+            crate::escape::slack_text(url),
+            crate::escape::slack_text(&n.job_id)
+        ));
+    }
     serde_json::to_vec(&serde_json::json!({ "text": text })).unwrap_or_default()
 }
 

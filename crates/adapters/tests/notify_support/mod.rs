@@ -156,6 +156,7 @@ pub fn ctx() -> NotifyContext {
     NotifyContext {
         instance: "test-host".into(),
         profile: "kubernetes".into(),
+        ui_url: None,
     }
 }
 
