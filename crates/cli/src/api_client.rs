@@ -428,19 +428,21 @@ impl ApiClient {
                 )))
             })?
         };
-        self.read_as(value).map_err(ApiError::Failure)
+        T::deserialize(value).map_err(|e| ApiError::Failure(self.shape_failure(&e)))
     }
 
-    /// An answer already read as JSON (to print it as it came), as the
-    /// `oj-api` type `T` (to decide on it or render it).
-    pub fn read_as<T: DeserializeOwned>(&self, value: serde_json::Value) -> Result<T, Failure> {
-        T::deserialize(value).map_err(|e| {
-            Failure::runtime(format!(
-                "the daemon at {} sent an answer of an unexpected shape ({e}); is it an oj daemon \
-                 of a compatible version?",
-                self.endpoint.display()
-            ))
-        })
+    /// An answer already read as JSON (kept to print it as it came), as
+    /// the `oj-api` type `T` (to decide on it or render it).
+    pub fn read_as<T: DeserializeOwned>(&self, value: &serde_json::Value) -> Result<T, Failure> {
+        T::deserialize(value).map_err(|e| self.shape_failure(&e))
+    }
+
+    fn shape_failure(&self, e: &serde_json::Error) -> Failure {
+        Failure::runtime(format!(
+            "the daemon at {} sent an answer of an unexpected shape ({e}); is it an oj daemon \
+             of a compatible version?",
+            self.endpoint.display()
+        ))
     }
 
     /// A transport failure (no answer at all) as a user-facing failure.

@@ -165,7 +165,7 @@ async fn list(client: &ApiClient, json: bool) -> Result<i32, Failure> {
         );
         return Ok(exit::OK);
     }
-    let queues: QueueList = client.read_as(body)?;
+    let queues: QueueList = client.read_as(&body)?;
     emit(render_queues(&queues).as_bytes());
     Ok(exit::OK)
 }

@@ -63,7 +63,7 @@ async fn list(client: &ApiClient, json: bool) -> Result<i32, Failure> {
         emit(format!("{body}\n").as_bytes());
         return Ok(exit::OK);
     }
-    let ScheduleList::<ScheduleInfo> { schedules } = client.read_as(body)?;
+    let ScheduleList::<ScheduleInfo> { schedules } = client.read_as(&body)?;
     if schedules.is_empty() {
         eprintln!(
             "no schedules; add a [schedules.<name>] table to the config (see docs/schedules.md)"

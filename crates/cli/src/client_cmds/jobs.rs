@@ -115,7 +115,7 @@ async fn list_jobs(
             .map_err(|e| e.into_failure(client))?;
         let got = page.jobs.len();
         for raw in page.jobs {
-            let job = client.read_as(raw.clone())?;
+            let job = client.read_as(&raw)?;
             jobs.push(Listed { raw, job });
         }
         if limit.is_some_and(|l| jobs.len() as u64 >= l) {
@@ -245,7 +245,7 @@ async fn job_show(client: &ApiClient, id: &str, json: bool, style: Style) -> Res
     if json {
         emit_line(&pretty(&job));
     } else {
-        let job: JobReport = client.read_as(job)?;
+        let job: JobReport = client.read_as(&job)?;
         emit(render_job(&job, SystemTime::now(), style).as_bytes());
     }
     Ok(exit::OK)
