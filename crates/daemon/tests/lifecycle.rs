@@ -38,6 +38,20 @@ fn shutdown_input() -> (
     (stop, input)
 }
 
+/// Asks a running daemon to stop through its input and waits for the run's
+/// result; an idle daemon drains at once.
+async fn stop_and_join<T>(
+    stop: tokio::sync::oneshot::Sender<()>,
+    run: tokio::task::JoinHandle<T>,
+) -> T {
+    stop.send(())
+        .expect("the run still listens for its shutdown input");
+    tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("an idle daemon drains at once")
+        .expect("the run does not panic")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_is_built_spawned_and_stopped_by_its_shutdown_input() {
     let dir = tempfile::tempdir().unwrap();
@@ -69,11 +83,7 @@ async fn a_daemon_is_built_spawned_and_stopped_by_its_shutdown_input() {
     let run = tokio::spawn(running.run(input));
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!run.is_finished(), "runs until asked to stop");
-    stop.send(()).unwrap();
-    let result = tokio::time::timeout(Duration::from_secs(10), run)
-        .await
-        .expect("an idle daemon drains at once")
-        .unwrap();
+    let result = stop_and_join(stop, run).await;
     assert_eq!(result, Ok(()));
     assert!(!socket.exists(), "the socket is released");
     assert!(engine.shutdown().await.is_err(), "the engine has stopped");
@@ -140,11 +150,7 @@ async fn a_built_daemon_with_a_lease_sends_the_cluster_nothing_until_spawned() {
 
     let (stop, input) = shutdown_input();
     let run = tokio::spawn(running.run(input));
-    stop.send(()).unwrap();
-    let result = tokio::time::timeout(Duration::from_secs(10), run)
-        .await
-        .expect("an idle daemon drains at once")
-        .unwrap();
+    let result = stop_and_join(stop, run).await;
     assert_eq!(result, Ok(()));
     assert_eq!(
         holder(&fake).as_deref(),
