@@ -288,54 +288,55 @@ fn refusing_daemon() -> Fake {
 fn refusals_are_told_apart_by_their_code_not_their_status() {
     let fake = refusing_daemon();
     let env = TestEnv::new();
-    // A code the client knows gets its own sentence; an unknown one with
-    // the same status is the daemon's message as it came, not a guess.
-    let out = oj(&env, &fake.url(), &["job", "cancel", "known"]);
-    assert_eq!(out.code, Some(1), "{out:?}");
-    assert!(
-        out.stderr
-            .contains("job known cannot be cancelled: job known has already ended"),
-        "{out:?}"
-    );
-    let out = oj(&env, &fake.url(), &["job", "cancel", "novel"]);
-    assert_eq!(out.code, Some(1), "{out:?}");
-    assert!(!out.stderr.contains("cannot be cancelled"), "{out:?}");
-    assert!(
-        out.stderr
-            .contains("409 Conflict: job novel is frozen by policy"),
-        "{out:?}"
-    );
-
-    let out = oj(&env, &fake.url(), &["job", "show", "gone"]);
-    assert_eq!(out.code, Some(1), "{out:?}");
-    assert!(out.stderr.contains("no job gone on the daemon"), "{out:?}");
-    let out = oj(&env, &fake.url(), &["job", "show", "moved"]);
-    assert_eq!(out.code, Some(1), "{out:?}");
-    assert!(!out.stderr.contains("no job moved"), "{out:?}");
-    assert!(
-        out.stderr.contains("404 Not Found: that route moved"),
-        "{out:?}"
-    );
-
-    // A rerun the user must fix is a usage error (2); an unknown 400 is not.
-    let out = oj(
-        &env,
-        &fake.url(),
-        &["job", "rerun", "known", "--from-step", "zz"],
-    );
-    assert_eq!(out.code, Some(2), "{out:?}");
-    assert!(
-        out.stderr
-            .contains("cannot rerun job known: job known has no step"),
-        "{out:?}"
-    );
-    let out = oj(&env, &fake.url(), &["job", "rerun", "novel"]);
-    assert_eq!(out.code, Some(1), "{out:?}");
-    assert!(
-        out.stderr
-            .contains("400 Bad Request: a refusal this client cannot know"),
-        "{out:?}"
-    );
+    // Pairs of the same status: a code the client knows gets its own
+    // sentence (and exit code); an unknown one is the status and the
+    // daemon's message as they came, not a guess.
+    // (args, exit code, said, not said)
+    let cases: &[(&[&str], i32, &str, &str)] = &[
+        (
+            &["job", "cancel", "known"],
+            1,
+            "job known cannot be cancelled: job known has already ended",
+            "409 Conflict",
+        ),
+        (
+            &["job", "cancel", "novel"],
+            1,
+            "409 Conflict: job novel is frozen by policy",
+            "cannot be cancelled",
+        ),
+        (
+            &["job", "show", "gone"],
+            1,
+            "no job gone on the daemon",
+            "404",
+        ),
+        (
+            &["job", "show", "moved"],
+            1,
+            "404 Not Found: that route moved",
+            "no job moved",
+        ),
+        // A rerun the user must fix is a usage error (2); an unknown 400 is not.
+        (
+            &["job", "rerun", "known", "--from-step", "zz"],
+            2,
+            "cannot rerun job known: job known has no step",
+            "400 Bad Request",
+        ),
+        (
+            &["job", "rerun", "novel"],
+            1,
+            "400 Bad Request: a refusal this client cannot know",
+            "cannot rerun",
+        ),
+    ];
+    for (args, code, said, not_said) in cases {
+        let out = oj(&env, &fake.url(), args);
+        assert_eq!(out.code, Some(*code), "{args:?}: {out:?}");
+        assert!(out.stderr.contains(said), "{args:?}: {out:?}");
+        assert!(!out.stderr.contains(not_said), "{args:?}: {out:?}");
+    }
 }
 
 #[test]
