@@ -309,7 +309,7 @@ fn refusals_are_told_apart_by_their_code_not_their_status() {
             &["job", "show", "gone"],
             1,
             "no job gone on the daemon",
-            "404",
+            "404 Not Found",
         ),
         (
             &["job", "show", "moved"],
